@@ -1,0 +1,24 @@
+//! Generates the tonic/prost code for package genfleet.v1 from proto/.
+//! protox parses the .proto files in Rust, so no system protoc is needed.
+
+use std::path::PathBuf;
+
+const PROTOS: &[&str] = &[
+    "genfleet/v1/jobs.proto",
+    "genfleet/v1/worker.proto",
+    "genfleet/v1/raft.proto",
+    "genfleet/v1/state.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("proto");
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed={}", root.join(proto).display());
+    }
+    let descriptors = protox::compile(PROTOS, [&root])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

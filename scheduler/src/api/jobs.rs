@@ -1,0 +1,252 @@
+//! The client job API: Submit, Get, List, Cancel, Watch.
+
+use std::sync::Arc;
+
+use genfleet_proto as pb;
+use pb::job_service_server::JobService;
+use pb::JobState;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{propose_status, rejection_status};
+use crate::leader::Sessions;
+use crate::metrics::Metrics;
+use crate::placement;
+use crate::raft::RaftHandle;
+use crate::spec;
+use crate::state::{Outcome, State};
+
+const WATCH_BUFFER: usize = 64;
+
+pub struct JobApi {
+    raft: RaftHandle,
+    sessions: Arc<Sessions>,
+    metrics: Metrics,
+    /// Turns true when the scheduler shuts down: open watches end.
+    stop: watch::Receiver<bool>,
+}
+
+impl JobApi {
+    pub fn new(
+        raft: RaftHandle,
+        sessions: Arc<Sessions>,
+        metrics: Metrics,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            raft,
+            sessions,
+            metrics,
+            stop,
+        }
+    }
+
+    async fn propose(&self, kind: pb::command::Kind) -> Result<Outcome, Status> {
+        let applied = self
+            .raft
+            .propose(pb::Command { kind: Some(kind) })
+            .await
+            .map_err(|e| propose_status(&e))?;
+        applied.result.map_err(|r| rejection_status(&r))
+    }
+}
+
+/// A job as clients see it: with live progress and, if pending, why.
+fn job_view(state: &State, sessions: &Sessions, job: &crate::state::Job) -> pb::Job {
+    let mut view = job.to_proto();
+    if job.state == JobState::Pending {
+        view.pending_reason = placement::pending_reason(state, &sessions.connected(), job);
+    }
+    sessions.overlay(&mut view);
+    view
+}
+
+fn not_found(id: &str) -> Status {
+    Status::not_found(format!(
+        "no job with id {id:?}; `genfleet jobs` lists the jobs"
+    ))
+}
+
+#[tonic::async_trait]
+impl JobService for JobApi {
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let spec = request
+            .into_inner()
+            .spec
+            .ok_or_else(|| Status::invalid_argument("the request has no job spec"))?;
+        let spec = spec::with_defaults(spec);
+        spec::validate(&spec).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let job_id = format!("j-{:012x}", rand::random::<u64>() >> 16);
+        let outcome = self
+            .propose(pb::command::Kind::SubmitJob(pb::SubmitJob {
+                job_id,
+                spec: Some(spec),
+            }))
+            .await?;
+        let Outcome::Job(job) = outcome else {
+            return Err(Status::internal(format!(
+                "submit applied with outcome {outcome:?}"
+            )));
+        };
+        self.metrics.jobs_submitted.inc();
+        let job = self
+            .raft
+            .read(|state| job_view(state, &self.sessions, &job));
+        Ok(Response::new(pb::SubmitResponse { job: Some(job) }))
+    }
+
+    async fn get(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
+        let id = request.into_inner().id;
+        self.raft
+            .read(|state| {
+                state
+                    .job(&id)
+                    .map(|job| job_view(state, &self.sessions, job))
+            })
+            .map(Response::new)
+            .ok_or_else(|| not_found(&id))
+    }
+
+    async fn list(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let wanted = request.into_inner().states;
+        let jobs = self.raft.read(|state| {
+            state
+                .jobs()
+                .filter(|j| wanted.is_empty() || wanted.contains(&(j.state as i32)))
+                .map(|j| job_view(state, &self.sessions, j))
+                .collect::<Vec<_>>()
+        });
+        Ok(Response::new(pb::ListJobsResponse { jobs }))
+    }
+
+    async fn cancel(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::Job>, Status> {
+        let id = request.into_inner().id;
+        if self.raft.read(|state| state.job(&id).is_none()) {
+            return Err(not_found(&id));
+        }
+        let outcome = self
+            .propose(pb::command::Kind::CancelJob(pb::CancelJob { job_id: id }))
+            .await?;
+        let Outcome::Job(job) = outcome else {
+            return Err(Status::internal(format!(
+                "cancel applied with outcome {outcome:?}"
+            )));
+        };
+        Ok(Response::new(job.to_proto()))
+    }
+
+    type WatchStream = ReceiverStream<Result<pb::JobEvent, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchJobRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let id = request.into_inner().id;
+        // Subscribe before reading, so no change falls between the two.
+        let events = self.raft.subscribe();
+        let first = self.raft.read(|state| {
+            state
+                .job(&id)
+                .map(|job| (state.applied_index(), job_view(state, &self.sessions, job)))
+        });
+        let (index, job) = first.ok_or_else(|| not_found(&id))?;
+        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+        let watcher = Watcher {
+            raft: self.raft.clone(),
+            sessions: self.sessions.clone(),
+            id,
+            tx,
+            stop: self.stop.clone(),
+        };
+        tokio::spawn(watcher.run(events, index, job));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Forwards one job's changes to one client until the job ends or the
+/// client goes away.
+struct Watcher {
+    raft: RaftHandle,
+    sessions: Arc<Sessions>,
+    id: String,
+    tx: mpsc::Sender<Result<pb::JobEvent, Status>>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Watcher {
+    async fn run(
+        self,
+        mut events: broadcast::Receiver<crate::raft::JobEvent>,
+        index: u64,
+        job: pb::Job,
+    ) {
+        let mut seen_index = index;
+        let mut stop = self.stop.clone();
+        if !self.send(index, job).await {
+            return;
+        }
+        loop {
+            let event = tokio::select! {
+                _ = self.tx.closed() => return,
+                _ = stop.changed() => Err(broadcast::error::RecvError::Closed),
+                event = events.recv() => event,
+            };
+            match event {
+                Ok(event) if event.job.id != self.id => {}
+                // Already reflected in what was sent.
+                Ok(event) if event.index != 0 && event.index <= seen_index => {}
+                Ok(mut event) => {
+                    seen_index = seen_index.max(event.index);
+                    self.sessions.overlay(&mut event.job);
+                    if !self.send(event.index, event.job).await {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Too slow to see every change: send the job as it is now.
+                    let now = self.raft.read(|state| {
+                        state.job(&self.id).map(|job| {
+                            (state.applied_index(), job_view(state, &self.sessions, job))
+                        })
+                    });
+                    let Some((index, job)) = now else { return };
+                    seen_index = index;
+                    if !self.send(index, job).await {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    let _ = self
+                        .tx
+                        .send(Err(Status::unavailable("the scheduler is shutting down")))
+                        .await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends one event; false when the watch is over (job ended or client gone).
+    async fn send(&self, index: u64, job: pb::Job) -> bool {
+        let terminal = job.state().is_terminal();
+        let delivered = self
+            .tx
+            .send(Ok(pb::JobEvent {
+                job: Some(job),
+                index,
+            }))
+            .await
+            .is_ok();
+        delivered && !terminal
+    }
+}

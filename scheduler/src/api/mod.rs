@@ -1,0 +1,37 @@
+//! The scheduler's gRPC services and how their failures map to gRPC codes.
+
+mod jobs;
+mod raft_transport;
+mod workers;
+
+pub use jobs::JobApi;
+pub use raft_transport::RaftTransportApi;
+pub use workers::{SessionConfig, WorkerSessionApi};
+
+use tonic::Status;
+
+use crate::raft::ProposeError;
+use crate::state::Rejection;
+
+/// The gRPC status for a command refused at apply.
+pub(crate) fn rejection_status(r: &Rejection) -> Status {
+    let message = r.to_string();
+    match r {
+        Rejection::UnknownJob(_) | Rejection::UnknownNode(_) => Status::not_found(message),
+        Rejection::DuplicateJob(_) => Status::already_exists(message),
+        Rejection::Spec(_) | Rejection::Registration(_) | Rejection::Malformed(_) => {
+            Status::invalid_argument(message)
+        }
+        Rejection::UnsupportedVersion(_) => Status::internal(message),
+        Rejection::AlreadyEnded { .. }
+        | Rejection::NotPending { .. }
+        | Rejection::NodeDown(_)
+        | Rejection::StaleLease { .. }
+        | Rejection::Placement { .. } => Status::failed_precondition(message),
+    }
+}
+
+/// The gRPC status for a command that could not go through raft.
+pub(crate) fn propose_status(e: &ProposeError) -> Status {
+    Status::unavailable(e.to_string())
+}

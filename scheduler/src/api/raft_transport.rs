@@ -1,0 +1,42 @@
+//! Receives raft messages from peer replicas and hands them to the raft thread.
+
+use genfleet_proto as pb;
+use pb::raft_transport_server::RaftTransport;
+use protobuf::Message as _;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::raft::RaftHandle;
+
+pub struct RaftTransportApi {
+    raft: RaftHandle,
+}
+
+impl RaftTransportApi {
+    pub fn new(raft: RaftHandle) -> Self {
+        Self { raft }
+    }
+}
+
+#[tonic::async_trait]
+impl RaftTransport for RaftTransportApi {
+    async fn send(
+        &self,
+        request: Request<Streaming<pb::RaftBatch>>,
+    ) -> Result<Response<pb::RaftAck>, Status> {
+        let mut batches = request.into_inner();
+        while let Some(batch) = batches.message().await? {
+            for bytes in batch.messages {
+                let message = raft::eraftpb::Message::parse_from_bytes(&bytes).map_err(|e| {
+                    Status::invalid_argument(format!(
+                        "replica {} sent bytes that are not a raft message: {e}",
+                        batch.from
+                    ))
+                })?;
+                self.raft
+                    .step(message)
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+            }
+        }
+        Ok(Response::new(pb::RaftAck {}))
+    }
+}

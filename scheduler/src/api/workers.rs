@@ -1,0 +1,462 @@
+//! The worker session: one bidirectional stream per worker process.
+//!
+//! The worker registers, then reports progress and results; the leader sends
+//! it the jobs leased to its node and tells it to stop jobs whose lease is no
+//! longer live (cancelled, requeued, or unknown). What the worker should be
+//! running is always derived from the replicated state, so a reconnect, a
+//! lagging event stream or a lying worker all end in the same reconciliation.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use genfleet_proto as pb;
+use pb::scheduler_message::Msg as Down;
+use pb::worker_message::Msg as Up;
+use pb::worker_session_server::WorkerSession;
+use pb::JobState;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{propose_status, rejection_status};
+use crate::leader::{SessionGuard, Sessions};
+use crate::metrics::Metrics;
+use crate::raft::{JobEvent, ProposeError, RaftHandle, Role};
+use crate::state::Outcome;
+
+const OUTBOX: usize = 64;
+const MAX_ARTIFACTS: usize = 16;
+const MAX_URI_LEN: usize = 2048;
+const MAX_MESSAGE_LEN: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// How often workers send a heartbeat.
+    pub heartbeat_interval: Duration,
+    /// A session silent this long is closed.
+    pub silence_timeout: Duration,
+    /// Time a new stream has to send its Register.
+    pub register_timeout: Duration,
+}
+
+pub struct WorkerSessionApi {
+    raft: RaftHandle,
+    sessions: Arc<Sessions>,
+    metrics: Metrics,
+    config: SessionConfig,
+    stop: watch::Receiver<bool>,
+}
+
+impl WorkerSessionApi {
+    pub fn new(
+        raft: RaftHandle,
+        sessions: Arc<Sessions>,
+        metrics: Metrics,
+        config: SessionConfig,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            raft,
+            sessions,
+            metrics,
+            config,
+            stop,
+        }
+    }
+}
+
+fn not_leader(raft: &RaftHandle) -> Status {
+    let leader = raft.status().leader;
+    propose_status(&ProposeError::NotLeader { leader })
+}
+
+#[tonic::async_trait]
+impl WorkerSession for WorkerSessionApi {
+    type SessionStream = ReceiverStream<Result<pb::SchedulerMessage, Status>>;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<pb::WorkerMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        if !self.raft.is_leader() {
+            return Err(not_leader(&self.raft));
+        }
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(self.config.register_timeout, inbound.message())
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "no Register message within {:?} of opening the session",
+                    self.config.register_timeout
+                ))
+            })??;
+        let register = match first.and_then(|m| m.msg) {
+            Some(Up::Register(r)) => r,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of a worker session must be Register",
+                ))
+            }
+        };
+        // Subscribe before registering, so no change after it is missed.
+        let events = self.raft.subscribe();
+        let command = pb::command::Kind::RegisterNode(pb::RegisterNode {
+            node: register.node.clone(),
+            instance: register.instance.clone(),
+            devices: register.devices.clone(),
+            models: register.models.clone(),
+        });
+        let applied = self
+            .raft
+            .propose(pb::Command {
+                kind: Some(command),
+            })
+            .await
+            .map_err(|e| propose_status(&e))?;
+        if let Err(rejection) = applied.result {
+            return Err(rejection_status(&rejection));
+        }
+        if let Ok(Outcome::Node { requeued }) = &applied.result {
+            if !requeued.is_empty() {
+                tracing::info!(node = %register.node, ?requeued, "a new worker instance took over the node; its old jobs were requeued");
+            }
+        }
+        tracing::info!(node = %register.node, instance = %register.instance, "worker session opened");
+
+        let (tx, rx) = mpsc::channel(OUTBOX);
+        let session = Session {
+            node: register.node.clone(),
+            raft: self.raft.clone(),
+            sessions: self.sessions.clone(),
+            tx,
+            sent: register
+                .running
+                .iter()
+                .map(|l| (l.job_id.clone(), l.lease_epoch))
+                .collect(),
+            replicated_steps: HashMap::new(),
+            config: self.config.clone(),
+            _guard: self.sessions.open(&register.node),
+        };
+        self.metrics.workers_connected.inc();
+        let metrics = self.metrics.clone();
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            let node = session.node.clone();
+            let reason = session.run(inbound, events, stop).await;
+            metrics.workers_connected.dec();
+            tracing::info!(%node, %reason, "worker session closed");
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+struct Session {
+    node: String,
+    raft: RaftHandle,
+    sessions: Arc<Sessions>,
+    tx: mpsc::Sender<Result<pb::SchedulerMessage, Status>>,
+    /// Job -> lease epoch the worker has been told to run (or said it runs).
+    sent: HashMap<String, u64>,
+    /// Job -> last step written to the log.
+    replicated_steps: HashMap<String, u32>,
+    config: SessionConfig,
+    _guard: SessionGuard,
+}
+
+/// Why a session ended, for the log.
+type EndReason = String;
+
+impl Session {
+    async fn run(
+        mut self,
+        mut inbound: Streaming<pb::WorkerMessage>,
+        mut events: broadcast::Receiver<JobEvent>,
+        mut stop: watch::Receiver<bool>,
+    ) -> EndReason {
+        let mut status = self.raft.watch_status();
+        let registered = Down::Registered(pb::Registered {
+            node: self.node.clone(),
+            heartbeat_interval_ms: self.config.heartbeat_interval.as_millis() as u64,
+        });
+        if !self.send(registered).await {
+            return "worker went away".into();
+        }
+        if !self.reconcile_all().await {
+            return "worker went away".into();
+        }
+        loop {
+            tokio::select! {
+                _ = stop.changed() => {
+                    let _ = self.tx.send(Err(Status::unavailable("the scheduler is shutting down"))).await;
+                    return "scheduler shutting down".into();
+                }
+                _ = status.changed() => {
+                    if status.borrow().role != Role::Leader {
+                        let _ = self.tx.send(Err(not_leader(&self.raft))).await;
+                        return "this replica is no longer the leader".into();
+                    }
+                }
+                message = tokio::time::timeout(self.config.silence_timeout, inbound.message()) => {
+                    match message {
+                        Err(_) => return format!("worker silent for {:?}", self.config.silence_timeout),
+                        Ok(Ok(Some(m))) => {
+                            if let Err(reason) = self.handle(m).await {
+                                return reason;
+                            }
+                        }
+                        Ok(Ok(None)) => return "worker closed the stream".into(),
+                        Ok(Err(status)) => return format!("stream error: {}", status.message()),
+                    }
+                }
+                event = events.recv() => {
+                    let delivered = match event {
+                        Ok(event) if event.index == 0 => true,
+                        Ok(event) => self.reconcile(&event.job).await,
+                        Err(broadcast::error::RecvError::Lagged(_)) => self.reconcile_all().await,
+                        Err(broadcast::error::RecvError::Closed) => return "raft replica stopped".into(),
+                    };
+                    if !delivered {
+                        return "worker went away".into();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one message from the worker; Err ends the session.
+    async fn handle(&mut self, message: pb::WorkerMessage) -> Result<(), EndReason> {
+        match message.msg {
+            Some(Up::Heartbeat(_)) | None => Ok(()),
+            Some(Up::Register(_)) => {
+                tracing::warn!(node = %self.node, "ignored a second Register on one session");
+                Ok(())
+            }
+            Some(Up::Progress(p)) => self.on_progress(p).await,
+            Some(Up::Finished(f)) => {
+                let lease = f.lease.clone().unwrap_or_default();
+                if f.artifacts.len() > MAX_ARTIFACTS
+                    || f.artifacts
+                        .iter()
+                        .any(|a| a.uri.is_empty() || a.uri.len() > MAX_URI_LEN)
+                {
+                    let why = format!("a result must list 1 to {MAX_ARTIFACTS} artifacts with URIs of at most {MAX_URI_LEN} bytes");
+                    return self.report_failure(lease, why).await;
+                }
+                let finished = pb::JobFinished {
+                    lease: f.lease,
+                    artifacts: f.artifacts,
+                };
+                self.report(lease, pb::command::Kind::JobFinished(finished))
+                    .await
+            }
+            Some(Up::Failed(mut f)) => {
+                let lease = f.lease.clone().unwrap_or_default();
+                f.message.truncate(MAX_MESSAGE_LEN);
+                let failed = pb::JobFailed {
+                    lease: f.lease,
+                    message: f.message,
+                };
+                self.report(lease, pb::command::Kind::JobFailed(failed))
+                    .await
+            }
+        }
+    }
+
+    /// A worker's own result could not be accepted as sent: record the job as
+    /// failed with why, if the lease is live.
+    async fn report_failure(&mut self, lease: pb::JobLease, why: String) -> Result<(), EndReason> {
+        let failed = pb::JobFailed {
+            lease: Some(lease.clone()),
+            message: format!("the worker's result was refused: {why}"),
+        };
+        self.report(lease, pb::command::Kind::JobFailed(failed))
+            .await
+    }
+
+    async fn on_progress(&mut self, p: pb::Progress) -> Result<(), EndReason> {
+        let lease = p.lease.clone().unwrap_or_default();
+        if self.sent.get(&lease.job_id) != Some(&lease.lease_epoch) {
+            return self
+                .settle(&lease, "no live lease for this job on this node")
+                .await;
+        }
+        self.sessions
+            .set_live_step(&lease.job_id, lease.lease_epoch, p.step);
+        let view = self
+            .raft
+            .read(|state| state.job(&lease.job_id).map(|j| j.to_proto()));
+        if let Some(mut job) = view {
+            self.sessions.overlay(&mut job);
+            self.raft.publish(JobEvent { index: 0, job });
+        }
+        // The log gets coarse progress only: about every quarter of the run.
+        let stride = (p.total_steps / 4).max(1);
+        let last = self
+            .replicated_steps
+            .get(&lease.job_id)
+            .copied()
+            .unwrap_or(0);
+        if p.step >= last + stride {
+            self.replicated_steps.insert(lease.job_id.clone(), p.step);
+            let progress = pb::JobProgress {
+                lease: Some(lease.clone()),
+                step: p.step,
+            };
+            return self
+                .report(lease, pb::command::Kind::JobProgress(progress))
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Writes a worker's report to the log; a refused one settles the lease.
+    async fn report(
+        &mut self,
+        lease: pb::JobLease,
+        kind: pb::command::Kind,
+    ) -> Result<(), EndReason> {
+        match self.raft.propose(pb::Command { kind: Some(kind) }).await {
+            Ok(applied) => match applied.result {
+                Ok(_) => Ok(()),
+                Err(rejection) => self.settle(&lease, &rejection.to_string()).await,
+            },
+            Err(
+                e @ (ProposeError::NotLeader { .. }
+                | ProposeError::LeadershipLost
+                | ProposeError::Stopped),
+            ) => Err(e.to_string()),
+            Err(e) => {
+                tracing::warn!(node = %self.node, error = %e, "a worker report was not written");
+                Ok(())
+            }
+        }
+    }
+
+    /// Tells the worker how a lease it spoke of ended: `done` if the job
+    /// ended under that lease, `stop` otherwise.
+    async fn settle(&mut self, lease: &pb::JobLease, reason: &str) -> Result<(), EndReason> {
+        let ended_under_lease = self.raft.read(|state| {
+            state.job(&lease.job_id).is_some_and(|j| {
+                j.lease_epoch == lease.lease_epoch
+                    && matches!(j.state, JobState::Completed | JobState::Failed)
+            })
+        });
+        if self.sent.get(&lease.job_id) == Some(&lease.lease_epoch) {
+            self.sent.remove(&lease.job_id);
+        }
+        let message = if ended_under_lease {
+            Down::Done(lease.clone())
+        } else {
+            tracing::info!(node = %self.node, job = %lease.job_id, epoch = lease.lease_epoch, reason, "telling worker to stop a job");
+            Down::Stop(pb::StopJob {
+                lease: Some(lease.clone()),
+                reason: reason.to_string(),
+            })
+        };
+        if self.send(message).await {
+            Ok(())
+        } else {
+            Err("worker went away".into())
+        }
+    }
+
+    /// Brings the worker in line with the state for every job it runs or should.
+    async fn reconcile_all(&mut self) -> bool {
+        let jobs: Vec<pb::Job> = self.raft.read(|state| {
+            state
+                .jobs()
+                .filter(|j| {
+                    (j.state == JobState::Running && j.node == self.node)
+                        || self.sent.contains_key(&j.id)
+                })
+                .map(|j| j.to_proto())
+                .collect()
+        });
+        let unknown: Vec<String> = self
+            .sent
+            .keys()
+            .filter(|id| !jobs.iter().any(|j| &j.id == *id))
+            .cloned()
+            .collect();
+        for id in unknown {
+            let epoch = self.sent.remove(&id).unwrap_or_default();
+            let lease = pb::JobLease {
+                job_id: id,
+                lease_epoch: epoch,
+            };
+            let stop = Down::Stop(pb::StopJob {
+                lease: Some(lease),
+                reason: "the scheduler has no such job".into(),
+            });
+            if !self.send(stop).await {
+                return false;
+            }
+        }
+        for job in &jobs {
+            if !self.reconcile(job).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Sends what makes the worker agree with `job`'s state; false if the
+    /// worker is gone.
+    async fn reconcile(&mut self, job: &pb::Job) -> bool {
+        let wanted =
+            (job.state() == JobState::Running && job.node == self.node).then_some(job.lease_epoch);
+        let held = self.sent.get(&job.id).copied();
+        let mut messages = Vec::new();
+        if let Some(epoch) = held.filter(|h| Some(*h) != wanted) {
+            self.sent.remove(&job.id);
+            self.replicated_steps.remove(&job.id);
+            let lease = pb::JobLease {
+                job_id: job.id.clone(),
+                lease_epoch: epoch,
+            };
+            let ended_here = epoch == job.lease_epoch
+                && matches!(job.state(), JobState::Completed | JobState::Failed);
+            if ended_here {
+                self.sessions.forget_job(&job.id);
+                messages.push(Down::Done(lease));
+            } else {
+                let reason = match job.state() {
+                    JobState::Cancelled => "the job was cancelled".to_string(),
+                    JobState::Pending => "the job was requeued".to_string(),
+                    state => format!("the job is {} under another lease", state.label()),
+                };
+                messages.push(Down::Stop(pb::StopJob {
+                    lease: Some(lease),
+                    reason,
+                }));
+            }
+        }
+        if let Some(epoch) = wanted.filter(|w| Some(*w) != held) {
+            self.sent.insert(job.id.clone(), epoch);
+            messages.push(Down::Assignment(pb::Assignment {
+                job_id: job.id.clone(),
+                spec: job.spec.clone(),
+                lease_epoch: epoch,
+                device_ids: self
+                    .raft
+                    .read(|state| state.job(&job.id).map(|j| j.device_ids.clone()))
+                    .unwrap_or_default(),
+            }));
+        }
+        for message in messages {
+            if !self.send(message).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn send(&self, message: Down) -> bool {
+        self.tx
+            .send(Ok(pb::SchedulerMessage { msg: Some(message) }))
+            .await
+            .is_ok()
+    }
+}

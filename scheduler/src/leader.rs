@@ -1,0 +1,243 @@
+//! Work only the leader does, and what it knows that is not replicated:
+//! which workers have a session open here, their latest per-step progress,
+//! the scheduling cycle, and declaring silent nodes down.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use genfleet_proto as pb;
+use tokio::sync::{watch, Notify};
+
+use crate::metrics::Metrics;
+use crate::placement;
+use crate::raft::{RaftHandle, Role};
+use crate::state::Outcome;
+
+/// Worker sessions open on this replica, shared by the session handlers and
+/// the leader's loops.
+#[derive(Default)]
+pub struct Sessions {
+    inner: Mutex<SessionsInner>,
+    /// Woken when a session opens or closes.
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct SessionsInner {
+    /// Node -> number of open sessions (a reconnect may overlap the old one's end).
+    open: BTreeMap<String, u32>,
+    /// Node -> when its last session closed.
+    closed_at: BTreeMap<String, Instant>,
+    /// Job -> (lease epoch, step) as last reported, finer than the log's copy.
+    live_steps: HashMap<String, (u64, u32)>,
+}
+
+/// Keeps a node counted as connected while it lives.
+pub struct SessionGuard {
+    sessions: Arc<Sessions>,
+    node: String,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let mut inner = self.sessions.lock();
+        if let Some(count) = inner.open.get_mut(&self.node) {
+            *count -= 1;
+            if *count == 0 {
+                inner.open.remove(&self.node);
+                inner.closed_at.insert(self.node.clone(), Instant::now());
+            }
+        }
+        drop(inner);
+        self.sessions.changed.notify_waiters();
+    }
+}
+
+impl Sessions {
+    fn lock(&self) -> MutexGuard<'_, SessionsInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn open(self: &Arc<Self>, node: &str) -> SessionGuard {
+        {
+            let mut inner = self.lock();
+            *inner.open.entry(node.to_string()).or_insert(0) += 1;
+            inner.closed_at.remove(node);
+        }
+        self.changed.notify_waiters();
+        SessionGuard {
+            sessions: self.clone(),
+            node: node.to_string(),
+        }
+    }
+
+    pub fn connected(&self) -> BTreeSet<String> {
+        self.lock().open.keys().cloned().collect()
+    }
+
+    /// How long a node has had no session, if it has none; `None` if it is
+    /// connected or never connected to this replica.
+    fn disconnected_for(&self, node: &str, now: Instant) -> Option<Duration> {
+        self.lock()
+            .closed_at
+            .get(node)
+            .map(|at| now.saturating_duration_since(*at))
+    }
+
+    fn is_connected(&self, node: &str) -> bool {
+        self.lock().open.contains_key(node)
+    }
+
+    pub fn set_live_step(&self, job: &str, epoch: u64, step: u32) {
+        self.lock()
+            .live_steps
+            .insert(job.to_string(), (epoch, step));
+    }
+
+    /// Fills in the freshest progress known here for a running job.
+    pub fn overlay(&self, job: &mut pb::Job) {
+        if job.state != pb::JobState::Running as i32 {
+            return;
+        }
+        if let Some((epoch, step)) = self.lock().live_steps.get(&job.id) {
+            if *epoch == job.lease_epoch {
+                job.step = job.step.max(*step);
+            }
+        }
+    }
+
+    pub fn forget_job(&self, job: &str) {
+        self.lock().live_steps.remove(job);
+    }
+}
+
+/// Timings of the leader's loops.
+#[derive(Debug, Clone)]
+pub struct LeaderConfig {
+    /// Longest a registered node may go without a session before it is
+    /// declared down and its jobs requeued.
+    pub worker_grace: Duration,
+    /// A scheduling cycle runs at least this often, and on every change.
+    pub cycle_interval: Duration,
+}
+
+/// Places pending jobs while this replica leads; stops when `stop` changes.
+pub async fn scheduling_loop(
+    raft: RaftHandle,
+    sessions: Arc<Sessions>,
+    metrics: Metrics,
+    config: LeaderConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut status = raft.watch_status();
+    loop {
+        let woken = sessions.changed.notified();
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = status.changed() => {}
+            _ = woken => {}
+            _ = tokio::time::sleep(config.cycle_interval) => {}
+        }
+        if !raft.is_leader() {
+            continue;
+        }
+        let connected = sessions.connected();
+        let timer = metrics.schedule_cycle_seconds.start_timer();
+        let placements = raft.read(|state| placement::place(state, &connected));
+        timer.observe_duration();
+        if placements.is_empty() {
+            continue;
+        }
+        let command = pb::Command {
+            kind: Some(pb::command::Kind::Assign(pb::Assign {
+                placements: placements.clone(),
+            })),
+        };
+        match raft.propose(command).await {
+            Ok(applied) => log_assignments(&placements, applied.result),
+            Err(e) => tracing::warn!(error = %e, "assignments not proposed"),
+        }
+    }
+}
+
+fn log_assignments(placements: &[pb::Placement], result: Result<Outcome, crate::state::Rejection>) {
+    match result {
+        Ok(Outcome::Assigned(results)) => {
+            for (p, r) in placements.iter().zip(results) {
+                match r {
+                    Ok(epoch) => {
+                        tracing::info!(job = %p.job_id, node = %p.node, devices = ?p.device_ids, epoch, "job assigned")
+                    }
+                    Err(why) => {
+                        tracing::debug!(job = %p.job_id, %why, "placement refused at apply")
+                    }
+                }
+            }
+        }
+        other => tracing::warn!(?other, "unexpected outcome of an assign"),
+    }
+}
+
+/// Declares nodes down that have had no session here for `worker_grace`,
+/// so their jobs go back to pending.
+pub async fn liveness_loop(
+    raft: RaftHandle,
+    sessions: Arc<Sessions>,
+    config: LeaderConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut status = raft.watch_status();
+    let mut leading_since: Option<Instant> = None;
+    let check_every = (config.worker_grace / 4).max(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = status.changed() => {}
+            _ = tokio::time::sleep(check_every) => {}
+        }
+        let now = Instant::now();
+        let is_leader = status.borrow().role == Role::Leader;
+        match (is_leader, leading_since) {
+            (true, None) => leading_since = Some(now),
+            (false, _) => {
+                leading_since = None;
+                continue;
+            }
+            (true, Some(_)) => {}
+        }
+        let led_for = leading_since.map_or(Duration::ZERO, |t| now - t);
+        let silent: Vec<String> = raft.read(|state| {
+            state
+                .nodes()
+                .filter(|n| n.up && !sessions.is_connected(&n.name))
+                .filter(|n| {
+                    // A node that never connected to this leader gets the
+                    // grace period counted from when this replica took over.
+                    let gone = sessions.disconnected_for(&n.name, now).unwrap_or(led_for);
+                    gone.min(led_for) >= config.worker_grace
+                })
+                .map(|n| n.name.clone())
+                .collect()
+        });
+        for node in silent {
+            let reason = format!("no worker session for {:?}", config.worker_grace);
+            tracing::warn!(%node, %reason, "declaring node down");
+            let command = pb::Command {
+                kind: Some(pb::command::Kind::NodeDown(pb::NodeDown {
+                    node: node.clone(),
+                    reason,
+                })),
+            };
+            match raft.propose(command).await {
+                Ok(applied) => match applied.result {
+                    Ok(Outcome::Node { requeued }) if !requeued.is_empty() => {
+                        tracing::info!(%node, ?requeued, "jobs of a lost node requeued");
+                    }
+                    _ => {}
+                },
+                Err(e) => tracing::warn!(%node, error = %e, "node-down not proposed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! genfleet's scheduler: the single source of truth for which generation job
+//! runs where. Every change goes through a raft log and a deterministic
+//! `apply`; the leader places pending jobs on worker nodes.
+//!
+//! # Layout
+//! - `spec`: what a job may ask for, checked at submit and at apply.
+//! - `state/`: the replicated state machine (jobs, nodes) and its commands.
+//! - `raft/`: the raft-rs node, its log on disk (raft-engine), the thread that drives it.
+//! - `placement`: the leader's placement policy (FIFO first-fit for now).
+//! - `leader`: work only the leader does: scheduling cycles, worker liveness.
+//! - `api/`: gRPC services: jobs (clients), worker sessions, raft transport.
+//! - `metrics`, `http`: Prometheus metrics and the `/metrics` endpoint.
+//! - `server`: [`Scheduler`], which binds the ports and runs all of the above.
+
+pub mod api;
+mod error;
+pub mod http;
+mod leader;
+pub mod metrics;
+pub mod placement;
+pub mod raft;
+mod server;
+pub mod spec;
+pub mod state;
+
+pub use error::Error;
+pub use server::{Scheduler, SchedulerConfig};

@@ -1,0 +1,111 @@
+//! The scheduler's Prometheus metrics: one registry per scheduler process,
+//! names `genfleet_<thing>_<unit>`, reasons and roles as labels.
+
+use prometheus::{
+    exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
+};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub raft_term: IntGauge,
+    pub raft_commit_index: IntGauge,
+    pub raft_applied_index: IntGauge,
+    pub raft_leader_changes: IntCounter,
+    /// 1 for the role this replica has now, 0 for the others.
+    pub replica_role: IntGaugeVec,
+    pub proposals: IntCounterVec,
+    pub proposal_seconds: Histogram,
+    pub jobs: IntGaugeVec,
+    pub jobs_submitted: IntCounter,
+    pub job_wait_seconds: Histogram,
+    pub job_run_seconds: Histogram,
+    pub schedule_cycle_seconds: Histogram,
+    pub workers_connected: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let secs = |name: &str, help: &str, buckets: Vec<f64>| {
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        };
+        let m = Self {
+            raft_term: IntGauge::new("genfleet_raft_term", "Current raft term of this replica")?,
+            raft_commit_index: IntGauge::new(
+                "genfleet_raft_commit_index",
+                "Highest log index known committed",
+            )?,
+            raft_applied_index: IntGauge::new(
+                "genfleet_raft_applied_index",
+                "Highest log index applied to the state",
+            )?,
+            raft_leader_changes: IntCounter::new(
+                "genfleet_raft_leader_changes_total",
+                "Times this replica saw the leader change",
+            )?,
+            replica_role: IntGaugeVec::new(
+                Opts::new(
+                    "genfleet_replica_role",
+                    "1 for the raft role this replica has now",
+                ),
+                &["role"],
+            )?,
+            proposals: IntCounterVec::new(
+                Opts::new(
+                    "genfleet_raft_proposals_total",
+                    "Commands proposed by this replica, by result",
+                ),
+                &["result"],
+            )?,
+            proposal_seconds: secs(
+                "genfleet_raft_proposal_duration_seconds",
+                "Time from proposing a command to applying it",
+                exponential_buckets(0.0005, 2.0, 16)?,
+            )?,
+            jobs: IntGaugeVec::new(
+                Opts::new("genfleet_jobs", "Jobs in the state, by state"),
+                &["state"],
+            )?,
+            jobs_submitted: IntCounter::new("genfleet_jobs_submitted_total", "Jobs accepted")?,
+            job_wait_seconds: secs(
+                "genfleet_job_wait_seconds",
+                "Time from submit to first start",
+                exponential_buckets(0.05, 2.0, 16)?,
+            )?,
+            job_run_seconds: secs(
+                "genfleet_job_run_seconds",
+                "Time from first start to completion",
+                exponential_buckets(0.1, 2.0, 16)?,
+            )?,
+            schedule_cycle_seconds: secs(
+                "genfleet_schedule_cycle_seconds",
+                "Time to compute one scheduling cycle",
+                exponential_buckets(0.00001, 2.0, 18)?,
+            )?,
+            workers_connected: IntGauge::new(
+                "genfleet_workers_connected",
+                "Worker sessions open on this replica",
+            )?,
+            registry,
+        };
+        m.registry.register(Box::new(m.raft_term.clone()))?;
+        m.registry.register(Box::new(m.raft_commit_index.clone()))?;
+        m.registry
+            .register(Box::new(m.raft_applied_index.clone()))?;
+        m.registry
+            .register(Box::new(m.raft_leader_changes.clone()))?;
+        m.registry.register(Box::new(m.replica_role.clone()))?;
+        m.registry.register(Box::new(m.proposals.clone()))?;
+        m.registry.register(Box::new(m.proposal_seconds.clone()))?;
+        m.registry.register(Box::new(m.jobs.clone()))?;
+        m.registry.register(Box::new(m.jobs_submitted.clone()))?;
+        m.registry.register(Box::new(m.job_wait_seconds.clone()))?;
+        m.registry.register(Box::new(m.job_run_seconds.clone()))?;
+        m.registry
+            .register(Box::new(m.schedule_cycle_seconds.clone()))?;
+        m.registry.register(Box::new(m.workers_connected.clone()))?;
+        Ok(m)
+    }
+}

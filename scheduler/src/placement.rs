@@ -1,0 +1,208 @@
+//! Where pending jobs go: a pure function of the replicated state and the
+//! set of workers connected to the leader.
+//!
+//! This is FIFO with first-fit backfill: jobs are taken in submit order, each
+//! goes to the first node (by name) with a group of `tp` free devices of one
+//! flavor serving its model, choosing the group that leaves the fewest
+//! devices stranded; a job that fits nowhere does not block smaller ones
+//! behind it. Quotas, QoS classes and preemption are not modelled yet.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use genfleet_proto as pb;
+
+use crate::state::{Job, Node, State};
+
+/// One cycle: placements for as many pending jobs as fit, in pending order.
+pub fn place(state: &State, connected: &BTreeSet<String>) -> Vec<pb::Placement> {
+    let mut free: BTreeMap<&str, Vec<Vec<u32>>> = state
+        .nodes()
+        .filter(|n| n.up && connected.contains(&n.name))
+        .map(|n| (n.name.as_str(), n.free_by_group()))
+        .collect();
+    let mut placements = Vec::new();
+    for job in state.pending_jobs() {
+        let tp = job.spec.tp as usize;
+        let fit = free.iter_mut().find_map(|(name, groups)| {
+            let node = state.node(name)?;
+            if !node.serves_model(&job.spec.model) {
+                return None;
+            }
+            // Best fit among the node's groups: the smallest that holds the gang.
+            let group = groups
+                .iter_mut()
+                .filter(|g| g.len() >= tp)
+                .min_by_key(|g| g.len())?;
+            let devices: Vec<u32> = group.drain(..tp).collect();
+            Some((name.to_string(), devices))
+        });
+        if let Some((node, device_ids)) = fit {
+            placements.push(pb::Placement {
+                job_id: job.id.clone(),
+                node,
+                device_ids,
+            });
+        }
+    }
+    placements
+}
+
+/// Why a pending job is not running, in words for `genfleet jobs`.
+pub fn pending_reason(state: &State, connected: &BTreeSet<String>, job: &Job) -> String {
+    let live: Vec<&Node> = state
+        .nodes()
+        .filter(|n| n.up && connected.contains(&n.name))
+        .collect();
+    if live.is_empty() {
+        return "no worker is connected".into();
+    }
+    let serving: Vec<&&Node> = live
+        .iter()
+        .filter(|n| n.serves_model(&job.spec.model))
+        .collect();
+    if serving.is_empty() {
+        return format!("no connected worker serves model {}", job.spec.model);
+    }
+    let tp = job.spec.tp as usize;
+    let big_enough = serving
+        .iter()
+        .any(|n| n.devices.iter().any(|g| g.count as usize >= tp));
+    if !big_enough {
+        return format!("no connected worker has {tp} devices of one flavor");
+    }
+    let ahead = state.pending_jobs().take_while(|j| j.id != job.id).count();
+    if ahead == 0 {
+        "waiting for free devices".into()
+    } else {
+        format!("waiting for free devices ({ahead} jobs ahead)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::LOG_ENTRY_VERSION;
+    use pb::command::Kind;
+
+    fn apply(state: &mut State, kind: Kind) {
+        let index = state.applied_index() + 1;
+        let entry = pb::LogEntry {
+            version: LOG_ENTRY_VERSION,
+            at_ms: 0,
+            command: Some(pb::Command { kind: Some(kind) }),
+        };
+        state.apply(index, &entry).expect("command accepted");
+    }
+
+    fn node(state: &mut State, name: &str, groups: &[(&str, u32)]) {
+        apply(
+            state,
+            Kind::RegisterNode(pb::RegisterNode {
+                node: name.into(),
+                instance: "i".into(),
+                devices: groups
+                    .iter()
+                    .map(|(flavor, count)| pb::DeviceGroup {
+                        flavor: flavor.to_string(),
+                        count: *count,
+                        memory_bytes: 0,
+                    })
+                    .collect(),
+                models: vec!["tiny".into()],
+            }),
+        );
+    }
+
+    fn job(state: &mut State, id: &str, tp: u32) {
+        let spec = crate::spec::with_defaults(pb::JobSpec {
+            prompt: "p".into(),
+            frames: 1,
+            width: 16,
+            height: 16,
+            steps: 1,
+            tp,
+            ..Default::default()
+        });
+        apply(
+            state,
+            Kind::SubmitJob(pb::SubmitJob {
+                job_id: id.into(),
+                spec: Some(spec),
+            }),
+        );
+    }
+
+    fn all(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn summary(placements: &[pb::Placement]) -> Vec<(String, String, Vec<u32>)> {
+        placements
+            .iter()
+            .map(|p| (p.job_id.clone(), p.node.clone(), p.device_ids.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn jobs_are_placed_in_submit_order_and_small_ones_backfill() {
+        let mut s = State::default();
+        node(&mut s, "a", &[("cpu", 2)]);
+        job(&mut s, "first", 1);
+        job(&mut s, "big", 4);
+        job(&mut s, "second", 1);
+        job(&mut s, "third", 1);
+        let got = summary(&place(&s, &all(&["a"])));
+        assert_eq!(
+            got,
+            vec![
+                ("first".into(), "a".into(), vec![0]),
+                ("second".into(), "a".into(), vec![1]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_gang_stays_within_one_group_and_prefers_the_tightest_fit() {
+        let mut s = State::default();
+        node(&mut s, "a", &[("nvidia-h100-80gb", 8), ("amd-mi300x", 2)]);
+        job(&mut s, "pair", 2);
+        let got = summary(&place(&s, &all(&["a"])));
+        assert_eq!(got, vec![("pair".into(), "a".into(), vec![8, 9])]);
+    }
+
+    #[test]
+    fn disconnected_or_down_nodes_get_nothing() {
+        let mut s = State::default();
+        node(&mut s, "a", &[("cpu", 1)]);
+        node(&mut s, "b", &[("cpu", 1)]);
+        apply(
+            &mut s,
+            Kind::NodeDown(pb::NodeDown {
+                node: "b".into(),
+                reason: String::new(),
+            }),
+        );
+        job(&mut s, "j", 1);
+        assert!(place(&s, &all(&["b"])).is_empty(), "b is down");
+        assert!(place(&s, &all(&[])).is_empty(), "nobody connected");
+        let reason = pending_reason(&s, &all(&[]), s.job("j").expect("job"));
+        assert_eq!(reason, "no worker is connected");
+        assert_eq!(summary(&place(&s, &all(&["a", "b"])))[0].1, "a");
+    }
+
+    #[test]
+    fn pending_reasons_say_what_is_missing() {
+        let mut s = State::default();
+        node(&mut s, "a", &[("cpu", 1)]);
+        job(&mut s, "wide", 2);
+        job(&mut s, "j2", 1);
+        job(&mut s, "j3", 1);
+        let connected = all(&["a"]);
+        let reason = |s: &State, id: &str| pending_reason(s, &connected, s.job(id).expect("job"));
+        assert_eq!(
+            reason(&s, "wide"),
+            "no connected worker has 2 devices of one flavor"
+        );
+        assert_eq!(reason(&s, "j3"), "waiting for free devices (2 jobs ahead)");
+    }
+}

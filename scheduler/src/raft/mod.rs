@@ -1,0 +1,181 @@
+//! The raft replica: one thread owns the raft-rs `RawNode`, its log on disk
+//! and the replicated [`State`]; the rest of the scheduler talks to it through
+//! a [`RaftHandle`].
+
+mod driver;
+mod logger;
+pub mod storage;
+
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc, RwLock};
+use std::time::Duration;
+
+use genfleet_proto as pb;
+use tokio::sync::{broadcast, oneshot, watch};
+
+use crate::metrics::Metrics;
+use crate::state::{Outcome, Rejection, State};
+
+pub use driver::{spawn, DriverError, NoPeers, RaftThread, Transport};
+
+/// How this replica takes part in raft.
+#[derive(Debug, Clone)]
+pub struct RaftConfig {
+    /// This replica's raft id; not 0.
+    pub id: u64,
+    /// Ids of the voters a new cluster starts with.
+    pub voters: Vec<u64>,
+    /// Directory of the raft log.
+    pub log_dir: PathBuf,
+    /// One raft tick.
+    pub tick: Duration,
+    /// Ticks without a heartbeat before a follower campaigns.
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+}
+
+/// The role of this replica in raft, as a label value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Follower,
+    Candidate,
+    Leader,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Follower, Role::Candidate, Role::Leader];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::Leader => "leader",
+        }
+    }
+}
+
+/// What this replica knows of raft now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftStatus {
+    pub id: u64,
+    pub role: Role,
+    /// Current leader's id, if one is known.
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub commit: u64,
+    pub applied: u64,
+}
+
+/// A job as it changed at log index `index` (0: progress between entries).
+#[derive(Debug, Clone)]
+pub struct JobEvent {
+    pub index: u64,
+    pub job: pb::Job,
+}
+
+/// A command that made it through the log.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub index: u64,
+    pub result: Result<Outcome, Rejection>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    #[error("this replica is not the leader (leader: {})", leader.map_or("unknown".to_string(), |l| l.to_string()))]
+    NotLeader { leader: Option<u64> },
+    #[error(
+        "leadership changed before the command was applied; it may or may not have taken effect"
+    )]
+    LeadershipLost,
+    #[error("raft refused the proposal: {0}")]
+    Refused(String),
+    #[error("the raft replica has stopped")]
+    Stopped,
+}
+
+/// Messages into the raft thread.
+pub(crate) enum Input {
+    Propose {
+        command: pb::Command,
+        reply: oneshot::Sender<Result<Applied, ProposeError>>,
+    },
+    /// A raft message from a peer.
+    Step(Box<raft::eraftpb::Message>),
+    Shutdown,
+}
+
+/// The way to the raft thread, cheap to clone.
+#[derive(Clone)]
+pub struct RaftHandle {
+    inbox: mpsc::Sender<Input>,
+    state: Arc<RwLock<State>>,
+    status: watch::Receiver<RaftStatus>,
+    events: broadcast::Sender<JobEvent>,
+    metrics: Metrics,
+}
+
+impl RaftHandle {
+    /// Proposes `command` and waits until it is applied (or cannot be).
+    pub async fn propose(&self, command: pb::Command) -> Result<Applied, ProposeError> {
+        let (reply, applied) = oneshot::channel();
+        let timer = self.metrics.proposal_seconds.start_timer();
+        self.inbox
+            .send(Input::Propose { command, reply })
+            .map_err(|_| ProposeError::Stopped)?;
+        let result = applied.await.unwrap_or(Err(ProposeError::Stopped));
+        let label = match &result {
+            Ok(Applied { result: Ok(_), .. }) => {
+                timer.observe_duration();
+                "applied"
+            }
+            Ok(Applied { result: Err(_), .. }) => "rejected",
+            Err(ProposeError::NotLeader { .. }) => "not_leader",
+            Err(_) => "failed",
+        };
+        self.metrics.proposals.with_label_values(&[label]).inc();
+        result
+    }
+
+    /// Hands a peer's raft message to the raft thread.
+    pub fn step(&self, message: raft::eraftpb::Message) -> Result<(), ProposeError> {
+        self.inbox
+            .send(Input::Step(Box::new(message)))
+            .map_err(|_| ProposeError::Stopped)
+    }
+
+    /// Reads the replicated state as this replica has applied it.
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        // A panic while the raft thread held the lock would have stopped the
+        // replica; the state it left is still the last applied one.
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        f(&state)
+    }
+
+    pub fn status(&self) -> RaftStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Changes of the status (role, leader, indexes) as they happen.
+    pub fn watch_status(&self) -> watch::Receiver<RaftStatus> {
+        self.status.clone()
+    }
+
+    /// Job changes from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.events.subscribe()
+    }
+
+    /// Publishes a change that is not in the log (per-step progress).
+    pub fn publish(&self, event: JobEvent) {
+        let _ = self.events.send(event);
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.status.borrow().role == Role::Leader
+    }
+
+    pub(crate) fn shutdown(&self) {
+        let _ = self.inbox.send(Input::Shutdown);
+    }
+}

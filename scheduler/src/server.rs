@@ -1,0 +1,225 @@
+//! [`Scheduler`]: binds its ports, starts the raft replica, the leader's
+//! loops and the gRPC and HTTP servers, and stops them all on shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use genfleet_proto as pb;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::{JobApi, RaftTransportApi, SessionConfig, WorkerSessionApi};
+use crate::leader::{self, LeaderConfig, Sessions};
+use crate::metrics::Metrics;
+use crate::raft::{self, NoPeers, RaftConfig};
+use crate::Error;
+
+/// Everything a scheduler replica needs to start.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Raft id of this replica; not 0.
+    pub id: u64,
+    /// Holds the raft log (`raft/`).
+    pub data_dir: PathBuf,
+    /// gRPC address for clients, workers and peers.
+    pub listen: SocketAddr,
+    /// HTTP address for `/metrics` and `/healthz`; none to serve no HTTP.
+    pub http_listen: Option<SocketAddr>,
+    pub raft_tick: Duration,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// How long a node may be without a worker session before its jobs are requeued.
+    pub worker_grace: Duration,
+    /// How often workers send heartbeats; three missed close the session.
+    pub worker_heartbeat: Duration,
+}
+
+impl SchedulerConfig {
+    /// A single replica with the default timings.
+    pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        Self {
+            id: 1,
+            data_dir: data_dir.into(),
+            listen,
+            http_listen: None,
+            raft_tick: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 3,
+            worker_grace: Duration::from_secs(15),
+            worker_heartbeat: Duration::from_secs(2),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |why: String| Err(Error::Config(why));
+        if self.id == 0 {
+            return bad("the replica id must not be 0".into());
+        }
+        if self.raft_tick.is_zero() || self.raft_tick > Duration::from_secs(10) {
+            return bad(format!(
+                "raft tick {:?} must be between 0 and 10 s",
+                self.raft_tick
+            ));
+        }
+        if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
+            return bad(format!(
+                "election ticks ({}) must exceed heartbeat ticks ({}), which must be at least 1",
+                self.election_ticks, self.heartbeat_ticks
+            ));
+        }
+        if self.worker_heartbeat.is_zero() || self.worker_grace < self.worker_heartbeat * 2 {
+            return bad(format!(
+                "worker grace {:?} must be at least twice the worker heartbeat {:?}",
+                self.worker_grace, self.worker_heartbeat
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A scheduler replica with its ports bound, ready to [`run`](Scheduler::run).
+pub struct Scheduler {
+    config: SchedulerConfig,
+    grpc: TcpListener,
+    http: Option<TcpListener>,
+    metrics: Metrics,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })
+}
+
+impl Scheduler {
+    pub async fn bind(config: SchedulerConfig) -> Result<Self, Error> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let grpc = bind(config.listen).await?;
+        let http = match config.http_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(Self {
+            config,
+            grpc,
+            http,
+            metrics: Metrics::new()?,
+        })
+    }
+
+    /// The bound gRPC address (the real port when asked for port 0).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr().unwrap_or(self.config.listen)
+    }
+
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` completes, then stops everything in order:
+    /// servers and loops first, the raft replica last.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        let config = self.config;
+        let metrics = self.metrics;
+        let raft_config = RaftConfig {
+            id: config.id,
+            voters: vec![config.id],
+            log_dir: config.data_dir.join("raft"),
+            tick: config.raft_tick,
+            election_ticks: config.election_ticks,
+            heartbeat_ticks: config.heartbeat_ticks,
+        };
+        let (raft, raft_thread) = raft::spawn(raft_config, metrics.clone(), Box::new(NoPeers))?;
+        tracing::info!(id = config.id, data = %config.data_dir.display(), "raft replica started");
+
+        let sessions = Arc::new(Sessions::default());
+        let (stop_tx, stop) = watch::channel(false);
+        let leader_config = LeaderConfig {
+            worker_grace: config.worker_grace,
+            cycle_interval: Duration::from_secs(1),
+        };
+        let loops = [
+            tokio::spawn(leader::scheduling_loop(
+                raft.clone(),
+                sessions.clone(),
+                metrics.clone(),
+                leader_config.clone(),
+                stop.clone(),
+            )),
+            tokio::spawn(leader::liveness_loop(
+                raft.clone(),
+                sessions.clone(),
+                leader_config,
+                stop.clone(),
+            )),
+        ];
+
+        let session_config = SessionConfig {
+            heartbeat_interval: config.worker_heartbeat,
+            silence_timeout: config.worker_heartbeat * 3,
+            register_timeout: Duration::from_secs(10),
+        };
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let grpc = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(10)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_service(pb::job_service_server::JobServiceServer::new(JobApi::new(
+                raft.clone(),
+                sessions.clone(),
+                metrics.clone(),
+                stop.clone(),
+            )))
+            .add_service(pb::worker_session_server::WorkerSessionServer::new(
+                WorkerSessionApi::new(
+                    raft.clone(),
+                    sessions.clone(),
+                    metrics.clone(),
+                    session_config,
+                    stop.clone(),
+                ),
+            ))
+            .add_service(pb::raft_transport_server::RaftTransportServer::new(
+                RaftTransportApi::new(raft.clone()),
+            ))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), stopped(stop.clone()));
+        let http = async {
+            match self.http {
+                Some(listener) => crate::http::serve(
+                    listener,
+                    vec![metrics.registry.clone()],
+                    stopped(stop.clone()),
+                )
+                .await
+                .map_err(Error::Http),
+                None => Ok(()),
+            }
+        };
+        let servers = async { tokio::try_join!(async { grpc.await.map_err(Error::from) }, http) };
+        tokio::pin!(servers);
+        let served = tokio::select! {
+            _ = shutdown => {
+                let _ = stop_tx.send(true);
+                servers.await
+            }
+            result = &mut servers => result,
+        };
+        let _ = stop_tx.send(true);
+        for task in loops {
+            let _ = task.await;
+        }
+        drop(raft);
+        raft_thread.stop().await?;
+        tracing::info!(id = config.id, "scheduler stopped");
+        served.map(|_| ())
+    }
+}

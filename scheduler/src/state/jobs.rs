@@ -1,0 +1,249 @@
+//! Job commands: submit, cancel, assign, progress, finish, fail.
+
+use genfleet_proto as pb;
+use pb::JobState;
+
+use super::{Outcome, Rejection, State};
+use crate::spec;
+
+/// A job as the replicated state holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub spec: pb::JobSpec,
+    pub state: JobState,
+    /// Node running the job, or that last ran it.
+    pub node: String,
+    pub device_ids: Vec<u32>,
+    /// Epoch of the job's current lease; 0 before the first assignment.
+    pub lease_epoch: u64,
+    /// Denoising steps done, as last replicated.
+    pub step: u32,
+    pub created_at_ms: i64,
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+    pub artifacts: Vec<pb::Artifact>,
+    pub message: String,
+    pub requeues: u32,
+    /// Place in the pending order, kept across requeues.
+    pub position: u64,
+}
+
+impl Job {
+    pub fn to_proto(&self) -> pb::Job {
+        pb::Job {
+            id: self.id.clone(),
+            spec: Some(self.spec.clone()),
+            state: self.state as i32,
+            node: self.node.clone(),
+            lease_epoch: self.lease_epoch,
+            step: self.step,
+            created_at_ms: self.created_at_ms,
+            started_at_ms: self.started_at_ms,
+            finished_at_ms: self.finished_at_ms,
+            artifacts: self.artifacts.clone(),
+            message: self.message.clone(),
+            pending_reason: String::new(),
+            requeues: self.requeues,
+        }
+    }
+
+    /// Whether `lease` is this job's live lease.
+    pub fn is_leased_by(&self, lease: &pb::JobLease) -> bool {
+        self.state == JobState::Running && self.lease_epoch == lease.lease_epoch
+    }
+}
+
+impl State {
+    pub(super) fn submit_job(
+        &mut self,
+        c: &pb::SubmitJob,
+        at_ms: i64,
+    ) -> Result<Outcome, Rejection> {
+        let spec = c
+            .spec
+            .clone()
+            .ok_or(Rejection::Malformed("submit without a job spec"))?;
+        spec::validate(&spec)?;
+        if c.job_id.is_empty() {
+            return Err(Rejection::Malformed("submit without a job id"));
+        }
+        if self.jobs.contains_key(&c.job_id) {
+            return Err(Rejection::DuplicateJob(c.job_id.clone()));
+        }
+        let position = self.next_position;
+        self.next_position += 1;
+        let job = Job {
+            id: c.job_id.clone(),
+            spec,
+            state: JobState::Pending,
+            node: String::new(),
+            device_ids: Vec::new(),
+            lease_epoch: 0,
+            step: 0,
+            created_at_ms: at_ms,
+            started_at_ms: 0,
+            finished_at_ms: 0,
+            artifacts: Vec::new(),
+            message: String::new(),
+            requeues: 0,
+            position,
+        };
+        self.pending.insert(position, job.id.clone());
+        self.jobs.insert(job.id.clone(), job.clone());
+        self.mark_changed(&c.job_id);
+        Ok(Outcome::Job(Box::new(job)))
+    }
+
+    pub(super) fn cancel_job(&mut self, job_id: &str, at_ms: i64) -> Result<Outcome, Rejection> {
+        let job = self
+            .jobs
+            .get(job_id)
+            .ok_or_else(|| Rejection::UnknownJob(job_id.to_string()))?;
+        if job.state.is_terminal() {
+            return Err(Rejection::AlreadyEnded {
+                job: job_id.to_string(),
+                state: job.state.label(),
+            });
+        }
+        let position = job.position;
+        self.release_devices(job_id);
+        self.pending.remove(&position);
+        let job = self.end_job(job_id, JobState::Cancelled, at_ms, "cancelled by request")?;
+        Ok(Outcome::Job(Box::new(job)))
+    }
+
+    /// Applies a batch of placements, each on its own: one that no longer
+    /// fits (the job left pending, the node went down, devices got taken) is
+    /// rejected without affecting the others.
+    pub(super) fn assign(&mut self, c: &pb::Assign, at_ms: i64) -> Outcome {
+        let results = c.placements.iter().map(|p| self.place(p, at_ms)).collect();
+        Outcome::Assigned(results)
+    }
+
+    fn place(&mut self, p: &pb::Placement, at_ms: i64) -> Result<u64, Rejection> {
+        let job = self
+            .jobs
+            .get(&p.job_id)
+            .ok_or_else(|| Rejection::UnknownJob(p.job_id.clone()))?;
+        if job.state != JobState::Pending {
+            return Err(Rejection::NotPending {
+                job: p.job_id.clone(),
+                state: job.state.label(),
+            });
+        }
+        let node = self
+            .nodes
+            .get(&p.node)
+            .ok_or_else(|| Rejection::UnknownNode(p.node.clone()))?;
+        node.check_placement(job, &p.device_ids)
+            .map_err(|why| Rejection::Placement {
+                job: p.job_id.clone(),
+                node: p.node.clone(),
+                why,
+            })?;
+        self.last_lease_epoch += 1;
+        let epoch = self.last_lease_epoch;
+        let position = job.position;
+        if let Some(node) = self.nodes.get_mut(&p.node) {
+            for device in &p.device_ids {
+                node.busy.insert(*device, p.job_id.clone());
+            }
+        }
+        self.pending.remove(&position);
+        if let Some(job) = self.jobs.get_mut(&p.job_id) {
+            job.state = JobState::Running;
+            job.node = p.node.clone();
+            job.device_ids = p.device_ids.clone();
+            job.lease_epoch = epoch;
+            job.step = 0;
+            if job.started_at_ms == 0 {
+                job.started_at_ms = at_ms;
+            }
+        }
+        self.mark_changed(&p.job_id);
+        Ok(epoch)
+    }
+
+    pub(super) fn job_progress(&mut self, c: &pb::JobProgress) -> Result<Outcome, Rejection> {
+        let lease = c
+            .lease
+            .as_ref()
+            .ok_or(Rejection::Malformed("progress without a lease"))?;
+        let job = self.leased_job_mut(lease)?;
+        let total = job.spec.steps;
+        job.step = job.step.max(c.step.min(total));
+        let id = job.id.clone();
+        self.mark_changed(&id);
+        Ok(Outcome::Done)
+    }
+
+    pub(super) fn job_finished(
+        &mut self,
+        c: &pb::JobFinished,
+        at_ms: i64,
+    ) -> Result<Outcome, Rejection> {
+        let lease = c
+            .lease
+            .as_ref()
+            .ok_or(Rejection::Malformed("finish without a lease"))?;
+        let job = self.leased_job_mut(lease)?;
+        job.artifacts = c.artifacts.clone();
+        job.step = job.spec.steps;
+        self.release_devices(&lease.job_id);
+        let job = self.end_job(&lease.job_id, JobState::Completed, at_ms, "")?;
+        Ok(Outcome::Job(Box::new(job)))
+    }
+
+    pub(super) fn job_failed(
+        &mut self,
+        c: &pb::JobFailed,
+        at_ms: i64,
+    ) -> Result<Outcome, Rejection> {
+        let lease = c
+            .lease
+            .as_ref()
+            .ok_or(Rejection::Malformed("failure without a lease"))?;
+        self.leased_job_mut(lease)?;
+        self.release_devices(&lease.job_id);
+        let job = self.end_job(&lease.job_id, JobState::Failed, at_ms, &c.message)?;
+        Ok(Outcome::Job(Box::new(job)))
+    }
+
+    /// The job `lease` names, if that lease is still the live one.
+    fn leased_job_mut(&mut self, lease: &pb::JobLease) -> Result<&mut super::Job, Rejection> {
+        let job = self
+            .jobs
+            .get_mut(&lease.job_id)
+            .ok_or_else(|| Rejection::UnknownJob(lease.job_id.clone()))?;
+        if !job.is_leased_by(lease) {
+            return Err(Rejection::StaleLease {
+                job: lease.job_id.clone(),
+                epoch: lease.lease_epoch,
+                current: job.lease_epoch,
+            });
+        }
+        Ok(job)
+    }
+
+    /// Moves a job to a terminal state; returns it as it now is.
+    fn end_job(
+        &mut self,
+        job_id: &str,
+        state: JobState,
+        at_ms: i64,
+        message: &str,
+    ) -> Result<Job, Rejection> {
+        let job = self
+            .jobs
+            .get_mut(job_id)
+            .ok_or_else(|| Rejection::UnknownJob(job_id.to_string()))?;
+        job.state = state;
+        job.finished_at_ms = at_ms;
+        job.message = message.to_string();
+        job.device_ids.clear();
+        let job = job.clone();
+        self.mark_changed(job_id);
+        Ok(job)
+    }
+}

@@ -1,0 +1,199 @@
+//! The replicated state machine: jobs and nodes, changed only by [`State::apply`].
+//!
+//! `apply` is deterministic: it reads no clock and no randomness and does no
+//! I/O; time comes stamped in the log entry. Every command is validated
+//! again here, so a decision made on a stale view is rejected whole, never
+//! half-applied, and every replica rejects it the same way.
+
+mod jobs;
+mod nodes;
+
+use std::collections::BTreeMap;
+
+use genfleet_proto as pb;
+use pb::JobState;
+
+pub use jobs::Job;
+pub use nodes::Node;
+
+use crate::spec::SpecError;
+
+/// The version of [`pb::LogEntry`] this code writes and understands.
+pub const LOG_ENTRY_VERSION: u32 = 1;
+
+/// Why a command changed nothing. Deterministic: the same on every replica.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    #[error("invalid job: {0}")]
+    Spec(#[from] SpecError),
+    #[error("job {0} already exists")]
+    DuplicateJob(String),
+    #[error("no job with id {0:?}")]
+    UnknownJob(String),
+    #[error("job {job} has already ended ({state})")]
+    AlreadyEnded { job: String, state: &'static str },
+    #[error("job {job} is {state}, not pending")]
+    NotPending { job: String, state: &'static str },
+    #[error("no node named {0:?} is registered")]
+    UnknownNode(String),
+    #[error("node {0} is down")]
+    NodeDown(String),
+    #[error("stale lease for job {job}: epoch {epoch}, the job's current lease is {current}")]
+    StaleLease {
+        job: String,
+        epoch: u64,
+        current: u64,
+    },
+    #[error("cannot place job {job} on node {node}: {why}")]
+    Placement {
+        job: String,
+        node: String,
+        why: String,
+    },
+    #[error("invalid node registration: {0}")]
+    Registration(String),
+    #[error(
+        "log entry version {0} is not understood by this build (it writes {LOG_ENTRY_VERSION})"
+    )]
+    UnsupportedVersion(u32),
+    #[error("malformed command: {0}")]
+    Malformed(&'static str),
+}
+
+/// What an applied command did, for the one who proposed it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The job as it is after the command.
+    Job(Box<Job>),
+    /// A node was registered or marked down; these jobs went back to pending.
+    Node { requeued: Vec<String> },
+    /// One result per placement of an Assign batch, in order: the lease epoch given.
+    Assigned(Vec<Result<u64, Rejection>>),
+    /// Accepted, nothing to report (e.g. a progress report).
+    Done,
+}
+
+/// Jobs and nodes as of `applied_index`.
+#[derive(Debug, Default, Clone)]
+pub struct State {
+    jobs: BTreeMap<String, Job>,
+    /// Pending jobs in the order they are considered: queue position -> id.
+    pending: BTreeMap<u64, String>,
+    nodes: BTreeMap<String, Node>,
+    next_position: u64,
+    last_lease_epoch: u64,
+    applied_index: u64,
+    /// Jobs changed by the last applied entry, for watchers.
+    changed: Vec<String>,
+}
+
+impl State {
+    /// Applies one committed log entry at raft index `index`.
+    ///
+    /// Entries are applied in index order; an error leaves the state as it was
+    /// (apart from the applied index).
+    pub fn apply(&mut self, index: u64, entry: &pb::LogEntry) -> Result<Outcome, Rejection> {
+        self.applied_index = index;
+        self.changed.clear();
+        if entry.version != LOG_ENTRY_VERSION {
+            return Err(Rejection::UnsupportedVersion(entry.version));
+        }
+        let at_ms = entry.at_ms;
+        use pb::command::Kind;
+        let kind = entry
+            .command
+            .as_ref()
+            .and_then(|c| c.kind.as_ref())
+            .ok_or(Rejection::Malformed("log entry without a command"))?;
+        match kind {
+            Kind::SubmitJob(c) => self.submit_job(c, at_ms),
+            Kind::CancelJob(c) => self.cancel_job(&c.job_id, at_ms),
+            Kind::RegisterNode(c) => self.register_node(c, at_ms),
+            Kind::NodeDown(c) => self.node_down(&c.node),
+            Kind::Assign(c) => Ok(self.assign(c, at_ms)),
+            Kind::JobProgress(c) => self.job_progress(c),
+            Kind::JobFinished(c) => self.job_finished(c, at_ms),
+            Kind::JobFailed(c) => self.job_failed(c, at_ms),
+        }
+    }
+
+    /// Records that an entry without a command (a leader's empty entry, a
+    /// membership change) was applied.
+    pub fn skip(&mut self, index: u64) {
+        self.applied_index = index;
+        self.changed.clear();
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    pub fn job(&self, id: &str) -> Option<&Job> {
+        self.jobs.get(id)
+    }
+
+    /// All jobs, ordered by id.
+    pub fn jobs(&self) -> impl Iterator<Item = &Job> {
+        self.jobs.values()
+    }
+
+    /// Pending jobs in the order they are to be placed.
+    pub fn pending_jobs(&self) -> impl Iterator<Item = &Job> {
+        self.pending.values().filter_map(|id| self.jobs.get(id))
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.get(name)
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.values()
+    }
+
+    /// Jobs changed by the last applied entry.
+    pub fn changed_jobs(&self) -> impl Iterator<Item = &Job> {
+        self.changed.iter().filter_map(|id| self.jobs.get(id))
+    }
+
+    /// Number of jobs in each state.
+    pub fn count_by_state(&self) -> BTreeMap<JobState, usize> {
+        let mut counts = BTreeMap::new();
+        for job in self.jobs.values() {
+            *counts.entry(job.state).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    fn mark_changed(&mut self, job_id: &str) {
+        if !self.changed.iter().any(|c| c == job_id) {
+            self.changed.push(job_id.to_string());
+        }
+    }
+
+    /// Takes a running job off its node and puts it back at its old place in
+    /// the pending order; its lease becomes stale.
+    fn requeue(&mut self, job_id: &str) {
+        self.release_devices(job_id);
+        if let Some(job) = self.jobs.get_mut(job_id) {
+            job.state = JobState::Pending;
+            job.requeues += 1;
+            job.step = 0;
+            job.device_ids.clear();
+            self.pending.insert(job.position, job.id.clone());
+        }
+        self.mark_changed(job_id);
+    }
+
+    /// Frees the devices a job holds on its node.
+    fn release_devices(&mut self, job_id: &str) {
+        let Some(job) = self.jobs.get(job_id) else {
+            return;
+        };
+        if let Some(node) = self.nodes.get_mut(&job.node) {
+            node.busy.retain(|_, holder| holder != job_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

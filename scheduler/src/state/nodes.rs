@@ -1,0 +1,184 @@
+//! Node commands: register (a worker's session starts) and down (it is gone).
+
+use std::collections::BTreeMap;
+
+use genfleet_proto as pb;
+use pb::JobState;
+
+use super::{Job, Outcome, Rejection, State};
+use crate::spec;
+
+/// Most device groups and devices a node may report; more is a lying peer.
+const MAX_DEVICE_GROUPS: usize = 16;
+const MAX_DEVICES: u32 = 64;
+
+/// A worker node as the replicated state holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub name: String,
+    /// The worker process last registered under this name.
+    pub instance: String,
+    pub devices: Vec<pb::DeviceGroup>,
+    pub models: Vec<String>,
+    /// Registered and not since declared down.
+    pub up: bool,
+    /// Device index -> job holding it.
+    pub busy: BTreeMap<u32, String>,
+    pub registered_at_ms: i64,
+}
+
+impl Node {
+    /// Devices of the node, numbered across its groups in order: (index, group).
+    pub fn device_indices(&self) -> impl Iterator<Item = (u32, usize)> + '_ {
+        self.devices.iter().enumerate().flat_map({
+            let mut next = 0u32;
+            move |(group, g)| {
+                let first = next;
+                next += g.count;
+                (first..first + g.count).map(move |i| (i, group))
+            }
+        })
+    }
+
+    /// Free devices of each group, in index order.
+    pub fn free_by_group(&self) -> Vec<Vec<u32>> {
+        let mut free = vec![Vec::new(); self.devices.len()];
+        for (index, group) in self.device_indices() {
+            if !self.busy.contains_key(&index) {
+                free[group].push(index);
+            }
+        }
+        free
+    }
+
+    pub fn serves_model(&self, model: &str) -> bool {
+        self.models.iter().any(|m| m == model)
+    }
+
+    /// Why `job` cannot run on `device_ids` of this node, if it cannot.
+    pub fn check_placement(&self, job: &Job, device_ids: &[u32]) -> Result<(), String> {
+        if !self.up {
+            return Err("the node is down".into());
+        }
+        if !self.serves_model(&job.spec.model) {
+            return Err(format!("the node does not serve model {}", job.spec.model));
+        }
+        if device_ids.len() != job.spec.tp as usize {
+            return Err(format!(
+                "the job needs {} devices, the placement names {}",
+                job.spec.tp,
+                device_ids.len()
+            ));
+        }
+        let groups: BTreeMap<u32, usize> = self.device_indices().collect();
+        let mut group_of_gang = None;
+        for (i, device) in device_ids.iter().enumerate() {
+            let group = *groups
+                .get(device)
+                .ok_or_else(|| format!("the node has no device {device}"))?;
+            if device_ids[..i].contains(device) {
+                return Err(format!("device {device} is named twice"));
+            }
+            if let Some(holder) = self.busy.get(device) {
+                return Err(format!("device {device} is held by job {holder}"));
+            }
+            if *group_of_gang.get_or_insert(group) != group {
+                return Err("a gang must be devices of one flavor".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    pub(super) fn register_node(
+        &mut self,
+        c: &pb::RegisterNode,
+        at_ms: i64,
+    ) -> Result<Outcome, Rejection> {
+        validate_registration(c)?;
+        // A new worker process under a known name means the old one is gone,
+        // and so are the jobs it was running.
+        let requeued = match self.nodes.get(&c.node) {
+            Some(old) if old.instance != c.instance => self.jobs_on(&c.node),
+            _ => Vec::new(),
+        };
+        for job in &requeued {
+            self.requeue(job);
+        }
+        let busy = self
+            .nodes
+            .get(&c.node)
+            .map(|old| old.busy.clone())
+            .unwrap_or_default();
+        self.nodes.insert(
+            c.node.clone(),
+            Node {
+                name: c.node.clone(),
+                instance: c.instance.clone(),
+                devices: c.devices.clone(),
+                models: c.models.clone(),
+                up: true,
+                busy,
+                registered_at_ms: at_ms,
+            },
+        );
+        Ok(Outcome::Node { requeued })
+    }
+
+    pub(super) fn node_down(&mut self, name: &str) -> Result<Outcome, Rejection> {
+        if !self.nodes.contains_key(name) {
+            return Err(Rejection::UnknownNode(name.to_string()));
+        }
+        let requeued = self.jobs_on(name);
+        for job in &requeued {
+            self.requeue(job);
+        }
+        if let Some(node) = self.nodes.get_mut(name) {
+            node.up = false;
+        }
+        Ok(Outcome::Node { requeued })
+    }
+
+    /// Running jobs on a node, by id.
+    fn jobs_on(&self, node: &str) -> Vec<String> {
+        self.jobs
+            .values()
+            .filter(|j| j.state == JobState::Running && j.node == node)
+            .map(|j| j.id.clone())
+            .collect()
+    }
+}
+
+fn validate_registration(c: &pb::RegisterNode) -> Result<(), Rejection> {
+    let bad = |why: String| Err(Rejection::Registration(why));
+    if let Err(e) = spec::validate_name("node", &c.node) {
+        return bad(e.to_string());
+    }
+    if c.instance.is_empty() {
+        return bad("the worker instance id is empty".into());
+    }
+    if c.devices.is_empty() || c.devices.len() > MAX_DEVICE_GROUPS {
+        return bad(format!(
+            "{} device groups; a node reports 1 to {MAX_DEVICE_GROUPS}",
+            c.devices.len()
+        ));
+    }
+    let total: u64 = c.devices.iter().map(|g| u64::from(g.count)).sum();
+    if total == 0 || total > u64::from(MAX_DEVICES) {
+        return bad(format!(
+            "{total} devices; a node reports 1 to {MAX_DEVICES}"
+        ));
+    }
+    for group in &c.devices {
+        if let Err(e) = spec::validate_name("flavor", &group.flavor) {
+            return bad(e.to_string());
+        }
+    }
+    for model in &c.models {
+        if let Err(e) = spec::validate_name("model", model) {
+            return bad(e.to_string());
+        }
+    }
+    Ok(())
+}

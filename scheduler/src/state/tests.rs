@@ -1,0 +1,360 @@
+//! Scenario tests of the state machine: each feeds log entries to `apply`
+//! and checks what changed and what was refused.
+
+use super::*;
+
+fn entry(kind: pb::command::Kind, at_ms: i64) -> pb::LogEntry {
+    pb::LogEntry {
+        version: LOG_ENTRY_VERSION,
+        at_ms,
+        command: Some(pb::Command { kind: Some(kind) }),
+    }
+}
+
+fn spec(tp: u32) -> pb::JobSpec {
+    crate::spec::with_defaults(pb::JobSpec {
+        prompt: "a lighthouse at dusk".into(),
+        frames: 9,
+        width: 64,
+        height: 64,
+        steps: 4,
+        guidance: 4.0,
+        tp,
+        ..Default::default()
+    })
+}
+
+fn submit(id: &str, tp: u32) -> pb::command::Kind {
+    pb::command::Kind::SubmitJob(pb::SubmitJob {
+        job_id: id.into(),
+        spec: Some(spec(tp)),
+    })
+}
+
+fn register(node: &str, instance: &str, devices: u32) -> pb::command::Kind {
+    pb::command::Kind::RegisterNode(pb::RegisterNode {
+        node: node.into(),
+        instance: instance.into(),
+        devices: vec![pb::DeviceGroup {
+            flavor: "cpu".into(),
+            count: devices,
+            memory_bytes: 0,
+        }],
+        models: vec!["tiny".into()],
+    })
+}
+
+fn assign(job: &str, node: &str, devices: &[u32]) -> pb::command::Kind {
+    pb::command::Kind::Assign(pb::Assign {
+        placements: vec![pb::Placement {
+            job_id: job.into(),
+            node: node.into(),
+            device_ids: devices.to_vec(),
+        }],
+    })
+}
+
+fn lease(job: &str, epoch: u64) -> Option<pb::JobLease> {
+    Some(pb::JobLease {
+        job_id: job.into(),
+        lease_epoch: epoch,
+    })
+}
+
+fn finished(job: &str, epoch: u64) -> pb::command::Kind {
+    pb::command::Kind::JobFinished(pb::JobFinished {
+        lease: lease(job, epoch),
+        artifacts: vec![pb::Artifact {
+            kind: "video".into(),
+            uri: format!("file:///tmp/{job}/video.mp4"),
+            size_bytes: 10,
+            content_type: "video/mp4".into(),
+        }],
+    })
+}
+
+/// Applies kinds in order at increasing indices; returns each result.
+fn run(state: &mut State, kinds: Vec<pb::command::Kind>) -> Vec<Result<Outcome, Rejection>> {
+    kinds
+        .into_iter()
+        .map(|kind| {
+            let index = state.applied_index() + 1;
+            state.apply(index, &entry(kind, 1_000 * index as i64))
+        })
+        .collect()
+}
+
+fn assigned_epoch(result: &Result<Outcome, Rejection>) -> u64 {
+    match result {
+        Ok(Outcome::Assigned(r)) => r[0].clone().expect("placement accepted"),
+        other => panic!("expected an accepted placement, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_job_runs_from_submit_to_completed() {
+    let mut s = State::default();
+    let r = run(
+        &mut s,
+        vec![
+            register("n1", "i1", 1),
+            submit("j1", 1),
+            assign("j1", "n1", &[0]),
+        ],
+    );
+    let epoch = assigned_epoch(&r[2]);
+    assert_eq!(s.job("j1").map(|j| j.state), Some(JobState::Running));
+    assert_eq!(s.node("n1").map(|n| n.busy.len()), Some(1));
+    run(&mut s, vec![finished("j1", epoch)])
+        .remove(0)
+        .expect("finish accepted");
+    let job = s.job("j1").expect("job kept");
+    assert_eq!(job.state, JobState::Completed);
+    assert_eq!(job.step, 4);
+    assert_eq!(job.artifacts.len(), 1);
+    assert_eq!(job.created_at_ms, 2_000, "time comes from the entry");
+    assert_eq!(job.finished_at_ms, 4_000);
+    assert!(
+        s.node("n1").expect("node").busy.is_empty(),
+        "devices released"
+    );
+}
+
+#[test]
+fn refusals_name_what_was_wrong_and_change_nothing() {
+    type Case = (&'static str, Vec<pb::command::Kind>, &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            "duplicate id",
+            vec![submit("j1", 1), submit("j1", 1)],
+            "already exists",
+        ),
+        (
+            "cancel unknown",
+            vec![pb::command::Kind::CancelJob(pb::CancelJob {
+                job_id: "nope".into(),
+            })],
+            "no job with id \"nope\"",
+        ),
+        (
+            "assign to unknown node",
+            vec![submit("j1", 1), assign("j1", "ghost", &[0])],
+            "no node named",
+        ),
+        (
+            "assign a missing device",
+            vec![
+                register("n1", "i1", 1),
+                submit("j1", 1),
+                assign("j1", "n1", &[3]),
+            ],
+            "has no device 3",
+        ),
+        (
+            "gang of wrong size",
+            vec![
+                register("n1", "i1", 2),
+                submit("j1", 2),
+                assign("j1", "n1", &[0]),
+            ],
+            "needs 2 devices",
+        ),
+        (
+            "finish under a stale lease",
+            vec![
+                register("n1", "i1", 1),
+                submit("j1", 1),
+                assign("j1", "n1", &[0]),
+                finished("j1", 99),
+            ],
+            "stale lease",
+        ),
+        (
+            "register with no devices",
+            vec![register("n1", "i1", 0)],
+            "0 devices",
+        ),
+        (
+            "register a bad name",
+            vec![register("N 1", "i1", 1)],
+            "not a valid name",
+        ),
+    ];
+    for (name, mut kinds, expected) in cases {
+        let mut s = State::default();
+        let last = kinds.pop().expect("case has commands");
+        run(&mut s, kinds);
+        let before = format!("{:?} {:?}", s.jobs, s.nodes);
+        let err = match run(&mut s, vec![last]).remove(0) {
+            Err(e) => e.to_string(),
+            // An Assign batch refuses placement by placement.
+            Ok(Outcome::Assigned(mut r)) if r.len() == 1 && r[0].is_err() => {
+                r.remove(0).expect_err("checked").to_string()
+            }
+            Ok(o) => panic!("{name}: expected a refusal, got {o:?}"),
+        };
+        assert!(err.contains(expected), "{name}: {err:?} lacks {expected:?}");
+        assert_eq!(
+            before,
+            format!("{:?} {:?}", s.jobs, s.nodes),
+            "{name}: state unchanged"
+        );
+    }
+}
+
+#[test]
+fn assign_batch_rejects_only_the_placements_that_no_longer_fit() {
+    let mut s = State::default();
+    run(
+        &mut s,
+        vec![register("n1", "i1", 1), submit("j1", 1), submit("j2", 1)],
+    );
+    let both = pb::command::Kind::Assign(pb::Assign {
+        placements: vec![
+            pb::Placement {
+                job_id: "j1".into(),
+                node: "n1".into(),
+                device_ids: vec![0],
+            },
+            pb::Placement {
+                job_id: "j2".into(),
+                node: "n1".into(),
+                device_ids: vec![0],
+            },
+        ],
+    });
+    let r = run(&mut s, vec![both]).remove(0);
+    let Ok(Outcome::Assigned(results)) = r else {
+        panic!("assign applied: {r:?}")
+    };
+    assert!(results[0].is_ok());
+    let err = results[1].clone().expect_err("device 0 already taken");
+    assert!(err.to_string().contains("held by job j1"), "{err}");
+    assert_eq!(s.job("j2").map(|j| j.state), Some(JobState::Pending));
+}
+
+#[test]
+fn a_node_going_down_requeues_its_jobs_and_stales_their_leases() {
+    let mut s = State::default();
+    let r = run(
+        &mut s,
+        vec![
+            register("n1", "i1", 1),
+            submit("j1", 1),
+            assign("j1", "n1", &[0]),
+        ],
+    );
+    let epoch = assigned_epoch(&r[2]);
+    let down = pb::command::Kind::NodeDown(pb::NodeDown {
+        node: "n1".into(),
+        reason: "test".into(),
+    });
+    let r = run(&mut s, vec![down]).remove(0);
+    assert_eq!(
+        r,
+        Ok(Outcome::Node {
+            requeued: vec!["j1".into()]
+        })
+    );
+    let job = s.job("j1").expect("job");
+    assert_eq!((job.state, job.requeues), (JobState::Pending, 1));
+    assert_eq!(s.pending_jobs().count(), 1);
+    // The old worker's late report is refused.
+    let late = run(&mut s, vec![finished("j1", epoch)]).remove(0);
+    assert!(
+        matches!(late, Err(Rejection::StaleLease { .. })),
+        "{late:?}"
+    );
+    // Placed again, the job gets a newer epoch.
+    let r = run(
+        &mut s,
+        vec![register("n1", "i2", 1), assign("j1", "n1", &[0])],
+    );
+    assert!(assigned_epoch(&r[1]) > epoch);
+}
+
+#[test]
+fn a_worker_reconnecting_with_the_same_instance_keeps_its_jobs() {
+    let mut s = State::default();
+    let r = run(
+        &mut s,
+        vec![
+            register("n1", "i1", 1),
+            submit("j1", 1),
+            assign("j1", "n1", &[0]),
+        ],
+    );
+    let epoch = assigned_epoch(&r[2]);
+    let again = run(&mut s, vec![register("n1", "i1", 1)]).remove(0);
+    assert_eq!(again, Ok(Outcome::Node { requeued: vec![] }));
+    assert_eq!(s.job("j1").map(|j| j.lease_epoch), Some(epoch));
+    assert_eq!(
+        s.node("n1").map(|n| n.busy.len()),
+        Some(1),
+        "device still held"
+    );
+    let restarted = run(&mut s, vec![register("n1", "i2", 1)]).remove(0);
+    assert_eq!(
+        restarted,
+        Ok(Outcome::Node {
+            requeued: vec!["j1".into()]
+        })
+    );
+}
+
+#[test]
+fn cancelling_a_running_job_frees_its_devices() {
+    let mut s = State::default();
+    run(
+        &mut s,
+        vec![
+            register("n1", "i1", 1),
+            submit("j1", 1),
+            assign("j1", "n1", &[0]),
+        ],
+    );
+    let cancel = pb::command::Kind::CancelJob(pb::CancelJob {
+        job_id: "j1".into(),
+    });
+    run(&mut s, vec![cancel.clone()])
+        .remove(0)
+        .expect("cancel accepted");
+    assert_eq!(s.job("j1").map(|j| j.state), Some(JobState::Cancelled));
+    assert!(s.node("n1").expect("node").busy.is_empty());
+    let again = run(&mut s, vec![cancel]).remove(0);
+    assert!(
+        matches!(again, Err(Rejection::AlreadyEnded { .. })),
+        "{again:?}"
+    );
+}
+
+#[test]
+fn apply_is_deterministic() {
+    let script = || {
+        vec![
+            register("n1", "i1", 2),
+            submit("a", 1),
+            submit("b", 2),
+            submit("c", 1),
+            assign("a", "n1", &[1]),
+            assign("b", "n1", &[0, 1]),
+            assign("c", "n1", &[0]),
+            finished("a", 1),
+        ]
+    };
+    let (mut s1, mut s2) = (State::default(), State::default());
+    let r1 = run(&mut s1, script());
+    let r2 = run(&mut s2, script());
+    assert_eq!(r1, r2);
+    assert_eq!(format!("{:?}", s1.jobs), format!("{:?}", s2.jobs));
+    assert_eq!(format!("{:?}", s1.nodes), format!("{:?}", s2.nodes));
+}
+
+#[test]
+fn unknown_entry_versions_are_refused() {
+    let mut s = State::default();
+    let mut e = entry(submit("j1", 1), 1);
+    e.version = 7;
+    assert_eq!(s.apply(1, &e), Err(Rejection::UnsupportedVersion(7)));
+    assert!(s.job("j1").is_none());
+}
