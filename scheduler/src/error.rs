@@ -26,8 +26,6 @@ pub enum Error {
     Metrics(#[from] prometheus::Error),
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
-    #[error("HTTP server: {0}")]
-    Http(#[source] std::io::Error),
 }
 
 impl From<StorageFailure> for Error {

@@ -9,12 +9,11 @@
 //! - `placement`: the leader's placement policy (FIFO first-fit for now).
 //! - `leader`: work only the leader does: scheduling cycles, worker liveness.
 //! - `api/`: gRPC services: jobs (clients), worker sessions, raft transport.
-//! - `metrics`, `http`: Prometheus metrics and the `/metrics` endpoint.
+//! - `metrics`: the scheduler's Prometheus metrics (served by the binary).
 //! - `server`: [`Scheduler`], which binds the ports and runs all of the above.
 
 pub mod api;
 mod error;
-pub mod http;
 mod leader;
 pub mod metrics;
 pub mod placement;

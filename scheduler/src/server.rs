@@ -27,8 +27,6 @@ pub struct SchedulerConfig {
     pub data_dir: PathBuf,
     /// gRPC address for clients, workers and peers.
     pub listen: SocketAddr,
-    /// HTTP address for `/metrics` and `/healthz`; none to serve no HTTP.
-    pub http_listen: Option<SocketAddr>,
     pub raft_tick: Duration,
     pub election_ticks: usize,
     pub heartbeat_ticks: usize,
@@ -45,7 +43,6 @@ impl SchedulerConfig {
             id: 1,
             data_dir: data_dir.into(),
             listen,
-            http_listen: None,
             raft_tick: Duration::from_millis(100),
             election_ticks: 10,
             heartbeat_ticks: 3,
@@ -85,7 +82,6 @@ impl SchedulerConfig {
 pub struct Scheduler {
     config: SchedulerConfig,
     grpc: TcpListener,
-    http: Option<TcpListener>,
     metrics: Metrics,
 }
 
@@ -103,14 +99,9 @@ impl Scheduler {
             source,
         })?;
         let grpc = bind(config.listen).await?;
-        let http = match config.http_listen {
-            Some(addr) => Some(bind(addr).await?),
-            None => None,
-        };
         Ok(Self {
             config,
             grpc,
-            http,
             metrics: Metrics::new()?,
         })
     }
@@ -120,8 +111,9 @@ impl Scheduler {
         self.grpc.local_addr().unwrap_or(self.config.listen)
     }
 
-    pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http.as_ref().and_then(|l| l.local_addr().ok())
+    /// The registry of this scheduler's metrics, to serve on `/metrics`.
+    pub fn metrics_registry(&self) -> prometheus::Registry {
+        self.metrics.registry.clone()
     }
 
     /// Serves until `shutdown` completes, then stops everything in order:
@@ -192,19 +184,7 @@ impl Scheduler {
                 RaftTransportApi::new(raft.clone()),
             ))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), stopped(stop.clone()));
-        let http = async {
-            match self.http {
-                Some(listener) => crate::http::serve(
-                    listener,
-                    vec![metrics.registry.clone()],
-                    stopped(stop.clone()),
-                )
-                .await
-                .map_err(Error::Http),
-                None => Ok(()),
-            }
-        };
-        let servers = async { tokio::try_join!(async { grpc.await.map_err(Error::from) }, http) };
+        let servers = async { grpc.await.map_err(Error::from) };
         tokio::pin!(servers);
         let served = tokio::select! {
             _ = shutdown => {
@@ -220,6 +200,6 @@ impl Scheduler {
         drop(raft);
         raft_thread.stop().await?;
         tracing::info!(id = config.id, "scheduler stopped");
-        served.map(|_| ())
+        served
     }
 }

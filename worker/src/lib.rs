@@ -1,1 +1,157 @@
+//! genfleet's worker: runs generation jobs the scheduler leases to its node.
+//!
+//! # Layout
+//! - `model/`: the video DiT in candle (presets, weights, text encoder,
+//!   transformer, flow-matching sampler, decoder).
+//! - `video/`: H.264 encoding, MP4 muxing, thumbnails.
+//! - `device`: what the node offers (CPU devices in this build).
+//! - `executor`: runs one job from assignment to stored artifacts.
+//! - `artifacts`: the object store results are written to.
+//! - `session`: the stream to the scheduler leader, with reconnects.
+//! - [`Worker`]: ties them together.
 
+pub mod artifacts;
+pub mod device;
+pub mod executor;
+pub mod metrics;
+pub mod model;
+mod session;
+pub mod video;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use artifacts::ArtifactStore;
+use executor::Executor;
+use metrics::WorkerMetrics;
+use session::{Identity, SessionLoop};
+
+/// Everything a worker needs to start.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Node name; stable across restarts.
+    pub node: String,
+    /// The scheduler's gRPC address, e.g. `http://127.0.0.1:7070`.
+    pub scheduler: String,
+    /// Holds one folder per model (`genfleet model init` writes them).
+    pub model_root: PathBuf,
+    /// Where artifacts are written (a local directory).
+    pub artifact_root: PathBuf,
+    /// Jobs that may run at once on the CPU.
+    pub cpu_slots: u32,
+    /// Longest wait between reconnect attempts.
+    pub reconnect_max: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("invalid worker configuration: {0}")]
+    Config(String),
+    #[error("no models under {root}: create one with `genfleet model init --dir {root}`")]
+    NoModels { root: String },
+    #[error(transparent)]
+    Artifacts(#[from] artifacts::ArtifactError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+pub struct Worker {
+    config: WorkerConfig,
+    identity: Identity,
+    executor: Arc<Executor>,
+    metrics: WorkerMetrics,
+}
+
+impl Worker {
+    /// Checks the configuration, finds devices and models, opens the artifact store.
+    pub fn new(config: WorkerConfig) -> Result<Self, WorkerError> {
+        if let Err(e) = genfleet_proto_name_check(&config.node) {
+            return Err(WorkerError::Config(e));
+        }
+        if config.cpu_slots == 0 || config.cpu_slots > 64 {
+            return Err(WorkerError::Config(format!(
+                "cpu slots = {}: give between 1 and 64",
+                config.cpu_slots
+            )));
+        }
+        if !(config.scheduler.starts_with("http://") || config.scheduler.starts_with("https://")) {
+            return Err(WorkerError::Config(format!(
+                "scheduler address {:?} must start with http:// or https://",
+                config.scheduler
+            )));
+        }
+        let models = model::available_models(&config.model_root);
+        if models.is_empty() {
+            return Err(WorkerError::NoModels {
+                root: config.model_root.display().to_string(),
+            });
+        }
+        let devices = device::discover(config.cpu_slots);
+        let metrics = WorkerMetrics::new(&config.node)?;
+        for group in &devices {
+            metrics
+                .devices
+                .with_label_values(&[group.flavor.as_str()])
+                .set(i64::from(group.count));
+        }
+        let store = ArtifactStore::local(&config.artifact_root)?;
+        let executor = Arc::new(Executor::new(
+            config.model_root.clone(),
+            store,
+            metrics.clone(),
+        ));
+        let identity = Identity {
+            node: config.node.clone(),
+            instance: format!("{:016x}", rand::random::<u64>()),
+            devices,
+            models,
+        };
+        Ok(Self {
+            config,
+            identity,
+            executor,
+            metrics,
+        })
+    }
+
+    /// Models this worker serves.
+    pub fn models(&self) -> &[String] {
+        &self.identity.models
+    }
+
+    pub fn metrics_registry(&self) -> prometheus::Registry {
+        self.metrics.registry.clone()
+    }
+
+    /// Works for the scheduler until `shutdown` completes; running jobs are
+    /// then stopped (the scheduler requeues them).
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+        let (session, updates) = SessionLoop::new(
+            self.config.scheduler.clone(),
+            self.identity,
+            self.executor,
+            self.metrics,
+            self.config.reconnect_max,
+        );
+        let shutdown = std::pin::pin!(shutdown);
+        session.run(updates, shutdown).await;
+    }
+}
+
+/// Node names follow the scheduler's rules for names.
+fn genfleet_proto_name_check(node: &str) -> Result<(), String> {
+    let ok = !node.is_empty()
+        && node.len() <= 63
+        && node
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "node name {node:?}: use 1 to 63 of a-z, 0-9, '-', '_', '.'"
+        ))
+    }
+}

@@ -143,6 +143,7 @@ pub fn spawn(
         metrics,
         pending: HashMap::new(),
         next_proposal: 1,
+        incarnation: rand::random(),
         role: Role::Follower,
     };
     let thread = std::thread::Builder::new()
@@ -173,6 +174,9 @@ struct Driver {
     /// Proposals of this replica waiting to be applied, by proposal number.
     pending: HashMap<u64, PendingProposal>,
     next_proposal: u64,
+    /// Random per start: entries proposed by an earlier run of this replica
+    /// (replayed from the log) never match this run's pending proposals.
+    incarnation: u64,
     role: Role,
 }
 
@@ -249,7 +253,7 @@ impl Driver {
         };
         let number = self.next_proposal;
         self.next_proposal += 1;
-        let context = proposal_context(self.node.raft.id, number);
+        let context = proposal_context(self.node.raft.id, self.incarnation, number);
         match self.node.propose(context, entry.encode_to_vec()) {
             Ok(()) => {
                 self.pending.insert(number, PendingProposal { reply });
@@ -372,10 +376,10 @@ impl Driver {
 
     /// Answers the proposer of an applied entry, if it was proposed here.
     fn reply(&mut self, context: &[u8], applied: Applied) {
-        let Some((id, number)) = parse_proposal_context(context) else {
+        let Some((id, incarnation, number)) = parse_proposal_context(context) else {
             return;
         };
-        if id != self.node.raft.id {
+        if id != self.node.raft.id || incarnation != self.incarnation {
             return;
         }
         if let Some(p) = self.pending.remove(&number) {
@@ -449,16 +453,33 @@ fn unix_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// A proposal's context: the proposing replica's id and its proposal number.
-fn proposal_context(id: u64, number: u64) -> Vec<u8> {
-    let mut context = Vec::with_capacity(16);
-    context.extend_from_slice(&id.to_be_bytes());
-    context.extend_from_slice(&number.to_be_bytes());
-    context
+/// A proposal's context: the proposing replica's id, the run of it that
+/// proposed, and the proposal's number in that run.
+fn proposal_context(id: u64, incarnation: u64, number: u64) -> Vec<u8> {
+    [id, incarnation, number]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect()
 }
 
-fn parse_proposal_context(context: &[u8]) -> Option<(u64, u64)> {
-    let id = u64::from_be_bytes(context.get(..8)?.try_into().ok()?);
-    let number = u64::from_be_bytes(context.get(8..16)?.try_into().ok()?);
-    Some((id, number))
+fn parse_proposal_context(context: &[u8]) -> Option<(u64, u64, u64)> {
+    let word = |i: usize| -> Option<u64> {
+        Some(u64::from_be_bytes(
+            context.get(i * 8..i * 8 + 8)?.try_into().ok()?,
+        ))
+    };
+    Some((word(0)?, word(1)?, word(2)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proposal_contexts_round_trip_and_reject_garbage() {
+        let context = proposal_context(3, 0xfeed, 42);
+        assert_eq!(parse_proposal_context(&context), Some((3, 0xfeed, 42)));
+        assert_eq!(parse_proposal_context(&context[..20]), None);
+        assert_eq!(parse_proposal_context(b""), None);
+    }
 }

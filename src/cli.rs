@@ -1,0 +1,234 @@
+//! Command-line arguments of the `genfleet` binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+pub const DEFAULT_SCHEDULER: &str = "http://127.0.0.1:7070";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "genfleet",
+    version,
+    about = "A Raft-replicated GPU cluster scheduler for video generation"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scheduler replica.
+    Scheduler(SchedulerArgs),
+    /// Run a worker that executes jobs on this node's devices.
+    Worker(WorkerArgs),
+    /// Submit a text-to-video job.
+    Submit(SubmitArgs),
+    /// List jobs.
+    Jobs(JobsArgs),
+    /// Show one job.
+    Get(JobIdArgs),
+    /// Follow a job until it ends.
+    Watch(JobIdArgs),
+    /// Cancel a job.
+    Cancel(JobIdArgs),
+    /// Run an embedded local cluster (scheduler and workers in one process) until Ctrl-C.
+    Up(UpArgs),
+    /// Start a local cluster, generate a few videos, print where they are, exit.
+    Demo(DemoArgs),
+    /// Create or list model weights.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Address of any scheduler replica.
+    #[arg(long, env = "GENFLEET_SCHEDULER", default_value = DEFAULT_SCHEDULER)]
+    pub scheduler: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// This replica's raft id.
+    #[arg(long, default_value_t = 1)]
+    pub id: u64,
+    /// Directory for the raft log.
+    #[arg(long, default_value = "genfleet-data/scheduler")]
+    pub data_dir: PathBuf,
+    /// gRPC address (clients, workers, peers); port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// HTTP address for /metrics and /healthz.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// How long a node may be without a worker session before its jobs are requeued.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub worker_grace: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Node name (defaults to the host name).
+    #[arg(long, env = "GENFLEET_NODE")]
+    pub node: Option<String>,
+    /// Directory holding the models (`genfleet model init` creates them).
+    #[arg(long, default_value = "genfleet-data/models")]
+    pub models: PathBuf,
+    /// Directory artifacts are written to.
+    #[arg(long, default_value = "genfleet-data/artifacts")]
+    pub artifacts: PathBuf,
+    /// Jobs that may run at once on the CPU.
+    #[arg(long, default_value_t = 1)]
+    pub cpu_slots: u32,
+    /// HTTP address for /metrics and /healthz.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What the video should show.
+    #[arg(long)]
+    pub prompt: String,
+    /// What it should not show (the unconditional branch of guidance).
+    #[arg(long, default_value = "")]
+    pub negative_prompt: String,
+    /// Number of frames.
+    #[arg(long, default_value_t = 17)]
+    pub frames: u32,
+    /// WIDTHxHEIGHT in pixels, multiples of 16.
+    #[arg(long, default_value = "256x256", value_parser = parse_size)]
+    pub size: (u32, u32),
+    /// Denoising steps.
+    #[arg(long, default_value_t = 20)]
+    pub steps: u32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Classifier-free guidance scale (1 turns it off).
+    #[arg(long, default_value_t = 5.0)]
+    pub guidance: f32,
+    /// Frames per second of the video.
+    #[arg(long, default_value_t = 8)]
+    pub fps: u32,
+    /// Model preset.
+    #[arg(long, default_value = "tiny")]
+    pub model: String,
+    /// Follow the job with a progress bar until it ends.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Only jobs in this state (pending, running, completed, failed, cancelled); repeatable.
+    #[arg(long = "state")]
+    pub states: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct JobIdArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Job id, as `genfleet jobs` shows it.
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Directory for the raft log, models and artifacts.
+    #[arg(long, default_value = "genfleet-data")]
+    pub data_dir: PathBuf,
+    /// gRPC address of the embedded scheduler.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// HTTP address for /metrics of the scheduler and workers.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub metrics_listen: SocketAddr,
+    /// Workers to run (each one CPU job at a time).
+    #[arg(long, default_value_t = 1)]
+    pub workers: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory for the demo's raft log, models and videos.
+    #[arg(long, default_value = "genfleet-demo")]
+    pub data_dir: PathBuf,
+    /// Jobs to submit.
+    #[arg(long, default_value_t = 3)]
+    pub jobs: u32,
+    /// Denoising steps per job.
+    #[arg(long, default_value_t = 20)]
+    pub steps: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Create a preset's weights from a seed (nothing is downloaded).
+    Init(ModelInitArgs),
+    /// List the models in a directory.
+    List(ModelDirArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModelInitArgs {
+    /// Preset: tiny, small, medium, wan2.1-1.3b.
+    #[arg(long, default_value = "tiny")]
+    pub preset: String,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value = "genfleet-data/models")]
+    pub dir: PathBuf,
+    /// Replace weights that exist already.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelDirArgs {
+    #[arg(long, default_value = "genfleet-data/models")]
+    pub dir: PathBuf,
+}
+
+/// Parses `WIDTHxHEIGHT`.
+pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT, e.g. 256x256"))?;
+    let side = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("{v:?} in {s:?} is not a whole number of pixels"))
+    };
+    Ok((side(w)?, side(h)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_or_say_why_not() {
+        assert_eq!(parse_size("256x128"), Ok((256, 128)));
+        assert_eq!(parse_size("64X64"), Ok((64, 64)));
+        assert!(parse_size("256").unwrap_err().contains("WIDTHxHEIGHT"));
+        assert!(parse_size("ax2").unwrap_err().contains("\"a\""));
+        assert!(parse_size("-1x2").is_err());
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

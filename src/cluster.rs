@@ -1,0 +1,114 @@
+//! An embedded local cluster: a scheduler and workers in this process,
+//! talking gRPC over loopback exactly as separate processes would.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use genfleet_scheduler::{Scheduler, SchedulerConfig};
+use genfleet_worker::{Worker, WorkerConfig};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::signal::stopped;
+
+#[derive(Debug, Clone)]
+pub struct LocalClusterConfig {
+    /// Holds `scheduler/` (raft log), `models/` and `artifacts/`.
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
+    pub workers: u32,
+    /// Model preset created (from seed 0) if missing.
+    pub model: String,
+}
+
+pub struct LocalCluster {
+    /// The scheduler's gRPC address, `http://...`.
+    pub endpoint: String,
+    pub metrics_addr: Option<SocketAddr>,
+    pub artifact_dir: PathBuf,
+    stop: watch::Sender<bool>,
+    scheduler: JoinHandle<Result<(), genfleet_scheduler::Error>>,
+    others: Vec<JoinHandle<()>>,
+}
+
+/// Creates the model's weights under `models` unless they are there.
+pub async fn ensure_model(models: &Path, preset: &str) -> anyhow::Result<()> {
+    let (models, preset) = (models.to_path_buf(), preset.to_string());
+    let report = tokio::task::spawn_blocking(move || {
+        genfleet_worker::model::init_model(&models, &preset, 0, false)
+    })
+    .await
+    .context("model init task")??;
+    if report.created {
+        tracing::info!(dir = %report.dir.display(), parameters = report.parameters, "created model weights");
+    }
+    Ok(())
+}
+
+impl LocalCluster {
+    pub async fn start(config: LocalClusterConfig) -> anyhow::Result<Self> {
+        let models = config.data_dir.join("models");
+        let artifact_dir = config.data_dir.join("artifacts");
+        ensure_model(&models, &config.model).await?;
+
+        let mut scheduler_config =
+            SchedulerConfig::new(config.data_dir.join("scheduler"), config.listen);
+        // One process: a worker that is gone is gone for good.
+        scheduler_config.worker_grace = Duration::from_secs(5);
+        let scheduler = Scheduler::bind(scheduler_config).await?;
+        let endpoint = format!("http://{}", scheduler.grpc_addr());
+        let mut registries = vec![scheduler.metrics_registry()];
+        let (stop, stop_rx) = watch::channel(false);
+        let scheduler = tokio::spawn(scheduler.run(stopped(stop_rx.clone())));
+
+        let mut others = Vec::new();
+        for i in 0..config.workers {
+            let worker = Worker::new(WorkerConfig {
+                node: format!("local-{i}"),
+                scheduler: endpoint.clone(),
+                model_root: models.clone(),
+                artifact_root: artifact_dir.clone(),
+                cpu_slots: 1,
+                reconnect_max: Duration::from_secs(2),
+            })?;
+            registries.push(worker.metrics_registry());
+            others.push(tokio::spawn(worker.run(stopped(stop_rx.clone()))));
+        }
+
+        let mut metrics_addr = None;
+        if let Some(addr) = config.metrics_listen {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+            metrics_addr = listener.local_addr().ok();
+            let serve = crate::http::serve(listener, registries, stopped(stop_rx.clone()));
+            others.push(tokio::spawn(async move {
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "metrics server stopped");
+                }
+            }));
+        }
+        Ok(Self {
+            endpoint,
+            metrics_addr,
+            artifact_dir,
+            stop,
+            scheduler,
+            others,
+        })
+    }
+
+    /// Stops workers and scheduler and waits for them.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        for task in self.others {
+            let _ = task.await;
+        }
+        self.scheduler.await.context("scheduler task")??;
+        Ok(())
+    }
+}

@@ -1,0 +1,109 @@
+//! `genfleet demo`: a local cluster, a few videos, where to find them.
+
+use std::time::Instant;
+
+use anyhow::bail;
+use futures::future::join_all;
+use genfleet_proto as pb;
+use indicatif::MultiProgress;
+use pb::JobState;
+
+use super::jobs::follow;
+use crate::cli::DemoArgs;
+use crate::client::{connect, ClientError};
+use crate::cluster::{LocalCluster, LocalClusterConfig};
+use crate::render;
+
+const PROMPTS: &[&str] = &[
+    "a lighthouse on a cliff in a storm at night",
+    "a red fox running through fresh snow",
+    "timelapse of clouds over a mountain lake",
+    "a paper boat drifting down a rainy street",
+    "neon signs flickering in a quiet alley",
+];
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    println!(
+        "genfleet demo: a scheduler and a worker in this process, data in {}",
+        args.data_dir.display()
+    );
+    let cluster = LocalCluster::start(LocalClusterConfig {
+        data_dir: args.data_dir.clone(),
+        listen: "127.0.0.1:0".parse()?,
+        metrics_listen: None,
+        workers: 1,
+        model: "tiny".into(),
+    })
+    .await?;
+    let result = generate(&cluster.endpoint, &args).await;
+    cluster.stop().await?;
+    let jobs = result?;
+
+    println!();
+    let mut failed = 0;
+    for job in &jobs {
+        let prompt = job.spec.as_ref().map(|s| s.prompt.as_str()).unwrap_or("");
+        if job.state() != JobState::Completed {
+            failed += 1;
+            println!(
+                "{} {}: {} ({prompt})",
+                job.id,
+                job.state().label(),
+                job.message
+            );
+            continue;
+        }
+        println!("{}  \"{prompt}\"", job.id);
+        for artifact in &job.artifacts {
+            println!(
+                "    {:<10} {}",
+                artifact.kind,
+                render::location(&artifact.uri)
+            );
+        }
+    }
+    println!(
+        "\n{} videos in {:.0?}",
+        jobs.len() - failed,
+        started.elapsed()
+    );
+    if failed > 0 {
+        bail!("{failed} of {} demo jobs did not complete", jobs.len());
+    }
+    Ok(())
+}
+
+/// Submits the demo's jobs and follows them all to their end.
+async fn generate(endpoint: &str, args: &DemoArgs) -> Result<Vec<pb::Job>, ClientError> {
+    let mut client = connect(endpoint).await?;
+    let mut ids = Vec::new();
+    for i in 0..args.jobs {
+        let spec = pb::JobSpec {
+            prompt: PROMPTS[i as usize % PROMPTS.len()].to_string(),
+            frames: 17,
+            width: 256,
+            height: 256,
+            steps: args.steps,
+            seed: u64::from(i),
+            guidance: 5.0,
+            fps: 8,
+            model: "tiny".into(),
+            ..Default::default()
+        };
+        let job = client
+            .submit(pb::SubmitRequest { spec: Some(spec) })
+            .await?
+            .into_inner()
+            .job
+            .unwrap_or_default();
+        ids.push(job.id);
+    }
+    let bars = MultiProgress::new();
+    let follows = ids.iter().map(|id| {
+        let bar = bars.add(render::job_bar(id, u64::from(args.steps)));
+        let mut client = client.clone();
+        async move { follow(&mut client, id, &bar).await }
+    });
+    join_all(follows).await.into_iter().collect()
+}

@@ -1,0 +1,23 @@
+//! One function per subcommand.
+
+mod demo;
+mod jobs;
+mod model;
+mod servers;
+
+use crate::cli::Command;
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Scheduler(args) => servers::scheduler(args).await,
+        Command::Worker(args) => servers::worker(args).await,
+        Command::Up(args) => servers::up(args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Submit(args) => jobs::submit(args).await,
+        Command::Jobs(args) => jobs::list(args).await,
+        Command::Get(args) => jobs::get(args).await,
+        Command::Watch(args) => jobs::watch(args).await,
+        Command::Cancel(args) => jobs::cancel(args).await,
+        Command::Model(command) => model::run(command).await,
+    }
+}

@@ -1,0 +1,145 @@
+//! Long-running roles: `scheduler`, `worker`, `up`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use genfleet_scheduler::{Scheduler, SchedulerConfig};
+use genfleet_worker::{Worker, WorkerConfig};
+use tokio::net::TcpListener;
+
+use crate::cli::{SchedulerArgs, UpArgs, WorkerArgs};
+use crate::cluster::{LocalCluster, LocalClusterConfig};
+use crate::signal::{shutdown_on_signals, stopped};
+
+pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
+    let mut config = SchedulerConfig::new(&args.data_dir, args.listen);
+    config.id = args.id;
+    config.worker_grace = args.worker_grace;
+    let scheduler = Scheduler::bind(config).await?;
+    let shutdown = shutdown_on_signals();
+    let metrics = serve_metrics(
+        args.metrics_listen,
+        vec![scheduler.metrics_registry()],
+        &shutdown,
+    )
+    .await?;
+    println!(
+        "genfleet scheduler {} ready: grpc=http://{}{}",
+        args.id,
+        scheduler.grpc_addr(),
+        metrics
+            .map(|a| format!(" metrics=http://{a}/metrics"))
+            .unwrap_or_default()
+    );
+    scheduler.run(stopped(shutdown)).await?;
+    Ok(())
+}
+
+pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let node = match args.node {
+        Some(node) => node,
+        None => default_node_name(),
+    };
+    let worker = Worker::new(WorkerConfig {
+        node: node.clone(),
+        scheduler: args.client.scheduler.clone(),
+        model_root: args.models,
+        artifact_root: args.artifacts,
+        cpu_slots: args.cpu_slots,
+        reconnect_max: Duration::from_secs(5),
+    })?;
+    let shutdown = shutdown_on_signals();
+    let metrics = serve_metrics(
+        args.metrics_listen,
+        vec![worker.metrics_registry()],
+        &shutdown,
+    )
+    .await?;
+    println!(
+        "genfleet worker ready: node={node} models={} scheduler={}{}",
+        worker.models().join(","),
+        args.client.scheduler,
+        metrics
+            .map(|a| format!(" metrics=http://{a}/metrics"))
+            .unwrap_or_default()
+    );
+    worker.run(stopped(shutdown)).await;
+    Ok(())
+}
+
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let cluster = LocalCluster::start(LocalClusterConfig {
+        data_dir: args.data_dir.clone(),
+        listen: args.listen,
+        metrics_listen: Some(args.metrics_listen),
+        workers: args.workers,
+        model: "tiny".into(),
+    })
+    .await?;
+    let shutdown = shutdown_on_signals();
+    println!(
+        "genfleet is up: a scheduler and {} worker(s) in this process",
+        args.workers
+    );
+    println!("  API      {}", cluster.endpoint);
+    if let Some(addr) = cluster.metrics_addr {
+        println!("  metrics  http://{addr}/metrics");
+    }
+    println!("  videos   {}", cluster.artifact_dir.display());
+    println!(
+        "try:  genfleet submit --scheduler {} --prompt \"a lighthouse in a storm\" --watch",
+        cluster.endpoint
+    );
+    println!(
+        "Ctrl-C stops it; jobs and their state survive in {}",
+        args.data_dir.display()
+    );
+    stopped(shutdown).await;
+    cluster.stop().await
+}
+
+/// Serves /metrics if an address is given; returns the bound address.
+async fn serve_metrics(
+    addr: Option<std::net::SocketAddr>,
+    registries: Vec<prometheus::Registry>,
+    shutdown: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    let Some(addr) = addr else { return Ok(None) };
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    let bound = listener.local_addr().ok();
+    let serve = crate::http::serve(listener, registries, stopped(shutdown.clone()));
+    tokio::spawn(async move {
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
+    Ok(bound)
+}
+
+/// The host name, made a valid node name.
+fn default_node_name() -> String {
+    let raw = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .unwrap_or_default();
+    let name: String = raw
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    if name.is_empty() {
+        "worker".into()
+    } else {
+        name
+    }
+}

@@ -1,0 +1,19 @@
+//! The `genfleet` binary's library: one binary, many roles (like kubectl or
+//! etcdctl, one image serves every pod).
+//!
+//! # Layout
+//! - `cli`: the command-line arguments (clap).
+//! - `commands/`: one function per subcommand.
+//! - `cluster`: the embedded local cluster behind `genfleet up` and `genfleet demo`.
+//! - `client`: connecting to a scheduler, with errors that name the address.
+//! - `render`: job tables, details and progress bars.
+//! - `http`: `/metrics` and `/healthz` for every process.
+//! - `signal`: graceful shutdown on Ctrl-C / SIGTERM.
+
+pub mod cli;
+pub mod client;
+pub mod cluster;
+pub mod commands;
+pub mod http;
+pub mod render;
+pub mod signal;

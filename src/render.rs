@@ -1,0 +1,215 @@
+//! How jobs look on a terminal: tables, details and progress bars.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use genfleet_proto as pb;
+use indicatif::{ProgressBar, ProgressStyle};
+use pb::JobState;
+
+/// A path for `file://` URIs, the URI otherwise.
+pub fn location(uri: &str) -> &str {
+    uri.strip_prefix("file://").unwrap_or(uri)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// "3s", "4m", "2h": how long ago `at_ms` was.
+pub fn age(at_ms: i64) -> String {
+    if at_ms <= 0 {
+        return "-".into();
+    }
+    let secs = ((now_ms() - at_ms).max(0) / 1000) as u64;
+    match secs {
+        0..=119 => format!("{secs}s"),
+        120..=7199 => format!("{}m", secs / 60),
+        _ => format!("{}h", secs / 3600),
+    }
+}
+
+fn steps(job: &pb::Job) -> u32 {
+    job.spec.as_ref().map_or(0, |s| s.steps)
+}
+
+/// The one thing worth knowing about a job besides its state.
+pub fn detail(job: &pb::Job) -> String {
+    match job.state() {
+        JobState::Pending => job.pending_reason.clone(),
+        JobState::Completed => job
+            .artifacts
+            .iter()
+            .find(|a| a.kind == "video")
+            .map(|a| location(&a.uri).to_string())
+            .unwrap_or_default(),
+        JobState::Failed | JobState::Cancelled => job.message.clone(),
+        _ => String::new(),
+    }
+}
+
+/// The `genfleet jobs` table.
+pub fn job_table(jobs: &[pb::Job]) -> String {
+    let rows: Vec<[String; 6]> = jobs
+        .iter()
+        .map(|j| {
+            [
+                j.id.clone(),
+                j.state().label().to_string(),
+                format!("{}/{}", j.step, steps(j)),
+                if j.node.is_empty() {
+                    "-".into()
+                } else {
+                    j.node.clone()
+                },
+                age(j.created_at_ms),
+                detail(j),
+            ]
+        })
+        .collect();
+    let header = ["ID", "STATE", "STEP", "NODE", "AGE", "DETAIL"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String; 6]| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i == 5 {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = line(&header);
+    for row in &rows {
+        out.push('\n');
+        out.push_str(&line(row));
+    }
+    out
+}
+
+/// `genfleet get`: every field worth reading.
+pub fn job_details(job: &pb::Job) -> String {
+    let spec = job.spec.clone().unwrap_or_default();
+    let mut lines = vec![
+        format!("id:        {}", job.id),
+        format!("state:     {}", job.state().label()),
+        format!("prompt:    {}", spec.prompt),
+        format!(
+            "video:     {} frames, {}x{}, {} fps, model {}, {} steps, seed {}, guidance {}",
+            spec.frames,
+            spec.width,
+            spec.height,
+            spec.fps,
+            spec.model,
+            spec.steps,
+            spec.seed,
+            spec.guidance
+        ),
+        format!("progress:  {}/{} steps", job.step, spec.steps),
+    ];
+    if !job.node.is_empty() {
+        lines.push(format!(
+            "node:      {} (lease epoch {})",
+            job.node, job.lease_epoch
+        ));
+    }
+    lines.push(format!("submitted: {} ago", age(job.created_at_ms)));
+    if job.started_at_ms > 0 && job.finished_at_ms > 0 {
+        let run = Duration::from_millis((job.finished_at_ms - job.started_at_ms).max(0) as u64);
+        lines.push(format!("ran:       {:.1}s", run.as_secs_f64()));
+    }
+    if job.requeues > 0 {
+        lines.push(format!("requeued:  {} times", job.requeues));
+    }
+    if !job.pending_reason.is_empty() {
+        lines.push(format!("waiting:   {}", job.pending_reason));
+    }
+    if !job.message.is_empty() {
+        lines.push(format!("message:   {}", job.message));
+    }
+    for a in &job.artifacts {
+        lines.push(format!(
+            "{:<10} {} ({} bytes)",
+            format!("{}:", a.kind),
+            location(&a.uri),
+            a.size_bytes
+        ));
+    }
+    lines.join("\n")
+}
+
+/// A progress bar for one job.
+pub fn job_bar(job_id: &str, total_steps: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total_steps.max(1));
+    let style = ProgressStyle::with_template(
+        "{prefix:.bold} [{bar:30.cyan/blue}] {pos:>3}/{len} steps {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(job_id.to_string());
+    bar
+}
+
+/// Shows `job` on its bar.
+pub fn update_bar(bar: &ProgressBar, job: &pb::Job) {
+    bar.set_length(u64::from(steps(job)).max(1));
+    bar.set_position(u64::from(job.step));
+    let message = match job.state() {
+        JobState::Pending => format!("pending: {}", job.pending_reason),
+        JobState::Running => format!("running on {}", job.node),
+        state => state.label().to_string(),
+    };
+    bar.set_message(message);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, state: JobState) -> pb::Job {
+        pb::Job {
+            id: id.into(),
+            state: state as i32,
+            spec: Some(pb::JobSpec {
+                steps: 20,
+                ..Default::default()
+            }),
+            step: 5,
+            pending_reason: "no worker is connected".into(),
+            artifacts: vec![pb::Artifact {
+                kind: "video".into(),
+                uri: "file:///data/j-1/video.mp4".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_table_shows_what_matters_per_state() {
+        let table = job_table(&[
+            job("j-1", JobState::Completed),
+            job("j-22", JobState::Pending),
+        ]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("ID    STATE"), "{table}");
+        assert!(
+            lines[1].contains("completed") && lines[1].ends_with("/data/j-1/video.mp4"),
+            "{table}"
+        );
+        assert!(
+            lines[2].contains("5/20") && lines[2].ends_with("no worker is connected"),
+            "{table}"
+        );
+    }
+}

@@ -1,0 +1,191 @@
+//! Model presets: the shape of the video DiT, its text encoder and decoder.
+//!
+//! The architecture follows Wan2.1 (Wan Team, "Wan: Open and Advanced
+//! Large-Scale Video Generative Models", 2025): a (1, 2, 2) spacetime patch
+//! embedding of a latent compressed 4x in time and 8x in space, blocks of
+//! self-attention with 3D RoPE and QK RMSNorm, cross-attention to text
+//! tokens, adaLN-style modulation from the timestep, flow matching.
+
+use serde::{Deserialize, Serialize};
+
+/// The shape of one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub name: String,
+    /// Channels of the video latent (Wan's VAE: 16).
+    pub latent_channels: usize,
+    /// Spacetime patch of the transformer (t, h, w).
+    pub patch: [usize; 3],
+    /// Compression of the latent relative to pixels (t, h, w).
+    pub vae_stride: [usize; 3],
+    /// Width of the transformer.
+    pub dim: usize,
+    pub ffn_dim: usize,
+    pub heads: usize,
+    pub depth: usize,
+    /// Width of the sinusoidal timestep features.
+    pub freq_dim: usize,
+    /// Text encoder: vocabulary (hashed words), width, layers, heads, tokens.
+    pub text_vocab: usize,
+    pub text_dim: usize,
+    pub text_layers: usize,
+    pub text_heads: usize,
+    pub text_len: usize,
+    /// Decoder channels at 1x, 2x, 4x, 8x of the latent resolution.
+    pub decoder_channels: [usize; 4],
+    /// Epsilon of the norms.
+    pub eps: f64,
+    /// Base of the rotary position frequencies.
+    pub rope_theta: f64,
+    /// Timestep shift of the flow-matching schedule (Wan2.1 uses 5 at 480p).
+    pub sample_shift: f64,
+}
+
+/// Names of the built-in presets, smallest first.
+pub const PRESETS: &[&str] = &["tiny", "small", "medium", "wan2.1-1.3b"];
+
+impl ModelConfig {
+    /// A built-in preset by name.
+    pub fn preset(name: &str) -> Option<Self> {
+        let base = |dim, ffn_dim, heads, depth| ModelConfig {
+            name: name.to_string(),
+            latent_channels: 16,
+            patch: [1, 2, 2],
+            vae_stride: [4, 8, 8],
+            dim,
+            ffn_dim,
+            heads,
+            depth,
+            freq_dim: 256,
+            text_vocab: 8192,
+            text_dim: dim,
+            text_layers: 2,
+            text_heads: heads,
+            text_len: 64,
+            decoder_channels: [64, 48, 32, 16],
+            eps: 1e-6,
+            rope_theta: 10_000.0,
+            sample_shift: 5.0,
+        };
+        match name {
+            // Runs a 256x256, 17-frame video in seconds on two CPU cores.
+            "tiny" => Some(ModelConfig {
+                sample_shift: 3.0,
+                text_vocab: 4096,
+                text_len: 32,
+                decoder_channels: [32, 32, 16, 16],
+                ..base(128, 512, 4, 4)
+            }),
+            "small" => Some(base(256, 1024, 4, 8)),
+            "medium" => Some(base(512, 2048, 8, 12)),
+            // Wan2.1-T2V-1.3B's transformer shape; its text encoder is umT5-XXL
+            // (4096 wide, 512 tokens), stood in for here by a small one.
+            "wan2.1-1.3b" => Some(ModelConfig {
+                text_dim: 1024,
+                text_heads: 16,
+                text_layers: 4,
+                text_len: 512,
+                text_vocab: 32_768,
+                decoder_channels: [128, 96, 64, 32],
+                ..base(1536, 8960, 12, 30)
+            }),
+            _ => None,
+        }
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.dim / self.heads
+    }
+
+    /// Inputs of one patch: channels x patch volume.
+    pub fn patch_features(&self) -> usize {
+        self.latent_channels * self.patch.iter().product::<usize>()
+    }
+
+    /// Checks that the shapes fit together.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.dim == 0 || self.heads == 0 || self.dim % self.heads != 0 {
+            return Err(format!(
+                "dim {} must be a positive multiple of heads {}",
+                self.dim, self.heads
+            ));
+        }
+        if self.head_dim() % 2 != 0 || self.head_dim() < 6 {
+            return Err(format!(
+                "head dim {} must be even and at least 6 for 3D RoPE",
+                self.head_dim()
+            ));
+        }
+        if self.text_heads == 0 || self.text_dim % self.text_heads != 0 {
+            return Err(format!(
+                "text dim {} must be a multiple of text heads {}",
+                self.text_dim, self.text_heads
+            ));
+        }
+        if self.patch[0] != 1 || self.patch[1] == 0 || self.patch[2] == 0 {
+            return Err(format!(
+                "patch {:?}: only temporal patch 1 is supported",
+                self.patch
+            ));
+        }
+        if self.vae_stride != [4, 8, 8] {
+            return Err(format!(
+                "vae stride {:?}: the decoder supports [4, 8, 8]",
+                self.vae_stride
+            ));
+        }
+        if self.text_len < 2 || self.text_vocab < 16 || self.depth == 0 || self.freq_dim % 2 != 0 {
+            return Err(
+                "text_len >= 2, text_vocab >= 16, depth >= 1 and an even freq_dim are required"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Latent shape (channels, frames, height, width) for a video of
+    /// `frames` x `height` x `width` pixels: like Wan's causal VAE, the first
+    /// frame has a latent frame of its own and every 4 more frames share one.
+    pub fn latent_shape(&self, frames: usize, height: usize, width: usize) -> [usize; 4] {
+        let [st, sh, sw] = self.vae_stride;
+        let latent_frames = 1 + frames.saturating_sub(1).div_ceil(st);
+        [self.latent_channels, latent_frames, height / sh, width / sw]
+    }
+
+    /// Parameters of the transformer alone (the part worth sharding).
+    pub fn transformer_parameters(&self) -> usize {
+        let d = self.dim;
+        let attention = 4 * (d * d + d) + 2 * d;
+        let block = 2 * attention + 2 * d + 2 * d * self.ffn_dim + self.ffn_dim + d + 6 * d;
+        self.depth * block
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_is_valid() {
+        for name in PRESETS {
+            let config = ModelConfig::preset(name).expect("preset exists");
+            assert_eq!(config.validate(), Ok(()), "{name}");
+        }
+        assert!(ModelConfig::preset("huge").is_none());
+    }
+
+    #[test]
+    fn the_largest_preset_has_the_size_of_wan_1_3b() {
+        let wan = ModelConfig::preset("wan2.1-1.3b").expect("preset");
+        let billions = wan.transformer_parameters() as f64 / 1e9;
+        assert!((1.1..1.5).contains(&billions), "{billions} B parameters");
+    }
+
+    #[test]
+    fn latent_frames_follow_the_causal_vae() {
+        let tiny = ModelConfig::preset("tiny").expect("preset");
+        assert_eq!(tiny.latent_shape(1, 256, 256), [16, 1, 32, 32]);
+        assert_eq!(tiny.latent_shape(17, 256, 128), [16, 5, 32, 16]);
+        assert_eq!(tiny.latent_shape(18, 64, 64), [16, 6, 8, 8]);
+    }
+}

@@ -1,0 +1,188 @@
+//! Building blocks shared by the text encoder, the DiT and the decoder.
+
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
+use candle_nn::{Init, Linear, VarBuilder};
+
+/// Rows of queries attended at once: bounds the (B, H, rows, N) score
+/// matrix of long videos.
+const ATTENTION_QUERY_CHUNK: usize = 2048;
+
+/// A linear layer whose weights start with std `gain / sqrt(fan_in)` and
+/// zero bias. Output projections take a smaller gain so the residual stream
+/// of a randomly initialized model stays in range.
+pub fn linear(in_dim: usize, out_dim: usize, gain: f64, vb: VarBuilder) -> Result<Linear> {
+    let init = Init::Kaiming {
+        dist: NormalOrUniform::Normal,
+        fan: FanInOut::FanIn,
+        non_linearity: NonLinearity::ExplicitGain(gain),
+    };
+    let weight = vb.get_with_hints((out_dim, in_dim), "weight", init)?;
+    let bias = vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?;
+    Ok(Linear::new(weight, Some(bias)))
+}
+
+/// RMSNorm with a learned scale (Zhang and Sennrich, 2019).
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f32,
+}
+
+impl RmsNorm {
+    pub fn new(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(dim, "weight", Init::Const(1.0))?,
+            eps: eps as f32,
+        })
+    }
+
+    /// x: (.., dim)
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)
+    }
+}
+
+/// LayerNorm over the last dim, with or without a learned affine.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    pub fn new(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(dim, "weight", Init::Const(1.0))?,
+            bias: vb.get_with_hints(dim, "bias", Init::Const(0.0))?,
+            eps: eps as f32,
+        })
+    }
+
+    /// Without learned parameters (the DiT's modulated norms).
+    pub fn plain(dim: usize, eps: f64, vb: &VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: Tensor::ones(dim, vb.dtype(), vb.device())?,
+            bias: Tensor::zeros(dim, vb.dtype(), vb.device())?,
+            eps: eps as f32,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, self.eps)
+    }
+}
+
+/// Two linear layers with a tanh-approximated GELU between them.
+#[derive(Debug, Clone)]
+pub struct FeedForward {
+    up: Linear,
+    down: Linear,
+}
+
+impl FeedForward {
+    /// Weights `0` (up) and `2` (down), as in a torch `Sequential`.
+    pub fn new(dim: usize, hidden: usize, out_gain: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            up: linear(dim, hidden, 1.0, vb.pp("0"))?,
+            down: linear(hidden, dim, out_gain, vb.pp("2"))?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.down.forward(&self.up.forward(x)?.gelu()?)
+    }
+}
+
+/// adaLN modulation: x * (1 + scale) + shift, with shift and scale (B, 1, C).
+pub fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    x.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)
+}
+
+/// Splits (B, N, H*D) into heads: (B, H, N, D), contiguous.
+pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, n, c) = x.dims3()?;
+    x.reshape((b, n, heads, c / heads))?
+        .transpose(1, 2)?
+        .contiguous()
+}
+
+/// Joins heads back: (B, H, N, D) -> (B, N, H*D).
+pub fn merge_heads(x: &Tensor) -> Result<Tensor> {
+    let (b, h, n, d) = x.dims4()?;
+    x.transpose(1, 2)?.reshape((b, n, h * d))
+}
+
+/// Scaled dot-product attention (Vaswani et al., 2017).
+/// q: (B, H, Nq, D), k and v: (B, H, Nk, D), bias: broadcastable to
+/// (B, H, Nq, Nk) and added to the scores (0 keeps, -inf-like drops).
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let scale = 1.0 / (q.dim(D::Minus1)? as f64).sqrt();
+    let k_t = k.t()?.contiguous()?;
+    let nq = q.dim(2)?;
+    let mut outputs = Vec::with_capacity(nq.div_ceil(ATTENTION_QUERY_CHUNK));
+    for start in (0..nq).step_by(ATTENTION_QUERY_CHUNK) {
+        let rows = ATTENTION_QUERY_CHUNK.min(nq - start);
+        let q_chunk = q.narrow(2, start, rows)?;
+        let mut scores = (q_chunk.matmul(&k_t)? * scale)?;
+        if let Some(bias) = bias {
+            scores = scores.broadcast_add(bias)?;
+        }
+        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+        outputs.push(weights.matmul(v)?);
+    }
+    if outputs.len() == 1 {
+        Ok(outputs.remove(0))
+    } else {
+        Tensor::cat(&outputs, 2)
+    }
+}
+
+/// Additive attention bias from a (B, L) keep-mask of 1s and 0s: (B, 1, 1, L).
+pub fn mask_to_bias(mask: &Tensor) -> Result<Tensor> {
+    let (b, l) = mask.dims2()?;
+    // (mask - 1) * 1e9: 0 where kept, -1e9 where padded.
+    ((mask.to_dtype(DType::F32)? - 1.0)? * 1e9)?.reshape((b, 1, 1, l))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn chunked_attention_equals_whole() {
+        let dev = Device::Cpu;
+        let n = ATTENTION_QUERY_CHUNK + 37;
+        let q = Tensor::randn(0f32, 1.0, (1, 2, n, 8), &dev).expect("q");
+        let k = Tensor::randn(0f32, 1.0, (1, 2, 50, 8), &dev).expect("k");
+        let v = Tensor::randn(0f32, 1.0, (1, 2, 50, 8), &dev).expect("v");
+        let chunked = attention(&q, &k, &v, None).expect("attention");
+        let scores = (q.matmul(&k.t().expect("t")).expect("mm") / (8f64).sqrt()).expect("scale");
+        let whole = candle_nn::ops::softmax_last_dim(&scores)
+            .expect("softmax")
+            .matmul(&v)
+            .expect("mm");
+        let diff = (chunked - whole)
+            .expect("sub")
+            .abs()
+            .expect("abs")
+            .max_all()
+            .expect("max");
+        assert!(diff.to_scalar::<f32>().expect("scalar") < 1e-5);
+    }
+
+    #[test]
+    fn masked_keys_get_no_weight() {
+        let dev = Device::Cpu;
+        let q = Tensor::ones((1, 1, 1, 4), DType::F32, &dev).expect("q");
+        let k = Tensor::ones((1, 1, 2, 4), DType::F32, &dev).expect("k");
+        let v = Tensor::new(&[[[[1f32, 1., 1., 1.], [9., 9., 9., 9.]]]], &dev).expect("v");
+        let mask = Tensor::new(&[[1f32, 0.]], &dev).expect("mask");
+        let bias = mask_to_bias(&mask).expect("bias");
+        let out = attention(&q, &k, &v, Some(&bias)).expect("attention");
+        let values: Vec<f32> = out.flatten_all().and_then(|t| t.to_vec1()).expect("vec");
+        assert_eq!(values, vec![1.0; 4]);
+    }
+}

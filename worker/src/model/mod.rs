@@ -1,0 +1,37 @@
+//! The video diffusion transformer and everything around it: presets,
+//! weights, the prompt encoder, the sampler and the decoder.
+
+pub mod config;
+mod decoder;
+mod dit;
+mod layers;
+mod pipeline;
+pub mod rng;
+mod rope;
+pub mod sampler;
+mod text;
+pub mod weights;
+
+use std::path::PathBuf;
+
+pub use config::{ModelConfig, PRESETS};
+pub use pipeline::{GenerateRequest, Pipeline, StepProgress, Video};
+pub use weights::{available_models, init_model, InitReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("unknown model preset {name:?}; the presets are {known}")]
+    UnknownPreset { name: String, known: String },
+    #[error("invalid model config: {0}")]
+    InvalidConfig(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a usable genfleet model file: {why}")]
+    BadFile { path: PathBuf, why: String },
+    #[error("model computation: {0}")]
+    Candle(#[from] candle_core::Error),
+}

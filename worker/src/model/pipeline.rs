@@ -1,0 +1,294 @@
+//! Text to video: encode the prompt, denoise a latent with the DiT under
+//! classifier-free guidance, decode it to RGB frames.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_nn::VarBuilder;
+
+use super::config::ModelConfig;
+use super::decoder::Decoder;
+use super::dit::Dit;
+use super::layers::mask_to_bias;
+use super::rng::SeededRng;
+use super::sampler::FlowSchedule;
+use super::text::TextEncoder;
+use super::weights::{load_weights, ModelManifest};
+use super::ModelError;
+
+/// What to generate; sizes in pixels and frames.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateRequest {
+    pub prompt: String,
+    pub negative_prompt: String,
+    pub frames: usize,
+    pub width: usize,
+    pub height: usize,
+    pub steps: usize,
+    pub seed: u64,
+    /// Classifier-free guidance scale; 1 disables the unconditional pass.
+    pub guidance: f64,
+}
+
+/// Decoded frames, each `height * width * 3` bytes of RGB.
+#[derive(Debug, Clone)]
+pub struct Video {
+    pub width: usize,
+    pub height: usize,
+    pub frames: Vec<Vec<u8>>,
+}
+
+/// Where the sampler is after a step: step `done` of `total` finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepProgress {
+    pub done: usize,
+    pub total: usize,
+}
+
+pub struct Pipeline {
+    config: ModelConfig,
+    text: TextEncoder,
+    dit: Dit,
+    decoder: Decoder,
+    device: Device,
+}
+
+impl Pipeline {
+    /// Builds the model over any var builder (saved weights or [`super::weights::SeededInit`]).
+    pub fn build(config: &ModelConfig, vb: VarBuilder) -> Result<Self, ModelError> {
+        config.validate().map_err(ModelError::InvalidConfig)?;
+        Ok(Self {
+            config: config.clone(),
+            text: TextEncoder::new(config, vb.pp("text"))?,
+            dit: Dit::new(config, vb.clone())?,
+            decoder: Decoder::new(config, vb.pp("decoder"))?,
+            device: vb.device().clone(),
+        })
+    }
+
+    /// Loads the model saved in `dir`.
+    pub fn load(dir: &Path, device: &Device) -> Result<(ModelManifest, Self), ModelError> {
+        let (manifest, vb) = load_weights(dir, device)?;
+        let pipeline = Self::build(&manifest.config, vb).map_err(|e| match e {
+            ModelError::Candle(c) => ModelError::BadFile {
+                path: dir.join(super::weights::WEIGHTS_FILE),
+                why: c.to_string(),
+            },
+            other => other,
+        })?;
+        Ok((manifest, pipeline))
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The starting noise of a request: (1, C, T, h, w), from the seed alone.
+    pub fn initial_latent(&self, request: &GenerateRequest) -> Result<Tensor, ModelError> {
+        let shape = self
+            .config
+            .latent_shape(request.frames, request.height, request.width);
+        let n: usize = shape.iter().product();
+        let noise = SeededRng::new(request.seed).normals(n);
+        let [c, t, h, w] = shape;
+        Ok(Tensor::from_vec(noise, (1, c, t, h, w), &self.device)?)
+    }
+
+    /// Runs the whole request. `on_step` is called after every denoising step
+    /// and may stop the run by returning `Break` (then `Ok(None)`).
+    pub fn generate(
+        &self,
+        request: &GenerateRequest,
+        on_step: &mut dyn FnMut(StepProgress) -> ControlFlow<()>,
+    ) -> Result<Option<Video>, ModelError> {
+        let latent = self.initial_latent(request)?;
+        let Some(latent) = self.denoise(request, latent, 0, on_step)? else {
+            return Ok(None);
+        };
+        Ok(Some(self.decode(&latent, request)?))
+    }
+
+    /// Denoising steps `from_step..steps` starting at `latent`; returns the
+    /// final latent, or None if stopped.
+    pub fn denoise(
+        &self,
+        request: &GenerateRequest,
+        mut latent: Tensor,
+        from_step: usize,
+        on_step: &mut dyn FnMut(StepProgress) -> ControlFlow<()>,
+    ) -> Result<Option<Tensor>, ModelError> {
+        let schedule = FlowSchedule::new(request.steps, self.config.sample_shift);
+        let guided = request.guidance != 1.0;
+        let prompts: Vec<&str> = if guided {
+            vec![&request.prompt, &request.negative_prompt]
+        } else {
+            vec![&request.prompt]
+        };
+        let (tokens, mask) = self.text.encode(&prompts)?;
+        let text = self.dit.embed_text(&tokens)?;
+        let bias = mask_to_bias(&mask)?;
+        let batch = prompts.len();
+        for i in from_step..schedule.steps() {
+            let _span = tracing::debug_span!("denoise_step", step = i).entered();
+            let t = Tensor::full(schedule.timestep(i) as f32, batch, &self.device)?;
+            let x = latent.repeat((batch, 1, 1, 1, 1))?;
+            let v = self.dit.forward(&x, &t, &text, &bias)?;
+            let v = if guided {
+                let (cond, uncond) = (v.i(0..1)?, v.i(1..2)?);
+                (&uncond + ((cond - &uncond)? * request.guidance)?)?
+            } else {
+                v
+            };
+            latent = (latent + (v * schedule.delta(i))?)?;
+            let progress = StepProgress {
+                done: i + 1,
+                total: schedule.steps(),
+            };
+            if on_step(progress).is_break() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(latent))
+    }
+
+    /// Decodes a final latent (1, C, T, h, w) to RGB bytes.
+    pub fn decode(&self, latent: &Tensor, request: &GenerateRequest) -> Result<Video, ModelError> {
+        let frames = self.decoder.decode(&latent.i(0)?, request.frames)?;
+        // (F, 3, H, W) in [0, 1] -> (F, H, W, 3) bytes.
+        let bytes = (frames.permute((0, 2, 3, 1))? * 255.0)?
+            .round()?
+            .clamp(0.0, 255.0)?
+            .to_dtype(DType::U8)?;
+        let frame_len = request.height * request.width * 3;
+        let all: Vec<u8> = bytes.flatten_all()?.to_vec1()?;
+        Ok(Video {
+            width: request.width,
+            height: request.height,
+            frames: all.chunks(frame_len).map(<[u8]>::to_vec).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::init_model;
+
+    fn request(prompt: &str, seed: u64) -> GenerateRequest {
+        GenerateRequest {
+            prompt: prompt.into(),
+            negative_prompt: String::new(),
+            frames: 9,
+            width: 64,
+            height: 48,
+            steps: 3,
+            seed,
+            guidance: 4.0,
+        }
+    }
+
+    fn tiny() -> (tempfile::TempDir, Pipeline) {
+        let root = tempfile::tempdir().expect("tempdir");
+        let report = init_model(root.path(), "tiny", 0, false).expect("init");
+        let (_, pipeline) = Pipeline::load(&report.dir, &Device::Cpu).expect("load");
+        (root, pipeline)
+    }
+
+    fn run(p: &Pipeline, r: &GenerateRequest) -> Video {
+        p.generate(r, &mut |_| ControlFlow::Continue(()))
+            .expect("generate")
+            .expect("not stopped")
+    }
+
+    #[test]
+    fn generates_the_requested_frames_deterministically() {
+        let (_root, p) = tiny();
+        let mut steps = Vec::new();
+        let video = p
+            .generate(&request("a fox", 1), &mut |s| {
+                steps.push(s.done);
+                ControlFlow::Continue(())
+            })
+            .expect("generate")
+            .expect("ran");
+        assert_eq!(steps, vec![1, 2, 3]);
+        assert_eq!(video.frames.len(), 9);
+        assert!(video.frames.iter().all(|f| f.len() == 64 * 48 * 3));
+        let distinct: std::collections::BTreeSet<u8> = video.frames[4].iter().copied().collect();
+        assert!(
+            distinct.len() > 16,
+            "a frame is not flat: {} values",
+            distinct.len()
+        );
+
+        let again = run(&p, &request("a fox", 1));
+        assert_eq!(
+            video.frames, again.frames,
+            "same seed and prompt, same video"
+        );
+        assert_ne!(
+            video.frames,
+            run(&p, &request("a fox", 2)).frames,
+            "seed matters"
+        );
+        assert_ne!(
+            video.frames,
+            run(&p, &request("a cat", 1)).frames,
+            "prompt matters"
+        );
+    }
+
+    #[test]
+    fn a_stop_request_ends_the_run_after_that_step() {
+        let (_root, p) = tiny();
+        let mut calls = 0;
+        let result = p
+            .generate(&request("x", 1), &mut |_| {
+                calls += 1;
+                ControlFlow::Break(())
+            })
+            .expect("generate");
+        assert!(result.is_none());
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn init_is_reproducible_and_does_not_overwrite() {
+        let a = tempfile::tempdir().expect("tempdir");
+        let b = tempfile::tempdir().expect("tempdir");
+        let ra = init_model(a.path(), "tiny", 5, false).expect("init a");
+        init_model(b.path(), "tiny", 5, false).expect("init b");
+        let file = |d: &Path| {
+            std::fs::read(d.join("tiny").join(super::super::weights::WEIGHTS_FILE)).expect("read")
+        };
+        assert_eq!(file(a.path()), file(b.path()), "same seed, same bytes");
+        assert!(ra.created && ra.parameters > 1_000_000);
+        let again = init_model(a.path(), "tiny", 6, false).expect("init again");
+        assert!(!again.created);
+        assert_eq!(file(a.path()), file(b.path()), "left alone");
+    }
+
+    #[test]
+    fn a_damaged_weights_file_is_a_clear_error() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let report = init_model(root.path(), "tiny", 0, false).expect("init");
+        std::fs::write(
+            report.dir.join(super::super::weights::WEIGHTS_FILE),
+            b"not safetensors",
+        )
+        .expect("write");
+        let err = Pipeline::load(&report.dir, &Device::Cpu)
+            .err()
+            .expect("must fail")
+            .to_string();
+        assert!(
+            err.contains("model.safetensors") && err.contains("not a usable"),
+            "{err}"
+        );
+        let err = crate::model::init_model(root.path(), "giant", 0, false)
+            .expect_err("unknown")
+            .to_string();
+        assert!(err.contains("giant") && err.contains("tiny"), "{err}");
+    }
+}

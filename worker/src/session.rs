@@ -1,0 +1,359 @@
+//! The worker's side of the session with the scheduler leader: register,
+//! run what is assigned, report progress and results, reconnect when the
+//! stream breaks. Running jobs outlive sessions; a finished job's result is
+//! kept until the scheduler says it has recorded it (`done`) or that the
+//! lease is dead (`stop`), and is sent again after every reconnect.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use genfleet_proto as pb;
+use pb::scheduler_message::Msg as Down;
+use pb::worker_message::Msg as Up;
+use pb::worker_session_client::WorkerSessionClient;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+use tonic::Streaming;
+
+use crate::executor::{Executor, JobUpdate, LeasedUpdate};
+use crate::metrics::WorkerMetrics;
+
+const OUTBOUND: usize = 64;
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// Who this worker is, as it tells the scheduler.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub node: String,
+    pub instance: String,
+    pub devices: Vec<pb::DeviceGroup>,
+    pub models: Vec<String>,
+}
+
+struct RunningJob {
+    epoch: u64,
+    cancel: Arc<AtomicBool>,
+}
+
+/// How a session ended.
+enum SessionEnd {
+    Shutdown,
+    Lost(String),
+}
+
+pub struct SessionLoop {
+    scheduler: String,
+    identity: Identity,
+    executor: Arc<Executor>,
+    metrics: WorkerMetrics,
+    reconnect_max: Duration,
+    running: HashMap<String, RunningJob>,
+    /// Final reports (Finished or Failed) not yet acknowledged, by job.
+    outbox: HashMap<String, (u64, pb::WorkerMessage)>,
+    updates: mpsc::UnboundedSender<LeasedUpdate>,
+}
+
+type Shutdown<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
+
+impl SessionLoop {
+    pub fn new(
+        scheduler: String,
+        identity: Identity,
+        executor: Arc<Executor>,
+        metrics: WorkerMetrics,
+        reconnect_max: Duration,
+    ) -> (Self, mpsc::UnboundedReceiver<LeasedUpdate>) {
+        let (updates, updates_rx) = mpsc::unbounded_channel();
+        let this = Self {
+            scheduler,
+            identity,
+            executor,
+            metrics,
+            reconnect_max,
+            running: HashMap::new(),
+            outbox: HashMap::new(),
+            updates,
+        };
+        (this, updates_rx)
+    }
+
+    /// Keeps a session with the scheduler until `shutdown`, then stops the
+    /// jobs still running.
+    pub async fn run(
+        mut self,
+        mut updates: mpsc::UnboundedReceiver<LeasedUpdate>,
+        mut shutdown: Shutdown<'_>,
+    ) {
+        let mut retry = FIRST_RETRY;
+        let mut failures = 0u32;
+        loop {
+            match self.connect().await {
+                Ok((tx, inbound)) => {
+                    retry = FIRST_RETRY;
+                    failures = 0;
+                    self.metrics.session_connected.set(1);
+                    tracing::info!(scheduler = %self.scheduler, node = %self.identity.node, "session with the scheduler open");
+                    let end = self
+                        .serve(tx, inbound, &mut updates, shutdown.as_mut())
+                        .await;
+                    self.metrics.session_connected.set(0);
+                    match end {
+                        SessionEnd::Shutdown => break,
+                        SessionEnd::Lost(reason) => {
+                            tracing::warn!(scheduler = %self.scheduler, %reason, "session lost; reconnecting")
+                        }
+                    }
+                }
+                // A scheduler that is starting or electing a leader refuses
+                // for a moment: only repeated failures are worth a warning.
+                Err(why) if failures < 3 => {
+                    failures += 1;
+                    tracing::debug!(scheduler = %self.scheduler, error = %why, "no session yet; retrying in {retry:?}");
+                }
+                Err(why) => tracing::warn!(
+                    scheduler = %self.scheduler,
+                    error = %why,
+                    "cannot open a session with the scheduler; retrying in {retry:?}"
+                ),
+            }
+            let wait = tokio::time::sleep(retry);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    _ = &mut wait => break,
+                    _ = shutdown.as_mut() => {
+                        self.stop_all();
+                        return;
+                    }
+                    Some(update) = updates.recv() => {
+                        // Disconnected: results are kept, progress is dropped.
+                        self.record(update);
+                    }
+                }
+            }
+            retry = (retry * 2).min(self.reconnect_max);
+        }
+        self.stop_all();
+    }
+
+    async fn connect(
+        &mut self,
+    ) -> Result<
+        (
+            mpsc::Sender<pb::WorkerMessage>,
+            Streaming<pb::SchedulerMessage>,
+        ),
+        String,
+    > {
+        let endpoint = Endpoint::from_shared(self.scheduler.clone())
+            .map_err(|e| format!("bad scheduler address: {e}"))?
+            .connect_timeout(Duration::from_secs(3))
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(10));
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| format!("{e}: {}", source_chain(&e)))?;
+        let mut client = WorkerSessionClient::new(channel);
+        let (tx, rx) = mpsc::channel(OUTBOUND);
+        let running: Vec<pb::JobLease> = self
+            .running
+            .iter()
+            .map(|(id, r)| (id, r.epoch))
+            .chain(self.outbox.iter().map(|(id, (epoch, _))| (id, *epoch)))
+            .map(|(id, epoch)| pb::JobLease {
+                job_id: id.clone(),
+                lease_epoch: epoch,
+            })
+            .collect();
+        let register = pb::Register {
+            node: self.identity.node.clone(),
+            instance: self.identity.instance.clone(),
+            devices: self.identity.devices.clone(),
+            models: self.identity.models.clone(),
+            running,
+        };
+        let first = pb::WorkerMessage {
+            msg: Some(Up::Register(register)),
+        };
+        tx.send(first)
+            .await
+            .map_err(|_| "session closed before Register".to_string())?;
+        let inbound = client
+            .session(ReceiverStream::new(rx))
+            .await
+            .map_err(|s| format!("{}: {}", code_name(s.code()), s.message()))?
+            .into_inner();
+        // Results the scheduler may not have recorded yet go first.
+        for (_, report) in self.outbox.values() {
+            tx.send(report.clone())
+                .await
+                .map_err(|_| "session closed".to_string())?;
+        }
+        Ok((tx, inbound))
+    }
+
+    async fn serve(
+        &mut self,
+        tx: mpsc::Sender<pb::WorkerMessage>,
+        mut inbound: Streaming<pb::SchedulerMessage>,
+        updates: &mut mpsc::UnboundedReceiver<LeasedUpdate>,
+        mut shutdown: Shutdown<'_>,
+    ) -> SessionEnd {
+        let mut heartbeat = tokio::time::interval(DEFAULT_HEARTBEAT);
+        loop {
+            let outgoing = tokio::select! {
+                _ = shutdown.as_mut() => return SessionEnd::Shutdown,
+                message = inbound.message() => match message {
+                    Ok(Some(m)) => {
+                        if let Some(interval) = self.on_message(m) {
+                            heartbeat = tokio::time::interval(interval);
+                        }
+                        None
+                    }
+                    Ok(None) => return SessionEnd::Lost("the scheduler closed the session".into()),
+                    Err(s) => return SessionEnd::Lost(format!("{}: {}", code_name(s.code()), s.message())),
+                },
+                Some(update) = updates.recv() => self.record(update),
+                _ = heartbeat.tick() => Some(Up::Heartbeat(pb::Heartbeat {})),
+            };
+            if let Some(msg) = outgoing {
+                if tx.send(pb::WorkerMessage { msg: Some(msg) }).await.is_err() {
+                    return SessionEnd::Lost("the outgoing stream closed".into());
+                }
+            }
+        }
+    }
+
+    /// Acts on a message from the scheduler; returns a new heartbeat interval
+    /// when the scheduler sets one.
+    fn on_message(&mut self, message: pb::SchedulerMessage) -> Option<Duration> {
+        match message.msg? {
+            Down::Registered(r) => {
+                return Some(Duration::from_millis(r.heartbeat_interval_ms))
+                    .filter(|d| !d.is_zero());
+            }
+            Down::Assignment(a) => self.start(a),
+            Down::Stop(stop) => {
+                let lease = stop.lease.unwrap_or_default();
+                tracing::info!(job = %lease.job_id, epoch = lease.lease_epoch, reason = %stop.reason, "scheduler stopped a job");
+                self.forget(&lease, true);
+            }
+            Down::Done(lease) => self.forget(&lease, false),
+        }
+        None
+    }
+
+    fn start(&mut self, assignment: pb::Assignment) {
+        let job = assignment.job_id.clone();
+        let epoch = assignment.lease_epoch;
+        let known = self.running.get(&job).map(|r| r.epoch) == Some(epoch)
+            || self.outbox.get(&job).map(|(e, _)| *e) == Some(epoch);
+        if known {
+            return;
+        }
+        if let Some(old) = self.running.remove(&job) {
+            old.cancel.store(true, Ordering::Relaxed);
+        }
+        tracing::info!(%job, epoch, "starting job");
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.running.insert(
+            job,
+            RunningJob {
+                epoch,
+                cancel: cancel.clone(),
+            },
+        );
+        tokio::spawn(
+            self.executor
+                .clone()
+                .run(assignment, cancel, self.updates.clone()),
+        );
+    }
+
+    /// Drops what is held for `lease`; cancels the job if `cancel`.
+    fn forget(&mut self, lease: &pb::JobLease, cancel: bool) {
+        if self.outbox.get(&lease.job_id).map(|(e, _)| *e) == Some(lease.lease_epoch) {
+            self.outbox.remove(&lease.job_id);
+        }
+        if self.running.get(&lease.job_id).map(|r| r.epoch) == Some(lease.lease_epoch) {
+            if let Some(job) = self.running.remove(&lease.job_id) {
+                if cancel {
+                    job.cancel.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Records a job's update; returns the message to send, if connected.
+    fn record(&mut self, (lease, update): LeasedUpdate) -> Option<Up> {
+        let current = self.running.get(&lease.job_id).map(|r| r.epoch) == Some(lease.lease_epoch);
+        match update {
+            JobUpdate::Progress { step, total } if current => Some(Up::Progress(pb::Progress {
+                lease: Some(lease),
+                step,
+                total_steps: total,
+            })),
+            JobUpdate::Progress { .. } | JobUpdate::Stopped => {
+                if current {
+                    self.running.remove(&lease.job_id);
+                }
+                None
+            }
+            JobUpdate::Finished { .. } | JobUpdate::Failed { .. } if !current => None,
+            JobUpdate::Finished { artifacts } => {
+                let msg = Up::Finished(pb::Finished {
+                    lease: Some(lease.clone()),
+                    artifacts,
+                });
+                Some(self.hold(lease, msg))
+            }
+            JobUpdate::Failed { message } => {
+                let msg = Up::Failed(pb::Failed {
+                    lease: Some(lease.clone()),
+                    message,
+                });
+                Some(self.hold(lease, msg))
+            }
+        }
+    }
+
+    /// Keeps a final report until the scheduler acknowledges it.
+    fn hold(&mut self, lease: pb::JobLease, msg: Up) -> Up {
+        self.running.remove(&lease.job_id);
+        let report = pb::WorkerMessage {
+            msg: Some(msg.clone()),
+        };
+        self.outbox
+            .insert(lease.job_id, (lease.lease_epoch, report));
+        msg
+    }
+
+    fn stop_all(&mut self) {
+        for (job, running) in self.running.drain() {
+            tracing::info!(%job, "stopping job: the worker is shutting down");
+            running.cancel.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+fn code_name(code: tonic::Code) -> String {
+    format!("{code:?}").to_lowercase()
+}
+
+/// The causes of an error, joined: transport errors hide the useful part.
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut source = e.source();
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    parts.join(": ")
+}
