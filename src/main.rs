@@ -1,3 +1,5 @@
+use std::io::IsTerminal;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -7,15 +9,18 @@ use genfleet::cli::{Cli, Command};
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Servers log what they do; client commands stay quiet unless asked.
-    let default_level = match cli.command {
-        Command::Scheduler(_) | Command::Worker(_) | Command::Up(_) => "info",
+    let default_filter = match cli.command {
+        Command::Scheduler(_) | Command::Worker(_) | Command::Up(_) => {
+            "info,raft=warn,raft_engine=warn"
+        }
         _ => "warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match genfleet::commands::run(cli.command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -11,7 +11,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::metrics::Metrics;
 use crate::placement;
-use crate::raft::{RaftHandle, Role};
+use crate::raft::RaftHandle;
 use crate::state::Outcome;
 
 /// Worker sessions open on this replica, shared by the session handlers and
@@ -197,7 +197,7 @@ pub async fn liveness_loop(
             _ = tokio::time::sleep(check_every) => {}
         }
         let now = Instant::now();
-        let is_leader = status.borrow().role == Role::Leader;
+        let is_leader = status.borrow().leader_ready;
         match (is_leader, leading_since) {
             (true, None) => leading_since = Some(now),
             (false, _) => {

@@ -15,6 +15,8 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     let mut config = SchedulerConfig::new(&args.data_dir, args.listen);
     config.id = args.id;
     config.worker_grace = args.worker_grace;
+    // Three missed heartbeats close a session: keep that within the grace.
+    config.worker_heartbeat = config.worker_heartbeat.min(args.worker_grace / 3);
     let scheduler = Scheduler::bind(config).await?;
     let shutdown = shutdown_on_signals();
     let metrics = serve_metrics(

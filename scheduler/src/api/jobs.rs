@@ -42,6 +42,14 @@ impl JobApi {
         }
     }
 
+    /// Reads are served once this replica is a ready leader.
+    async fn readable(&self) -> Result<(), Status> {
+        self.raft
+            .ready_leader()
+            .await
+            .map_err(|e| propose_status(&e))
+    }
+
     async fn propose(&self, kind: pb::command::Kind) -> Result<Outcome, Status> {
         let applied = self
             .raft
@@ -101,6 +109,7 @@ impl JobService for JobApi {
 
     async fn get(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
         let id = request.into_inner().id;
+        self.readable().await?;
         self.raft
             .read(|state| {
                 state
@@ -116,6 +125,7 @@ impl JobService for JobApi {
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         let wanted = request.into_inner().states;
+        self.readable().await?;
         let jobs = self.raft.read(|state| {
             state
                 .jobs()
@@ -131,6 +141,7 @@ impl JobService for JobApi {
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
         let id = request.into_inner().id;
+        self.readable().await?;
         if self.raft.read(|state| state.job(&id).is_none()) {
             return Err(not_found(&id));
         }
@@ -152,6 +163,7 @@ impl JobService for JobApi {
         request: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let id = request.into_inner().id;
+        self.readable().await?;
         // Subscribe before reading, so no change falls between the two.
         let events = self.raft.subscribe();
         let first = self.raft.read(|state| {

@@ -22,7 +22,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{propose_status, rejection_status};
 use crate::leader::{SessionGuard, Sessions};
 use crate::metrics::Metrics;
-use crate::raft::{JobEvent, ProposeError, RaftHandle, Role};
+use crate::raft::{JobEvent, ProposeError, RaftHandle};
 use crate::state::Outcome;
 
 const OUTBOX: usize = 64;
@@ -79,9 +79,10 @@ impl WorkerSession for WorkerSessionApi {
         &self,
         request: Request<Streaming<pb::WorkerMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
-        if !self.raft.is_leader() {
-            return Err(not_leader(&self.raft));
-        }
+        self.raft
+            .ready_leader()
+            .await
+            .map_err(|e| propose_status(&e))?;
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(self.config.register_timeout, inbound.message())
             .await
@@ -193,7 +194,7 @@ impl Session {
                     return "scheduler shutting down".into();
                 }
                 _ = status.changed() => {
-                    if status.borrow().role != Role::Leader {
+                    if !status.borrow().leader_ready {
                         let _ = self.tx.send(Err(not_leader(&self.raft))).await;
                         return "this replica is no longer the leader".into();
                     }

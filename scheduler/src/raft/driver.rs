@@ -123,6 +123,7 @@ pub fn spawn(
         term: node.raft.term,
         commit: node.raft.raft_log.committed,
         applied: 0,
+        leader_ready: false,
     });
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let handle = RaftHandle {
@@ -420,14 +421,18 @@ impl Driver {
     fn publish_status(&mut self) {
         let raft = &self.node.raft;
         let leader = Some(raft.leader_id).filter(|l| *l != 0);
-        let applied = raft.raft_log.applied;
+        let log = &raft.raft_log;
+        let leader_ready = self.role == Role::Leader
+            && log.applied >= log.committed
+            && log.term(log.committed).ok() == Some(raft.term);
         let status = RaftStatus {
             id: raft.id,
             role: self.role,
             leader,
             term: raft.term,
-            commit: raft.raft_log.committed,
-            applied,
+            commit: log.committed,
+            applied: log.applied,
+            leader_ready,
         };
         self.metrics.raft_term.set(status.term as i64);
         self.metrics.raft_commit_index.set(status.commit as i64);

@@ -10,6 +10,9 @@ use std::path::PathBuf;
 use std::sync::{mpsc, Arc, RwLock};
 use std::time::Duration;
 
+/// How long a call waits for a leader while an election is under way.
+const LEADER_WAIT: Duration = Duration::from_secs(5);
+
 use genfleet_proto as pb;
 use tokio::sync::{broadcast, oneshot, watch};
 
@@ -64,6 +67,9 @@ pub struct RaftStatus {
     pub term: u64,
     pub commit: u64,
     pub applied: u64,
+    /// This replica leads and has applied every entry committed before its
+    /// term began (its own first entry is applied): its state is current.
+    pub leader_ready: bool,
 }
 
 /// A job as it changed at log index `index` (0: progress between entries).
@@ -118,6 +124,7 @@ pub struct RaftHandle {
 impl RaftHandle {
     /// Proposes `command` and waits until it is applied (or cannot be).
     pub async fn propose(&self, command: pb::Command) -> Result<Applied, ProposeError> {
+        self.ready_leader().await?;
         let (reply, applied) = oneshot::channel();
         let timer = self.metrics.proposal_seconds.start_timer();
         self.inbox
@@ -171,8 +178,32 @@ impl RaftHandle {
         let _ = self.events.send(event);
     }
 
+    /// Leads, with a current state (see [`RaftStatus::leader_ready`]).
     pub fn is_leader(&self) -> bool {
-        self.status.borrow().role == Role::Leader
+        self.status.borrow().leader_ready
+    }
+
+    /// Waits until this replica is a ready leader; fails at once if another
+    /// replica leads, or after a bounded wait if no leader emerges.
+    ///
+    /// Reads are served only by a ready leader: a replica that just started
+    /// has not replayed its log yet, and a follower may lag.
+    pub async fn ready_leader(&self) -> Result<(), ProposeError> {
+        let mut status = self.status.clone();
+        let id = status.borrow().id;
+        let waited = tokio::time::timeout(LEADER_WAIT, async {
+            status
+                .wait_for(|s| s.leader_ready || s.leader.is_some_and(|l| l != id))
+                .await
+                .map(|s| s.clone())
+        })
+        .await;
+        match waited {
+            Ok(Ok(s)) if s.leader_ready => Ok(()),
+            Ok(Ok(s)) => Err(ProposeError::NotLeader { leader: s.leader }),
+            Ok(Err(_)) => Err(ProposeError::Stopped),
+            Err(_) => Err(ProposeError::NotLeader { leader: None }),
+        }
     }
 
     pub(crate) fn shutdown(&self) {

@@ -67,6 +67,20 @@ impl Pipeline {
         })
     }
 
+    /// Builds preset `preset` in memory with weights from `seed`, as
+    /// `genfleet model init` would create them (for benchmarks and tests).
+    pub fn seeded(preset: &str, seed: u64, device: &Device) -> Result<Self, ModelError> {
+        let config = ModelConfig::preset(preset).ok_or_else(|| ModelError::UnknownPreset {
+            name: preset.to_string(),
+            known: super::PRESETS.join(", "),
+        })?;
+        let init = super::weights::SeededInit::new(seed);
+        Self::build(
+            &config,
+            VarBuilder::from_backend(Box::new(init), DType::F32, device.clone()),
+        )
+    }
+
     /// Loads the model saved in `dir`.
     pub fn load(dir: &Path, device: &Device) -> Result<(ModelManifest, Self), ModelError> {
         let (manifest, vb) = load_weights(dir, device)?;

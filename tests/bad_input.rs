@@ -1,0 +1,287 @@
+//! Bad input gets a clear error naming what was wrong and changes nothing:
+//! through the gRPC API, through the CLI, and from a worker that lies.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use genfleet_proto as pb;
+use pb::scheduler_message::Msg as Down;
+use pb::worker_message::Msg as Up;
+use tonic::Code;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_requests_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scheduler = start_scheduler(&dir.path().join("scheduler"), "127.0.0.1:0", &[]);
+    let mut c = client(&scheduler.endpoint).await;
+
+    type Case = (&'static str, fn(&mut pb::JobSpec), &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            "empty prompt",
+            |s| s.prompt = String::new(),
+            "prompt is empty",
+        ),
+        (
+            "oversized prompt",
+            |s| s.prompt = "a".repeat(5000),
+            "5000 characters",
+        ),
+        ("zero frames", |s| s.frames = 0, "frames = 0"),
+        (
+            "absurd frames",
+            |s| s.frames = 1_000_000,
+            "frames = 1000000",
+        ),
+        (
+            "width not a multiple of 16",
+            |s| s.width = 250,
+            "width = 250",
+        ),
+        ("zero height", |s| s.height = 0, "height = 0"),
+        ("absurd size", |s| s.width = 65_536, "width = 65536"),
+        ("zero steps", |s| s.steps = 0, "steps = 0"),
+        ("negative guidance", |s| s.guidance = -1.0, "guidance = -1"),
+        (
+            "path in model name",
+            |s| s.model = "../../etc".into(),
+            "model \"../../etc\"",
+        ),
+    ];
+    for (name, mutate, expected) in cases {
+        let mut spec = small_spec("valid", 1);
+        mutate(&mut spec);
+        let status = within(30, name, c.submit(pb::SubmitRequest { spec: Some(spec) }))
+            .await
+            .expect_err(name);
+        assert_eq!(status.code(), Code::InvalidArgument, "{name}: {status:?}");
+        assert!(
+            status.message().contains(expected),
+            "{name}: {:?} lacks {expected:?}",
+            status.message()
+        );
+    }
+    let status = c
+        .submit(pb::SubmitRequest { spec: None })
+        .await
+        .expect_err("no spec");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(list(&mut c).await.is_empty(), "nothing was accepted");
+
+    for status in [
+        c.get(pb::GetJobRequest {
+            id: "j-nope".into(),
+        })
+        .await
+        .map(|_| ()),
+        c.cancel(pb::CancelJobRequest {
+            id: "j-nope".into(),
+        })
+        .await
+        .map(|_| ()),
+        c.watch(pb::WatchJobRequest {
+            id: "j-nope".into(),
+        })
+        .await
+        .map(|_| ()),
+    ] {
+        let status = status.expect_err("unknown id");
+        assert_eq!(status.code(), Code::NotFound);
+        assert!(status.message().contains("\"j-nope\""), "{status:?}");
+    }
+
+    // Cancelling twice: the second is refused, the first stands.
+    let job = submit(&mut c, small_spec("to cancel", 1)).await;
+    c.cancel(pb::CancelJobRequest { id: job.id.clone() })
+        .await
+        .expect("first cancel");
+    let again = c
+        .cancel(pb::CancelJobRequest { id: job.id.clone() })
+        .await
+        .expect_err("second cancel");
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    assert!(
+        again.message().contains("already ended (cancelled)"),
+        "{again:?}"
+    );
+    let jobs = list(&mut c).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].state(), pb::JobState::Cancelled);
+}
+
+/// Runs the CLI; returns (success, stdout, stderr).
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run genfleet");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_says_what_was_wrong() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scheduler = start_scheduler(&dir.path().join("scheduler"), "127.0.0.1:0", &[]);
+    let s = scheduler.endpoint.as_str();
+    let cases: Vec<(&str, Vec<&str>, &str)> = vec![
+        (
+            "empty prompt",
+            vec!["submit", "--scheduler", s, "--prompt", ""],
+            "prompt is empty",
+        ),
+        (
+            "tiny size",
+            vec![
+                "submit",
+                "--scheduler",
+                s,
+                "--prompt",
+                "x",
+                "--size",
+                "10x10",
+            ],
+            "width = 10",
+        ),
+        (
+            "malformed size",
+            vec!["submit", "--scheduler", s, "--prompt", "x", "--size", "big"],
+            "WIDTHxHEIGHT",
+        ),
+        (
+            "zero frames",
+            vec!["submit", "--scheduler", s, "--prompt", "x", "--frames", "0"],
+            "frames = 0",
+        ),
+        (
+            "unknown job",
+            vec!["get", "--scheduler", s, "j-missing"],
+            "no job with id \"j-missing\"",
+        ),
+        (
+            "unknown state",
+            vec!["jobs", "--scheduler", s, "--state", "sleeping"],
+            "unknown state \"sleeping\"",
+        ),
+        (
+            "address without scheme",
+            vec!["jobs", "--scheduler", "127.0.0.1:7070"],
+            "not a scheduler address",
+        ),
+        (
+            "unreachable scheduler",
+            vec!["jobs", "--scheduler", "http://127.0.0.1:1"],
+            "cannot reach the scheduler at http://127.0.0.1:1",
+        ),
+    ];
+    for (name, args, expected) in cases {
+        let (ok, _, stderr) = cli(&args);
+        assert!(!ok, "{name}: should fail");
+        assert!(
+            stderr.contains(expected),
+            "{name}: stderr lacks {expected:?}:\n{stderr}"
+        );
+    }
+    let (ok, stdout, _) = cli(&["jobs", "--scheduler", s]);
+    assert!(ok);
+    assert_eq!(stdout.trim(), "no jobs", "no bad submission got through");
+
+    let empty = dir.path().join("no-models");
+    let (ok, _, stderr) = cli(&[
+        "worker",
+        "--scheduler",
+        s,
+        "--models",
+        &empty.to_string_lossy(),
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("no models under") && stderr.contains("genfleet model init"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_lies_is_refused_or_told_to_stop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scheduler = start_scheduler(&dir.path().join("scheduler"), "127.0.0.1:0", &[]);
+    let mut c = client(&scheduler.endpoint).await;
+    let job = submit(&mut c, small_spec("not yours", 1)).await;
+    let mut sessions =
+        pb::worker_session_client::WorkerSessionClient::connect(scheduler.endpoint.clone())
+            .await
+            .expect("connect");
+
+    let register = |devices: u32| pb::WorkerMessage {
+        msg: Some(Up::Register(pb::Register {
+            node: "liar".into(),
+            instance: "i-1".into(),
+            devices: vec![pb::DeviceGroup {
+                flavor: "cpu".into(),
+                count: devices,
+                memory_bytes: 0,
+            }],
+            models: vec!["tiny".into()],
+            running: vec![],
+        })),
+    };
+    // 10,000 devices on one node is a lie.
+    let refused = sessions
+        .session(tokio_stream::iter(vec![register(10_000)]))
+        .await
+        .expect_err("registration refused");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("10000 devices"), "{refused:?}");
+
+    // Registered honestly, it then claims a result under a lease it was never
+    // given: the scheduler records nothing and tells it to stop.
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tx.send(register(1)).await.expect("send");
+    let mut inbound = sessions
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("session")
+        .into_inner();
+    let forged = pb::JobLease {
+        job_id: job.id.clone(),
+        lease_epoch: 77,
+    };
+    tx.send(pb::WorkerMessage {
+        msg: Some(Up::Finished(pb::Finished {
+            lease: Some(forged.clone()),
+            artifacts: vec![pb::Artifact {
+                kind: "video".into(),
+                uri: "file:///evil".into(),
+                ..Default::default()
+            }],
+        })),
+    })
+    .await
+    .expect("send");
+    let stop = within(
+        30,
+        "the scheduler should answer a forged result with stop",
+        async {
+            loop {
+                match inbound.message().await.expect("stream").expect("open").msg {
+                    Some(Down::Stop(stop)) if stop.lease.as_ref() == Some(&forged) => break stop,
+                    _ => {}
+                }
+            }
+        },
+    )
+    .await;
+    assert!(stop.reason.contains("stale lease"), "{}", stop.reason);
+    let after = c
+        .get(pb::GetJobRequest { id: job.id.clone() })
+        .await
+        .expect("get")
+        .into_inner();
+    assert!(
+        after.artifacts.is_empty(),
+        "the forged artifacts were not recorded"
+    );
+    assert_ne!(after.state(), pb::JobState::Completed);
+}

@@ -1,0 +1,301 @@
+//! Shared by the integration tests: real `genfleet` processes on loopback,
+//! a gRPC client, and waits that fail with a message naming the likely bug
+//! instead of hanging.
+
+#![allow(dead_code)] // Each test binary uses a different part of this module.
+
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use genfleet_proto as pb;
+use pb::job_service_client::JobServiceClient;
+use tonic::transport::Channel;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_genfleet");
+
+/// Awaits `f`, failing the test with `what` if it takes longer than `secs`.
+pub async fn within<T>(secs: u64, what: &str, f: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(secs), f).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {secs}s: {what}"),
+    }
+}
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    /// Kills the process as `kill -9` would and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `genfleet <args>` and waits for the stdout line containing
+/// `ready_marker`; returns the process and that line. Its log goes to the
+/// test's stderr at the level GENFLEET_TEST_LOG gives (default warn).
+pub fn spawn_ready(name: &str, args: &[&str], ready_marker: &str) -> (Proc, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env(
+            "RUST_LOG",
+            std::env::var("GENFLEET_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {BIN} for {name}: {e}"));
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let proc = Proc {
+        child,
+        name: name.to_string(),
+    };
+    loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line.contains(ready_marker) => return (proc, line),
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("{name} exited before printing {ready_marker:?}; see its log above")
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("{name} did not print {ready_marker:?} within 60s; see its log above")
+            }
+        }
+    }
+}
+
+/// A scheduler process with its data directory and address.
+pub struct SchedulerProc {
+    pub proc: Proc,
+    pub endpoint: String,
+}
+
+/// Starts a scheduler on `listen` (`127.0.0.1:0` for any free port).
+pub fn start_scheduler(data_dir: &Path, listen: &str, extra: &[&str]) -> SchedulerProc {
+    let dir = data_dir.to_string_lossy().to_string();
+    let mut args = vec!["scheduler", "--data-dir", &dir, "--listen", listen];
+    args.extend_from_slice(extra);
+    let (proc, line) = spawn_ready("scheduler", &args, "ready: grpc=");
+    let endpoint = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("grpc="))
+        .unwrap_or_else(|| panic!("no grpc= address in {line:?}"))
+        .to_string();
+    SchedulerProc { proc, endpoint }
+}
+
+/// Creates the tiny model's weights under `models` with the CLI.
+pub fn init_model(models: &Path) {
+    let status = Command::new(BIN)
+        .args(["model", "init", "--preset", "tiny", "--dir"])
+        .arg(models)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run genfleet model init");
+    assert!(status.success(), "genfleet model init failed");
+}
+
+/// Starts a worker for the scheduler at `endpoint`.
+pub fn start_worker(endpoint: &str, node: &str, models: &Path, artifacts: &Path) -> Proc {
+    let models = models.to_string_lossy().to_string();
+    let artifacts = artifacts.to_string_lossy().to_string();
+    let args = [
+        "worker",
+        "--scheduler",
+        endpoint,
+        "--node",
+        node,
+        "--models",
+        &models,
+        "--artifacts",
+        &artifacts,
+    ];
+    spawn_ready("worker", &args, "genfleet worker ready").0
+}
+
+/// A client of the scheduler at `endpoint` (which is listening already:
+/// it printed its ready line after binding).
+pub async fn client(endpoint: &str) -> JobServiceClient<Channel> {
+    let channel = Channel::from_shared(endpoint.to_string()).expect("valid endpoint");
+    let channel = within(30, "connecting to a listening scheduler", channel.connect())
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {endpoint}: {e}"));
+    JobServiceClient::new(channel)
+}
+
+/// A small, quick job.
+pub fn small_spec(prompt: &str, seed: u64) -> pb::JobSpec {
+    pb::JobSpec {
+        prompt: prompt.into(),
+        frames: 9,
+        width: 64,
+        height: 48,
+        steps: 4,
+        seed,
+        guidance: 4.0,
+        fps: 6,
+        model: "tiny".into(),
+        ..Default::default()
+    }
+}
+
+pub async fn submit(client: &mut JobServiceClient<Channel>, spec: pb::JobSpec) -> pb::Job {
+    within(
+        30,
+        "submit should be answered once the entry is applied",
+        client.submit(pb::SubmitRequest { spec: Some(spec) }),
+    )
+    .await
+    .expect("submit accepted")
+    .into_inner()
+    .job
+    .expect("submit returns the job")
+}
+
+/// Follows a job's watch stream until it ends; returns every state seen.
+pub async fn watch_to_end(
+    client: &mut JobServiceClient<Channel>,
+    id: &str,
+    secs: u64,
+) -> (pb::Job, Vec<pb::JobState>) {
+    within(
+        secs,
+        &format!("job {id} should end (is a worker connected and running it?)"),
+        async {
+            let mut stream = client
+                .watch(pb::WatchJobRequest { id: id.to_string() })
+                .await
+                .expect("watch accepted")
+                .into_inner();
+            let mut states = Vec::new();
+            while let Some(event) = stream.message().await.expect("watch stream") {
+                let job = event.job.expect("event has a job");
+                if states.last() != Some(&job.state()) {
+                    states.push(job.state());
+                }
+                if job.state().is_terminal() {
+                    return (job, states);
+                }
+            }
+            panic!("the watch of {id} ended before the job did; states seen: {states:?}");
+        },
+    )
+    .await
+}
+
+pub async fn list(client: &mut JobServiceClient<Channel>) -> Vec<pb::Job> {
+    within(30, "list jobs", client.list(pb::ListJobsRequest::default()))
+        .await
+        .expect("list")
+        .into_inner()
+        .jobs
+}
+
+/// The local path of a `file://` artifact of `kind`.
+pub fn artifact_path(job: &pb::Job, kind: &str) -> PathBuf {
+    let artifact = job
+        .artifacts
+        .iter()
+        .find(|a| a.kind == kind)
+        .unwrap_or_else(|| panic!("job {} has no {kind} artifact: {:?}", job.id, job.artifacts));
+    PathBuf::from(
+        artifact
+            .uri
+            .strip_prefix("file://")
+            .expect("a local artifact"),
+    )
+}
+
+/// Checks an MP4 file: H.264, `frames` frames of `width`x`height` at `fps`.
+/// Also runs ffprobe when it is installed, and requires it when
+/// GENFLEET_REQUIRE_FFPROBE is set (the README's test command sets it).
+pub fn check_mp4(path: &Path, frames: u32, width: u32, height: u32, fps: u32) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let size = bytes.len() as u64;
+    let reader =
+        mp4::Mp4Reader::read_header(std::io::Cursor::new(bytes), size).expect("a readable MP4");
+    let track = reader.tracks().get(&1).expect("a video track");
+    assert_eq!(
+        track.media_type().expect("media type"),
+        mp4::MediaType::H264
+    );
+    assert_eq!(
+        (u32::from(track.width()), u32::from(track.height())),
+        (width, height)
+    );
+    assert_eq!(track.sample_count(), frames);
+    assert!((track.frame_rate() - f64::from(fps)).abs() < 1e-6);
+
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames,r_frame_rate",
+            "-of",
+            "default=noprint_wrappers=1",
+        ])
+        .arg(path)
+        .output();
+    match probe {
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "ffprobe rejected {}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8_lossy(&out.stdout);
+            for expected in [
+                "codec_name=h264".to_string(),
+                format!("width={width}"),
+                format!("height={height}"),
+                format!("nb_read_frames={frames}"),
+                format!("r_frame_rate={fps}/1"),
+            ] {
+                assert!(
+                    text.lines().any(|l| l == expected),
+                    "ffprobe of {} lacks {expected}:\n{text}",
+                    path.display()
+                );
+            }
+        }
+        Err(e) if std::env::var_os("GENFLEET_REQUIRE_FFPROBE").is_some() => {
+            panic!("ffprobe is required (GENFLEET_REQUIRE_FFPROBE) but cannot run: {e}")
+        }
+        Err(_) => eprintln!(
+            "note: ffprobe not installed; checked {} with the mp4 crate only",
+            path.display()
+        ),
+    }
+}
+
+/// Checks that a file is a PNG of the given size.
+pub fn check_png(path: &Path, width: u32, height: u32) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .expect("a decodable PNG");
+    assert_eq!((reader.info().width, reader.info().height), (width, height));
+}
