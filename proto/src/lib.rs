@@ -14,6 +14,21 @@ pub mod v1 {
 
 pub use v1::*;
 
+/// Longest name of a node, model, queue or flavor.
+pub const MAX_NAME_LEN: usize = 63;
+
+/// Whether `name` is a valid node, model, queue or flavor name: 1 to 63 of
+/// `a-z`, `0-9`, `-`, `_`, `.`; safe in file paths and metric labels.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        && name != "."
+        && name != ".."
+}
+
 impl JobState {
     /// Whether the job will never change again.
     pub fn is_terminal(self) -> bool {

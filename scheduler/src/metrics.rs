@@ -19,8 +19,6 @@ pub struct Metrics {
     pub proposal_seconds: Histogram,
     pub jobs: IntGaugeVec,
     pub jobs_submitted: IntCounter,
-    pub job_wait_seconds: Histogram,
-    pub job_run_seconds: Histogram,
     pub schedule_cycle_seconds: Histogram,
     pub workers_connected: IntGauge,
 }
@@ -69,16 +67,6 @@ impl Metrics {
                 &["state"],
             )?,
             jobs_submitted: IntCounter::new("genfleet_jobs_submitted_total", "Jobs accepted")?,
-            job_wait_seconds: secs(
-                "genfleet_job_wait_seconds",
-                "Time from submit to first start",
-                exponential_buckets(0.05, 2.0, 16)?,
-            )?,
-            job_run_seconds: secs(
-                "genfleet_job_run_seconds",
-                "Time from first start to completion",
-                exponential_buckets(0.1, 2.0, 16)?,
-            )?,
             schedule_cycle_seconds: secs(
                 "genfleet_schedule_cycle_seconds",
                 "Time to compute one scheduling cycle",
@@ -101,8 +89,6 @@ impl Metrics {
         m.registry.register(Box::new(m.proposal_seconds.clone()))?;
         m.registry.register(Box::new(m.jobs.clone()))?;
         m.registry.register(Box::new(m.jobs_submitted.clone()))?;
-        m.registry.register(Box::new(m.job_wait_seconds.clone()))?;
-        m.registry.register(Box::new(m.job_run_seconds.clone()))?;
         m.registry
             .register(Box::new(m.schedule_cycle_seconds.clone()))?;
         m.registry.register(Box::new(m.workers_connected.clone()))?;

@@ -19,7 +19,7 @@ pub const MAX_FPS: u32 = 60;
 pub const MAX_GUIDANCE: f32 = 30.0;
 /// Devices one job may span (one node).
 pub const MAX_TP: u32 = 16;
-const MAX_NAME_LEN: usize = 63;
+use genfleet_proto::MAX_NAME_LEN;
 
 pub const DEFAULT_MODEL: &str = "tiny";
 pub const DEFAULT_QUEUE: &str = "default";
@@ -129,12 +129,7 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
 
 /// Names of models, queues and nodes: short, lower-case, safe in paths and labels.
 pub fn validate_name(field: &'static str, value: &str) -> Result<(), SpecError> {
-    let ok = !value.is_empty()
-        && value.len() <= MAX_NAME_LEN
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
-    if ok {
+    if genfleet_proto::is_valid_name(value) {
         Ok(())
     } else {
         Err(SpecError::Name {

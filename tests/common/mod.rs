@@ -86,10 +86,19 @@ pub fn spawn_ready(name: &str, args: &[&str], ready_marker: &str) -> (Proc, Stri
     }
 }
 
-/// A scheduler process with its data directory and address.
+/// A scheduler process and its addresses.
 pub struct SchedulerProc {
     pub proc: Proc,
     pub endpoint: String,
+    /// `http://.../metrics` if started with `--metrics-listen`.
+    pub metrics: Option<String>,
+}
+
+/// The value of `key=` in a ready line.
+fn field(line: &str, key: &str) -> Option<String> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key))
+        .map(str::to_string)
 }
 
 /// Starts a scheduler on `listen` (`127.0.0.1:0` for any free port).
@@ -98,12 +107,12 @@ pub fn start_scheduler(data_dir: &Path, listen: &str, extra: &[&str]) -> Schedul
     let mut args = vec!["scheduler", "--data-dir", &dir, "--listen", listen];
     args.extend_from_slice(extra);
     let (proc, line) = spawn_ready("scheduler", &args, "ready: grpc=");
-    let endpoint = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("grpc="))
-        .unwrap_or_else(|| panic!("no grpc= address in {line:?}"))
-        .to_string();
-    SchedulerProc { proc, endpoint }
+    let endpoint = field(&line, "grpc=").unwrap_or_else(|| panic!("no grpc= address in {line:?}"));
+    SchedulerProc {
+        proc,
+        endpoint,
+        metrics: field(&line, "metrics="),
+    }
 }
 
 /// Creates the tiny model's weights under `models` with the CLI.
@@ -119,9 +128,20 @@ pub fn init_model(models: &Path) {
 
 /// Starts a worker for the scheduler at `endpoint`.
 pub fn start_worker(endpoint: &str, node: &str, models: &Path, artifacts: &Path) -> Proc {
+    start_worker_with(endpoint, node, models, artifacts, &[]).0
+}
+
+/// Starts a worker with extra arguments; returns it and its `metrics=` URL, if any.
+pub fn start_worker_with(
+    endpoint: &str,
+    node: &str,
+    models: &Path,
+    artifacts: &Path,
+    extra: &[&str],
+) -> (Proc, Option<String>) {
     let models = models.to_string_lossy().to_string();
     let artifacts = artifacts.to_string_lossy().to_string();
-    let args = [
+    let mut args = vec![
         "worker",
         "--scheduler",
         endpoint,
@@ -132,7 +152,33 @@ pub fn start_worker(endpoint: &str, node: &str, models: &Path, artifacts: &Path)
         "--artifacts",
         &artifacts,
     ];
-    spawn_ready("worker", &args, "genfleet worker ready").0
+    args.extend_from_slice(extra);
+    let (proc, line) = spawn_ready("worker", &args, "genfleet worker ready");
+    (proc, field(&line, "metrics="))
+}
+
+/// The body of an HTTP GET of `url` (`http://host:port/path`), over a plain
+/// socket: enough for /metrics without an HTTP client dependency.
+pub fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http:// url");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut stream =
+        std::net::TcpStream::connect(host).unwrap_or_else(|e| panic!("connect {host}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").expect("send request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "GET {url}: {head}"
+    );
+    body.to_string()
 }
 
 /// A client of the scheduler at `endpoint` (which is listening already:
@@ -298,4 +344,26 @@ pub fn check_png(path: &Path, width: u32, height: u32) {
         .read_info()
         .expect("a decodable PNG");
     assert_eq!((reader.info().width, reader.info().height), (width, height));
+}
+
+/// The value of series `name` whose labels include all of `labels`, in
+/// Prometheus text exposition format.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let wanted = labels.iter().all(|(k, v)| {
+                series_labels
+                    .split(',')
+                    .any(|kv| kv == format!("{k}=\"{v}\""))
+            });
+            (series_name == name && wanted)
+                .then(|| value.parse().ok())
+                .flatten()
+        })
 }

@@ -67,8 +67,12 @@ pub struct Worker {
 impl Worker {
     /// Checks the configuration, finds devices and models, opens the artifact store.
     pub fn new(config: WorkerConfig) -> Result<Self, WorkerError> {
-        if let Err(e) = genfleet_proto_name_check(&config.node) {
-            return Err(WorkerError::Config(e));
+        if !genfleet_proto::is_valid_name(&config.node) {
+            return Err(WorkerError::Config(format!(
+                "node name {:?}: use 1 to {} of a-z, 0-9, '-', '_', '.'",
+                config.node,
+                genfleet_proto::MAX_NAME_LEN
+            )));
         }
         if config.cpu_slots == 0 || config.cpu_slots > 64 {
             return Err(WorkerError::Config(format!(
@@ -137,21 +141,5 @@ impl Worker {
         );
         let shutdown = std::pin::pin!(shutdown);
         session.run(updates, shutdown).await;
-    }
-}
-
-/// Node names follow the scheduler's rules for names.
-fn genfleet_proto_name_check(node: &str) -> Result<(), String> {
-    let ok = !node.is_empty()
-        && node.len() <= 63
-        && node
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "node name {node:?}: use 1 to 63 of a-z, 0-9, '-', '_', '.'"
-        ))
     }
 }

@@ -252,6 +252,11 @@ impl SessionLoop {
 
     fn start(&mut self, assignment: pb::Assignment) {
         let job = assignment.job_id.clone();
+        // The id names the job's artifact folder: never a path.
+        if !genfleet_proto::is_valid_name(&job) {
+            tracing::error!(job = ?job, "refusing an assignment whose job id is not a valid name");
+            return;
+        }
         let epoch = assignment.lease_epoch;
         let known = self.running.get(&job).map(|r| r.epoch) == Some(epoch)
             || self.outbox.get(&job).map(|(e, _)| *e) == Some(epoch);

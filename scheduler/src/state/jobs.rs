@@ -65,8 +65,8 @@ impl State {
             .clone()
             .ok_or(Rejection::Malformed("submit without a job spec"))?;
         spec::validate(&spec)?;
-        if c.job_id.is_empty() {
-            return Err(Rejection::Malformed("submit without a job id"));
+        if !genfleet_proto::is_valid_name(&c.job_id) {
+            return Err(Rejection::Malformed("a job id must be a valid name"));
         }
         if self.jobs.contains_key(&c.job_id) {
             return Err(Rejection::DuplicateJob(c.job_id.clone()));

@@ -155,9 +155,18 @@ impl State {
         self.changed.iter().filter_map(|id| self.jobs.get(id))
     }
 
-    /// Number of jobs in each state.
+    /// Number of jobs in each state, zeros included.
     pub fn count_by_state(&self) -> BTreeMap<JobState, usize> {
-        let mut counts = BTreeMap::new();
+        let mut counts: BTreeMap<JobState, usize> = [
+            JobState::Pending,
+            JobState::Running,
+            JobState::Completed,
+            JobState::Failed,
+            JobState::Cancelled,
+        ]
+        .into_iter()
+        .map(|s| (s, 0))
+        .collect();
         for job in self.jobs.values() {
             *counts.entry(job.state).or_insert(0) += 1;
         }

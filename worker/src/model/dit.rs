@@ -39,15 +39,19 @@ impl Attention {
         })
     }
 
+    /// Per-head queries from x, keys and values from `context`, with QK
+    /// norm: each (B, H, N, D).
+    fn project(&self, x: &Tensor, context: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let heads = |t: Tensor| split_heads(&t, self.heads);
+        let q = self.norm_q.forward(&heads(self.q.forward(x)?)?)?;
+        let k = self.norm_k.forward(&heads(self.k.forward(context)?)?)?;
+        let v = heads(self.v.forward(context)?)?;
+        Ok((q, k, v))
+    }
+
     /// Self-attention with rotary positions. x: (B, N, C), cos/sin: (N, D/2).
     fn self_attention(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-        let q = self
-            .norm_q
-            .forward(&split_heads(&self.q.forward(x)?, self.heads)?)?;
-        let k = self
-            .norm_k
-            .forward(&split_heads(&self.k.forward(x)?, self.heads)?)?;
-        let v = split_heads(&self.v.forward(x)?, self.heads)?;
+        let (q, k, v) = self.project(x, x)?;
         let q = candle_nn::rotary_emb::rope_i(&q, cos, sin)?;
         let k = candle_nn::rotary_emb::rope_i(&k, cos, sin)?;
         self.o.forward(&merge_heads(&attention(&q, &k, &v, None)?)?)
@@ -55,13 +59,7 @@ impl Attention {
 
     /// Cross-attention from x (B, N, C) to text (B, L, C), bias (B, 1, 1, L).
     fn cross_attention(&self, x: &Tensor, text: &Tensor, bias: &Tensor) -> Result<Tensor> {
-        let q = self
-            .norm_q
-            .forward(&split_heads(&self.q.forward(x)?, self.heads)?)?;
-        let k = self
-            .norm_k
-            .forward(&split_heads(&self.k.forward(text)?, self.heads)?)?;
-        let v = split_heads(&self.v.forward(text)?, self.heads)?;
+        let (q, k, v) = self.project(x, text)?;
         self.o
             .forward(&merge_heads(&attention(&q, &k, &v, Some(bias))?)?)
     }
