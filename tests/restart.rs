@@ -26,6 +26,14 @@ fn summary(jobs: &[pb::Job]) -> Summary {
         .collect()
 }
 
+/// A job that no worker of one CPU slot can take: it waits for a wider node.
+fn wide_spec(prompt: &str, seed: u64) -> pb::JobSpec {
+    pb::JobSpec {
+        tp: 2,
+        ..small_spec(prompt, seed)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_scheduler_comes_back_with_every_accepted_job() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -34,28 +42,21 @@ async fn a_killed_scheduler_comes_back_with_every_accepted_job() {
     let artifacts = dir.path().join("artifacts");
     init_model(&models);
 
-    // One job runs to completion while a worker is there.
-    let mut scheduler = start_scheduler(&data, "127.0.0.1:0", &["--worker-grace", "1s"]);
+    // One job runs to completion; two ask for two devices, which the only
+    // worker does not have, so they stay pending; one of them is cancelled.
+    let mut scheduler = start_scheduler(&data, "127.0.0.1:0", &[]);
     let endpoint = scheduler.endpoint.clone();
-    let mut worker = start_worker(&endpoint, "node-a", &models, &artifacts);
+    let _narrow = start_worker(&endpoint, "node-a", &models, &artifacts);
     let mut c = client(&endpoint).await;
     let done = submit(&mut c, small_spec("finished before the crash", 1)).await;
     let (done, _) = watch_to_end(&mut c, &done.id, 120).await;
     assert_eq!(done.state(), JobState::Completed);
-    worker.kill();
-
-    // Without a worker, the next ones stay pending; one is cancelled.
-    let waiting = submit(&mut c, small_spec("waiting", 2)).await;
-    let cancelled = submit(&mut c, small_spec("cancelled", 3)).await;
-    within(
-        30,
-        "cancel",
-        c.cancel(pb::CancelJobRequest {
-            id: cancelled.id.clone(),
-        }),
-    )
-    .await
-    .expect("cancel accepted");
+    let waiting = submit(&mut c, wide_spec("waiting", 2)).await;
+    let cancelled = submit(&mut c, wide_spec("cancelled", 3)).await;
+    let cancel = c.cancel(pb::CancelJobRequest {
+        id: cancelled.id.clone(),
+    });
+    within(30, "cancel", cancel).await.expect("cancel accepted");
     let before = summary(&list(&mut c).await);
     assert_eq!(before.len(), 3);
     assert_eq!(before[&waiting.id].0, JobState::Pending);
@@ -63,11 +64,7 @@ async fn a_killed_scheduler_comes_back_with_every_accepted_job() {
 
     scheduler.proc.kill();
     let port = endpoint.rsplit(':').next().expect("port");
-    let scheduler = start_scheduler(
-        &data,
-        &format!("127.0.0.1:{port}"),
-        &["--worker-grace", "1s"],
-    );
+    let scheduler = start_scheduler(&data, &format!("127.0.0.1:{port}"), &[]);
     let mut c = client(&scheduler.endpoint).await;
     let after = summary(&list(&mut c).await);
     assert_eq!(
@@ -75,17 +72,26 @@ async fn a_killed_scheduler_comes_back_with_every_accepted_job() {
         "the restarted scheduler has the same jobs in the same states"
     );
 
-    // A new submission is a new job (not an answer replayed from the old log).
+    // A new submission is a new job (not an answer replayed from the old
+    // log); it runs on the worker that reconnected by itself.
     let fresh = submit(&mut c, small_spec("after the restart", 4)).await;
     assert!(!before.contains_key(&fresh.id));
-    assert_eq!(list(&mut c).await.len(), 4);
+    let (fresh, _) = watch_to_end(&mut c, &fresh.id, 120).await;
+    assert_eq!(fresh.state(), JobState::Completed, "{}", fresh.message);
+    assert_eq!(fresh.node, "node-a");
 
-    // With a worker back, the pending jobs run; the finished one stays as it was.
-    let _worker = start_worker(&scheduler.endpoint, "node-a", &models, &artifacts);
-    for id in [&waiting.id, &fresh.id] {
-        let (job, _) = watch_to_end(&mut c, id, 120).await;
-        assert_eq!(job.state(), JobState::Completed, "{id}: {}", job.message);
-    }
+    // A worker with two slots takes the job that waited across the restart.
+    let wide = dir.path().join("artifacts-b");
+    let (_wide, _) = start_worker_with(
+        &scheduler.endpoint,
+        "node-b",
+        &models,
+        &wide,
+        &["--cpu-slots", "2"],
+    );
+    let (job, _) = watch_to_end(&mut c, &waiting.id, 120).await;
+    assert_eq!(job.state(), JobState::Completed, "{}", job.message);
+    assert_eq!(job.node, "node-b");
     let last = summary(&list(&mut c).await);
     assert_eq!(last[&done.id], before[&done.id]);
     assert_eq!(last[&cancelled.id], before[&cancelled.id]);
