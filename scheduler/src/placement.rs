@@ -128,6 +128,7 @@ mod tests {
             Kind::SubmitJob(pb::SubmitJob {
                 job_id: id.into(),
                 spec: Some(spec),
+                request_id: String::new(),
             }),
         );
     }

@@ -18,6 +18,7 @@ use crate::spec;
 use crate::state::{Outcome, State};
 
 const WATCH_BUFFER: usize = 64;
+const MAX_REQUEST_ID_LEN: usize = 128;
 
 pub struct JobApi {
     raft: RaftHandle,
@@ -82,8 +83,14 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let request = request.into_inner();
+        if request.request_id.len() > MAX_REQUEST_ID_LEN {
+            return Err(Status::invalid_argument(format!(
+                "request_id has {} bytes; at most {MAX_REQUEST_ID_LEN} are allowed",
+                request.request_id.len()
+            )));
+        }
         let spec = request
-            .into_inner()
             .spec
             .ok_or_else(|| Status::invalid_argument("the request has no job spec"))?;
         let spec = spec::with_defaults(spec);
@@ -93,6 +100,7 @@ impl JobService for JobApi {
             .propose(pb::command::Kind::SubmitJob(pb::SubmitJob {
                 job_id,
                 spec: Some(spec),
+                request_id: request.request_id,
             }))
             .await?;
         let Outcome::Job(job) = outcome else {

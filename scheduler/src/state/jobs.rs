@@ -27,6 +27,8 @@ pub struct Job {
     pub requeues: u32,
     /// Place in the pending order, kept across requeues.
     pub position: u64,
+    /// The client's idempotency key, if it gave one.
+    pub request_id: String,
 }
 
 impl Job {
@@ -60,6 +62,14 @@ impl State {
         c: &pb::SubmitJob,
         at_ms: i64,
     ) -> Result<Outcome, Rejection> {
+        let retried = self
+            .requests
+            .get(&c.request_id)
+            .and_then(|id| self.jobs.get(id));
+        if let Some(existing) = retried {
+            // A retry of a submit that was applied already: the same job.
+            return Ok(Outcome::Job(Box::new(existing.clone())));
+        }
         let spec = c
             .spec
             .clone()
@@ -88,7 +98,11 @@ impl State {
             message: String::new(),
             requeues: 0,
             position,
+            request_id: c.request_id.clone(),
         };
+        if !c.request_id.is_empty() {
+            self.requests.insert(c.request_id.clone(), job.id.clone());
+        }
         self.pending.insert(position, job.id.clone());
         self.jobs.insert(job.id.clone(), job.clone());
         self.mark_changed(&c.job_id);

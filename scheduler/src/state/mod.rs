@@ -7,6 +7,7 @@
 
 mod jobs;
 mod nodes;
+mod snapshot;
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,7 @@ use pb::JobState;
 
 pub use jobs::Job;
 pub use nodes::Node;
+pub use snapshot::{SnapshotError, STATE_SNAPSHOT_VERSION};
 
 use crate::spec::SpecError;
 
@@ -80,6 +82,10 @@ pub struct State {
     /// Pending jobs in the order they are considered: queue position -> id.
     pending: BTreeMap<u64, String>,
     nodes: BTreeMap<String, Node>,
+    /// Client idempotency keys -> the job their submit created.
+    requests: BTreeMap<String, String>,
+    /// Scheduler replicas' addresses, from membership changes.
+    members: BTreeMap<u64, String>,
     next_position: u64,
     last_lease_epoch: u64,
     applied_index: u64,
@@ -126,6 +132,25 @@ impl State {
 
     pub fn applied_index(&self) -> u64 {
         self.applied_index
+    }
+
+    /// Records a membership change applied at `index`: replica `id` joins at
+    /// `address`, or leaves (`address` None).
+    pub fn apply_membership(&mut self, index: u64, id: u64, address: Option<&str>) {
+        self.skip(index);
+        match address {
+            Some(address) => {
+                self.members.insert(id, address.to_string());
+            }
+            None => {
+                self.members.remove(&id);
+            }
+        }
+    }
+
+    /// Replica id -> address, as recorded by membership changes.
+    pub fn members(&self) -> &BTreeMap<u64, String> {
+        &self.members
     }
 
     pub fn job(&self, id: &str) -> Option<&Job> {

@@ -28,6 +28,7 @@ fn submit(id: &str, tp: u32) -> pb::command::Kind {
     pb::command::Kind::SubmitJob(pb::SubmitJob {
         job_id: id.into(),
         spec: Some(spec(tp)),
+        request_id: String::new(),
     })
 }
 
@@ -357,4 +358,72 @@ fn unknown_entry_versions_are_refused() {
     e.version = 7;
     assert_eq!(s.apply(1, &e), Err(Rejection::UnsupportedVersion(7)));
     assert!(s.job("j1").is_none());
+}
+
+#[test]
+fn a_retried_submit_with_the_same_request_id_returns_the_first_job() {
+    let mut s = State::default();
+    let with_key = |job_id: &str| {
+        pb::command::Kind::SubmitJob(pb::SubmitJob {
+            job_id: job_id.into(),
+            spec: Some(spec(1)),
+            request_id: "req-1".into(),
+        })
+    };
+    let r = run(&mut s, vec![with_key("j1"), with_key("j2")]);
+    let ids: Vec<String> = r
+        .iter()
+        .map(|o| match o {
+            Ok(Outcome::Job(j)) => j.id.clone(),
+            other => panic!("expected a job, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(ids, vec!["j1", "j1"]);
+    assert_eq!(s.jobs().count(), 1);
+}
+
+#[test]
+fn a_snapshot_restores_an_equal_state() {
+    let mut s = State::default();
+    let r = run(
+        &mut s,
+        vec![
+            register("n1", "i1", 2),
+            submit("a", 1),
+            submit("b", 1),
+            submit("c", 2),
+            assign("a", "n1", &[1]),
+            pb::command::Kind::CancelJob(pb::CancelJob { job_id: "b".into() }),
+        ],
+    );
+    assert!(r.iter().all(|r| r.is_ok()));
+    s.apply_membership(7, 2, Some("http://10.0.0.2:7070"));
+    let restored = State::from_snapshot_bytes(&s.encode_snapshot()).expect("decodes");
+    assert_eq!(restored.hash(), s.hash());
+    assert_eq!(restored.applied_index(), s.applied_index());
+    assert_eq!(format!("{:?}", restored.jobs), format!("{:?}", s.jobs));
+    assert_eq!(format!("{:?}", restored.nodes), format!("{:?}", s.nodes));
+    assert_eq!(restored.pending, s.pending, "pending order rebuilt");
+    assert_eq!(restored.members, s.members);
+    // The restored state goes on exactly like the original.
+    let (mut a, mut b) = (s, restored);
+    let more = || {
+        vec![
+            assign("c", "n1", &[0, 1]),
+            finished("a", 1),
+            assign("c", "n1", &[0, 1]),
+        ]
+    };
+    assert_eq!(run(&mut a, more()), run(&mut b, more()));
+    assert_eq!(a.hash(), b.hash());
+}
+
+#[test]
+fn garbage_is_not_a_snapshot() {
+    assert!(State::from_snapshot_bytes(b"\xff\xff\xff").is_err());
+    let mut other = State::default().to_snapshot();
+    other.version = 9;
+    let bytes = prost::Message::encode_to_vec(&other);
+    let err = State::from_snapshot_bytes(&bytes).expect_err("unknown version");
+    assert!(err.to_string().contains("version 9"), "{err}");
 }
