@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "genfleet/v1/worker.proto",
     "genfleet/v1/raft.proto",
     "genfleet/v1/state.proto",
+    "genfleet/v1/cluster.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

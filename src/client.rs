@@ -26,8 +26,52 @@ impl From<tonic::Status> for ClientError {
     }
 }
 
-/// Connects to the scheduler at `address`.
-pub async fn connect(address: &str) -> Result<JobServiceClient<Channel>, ClientError> {
+/// How long a call keeps retrying while the scheduler fails over.
+const RETRY_FOR: Duration = Duration::from_secs(20);
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// A connection to one of the scheduler replicas; calls move to another
+/// replica when the one in use stops answering.
+pub struct Scheduler {
+    addresses: Vec<String>,
+    current: usize,
+    client: JobServiceClient<Channel>,
+}
+
+/// Connects to the first reachable of `addresses` (comma-separated).
+pub async fn connect(addresses: &str) -> Result<Scheduler, ClientError> {
+    let list: Vec<String> = addresses
+        .split(',')
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect();
+    if list.is_empty() {
+        return Err(ClientError::BadAddress {
+            address: addresses.to_string(),
+            why: "no address given".into(),
+        });
+    }
+    let mut last_error = None;
+    for (i, address) in list.iter().enumerate() {
+        match connect_one(address).await {
+            Ok(client) => {
+                return Ok(Scheduler {
+                    addresses: list,
+                    current: i,
+                    client,
+                })
+            }
+            Err(e @ ClientError::BadAddress { .. }) => return Err(e),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or(ClientError::Unreachable {
+        address: addresses.to_string(),
+        why: "no address".into(),
+    }))
+}
+
+async fn connect_one(address: &str) -> Result<JobServiceClient<Channel>, ClientError> {
     let bad = |why: String| ClientError::BadAddress {
         address: address.to_string(),
         why,
@@ -46,6 +90,57 @@ pub async fn connect(address: &str) -> Result<JobServiceClient<Channel>, ClientE
             why: error_chain(&e),
         })?;
     Ok(JobServiceClient::new(channel))
+}
+
+/// Whether a failed call may succeed on a retry (elsewhere).
+pub fn retryable(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+    )
+}
+
+impl Scheduler {
+    pub fn client(&self) -> JobServiceClient<Channel> {
+        self.client.clone()
+    }
+
+    /// Runs `call`, retrying on other replicas while the scheduler fails
+    /// over (submits carry a request id, so a retry never makes two jobs).
+    pub async fn call<T, F, Fut>(&mut self, mut call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(JobServiceClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let deadline = tokio::time::Instant::now() + RETRY_FOR;
+        loop {
+            match call(self.client.clone()).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) if retryable(&status) && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    self.reconnect().await;
+                }
+                Err(status) => return Err(status.into()),
+            }
+        }
+    }
+
+    /// Moves to the next replica that answers (the same one if it is alone).
+    pub async fn reconnect(&mut self) {
+        for step in 1..=self.addresses.len() {
+            let i = (self.current + step) % self.addresses.len();
+            if let Ok(client) = connect_one(&self.addresses[i]).await {
+                self.current = i;
+                self.client = client;
+                return;
+            }
+        }
+    }
+}
+
+/// A fresh idempotency key for a submit.
+pub fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 /// An error and its causes on one line: transport errors hide the useful part.

@@ -53,9 +53,16 @@ async fn invalid_requests_are_refused_and_change_nothing() {
     for (name, mutate, expected) in cases {
         let mut spec = small_spec("valid", 1);
         mutate(&mut spec);
-        let status = within(30, name, c.submit(pb::SubmitRequest { spec: Some(spec) }))
-            .await
-            .expect_err(name);
+        let status = within(
+            30,
+            name,
+            c.submit(pb::SubmitRequest {
+                spec: Some(spec),
+                request_id: String::new(),
+            }),
+        )
+        .await
+        .expect_err(name);
         assert_eq!(status.code(), Code::InvalidArgument, "{name}: {status:?}");
         assert!(
             status.message().contains(expected),
@@ -64,7 +71,10 @@ async fn invalid_requests_are_refused_and_change_nothing() {
         );
     }
     let status = c
-        .submit(pb::SubmitRequest { spec: None })
+        .submit(pb::SubmitRequest {
+            spec: None,
+            request_id: String::new(),
+        })
         .await
         .expect_err("no spec");
     assert_eq!(status.code(), Code::InvalidArgument);

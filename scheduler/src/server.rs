@@ -1,6 +1,7 @@
 //! [`Scheduler`]: binds its ports, starts the raft replica, the leader's
 //! loops and the gRPC and HTTP servers, and stops them all on shutdown.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,21 +13,34 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::api::{JobApi, RaftTransportApi, SessionConfig, WorkerSessionApi};
+use crate::api::route::Router;
+use crate::api::{ClusterApi, JobApi, RaftTransportApi, SessionConfig, WorkerSessionApi};
 use crate::leader::{self, LeaderConfig, Sessions};
 use crate::metrics::Metrics;
-use crate::raft::{self, NoPeers, RaftConfig};
+use crate::raft::transport::{AddressBook, PeerTransport};
+use crate::raft::{self, Bootstrap, ReplicaConfig};
 use crate::Error;
+
+/// Largest gRPC message between replicas (snapshots of big states).
+const MAX_RAFT_MESSAGE: usize = 512 * 1024 * 1024;
 
 /// Everything a scheduler replica needs to start.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
     /// Raft id of this replica; not 0.
     pub id: u64,
-    /// Holds the raft log (`raft/`).
+    /// Holds the raft log (`raft/`) and `snapshot.bin`.
     pub data_dir: PathBuf,
     /// gRPC address for clients, workers and peers.
     pub listen: SocketAddr,
+    /// Every replica a new cluster starts with, this one included: id ->
+    /// address (`http://host:port`). Empty: a cluster of this replica alone.
+    pub peers: BTreeMap<u64, String>,
+    /// Join a running cluster (after `genfleet cluster add-replica`)
+    /// instead of starting a new one.
+    pub join: bool,
+    /// Applied entries between snapshots of the state (log compaction).
+    pub snapshot_every: u64,
     pub raft_tick: Duration,
     pub election_ticks: usize,
     pub heartbeat_ticks: usize,
@@ -43,6 +57,9 @@ impl SchedulerConfig {
             id: 1,
             data_dir: data_dir.into(),
             listen,
+            peers: BTreeMap::new(),
+            join: false,
+            snapshot_every: 10_000,
             raft_tick: Duration::from_millis(100),
             election_ticks: 10,
             heartbeat_ticks: 3,
@@ -67,6 +84,32 @@ impl SchedulerConfig {
                 "election ticks ({}) must exceed heartbeat ticks ({}), which must be at least 1",
                 self.election_ticks, self.heartbeat_ticks
             ));
+        }
+        if !self.peers.is_empty() && !self.peers.contains_key(&self.id) {
+            return bad(format!(
+                "the peers ({}) must include this replica's own id {}",
+                self.peers
+                    .keys()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                self.id
+            ));
+        }
+        if let Some((id, address)) = self
+            .peers
+            .iter()
+            .find(|(_, a)| !(a.starts_with("http://") || a.starts_with("https://")))
+        {
+            return bad(format!(
+                "peer {id}'s address {address:?} must start with http:// or https://"
+            ));
+        }
+        if self.peers.contains_key(&0) {
+            return bad("peer id 0 is not allowed".into());
+        }
+        if self.snapshot_every == 0 {
+            return bad("snapshot_every must be at least 1".into());
         }
         if self.worker_heartbeat.is_zero() || self.worker_grace < self.worker_heartbeat * 2 {
             return bad(format!(
@@ -121,15 +164,40 @@ impl Scheduler {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let config = self.config;
         let metrics = self.metrics;
-        let raft_config = RaftConfig {
+        let bootstrap = if config.join {
+            Bootstrap::Join
+        } else if config.peers.is_empty() {
+            Bootstrap::NewCluster(vec![config.id])
+        } else {
+            Bootstrap::NewCluster(config.peers.keys().copied().collect())
+        };
+        let replica_config = ReplicaConfig {
             id: config.id,
-            voters: vec![config.id],
-            log_dir: config.data_dir.join("raft"),
-            tick: config.raft_tick,
+            dir: config.data_dir.clone(),
+            bootstrap,
             election_ticks: config.election_ticks,
             heartbeat_ticks: config.heartbeat_ticks,
+            election_range: None,
+            snapshot_every: config.snapshot_every,
+            incarnation: rand::random(),
         };
-        let (raft, raft_thread) = raft::spawn(raft_config, metrics.clone(), Box::new(NoPeers))?;
+        let mut configured = config.peers.clone();
+        configured.entry(config.id).or_insert_with(|| {
+            format!("http://{}", self.grpc.local_addr().unwrap_or(config.listen))
+        });
+        let runtime = tokio::runtime::Handle::current();
+        // Even a replica alone gets a peer transport: replicas can be added.
+        let (raft, raft_thread) = raft::spawn(
+            replica_config,
+            config.raft_tick,
+            metrics.clone(),
+            |handle| {
+                let book = AddressBook::new(configured.clone(), handle.shared_state());
+                Box::new(PeerTransport::new(config.id, book, runtime))
+            },
+        )?;
+        let book = AddressBook::new(configured, raft.shared_state());
+        let router = Arc::new(Router::new(raft.clone(), book));
         tracing::info!(id = config.id, data = %config.data_dir.display(), "raft replica started");
 
         let sessions = Arc::new(Sessions::default());
@@ -152,6 +220,7 @@ impl Scheduler {
                 leader_config,
                 stop.clone(),
             )),
+            tokio::spawn(leader::membership_loop(raft.clone(), stop.clone())),
         ];
 
         let session_config = SessionConfig {
@@ -167,6 +236,7 @@ impl Scheduler {
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(pb::job_service_server::JobServiceServer::new(JobApi::new(
                 raft.clone(),
+                router.clone(),
                 sessions.clone(),
                 metrics.clone(),
                 stop.clone(),
@@ -174,14 +244,21 @@ impl Scheduler {
             .add_service(pb::worker_session_server::WorkerSessionServer::new(
                 WorkerSessionApi::new(
                     raft.clone(),
+                    router.clone(),
                     sessions.clone(),
                     metrics.clone(),
                     session_config,
                     stop.clone(),
                 ),
             ))
-            .add_service(pb::raft_transport_server::RaftTransportServer::new(
-                RaftTransportApi::new(raft.clone()),
+            .add_service(
+                pb::raft_transport_server::RaftTransportServer::new(RaftTransportApi::new(
+                    raft.clone(),
+                ))
+                .max_decoding_message_size(MAX_RAFT_MESSAGE),
+            )
+            .add_service(pb::cluster_service_server::ClusterServiceServer::new(
+                ClusterApi::new(raft.clone(), router.clone()),
             ))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), stopped(stop.clone()));
         let servers = async { grpc.await.map_err(Error::from) };

@@ -10,7 +10,7 @@ use pb::JobState;
 
 use super::jobs::follow;
 use crate::cli::DemoArgs;
-use crate::client::{connect, ClientError};
+use crate::client::{connect, new_request_id, ClientError};
 use crate::cluster::{LocalCluster, LocalClusterConfig};
 use crate::render;
 
@@ -76,7 +76,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 /// Submits the demo's jobs and follows them all to their end.
 async fn generate(endpoint: &str, args: &DemoArgs) -> Result<Vec<pb::Job>, ClientError> {
-    let mut client = connect(endpoint).await?;
+    let mut scheduler = connect(endpoint).await?;
     let mut ids = Vec::new();
     for i in 0..args.jobs {
         let spec = pb::JobSpec {
@@ -91,10 +91,16 @@ async fn generate(endpoint: &str, args: &DemoArgs) -> Result<Vec<pb::Job>, Clien
             model: "tiny".into(),
             ..Default::default()
         };
-        let job = client
-            .submit(pb::SubmitRequest { spec: Some(spec) })
+        let request = pb::SubmitRequest {
+            spec: Some(spec),
+            request_id: new_request_id(),
+        };
+        let job = scheduler
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.submit(request).await }
+            })
             .await?
-            .into_inner()
             .job
             .unwrap_or_default();
         ids.push(job.id);
@@ -102,8 +108,10 @@ async fn generate(endpoint: &str, args: &DemoArgs) -> Result<Vec<pb::Job>, Clien
     let bars = MultiProgress::new();
     let follows = ids.iter().map(|id| {
         let bar = bars.add(render::job_bar(id, u64::from(args.steps)));
-        let mut client = client.clone();
-        async move { follow(&mut client, id, &bar).await }
+        async move {
+            let mut scheduler = connect(endpoint).await?;
+            follow(&mut scheduler, id, &bar).await
+        }
     });
     join_all(follows).await.into_iter().collect()
 }

@@ -2,12 +2,10 @@
 
 use anyhow::bail;
 use genfleet_proto as pb;
-use pb::job_service_client::JobServiceClient;
 use pb::JobState;
-use tonic::transport::Channel;
 
 use crate::cli::{JobIdArgs, JobsArgs, SubmitArgs};
-use crate::client::{connect, ClientError};
+use crate::client::{connect, new_request_id, retryable, ClientError, Scheduler};
 use crate::render;
 
 pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
@@ -27,12 +25,17 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     };
     // Checked here too, so a typo is caught before any network call.
     genfleet_scheduler::spec::validate(&genfleet_scheduler::spec::with_defaults(spec.clone()))?;
-    let mut client = connect(&args.client.scheduler).await?;
-    let job = client
-        .submit(pb::SubmitRequest { spec: Some(spec) })
-        .await
-        .map_err(ClientError::from)?
-        .into_inner()
+    let mut scheduler = connect(&args.client.scheduler).await?;
+    let request = pb::SubmitRequest {
+        spec: Some(spec),
+        request_id: new_request_id(),
+    };
+    let job = scheduler
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.submit(request).await }
+        })
+        .await?
         .job
         .unwrap_or_default();
     if !args.watch {
@@ -40,7 +43,7 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("submitted {}", job.id);
-    let job = follow(&mut client, &job.id, &render::job_bar(&job.id, 1)).await?;
+    let job = follow(&mut scheduler, &job.id, &render::job_bar(&job.id, 1)).await?;
     finish_message(&job)
 }
 
@@ -63,12 +66,14 @@ pub async fn list(args: JobsArgs) -> anyhow::Result<()> {
             ),
         }
     }
-    let mut client = connect(&args.client.scheduler).await?;
-    let jobs = client
-        .list(pb::ListJobsRequest { states })
-        .await
-        .map_err(ClientError::from)?
-        .into_inner()
+    let mut scheduler = connect(&args.client.scheduler).await?;
+    let request = pb::ListJobsRequest { states };
+    let jobs = scheduler
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.list(request).await }
+        })
+        .await?
         .jobs;
     if jobs.is_empty() {
         println!("no jobs");
@@ -79,64 +84,81 @@ pub async fn list(args: JobsArgs) -> anyhow::Result<()> {
 }
 
 pub async fn get(args: JobIdArgs) -> anyhow::Result<()> {
-    let mut client = connect(&args.client.scheduler).await?;
-    let job = client
-        .get(pb::GetJobRequest { id: args.id })
-        .await
-        .map_err(ClientError::from)?
-        .into_inner();
+    let mut scheduler = connect(&args.client.scheduler).await?;
+    let request = pb::GetJobRequest { id: args.id };
+    let job = scheduler
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.get(request).await }
+        })
+        .await?;
     println!("{}", render::job_details(&job));
     Ok(())
 }
 
 pub async fn watch(args: JobIdArgs) -> anyhow::Result<()> {
-    let mut client = connect(&args.client.scheduler).await?;
-    let job = follow(&mut client, &args.id, &render::job_bar(&args.id, 1)).await?;
+    let mut scheduler = connect(&args.client.scheduler).await?;
+    let job = follow(&mut scheduler, &args.id, &render::job_bar(&args.id, 1)).await?;
     finish_message(&job)
 }
 
 pub async fn cancel(args: JobIdArgs) -> anyhow::Result<()> {
-    let mut client = connect(&args.client.scheduler).await?;
-    let job = client
-        .cancel(pb::CancelJobRequest { id: args.id })
-        .await
-        .map_err(ClientError::from)?
-        .into_inner();
+    let mut scheduler = connect(&args.client.scheduler).await?;
+    let request = pb::CancelJobRequest { id: args.id };
+    let job = scheduler
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.cancel(request).await }
+        })
+        .await?;
     println!("{} {}", job.id, job.state().label());
     Ok(())
 }
 
-/// Follows a job on `bar` until it ends; returns it as it ended.
+/// Follows a job on `bar` until it ends; returns it as it ended. A watch
+/// broken by a failover is opened again on another replica.
 pub async fn follow(
-    client: &mut JobServiceClient<Channel>,
+    scheduler: &mut Scheduler,
     id: &str,
     bar: &indicatif::ProgressBar,
 ) -> Result<pb::Job, ClientError> {
-    let mut stream = client
-        .watch(pb::WatchJobRequest { id: id.to_string() })
-        .await?
-        .into_inner();
-    let mut last = None;
-    while let Some(event) = stream.message().await? {
-        let Some(job) = event.job else { continue };
-        render::update_bar(bar, &job);
-        let ended = job.state().is_terminal();
-        last = Some(job);
-        if ended {
-            break;
+    let request = pb::WatchJobRequest { id: id.to_string() };
+    let mut breaks = 0;
+    let job = 'watch: loop {
+        let mut stream = scheduler
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.watch(request).await }
+            })
+            .await?;
+        loop {
+            match stream.message().await {
+                Ok(Some(event)) => {
+                    let Some(job) = event.job else { continue };
+                    render::update_bar(bar, &job);
+                    if job.state().is_terminal() {
+                        break 'watch job;
+                    }
+                }
+                Err(status) if retryable(&status) && breaks < MAX_WATCH_BREAKS => break,
+                Err(status) => return Err(status.into()),
+                Ok(None) => {
+                    return Err(ClientError::Refused {
+                        code: "unavailable".into(),
+                        message: format!("the watch of {id} ended before the job did; `genfleet watch {id}` resumes it"),
+                    })
+                }
+            }
         }
-    }
+        breaks += 1;
+        scheduler.reconnect().await;
+    };
     bar.finish();
-    match last {
-        Some(job) if job.state().is_terminal() => Ok(job),
-        _ => Err(ClientError::Refused {
-            code: "unavailable".into(),
-            message: format!(
-                "the watch of {id} ended before the job did; `genfleet watch {id}` resumes it"
-            ),
-        }),
-    }
+    Ok(job)
 }
+
+/// Broken watch streams a follow opens again before it gives up.
+const MAX_WATCH_BREAKS: u32 = 20;
 
 /// Prints where the results are; an error if the job did not complete.
 fn finish_message(job: &pb::Job) -> anyhow::Result<()> {

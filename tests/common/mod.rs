@@ -211,7 +211,10 @@ pub async fn submit(client: &mut JobServiceClient<Channel>, spec: pb::JobSpec) -
     within(
         30,
         "submit should be answered once the entry is applied",
-        client.submit(pb::SubmitRequest { spec: Some(spec) }),
+        client.submit(pb::SubmitRequest {
+            spec: Some(spec),
+            request_id: String::new(),
+        }),
     )
     .await
     .expect("submit accepted")

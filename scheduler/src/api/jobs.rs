@@ -3,13 +3,15 @@
 use std::sync::Arc;
 
 use genfleet_proto as pb;
+use pb::job_service_client::JobServiceClient;
 use pb::job_service_server::JobService;
 use pb::JobState;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{propose_status, rejection_status};
+use super::rejection_status;
+use super::route::{forwarded, Route, Router};
 use crate::leader::Sessions;
 use crate::metrics::Metrics;
 use crate::placement;
@@ -22,6 +24,7 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 
 pub struct JobApi {
     raft: RaftHandle,
+    router: Arc<Router>,
     sessions: Arc<Sessions>,
     metrics: Metrics,
     /// Turns true when the scheduler shuts down: open watches end.
@@ -31,24 +34,27 @@ pub struct JobApi {
 impl JobApi {
     pub fn new(
         raft: RaftHandle,
+        router: Arc<Router>,
         sessions: Arc<Sessions>,
         metrics: Metrics,
         stop: watch::Receiver<bool>,
     ) -> Self {
         Self {
             raft,
+            router,
             sessions,
             metrics,
             stop,
         }
     }
 
-    /// Reads are served once this replica is a ready leader.
+    /// Confirms this replica still leads before it reads (raft's
+    /// ReadIndex): a leader cut off from the others cannot answer stale.
     async fn readable(&self) -> Result<(), Status> {
         self.raft
-            .ready_leader()
+            .linearizable_read()
             .await
-            .map_err(|e| propose_status(&e))
+            .map_err(|e| self.router.refusal(&e))
     }
 
     async fn propose(&self, kind: pb::command::Kind) -> Result<Outcome, Status> {
@@ -56,7 +62,7 @@ impl JobApi {
             .raft
             .propose(pb::Command { kind: Some(kind) })
             .await
-            .map_err(|e| propose_status(&e))?;
+            .map_err(|e| self.router.refusal(&e))?;
         applied.result.map_err(|r| rejection_status(&r))
     }
 }
@@ -83,6 +89,11 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
+        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
+            return JobServiceClient::new(channel)
+                .submit(forwarded(request.into_inner()))
+                .await;
+        }
         let request = request.into_inner();
         if request.request_id.len() > MAX_REQUEST_ID_LEN {
             return Err(Status::invalid_argument(format!(
@@ -116,6 +127,11 @@ impl JobService for JobApi {
     }
 
     async fn get(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
+        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
+            return JobServiceClient::new(channel)
+                .get(forwarded(request.into_inner()))
+                .await;
+        }
         let id = request.into_inner().id;
         self.readable().await?;
         self.raft
@@ -132,6 +148,11 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
+            return JobServiceClient::new(channel)
+                .list(forwarded(request.into_inner()))
+                .await;
+        }
         let wanted = request.into_inner().states;
         self.readable().await?;
         let jobs = self.raft.read(|state| {
@@ -148,6 +169,11 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
+        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
+            return JobServiceClient::new(channel)
+                .cancel(forwarded(request.into_inner()))
+                .await;
+        }
         let id = request.into_inner().id;
         self.readable().await?;
         if self.raft.read(|state| state.job(&id).is_none()) {
@@ -170,6 +196,13 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
+            let upstream = JobServiceClient::new(channel)
+                .watch(forwarded(request.into_inner()))
+                .await?
+                .into_inner();
+            return Ok(Response::new(relay(upstream)));
+        }
         let id = request.into_inner().id;
         self.readable().await?;
         // Subscribe before reading, so no change falls between the two.
@@ -191,6 +224,30 @@ impl JobService for JobApi {
         tokio::spawn(watcher.run(events, index, job));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
+}
+
+/// Passes the leader's watch stream through to this replica's client.
+fn relay(
+    mut upstream: tonic::Streaming<pb::JobEvent>,
+) -> ReceiverStream<Result<pb::JobEvent, Status>> {
+    let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+    tokio::spawn(async move {
+        loop {
+            let item = tokio::select! {
+                _ = tx.closed() => return,
+                item = upstream.message() => item,
+            };
+            let (item, last) = match item {
+                Ok(Some(event)) => (Ok(event), false),
+                Ok(None) => return,
+                Err(status) => (Err(status), true),
+            };
+            if tx.send(item).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    ReceiverStream::new(rx)
 }
 
 /// Forwards one job's changes to one client until the job ends or the

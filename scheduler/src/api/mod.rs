@@ -1,9 +1,12 @@
 //! The scheduler's gRPC services and how their failures map to gRPC codes.
 
+mod cluster;
 mod jobs;
 mod raft_transport;
+pub mod route;
 mod workers;
 
+pub use cluster::ClusterApi;
 pub use jobs::JobApi;
 pub use raft_transport::RaftTransportApi;
 pub use workers::{SessionConfig, WorkerSessionApi};

@@ -19,7 +19,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{propose_status, rejection_status};
+use super::rejection_status;
+use super::route::Router;
 use crate::leader::{SessionGuard, Sessions};
 use crate::metrics::Metrics;
 use crate::raft::{JobEvent, ProposeError, RaftHandle};
@@ -42,6 +43,7 @@ pub struct SessionConfig {
 
 pub struct WorkerSessionApi {
     raft: RaftHandle,
+    router: Arc<Router>,
     sessions: Arc<Sessions>,
     metrics: Metrics,
     config: SessionConfig,
@@ -51,6 +53,7 @@ pub struct WorkerSessionApi {
 impl WorkerSessionApi {
     pub fn new(
         raft: RaftHandle,
+        router: Arc<Router>,
         sessions: Arc<Sessions>,
         metrics: Metrics,
         config: SessionConfig,
@@ -58,17 +61,13 @@ impl WorkerSessionApi {
     ) -> Self {
         Self {
             raft,
+            router,
             sessions,
             metrics,
             config,
             stop,
         }
     }
-}
-
-fn not_leader(raft: &RaftHandle) -> Status {
-    let leader = raft.status().leader;
-    propose_status(&ProposeError::NotLeader { leader })
 }
 
 #[tonic::async_trait]
@@ -82,7 +81,7 @@ impl WorkerSession for WorkerSessionApi {
         self.raft
             .ready_leader()
             .await
-            .map_err(|e| propose_status(&e))?;
+            .map_err(|e| self.router.refusal(&e))?;
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(self.config.register_timeout, inbound.message())
             .await
@@ -114,7 +113,7 @@ impl WorkerSession for WorkerSessionApi {
                 kind: Some(command),
             })
             .await
-            .map_err(|e| propose_status(&e))?;
+            .map_err(|e| self.router.refusal(&e))?;
         if let Err(rejection) = applied.result {
             return Err(rejection_status(&rejection));
         }
@@ -129,6 +128,7 @@ impl WorkerSession for WorkerSessionApi {
         let session = Session {
             node: register.node.clone(),
             raft: self.raft.clone(),
+            router: self.router.clone(),
             sessions: self.sessions.clone(),
             tx,
             sent: register
@@ -156,6 +156,7 @@ impl WorkerSession for WorkerSessionApi {
 struct Session {
     node: String,
     raft: RaftHandle,
+    router: Arc<Router>,
     sessions: Arc<Sessions>,
     tx: mpsc::Sender<Result<pb::SchedulerMessage, Status>>,
     /// Job -> lease epoch the worker has been told to run (or said it runs).
@@ -195,7 +196,9 @@ impl Session {
                 }
                 _ = status.changed() => {
                     if !status.borrow().leader_ready {
-                        let _ = self.tx.send(Err(not_leader(&self.raft))).await;
+                        let leader = self.raft.status().leader;
+                        let refusal = self.router.refusal(&ProposeError::NotLeader { leader });
+                        let _ = self.tx.send(Err(refusal)).await;
                         return "this replica is no longer the leader".into();
                     }
                 }

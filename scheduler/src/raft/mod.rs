@@ -1,41 +1,32 @@
-//! The raft replica: one thread owns the raft-rs `RawNode`, its log on disk
-//! and the replicated [`State`]; the rest of the scheduler talks to it through
-//! a [`RaftHandle`].
+//! The raft replica: [`replica::Replica`] is raft-rs's `RawNode` with its
+//! log and the replicated [`State`], free of threads and clocks; the driver
+//! runs it on a thread in real time, and the rest of the scheduler talks to
+//! that thread through a [`RaftHandle`].
 
 mod driver;
 mod logger;
+pub mod replica;
 pub mod storage;
+pub mod transport;
 
-use std::path::PathBuf;
 use std::sync::{mpsc, Arc, RwLock};
 use std::time::Duration;
 
-/// How long a call waits for a leader while an election is under way.
-const LEADER_WAIT: Duration = Duration::from_secs(5);
-
 use genfleet_proto as pb;
+use raft::eraftpb::ConfChangeV2;
 use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::metrics::Metrics;
 use crate::state::{Outcome, Rejection, State};
 
-pub use driver::{spawn, DriverError, NoPeers, RaftThread, Transport};
+pub use driver::{spawn, RaftThread};
+pub use replica::{DriverError, Feedback, Replica, ReplicaConfig, Transport};
+pub use storage::Bootstrap;
 
-/// How this replica takes part in raft.
-#[derive(Debug, Clone)]
-pub struct RaftConfig {
-    /// This replica's raft id; not 0.
-    pub id: u64,
-    /// Ids of the voters a new cluster starts with.
-    pub voters: Vec<u64>,
-    /// Directory of the raft log.
-    pub log_dir: PathBuf,
-    /// One raft tick.
-    pub tick: Duration,
-    /// Ticks without a heartbeat before a follower campaigns.
-    pub election_ticks: usize,
-    pub heartbeat_ticks: usize,
-}
+/// How long a call waits for a leader while an election is under way.
+const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// How long a linearizable read waits for its read index.
+const READ_WAIT: Duration = Duration::from_secs(5);
 
 /// The role of this replica in raft, as a label value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,9 +58,28 @@ pub struct RaftStatus {
     pub term: u64,
     pub commit: u64,
     pub applied: u64,
+    pub last_index: u64,
+    /// The index the log starts after (its snapshot).
+    pub snapshot_index: u64,
     /// This replica leads and has applied every entry committed before its
     /// term began (its own first entry is applied): its state is current.
     pub leader_ready: bool,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    /// Replication progress of every member (on the leader only).
+    pub progress: Vec<PeerProgress>,
+}
+
+/// How far the leader has replicated to one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerProgress {
+    pub id: u64,
+    /// Highest index known to be in the member's log.
+    pub matched: u64,
+    pub next: u64,
+    /// probe, replicate or snapshot.
+    pub state: String,
+    pub recent_active: bool,
 }
 
 /// A job as it changed at log index `index` (0: progress between entries).
@@ -96,6 +106,8 @@ pub enum ProposeError {
     LeadershipLost,
     #[error("raft refused the proposal: {0}")]
     Refused(String),
+    #[error("no read index within {READ_WAIT:?}: the leader may be cut off")]
+    ReadTimeout,
     #[error("the raft replica has stopped")]
     Stopped,
 }
@@ -106,8 +118,16 @@ pub(crate) enum Input {
         command: pb::Command,
         reply: oneshot::Sender<Result<Applied, ProposeError>>,
     },
+    ProposeConfChange {
+        change: ConfChangeV2,
+        reply: oneshot::Sender<Result<Applied, ProposeError>>,
+    },
+    ReadIndex {
+        reply: oneshot::Sender<Result<u64, ProposeError>>,
+    },
     /// A raft message from a peer.
     Step(Box<raft::eraftpb::Message>),
+    TransferLeader(u64),
     Shutdown,
 }
 
@@ -142,6 +162,61 @@ impl RaftHandle {
         };
         self.metrics.proposals.with_label_values(&[label]).inc();
         result
+    }
+
+    /// Proposes a membership change and waits until it is applied.
+    pub async fn propose_conf_change(&self, change: ConfChangeV2) -> Result<Applied, ProposeError> {
+        self.ready_leader().await?;
+        let (reply, applied) = oneshot::channel();
+        self.inbox
+            .send(Input::ProposeConfChange { change, reply })
+            .map_err(|_| ProposeError::Stopped)?;
+        applied.await.unwrap_or(Err(ProposeError::Stopped))
+    }
+
+    /// Waits until this replica's state includes every change committed
+    /// before the call (raft's ReadIndex): a read of the state after this is
+    /// linearizable, on followers too.
+    pub async fn linearizable_read(&self) -> Result<(), ProposeError> {
+        let mut status = self.status.clone();
+        // Without a known leader there is nobody to confirm the read index.
+        let leader_known = tokio::time::timeout(LEADER_WAIT, async {
+            status.wait_for(|s| s.leader.is_some()).await.map(|_| ())
+        })
+        .await;
+        match leader_known {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return Err(ProposeError::Stopped),
+            Err(_) => return Err(ProposeError::NotLeader { leader: None }),
+        }
+        let (reply, index) = oneshot::channel();
+        self.inbox
+            .send(Input::ReadIndex { reply })
+            .map_err(|_| ProposeError::Stopped)?;
+        match tokio::time::timeout(READ_WAIT, index).await {
+            Ok(Ok(Ok(_))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) => Err(ProposeError::Stopped),
+            Err(_) => Err(ProposeError::ReadTimeout),
+        }
+    }
+
+    /// Asks the leader to hand leadership to `to`.
+    pub fn transfer_leader(&self, to: u64) -> Result<(), ProposeError> {
+        self.inbox
+            .send(Input::TransferLeader(to))
+            .map_err(|_| ProposeError::Stopped)
+    }
+
+    /// The state itself, for the parts that read it under their own rules
+    /// (the peer address book).
+    pub fn shared_state(&self) -> Arc<RwLock<State>> {
+        self.state.clone()
+    }
+
+    /// The replica's own raft id.
+    pub fn id(&self) -> u64 {
+        self.status.borrow().id
     }
 
     /// Hands a peer's raft message to the raft thread.

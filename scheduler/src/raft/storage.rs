@@ -1,21 +1,31 @@
-//! The raft log on disk: raft-rs's `Storage` over raft-engine.
+//! The raft log on disk: raft-rs's `Storage` over raft-engine, plus the
+//! snapshot file the log starts after.
 //!
-//! Entries and the hard state of one ready are written in one synced batch,
-//! so a crash leaves either both or neither. The log's start (the snapshot
-//! point) and the membership are kept as raft-engine key-values beside it.
+//! - Entries and the hard state of one ready are written in one synced
+//!   raft-engine batch, so a crash leaves either both or neither.
+//! - `snapshot.bin` holds the state and the membership at some index; the
+//!   log holds the entries after it. A new cluster's first snapshot is an
+//!   empty state at index 1 (the convention of raft-rs's `MemStorage`), so a
+//!   joining replica's empty log is behind every initialized one's.
+//! - Snapshots for peers are made from the live state (it is the state at
+//!   the applied index), so none has to be kept on disk for them.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
+use genfleet_proto as pb;
+use prost::Message as _;
+use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
-use raft_engine::{Config as EngineConfig, Engine, LogBatch, MessageExt};
+use raft_engine::{Command, Config as EngineConfig, Engine, LogBatch, MessageExt};
+
+use crate::state::State;
 
 /// One raft group per scheduler: its id in raft-engine.
 const GROUP: u64 = 1;
 const KEY_HARD_STATE: &[u8] = b"hard_state";
-const KEY_CONF_STATE: &[u8] = b"conf_state";
-const KEY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
+const SNAPSHOT_FILE: &str = "snapshot.bin";
 
 /// Tells raft-engine how to find the index of a raft entry.
 #[derive(Clone)]
@@ -36,83 +46,174 @@ pub enum StorageFailure {
         #[source]
         source: raft_engine::Error,
     },
-    #[error("raft log at {dir} holds no membership; it was not created by genfleet or is damaged")]
-    NoMembership { dir: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is damaged: {why}")]
+    Damaged { path: PathBuf, why: String },
+    #[error("raft log at {dir} has entries but no snapshot file beside it; it was not made by this version of genfleet or {SNAPSHOT_FILE} was deleted")]
+    NoSnapshot { dir: String },
+}
+
+/// How a replica's log begins when its directory is empty.
+#[derive(Debug, Clone)]
+pub enum Bootstrap {
+    /// A new cluster with these voters.
+    NewCluster(Vec<u64>),
+    /// Joining a running cluster: wait for the leader's snapshot.
+    Join,
 }
 
 pub struct LogStorage {
     engine: Arc<Engine>,
-    dir: String,
+    dir: PathBuf,
     hard_state: HardState,
+    /// Membership as of the applied index (changes are applied in memory;
+    /// the snapshot file keeps the one at its index).
     conf_state: ConfState,
-    /// Index and term of the last entry before the log's first one.
+    /// Index and term of the snapshot the log starts after.
     snapshot_meta: SnapshotMetadata,
+    /// The live state, which peer snapshots are made from.
+    state: Arc<RwLock<State>>,
+}
+
+/// What `open` found: the storage and, if there was a snapshot, its state.
+pub struct Opened {
+    pub storage: LogStorage,
+    /// The state of the snapshot file (applied index = its index).
+    pub state: State,
 }
 
 impl LogStorage {
-    /// Opens the log in `dir`, creating it with `voters` as the membership if
-    /// the directory holds none yet.
-    pub fn open(dir: &Path, voters: &[u64]) -> Result<Self, StorageFailure> {
-        let dir_str = dir.display().to_string();
-        let wrap = |source| StorageFailure::Engine {
-            dir: dir_str.clone(),
+    /// Opens (or creates) the log under `dir` (`dir/raft` for raft-engine,
+    /// `dir/snapshot.bin`). `state` is the live state handle the replica uses.
+    pub fn open(
+        dir: &Path,
+        bootstrap: &Bootstrap,
+        state: Arc<RwLock<State>>,
+    ) -> Result<Opened, StorageFailure> {
+        let log_dir = dir.join("raft");
+        let log_dir_str = log_dir.display().to_string();
+        let engine_error = |source| StorageFailure::Engine {
+            dir: log_dir_str.clone(),
             source,
         };
+        std::fs::create_dir_all(dir).map_err(|source| StorageFailure::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let config = EngineConfig {
-            dir: dir_str.clone(),
+            dir: log_dir_str.clone(),
             ..Default::default()
         };
-        let engine = Arc::new(Engine::open(config).map_err(wrap)?);
-        let stored_conf: Option<ConfState> =
-            engine.get_message(GROUP, KEY_CONF_STATE).map_err(wrap)?;
+        let engine = Arc::new(Engine::open(config).map_err(engine_error)?);
+        let hard_state: HardState = engine
+            .get_message(GROUP, KEY_HARD_STATE)
+            .map_err(engine_error)?
+            .unwrap_or_default();
         let mut storage = Self {
             engine,
-            dir: dir_str.clone(),
-            hard_state: HardState::default(),
+            dir: dir.to_path_buf(),
+            hard_state,
             conf_state: ConfState::default(),
             snapshot_meta: SnapshotMetadata::default(),
+            state,
         };
-        match stored_conf {
-            Some(conf) => {
-                storage.conf_state = conf;
-                storage.hard_state = storage
-                    .engine
-                    .get_message(GROUP, KEY_HARD_STATE)
-                    .map_err(wrap)?
-                    .unwrap_or_default();
-                storage.snapshot_meta = storage
-                    .engine
-                    .get_message(GROUP, KEY_SNAPSHOT_META)
-                    .map_err(wrap)?
-                    .unwrap_or_default();
+        let snapshot_path = dir.join(SNAPSHOT_FILE);
+        let loaded = match read_snapshot_file(&snapshot_path)? {
+            Some(file) => {
+                storage.install_meta(&file)?;
+                // A commit index written without fsync may lag the snapshot
+                // after a power loss; the snapshot only holds committed state.
+                if storage.hard_state.commit < file.index {
+                    storage.hard_state.commit = file.index;
+                }
+                State::from_snapshot_bytes(&file.state).map_err(|e| StorageFailure::Damaged {
+                    path: snapshot_path.clone(),
+                    why: e.to_string(),
+                })?
             }
             None if storage.engine.last_index(GROUP).is_some() => {
-                return Err(StorageFailure::NoMembership { dir: dir_str });
+                return Err(StorageFailure::NoSnapshot { dir: log_dir_str });
             }
-            None => storage.bootstrap(voters).map_err(wrap)?,
-        }
-        Ok(storage)
+            None => match bootstrap {
+                Bootstrap::NewCluster(voters) => {
+                    let mut conf = ConfState::default();
+                    conf.voters = voters.clone();
+                    let state = State::default();
+                    let file = storage.snapshot_file(1, 1, &conf, state.encode_snapshot());
+                    storage.write_snapshot_file(&file)?;
+                    storage.install_meta(&file)?;
+                    storage.hard_state.term = 1;
+                    storage.hard_state.commit = 1;
+                    let hs = storage.hard_state.clone();
+                    storage.append(&[], Some(&hs)).map_err(engine_error)?;
+                    state
+                }
+                Bootstrap::Join => State::default(),
+            },
+        };
+        Ok(Opened {
+            storage,
+            state: loaded,
+        })
     }
 
-    /// A new log starts as if a snapshot at index 1, term 1 held the
-    /// membership, so that a fresh follower's empty log is behind every
-    /// initialized replica's (the convention of raft-rs's MemStorage).
-    fn bootstrap(&mut self, voters: &[u64]) -> Result<(), raft_engine::Error> {
-        self.conf_state.voters = voters.to_vec();
-        self.snapshot_meta.index = 1;
-        self.snapshot_meta.term = 1;
-        self.snapshot_meta.set_conf_state(self.conf_state.clone());
-        self.hard_state.term = 1;
-        self.hard_state.commit = 1;
-        let mut batch = LogBatch::default();
-        batch.put_message(GROUP, KEY_CONF_STATE.to_vec(), &self.conf_state)?;
-        batch.put_message(GROUP, KEY_SNAPSHOT_META.to_vec(), &self.snapshot_meta)?;
-        batch.put_message(GROUP, KEY_HARD_STATE.to_vec(), &self.hard_state)?;
-        self.engine.write(&mut batch, true)?;
+    fn snapshot_file(
+        &self,
+        index: u64,
+        term: u64,
+        conf: &ConfState,
+        state: Vec<u8>,
+    ) -> pb::SnapshotFile {
+        pb::SnapshotFile {
+            index,
+            term,
+            conf_state: conf.write_to_bytes().unwrap_or_default(),
+            state,
+        }
+    }
+
+    /// Takes index, term and membership from a snapshot file.
+    fn install_meta(&mut self, file: &pb::SnapshotFile) -> Result<(), StorageFailure> {
+        let mut conf = ConfState::default();
+        conf.merge_from_bytes(&file.conf_state)
+            .map_err(|e| StorageFailure::Damaged {
+                path: self.dir.join(SNAPSHOT_FILE),
+                why: format!("membership: {e}"),
+            })?;
+        self.snapshot_meta.index = file.index;
+        self.snapshot_meta.term = file.term;
+        self.snapshot_meta.set_conf_state(conf.clone());
+        self.conf_state = conf;
         Ok(())
     }
 
-    pub fn dir(&self) -> &str {
+    /// Writes the snapshot file atomically (temporary file, fsync, rename, fsync dir).
+    fn write_snapshot_file(&self, file: &pb::SnapshotFile) -> Result<(), StorageFailure> {
+        let path = self.dir.join(SNAPSHOT_FILE);
+        let partial = self.dir.join(format!("{SNAPSHOT_FILE}.partial"));
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StorageFailure::Io { path, source }
+        };
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&partial).map_err(io(&partial))?;
+            f.write_all(&file.encode_to_vec()).map_err(io(&partial))?;
+            f.sync_all().map_err(io(&partial))?;
+        }
+        std::fs::rename(&partial, &path).map_err(io(&path))?;
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))?;
+        Ok(())
+    }
+
+    pub fn dir(&self) -> &Path {
         &self.dir
     }
 
@@ -122,6 +223,11 @@ impl LogStorage {
 
     pub fn conf_state(&self) -> &ConfState {
         &self.conf_state
+    }
+
+    /// Index of the snapshot the log starts after.
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot_meta.index
     }
 
     /// Appends `entries` (replacing any conflicting suffix) and records
@@ -147,33 +253,112 @@ impl LogStorage {
         Ok(())
     }
 
-    /// Records a newer commit index (from a light ready), synced.
+    /// Records a newer commit index. Not synced: a lost commit index is
+    /// learnt again from the leader (or, alone, by committing anew).
     pub fn set_commit(&mut self, commit: u64) -> Result<(), raft_engine::Error> {
         let mut hs = self.hard_state.clone();
         hs.commit = commit;
-        self.append(&[], Some(&hs))
+        let mut batch = LogBatch::default();
+        batch.put_message(GROUP, KEY_HARD_STATE.to_vec(), &hs)?;
+        self.engine.write(&mut batch, false)?;
+        self.hard_state = hs;
+        Ok(())
     }
 
-    /// Records the membership after an applied configuration change.
-    pub fn set_conf_state(&mut self, conf: ConfState) -> Result<(), raft_engine::Error> {
-        let mut batch = LogBatch::default();
-        batch.put_message(GROUP, KEY_CONF_STATE.to_vec(), &conf)?;
-        self.engine.write(&mut batch, true)?;
+    /// The membership after a configuration change applied in memory.
+    pub fn set_conf_state(&mut self, conf: ConfState) {
         self.conf_state = conf;
+    }
+
+    /// Replaces the whole log with a snapshot received from the leader:
+    /// snapshot file first, then the entries go. Returns its state.
+    pub fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Result<State, StorageFailure> {
+        let meta = snapshot.get_metadata();
+        let path = self.dir.join(SNAPSHOT_FILE);
+        let state =
+            State::from_snapshot_bytes(&snapshot.data).map_err(|e| StorageFailure::Damaged {
+                path: PathBuf::from(format!("snapshot from the leader at index {}", meta.index)),
+                why: e.to_string(),
+            })?;
+        let file = self.snapshot_file(
+            meta.index,
+            meta.term,
+            meta.get_conf_state(),
+            snapshot.data.to_vec(),
+        );
+        self.write_snapshot_file(&file)?;
+        self.install_meta(&file)?;
+        let engine_error = |source| StorageFailure::Engine {
+            dir: path.display().to_string(),
+            source,
+        };
+        let mut hs = self.hard_state.clone();
+        hs.commit = hs.commit.max(meta.index);
+        hs.term = hs.term.max(meta.term);
+        let mut batch = LogBatch::default();
+        batch.add_command(GROUP, Command::Clean);
+        batch
+            .put_message(GROUP, KEY_HARD_STATE.to_vec(), &hs)
+            .map_err(engine_error)?;
+        self.engine.write(&mut batch, true).map_err(engine_error)?;
+        self.hard_state = hs;
+        Ok(state)
+    }
+
+    /// Saves `state` (the state at applied index `index`) as the snapshot and
+    /// drops the log entries up to it.
+    pub fn compact(&mut self, index: u64, state: Vec<u8>) -> Result<(), StorageFailure> {
+        let term = raft::Storage::term(self, index).map_err(|e| StorageFailure::Damaged {
+            path: self.dir.join("raft"),
+            why: format!("no term for index {index}: {e}"),
+        })?;
+        let file = self.snapshot_file(index, term, &self.conf_state.clone(), state);
+        self.write_snapshot_file(&file)?;
+        self.snapshot_meta.index = index;
+        self.snapshot_meta.term = term;
+        self.snapshot_meta.set_conf_state(self.conf_state.clone());
+        self.engine.compact_to(GROUP, index + 1);
+        if let Err(e) = self.engine.purge_expired_files() {
+            tracing::warn!(error = %e, "raft log files not purged after compaction");
+        }
         Ok(())
     }
 
     fn first(&self) -> u64 {
         self.engine
             .first_index(GROUP)
-            .unwrap_or(self.snapshot_meta.index + 1)
+            .map_or(self.snapshot_meta.index + 1, |f| {
+                f.max(self.snapshot_meta.index + 1)
+            })
     }
 
     fn last(&self) -> u64 {
         self.engine
             .last_index(GROUP)
-            .unwrap_or(self.snapshot_meta.index)
+            .map_or(self.snapshot_meta.index, |l| {
+                l.max(self.snapshot_meta.index)
+            })
     }
+}
+
+/// Reads `path` if it exists.
+fn read_snapshot_file(path: &Path) -> Result<Option<pb::SnapshotFile>, StorageFailure> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StorageFailure::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    pb::SnapshotFile::decode(&bytes[..])
+        .map(Some)
+        .map_err(|e| StorageFailure::Damaged {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })
 }
 
 fn engine_error(e: raft_engine::Error) -> raft::Error {
@@ -184,7 +369,7 @@ impl raft::Storage for LogStorage {
     fn initial_state(&self) -> raft::Result<RaftState> {
         Ok(RaftState {
             hard_state: self.hard_state.clone(),
-            conf_state: self.conf_state.clone(),
+            conf_state: self.snapshot_meta.get_conf_state().clone(),
         })
     }
 
@@ -237,84 +422,25 @@ impl raft::Storage for LogStorage {
         Ok(self.last())
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // The log is never compacted yet, so a peer can always be caught up
-        // from entries; state snapshots come with multi-replica support.
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+    /// The state at the applied index, with the membership then.
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let index = state.applied_index();
+        if index < request_index || index < self.snapshot_meta.index {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        let mut snapshot = Snapshot::default();
+        snapshot.data = state.encode_snapshot().into();
+        drop(state);
+        let meta = snapshot.mut_metadata();
+        meta.index = index;
+        meta.term = self.term(index)?;
+        meta.set_conf_state(self.conf_state.clone());
+        Ok(snapshot)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use raft::Storage;
-
-    fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = data.to_vec().into();
-        e
-    }
-
-    #[test]
-    fn entries_and_hard_state_survive_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        {
-            let mut s = LogStorage::open(dir.path(), &[1]).expect("open");
-            assert_eq!(
-                (s.first_index().ok(), s.last_index().ok()),
-                (Some(2), Some(1))
-            );
-            let mut hs = HardState::default();
-            hs.term = 2;
-            hs.vote = 1;
-            hs.commit = 3;
-            s.append(&[entry(2, 2, b"a"), entry(3, 2, b"b")], Some(&hs))
-                .expect("append");
-        }
-        let s = LogStorage::open(dir.path(), &[7, 8, 9]).expect("reopen");
-        assert_eq!(
-            s.conf_state().voters,
-            vec![1],
-            "membership kept, not re-bootstrapped"
-        );
-        assert_eq!(s.hard_state().commit, 3);
-        assert_eq!(s.last_index().ok(), Some(3));
-        assert_eq!(s.term(3).ok(), Some(2));
-        assert_eq!(s.term(1).ok(), Some(1), "term of the snapshot point");
-        let got = s
-            .entries(2, 4, None, GetEntriesContext::empty(false))
-            .expect("entries");
-        assert_eq!(
-            got.iter().map(|e| e.data.to_vec()).collect::<Vec<_>>(),
-            vec![b"a".to_vec(), b"b".to_vec()]
-        );
-    }
-
-    #[test]
-    fn a_conflicting_append_replaces_the_suffix() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut s = LogStorage::open(dir.path(), &[1]).expect("open");
-        s.append(
-            &[entry(2, 1, b"a"), entry(3, 1, b"b"), entry(4, 1, b"c")],
-            None,
-        )
-        .expect("append");
-        s.append(&[entry(3, 2, b"x")], None).expect("overwrite");
-        assert_eq!(s.last_index().ok(), Some(3));
-        assert_eq!(s.term(3).ok(), Some(2));
-    }
-
-    #[test]
-    fn out_of_range_reads_are_errors_not_panics() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let s = LogStorage::open(dir.path(), &[1]).expect("open");
-        assert!(s.term(5).is_err());
-        assert!(s
-            .entries(2, 9, None, GetEntriesContext::empty(false))
-            .is_err());
-    }
-}
+mod tests;

@@ -1,0 +1,233 @@
+//! Operating the replicas: status, adding and removing replicas, moving
+//! leadership.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use genfleet_proto as pb;
+use pb::cluster_service_client::ClusterServiceClient;
+use pb::cluster_service_server::ClusterService;
+use prost::Message as _;
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+use tonic::{Request, Response, Status};
+
+use super::route::{forwarded, Route, Router};
+use crate::raft::{RaftHandle, RaftStatus};
+
+/// How long AddReplica waits for the new replica to catch up and vote.
+const PROMOTION_WAIT: Duration = Duration::from_secs(60);
+const TRANSFER_WAIT: Duration = Duration::from_secs(10);
+
+pub struct ClusterApi {
+    raft: RaftHandle,
+    router: Arc<Router>,
+}
+
+impl ClusterApi {
+    pub fn new(raft: RaftHandle, router: Arc<Router>) -> Self {
+        Self { raft, router }
+    }
+
+    async fn change(
+        &self,
+        changes: Vec<ConfChangeSingle>,
+        members: Vec<pb::Member>,
+    ) -> Result<(), Status> {
+        let mut change = ConfChangeV2::default();
+        change.set_changes(changes.into());
+        change.context = pb::MembershipContext { members }.encode_to_vec().into();
+        let applied = self
+            .raft
+            .propose_conf_change(change)
+            .await
+            .map_err(|e| self.router.refusal(&e))?;
+        applied
+            .result
+            .map(|_| ())
+            .map_err(|r| super::rejection_status(&r))
+    }
+
+    /// Waits until the status satisfies `done`.
+    async fn wait_for(
+        &self,
+        wait: Duration,
+        what: &str,
+        done: impl Fn(&RaftStatus) -> bool,
+    ) -> Result<RaftStatus, Status> {
+        let mut status = self.raft.watch_status();
+        let reached = tokio::time::timeout(wait, async {
+            status.wait_for(|s| done(s)).await.map(|s| s.clone())
+        });
+        match reached.await {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(_)) => Err(Status::unavailable("the replica is stopping")),
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "{what} did not happen within {wait:?}"
+            ))),
+        }
+    }
+}
+
+fn single(id: u64, kind: ConfChangeType) -> ConfChangeSingle {
+    let mut change = ConfChangeSingle::default();
+    change.node_id = id;
+    change.set_change_type(kind);
+    change
+}
+
+fn membership(status: &RaftStatus) -> pb::MembershipReply {
+    pb::MembershipReply {
+        voters: status.voters.clone(),
+        learners: status.learners.clone(),
+    }
+}
+
+#[tonic::async_trait]
+impl ClusterService for ClusterApi {
+    async fn status(
+        &self,
+        _request: Request<pb::ReplicaStatusRequest>,
+    ) -> Result<Response<pb::ReplicaStatus>, Status> {
+        let s = self.raft.status();
+        let (state_hash, members) = self.raft.read(|state| {
+            let members = state.members().iter().map(|(id, address)| pb::Member {
+                id: *id,
+                address: address.clone(),
+            });
+            (state.hash(), members.collect::<Vec<_>>())
+        });
+        let mut all = self.router.book().all();
+        for m in members {
+            all.entry(m.id).or_insert(m.address);
+        }
+        Ok(Response::new(pb::ReplicaStatus {
+            id: s.id,
+            address: all.get(&s.id).cloned().unwrap_or_default(),
+            role: s.role.label().to_string(),
+            leader: s.leader.unwrap_or(0),
+            term: s.term,
+            commit: s.commit,
+            applied: s.applied,
+            last_index: s.last_index,
+            snapshot_index: s.snapshot_index,
+            state_hash,
+            voters: s.voters.clone(),
+            learners: s.learners.clone(),
+            members: all
+                .into_iter()
+                .map(|(id, address)| pb::Member { id, address })
+                .collect(),
+            progress: s
+                .progress
+                .iter()
+                .map(|p| pb::PeerProgress {
+                    id: p.id,
+                    matched: p.matched,
+                    next: p.next,
+                    state: p.state.clone(),
+                    recent_active: p.recent_active,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn add_replica(
+        &self,
+        request: Request<pb::AddReplicaRequest>,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
+        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
+            return ClusterServiceClient::new(channel)
+                .add_replica(forwarded(request.into_inner()))
+                .await;
+        }
+        let add = request.into_inner();
+        if add.id == 0 {
+            return Err(Status::invalid_argument("replica id 0 is not allowed"));
+        }
+        if !(add.address.starts_with("http://") || add.address.starts_with("https://")) {
+            return Err(Status::invalid_argument(format!(
+                "replica address {:?} must start with http:// or https://",
+                add.address
+            )));
+        }
+        let status = self.raft.status();
+        if status.voters.contains(&add.id) {
+            return Err(Status::already_exists(format!(
+                "replica {} is already a voter",
+                add.id
+            )));
+        }
+        if !status.learners.contains(&add.id) {
+            let member = pb::Member {
+                id: add.id,
+                address: add.address.clone(),
+            };
+            self.change(
+                vec![single(add.id, ConfChangeType::AddLearnerNode)],
+                vec![member],
+            )
+            .await?;
+        }
+        // The leader's membership loop promotes it once it has caught up.
+        let id = add.id;
+        let status = self
+            .wait_for(
+                PROMOTION_WAIT,
+                &format!("promotion of replica {id} (is it running with --join?)"),
+                |s| s.voters.contains(&id),
+            )
+            .await?;
+        Ok(Response::new(membership(&status)))
+    }
+
+    async fn remove_replica(
+        &self,
+        request: Request<pb::RemoveReplicaRequest>,
+    ) -> Result<Response<pb::MembershipReply>, Status> {
+        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
+            return ClusterServiceClient::new(channel)
+                .remove_replica(forwarded(request.into_inner()))
+                .await;
+        }
+        let id = request.into_inner().id;
+        let status = self.raft.status();
+        if !status.voters.contains(&id) && !status.learners.contains(&id) {
+            return Err(Status::not_found(format!("replica {id} is not a member")));
+        }
+        if status.voters == [id] {
+            return Err(Status::failed_precondition(format!(
+                "replica {id} is the only voter"
+            )));
+        }
+        self.change(vec![single(id, ConfChangeType::RemoveNode)], Vec::new())
+            .await?;
+        Ok(Response::new(membership(&self.raft.status())))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::TransferLeaderReply>, Status> {
+        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
+            return ClusterServiceClient::new(channel)
+                .transfer_leader(forwarded(request.into_inner()))
+                .await;
+        }
+        let to = request.into_inner().id;
+        if !self.raft.status().voters.contains(&to) {
+            return Err(Status::not_found(format!("replica {to} is not a voter")));
+        }
+        if to != self.raft.id() {
+            self.raft
+                .transfer_leader(to)
+                .map_err(|e| self.router.refusal(&e))?;
+            self.wait_for(
+                TRANSFER_WAIT,
+                &format!("leadership transfer to replica {to}"),
+                |s| s.leader == Some(to),
+            )
+            .await?;
+        }
+        Ok(Response::new(pb::TransferLeaderReply { leader: to }))
+    }
+}

@@ -1,0 +1,107 @@
+//! Where a request is served: here, if this replica is the leader, or at the
+//! leader, to which a follower forwards it (once: a forwarded request that
+//! meets another follower is refused, so leadership churn cannot loop it).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tonic::metadata::MetadataMap;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+use super::propose_status;
+use crate::raft::transport::AddressBook;
+use crate::raft::{ProposeError, RaftHandle};
+
+const FORWARDED: &str = "genfleet-forwarded";
+/// Metadata naming the leader's address on refusals, so clients can follow.
+pub const LEADER_ADDRESS: &str = "genfleet-leader";
+
+pub enum Route {
+    Here,
+    /// A channel to the leader.
+    Leader(Channel),
+}
+
+pub struct Router {
+    raft: RaftHandle,
+    book: AddressBook,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Router {
+    pub fn new(raft: RaftHandle, book: AddressBook) -> Self {
+        Self {
+            raft,
+            book,
+            channels: Mutex::default(),
+        }
+    }
+
+    pub fn book(&self) -> &AddressBook {
+        &self.book
+    }
+
+    /// Where `metadata`'s request should be served; waits out an election.
+    pub async fn route(&self, metadata: &MetadataMap) -> Result<Route, Status> {
+        match self.raft.ready_leader().await {
+            Ok(()) => Ok(Route::Here),
+            Err(ProposeError::NotLeader {
+                leader: Some(leader),
+            }) => {
+                if metadata.contains_key(FORWARDED) {
+                    return Err(Status::unavailable(format!(
+                        "replica {} got a forwarded request but replica {leader} leads now; retry",
+                        self.raft.id()
+                    )));
+                }
+                let address = self.book.address(leader).ok_or_else(|| {
+                    Status::unavailable(format!(
+                        "replica {leader} leads but its address is unknown here"
+                    ))
+                })?;
+                Ok(Route::Leader(self.channel(&address)?))
+            }
+            Err(e) => Err(self.refusal(&e)),
+        }
+    }
+
+    /// A refusal that names the leader's address when one is known.
+    pub fn refusal(&self, e: &ProposeError) -> Status {
+        let mut status = propose_status(e);
+        if let ProposeError::NotLeader {
+            leader: Some(leader),
+        } = e
+        {
+            if let Some(address) = self.book.address(*leader) {
+                if let Ok(value) = address.parse() {
+                    status.metadata_mut().insert(LEADER_ADDRESS, value);
+                }
+            }
+        }
+        status
+    }
+
+    fn channel(&self, address: &str) -> Result<Channel, Status> {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let channel = Endpoint::from_shared(address.to_string())
+            .map_err(|e| Status::internal(format!("leader address {address:?}: {e}")))?
+            .connect_timeout(Duration::from_secs(1))
+            .connect_lazy();
+        channels.insert(address.to_string(), channel.clone());
+        Ok(channel)
+    }
+}
+
+/// `inner` as a request to forward to the leader.
+pub fn forwarded<T>(inner: T) -> Request<T> {
+    let mut request = Request::new(inner);
+    request
+        .metadata_mut()
+        .insert(FORWARDED, "1".parse().expect("a valid header value"));
+    request
+}
