@@ -1,5 +1,6 @@
 //! Command-line arguments of the `genfleet` binary.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,11 +43,14 @@ pub enum Command {
     /// Create or list model weights.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Operate the scheduler replicas.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
 }
 
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// Address of any scheduler replica.
+    /// Address of any scheduler replica, or several, comma-separated.
     #[arg(long, env = "GENFLEET_SCHEDULER", default_value = DEFAULT_SCHEDULER)]
     pub scheduler: String,
 }
@@ -68,6 +72,83 @@ pub struct SchedulerArgs {
     /// How long a node may be without a worker session before its jobs are requeued.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub worker_grace: Duration,
+    /// The replicas a new cluster starts with, this one included:
+    /// `1=http://host-a:7070,2=http://host-b:7070,3=http://host-c:7070`.
+    /// Leave out for a cluster of one.
+    #[arg(long, value_parser = parse_peers, default_value = "")]
+    pub peers: Peers,
+    /// Join a running cluster (after `genfleet cluster add-replica`) instead
+    /// of starting a new one.
+    #[arg(long)]
+    pub join: bool,
+    /// Applied log entries between snapshots (log compaction).
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_every: u64,
+    /// One raft tick; elections take 10 to 20 ticks without a leader.
+    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub raft_tick: Duration,
+}
+
+/// Replica id -> address.
+pub type Peers = BTreeMap<u64, String>;
+
+/// Parses `ID=ADDRESS,ID=ADDRESS,...`.
+pub fn parse_peers(s: &str) -> Result<Peers, String> {
+    let mut peers = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, address) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?} is not ID=ADDRESS, e.g. 1=http://10.0.0.1:7070"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("replica id {id:?} in {part:?} is not a number"))?;
+        if id == 0 {
+            return Err(format!("replica id 0 in {part:?} is not allowed"));
+        }
+        let address = address.trim();
+        if !(address.starts_with("http://") || address.starts_with("https://")) {
+            return Err(format!(
+                "address {address:?} of replica {id} must start with http:// or https://"
+            ));
+        }
+        if peers.insert(id, address.to_string()).is_some() {
+            return Err(format!("replica {id} is given twice"));
+        }
+    }
+    Ok(peers)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Every replica's role, term, indexes, lag and state hash.
+    Status(ClientArgs),
+    /// Add a replica (start it first with `genfleet scheduler --join`); returns once it votes.
+    AddReplica(ReplicaArgs),
+    /// Remove a replica from the cluster.
+    RemoveReplica(ReplicaIdArgs),
+    /// Hand leadership to another replica.
+    TransferLeader(ReplicaIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplicaArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The new replica's raft id.
+    #[arg(long)]
+    pub id: u64,
+    /// Where its peers reach it, e.g. http://10.0.0.4:7070.
+    #[arg(long)]
+    pub address: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplicaIdArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The replica's raft id.
+    pub id: u64,
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +238,9 @@ pub struct UpArgs {
     /// Workers to run (each one CPU job at a time).
     #[arg(long, default_value_t = 1)]
     pub workers: u32,
+    /// Scheduler replicas (raft); their ports follow --listen's.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: u32,
 }
 
 #[derive(Debug, Args)]
@@ -224,6 +308,25 @@ mod tests {
         assert!(parse_size("256").unwrap_err().contains("WIDTHxHEIGHT"));
         assert!(parse_size("ax2").unwrap_err().contains("\"a\""));
         assert!(parse_size("-1x2").is_err());
+    }
+
+    #[test]
+    fn peers_parse_or_say_why_not() {
+        let peers = parse_peers("1=http://a:1, 2=http://b:2").expect("valid");
+        assert_eq!(peers.len(), 2);
+        assert_eq!(peers[&2], "http://b:2");
+        assert_eq!(parse_peers(""), Ok(BTreeMap::new()));
+        assert!(parse_peers("1:http://a")
+            .unwrap_err()
+            .contains("ID=ADDRESS"));
+        assert!(parse_peers("x=http://a")
+            .unwrap_err()
+            .contains("not a number"));
+        assert!(parse_peers("1=a:7070").unwrap_err().contains("http://"));
+        assert!(parse_peers("1=http://a,1=http://b")
+            .unwrap_err()
+            .contains("twice"));
+        assert!(parse_peers("0=http://a").unwrap_err().contains("0"));
     }
 
     #[test]

@@ -72,6 +72,11 @@ pub async fn connect(addresses: &str) -> Result<Scheduler, ClientError> {
 }
 
 async fn connect_one(address: &str) -> Result<JobServiceClient<Channel>, ClientError> {
+    Ok(JobServiceClient::new(channel(address).await?))
+}
+
+/// A gRPC channel to `address`, with errors that name it.
+pub async fn channel(address: &str) -> Result<Channel, ClientError> {
     let bad = |why: String| ClientError::BadAddress {
         address: address.to_string(),
         why,
@@ -89,7 +94,27 @@ async fn connect_one(address: &str) -> Result<JobServiceClient<Channel>, ClientE
             address: address.to_string(),
             why: error_chain(&e),
         })?;
-    Ok(JobServiceClient::new(channel))
+    Ok(channel)
+}
+
+/// A channel to the first reachable of `addresses` (comma-separated).
+pub async fn first_channel(addresses: &str) -> Result<Channel, ClientError> {
+    let mut last_error = ClientError::BadAddress {
+        address: addresses.to_string(),
+        why: "no address given".into(),
+    };
+    for address in addresses
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        match channel(address).await {
+            Ok(c) => return Ok(c),
+            Err(e @ ClientError::BadAddress { .. }) => return Err(e),
+            Err(e) => last_error = e,
+        }
+    }
+    Err(last_error)
 }
 
 /// Whether a failed call may succeed on a retry (elsewhere).

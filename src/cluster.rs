@@ -1,6 +1,7 @@
 //! An embedded local cluster: a scheduler and workers in this process,
 //! talking gRPC over loopback exactly as separate processes would.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,17 +22,20 @@ pub struct LocalClusterConfig {
     pub listen: SocketAddr,
     pub metrics_listen: Option<SocketAddr>,
     pub workers: u32,
+    /// Scheduler replicas; the first listens on `listen`, the others on the
+    /// ports after it (or on free ports when `listen`'s port is 0).
+    pub replicas: u32,
     /// Model preset created (from seed 0) if missing.
     pub model: String,
 }
 
 pub struct LocalCluster {
-    /// The scheduler's gRPC address, `http://...`.
+    /// The schedulers' gRPC addresses, `http://...`, comma-separated.
     pub endpoint: String,
     pub metrics_addr: Option<SocketAddr>,
     pub artifact_dir: PathBuf,
     stop: watch::Sender<bool>,
-    scheduler: JoinHandle<Result<(), genfleet_scheduler::Error>>,
+    schedulers: Vec<JoinHandle<Result<(), genfleet_scheduler::Error>>>,
     others: Vec<JoinHandle<()>>,
 }
 
@@ -55,15 +59,43 @@ impl LocalCluster {
         let artifact_dir = config.data_dir.join("artifacts");
         ensure_model(&models, &config.model).await?;
 
-        let mut scheduler_config =
-            SchedulerConfig::new(config.data_dir.join("scheduler"), config.listen);
-        // One process: a worker that is gone is gone for good.
-        scheduler_config.worker_grace = Duration::from_secs(5);
-        let scheduler = Scheduler::bind(scheduler_config).await?;
-        let endpoint = format!("http://{}", scheduler.grpc_addr());
-        let mut registries = vec![scheduler.metrics_registry()];
+        let replicas = config.replicas.max(1);
+        let mut bound = Vec::new();
+        for i in 0..replicas {
+            let id = u64::from(i) + 1;
+            let mut listen = config.listen;
+            if listen.port() != 0 {
+                listen.set_port(listen.port() + i as u16);
+            }
+            let dir = if replicas == 1 {
+                config.data_dir.join("scheduler")
+            } else {
+                config.data_dir.join(format!("scheduler-{id}"))
+            };
+            let mut scheduler_config = SchedulerConfig::new(dir, listen);
+            scheduler_config.id = id;
+            // One process: a worker that is gone is gone for good.
+            scheduler_config.worker_grace = Duration::from_secs(5);
+            bound.push(Scheduler::bind(scheduler_config).await?);
+        }
+        let peers: BTreeMap<u64, String> = bound
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i as u64 + 1, format!("http://{}", s.grpc_addr())))
+            .collect();
+        let endpoint = peers.values().cloned().collect::<Vec<_>>().join(",");
         let (stop, stop_rx) = watch::channel(false);
-        let scheduler = tokio::spawn(scheduler.run(stopped(stop_rx.clone())));
+        let mut registries = Vec::new();
+        let mut schedulers = Vec::new();
+        for scheduler in bound {
+            let scheduler = if replicas > 1 {
+                scheduler.with_peers(peers.clone())?
+            } else {
+                scheduler
+            };
+            registries.push(scheduler.metrics_registry());
+            schedulers.push(tokio::spawn(scheduler.run(stopped(stop_rx.clone()))));
+        }
 
         let mut others = Vec::new();
         for i in 0..config.workers {
@@ -97,7 +129,7 @@ impl LocalCluster {
             metrics_addr,
             artifact_dir,
             stop,
-            scheduler,
+            schedulers,
             others,
         })
     }
@@ -108,7 +140,9 @@ impl LocalCluster {
         for task in self.others {
             let _ = task.await;
         }
-        self.scheduler.await.context("scheduler task")??;
+        for scheduler in self.schedulers {
+            scheduler.await.context("scheduler task")??;
+        }
         Ok(())
     }
 }

@@ -24,8 +24,10 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new();
+    /// Metrics of replica `replica`; every series carries a `replica` label.
+    pub fn new(replica: u64) -> Result<Self, prometheus::Error> {
+        let labels = [("replica".to_string(), replica.to_string())].into();
+        let registry = Registry::new_custom(None, Some(labels))?;
         let secs = |name: &str, help: &str, buckets: Vec<f64>| {
             Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
         };

@@ -142,16 +142,25 @@ impl Scheduler {
             source,
         })?;
         let grpc = bind(config.listen).await?;
+        let metrics = Metrics::new(config.id)?;
         Ok(Self {
             config,
             grpc,
-            metrics: Metrics::new()?,
+            metrics,
         })
     }
 
     /// The bound gRPC address (the real port when asked for port 0).
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc.local_addr().unwrap_or(self.config.listen)
+    }
+
+    /// Sets the replicas of a new cluster (this one included) once every
+    /// replica's port is bound (local clusters on free ports).
+    pub fn with_peers(mut self, peers: BTreeMap<u64, String>) -> Result<Self, Error> {
+        self.config.peers = peers;
+        self.config.validate()?;
+        Ok(self)
     }
 
     /// The registry of this scheduler's metrics, to serve on `/metrics`.

@@ -33,6 +33,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         listen: "127.0.0.1:0".parse()?,
         metrics_listen: None,
         workers: 1,
+        replicas: 1,
         model: "tiny".into(),
     })
     .await?;

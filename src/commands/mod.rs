@@ -1,5 +1,6 @@
 //! One function per subcommand.
 
+mod cluster;
 mod demo;
 mod jobs;
 mod model;
@@ -19,5 +20,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Watch(args) => jobs::watch(args).await,
         Command::Cancel(args) => jobs::cancel(args).await,
         Command::Model(command) => model::run(command).await,
+        Command::Cluster(command) => cluster::run(command).await,
     }
 }

@@ -17,6 +17,10 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     config.worker_grace = args.worker_grace;
     // Three missed heartbeats close a session: keep that within the grace.
     config.worker_heartbeat = config.worker_heartbeat.min(args.worker_grace / 3);
+    config.peers = args.peers;
+    config.join = args.join;
+    config.snapshot_every = args.snapshot_every;
+    config.raft_tick = args.raft_tick;
     let scheduler = Scheduler::bind(config).await?;
     let shutdown = shutdown_on_signals();
     let metrics = serve_metrics(
@@ -75,13 +79,14 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         listen: args.listen,
         metrics_listen: Some(args.metrics_listen),
         workers: args.workers,
+        replicas: args.replicas,
         model: "tiny".into(),
     })
     .await?;
     let shutdown = shutdown_on_signals();
     println!(
-        "genfleet is up: a scheduler and {} worker(s) in this process",
-        args.workers
+        "genfleet is up: {} scheduler replica(s) and {} worker(s) in this process",
+        args.replicas, args.workers
     );
     println!("  API      {}", cluster.endpoint);
     if let Some(addr) = cluster.metrics_addr {

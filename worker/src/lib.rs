@@ -33,7 +33,8 @@ use session::{Identity, SessionLoop};
 pub struct WorkerConfig {
     /// Node name; stable across restarts.
     pub node: String,
-    /// The scheduler's gRPC address, e.g. `http://127.0.0.1:7070`.
+    /// The scheduler replicas' gRPC addresses, comma-separated, e.g.
+    /// `http://10.0.0.1:7070,http://10.0.0.2:7070`.
     pub scheduler: String,
     /// Holds one folder per model (`genfleet model init` writes them).
     pub model_root: PathBuf,
@@ -59,6 +60,7 @@ pub enum WorkerError {
 
 pub struct Worker {
     config: WorkerConfig,
+    schedulers: Vec<String>,
     identity: Identity,
     executor: Arc<Executor>,
     metrics: WorkerMetrics,
@@ -80,12 +82,7 @@ impl Worker {
                 config.cpu_slots
             )));
         }
-        if !(config.scheduler.starts_with("http://") || config.scheduler.starts_with("https://")) {
-            return Err(WorkerError::Config(format!(
-                "scheduler address {:?} must start with http:// or https://",
-                config.scheduler
-            )));
-        }
+        let schedulers = scheduler_addresses(&config.scheduler)?;
         let models = model::available_models(&config.model_root);
         if models.is_empty() {
             return Err(WorkerError::NoModels {
@@ -114,6 +111,7 @@ impl Worker {
         };
         Ok(Self {
             config,
+            schedulers,
             identity,
             executor,
             metrics,
@@ -133,7 +131,7 @@ impl Worker {
     /// then stopped (the scheduler requeues them).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
         let (session, updates) = SessionLoop::new(
-            self.config.scheduler.clone(),
+            self.schedulers,
             self.identity,
             self.executor,
             self.metrics,
@@ -142,4 +140,26 @@ impl Worker {
         let shutdown = std::pin::pin!(shutdown);
         session.run(updates, shutdown).await;
     }
+}
+
+/// The comma-separated scheduler addresses, each checked.
+fn scheduler_addresses(list: &str) -> Result<Vec<String>, WorkerError> {
+    let addresses: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(String::from)
+        .collect();
+    if addresses.is_empty() {
+        return Err(WorkerError::Config("no scheduler address given".into()));
+    }
+    if let Some(bad) = addresses
+        .iter()
+        .find(|a| !(a.starts_with("http://") || a.starts_with("https://")))
+    {
+        return Err(WorkerError::Config(format!(
+            "scheduler address {bad:?} must start with http:// or https://"
+        )));
+    }
+    Ok(addresses)
 }

@@ -26,6 +26,8 @@ use crate::metrics::WorkerMetrics;
 const OUTBOUND: usize = 64;
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(2);
+/// Metadata in which a replica that is not the leader names the leader.
+const LEADER_ADDRESS: &str = "genfleet-leader";
 
 /// Who this worker is, as it tells the scheduler.
 #[derive(Debug, Clone)]
@@ -48,6 +50,12 @@ enum SessionEnd {
 }
 
 pub struct SessionLoop {
+    /// Scheduler replicas to try, in turn.
+    schedulers: Vec<String>,
+    current: usize,
+    /// The leader's address, when a replica named it in a refusal.
+    leader_hint: Option<String>,
+    /// The replica of the last session attempt.
     scheduler: String,
     identity: Identity,
     executor: Arc<Executor>,
@@ -62,8 +70,9 @@ pub struct SessionLoop {
 type Shutdown<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
 
 impl SessionLoop {
+    /// `schedulers`: every replica's address (at least one).
     pub fn new(
-        scheduler: String,
+        schedulers: Vec<String>,
         identity: Identity,
         executor: Arc<Executor>,
         metrics: WorkerMetrics,
@@ -71,7 +80,10 @@ impl SessionLoop {
     ) -> (Self, mpsc::UnboundedReceiver<LeasedUpdate>) {
         let (updates, updates_rx) = mpsc::unbounded_channel();
         let this = Self {
-            scheduler,
+            scheduler: schedulers.first().cloned().unwrap_or_default(),
+            schedulers,
+            current: 0,
+            leader_hint: None,
             identity,
             executor,
             metrics,
@@ -137,7 +149,11 @@ impl SessionLoop {
                     }
                 }
             }
-            retry = (retry * 2).min(self.reconnect_max);
+            retry = if self.leader_hint.is_some() {
+                FIRST_RETRY
+            } else {
+                (retry * 2).min(self.reconnect_max)
+            };
         }
         self.stop_all();
     }
@@ -151,6 +167,15 @@ impl SessionLoop {
         ),
         String,
     > {
+        self.scheduler = match self.leader_hint.take() {
+            Some(leader) => leader,
+            None => {
+                // Try the replicas in turn until one leads.
+                let address = self.schedulers[self.current % self.schedulers.len()].clone();
+                self.current = (self.current + 1) % self.schedulers.len();
+                address
+            }
+        };
         let endpoint = Endpoint::from_shared(self.scheduler.clone())
             .map_err(|e| format!("bad scheduler address: {e}"))?
             .connect_timeout(Duration::from_secs(3))
@@ -188,7 +213,7 @@ impl SessionLoop {
         let inbound = client
             .session(ReceiverStream::new(rx))
             .await
-            .map_err(|s| format!("{}: {}", code_name(s.code()), s.message()))?
+            .map_err(|s| self.refused(&s))?
             .into_inner();
         // Results the scheduler may not have recorded yet go first.
         for (_, report) in self.outbox.values() {
@@ -218,7 +243,7 @@ impl SessionLoop {
                         None
                     }
                     Ok(None) => return SessionEnd::Lost("the scheduler closed the session".into()),
-                    Err(s) => return SessionEnd::Lost(format!("{}: {}", code_name(s.code()), s.message())),
+                    Err(s) => return SessionEnd::Lost(self.refused(&s)),
                 },
                 Some(update) = updates.recv() => self.record(update),
                 _ = heartbeat.tick() => Some(Up::Heartbeat(pb::Heartbeat {})),
@@ -229,6 +254,18 @@ impl SessionLoop {
                 }
             }
         }
+    }
+
+    /// Describes a refusal, remembering the leader's address if it names one.
+    fn refused(&mut self, status: &tonic::Status) -> String {
+        if let Some(leader) = status
+            .metadata()
+            .get(LEADER_ADDRESS)
+            .and_then(|v| v.to_str().ok())
+        {
+            self.leader_hint = Some(leader.to_string());
+        }
+        format!("{}: {}", code_name(status.code()), status.message())
     }
 
     /// Acts on a message from the scheduler; returns a new heartbeat interval

@@ -1,0 +1,128 @@
+//! `genfleet cluster`: status, membership and leadership of the replicas.
+
+use genfleet_proto as pb;
+use pb::cluster_service_client::ClusterServiceClient;
+
+use crate::cli::ClusterCommand;
+use crate::client::{channel, first_channel, ClientError};
+
+pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
+    match command {
+        ClusterCommand::Status(args) => status(&args.scheduler).await,
+        ClusterCommand::AddReplica(args) => {
+            let mut client =
+                ClusterServiceClient::new(first_channel(&args.client.scheduler).await?);
+            let request = pb::AddReplicaRequest {
+                id: args.id,
+                address: args.address.clone(),
+            };
+            let reply = client
+                .add_replica(request)
+                .await
+                .map_err(ClientError::from)?
+                .into_inner();
+            println!(
+                "replica {} at {} votes; voters {:?}",
+                args.id, args.address, reply.voters
+            );
+            Ok(())
+        }
+        ClusterCommand::RemoveReplica(args) => {
+            let mut client =
+                ClusterServiceClient::new(first_channel(&args.client.scheduler).await?);
+            let reply = client
+                .remove_replica(pb::RemoveReplicaRequest { id: args.id })
+                .await
+                .map_err(ClientError::from)?
+                .into_inner();
+            println!("replica {} removed; voters {:?}", args.id, reply.voters);
+            Ok(())
+        }
+        ClusterCommand::TransferLeader(args) => {
+            let mut client =
+                ClusterServiceClient::new(first_channel(&args.client.scheduler).await?);
+            client
+                .transfer_leader(pb::TransferLeaderRequest { id: args.id })
+                .await
+                .map_err(ClientError::from)?;
+            println!("replica {} leads", args.id);
+            Ok(())
+        }
+    }
+}
+
+/// Asks one replica for the members, then every member for its own view.
+async fn status(addresses: &str) -> anyhow::Result<()> {
+    let mut first = ClusterServiceClient::new(first_channel(addresses).await?);
+    let seed = first
+        .status(pb::ReplicaStatusRequest {})
+        .await
+        .map_err(ClientError::from)?
+        .into_inner();
+    let mut rows = Vec::new();
+    for member in &seed.members {
+        let status = match member_status(&member.address).await {
+            Ok(s) => Ok(s),
+            Err(e) => Err(e.to_string()),
+        };
+        rows.push((member.clone(), status));
+    }
+    println!("{}", status_table(&seed, &rows));
+    Ok(())
+}
+
+async fn member_status(address: &str) -> Result<pb::ReplicaStatus, ClientError> {
+    let mut client = ClusterServiceClient::new(channel(address).await?);
+    Ok(client
+        .status(pb::ReplicaStatusRequest {})
+        .await?
+        .into_inner())
+}
+
+/// The `genfleet cluster status` table: one row per member.
+pub fn status_table(
+    seed: &pb::ReplicaStatus,
+    rows: &[(pb::Member, Result<pb::ReplicaStatus, String>)],
+) -> String {
+    let leader_commit = rows
+        .iter()
+        .filter_map(|(_, s)| s.as_ref().ok())
+        .find(|s| s.role == "leader")
+        .map(|s| s.commit);
+    let mut out = vec![format!(
+        "{:<4} {:<28} {:<9} {:<7} {:>5} {:>8} {:>8} {:>5}  {}",
+        "ID", "ADDRESS", "ROLE", "VOTER", "TERM", "COMMIT", "APPLIED", "LAG", "STATE HASH"
+    )];
+    for (member, status) in rows {
+        let voter = if seed.voters.contains(&member.id) {
+            "voter"
+        } else if seed.learners.contains(&member.id) {
+            "learner"
+        } else {
+            "-"
+        };
+        match status {
+            Ok(s) => {
+                let lag = leader_commit
+                    .map_or("-".to_string(), |c| c.saturating_sub(s.applied).to_string());
+                out.push(format!(
+                    "{:<4} {:<28} {:<9} {:<7} {:>5} {:>8} {:>8} {:>5}  {}",
+                    member.id,
+                    member.address,
+                    s.role,
+                    voter,
+                    s.term,
+                    s.commit,
+                    s.applied,
+                    lag,
+                    &s.state_hash[..s.state_hash.len().min(16)]
+                ));
+            }
+            Err(e) => out.push(format!(
+                "{:<4} {:<28} unreachable: {e}",
+                member.id, member.address
+            )),
+        }
+    }
+    out.join("\n")
+}
