@@ -4,6 +4,9 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
+pub mod history;
+pub mod proxy;
+
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
