@@ -51,12 +51,14 @@ impl Proxy {
         }
     }
 
+    // send_replace, not send: send does nothing while no connection is
+    // open to receive it, and the proxy would stay as it was.
     pub fn block(&self) {
-        let _ = self.blocked.send(true);
+        self.blocked.send_replace(true);
     }
 
     pub fn unblock(&self) {
-        let _ = self.blocked.send(false);
+        self.blocked.send_replace(false);
     }
 }
 

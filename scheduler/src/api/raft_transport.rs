@@ -24,7 +24,15 @@ impl RaftTransport for RaftTransportApi {
         request: Request<Streaming<pb::RaftBatch>>,
     ) -> Result<Response<pb::RaftAck>, Status> {
         let mut batches = request.into_inner();
-        while let Some(batch) = batches.message().await? {
+        loop {
+            let batch = match batches.message().await {
+                Ok(Some(batch)) => batch,
+                Ok(None) => break,
+                Err(status) => {
+                    tracing::debug!(error = %status, "raft stream from a peer ended");
+                    return Err(status);
+                }
+            };
             for bytes in batch.messages {
                 let message = raft::eraftpb::Message::parse_from_bytes(&bytes).map_err(|e| {
                     Status::invalid_argument(format!(
