@@ -78,7 +78,8 @@ pub struct SchedulerArgs {
     #[arg(long, value_parser = parse_peers, default_value = "")]
     pub peers: Peers,
     /// Join a running cluster (after `genfleet cluster add-replica`) instead
-    /// of starting a new one.
+    /// of starting a new one; --peers then lists the running replicas and
+    /// this one.
     #[arg(long)]
     pub join: bool,
     /// Applied log entries between snapshots (log compaction).

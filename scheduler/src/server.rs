@@ -108,6 +108,9 @@ impl SchedulerConfig {
         if self.peers.contains_key(&0) {
             return bad("peer id 0 is not allowed".into());
         }
+        if self.join && self.peers.len() < 2 {
+            return bad("a joining replica needs --peers with its own address and those of the running replicas, to answer them before it has their membership".into());
+        }
         if self.snapshot_every == 0 {
             return bad("snapshot_every must be at least 1".into());
         }
@@ -173,12 +176,16 @@ impl Scheduler {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let config = self.config;
         let metrics = self.metrics;
+        let mut configured = config.peers.clone();
+        configured.entry(config.id).or_insert_with(|| {
+            format!("http://{}", self.grpc.local_addr().unwrap_or(config.listen))
+        });
+        // A new cluster records its members' addresses in its first state,
+        // so replicas added later can reach them.
         let bootstrap = if config.join {
             Bootstrap::Join
-        } else if config.peers.is_empty() {
-            Bootstrap::NewCluster(vec![config.id])
         } else {
-            Bootstrap::NewCluster(config.peers.keys().copied().collect())
+            Bootstrap::NewCluster(configured.clone())
         };
         let replica_config = ReplicaConfig {
             id: config.id,
@@ -190,10 +197,6 @@ impl Scheduler {
             snapshot_every: config.snapshot_every,
             incarnation: rand::random(),
         };
-        let mut configured = config.peers.clone();
-        configured.entry(config.id).or_insert_with(|| {
-            format!("http://{}", self.grpc.local_addr().unwrap_or(config.listen))
-        });
         let runtime = tokio::runtime::Handle::current();
         // Even a replica alone gets a peer transport: replicas can be added.
         let (raft, raft_thread) = raft::spawn(

@@ -522,6 +522,11 @@ impl Replica {
             && log.applied >= log.committed
             && log.term(log.committed).ok() == Some(raft.term);
         let conf = self.node.store().conf_state();
+        let sorted = |ids: &[u64]| {
+            let mut ids = ids.to_vec();
+            ids.sort_unstable();
+            ids
+        };
         let progress = if self.role == Role::Leader {
             raft.prs()
                 .iter()
@@ -546,8 +551,8 @@ impl Replica {
             last_index: log.last_index(),
             snapshot_index: self.node.store().snapshot_index(),
             leader_ready,
-            voters: conf.voters.clone(),
-            learners: conf.learners.clone(),
+            voters: sorted(&conf.voters),
+            learners: sorted(&conf.learners),
             progress,
         };
         self.metrics.raft_term.set(status.term as i64);

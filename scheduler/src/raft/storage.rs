@@ -10,6 +10,7 @@
 //! - Snapshots for peers are made from the live state (it is the state at
 //!   the applied index), so none has to be kept on disk for them.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -61,8 +62,8 @@ pub enum StorageFailure {
 /// How a replica's log begins when its directory is empty.
 #[derive(Debug, Clone)]
 pub enum Bootstrap {
-    /// A new cluster with these voters.
-    NewCluster(Vec<u64>),
+    /// A new cluster of these voters (id -> address).
+    NewCluster(BTreeMap<u64, String>),
     /// Joining a running cluster: wait for the leader's snapshot.
     Join,
 }
@@ -140,10 +141,13 @@ impl LogStorage {
                 return Err(StorageFailure::NoSnapshot { dir: log_dir_str });
             }
             None => match bootstrap {
-                Bootstrap::NewCluster(voters) => {
+                Bootstrap::NewCluster(members) => {
                     let mut conf = ConfState::default();
-                    conf.voters = voters.clone();
-                    let state = State::default();
+                    conf.voters = members.keys().copied().collect();
+                    let mut state = State::default();
+                    for (id, address) in members {
+                        state.apply_membership(1, *id, Some(address));
+                    }
                     let file = storage.snapshot_file(1, 1, &conf, state.encode_snapshot());
                     storage.write_snapshot_file(&file)?;
                     storage.install_meta(&file)?;

@@ -170,7 +170,8 @@ impl Sim {
         };
         let ids: Vec<u64> = (1..=voters).collect();
         for id in &ids {
-            sim.add_node(*id, Bootstrap::NewCluster(ids.clone()));
+            let members = ids.iter().map(|id| (*id, format!("sim://{id}"))).collect();
+            sim.add_node(*id, Bootstrap::NewCluster(members));
         }
         sim
     }

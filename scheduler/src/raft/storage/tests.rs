@@ -14,7 +14,12 @@ fn open(dir: &Path, bootstrap: Bootstrap) -> Opened {
 }
 
 fn new_cluster(voters: &[u64]) -> Bootstrap {
-    Bootstrap::NewCluster(voters.to_vec())
+    Bootstrap::NewCluster(
+        voters
+            .iter()
+            .map(|id| (*id, format!("http://replica-{id}")))
+            .collect(),
+    )
 }
 
 fn data_of(s: &LogStorage, low: u64, high: u64) -> Vec<Vec<u8>> {
