@@ -83,7 +83,7 @@ pub struct SchedulerArgs {
     #[arg(long)]
     pub join: bool,
     /// Applied log entries between snapshots (log compaction).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 100_000)]
     pub snapshot_every: u64,
     /// One raft tick; elections take 10 to 20 ticks without a leader.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::history::{self, Answer, Event, Model, Op};
 use common::proxy::Proxy;
+use common::replicas::free_port;
 use common::*;
 use genfleet_proto as pb;
 use pb::cluster_service_client::ClusterServiceClient;
@@ -41,13 +42,6 @@ struct Cluster {
     /// (from, to) -> the proxy `from` reaches `to` through.
     links: BTreeMap<(u64, u64), Proxy>,
     procs: BTreeMap<u64, Proc>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 impl Cluster {

@@ -4,115 +4,12 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::process::Command;
-use std::time::Duration;
 
+use common::replicas::Replicas;
 use common::*;
 use genfleet_proto as pb;
-use pb::cluster_service_client::ClusterServiceClient;
-use tonic::transport::Channel;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-struct Replicas {
-    dir: tempfile::TempDir,
-    ports: BTreeMap<u64, u16>,
-    procs: BTreeMap<u64, Proc>,
-    extra: Vec<String>,
-}
-
-impl Replicas {
-    fn new(n: u64, extra: &[&str]) -> Replicas {
-        let mut r = Replicas {
-            dir: tempfile::tempdir().expect("tempdir"),
-            ports: (1..=n).map(|id| (id, free_port())).collect(),
-            procs: BTreeMap::new(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        for id in 1..=n {
-            r.start(id, false);
-        }
-        r
-    }
-
-    fn endpoint(&self, id: u64) -> String {
-        format!("http://127.0.0.1:{}", self.ports[&id])
-    }
-
-    /// `id=address` of the cluster's first replicas (and of `joining`).
-    fn peers(&self, joining: Option<u64>) -> String {
-        self.ports
-            .keys()
-            .filter(|id| **id <= 3 || Some(**id) == joining)
-            .map(|id| format!("{id}={}", self.endpoint(*id)))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    fn start(&mut self, id: u64, join: bool) {
-        self.ports.entry(id).or_insert_with(free_port);
-        let data = self.dir.path().join(format!("replica-{id}"));
-        let listen = format!("127.0.0.1:{}", self.ports[&id]);
-        let id_arg = id.to_string();
-        let peers = self.peers(join.then_some(id));
-        let mut args: Vec<&str> = vec!["--id", &id_arg, "--raft-tick", "50ms", "--peers", &peers];
-        if join {
-            args.push("--join");
-        }
-        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
-        args.extend(extra);
-        self.procs
-            .insert(id, start_scheduler(&data, &listen, &args).proc);
-    }
-
-    fn kill(&mut self, id: u64) {
-        if let Some(mut p) = self.procs.remove(&id) {
-            p.kill();
-        }
-    }
-
-    async fn status(&self, id: u64) -> Option<pb::ReplicaStatus> {
-        let channel = Channel::from_shared(self.endpoint(id))
-            .ok()?
-            .connect()
-            .await
-            .ok()?;
-        let reply = ClusterServiceClient::new(channel)
-            .status(pb::ReplicaStatusRequest {})
-            .await
-            .ok()?;
-        Some(reply.into_inner())
-    }
-
-    /// Waits until `ids` all report the same applied index and state hash,
-    /// and one of them leads; returns the statuses.
-    async fn converged(&self, ids: &[u64]) -> BTreeMap<u64, pb::ReplicaStatus> {
-        within(60, "the replicas converge on one state", async {
-            loop {
-                let mut statuses = BTreeMap::new();
-                for id in ids {
-                    if let Some(s) = self.status(*id).await {
-                        statuses.insert(*id, s);
-                    }
-                }
-                let hashes: BTreeSet<&String> = statuses.values().map(|s| &s.state_hash).collect();
-                let applied: BTreeSet<u64> = statuses.values().map(|s| s.applied).collect();
-                let leads = statuses.values().any(|s| s.role == "leader");
-                if statuses.len() == ids.len() && hashes.len() == 1 && applied.len() == 1 && leads {
-                    return statuses;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-        .await
-    }
-}
 
 fn cli(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN).args(args).output().expect("run genfleet");
@@ -125,7 +22,7 @@ fn cli(args: &[&str]) -> (bool, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_cluster_restart_recovers_identical_state_on_every_replica() {
-    let mut replicas = Replicas::new(3, &["--snapshot-every", "25"]);
+    let mut replicas = Replicas::new(3, &["--snapshot-every", "25", "--raft-tick", "50ms"]);
     replicas.converged(&[1, 2, 3]).await;
 
     // Writes through every replica: followers forward to the leader.
@@ -182,7 +79,7 @@ async fn a_whole_cluster_restart_recovers_identical_state_on_every_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_join_leave_and_hand_over_leadership_from_the_cli() {
-    let mut replicas = Replicas::new(3, &["--snapshot-every", "20"]);
+    let mut replicas = Replicas::new(3, &["--snapshot-every", "20", "--raft-tick", "50ms"]);
     replicas.converged(&[1, 2, 3]).await;
     let mut c = client(&replicas.endpoint(1)).await;
     for i in 0..40 {

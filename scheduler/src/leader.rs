@@ -112,6 +112,9 @@ impl Sessions {
     }
 }
 
+/// Shortest time between two scheduling cycles.
+const MIN_CYCLE_GAP: Duration = Duration::from_millis(5);
+
 /// Timings of the leader's loops.
 #[derive(Debug, Clone)]
 pub struct LeaderConfig {
@@ -131,6 +134,7 @@ pub async fn scheduling_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut status = raft.watch_status();
+    let mut last_cycle = Instant::now();
     loop {
         let woken = sessions.changed.notified();
         tokio::select! {
@@ -139,6 +143,13 @@ pub async fn scheduling_loop(
             _ = woken => {}
             _ = tokio::time::sleep(config.cycle_interval) => {}
         }
+        // Under a stream of writes the state changes thousands of times a
+        // second: let changes gather rather than run a cycle for each.
+        let since = last_cycle.elapsed();
+        if since < MIN_CYCLE_GAP {
+            tokio::time::sleep(MIN_CYCLE_GAP - since).await;
+        }
+        last_cycle = Instant::now();
         if !raft.is_leader() {
             continue;
         }
@@ -187,17 +198,17 @@ pub async fn liveness_loop(
     config: LeaderConfig,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut status = raft.watch_status();
     let mut leading_since: Option<Instant> = None;
-    let check_every = (config.worker_grace / 4).max(Duration::from_millis(50));
+    // Leadership is noticed within one check: the grace period counts from
+    // then, which errs on the side of waiting longer.
+    let check_every = (config.worker_grace / 8).max(Duration::from_millis(50));
     loop {
         tokio::select! {
             _ = stop.changed() => return,
-            _ = status.changed() => {}
             _ = tokio::time::sleep(check_every) => {}
         }
         let now = Instant::now();
-        let is_leader = status.borrow().leader_ready;
+        let is_leader = raft.is_leader();
         match (is_leader, leading_since) {
             (true, None) => leading_since = Some(now),
             (false, _) => {

@@ -20,8 +20,14 @@ pub fn place(state: &State, connected: &BTreeSet<String>) -> Vec<pb::Placement> 
         .filter(|n| n.up && connected.contains(&n.name))
         .map(|n| (n.name.as_str(), n.free_by_group()))
         .collect();
+    let mut free_devices: usize = free.values().flatten().map(Vec::len).sum();
     let mut placements = Vec::new();
     for job in state.pending_jobs() {
+        // Once every device is taken the rest of the queue cannot fit:
+        // a cycle costs the placements it makes, not the queue's length.
+        if free_devices == 0 {
+            break;
+        }
         let tp = job.spec.tp as usize;
         let fit = free.iter_mut().find_map(|(name, groups)| {
             let node = state.node(name)?;
@@ -37,6 +43,7 @@ pub fn place(state: &State, connected: &BTreeSet<String>) -> Vec<pb::Placement> 
             Some((name.to_string(), devices))
         });
         if let Some((node, device_ids)) = fit {
+            free_devices -= device_ids.len();
             placements.push(pb::Placement {
                 job_id: job.id.clone(),
                 node,
@@ -70,7 +77,7 @@ pub fn pending_reason(state: &State, connected: &BTreeSet<String>, job: &Job) ->
     if !big_enough {
         return format!("no connected worker has {tp} devices of one flavor");
     }
-    let ahead = state.pending_jobs().take_while(|j| j.id != job.id).count();
+    let ahead = state.jobs_ahead(job);
     if ahead == 0 {
         "waiting for free devices".into()
     } else {

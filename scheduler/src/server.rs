@@ -59,7 +59,7 @@ impl SchedulerConfig {
             listen,
             peers: BTreeMap::new(),
             join: false,
-            snapshot_every: 10_000,
+            snapshot_every: 100_000,
             raft_tick: Duration::from_millis(100),
             election_ticks: 10,
             heartbeat_ticks: 3,

@@ -6,6 +6,7 @@
 
 pub mod history;
 pub mod proxy;
+pub mod replicas;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};

@@ -120,10 +120,11 @@ impl JobService for JobApi {
             )));
         };
         self.metrics.jobs_submitted.inc();
-        let job = self
-            .raft
-            .read(|state| job_view(state, &self.sessions, &job));
-        Ok(Response::new(pb::SubmitResponse { job: Some(job) }))
+        // The job as applied; its pending reason is for Get and List (the
+        // state lock stays with the raft thread on this hot path).
+        Ok(Response::new(pb::SubmitResponse {
+            job: Some(job.to_proto()),
+        }))
     }
 
     async fn get(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {

@@ -339,11 +339,14 @@ impl Replica {
                     if let Err(rejection) = &result {
                         tracing::debug!(index, %rejection, "command rejected at apply");
                     }
-                    for job in state.changed_jobs() {
-                        let _ = self.events.send(JobEvent {
-                            index,
-                            job: job.to_proto(),
-                        });
+                    // Nobody listening (a follower, an idle leader): skip the copies.
+                    if self.events.receiver_count() > 0 {
+                        for job in state.changed_jobs() {
+                            let _ = self.events.send(JobEvent {
+                                index,
+                                job: job.to_proto(),
+                            });
+                        }
                     }
                     result
                 }
@@ -357,12 +360,6 @@ impl Replica {
         self.metrics
             .raft_applied_index
             .set(state.applied_index() as i64);
-        for (job_state, count) in state.count_by_state() {
-            self.metrics
-                .jobs
-                .with_label_values(&[job_state.label()])
-                .set(count as i64);
-        }
         Ok(())
     }
 
@@ -511,6 +508,15 @@ impl Replica {
         }
         for (_, reply) in self.read_waits.drain(..) {
             let _ = reply.send(Err(ProposeError::Stopped));
+        }
+    }
+
+    /// Sets the jobs-by-state gauges (a pass over every job: the driver
+    /// calls it about once a second, not per apply).
+    pub fn update_job_metrics(&self) {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        for (job_state, count) in state.count_by_state() {
+            self.metrics.jobs.with_label_values(&[job_state.label()]).set(count as i64);
         }
     }
 

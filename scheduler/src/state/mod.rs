@@ -162,6 +162,15 @@ impl State {
         self.jobs.values()
     }
 
+    /// How many pending jobs will be considered before `job`.
+    pub fn jobs_ahead(&self, job: &Job) -> usize {
+        match self.pending.last_key_value() {
+            // A job just submitted is last: no need to count.
+            Some((last, _)) if *last == job.position => self.pending.len() - 1,
+            _ => self.pending.range(..job.position).count(),
+        }
+    }
+
     /// Pending jobs in the order they are to be placed.
     pub fn pending_jobs(&self) -> impl Iterator<Item = &Job> {
         self.pending.values().filter_map(|id| self.jobs.get(id))
