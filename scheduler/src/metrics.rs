@@ -1,6 +1,12 @@
 //! The scheduler's Prometheus metrics: one registry per scheduler process,
 //! names `genfleet_<thing>_<unit>`, reasons and roles as labels.
 
+use std::sync::{Arc, RwLock};
+
+use prometheus::core::{Collector, Desc};
+
+use crate::state::State;
+use prometheus::proto::MetricFamily;
 use prometheus::{
     exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
@@ -17,7 +23,6 @@ pub struct Metrics {
     pub replica_role: IntGaugeVec,
     pub proposals: IntCounterVec,
     pub proposal_seconds: Histogram,
-    pub jobs: IntGaugeVec,
     pub jobs_submitted: IntCounter,
     pub schedule_cycle_seconds: Histogram,
     pub workers_connected: IntGauge,
@@ -64,10 +69,6 @@ impl Metrics {
                 "Time from proposing a command to applying it",
                 exponential_buckets(0.0005, 2.0, 16)?,
             )?,
-            jobs: IntGaugeVec::new(
-                Opts::new("genfleet_jobs", "Jobs in the state, by state"),
-                &["state"],
-            )?,
             jobs_submitted: IntCounter::new("genfleet_jobs_submitted_total", "Jobs accepted")?,
             schedule_cycle_seconds: secs(
                 "genfleet_schedule_cycle_seconds",
@@ -89,11 +90,47 @@ impl Metrics {
         m.registry.register(Box::new(m.replica_role.clone()))?;
         m.registry.register(Box::new(m.proposals.clone()))?;
         m.registry.register(Box::new(m.proposal_seconds.clone()))?;
-        m.registry.register(Box::new(m.jobs.clone()))?;
         m.registry.register(Box::new(m.jobs_submitted.clone()))?;
         m.registry
             .register(Box::new(m.schedule_cycle_seconds.clone()))?;
         m.registry.register(Box::new(m.workers_connected.clone()))?;
         Ok(m)
+    }
+}
+
+/// `genfleet_jobs{state}`, counted from the state when Prometheus scrapes
+/// (not on every apply: counting is a pass over every job).
+pub struct JobStateCollector {
+    state: Arc<RwLock<State>>,
+    gauges: IntGaugeVec,
+}
+
+impl JobStateCollector {
+    pub fn new(state: Arc<RwLock<State>>) -> Result<Self, prometheus::Error> {
+        let opts = Opts::new("genfleet_jobs", "Jobs in the state, by state");
+        Ok(Self {
+            state,
+            gauges: IntGaugeVec::new(opts, &["state"])?,
+        })
+    }
+}
+
+impl Collector for JobStateCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.gauges.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let counts = self
+            .state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .count_by_state();
+        for (job_state, count) in counts {
+            self.gauges
+                .with_label_values(&[job_state.label()])
+                .set(count as i64);
+        }
+        self.gauges.collect()
     }
 }

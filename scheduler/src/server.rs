@@ -16,7 +16,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::api::route::Router;
 use crate::api::{ClusterApi, JobApi, RaftTransportApi, SessionConfig, WorkerSessionApi};
 use crate::leader::{self, LeaderConfig, Sessions};
-use crate::metrics::Metrics;
+use crate::metrics::{JobStateCollector, Metrics};
 use crate::raft::transport::{AddressBook, PeerTransport};
 use crate::raft::{self, Bootstrap, ReplicaConfig};
 use crate::Error;
@@ -209,6 +209,9 @@ impl Scheduler {
             },
         )?;
         let book = AddressBook::new(configured, raft.shared_state());
+        metrics
+            .registry
+            .register(Box::new(JobStateCollector::new(raft.shared_state())?))?;
         let router = Arc::new(Router::new(raft.clone(), book));
         tracing::info!(id = config.id, data = %config.data_dir.display(), "raft replica started");
 

@@ -124,7 +124,7 @@ impl ClusterService for ClusterApi {
                     id: p.id,
                     matched: p.matched,
                     next: p.next,
-                    state: p.state.clone(),
+                    state: p.state.to_string(),
                     recent_active: p.recent_active,
                 })
                 .collect(),

@@ -16,8 +16,6 @@ use crate::metrics::Metrics;
 /// arrive together share one fsync.
 const MAX_INPUTS_PER_READY: usize = 4096;
 const EVENT_BUFFER: usize = 4096;
-/// How often the jobs-by-state gauges are recounted.
-const JOB_METRICS_EVERY: Duration = Duration::from_secs(1);
 
 /// The running raft thread; joins it on [`RaftThread::stop`].
 pub struct RaftThread {
@@ -105,7 +103,6 @@ impl Driver {
 
     fn run_loop(&mut self) -> Result<(), DriverError> {
         let mut next_tick = Instant::now() + self.tick;
-        let mut next_job_metrics = Instant::now();
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match self.inputs.recv_timeout(wait) {
@@ -135,10 +132,6 @@ impl Driver {
                 next_tick = (next_tick + self.tick).max(now);
             }
             self.replica.handle_ready(self.transport.as_mut())?;
-            if now >= next_job_metrics {
-                self.replica.update_job_metrics();
-                next_job_metrics = now + JOB_METRICS_EVERY;
-            }
             let status = self.replica.status();
             self.status.send_if_modified(|current| {
                 let changed = *current != status;

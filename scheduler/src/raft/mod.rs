@@ -78,7 +78,7 @@ pub struct PeerProgress {
     pub matched: u64,
     pub next: u64,
     /// probe, replicate or snapshot.
-    pub state: String,
+    pub state: &'static str,
     pub recent_active: bool,
 }
 

@@ -128,7 +128,7 @@ impl Replica {
         if fresh && voters.iter().min() == Some(&config.id) {
             node.campaign()?;
         }
-        Ok(Self {
+        let replica = Self {
             node,
             state,
             events,
@@ -141,7 +141,9 @@ impl Replica {
             role: Role::Follower,
             leader: None,
             snapshot_every: config.snapshot_every.max(1),
-        })
+        };
+        replica.publish_role();
+        Ok(replica)
     }
 
     pub fn id(&self) -> u64 {
@@ -492,6 +494,7 @@ impl Replica {
         }
         self.leader = leader;
         self.role = role;
+        self.publish_role();
     }
 
     fn fail_proposals(&mut self, error: ProposeError) {
@@ -508,15 +511,6 @@ impl Replica {
         }
         for (_, reply) in self.read_waits.drain(..) {
             let _ = reply.send(Err(ProposeError::Stopped));
-        }
-    }
-
-    /// Sets the jobs-by-state gauges (a pass over every job: the driver
-    /// calls it about once a second, not per apply).
-    pub fn update_job_metrics(&self) {
-        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-        for (job_state, count) in state.count_by_state() {
-            self.metrics.jobs.with_label_values(&[job_state.label()]).set(count as i64);
         }
     }
 
@@ -540,7 +534,11 @@ impl Replica {
                     id: *id,
                     matched: p.matched,
                     next: p.next_idx,
-                    state: format!("{:?}", p.state).to_lowercase(),
+                    state: match p.state {
+                        raft::ProgressState::Probe => "probe",
+                        raft::ProgressState::Replicate => "replicate",
+                        raft::ProgressState::Snapshot => "snapshot",
+                    },
                     recent_active: p.recent_active,
                 })
                 .collect()
@@ -563,13 +561,17 @@ impl Replica {
         };
         self.metrics.raft_term.set(status.term as i64);
         self.metrics.raft_commit_index.set(status.commit as i64);
+        status
+    }
+
+    /// Sets the role gauges: 1 for the role held, 0 for the others.
+    fn publish_role(&self) {
         for role in Role::ALL {
             self.metrics
                 .replica_role
                 .with_label_values(&[role.label()])
                 .set(i64::from(role == self.role));
         }
-        status
     }
 }
 

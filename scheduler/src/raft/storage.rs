@@ -108,6 +108,8 @@ impl LogStorage {
         })?;
         let config = EngineConfig {
             dir: log_dir_str.clone(),
+            // Entries are small and CPU is scarcer than disk: no LZ4.
+            batch_compression_threshold: raft_engine::ReadableSize(0),
             ..Default::default()
         };
         let engine = Arc::new(Engine::open(config).map_err(engine_error)?);
