@@ -150,6 +150,24 @@ impl Scheduler {
         }
     }
 
+    /// Submits a job with a fresh request id (retries reuse it).
+    pub async fn submit(&mut self, spec: pb::JobSpec) -> Result<pb::Job, ClientError> {
+        let request = pb::SubmitRequest {
+            spec: Some(spec),
+            request_id: new_request_id(),
+        };
+        let reply = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.submit(request).await }
+            })
+            .await?;
+        reply.job.ok_or_else(|| ClientError::Refused {
+            code: "internal".into(),
+            message: "the scheduler accepted the job but did not return it".into(),
+        })
+    }
+
     /// Moves to the next replica that answers (the same one if it is alone).
     pub async fn reconnect(&mut self) {
         for step in 1..=self.addresses.len() {

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use genfleet_proto as pb;
 use pb::scheduler_message::Msg as Down;
@@ -119,16 +117,6 @@ async fn invalid_requests_are_refused_and_change_nothing() {
     let jobs = list(&mut c).await;
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].state(), pb::JobState::Cancelled);
-}
-
-/// Runs the CLI; returns (success, stdout, stderr).
-fn cli(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN).args(args).output().expect("run genfleet");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

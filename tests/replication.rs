@@ -5,20 +5,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
 use common::replicas::Replicas;
 use common::*;
 use genfleet_proto as pb;
-
-fn cli(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN).args(args).output().expect("run genfleet");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_cluster_restart_recovers_identical_state_on_every_replica() {

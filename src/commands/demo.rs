@@ -10,7 +10,7 @@ use pb::JobState;
 
 use super::jobs::follow;
 use crate::cli::DemoArgs;
-use crate::client::{connect, new_request_id, ClientError};
+use crate::client::{connect, ClientError};
 use crate::cluster::{LocalCluster, LocalClusterConfig};
 use crate::render;
 
@@ -92,18 +92,7 @@ async fn generate(endpoint: &str, args: &DemoArgs) -> Result<Vec<pb::Job>, Clien
             model: "tiny".into(),
             ..Default::default()
         };
-        let request = pb::SubmitRequest {
-            spec: Some(spec),
-            request_id: new_request_id(),
-        };
-        let job = scheduler
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.submit(request).await }
-            })
-            .await?
-            .job
-            .unwrap_or_default();
+        let job = scheduler.submit(spec).await?;
         ids.push(job.id);
     }
     let bars = MultiProgress::new();

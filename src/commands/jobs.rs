@@ -5,7 +5,7 @@ use genfleet_proto as pb;
 use pb::JobState;
 
 use crate::cli::{JobIdArgs, JobsArgs, SubmitArgs};
-use crate::client::{connect, new_request_id, retryable, ClientError, Scheduler};
+use crate::client::{connect, retryable, ClientError, Scheduler};
 use crate::render;
 
 pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
@@ -26,18 +26,7 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     // Checked here too, so a typo is caught before any network call.
     genfleet_scheduler::spec::validate(&genfleet_scheduler::spec::with_defaults(spec.clone()))?;
     let mut scheduler = connect(&args.client.scheduler).await?;
-    let request = pb::SubmitRequest {
-        spec: Some(spec),
-        request_id: new_request_id(),
-    };
-    let job = scheduler
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.submit(request).await }
-        })
-        .await?
-        .job
-        .unwrap_or_default();
+    let job = scheduler.submit(spec).await?;
     if !args.watch {
         println!("{}", job.id);
         return Ok(());

@@ -90,6 +90,16 @@ pub fn spawn_ready(name: &str, args: &[&str], ready_marker: &str) -> (Proc, Stri
     }
 }
 
+/// Runs the CLI to its end; returns (success, stdout, stderr).
+pub fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run genfleet");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A scheduler process and its addresses.
 pub struct SchedulerProc {
     pub proc: Proc,

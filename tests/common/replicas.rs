@@ -10,12 +10,20 @@ use tonic::transport::Channel;
 
 use super::{start_scheduler, within, Proc};
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, for a process that must come back on
+/// the same port after a restart. It is taken below the kernel's ephemeral
+/// range, so outgoing connections never hold it as their local port while
+/// the process is down.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use rand::Rng;
+    let mut rng = rand::rng();
+    for _ in 0..1000 {
+        let port = rng.random_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000")
 }
 
 pub struct Replicas {
