@@ -30,6 +30,15 @@ pub fn is_valid_name(name: &str) -> bool {
 }
 
 impl JobState {
+    /// Every state a job can be in (not `Unspecified`).
+    pub const ALL: [JobState; 5] = [
+        JobState::Pending,
+        JobState::Running,
+        JobState::Completed,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
+
     /// Whether the job will never change again.
     pub fn is_terminal(self) -> bool {
         matches!(

@@ -39,15 +39,9 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
 pub async fn list(args: JobsArgs) -> anyhow::Result<()> {
     let mut states = Vec::new();
     for name in &args.states {
-        let state = [
-            JobState::Pending,
-            JobState::Running,
-            JobState::Completed,
-            JobState::Failed,
-            JobState::Cancelled,
-        ]
-        .into_iter()
-        .find(|s| s.label() == name.as_str());
+        let state = JobState::ALL
+            .into_iter()
+            .find(|s| s.label() == name.as_str());
         match state {
             Some(s) => states.push(s as i32),
             None => bail!(

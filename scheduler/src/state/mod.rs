@@ -191,16 +191,8 @@ impl State {
 
     /// Number of jobs in each state, zeros included.
     pub fn count_by_state(&self) -> BTreeMap<JobState, usize> {
-        let mut counts: BTreeMap<JobState, usize> = [
-            JobState::Pending,
-            JobState::Running,
-            JobState::Completed,
-            JobState::Failed,
-            JobState::Cancelled,
-        ]
-        .into_iter()
-        .map(|s| (s, 0))
-        .collect();
+        let mut counts: BTreeMap<JobState, usize> =
+            JobState::ALL.into_iter().map(|s| (s, 0)).collect();
         for job in self.jobs.values() {
             *counts.entry(job.state).or_insert(0) += 1;
         }
