@@ -167,14 +167,17 @@ async fn run_link(
         loop {
             if let Some(first) = next.take() {
                 let (batch, snapshots) = fill_batch(from, first, &mut queue);
-                if batches.send(batch).await.is_err() {
-                    break;
-                }
+                // Raft waits for news of every snapshot it sends: without
+                // it the peer's progress stays paused for good.
+                let sent = batches.send(batch).await.is_ok();
                 for _ in 0..snapshots {
                     let _ = feedback.send(Feedback::Snapshot {
                         to,
-                        delivered: true,
+                        delivered: sent,
                     });
+                }
+                if !sent {
+                    break;
                 }
             }
             tokio::select! {

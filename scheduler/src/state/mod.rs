@@ -9,7 +9,7 @@ mod jobs;
 mod nodes;
 mod snapshot;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use genfleet_proto as pb;
 use pb::JobState;
@@ -82,8 +82,9 @@ pub struct State {
     /// Pending jobs in the order they are considered: queue position -> id.
     pending: BTreeMap<u64, String>,
     nodes: BTreeMap<String, Node>,
-    /// Client idempotency keys -> the job their submit created.
-    requests: BTreeMap<String, String>,
+    /// Client idempotency keys -> the job their submit created. Only looked
+    /// up, never iterated (iteration order would differ between replicas).
+    requests: HashMap<String, String>,
     /// Scheduler replicas' addresses, from membership changes.
     members: BTreeMap<u64, String>,
     next_position: u64,
