@@ -5,7 +5,8 @@
 //! apt-get when it is missing and the bench runs as root).
 //!
 //! `cargo bench --bench raft_throughput`
-//! GENFLEET_BENCH_CLIENTS (default 64) and GENFLEET_BENCH_SECONDS (default 10).
+//! GENFLEET_BENCH_CLIENTS (default 64), GENFLEET_BENCH_SECONDS (default 10) and
+//! GENFLEET_BENCH_ROUNDS (default 3; the RESULT lines are medians over rounds).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -211,11 +212,15 @@ fn etcd_binary() -> Option<String> {
     (installed && found("/usr/bin/etcd")).then(|| "/usr/bin/etcd".into())
 }
 
-struct Etcd(Vec<Child>, tempfile::TempDir);
+/// The etcd members and their data directory, removed after them.
+struct Etcd {
+    members: Vec<Child>,
+    _data: tempfile::TempDir,
+}
 
 impl Drop for Etcd {
     fn drop(&mut self) {
-        for child in &mut self.0 {
+        for child in &mut self.members {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -274,7 +279,10 @@ async fn bench_etcd(
             .ok()?;
         children.push(child);
     }
-    let etcd = Etcd(children, dir);
+    let etcd = Etcd {
+        members: children,
+        _data: dir,
+    };
     // Ready when a member reports itself leader.
     let started = Instant::now();
     let leader_endpoint = loop {
@@ -335,6 +343,12 @@ async fn bench_etcd(
     Some((stats, version))
 }
 
+/// The median of per-round figures (the upper middle for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 #[tokio::main]
 async fn main() {
     let env = |name: &str, default: u64| {
@@ -345,43 +359,48 @@ async fn main() {
     };
     let clients = env("GENFLEET_BENCH_CLIENTS", 64) as usize;
     let duration = Duration::from_secs(env("GENFLEET_BENCH_SECONDS", 10));
+    let rounds = env("GENFLEET_BENCH_ROUNDS", 3).max(1) as usize;
     println!(
-        "3 replicas on loopback, fsync on, {clients} concurrent clients, {} s each",
+        "3 replicas on loopback, fsync on, {clients} concurrent clients, \
+         {rounds} alternating rounds of {} s each, fresh clusters every round",
         duration.as_secs()
     );
-
-    let (genfleet, size) = bench_genfleet(clients, duration).await;
-    println!("{}", genfleet.line("genfleet submit"));
-    let etcd = match etcd_binary() {
-        Some(binary) => bench_etcd(&binary, clients, duration, size.saturating_sub(20)).await,
-        None => {
-            println!("etcd is not available (install Debian's etcd-server); no comparison");
-            None
-        }
-    };
-    if let Some((stats, version)) = &etcd {
-        println!(
-            "{} (puts of {size} bytes: key and value)",
-            stats.line(&format!("etcd put ({version})"))
-        );
+    let etcd_binary = etcd_binary();
+    if etcd_binary.is_none() {
+        println!("etcd is not available (install Debian's etcd-server); no comparison");
     }
+    // Rounds alternate so that a slow spell of the machine hits both sides.
+    let (mut genfleet, mut etcd) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let (stats, size) = bench_genfleet(clients, duration).await;
+        println!("round {round}: {}", stats.line("genfleet submit"));
+        genfleet.push(stats);
+        let Some(binary) = &etcd_binary else { continue };
+        if let Some((stats, version)) =
+            bench_etcd(binary, clients, duration, size.saturating_sub(20)).await
+        {
+            let name = format!("etcd put ({version}, {size} bytes: key and value)");
+            println!("round {round}: {}", stats.line(&name));
+            etcd.push(stats);
+        }
+    }
+    let rate = |all: &[Stats]| median(all.iter().map(Stats::rate).collect());
+    let p99 = |all: &[Stats]| median(all.iter().map(|s| s.quantile(0.99)).collect());
+    println!("medians over the rounds:");
     println!(
         "RESULT raft_throughput_genfleet {:.0} submissions/s",
-        genfleet.rate()
+        rate(&genfleet)
     );
     println!(
         "RESULT raft_throughput_genfleet_p99 {:.2} ms",
-        genfleet.quantile(0.99)
+        p99(&genfleet)
     );
-    if let Some((stats, _)) = etcd {
-        println!("RESULT raft_throughput_etcd {:.0} puts/s", stats.rate());
-        println!(
-            "RESULT raft_throughput_etcd_p99 {:.2} ms",
-            stats.quantile(0.99)
-        );
+    if !etcd.is_empty() {
+        println!("RESULT raft_throughput_etcd {:.0} puts/s", rate(&etcd));
+        println!("RESULT raft_throughput_etcd_p99 {:.2} ms", p99(&etcd));
         println!(
             "RESULT raft_throughput_ratio {:.2} x",
-            genfleet.rate() / stats.rate()
+            rate(&genfleet) / rate(&etcd)
         );
     }
 }
