@@ -158,13 +158,24 @@ impl ClusterService for ClusterApi {
             )));
         }
         if !status.learners.contains(&add.id) {
-            let member = pb::Member {
+            // The leader's whole address book travels with the change, so
+            // every replica (the new one included) learns where the
+            // founding members are, not only the new one.
+            let mut members: Vec<pb::Member> = self
+                .router
+                .book()
+                .all()
+                .into_iter()
+                .filter(|(id, _)| *id != add.id)
+                .map(|(id, address)| pb::Member { id, address })
+                .collect();
+            members.push(pb::Member {
                 id: add.id,
                 address: add.address.clone(),
-            };
+            });
             self.change(
                 vec![single(add.id, ConfChangeType::AddLearnerNode)],
-                vec![member],
+                members,
             )
             .await?;
         }

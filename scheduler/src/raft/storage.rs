@@ -146,10 +146,12 @@ impl LogStorage {
                 Bootstrap::NewCluster(members) => {
                     let mut conf = ConfState::default();
                     conf.voters = members.keys().copied().collect();
+                    // The addresses stay out of the replicated state: each
+                    // replica may have been given its own route to a peer,
+                    // and the state must be equal everywhere. Membership
+                    // changes record addresses through the log.
                     let mut state = State::default();
-                    for (id, address) in members {
-                        state.apply_membership(1, *id, Some(address));
-                    }
+                    state.skip(1);
                     let file = storage.snapshot_file(1, 1, &conf, state.encode_snapshot());
                     storage.write_snapshot_file(&file)?;
                     storage.install_meta(&file)?;

@@ -169,9 +169,14 @@ impl Sim {
             feedback: Vec::new(),
         };
         let ids: Vec<u64> = (1..=voters).collect();
-        for id in &ids {
-            let members = ids.iter().map(|id| (*id, format!("sim://{id}"))).collect();
-            sim.add_node(*id, Bootstrap::NewCluster(members));
+        for me in &ids {
+            // Each replica is given its own route to each peer (as behind
+            // proxies): the replicated state must not depend on them.
+            let members = ids
+                .iter()
+                .map(|id| (*id, format!("sim://{id}/seen-from-{me}")))
+                .collect();
+            sim.add_node(*me, Bootstrap::NewCluster(members));
         }
         sim
     }

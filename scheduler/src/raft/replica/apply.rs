@@ -109,6 +109,14 @@ impl Replica {
                 ConfChangeType::RemoveNode => state.apply_membership(entry.index, id, None),
             }
         }
+        // Members the state has no address for yet (the founding ones)
+        // get the proposer's: the same on every replica, as it is logged.
+        for member in &addresses.members {
+            let is_member = conf.voters.contains(&member.id) || conf.learners.contains(&member.id);
+            if is_member && !state.members().contains_key(&member.id) {
+                state.apply_membership(entry.index, member.id, Some(&member.address));
+            }
+        }
         if change.get_changes().is_empty() {
             state.skip(entry.index);
         }
