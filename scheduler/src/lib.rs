@@ -6,7 +6,8 @@
 //! - `spec`: what a job may ask for, checked at submit and at apply.
 //! - `state/`: the replicated state machine (jobs, nodes) and its commands.
 //! - `raft/`: the raft-rs node, its log on disk (raft-engine), the thread that drives it.
-//! - `placement`: the leader's placement policy (FIFO first-fit for now).
+//! - `placement`: the leader's placement (FIFO first-fit; being replaced by `policy`).
+//! - `policy/`: the scheduling policy as a pure function (quotas, QoS, gangs).
 //! - `leader`: work only the leader does: scheduling cycles, worker liveness.
 //! - `api/`: gRPC services: jobs (clients), worker sessions, raft transport.
 //! - `metrics`: the scheduler's Prometheus metrics (served by the binary).
@@ -17,6 +18,7 @@ mod error;
 mod leader;
 pub mod metrics;
 pub mod placement;
+pub mod policy;
 pub mod raft;
 mod server;
 pub mod spec;

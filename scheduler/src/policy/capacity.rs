@@ -1,0 +1,161 @@
+//! Free devices for one cycle, indexed for best-fit gang placement: a slot
+//! is one node's devices of one flavor, and each flavor keeps its open
+//! slots ordered by free devices, so "the smallest slot that holds tp" is
+//! one ordered lookup however many nodes there are.
+
+use std::collections::BTreeSet;
+
+pub struct Slot {
+    pub node: usize,
+    pub flavor: usize,
+    /// Every device of the slot.
+    pub size: u32,
+    /// Free device indexes, ascending.
+    pub free: Vec<u32>,
+    /// Devices held by work told to checkpoint and stop.
+    pub releasing: u32,
+    pub cordoned: bool,
+    /// Held for one job this cycle (preemption or starvation).
+    pub held: bool,
+}
+
+pub struct SlotIndex {
+    pub slots: Vec<Slot>,
+    /// Per flavor: (free devices, slot) of slots open for placement.
+    open: Vec<BTreeSet<(u32, usize)>>,
+    /// Per flavor: free devices on open slots.
+    free_total: Vec<u64>,
+}
+
+impl SlotIndex {
+    pub fn new(slots: Vec<Slot>, flavors: usize) -> Self {
+        let mut index = SlotIndex {
+            slots,
+            open: vec![BTreeSet::new(); flavors],
+            free_total: vec![0; flavors],
+        };
+        for (i, slot) in index.slots.iter().enumerate() {
+            if !slot.cordoned {
+                index.open[slot.flavor].insert((slot.free.len() as u32, i));
+                index.free_total[slot.flavor] += slot.free.len() as u64;
+            }
+        }
+        index
+    }
+
+    /// The open slot of `flavor` with the fewest free devices that still
+    /// holds `tp`, among those `usable` accepts.
+    pub fn best_fit(
+        &self,
+        flavor: usize,
+        tp: u32,
+        usable: impl Fn(&Slot) -> bool,
+    ) -> Option<usize> {
+        self.open[flavor]
+            .range((tp, 0)..)
+            .map(|&(_, slot)| slot)
+            .find(|&slot| usable(&self.slots[slot]))
+    }
+
+    /// Takes `tp` free devices of an open slot (the lowest indexes).
+    pub fn take(&mut self, slot: usize, tp: u32) -> Vec<u32> {
+        self.close(slot);
+        let s = &mut self.slots[slot];
+        let taken: Vec<u32> = s.free.drain(..tp as usize).collect();
+        s.held = false;
+        self.reopen(slot);
+        taken
+    }
+
+    /// Holds a slot for one job: nothing else is placed on it this cycle.
+    pub fn hold(&mut self, slot: usize) {
+        self.close(slot);
+    }
+
+    fn close(&mut self, slot: usize) {
+        let s = &mut self.slots[slot];
+        if !s.cordoned && !s.held {
+            self.open[s.flavor].remove(&(s.free.len() as u32, slot));
+            self.free_total[s.flavor] -= s.free.len() as u64;
+        }
+        s.held = true;
+    }
+
+    fn reopen(&mut self, slot: usize) {
+        let s = &self.slots[slot];
+        if !s.cordoned && !s.held {
+            self.open[s.flavor].insert((s.free.len() as u32, slot));
+            self.free_total[s.flavor] += s.free.len() as u64;
+        }
+    }
+
+    pub fn free_total(&self, flavor: usize) -> u64 {
+        self.free_total[flavor]
+    }
+
+    /// The open slot with the most free devices among those `usable` accepts.
+    pub fn emptiest(&self, flavor: usize, usable: impl Fn(&Slot) -> bool) -> Option<usize> {
+        self.open[flavor]
+            .iter()
+            .rev()
+            .map(|&(_, slot)| slot)
+            .find(|&slot| usable(&self.slots[slot]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(node: usize, free: &[u32], size: u32) -> Slot {
+        Slot {
+            node,
+            flavor: 0,
+            size,
+            free: free.to_vec(),
+            releasing: 0,
+            cordoned: false,
+            held: false,
+        }
+    }
+
+    #[test]
+    fn best_fit_picks_the_smallest_slot_that_holds_the_gang() {
+        let mut index = SlotIndex::new(
+            vec![
+                slot(0, &[0, 1, 2, 3], 8),
+                slot(1, &[5, 6], 8),
+                slot(2, &[0], 8),
+            ],
+            1,
+        );
+        assert_eq!(index.best_fit(0, 2, |_| true), Some(1));
+        assert_eq!(index.best_fit(0, 3, |_| true), Some(0));
+        assert_eq!(index.best_fit(0, 5, |_| true), None);
+        assert_eq!(index.best_fit(0, 2, |s| s.node != 1), Some(0));
+        assert_eq!(index.take(0, 3), vec![0, 1, 2]);
+        assert_eq!(index.free_total(0), 4);
+        assert_eq!(
+            index.best_fit(0, 1, |_| true),
+            Some(0),
+            "node 0 has 1 free now"
+        );
+        index.hold(1);
+        assert_eq!(index.best_fit(0, 2, |_| true), None);
+        assert_eq!(index.free_total(0), 2);
+        assert_eq!(
+            index.emptiest(0, |_| true),
+            Some(2),
+            "1 free each: the later slot"
+        );
+    }
+
+    #[test]
+    fn cordoned_slots_take_nothing() {
+        let mut cordoned = slot(0, &[0, 1], 2);
+        cordoned.cordoned = true;
+        let index = SlotIndex::new(vec![cordoned], 1);
+        assert_eq!(index.best_fit(0, 1, |_| true), None);
+        assert_eq!(index.free_total(0), 0);
+    }
+}

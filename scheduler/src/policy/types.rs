@@ -1,0 +1,279 @@
+//! What a scheduling cycle sees (queues, nodes, running and pending jobs)
+//! and what it decides (placements, preemptions, and why the rest waits).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Quality-of-service class; the order of the variants is their rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Qos {
+    /// Fills idle capacity, never preempts, is preempted first.
+    Batch,
+    /// Reclaims its queue's nominal quota from borrowers.
+    Standard,
+    /// Someone waits in a chat: may preempt batch and borrowed work.
+    Interactive,
+}
+
+impl Qos {
+    pub const ALL: [Qos; 3] = [Qos::Batch, Qos::Standard, Qos::Interactive];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Qos::Batch => "batch",
+            Qos::Standard => "standard",
+            Qos::Interactive => "interactive",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Qos> {
+        Qos::ALL.into_iter().find(|q| q.label() == text)
+    }
+
+    /// One class up (ageing), interactive stays interactive.
+    pub fn promoted(self) -> Qos {
+        match self {
+            Qos::Batch => Qos::Standard,
+            Qos::Standard | Qos::Interactive => Qos::Interactive,
+        }
+    }
+}
+
+/// A queue's share of one flavor, in devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlavorQuota {
+    /// Devices guaranteed to the queue.
+    pub nominal: u32,
+    /// Devices it may use beyond `nominal`, borrowed from its cohort
+    /// (`None`: as many as the cohort has unused).
+    pub borrowing_limit: Option<u32>,
+    /// Of `nominal`, how many others in the cohort may borrow while it is
+    /// unused (`None`: all of it).
+    pub lending_limit: Option<u32>,
+}
+
+impl FlavorQuota {
+    /// The part of `nominal` that may be lent.
+    pub fn lendable(&self) -> u32 {
+        self.lending_limit.unwrap_or(self.nominal).min(self.nominal)
+    }
+}
+
+/// A team's queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueConfig {
+    pub name: String,
+    /// Queues of one cohort lend unused quota to each other; `None`: alone.
+    pub cohort: Option<String>,
+    /// Fair-share weight (at least 1): twice the weight, twice the share.
+    pub weight: u32,
+    /// Flavor name -> quota. A flavor not listed has no quota here.
+    pub quotas: BTreeMap<String, FlavorQuota>,
+}
+
+/// Devices of one flavor on one node (a node may hold several groups).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupView {
+    pub flavor: String,
+    /// Device indexes on the node, all of them.
+    pub devices: Vec<u32>,
+    /// The free ones among `devices`.
+    pub free: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeView {
+    pub name: String,
+    /// Cordoned nodes finish their work but take none.
+    pub cordoned: bool,
+    /// Model presets this node's worker can run.
+    pub models: Vec<String>,
+    pub groups: Vec<GroupView>,
+    /// Simulated devices (`genfleet worker --simulate`).
+    pub simulated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunningJob {
+    pub id: String,
+    pub queue: String,
+    pub qos: Qos,
+    pub flavor: String,
+    pub node: String,
+    pub devices: Vec<u32>,
+    pub started_at_ms: i64,
+    /// Told to checkpoint and stop: its devices are on their way back.
+    pub preempting: bool,
+    /// Expected seconds until it finishes (for ETAs).
+    pub remaining_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingJob {
+    pub id: String,
+    pub queue: String,
+    pub qos: Qos,
+    /// Orders jobs of one class in one queue; higher first.
+    pub priority: i32,
+    /// Devices of one flavor on one node, all or nothing.
+    pub tp: u32,
+    pub model: String,
+    /// Denoising steps still to run (all of them unless resumed).
+    pub steps_left: u32,
+    pub submitted_at_ms: i64,
+    /// Submission order (ties broken by it: first come, first served).
+    pub position: u64,
+}
+
+/// Everything a cycle decides from.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterView {
+    pub queues: Vec<QueueConfig>,
+    pub nodes: Vec<NodeView>,
+    pub running: Vec<RunningJob>,
+    pub pending: Vec<PendingJob>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placement {
+    pub job_id: String,
+    pub node: String,
+    pub flavor: String,
+    pub device_ids: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PreemptReason {
+    /// An interactive job needed devices a batch job held.
+    InteractiveOverBatch,
+    /// A queue took back nominal quota another queue had borrowed.
+    ReclaimQuota,
+}
+
+impl PreemptReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            PreemptReason::InteractiveOverBatch => "interactive_over_batch",
+            PreemptReason::ReclaimQuota => "reclaim_quota",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preemption {
+    pub job_id: String,
+    pub reason: PreemptReason,
+    /// The pending job the devices are freed for.
+    pub for_job: String,
+}
+
+/// Why a job is still pending.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PendingReason {
+    /// The job names a queue that does not exist.
+    UnknownQueue,
+    /// No node of any flavor the queue has quota for serves the model.
+    NoFlavor,
+    /// Its queue (with what it may borrow) has no room for it.
+    OverQuota { flavor: String },
+    /// Every device of the flavor is busy.
+    NoCapacity { flavor: String },
+    /// Enough devices are free, but not `tp` of them on one node.
+    WaitingForGang { flavor: String },
+    /// The only nodes that could take it are cordoned.
+    Cordoned { flavor: String },
+    /// Devices are being freed for it by preemption.
+    WaitingForPreemption { flavor: String },
+    /// Capacity is held for an older job that has waited too long.
+    Reserved { flavor: String },
+}
+
+impl PendingReason {
+    /// A short label for metrics (no flavor: that is another label).
+    pub fn label(&self) -> &'static str {
+        match self {
+            PendingReason::UnknownQueue => "unknown_queue",
+            PendingReason::NoFlavor => "no_flavor",
+            PendingReason::OverQuota { .. } => "over_quota",
+            PendingReason::NoCapacity { .. } => "no_capacity",
+            PendingReason::WaitingForGang { .. } => "waiting_for_gang",
+            PendingReason::Cordoned { .. } => "cordoned",
+            PendingReason::WaitingForPreemption { .. } => "waiting_for_preemption",
+            PendingReason::Reserved { .. } => "reserved_for_older_job",
+        }
+    }
+}
+
+impl fmt::Display for PendingReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PendingReason::UnknownQueue => write!(f, "its queue does not exist"),
+            PendingReason::NoFlavor => {
+                write!(
+                    f,
+                    "no node of a flavor its queue has quota for serves its model"
+                )
+            }
+            PendingReason::OverQuota { flavor } => {
+                write!(
+                    f,
+                    "over quota on {flavor} (nominal plus what it may borrow)"
+                )
+            }
+            PendingReason::NoCapacity { flavor } => write!(f, "no free {flavor} devices"),
+            PendingReason::WaitingForGang { flavor } => {
+                write!(f, "waiting for enough free {flavor} devices on one node")
+            }
+            PendingReason::Cordoned { flavor } => {
+                write!(f, "the {flavor} nodes that could take it are cordoned")
+            }
+            PendingReason::WaitingForPreemption { flavor } => {
+                write!(f, "{flavor} devices are being freed for it by preemption")
+            }
+            PendingReason::Reserved { flavor } => {
+                write!(f, "{flavor} capacity is held for an older job")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingStatus {
+    pub job_id: String,
+    pub reason: PendingReason,
+    /// Estimated seconds until it starts; `None` when nothing running will
+    /// make room (no flavor, unknown queue).
+    pub eta_s: Option<f64>,
+}
+
+/// What one cycle decided.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decision {
+    pub placements: Vec<Placement>,
+    pub preemptions: Vec<Preemption>,
+    pub pending: Vec<PendingStatus>,
+}
+
+/// Knobs of the policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyConfig {
+    /// Running work younger than this is never preempted.
+    pub min_runtime_ms: i64,
+    /// A pending job is ordered one class higher per this much waiting.
+    pub ageing_ms: i64,
+    /// A job waiting this long has a node held for it (no backfill there).
+    pub starvation_ms: i64,
+    /// Most jobs that start preemptions in one cycle (bounds churn).
+    pub max_preemptors_per_cycle: usize,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            min_runtime_ms: 60_000,
+            ageing_ms: 15 * 60_000,
+            starvation_ms: 30 * 60_000,
+            max_preemptors_per_cycle: 16,
+        }
+    }
+}

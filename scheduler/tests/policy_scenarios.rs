@@ -1,0 +1,372 @@
+//! The scheduling policy on named scenarios: each row sets up a cluster,
+//! runs one cycle (or a few) and states what must have happened.
+
+mod policy;
+
+use genfleet_scheduler::policy::{
+    schedule, Decision, FlavorQuota, PendingReason, PolicyConfig, PreemptReason, Profile, Qos,
+};
+use policy::{node, nominal, pending, queue, World, MINUTE};
+
+fn cycle(world: &World) -> Decision {
+    schedule(
+        &world.view,
+        &Profile::seeded(),
+        &PolicyConfig::default(),
+        world.now_ms,
+    )
+}
+
+fn reason_of<'a>(decision: &'a Decision, job: &str) -> &'a PendingReason {
+    &decision
+        .pending
+        .iter()
+        .find(|p| p.job_id == job)
+        .unwrap_or_else(|| panic!("{job} is not pending in {decision:#?}"))
+        .reason
+}
+
+fn placed_on(decision: &Decision, job: &str) -> Option<(String, Vec<u32>)> {
+    decision
+        .placements
+        .iter()
+        .find(|p| p.job_id == job)
+        .map(|p| (p.node.clone(), p.device_ids.clone()))
+}
+
+const H100: &str = "nvidia-h100-80gb";
+const A100: &str = "nvidia-a100-80gb";
+
+type Scenario = (&'static str, fn());
+
+const SCENARIOS: &[Scenario] = &[
+    ("a gang goes to the smallest node that holds it", || {
+        let mut w = World::new(
+            vec![queue("a", None, &[(H100, nominal(16))])],
+            vec![node("big", H100, 8), node("small", H100, 4)],
+        );
+        let filler = pending("filler", "a", Qos::Standard, 2);
+        w.run(&filler, "small", &[0, 1], 0);
+        w.submit(pending("j", "a", Qos::Standard, 2));
+        let d = cycle(&w);
+        assert_eq!(placed_on(&d, "j"), Some(("small".into(), vec![2, 3])));
+    }),
+    ("a gang never splits across nodes", || {
+        let mut w = World::new(
+            vec![queue("a", None, &[(H100, nominal(16))])],
+            vec![node("n1", H100, 4), node("n2", H100, 4)],
+        );
+        for (n, id) in [("n1", "x"), ("n2", "y")] {
+            w.run(&pending(id, "a", Qos::Standard, 2), n, &[0, 1], 0);
+        }
+        w.submit(pending("j", "a", Qos::Standard, 4));
+        let d = cycle(&w);
+        assert!(d.placements.is_empty());
+        assert_eq!(
+            reason_of(&d, "j"),
+            &PendingReason::WaitingForGang {
+                flavor: H100.into()
+            }
+        );
+    }),
+    ("a queue alone waits at its nominal quota", || {
+        let mut w = World::new(
+            vec![queue("a", None, &[(H100, nominal(2))])],
+            vec![node("n", H100, 8)],
+        );
+        w.run(&pending("x", "a", Qos::Standard, 2), "n", &[0, 1], 0);
+        w.submit(pending("j", "a", Qos::Interactive, 1));
+        let d = cycle(&w);
+        assert!(d.placements.is_empty() && d.preemptions.is_empty());
+        assert_eq!(
+            reason_of(&d, "j"),
+            &PendingReason::OverQuota {
+                flavor: H100.into()
+            }
+        );
+    }),
+    ("a queue borrows the idle quota of its cohort", || {
+        let mut w = World::new(
+            vec![
+                queue("a", Some("c"), &[(H100, nominal(4))]),
+                queue("b", Some("c"), &[(H100, nominal(4))]),
+            ],
+            vec![node("n1", H100, 4), node("n2", H100, 4)],
+        );
+        w.run(&pending("b1", "b", Qos::Batch, 4), "n1", &[0, 1, 2, 3], 0);
+        w.submit(pending("b2", "b", Qos::Batch, 4));
+        let d = cycle(&w);
+        assert_eq!(placed_on(&d, "b2"), Some(("n2".into(), vec![0, 1, 2, 3])));
+    }),
+    ("the lender reclaims its quota with a standard job", || {
+        let mut w = World::new(
+            vec![
+                queue("a", Some("c"), &[(H100, nominal(4))]),
+                queue("b", Some("c"), &[(H100, nominal(4))]),
+            ],
+            vec![node("n1", H100, 4), node("n2", H100, 4)],
+        );
+        w.run(&pending("b1", "b", Qos::Batch, 4), "n1", &[0, 1, 2, 3], 0);
+        w.run(
+            &pending("b2", "b", Qos::Batch, 4),
+            "n2",
+            &[0, 1, 2, 3],
+            MINUTE,
+        );
+        w.now_ms = 10 * MINUTE;
+        w.submit(pending("a1", "a", Qos::Standard, 4));
+        let d = cycle(&w);
+        assert_eq!(d.preemptions.len(), 1, "{d:#?}");
+        let p = &d.preemptions[0];
+        assert_eq!(
+            (p.job_id.as_str(), p.reason, p.for_job.as_str()),
+            ("b2", PreemptReason::ReclaimQuota, "a1"),
+            "the borrowed (youngest) job goes"
+        );
+        w.apply(&d);
+        w.checkpoint();
+        let d = cycle(&w);
+        assert_eq!(placed_on(&d, "a1"), Some(("n2".into(), vec![0, 1, 2, 3])));
+        assert!(d.placements.iter().all(|p| p.job_id != "b2"), "b2 waits");
+    }),
+    ("batch never preempts, even to reclaim", || {
+        let mut w = World::new(
+            vec![
+                queue("a", Some("c"), &[(H100, nominal(4))]),
+                queue("b", Some("c"), &[(H100, nominal(4))]),
+            ],
+            vec![node("n1", H100, 8)],
+        );
+        let all: Vec<u32> = (0..8).collect();
+        w.run(&pending("b1", "b", Qos::Batch, 8), "n1", &all, 0);
+        w.now_ms = 10 * MINUTE;
+        w.submit(pending("a1", "a", Qos::Batch, 4));
+        let d = cycle(&w);
+        assert!(d.preemptions.is_empty());
+        assert_eq!(
+            reason_of(&d, "a1"),
+            &PendingReason::OverQuota {
+                flavor: H100.into()
+            }
+        );
+    }),
+    (
+        "interactive preempts the youngest batch job of its queue",
+        || {
+            let mut w = World::new(
+                vec![queue("a", None, &[(H100, nominal(8))])],
+                vec![node("n", H100, 8)],
+            );
+            w.run(&pending("old", "a", Qos::Batch, 4), "n", &[0, 1, 2, 3], 0);
+            w.run(
+                &pending("young", "a", Qos::Batch, 4),
+                "n",
+                &[4, 5, 6, 7],
+                2 * MINUTE,
+            );
+            w.now_ms = 10 * MINUTE;
+            w.submit(pending("chat", "a", Qos::Interactive, 4));
+            let d = cycle(&w);
+            let victims: Vec<&str> = d.preemptions.iter().map(|p| p.job_id.as_str()).collect();
+            assert_eq!(victims, vec!["young"]);
+            assert_eq!(d.preemptions[0].reason, PreemptReason::InteractiveOverBatch);
+            assert_eq!(
+                reason_of(&d, "chat"),
+                &PendingReason::WaitingForPreemption {
+                    flavor: H100.into()
+                }
+            );
+        },
+    ),
+    (
+        "just-started work is protected by the minimum runtime",
+        || {
+            let mut w = World::new(
+                vec![queue("a", None, &[(H100, nominal(16))])],
+                vec![node("n", H100, 8)],
+            );
+            let all: Vec<u32> = (0..8).collect();
+            w.run(&pending("batch", "a", Qos::Batch, 8), "n", &all, 0);
+            w.now_ms = 10_000;
+            w.submit(pending("chat", "a", Qos::Interactive, 4));
+            let d = cycle(&w);
+            assert!(d.preemptions.is_empty());
+            assert_eq!(
+                reason_of(&d, "chat"),
+                &PendingReason::NoCapacity {
+                    flavor: H100.into()
+                }
+            );
+        },
+    ),
+    (
+        "interactive picks the fastest flavor, batch the cheapest per step",
+        || {
+            let quotas = [(H100, nominal(8)), (A100, nominal(8))];
+            let mut w = World::new(
+                vec![queue("a", None, &quotas)],
+                vec![node("h", H100, 8), node("a", A100, 8)],
+            );
+            w.submit(pending("chat", "a", Qos::Interactive, 1));
+            w.submit(pending("bulk", "a", Qos::Batch, 1));
+            let d = cycle(&w);
+            assert_eq!(placed_on(&d, "chat").map(|p| p.0), Some("h".into()));
+            assert_eq!(placed_on(&d, "bulk").map(|p| p.0), Some("a".into()));
+        },
+    ),
+    ("cordoned nodes take no work, and say so", || {
+        let mut n = node("n", H100, 8);
+        n.cordoned = true;
+        let mut w = World::new(vec![queue("a", None, &[(H100, nominal(8))])], vec![n]);
+        w.submit(pending("j", "a", Qos::Standard, 1));
+        let d = cycle(&w);
+        assert!(d.placements.is_empty());
+        assert_eq!(
+            reason_of(&d, "j"),
+            &PendingReason::Cordoned {
+                flavor: H100.into()
+            }
+        );
+    }),
+    (
+        "unknown queues and unservable requests are explained",
+        || {
+            let mut w = World::new(
+                vec![queue("a", None, &[(H100, nominal(8))])],
+                vec![node("n", H100, 8)],
+            );
+            w.submit(pending("lost", "nope", Qos::Standard, 1));
+            w.submit(pending("huge", "a", Qos::Standard, 16));
+            let mut other_model = pending("video-xl", "a", Qos::Standard, 1);
+            other_model.model = "xl".into();
+            w.submit(other_model);
+            let d = cycle(&w);
+            assert_eq!(reason_of(&d, "lost"), &PendingReason::UnknownQueue);
+            assert_eq!(reason_of(&d, "huge"), &PendingReason::NoFlavor);
+            assert_eq!(reason_of(&d, "video-xl"), &PendingReason::NoFlavor);
+            assert!(d.pending.iter().all(|p| p.eta_s.is_none()));
+        },
+    ),
+    ("the queue holding less of the cluster goes first", || {
+        let mut w = World::new(
+            vec![
+                queue("rich", None, &[(H100, nominal(8))]),
+                queue("poor", None, &[(H100, nominal(8))]),
+            ],
+            vec![node("n", H100, 4)],
+        );
+        w.run(&pending("r0", "rich", Qos::Standard, 3), "n", &[0, 1, 2], 0);
+        w.submit(pending("r1", "rich", Qos::Standard, 1));
+        w.submit(pending("p1", "poor", Qos::Standard, 1));
+        let d = cycle(&w);
+        assert!(placed_on(&d, "p1").is_some(), "{d:#?}");
+        assert!(placed_on(&d, "r1").is_none());
+    }),
+    (
+        "ageing lifts a long-waiting batch job over fresh standard work",
+        || {
+            let mut w = World::new(
+                vec![queue("a", None, &[(H100, nominal(8))])],
+                vec![node("n", H100, 1)],
+            );
+            w.submit(pending("patient", "a", Qos::Batch, 1));
+            w.now_ms = PolicyConfig::default().ageing_ms + 1;
+            w.submit(pending("fresh", "a", Qos::Standard, 1));
+            let d = cycle(&w);
+            assert!(placed_on(&d, "patient").is_some(), "{d:#?}");
+        },
+    ),
+    ("a starving gang has a node held from backfill", || {
+        let mut w = World::new(
+            vec![queue("a", None, &[(H100, nominal(16))])],
+            vec![node("n1", H100, 8), node("n2", H100, 8)],
+        );
+        w.run(&pending("x", "a", Qos::Standard, 2), "n1", &[0, 1], 0);
+        w.run(&pending("y", "a", Qos::Standard, 4), "n2", &[0, 1, 2, 3], 0);
+        w.submit(pending("gang", "a", Qos::Standard, 8));
+        w.now_ms = PolicyConfig::default().starvation_ms + 1;
+        w.submit(pending("small", "a", Qos::Standard, 2));
+        let d = cycle(&w);
+        // n1 (6 free) is held for the gang; small goes to n2.
+        assert_eq!(placed_on(&d, "small").map(|p| p.0), Some("n2".into()));
+        assert_eq!(
+            reason_of(&d, "gang"),
+            &PendingReason::WaitingForGang {
+                flavor: H100.into()
+            }
+        );
+    }),
+    (
+        "devices being freed wait for the job they were freed for",
+        || {
+            let mut w = World::new(
+                vec![queue("a", None, &[(H100, nominal(8))])],
+                vec![node("n", H100, 8)],
+            );
+            w.run(
+                &pending("b", "a", Qos::Batch, 6),
+                "n",
+                &[0, 1, 2, 3, 4, 5],
+                0,
+            );
+            w.view.running[0].preempting = true;
+            w.submit(pending("chat", "a", Qos::Interactive, 8));
+            w.submit(pending("small", "a", Qos::Batch, 2));
+            let d = cycle(&w);
+            assert!(d.preemptions.is_empty(), "nothing new to preempt");
+            assert_eq!(
+                reason_of(&d, "chat"),
+                &PendingReason::WaitingForPreemption {
+                    flavor: H100.into()
+                }
+            );
+            assert!(
+                placed_on(&d, "small").is_none(),
+                "the 2 free devices are held"
+            );
+        },
+    ),
+    ("estimates grow along the line", || {
+        let mut w = World::new(
+            vec![queue("a", None, &[(H100, nominal(8))])],
+            vec![node("n", H100, 2)],
+        );
+        w.run(&pending("r", "a", Qos::Standard, 2), "n", &[0, 1], 0);
+        for i in 0..5 {
+            w.submit(pending(&format!("j{i}"), "a", Qos::Standard, 2));
+        }
+        let d = cycle(&w);
+        let etas: Vec<f64> = d.pending.iter().filter_map(|p| p.eta_s).collect();
+        assert_eq!(etas.len(), 5);
+        assert!(etas[0] > 0.0, "the running job has to finish first");
+        assert!(etas.windows(2).all(|w| w[0] < w[1]), "{etas:?}");
+    }),
+    ("a lending limit keeps part of the quota home", || {
+        let keep_two = FlavorQuota {
+            nominal: 4,
+            borrowing_limit: None,
+            lending_limit: Some(2),
+        };
+        let mut w = World::new(
+            vec![
+                queue("a", Some("c"), &[(H100, keep_two)]),
+                queue("b", Some("c"), &[(H100, nominal(4))]),
+            ],
+            vec![node("n1", H100, 4), node("n2", H100, 4)],
+        );
+        w.run(&pending("b1", "b", Qos::Batch, 4), "n1", &[0, 1, 2, 3], 0);
+        w.submit(pending("b2", "b", Qos::Batch, 4));
+        w.submit(pending("b3", "b", Qos::Batch, 2));
+        let d = cycle(&w);
+        assert!(placed_on(&d, "b2").is_none(), "only 2 of a's 4 may be lent");
+        assert!(placed_on(&d, "b3").is_some(), "{d:#?}");
+    }),
+];
+
+#[test]
+fn scheduling_scenarios() {
+    for (name, scenario) in SCENARIOS {
+        let outcome = std::panic::catch_unwind(scenario);
+        assert!(outcome.is_ok(), "scenario failed: {name}");
+    }
+}
