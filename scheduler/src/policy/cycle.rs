@@ -10,8 +10,7 @@ use super::capacity::{Slot, SlotIndex};
 use super::profile::Profile;
 use super::quota::{QuotaBook, QuotaCheck};
 use super::types::{
-    ClusterView, Decision, PendingJob, PendingReason, PendingStatus, Placement, PolicyConfig,
-    PreemptReason, Preemption, Qos, RunningJob,
+    ClusterView, Decision, PendingJob, PendingReason, PendingStatus, Placement, PolicyConfig, Qos,
 };
 
 /// Places, preempts and explains: a pure function of its inputs.
@@ -25,9 +24,9 @@ pub fn schedule(
 }
 
 #[derive(Default)]
-struct Names {
+pub(super) struct Names {
     ids: HashMap<String, usize>,
-    names: Vec<String>,
+    pub(super) names: Vec<String>,
 }
 
 impl Names {
@@ -46,20 +45,20 @@ impl Names {
 }
 
 /// What the cycle knows of a running job.
-struct Running {
-    slot: Option<usize>,
-    queue: Option<usize>,
-    flavor: usize,
-    devices: u32,
-    /// Holds devices beyond its queue's nominal quota.
-    borrowed: bool,
+pub(super) struct Running {
+    pub(super) slot: Option<usize>,
+    pub(super) queue: Option<usize>,
+    pub(super) flavor: usize,
+    pub(super) devices: u32,
     /// Already told to stop (earlier or in this cycle).
-    preempting: bool,
+    pub(super) preempting: bool,
 }
 
-/// A queue's turn in the order: its next job's class, its share, that
-/// job's submission position. Greater goes first.
+/// A queue's turn in the order: whether its next job has work preempted
+/// for it, that job's class, the queue's share, the job's submission
+/// position. Greater goes first.
 struct Turn {
+    nominated: bool,
     class: Qos,
     share: f64,
     position: u64,
@@ -68,8 +67,9 @@ struct Turn {
 
 impl Ord for Turn {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.class
-            .cmp(&other.class)
+        self.nominated
+            .cmp(&other.nominated)
+            .then(self.class.cmp(&other.class))
             .then(other.share.total_cmp(&self.share))
             .then(other.position.cmp(&self.position))
             .then(other.queue.cmp(&self.queue))
@@ -90,33 +90,33 @@ impl PartialEq for Turn {
 
 impl Eq for Turn {}
 
-struct Cycle<'a> {
-    view: &'a ClusterView,
-    profile: &'a Profile,
-    config: &'a PolicyConfig,
-    now_ms: i64,
-    flavors: Names,
-    models: Names,
+pub(super) struct Cycle<'a> {
+    pub(super) view: &'a ClusterView,
+    pub(super) profile: &'a Profile,
+    pub(super) config: &'a PolicyConfig,
+    pub(super) now_ms: i64,
+    pub(super) flavors: Names,
+    pub(super) models: Names,
     /// Per node: the model ids it serves, sorted.
-    node_models: Vec<Vec<usize>>,
-    slots: SlotIndex,
-    capacity: Vec<u32>,
-    quota: QuotaBook,
-    running: Vec<Running>,
-    running_by_flavor: Vec<Vec<usize>>,
+    pub(super) node_models: Vec<Vec<usize>>,
+    pub(super) slots: SlotIndex,
+    pub(super) capacity: Vec<u32>,
+    pub(super) quota: QuotaBook,
+    pub(super) running: Vec<Running>,
+    pub(super) running_by_flavor: Vec<Vec<usize>>,
     /// Per flavor: device-seconds of work before the next waiting job.
-    work_ahead_s: Vec<f64>,
+    pub(super) work_ahead_s: Vec<f64>,
     /// (model, tp, fastest first?) -> flavors that could run it, best first,
     /// and whether an uncordoned node of each could.
-    rankings: HashMap<(usize, u32, bool), Vec<(usize, bool)>>,
+    pub(super) rankings: HashMap<(usize, u32, bool), Vec<(usize, bool)>>,
     /// Slots with preempted work on its way out, and slots held this
     /// cycle: both few, so reasons look through them instead of all slots.
-    releasing_slots: Vec<usize>,
-    held_slots: Vec<usize>,
-    preempt_attempts: usize,
-    preemptors: usize,
-    starvation_holds: usize,
-    decision: Decision,
+    pub(super) releasing_slots: Vec<usize>,
+    pub(super) held_slots: Vec<usize>,
+    pub(super) preempt_attempts: usize,
+    pub(super) preemptors: usize,
+    pub(super) starvation_holds: usize,
+    pub(super) decision: Decision,
 }
 
 impl<'a> Cycle<'a> {
@@ -209,11 +209,9 @@ impl<'a> Cycle<'a> {
                 queue,
                 flavor,
                 devices,
-                borrowed: false,
                 preempting: job.preempting,
             });
         }
-        mark_borrowed(&view.running, &mut running, &quota);
         let releasing_slots = (0..slots.len())
             .filter(|&s| slots[s].releasing > 0)
             .collect();
@@ -255,8 +253,9 @@ impl<'a> Cycle<'a> {
         for jobs in &mut by_queue {
             jobs.sort_by(|&a, &b| {
                 let (ja, jb) = (&view.pending[a], &view.pending[b]);
-                classes[b]
-                    .cmp(&classes[a])
+                jb.nominated
+                    .cmp(&ja.nominated)
+                    .then(classes[b].cmp(&classes[a]))
                     .then(jb.priority.cmp(&ja.priority))
                     .then(ja.position.cmp(&jb.position))
             });
@@ -264,6 +263,7 @@ impl<'a> Cycle<'a> {
         let mut cursor = vec![0usize; by_queue.len()];
         let mut turns: BinaryHeap<Turn> = BinaryHeap::new();
         let turn = |q: usize, next: usize, quota: &QuotaBook| Turn {
+            nominated: view.pending[next].nominated,
             class: classes[next],
             share: quota.dominant_share(q),
             position: view.pending[next].position,
@@ -287,12 +287,12 @@ impl<'a> Cycle<'a> {
 
     /// The job's class for ordering: one class up per `ageing_ms` waited.
     fn class(&self, job: &PendingJob) -> Qos {
-        let waited = self.now_ms.saturating_sub(job.submitted_at_ms).max(0);
+        let waited = self.now_ms.saturating_sub(job.waiting_since_ms).max(0);
         let levels = waited / self.config.ageing_ms.max(1);
         (0..levels.min(2)).fold(job.qos, |qos, _| qos.promoted())
     }
 
-    fn serves(&self, node: usize, model: usize) -> bool {
+    pub(super) fn serves(&self, node: usize, model: usize) -> bool {
         self.node_models[node].binary_search(&model).is_ok()
     }
 
@@ -397,7 +397,7 @@ impl<'a> Cycle<'a> {
         });
     }
 
-    fn hold(&mut self, slot: usize) {
+    pub(super) fn hold(&mut self, slot: usize) {
         self.slots.hold(slot);
         self.held_slots.push(slot);
     }
@@ -433,8 +433,8 @@ impl<'a> Cycle<'a> {
         }
     }
 
-    /// A job that has waited past `starvation_ms` for capacity gets the
-    /// emptiest usable slot held: work there drains instead of backfilling.
+    /// A job that has waited past `starvation_ms` for quota or capacity
+    /// gets them held: work drains instead of being backfilled.
     fn hold_for_starving(
         &mut self,
         job: &PendingJob,
@@ -443,28 +443,32 @@ impl<'a> Cycle<'a> {
         model: usize,
         reason: &PendingReason,
     ) {
-        let starving = self.now_ms.saturating_sub(job.submitted_at_ms) >= self.config.starvation_ms;
-        let for_capacity = matches!(
+        let starving =
+            self.now_ms.saturating_sub(job.waiting_since_ms) >= self.config.starvation_ms;
+        // Waits that drain: its queue's own work finishing frees the quota,
+        // running work finishing frees the devices.
+        let drains = matches!(
             reason,
-            PendingReason::NoCapacity { .. } | PendingReason::WaitingForGang { .. }
+            PendingReason::NoCapacity { .. }
+                | PendingReason::WaitingForGang { .. }
+                | PendingReason::OverQuota { .. }
         );
-        if !starving
-            || !for_capacity
-            || self.starvation_holds >= self.config.max_preemptors_per_cycle
-        {
+        if !starving || !drains || self.starvation_holds >= self.config.max_preemptors_per_cycle {
             return;
         }
+        // Its quota is booked, so later jobs of the queue do not take what
+        // frees up; and the emptiest usable slot is held for it.
+        self.quota.add(q, f, job.tp);
+        self.starvation_holds += 1;
         let node_models = &self.node_models;
         let usable =
             |s: &Slot| s.size >= job.tp && node_models[s.node].binary_search(&model).is_ok();
         if let Some(slot) = self.slots.emptiest(f, usable) {
             self.hold(slot);
-            self.quota.add(q, f, job.tp);
-            self.starvation_holds += 1;
         }
     }
 
-    fn wait(&mut self, job: &PendingJob, reason: PendingReason, flavor: Option<usize>) {
+    pub(super) fn wait(&mut self, job: &PendingJob, reason: PendingReason, flavor: Option<usize>) {
         let eta_s = flavor.map(|f| {
             let rate = self
                 .profile
@@ -482,165 +486,5 @@ impl<'a> Cycle<'a> {
             reason,
             eta_s,
         });
-    }
-
-    /// Whether running job `r` may be preempted for `job` of queue `q`.
-    fn victim_reason(&self, job: &PendingJob, q: usize, r: usize) -> Option<PreemptReason> {
-        let info = &self.running[r];
-        let victim: &RunningJob = &self.view.running[r];
-        if info.preempting
-            || self.now_ms.saturating_sub(victim.started_at_ms) < self.config.min_runtime_ms
-        {
-            return None;
-        }
-        let over_batch = job.qos == Qos::Interactive
-            && victim.qos == Qos::Batch
-            && (info.queue == Some(q) || info.borrowed);
-        if over_batch {
-            return Some(PreemptReason::InteractiveOverBatch);
-        }
-        let f = info.flavor;
-        let within_nominal = self.quota.usage(q, f) + job.tp <= self.quota.nominal(q, f);
-        let reclaim = within_nominal
-            && info.borrowed
-            && victim.qos <= job.qos
-            && info
-                .queue
-                .is_some_and(|vq| vq != q && self.quota.same_cohort(vq, q));
-        reclaim.then_some(PreemptReason::ReclaimQuota)
-    }
-
-    /// Chooses work to preempt so `job` fits on one slot of `f` and in its
-    /// quota; commits the choice and returns true, or changes nothing.
-    fn try_preempt(&mut self, job: &PendingJob, q: usize, f: usize, model: usize) -> bool {
-        self.preempt_attempts += 1;
-        let view = self.view;
-        // Eligible victims by slot, cheapest to lose first: lowest class,
-        // then the youngest (least progress to carry over).
-        let mut by_slot: HashMap<usize, Vec<(usize, PreemptReason)>> = HashMap::new();
-        for &r in &self.running_by_flavor[f] {
-            if let (Some(slot), Some(why)) = (self.running[r].slot, self.victim_reason(job, q, r)) {
-                by_slot.entry(slot).or_default().push((r, why));
-            }
-        }
-        // Cheapest first: the worst class lost, then how many jobs, then
-        // how many devices; the slot breaks ties.
-        type Cost = (Qos, usize, u32, usize);
-        let mut best: Option<(Cost, Vec<(usize, PreemptReason)>)> = None;
-        for (slot, mut victims) in by_slot {
-            let s = &self.slots.slots[slot];
-            if s.held || s.cordoned || !self.serves(s.node, model) {
-                continue;
-            }
-            let need = job.tp.saturating_sub(s.free.len() as u32 + s.releasing);
-            if need == 0 {
-                continue;
-            }
-            victims.sort_by(|a, b| {
-                let (va, vb) = (&view.running[a.0], &view.running[b.0]);
-                va.qos
-                    .cmp(&vb.qos)
-                    .then(vb.started_at_ms.cmp(&va.started_at_ms))
-                    .then(va.id.cmp(&vb.id))
-            });
-            let mut freed = 0;
-            let mut chosen = Vec::new();
-            for v in victims {
-                if freed >= need {
-                    break;
-                }
-                freed += self.running[v.0].devices;
-                chosen.push(v);
-            }
-            if freed < need {
-                continue;
-            }
-            let worst = chosen
-                .iter()
-                .map(|(r, _)| view.running[*r].qos)
-                .max()
-                .unwrap_or(Qos::Batch);
-            let cost = (worst, chosen.len(), freed, slot);
-            if best.as_ref().is_none_or(|(c, _)| cost < *c) {
-                best = Some((cost, chosen));
-            }
-        }
-        let Some(((.., slot), chosen)) = best else {
-            return false;
-        };
-        for (r, _) in &chosen {
-            self.release_quota(*r);
-        }
-        if self.quota.check(q, f, job.tp) != QuotaCheck::Fits {
-            for (r, _) in &chosen {
-                self.restore_quota(*r);
-            }
-            return false;
-        }
-        for (r, why) in chosen {
-            self.running[r].preempting = true;
-            if let Some(s) = self.running[r].slot {
-                self.slots.slots[s].releasing += self.running[r].devices;
-                self.releasing_slots.push(s);
-            }
-            self.decision.preemptions.push(Preemption {
-                job_id: view.running[r].id.clone(),
-                reason: why,
-                for_job: job.id.clone(),
-            });
-        }
-        self.hold(slot);
-        self.quota.add(q, f, job.tp);
-        self.preemptors += 1;
-        let reason = PendingReason::WaitingForPreemption {
-            flavor: self.flavors.names[f].clone(),
-        };
-        self.wait(job, reason, Some(f));
-        true
-    }
-
-    fn release_quota(&mut self, r: usize) {
-        if let Some(vq) = self.running[r].queue {
-            self.quota
-                .remove(vq, self.running[r].flavor, self.running[r].devices);
-        }
-    }
-
-    fn restore_quota(&mut self, r: usize) {
-        if let Some(vq) = self.running[r].queue {
-            self.quota
-                .add(vq, self.running[r].flavor, self.running[r].devices);
-        }
-    }
-}
-
-/// Marks the running jobs that hold devices beyond their queue's nominal
-/// quota: of each queue's jobs on a flavor, the youngest ones whose
-/// devices make up the excess.
-fn mark_borrowed(jobs: &[RunningJob], running: &mut [Running], quota: &QuotaBook) {
-    let mut groups: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
-    for (i, r) in running.iter().enumerate() {
-        if let (Some(q), false) = (r.queue, r.preempting) {
-            groups.entry((q, r.flavor)).or_default().push(i);
-        }
-    }
-    for ((q, f), mut members) in groups {
-        let mut excess = quota.usage(q, f).saturating_sub(quota.nominal(q, f));
-        if excess == 0 {
-            continue;
-        }
-        members.sort_by(|&a, &b| {
-            jobs[b]
-                .started_at_ms
-                .cmp(&jobs[a].started_at_ms)
-                .then(jobs[b].id.cmp(&jobs[a].id))
-        });
-        for i in members {
-            if excess == 0 {
-                break;
-            }
-            running[i].borrowed = true;
-            excess = excess.saturating_sub(running[i].devices);
-        }
     }
 }

@@ -8,10 +8,12 @@
 //! - `quota`: nominal quota, borrowing and lending within a cohort.
 //! - `capacity`: free devices indexed for best-fit gang placement.
 //! - `profile`: steps/s per model x flavor x tp, and device costs.
-//! - `cycle`: the cycle itself (order, place, preempt, explain).
+//! - `cycle`: the cycle itself (order, place, explain).
+//! - `preempt`: what may be preempted for whom.
 
 mod capacity;
 mod cycle;
+mod preempt;
 mod profile;
 mod quota;
 mod types;

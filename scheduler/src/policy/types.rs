@@ -120,7 +120,13 @@ pub struct PendingJob {
     pub model: String,
     /// Denoising steps still to run (all of them unless resumed).
     pub steps_left: u32,
-    pub submitted_at_ms: i64,
+    /// Since when it waits: its submission, or its return to the queue
+    /// after a preemption (work that ran is not starving). Ageing counts
+    /// from here.
+    pub waiting_since_ms: i64,
+    /// Work has been preempted for this job: it goes before every other
+    /// job, so what was freed for it is not taken by someone else.
+    pub nominated: bool,
     /// Submission order (ties broken by it: first come, first served).
     pub position: u64,
 }

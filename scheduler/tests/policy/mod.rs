@@ -55,7 +55,8 @@ pub fn pending(id: &str, queue: &str, qos: Qos, tp: u32) -> PendingJob {
         tp,
         model: "tiny".into(),
         steps_left: 20,
-        submitted_at_ms: 0,
+        waiting_since_ms: 0,
+        nominated: false,
         position: 0,
     }
 }
@@ -87,7 +88,7 @@ impl World {
 
     /// Queues a job submitted now.
     pub fn submit(&mut self, mut job: PendingJob) {
-        job.submitted_at_ms = self.now_ms;
+        job.waiting_since_ms = self.now_ms;
         job.position = self.next_position;
         self.next_position += 1;
         self.submitted.insert(job.id.clone(), job.clone());
@@ -132,6 +133,9 @@ impl World {
             self.run(&job, &p.node, &p.device_ids, self.now_ms);
         }
         for p in &decision.preemptions {
+            if let Some(j) = self.view.pending.iter_mut().find(|j| j.id == p.for_job) {
+                j.nominated = true;
+            }
             let job = self
                 .view
                 .running
@@ -152,11 +156,11 @@ impl World {
         self.view.running = running;
         for job in stopped {
             self.free(&job);
-            let requeued = self.submitted.get(&job.id).cloned().unwrap_or_else(|| {
-                let mut p = pending(&job.id, &job.queue, job.qos, job.devices.len() as u32);
-                p.submitted_at_ms = job.started_at_ms;
-                p
-            });
+            let mut requeued =
+                self.submitted.get(&job.id).cloned().unwrap_or_else(|| {
+                    pending(&job.id, &job.queue, job.qos, job.devices.len() as u32)
+                });
+            requeued.waiting_since_ms = self.now_ms;
             self.view.pending.push(requeued);
         }
     }

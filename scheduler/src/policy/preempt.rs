@@ -1,0 +1,168 @@
+//! Choosing work to preempt for a pending job that cannot start.
+//!
+//! - An interactive job may preempt batch work of its own queue, and
+//!   batch work another queue runs beyond its nominal quota.
+//! - A standard or interactive job whose queue is within its nominal quota
+//!   may reclaim: preempt work of its class or lower that another queue of
+//!   its cohort runs beyond that queue's nominal quota.
+//! - Work younger than the minimum runtime, or already stopping, is never
+//!   chosen; a victim from another queue never takes that queue below its
+//!   nominal quota (only borrowed capacity is taken back).
+
+use std::collections::HashMap;
+
+use super::cycle::Cycle;
+use super::quota::QuotaCheck;
+use super::types::{PendingJob, PendingReason, PreemptReason, Preemption, Qos};
+
+/// A possible victim: running job index, why, and the queue whose
+/// borrowed capacity it must come out of (None: the preemptor's own queue).
+type Victim = (usize, PreemptReason, Option<usize>);
+
+impl Cycle<'_> {
+    fn victim(&self, job: &PendingJob, q: usize, r: usize) -> Option<Victim> {
+        let info = &self.running[r];
+        let victim = &self.view.running[r];
+        if info.preempting
+            || self.now_ms.saturating_sub(victim.started_at_ms) < self.config.min_runtime_ms
+        {
+            return None;
+        }
+        let over_batch = job.qos == Qos::Interactive && victim.qos == Qos::Batch;
+        let vq = info.queue?;
+        if vq == q {
+            return over_batch.then_some((r, PreemptReason::InteractiveOverBatch, None));
+        }
+        let f = info.flavor;
+        if self.quota.usage(vq, f) <= self.quota.nominal(vq, f) {
+            return None; // within its guarantee
+        }
+        if over_batch {
+            return Some((r, PreemptReason::InteractiveOverBatch, Some(vq)));
+        }
+        let within_nominal = self.quota.usage(q, f) + job.tp <= self.quota.nominal(q, f);
+        let reclaim = within_nominal && victim.qos <= job.qos && self.quota.same_cohort(vq, q);
+        reclaim.then_some((r, PreemptReason::ReclaimQuota, Some(vq)))
+    }
+
+    /// Chooses work to preempt so `job` fits on one slot of `f` and in its
+    /// quota; commits the choice and returns true, or changes nothing.
+    pub(super) fn try_preempt(
+        &mut self,
+        job: &PendingJob,
+        q: usize,
+        f: usize,
+        model: usize,
+    ) -> bool {
+        self.preempt_attempts += 1;
+        let view = self.view;
+        let mut by_slot: HashMap<usize, Vec<Victim>> = HashMap::new();
+        for &r in &self.running_by_flavor[f] {
+            if let (Some(slot), Some(v)) = (self.running[r].slot, self.victim(job, q, r)) {
+                by_slot.entry(slot).or_default().push(v);
+            }
+        }
+        // Cheapest first: the worst class lost, then how many jobs, how many
+        // devices, how long they had run (work since their last step is
+        // lost); the slot breaks ties.
+        type Cost = (Qos, usize, u32, i64, usize);
+        let mut best: Option<(Cost, Vec<Victim>)> = None;
+        for (slot, mut victims) in by_slot {
+            let s = &self.slots.slots[slot];
+            if s.held || s.cordoned || !self.serves(s.node, model) {
+                continue;
+            }
+            let need = job.tp.saturating_sub(s.free.len() as u32 + s.releasing);
+            if need == 0 {
+                continue;
+            }
+            // Lowest class first, then the youngest (least to carry over).
+            victims.sort_by(|a, b| {
+                let (va, vb) = (&view.running[a.0], &view.running[b.0]);
+                va.qos
+                    .cmp(&vb.qos)
+                    .then(vb.started_at_ms.cmp(&va.started_at_ms))
+                    .then(va.id.cmp(&vb.id))
+            });
+            let mut freed = 0;
+            let mut taken: HashMap<usize, u32> = HashMap::new();
+            let mut chosen = Vec::new();
+            for v in victims {
+                if freed >= need {
+                    break;
+                }
+                let devices = self.running[v.0].devices;
+                if let Some(vq) = v.2 {
+                    let already = taken.get(&vq).copied().unwrap_or(0);
+                    let left = self.quota.usage(vq, f).saturating_sub(already + devices);
+                    if left < self.quota.nominal(vq, f) {
+                        continue; // would cut into that queue's guarantee
+                    }
+                    taken.insert(vq, already + devices);
+                }
+                freed += devices;
+                chosen.push(v);
+            }
+            if freed < need {
+                continue;
+            }
+            let worst = chosen
+                .iter()
+                .map(|v| view.running[v.0].qos)
+                .max()
+                .unwrap_or(Qos::Batch);
+            let ran_ms: i64 = chosen
+                .iter()
+                .map(|v| self.now_ms.saturating_sub(view.running[v.0].started_at_ms))
+                .sum();
+            let cost = (worst, chosen.len(), freed, ran_ms, slot);
+            if best.as_ref().is_none_or(|(c, _)| cost < *c) {
+                best = Some((cost, chosen));
+            }
+        }
+        let Some(((.., slot), chosen)) = best else {
+            return false;
+        };
+        for v in &chosen {
+            self.move_quota(v.0, false);
+        }
+        if self.quota.check(q, f, job.tp) != QuotaCheck::Fits {
+            for v in &chosen {
+                self.move_quota(v.0, true);
+            }
+            return false;
+        }
+        for (r, reason, _) in chosen {
+            self.running[r].preempting = true;
+            self.slots.slots[slot].releasing += self.running[r].devices;
+            self.decision.preemptions.push(Preemption {
+                job_id: view.running[r].id.clone(),
+                reason,
+                for_job: job.id.clone(),
+            });
+        }
+        self.releasing_slots.push(slot);
+        self.hold(slot);
+        self.quota.add(q, f, job.tp);
+        self.preemptors += 1;
+        let reason = PendingReason::WaitingForPreemption {
+            flavor: self.flavors.names[f].clone(),
+        };
+        self.wait(job, reason, Some(f));
+        true
+    }
+
+    /// Takes a running job's devices out of its queue's usage, or puts
+    /// them back.
+    fn move_quota(&mut self, r: usize, back: bool) {
+        let info = &self.running[r];
+        if let Some(vq) = info.queue {
+            let (f, devices) = (info.flavor, info.devices);
+            if back {
+                self.quota.add(vq, f, devices);
+            } else {
+                self.quota.remove(vq, f, devices);
+            }
+        }
+    }
+}
