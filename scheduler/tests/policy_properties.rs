@@ -129,7 +129,7 @@ fn check_cycle(
         .placements
         .iter()
         .map(|p| &p.job_id)
-        .chain(decision.pending.iter().map(|p| &p.job_id))
+        .chain(decision.pending.iter().map(|p| &before.pending[p.job].id))
     {
         assert!(seen.insert(id.clone()), "{id} decided twice");
     }
@@ -341,7 +341,7 @@ proptest! {
             n.groups[0].free.len() + preemptible >= tp as usize
         });
         let served = decision.placements.iter().any(|p| p.job_id == "chat")
-            || decision.pending.iter().any(|p| p.job_id == "chat"
+            || decision.pending.iter().any(|p| w.view.pending[p.job].id == "chat"
                 && matches!(p.reason, PendingReason::WaitingForPreemption { .. }));
         prop_assert_eq!(feasible, served, "{:#?}", decision);
     }

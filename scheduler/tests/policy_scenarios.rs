@@ -17,11 +17,11 @@ fn cycle(world: &World) -> Decision {
     )
 }
 
-fn reason_of<'a>(decision: &'a Decision, job: &str) -> &'a PendingReason {
+fn reason_of<'a>(world: &World, decision: &'a Decision, job: &str) -> &'a PendingReason {
     &decision
         .pending
         .iter()
-        .find(|p| p.job_id == job)
+        .find(|p| world.view.pending[p.job].id == job)
         .unwrap_or_else(|| panic!("{job} is not pending in {decision:#?}"))
         .reason
 }
@@ -63,7 +63,7 @@ const SCENARIOS: &[Scenario] = &[
         let d = cycle(&w);
         assert!(d.placements.is_empty());
         assert_eq!(
-            reason_of(&d, "j"),
+            reason_of(&w, &d, "j"),
             &PendingReason::WaitingForGang {
                 flavor: H100.into()
             }
@@ -79,7 +79,7 @@ const SCENARIOS: &[Scenario] = &[
         let d = cycle(&w);
         assert!(d.placements.is_empty() && d.preemptions.is_empty());
         assert_eq!(
-            reason_of(&d, "j"),
+            reason_of(&w, &d, "j"),
             &PendingReason::OverQuota {
                 flavor: H100.into()
             }
@@ -144,7 +144,7 @@ const SCENARIOS: &[Scenario] = &[
         let d = cycle(&w);
         assert!(d.preemptions.is_empty());
         assert_eq!(
-            reason_of(&d, "a1"),
+            reason_of(&w, &d, "a1"),
             &PendingReason::OverQuota {
                 flavor: H100.into()
             }
@@ -171,7 +171,7 @@ const SCENARIOS: &[Scenario] = &[
             assert_eq!(victims, vec!["young"]);
             assert_eq!(d.preemptions[0].reason, PreemptReason::InteractiveOverBatch);
             assert_eq!(
-                reason_of(&d, "chat"),
+                reason_of(&w, &d, "chat"),
                 &PendingReason::WaitingForPreemption {
                     flavor: H100.into()
                 }
@@ -192,7 +192,7 @@ const SCENARIOS: &[Scenario] = &[
             let d = cycle(&w);
             assert!(d.preemptions.is_empty());
             assert_eq!(
-                reason_of(&d, "chat"),
+                reason_of(&w, &d, "chat"),
                 &PendingReason::NoCapacity {
                     flavor: H100.into()
                 }
@@ -222,7 +222,7 @@ const SCENARIOS: &[Scenario] = &[
         let d = cycle(&w);
         assert!(d.placements.is_empty());
         assert_eq!(
-            reason_of(&d, "j"),
+            reason_of(&w, &d, "j"),
             &PendingReason::Cordoned {
                 flavor: H100.into()
             }
@@ -241,9 +241,9 @@ const SCENARIOS: &[Scenario] = &[
             other_model.model = "xl".into();
             w.submit(other_model);
             let d = cycle(&w);
-            assert_eq!(reason_of(&d, "lost"), &PendingReason::UnknownQueue);
-            assert_eq!(reason_of(&d, "huge"), &PendingReason::NoFlavor);
-            assert_eq!(reason_of(&d, "video-xl"), &PendingReason::NoFlavor);
+            assert_eq!(reason_of(&w, &d, "lost"), &PendingReason::UnknownQueue);
+            assert_eq!(reason_of(&w, &d, "huge"), &PendingReason::NoFlavor);
+            assert_eq!(reason_of(&w, &d, "video-xl"), &PendingReason::NoFlavor);
             assert!(d.pending.iter().all(|p| p.eta_s.is_none()));
         },
     ),
@@ -290,7 +290,7 @@ const SCENARIOS: &[Scenario] = &[
         // n1 (6 free) is held for the gang; small goes to n2.
         assert_eq!(placed_on(&d, "small").map(|p| p.0), Some("n2".into()));
         assert_eq!(
-            reason_of(&d, "gang"),
+            reason_of(&w, &d, "gang"),
             &PendingReason::WaitingForGang {
                 flavor: H100.into()
             }
@@ -315,7 +315,7 @@ const SCENARIOS: &[Scenario] = &[
             let d = cycle(&w);
             assert!(d.preemptions.is_empty(), "nothing new to preempt");
             assert_eq!(
-                reason_of(&d, "chat"),
+                reason_of(&w, &d, "chat"),
                 &PendingReason::WaitingForPreemption {
                     flavor: H100.into()
                 }

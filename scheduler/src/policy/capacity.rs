@@ -51,6 +51,10 @@ impl SlotIndex {
         tp: u32,
         usable: impl Fn(&Slot) -> bool,
     ) -> Option<usize> {
+        // Most waiting jobs fit nowhere: the largest slot says so at once.
+        if self.open[flavor].last().is_none_or(|&(free, _)| free < tp) {
+            return None;
+        }
         self.open[flavor]
             .range((tp, 0)..)
             .map(|&(_, slot)| slot)

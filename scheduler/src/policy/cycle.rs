@@ -4,14 +4,16 @@
 //! preempts where its class allows, and says why the rest waits.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use super::capacity::{Slot, SlotIndex};
 use super::profile::Profile;
-use super::quota::{QuotaBook, QuotaCheck};
-use super::types::{
-    ClusterView, Decision, PendingJob, PendingReason, PendingStatus, Placement, PolicyConfig, Qos,
-};
+use super::quota::QuotaBook;
+use super::types::{ClusterView, Decision, PendingJob, PendingReason, PolicyConfig, Qos};
 
 /// Places, preempts and explains: a pure function of its inputs.
 pub fn schedule(
@@ -23,10 +25,11 @@ pub fn schedule(
     Cycle::new(view, profile, config, now_ms).run()
 }
 
+/// Names (of flavors, models) as small ids; shared strings for output.
 #[derive(Default)]
 pub(super) struct Names {
-    ids: HashMap<String, usize>,
-    pub(super) names: Vec<String>,
+    ids: HashMap<Arc<str>, usize>,
+    pub(super) names: Vec<Arc<str>>,
 }
 
 impl Names {
@@ -34,8 +37,9 @@ impl Names {
         if let Some(&id) = self.ids.get(name) {
             return id;
         }
-        self.names.push(name.to_string());
-        self.ids.insert(name.to_string(), self.names.len() - 1);
+        let shared: Arc<str> = name.into();
+        self.names.push(shared.clone());
+        self.ids.insert(shared, self.names.len() - 1);
         self.names.len() - 1
     }
 
@@ -52,6 +56,47 @@ pub(super) struct Running {
     pub(super) devices: u32,
     /// Already told to stop (earlier or in this cycle).
     pub(super) preempting: bool,
+}
+
+/// What the cycle needs of a pending job, gathered in one sequential
+/// pass: the ordering then never goes back to the (large, scattered) job.
+#[derive(Clone, Copy)]
+pub(super) struct Want {
+    index: u32,
+    queue: u32,
+    model: Option<u32>,
+    pub(super) tp: u32,
+    pub(super) qos: Qos,
+    pub(super) steps_left: u32,
+    pub(super) waiting_since_ms: i64,
+}
+
+impl Want {
+    /// Index of the job in [`ClusterView::pending`].
+    pub(super) fn index(&self) -> usize {
+        self.index as usize
+    }
+
+    pub(super) fn queue(&self) -> usize {
+        self.queue as usize
+    }
+
+    /// The model's id, if any node serves it.
+    pub(super) fn model(&self) -> Option<usize> {
+        self.model.map(|m| m as usize)
+    }
+}
+
+/// A job's place within its queue as one number; smaller goes first:
+/// nominated jobs, then higher (aged) classes, higher priority, earlier
+/// submission. Turns read class, nomination and position back from it.
+fn order_key(nominated: bool, class: Qos, priority: i32, position: u64) -> u128 {
+    let class_rank = Qos::Interactive as u128 - class as u128;
+    let priority_rank = (i64::from(i32::MAX) - i64::from(priority)) as u128;
+    (u128::from(!nominated) << 127)
+        | (class_rank << 125)
+        | (priority_rank << 64)
+        | u128::from(position)
 }
 
 /// A queue's turn in the order: whether its next job has work preempted
@@ -108,11 +153,17 @@ pub(super) struct Cycle<'a> {
     pub(super) work_ahead_s: Vec<f64>,
     /// (model, tp, fastest first?) -> flavors that could run it, best first,
     /// and whether an uncordoned node of each could.
-    pub(super) rankings: HashMap<(usize, u32, bool), Vec<(usize, bool)>>,
-    /// Slots with preempted work on its way out, and slots held this
-    /// cycle: both few, so reasons look through them instead of all slots.
-    pub(super) releasing_slots: Vec<usize>,
-    pub(super) held_slots: Vec<usize>,
+    pub(super) rankings: HashMap<(usize, u32, bool), Rc<[(usize, bool)]>>,
+    /// The same, kept to the flavors a queue has quota for.
+    pub(super) candidates: HashMap<(usize, u32, bool, usize), Rc<[(usize, bool)]>>,
+    /// (model, flavor, tp) -> steps per second, from the profile.
+    pub(super) rates: HashMap<(usize, usize, u32), f64>,
+    /// Per flavor: slots with preempted work on its way out that are not
+    /// held yet (few: only these are looked through).
+    pub(super) releasing_slots: Vec<Vec<usize>>,
+    /// Per flavor: the most free devices on a slot held this cycle (held
+    /// slots take no placements, so this only grows).
+    pub(super) held_free: Vec<u32>,
     pub(super) preempt_attempts: usize,
     pub(super) preemptors: usize,
     pub(super) starvation_holds: usize,
@@ -152,7 +203,7 @@ impl<'a> Cycle<'a> {
 
         // One slot per (node, flavor): a gang needs one flavor on one node.
         let mut slots: Vec<Slot> = Vec::new();
-        let mut slot_of: HashMap<(usize, usize), usize> = HashMap::new();
+        let mut slot_of: HashMap<(usize, usize), usize> = HashMap::default();
         let mut capacity = vec![0u32; flavors.names.len()];
         for (n, node) in view.nodes.iter().enumerate() {
             for group in &node.groups {
@@ -184,7 +235,7 @@ impl<'a> Cycle<'a> {
             .enumerate()
             .map(|(i, n)| (n.name.as_str(), i))
             .collect();
-        let mut quota = QuotaBook::new(&view.queues, &flavors.ids, capacity.clone());
+        let mut quota = QuotaBook::new(&view.queues, |name| flavors.get(name), capacity.clone());
         let mut running = Vec::with_capacity(view.running.len());
         let mut running_by_flavor = vec![Vec::new(); flavors.names.len()];
         let mut work_ahead_s = vec![0.0; flavors.names.len()];
@@ -212,10 +263,13 @@ impl<'a> Cycle<'a> {
                 preempting: job.preempting,
             });
         }
-        let releasing_slots = (0..slots.len())
-            .filter(|&s| slots[s].releasing > 0)
-            .collect();
         let flavor_count = flavors.names.len();
+        let mut releasing_slots = vec![Vec::new(); flavor_count];
+        for (i, slot) in slots.iter().enumerate() {
+            if slot.releasing > 0 {
+                releasing_slots[slot.flavor].push(i);
+            }
+        }
         Cycle {
             view,
             profile,
@@ -230,9 +284,11 @@ impl<'a> Cycle<'a> {
             running,
             running_by_flavor,
             work_ahead_s,
-            rankings: HashMap::new(),
+            rankings: HashMap::default(),
+            candidates: HashMap::default(),
+            rates: HashMap::default(),
             releasing_slots,
-            held_slots: Vec::new(),
+            held_free: vec![0; flavor_count],
             preempt_attempts: 0,
             preemptors: 0,
             starvation_holds: 0,
@@ -242,43 +298,60 @@ impl<'a> Cycle<'a> {
 
     fn run(mut self) -> Decision {
         let view = self.view;
-        let mut by_queue: Vec<Vec<usize>> = vec![Vec::new(); self.quota.queue_count()];
-        for (j, job) in view.pending.iter().enumerate() {
+        self.decision.pending.reserve(view.pending.len());
+        // Per queue, its jobs in order, as compact keys (the sort then
+        // stays in cache instead of chasing 100,000 job structs).
+        // Each queue's jobs stay in the queue's own small array, so the
+        // turns that jump between queues stay in cache.
+        let queues = self.quota.queue_count();
+        let mut wants: Vec<Vec<Want>> = vec![Vec::new(); queues];
+        let mut by_queue: Vec<Vec<(u128, u32)>> = vec![Vec::new(); queues];
+        for (index, job) in view.pending.iter().enumerate() {
+            let mut want = Want {
+                index: index as u32,
+                queue: 0,
+                model: self.models.get(&job.model).map(|m| m as u32),
+                tp: job.tp,
+                qos: job.qos,
+                steps_left: job.steps_left,
+                waiting_since_ms: job.waiting_since_ms,
+            };
             match self.quota.queue_id(&job.queue) {
-                Some(q) => by_queue[q].push(j),
-                None => self.wait(job, PendingReason::UnknownQueue, None),
+                Some(q) => {
+                    want.queue = q as u32;
+                    let key = order_key(job.nominated, self.class(job), job.priority, job.position);
+                    by_queue[q].push((key, wants[q].len() as u32));
+                    wants[q].push(want);
+                }
+                None => self.wait(&want, PendingReason::UnknownQueue, None),
             }
         }
-        let classes: Vec<Qos> = view.pending.iter().map(|j| self.class(j)).collect();
-        for jobs in &mut by_queue {
-            jobs.sort_by(|&a, &b| {
-                let (ja, jb) = (&view.pending[a], &view.pending[b]);
-                jb.nominated
-                    .cmp(&ja.nominated)
-                    .then(classes[b].cmp(&classes[a]))
-                    .then(jb.priority.cmp(&ja.priority))
-                    .then(ja.position.cmp(&jb.position))
-            });
+        // Each queue's wants in its turn order: the loop below then reads
+        // every queue front to back.
+        for (keys, wants) in by_queue.iter_mut().zip(wants.iter_mut()) {
+            keys.sort_unstable();
+            *wants = keys.iter().map(|(_, i)| wants[*i as usize]).collect();
         }
         let mut cursor = vec![0usize; by_queue.len()];
         let mut turns: BinaryHeap<Turn> = BinaryHeap::new();
-        let turn = |q: usize, next: usize, quota: &QuotaBook| Turn {
-            nominated: view.pending[next].nominated,
-            class: classes[next],
+        // Everything a turn needs is in the key: no trip to `wants`.
+        let turn = |q: usize, next: &(u128, u32), quota: &QuotaBook| Turn {
+            nominated: next.0 >> 127 == 0,
+            class: Qos::ALL[2 - ((next.0 >> 125) & 3) as usize],
             share: quota.dominant_share(q),
-            position: view.pending[next].position,
+            position: next.0 as u64,
             queue: q,
         };
         for (q, jobs) in by_queue.iter().enumerate() {
-            if let Some(&first) = jobs.first() {
+            if let Some(first) = jobs.first() {
                 turns.push(turn(q, first, &self.quota));
             }
         }
         while let Some(Turn { queue: q, .. }) = turns.pop() {
-            let j = by_queue[q][cursor[q]];
+            let want = wants[q][cursor[q]];
             cursor[q] += 1;
-            self.consider(&view.pending[j], q);
-            if let Some(&next) = by_queue[q].get(cursor[q]) {
+            self.consider(&want);
+            if let Some(next) = by_queue[q].get(cursor[q]) {
                 turns.push(turn(q, next, &self.quota));
             }
         }
@@ -297,7 +370,7 @@ impl<'a> Cycle<'a> {
     }
 
     /// Flavors that could ever run (model, tp), best first for the class.
-    fn ranking(&mut self, model: usize, tp: u32, fastest: bool) -> Vec<(usize, bool)> {
+    fn ranking(&mut self, model: usize, tp: u32, fastest: bool) -> Rc<[(usize, bool)]> {
         if let Some(r) = self.rankings.get(&(model, tp, fastest)) {
             return r.clone();
         }
@@ -328,163 +401,47 @@ impl<'a> Cycle<'a> {
                 .total_cmp(&score(b.0))
                 .then(names[a.0].cmp(&names[b.0]))
         });
+        let ranked: Rc<[(usize, bool)]> = ranked.into();
         self.rankings.insert((model, tp, fastest), ranked.clone());
         ranked
     }
 
-    fn consider(&mut self, job: &PendingJob, q: usize) {
-        let Some(model) = self.models.get(&job.model) else {
-            return self.wait(job, PendingReason::NoFlavor, None);
-        };
-        let candidates: Vec<(usize, bool)> = self
-            .ranking(model, job.tp, job.qos == Qos::Interactive)
-            .into_iter()
-            .filter(|(f, _)| self.quota.has_quota(q, *f))
+    /// The ranking kept to flavors queue `q` has quota for.
+    pub(super) fn candidates(&mut self, want: &Want, model: usize) -> Rc<[(usize, bool)]> {
+        let fastest = want.qos == Qos::Interactive;
+        let key = (model, want.tp, fastest, want.queue());
+        if let Some(c) = self.candidates.get(&key) {
+            return c.clone();
+        }
+        let ranked = self.ranking(model, want.tp, fastest);
+        let kept: Rc<[(usize, bool)]> = ranked
+            .iter()
+            .copied()
+            .filter(|(f, _)| self.quota.has_quota(want.queue(), *f))
             .collect();
-        if candidates.is_empty() {
-            return self.wait(job, PendingReason::NoFlavor, None);
-        }
-        let mut first: Option<(PendingReason, usize)> = None;
-        for &(f, open) in &candidates {
-            let reason = match self.quota.check(q, f, job.tp) {
-                QuotaCheck::Fits => {
-                    let node_models = &self.node_models;
-                    let usable = |s: &Slot| node_models[s.node].binary_search(&model).is_ok();
-                    if let Some(slot) = self.slots.best_fit(f, job.tp, usable) {
-                        return self.place(job, q, f, slot);
-                    }
-                    if let Some(slot) = self.releasing_slot(f, job.tp, model) {
-                        // Preempted work is on its way out for this job.
-                        self.hold(slot);
-                        self.quota.add(q, f, job.tp);
-                        let reason = PendingReason::WaitingForPreemption {
-                            flavor: self.flavors.names[f].clone(),
-                        };
-                        return self.wait(job, reason, Some(f));
-                    }
-                    self.capacity_reason(f, job.tp, open)
-                }
-                QuotaCheck::NeedsReclaim { .. } | QuotaCheck::Over => PendingReason::OverQuota {
-                    flavor: self.flavors.names[f].clone(),
-                },
-            };
-            first.get_or_insert((reason, f));
-        }
-        if job.qos >= Qos::Standard
-            && self.preemptors < self.config.max_preemptors_per_cycle
-            && self.preempt_attempts < 4 * self.config.max_preemptors_per_cycle.max(1)
-        {
-            for &(f, _) in &candidates {
-                if self.try_preempt(job, q, f, model) {
-                    return;
-                }
-            }
-        }
-        let Some((reason, f)) = first else { return };
-        self.hold_for_starving(job, q, f, model, &reason);
-        self.wait(job, reason, Some(f));
+        self.candidates.insert(key, kept.clone());
+        kept
     }
 
-    fn place(&mut self, job: &PendingJob, q: usize, f: usize, slot: usize) {
-        let device_ids = self.slots.take(slot, job.tp);
-        self.quota.add(q, f, job.tp);
-        let node = self.slots.slots[slot].node;
-        self.decision.placements.push(Placement {
-            job_id: job.id.clone(),
-            node: self.view.nodes[node].name.clone(),
-            flavor: self.flavors.names[f].clone(),
-            device_ids,
-        });
+    /// Steps per second of the job's model on flavor `f`.
+    pub(super) fn rate(&mut self, want: &Want, f: usize) -> f64 {
+        let Some(model) = want.model() else {
+            return 1.0;
+        };
+        let key = (model, f, want.tp);
+        if let Some(rate) = self.rates.get(&key) {
+            return *rate;
+        }
+        let names = (&self.models.names[model], &self.flavors.names[f]);
+        let rate = self.profile.steps_per_s(names.0, names.1, want.tp);
+        self.rates.insert(key, rate);
+        rate
     }
 
     pub(super) fn hold(&mut self, slot: usize) {
         self.slots.hold(slot);
-        self.held_slots.push(slot);
-    }
-
-    /// An open slot where free plus releasing devices hold `tp`.
-    fn releasing_slot(&self, f: usize, tp: u32, model: usize) -> Option<usize> {
-        self.releasing_slots.iter().copied().find(|&slot| {
-            let s = &self.slots.slots[slot];
-            s.flavor == f
-                && s.releasing > 0
-                && !s.held
-                && !s.cordoned
-                && s.free.len() as u32 + s.releasing >= tp
-                && self.serves(s.node, model)
-        })
-    }
-
-    fn capacity_reason(&self, f: usize, tp: u32, open: bool) -> PendingReason {
-        let flavor = self.flavors.names[f].clone();
-        if !open {
-            return PendingReason::Cordoned { flavor };
-        }
-        let held_fits = self.held_slots.iter().any(|&slot| {
-            let s = &self.slots.slots[slot];
-            s.flavor == f && !s.cordoned && s.free.len() as u32 >= tp
-        });
-        if held_fits {
-            PendingReason::Reserved { flavor }
-        } else if self.slots.free_total(f) >= u64::from(tp) {
-            PendingReason::WaitingForGang { flavor }
-        } else {
-            PendingReason::NoCapacity { flavor }
-        }
-    }
-
-    /// A job that has waited past `starvation_ms` for quota or capacity
-    /// gets them held: work drains instead of being backfilled.
-    fn hold_for_starving(
-        &mut self,
-        job: &PendingJob,
-        q: usize,
-        f: usize,
-        model: usize,
-        reason: &PendingReason,
-    ) {
-        let starving =
-            self.now_ms.saturating_sub(job.waiting_since_ms) >= self.config.starvation_ms;
-        // Waits that drain: its queue's own work finishing frees the quota,
-        // running work finishing frees the devices.
-        let drains = matches!(
-            reason,
-            PendingReason::NoCapacity { .. }
-                | PendingReason::WaitingForGang { .. }
-                | PendingReason::OverQuota { .. }
-        );
-        if !starving || !drains || self.starvation_holds >= self.config.max_preemptors_per_cycle {
-            return;
-        }
-        // Its quota is booked, so later jobs of the queue do not take what
-        // frees up; and the emptiest usable slot is held for it.
-        self.quota.add(q, f, job.tp);
-        self.starvation_holds += 1;
-        let node_models = &self.node_models;
-        let usable =
-            |s: &Slot| s.size >= job.tp && node_models[s.node].binary_search(&model).is_ok();
-        if let Some(slot) = self.slots.emptiest(f, usable) {
-            self.hold(slot);
-        }
-    }
-
-    pub(super) fn wait(&mut self, job: &PendingJob, reason: PendingReason, flavor: Option<usize>) {
-        let eta_s = flavor.map(|f| {
-            let rate = self
-                .profile
-                .steps_per_s(&job.model, &self.flavors.names[f], job.tp);
-            let own = f64::from(job.tp) * f64::from(job.steps_left) / rate;
-            if matches!(reason, PendingReason::WaitingForPreemption { .. }) {
-                return 1.0 / rate; // the victims' next step boundary, about
-            }
-            let eta = self.work_ahead_s[f] / f64::from(self.capacity[f].max(1));
-            self.work_ahead_s[f] += own;
-            eta
-        });
-        self.decision.pending.push(PendingStatus {
-            job_id: job.id.clone(),
-            reason,
-            eta_s,
-        });
+        let s = &self.slots.slots[slot];
+        let free = &mut self.held_free[s.flavor];
+        *free = (*free).max(s.free.len() as u32);
     }
 }

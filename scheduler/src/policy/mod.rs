@@ -8,11 +8,13 @@
 //! - `quota`: nominal quota, borrowing and lending within a cohort.
 //! - `capacity`: free devices indexed for best-fit gang placement.
 //! - `profile`: steps/s per model x flavor x tp, and device costs.
-//! - `cycle`: the cycle itself (order, place, explain).
+//! - `cycle`: the cycle: what it knows, and the order jobs get their turn.
+//! - `decide`: one job's turn: place it, or why it waits and for how long.
 //! - `preempt`: what may be preempted for whom.
 
 mod capacity;
 mod cycle;
+mod decide;
 mod preempt;
 mod profile;
 mod quota;

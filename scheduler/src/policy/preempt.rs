@@ -9,18 +9,19 @@
 //!   chosen; a victim from another queue never takes that queue below its
 //!   nominal quota (only borrowed capacity is taken back).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
-use super::cycle::Cycle;
+use super::cycle::{Cycle, Want};
 use super::quota::QuotaCheck;
-use super::types::{PendingJob, PendingReason, PreemptReason, Preemption, Qos};
+use super::types::{PendingReason, PreemptReason, Preemption, Qos};
 
 /// A possible victim: running job index, why, and the queue whose
 /// borrowed capacity it must come out of (None: the preemptor's own queue).
 type Victim = (usize, PreemptReason, Option<usize>);
 
 impl Cycle<'_> {
-    fn victim(&self, job: &PendingJob, q: usize, r: usize) -> Option<Victim> {
+    fn victim(&self, job: &Want, r: usize) -> Option<Victim> {
+        let q = job.queue();
         let info = &self.running[r];
         let victim = &self.view.running[r];
         if info.preempting
@@ -47,18 +48,13 @@ impl Cycle<'_> {
 
     /// Chooses work to preempt so `job` fits on one slot of `f` and in its
     /// quota; commits the choice and returns true, or changes nothing.
-    pub(super) fn try_preempt(
-        &mut self,
-        job: &PendingJob,
-        q: usize,
-        f: usize,
-        model: usize,
-    ) -> bool {
+    pub(super) fn try_preempt(&mut self, job: &Want, f: usize, model: usize) -> bool {
+        let q = job.queue();
         self.preempt_attempts += 1;
         let view = self.view;
-        let mut by_slot: HashMap<usize, Vec<Victim>> = HashMap::new();
+        let mut by_slot: HashMap<usize, Vec<Victim>> = HashMap::default();
         for &r in &self.running_by_flavor[f] {
-            if let (Some(slot), Some(v)) = (self.running[r].slot, self.victim(job, q, r)) {
+            if let (Some(slot), Some(v)) = (self.running[r].slot, self.victim(job, r)) {
                 by_slot.entry(slot).or_default().push(v);
             }
         }
@@ -85,7 +81,7 @@ impl Cycle<'_> {
                     .then(va.id.cmp(&vb.id))
             });
             let mut freed = 0;
-            let mut taken: HashMap<usize, u32> = HashMap::new();
+            let mut taken: HashMap<usize, u32> = HashMap::default();
             let mut chosen = Vec::new();
             for v in victims {
                 if freed >= need {
@@ -138,10 +134,9 @@ impl Cycle<'_> {
             self.decision.preemptions.push(Preemption {
                 job_id: view.running[r].id.clone(),
                 reason,
-                for_job: job.id.clone(),
+                for_job: view.pending[job.index()].id.clone(),
             });
         }
-        self.releasing_slots.push(slot);
         self.hold(slot);
         self.quota.add(q, f, job.tp);
         self.preemptors += 1;

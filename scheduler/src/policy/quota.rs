@@ -7,7 +7,7 @@
 //! the cohort forms a pool; q's use beyond its reserve, max(0, u - (N - L)),
 //! comes out of that pool, and the pool's use may not exceed its size.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use super::types::{FlavorQuota, QueueConfig};
 
@@ -43,16 +43,17 @@ pub struct QuotaBook {
 }
 
 impl QuotaBook {
-    /// `flavor_id` maps flavor names to the ids used by the other methods.
+    /// `flavor_id` maps flavor names to the ids used by the other methods
+    /// (ids below `capacity.len()`).
     pub fn new(
         queues: &[QueueConfig],
-        flavor_id: &HashMap<String, usize>,
+        flavor_id: impl Fn(&str) -> Option<usize>,
         capacity: Vec<u32>,
     ) -> Self {
         let flavors = capacity.len();
-        let mut cohort_ids: HashMap<&str, usize> = HashMap::new();
+        let mut cohort_ids: HashMap<&str, usize> = HashMap::default();
         let mut book = QuotaBook {
-            queue_ids: HashMap::new(),
+            queue_ids: HashMap::default(),
             queues: Vec::new(),
             pools: Vec::new(),
             capacity,
@@ -64,7 +65,7 @@ impl QuotaBook {
             });
             let mut quota = vec![FlavorQuota::default(); flavors];
             for (flavor, q) in &config.quotas {
-                if let Some(&f) = flavor_id.get(flavor) {
+                if let Some(f) = flavor_id(flavor) {
                     quota[f] = *q;
                 }
             }
@@ -209,8 +210,7 @@ mod tests {
     }
 
     fn book(queues: &[QueueConfig]) -> QuotaBook {
-        let flavors = HashMap::from([("gpu".to_string(), 0)]);
-        QuotaBook::new(queues, &flavors, vec![16])
+        QuotaBook::new(queues, |name| (name == "gpu").then_some(0), vec![16])
     }
 
     fn nominal(n: u32) -> FlavorQuota {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// Quality-of-service class; the order of the variants is their rank.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -181,17 +182,17 @@ pub enum PendingReason {
     /// No node of any flavor the queue has quota for serves the model.
     NoFlavor,
     /// Its queue (with what it may borrow) has no room for it.
-    OverQuota { flavor: String },
+    OverQuota { flavor: Arc<str> },
     /// Every device of the flavor is busy.
-    NoCapacity { flavor: String },
+    NoCapacity { flavor: Arc<str> },
     /// Enough devices are free, but not `tp` of them on one node.
-    WaitingForGang { flavor: String },
+    WaitingForGang { flavor: Arc<str> },
     /// The only nodes that could take it are cordoned.
-    Cordoned { flavor: String },
+    Cordoned { flavor: Arc<str> },
     /// Devices are being freed for it by preemption.
-    WaitingForPreemption { flavor: String },
+    WaitingForPreemption { flavor: Arc<str> },
     /// Capacity is held for an older job that has waited too long.
-    Reserved { flavor: String },
+    Reserved { flavor: Arc<str> },
 }
 
 impl PendingReason {
@@ -245,7 +246,8 @@ impl fmt::Display for PendingReason {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingStatus {
-    pub job_id: String,
+    /// Index of the job in [`ClusterView::pending`].
+    pub job: usize,
     pub reason: PendingReason,
     /// Estimated seconds until it starts; `None` when nothing running will
     /// make room (no flavor, unknown queue).

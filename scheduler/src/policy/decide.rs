@@ -1,0 +1,146 @@
+//! The decision for one pending job, in its turn: place it, preempt for
+//! it, or say why it waits and until about when.
+
+use super::capacity::Slot;
+use super::cycle::{Cycle, Want};
+use super::quota::QuotaCheck;
+use super::types::{PendingReason, PendingStatus, Placement, Qos};
+
+impl Cycle<'_> {
+    pub(super) fn consider(&mut self, want: &Want) {
+        let Some(model) = want.model() else {
+            return self.wait(want, PendingReason::NoFlavor, None);
+        };
+        let candidates = self.candidates(want, model);
+        if candidates.is_empty() {
+            return self.wait(want, PendingReason::NoFlavor, None);
+        }
+        let (q, tp) = (want.queue(), want.tp);
+        let mut first: Option<(PendingReason, usize)> = None;
+        for &(f, open) in candidates.iter() {
+            let reason = match self.quota.check(q, f, tp) {
+                QuotaCheck::Fits => {
+                    let node_models = &self.node_models;
+                    let usable = |s: &Slot| node_models[s.node].binary_search(&model).is_ok();
+                    if let Some(slot) = self.slots.best_fit(f, tp, usable) {
+                        return self.place(want, f, slot);
+                    }
+                    if let Some(slot) = self.releasing_slot(f, tp, model) {
+                        // Preempted work is on its way out for this job.
+                        self.hold(slot);
+                        self.quota.add(q, f, tp);
+                        let flavor = self.flavors.names[f].clone();
+                        let reason = PendingReason::WaitingForPreemption { flavor };
+                        return self.wait(want, reason, Some(f));
+                    }
+                    self.capacity_reason(f, tp, open)
+                }
+                QuotaCheck::NeedsReclaim { .. } | QuotaCheck::Over => PendingReason::OverQuota {
+                    flavor: self.flavors.names[f].clone(),
+                },
+            };
+            first.get_or_insert((reason, f));
+        }
+        if want.qos >= Qos::Standard
+            && self.preemptors < self.config.max_preemptors_per_cycle
+            && self.preempt_attempts < 4 * self.config.max_preemptors_per_cycle.max(1)
+        {
+            for &(f, _) in candidates.iter() {
+                if self.try_preempt(want, f, model) {
+                    return;
+                }
+            }
+        }
+        let Some((reason, f)) = first else { return };
+        self.hold_for_starving(want, f, model, &reason);
+        self.wait(want, reason, Some(f));
+    }
+
+    fn place(&mut self, want: &Want, f: usize, slot: usize) {
+        let device_ids = self.slots.take(slot, want.tp);
+        self.quota.add(want.queue(), f, want.tp);
+        let node = self.slots.slots[slot].node;
+        self.decision.placements.push(Placement {
+            job_id: self.view.pending[want.index()].id.clone(),
+            node: self.view.nodes[node].name.clone(),
+            flavor: self.flavors.names[f].to_string(),
+            device_ids,
+        });
+    }
+
+    /// An open slot where free plus releasing devices hold `tp`.
+    fn releasing_slot(&self, f: usize, tp: u32, model: usize) -> Option<usize> {
+        self.releasing_slots[f].iter().copied().find(|&slot| {
+            let s = &self.slots.slots[slot];
+            s.releasing > 0
+                && !s.held
+                && !s.cordoned
+                && s.free.len() as u32 + s.releasing >= tp
+                && self.serves(s.node, model)
+        })
+    }
+
+    fn capacity_reason(&self, f: usize, tp: u32, open: bool) -> PendingReason {
+        let flavor = self.flavors.names[f].clone();
+        if !open {
+            return PendingReason::Cordoned { flavor };
+        }
+        if self.held_free[f] >= tp {
+            PendingReason::Reserved { flavor }
+        } else if self.slots.free_total(f) >= u64::from(tp) {
+            PendingReason::WaitingForGang { flavor }
+        } else {
+            PendingReason::NoCapacity { flavor }
+        }
+    }
+
+    /// A job that has waited past `starvation_ms` for quota or capacity
+    /// gets them held: work drains instead of being backfilled.
+    fn hold_for_starving(&mut self, want: &Want, f: usize, model: usize, reason: &PendingReason) {
+        let waited = self.now_ms.saturating_sub(want.waiting_since_ms);
+        // Waits that drain: its queue's own work finishing frees the quota,
+        // running work finishing frees the devices.
+        let drains = matches!(
+            reason,
+            PendingReason::NoCapacity { .. }
+                | PendingReason::WaitingForGang { .. }
+                | PendingReason::OverQuota { .. }
+        );
+        if waited < self.config.starvation_ms
+            || !drains
+            || self.starvation_holds >= self.config.max_preemptors_per_cycle
+        {
+            return;
+        }
+        // Its quota is booked, so later jobs of the queue do not take what
+        // frees up; and the emptiest usable slot is held for it.
+        self.quota.add(want.queue(), f, want.tp);
+        self.starvation_holds += 1;
+        let node_models = &self.node_models;
+        let usable =
+            |s: &Slot| s.size >= want.tp && node_models[s.node].binary_search(&model).is_ok();
+        if let Some(slot) = self.slots.emptiest(f, usable) {
+            self.hold(slot);
+        }
+    }
+
+    /// Records why the job waits, with an ETA: the work ahead of it on the
+    /// flavor (running work's remainder, then the jobs before it in this
+    /// cycle's order) spread over the flavor's devices.
+    pub(super) fn wait(&mut self, want: &Want, reason: PendingReason, flavor: Option<usize>) {
+        let eta_s = flavor.map(|f| {
+            let rate = self.rate(want, f);
+            if matches!(reason, PendingReason::WaitingForPreemption { .. }) {
+                return 1.0 / rate; // the victims' next step boundary, about
+            }
+            let eta = self.work_ahead_s[f] / f64::from(self.capacity[f].max(1));
+            self.work_ahead_s[f] += f64::from(want.tp) * f64::from(want.steps_left) / rate;
+            eta
+        });
+        self.decision.pending.push(PendingStatus {
+            job: want.index(),
+            reason,
+            eta_s,
+        });
+    }
+}
