@@ -48,6 +48,9 @@ impl Names {
     }
 }
 
+/// Flavor ids, best first, each with whether an uncordoned node has it.
+pub(super) type Flavors = Rc<[(usize, bool)]>;
+
 /// What the cycle knows of a running job.
 pub(super) struct Running {
     pub(super) slot: Option<usize>,
@@ -153,9 +156,9 @@ pub(super) struct Cycle<'a> {
     pub(super) work_ahead_s: Vec<f64>,
     /// (model, tp, fastest first?) -> flavors that could run it, best first,
     /// and whether an uncordoned node of each could.
-    pub(super) rankings: HashMap<(usize, u32, bool), Rc<[(usize, bool)]>>,
+    pub(super) rankings: HashMap<(usize, u32, bool), Flavors>,
     /// The same, kept to the flavors a queue has quota for.
-    pub(super) candidates: HashMap<(usize, u32, bool, usize), Rc<[(usize, bool)]>>,
+    pub(super) candidates: HashMap<(usize, u32, bool, usize), Flavors>,
     /// (model, flavor, tp) -> steps per second, from the profile.
     pub(super) rates: HashMap<(usize, usize, u32), f64>,
     /// Per flavor: slots with preempted work on its way out that are not
@@ -370,7 +373,7 @@ impl<'a> Cycle<'a> {
     }
 
     /// Flavors that could ever run (model, tp), best first for the class.
-    fn ranking(&mut self, model: usize, tp: u32, fastest: bool) -> Rc<[(usize, bool)]> {
+    fn ranking(&mut self, model: usize, tp: u32, fastest: bool) -> Flavors {
         if let Some(r) = self.rankings.get(&(model, tp, fastest)) {
             return r.clone();
         }
@@ -401,20 +404,20 @@ impl<'a> Cycle<'a> {
                 .total_cmp(&score(b.0))
                 .then(names[a.0].cmp(&names[b.0]))
         });
-        let ranked: Rc<[(usize, bool)]> = ranked.into();
+        let ranked: Flavors = ranked.into();
         self.rankings.insert((model, tp, fastest), ranked.clone());
         ranked
     }
 
     /// The ranking kept to flavors queue `q` has quota for.
-    pub(super) fn candidates(&mut self, want: &Want, model: usize) -> Rc<[(usize, bool)]> {
+    pub(super) fn candidates(&mut self, want: &Want, model: usize) -> Flavors {
         let fastest = want.qos == Qos::Interactive;
         let key = (model, want.tp, fastest, want.queue());
         if let Some(c) = self.candidates.get(&key) {
             return c.clone();
         }
         let ranked = self.ranking(model, want.tp, fastest);
-        let kept: Rc<[(usize, bool)]> = ranked
+        let kept: Flavors = ranked
             .iter()
             .copied()
             .filter(|(f, _)| self.quota.has_quota(want.queue(), *f))
