@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "genfleet/v1/raft.proto",
     "genfleet/v1/state.proto",
     "genfleet/v1/cluster.proto",
+    "genfleet/v1/queues.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -46,6 +46,36 @@ pub enum Command {
     /// Operate the scheduler replicas.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Manage the teams' queues and their quotas.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Create or replace queues from a YAML file (one queue per document).
+    Apply(QueueApplyArgs),
+    /// Every queue with its cohort, weight and quotas.
+    List(ClientArgs),
+    /// Delete a queue (refused while unfinished jobs name it).
+    Delete(QueueNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QueueApplyArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The YAML file, or - for standard input.
+    #[arg(short = 'f', long)]
+    pub file: String,
+}
+
+#[derive(Debug, Args)]
+pub struct QueueNameArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The queue's name.
+    pub name: String,
 }
 
 #[derive(Debug, Args)]
@@ -203,6 +233,12 @@ pub struct SubmitArgs {
     /// Model preset.
     #[arg(long, default_value = "tiny")]
     pub model: String,
+    /// The team's queue (`genfleet queue list`); `default` always exists.
+    #[arg(long, default_value = "default")]
+    pub queue: String,
+    /// Devices of one node the job runs on, tensor-parallel.
+    #[arg(long, default_value_t = 1)]
+    pub tp: u32,
     /// Follow the job with a progress bar until it ends.
     #[arg(long)]
     pub watch: bool,

@@ -6,7 +6,8 @@
 //! - `commands/`: one function per subcommand.
 //! - `cluster`: the embedded local cluster behind `genfleet up` and `genfleet demo`.
 //! - `client`: connecting to a scheduler, with errors that name the address.
-//! - `render`: job tables, details and progress bars.
+//! - `render`: job and queue tables, details and progress bars.
+//! - `queue_file`: YAML queue files for `genfleet queue apply -f`.
 //! - `http`: `/metrics` and `/healthz` for every process.
 //! - `signal`: graceful shutdown on Ctrl-C / SIGTERM.
 
@@ -15,5 +16,6 @@ pub mod client;
 pub mod cluster;
 pub mod commands;
 pub mod http;
+pub mod queue_file;
 pub mod render;
 pub mod signal;

@@ -69,17 +69,61 @@ pub fn job_table(jobs: &[pb::Job]) -> String {
             ]
         })
         .collect();
-    let header = ["ID", "STATE", "STEP", "NODE", "AGE", "DETAIL"].map(String::from);
-    let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
+    table(["ID", "STATE", "STEP", "NODE", "AGE", "DETAIL"], &rows)
+}
+
+/// `genfleet queue list`: one line per queue, its quotas as
+/// flavor=nominal(+borrow, lend).
+pub fn queue_table(queues: &[pb::Queue]) -> String {
+    let rows: Vec<[String; 4]> = queues
+        .iter()
+        .map(|q| {
+            let quotas: Vec<String> = q
+                .quotas
+                .iter()
+                .map(|f| {
+                    let mut text = format!("{}={}", f.flavor, f.nominal);
+                    if let Some(b) = f.borrowing_limit {
+                        text.push_str(&format!(" borrow<={b}"));
+                    }
+                    if let Some(l) = f.lending_limit {
+                        text.push_str(&format!(" lend<={l}"));
+                    }
+                    text
+                })
+                .collect();
+            [
+                q.name.clone(),
+                if q.cohort.is_empty() {
+                    "-".into()
+                } else {
+                    q.cohort.clone()
+                },
+                q.weight.to_string(),
+                if quotas.is_empty() {
+                    "-".into()
+                } else {
+                    quotas.join(", ")
+                },
+            ]
+        })
+        .collect();
+    table(["QUEUE", "COHORT", "WEIGHT", "QUOTAS"], &rows)
+}
+
+/// Columns padded to their widest cell; the last one is left as is.
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let header = header.map(String::from);
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: &[String; 6]| {
+    let line = |cells: &[String; N]| {
         let mut s = String::new();
         for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i == 5 {
+            if i + 1 == N {
                 s.push_str(cell);
             } else {
                 s.push_str(&format!("{cell:<w$}  "));
@@ -88,7 +132,7 @@ pub fn job_table(jobs: &[pb::Job]) -> String {
         s.trim_end().to_string()
     };
     let mut out = line(&header);
-    for row in &rows {
+    for row in rows {
         out.push('\n');
         out.push_str(&line(row));
     }

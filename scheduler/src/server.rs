@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::route::Router;
-use crate::api::{ClusterApi, JobApi, RaftTransportApi, SessionConfig, WorkerSessionApi};
+use crate::api::{ClusterApi, JobApi, QueueApi, RaftTransportApi, SessionConfig, WorkerSessionApi};
 use crate::leader::{self, LeaderConfig, Sessions};
 use crate::metrics::{JobStateCollector, Metrics};
 use crate::raft::transport::{AddressBook, PeerTransport};
@@ -274,6 +274,9 @@ impl Scheduler {
             )
             .add_service(pb::cluster_service_server::ClusterServiceServer::new(
                 ClusterApi::new(raft.clone(), router.clone()),
+            ))
+            .add_service(pb::queue_service_server::QueueServiceServer::new(
+                QueueApi::new(raft.clone(), router.clone()),
             ))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), stopped(stop.clone()));
         let servers = async { grpc.await.map_err(Error::from) };

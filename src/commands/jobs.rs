@@ -20,8 +20,8 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         guidance: args.guidance,
         fps: args.fps,
         model: args.model,
-        tp: 1,
-        queue: String::new(),
+        tp: args.tp,
+        queue: args.queue,
     };
     // Checked here too, so a typo is caught before any network call.
     genfleet_scheduler::spec::validate(&genfleet_scheduler::spec::with_defaults(spec.clone()))?;

@@ -4,6 +4,7 @@ mod cluster;
 mod demo;
 mod jobs;
 mod model;
+mod queues;
 mod servers;
 
 use crate::cli::Command;
@@ -21,5 +22,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Cancel(args) => jobs::cancel(args).await,
         Command::Model(command) => model::run(command).await,
         Command::Cluster(command) => cluster::run(command).await,
+        Command::Queue(command) => queues::run(command).await,
     }
 }

@@ -106,6 +106,9 @@ impl JobService for JobApi {
             .ok_or_else(|| Status::invalid_argument("the request has no job spec"))?;
         let spec = spec::with_defaults(spec);
         spec::validate(&spec).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if let Some(why) = self.raft.read(|s| s.impossible_gang(&spec.queue, spec.tp)) {
+            return Err(Status::invalid_argument(why));
+        }
         let job_id = format!("j-{:012x}", rand::random::<u64>() >> 16);
         let outcome = self
             .propose(pb::command::Kind::SubmitJob(pb::SubmitJob {

@@ -2,12 +2,14 @@
 
 mod cluster;
 mod jobs;
+mod queues;
 mod raft_transport;
 pub mod route;
 mod workers;
 
 pub use cluster::ClusterApi;
 pub use jobs::JobApi;
+pub use queues::QueueApi;
 pub use raft_transport::RaftTransportApi;
 pub use workers::{SessionConfig, WorkerSessionApi};
 
@@ -20,17 +22,21 @@ use crate::state::Rejection;
 pub(crate) fn rejection_status(r: &Rejection) -> Status {
     let message = r.to_string();
     match r {
-        Rejection::UnknownJob(_) | Rejection::UnknownNode(_) => Status::not_found(message),
-        Rejection::DuplicateJob(_) => Status::already_exists(message),
-        Rejection::Spec(_) | Rejection::Registration(_) | Rejection::Malformed(_) => {
-            Status::invalid_argument(message)
+        Rejection::UnknownJob(_) | Rejection::UnknownNode(_) | Rejection::UnknownQueue(_) => {
+            Status::not_found(message)
         }
+        Rejection::DuplicateJob(_) => Status::already_exists(message),
+        Rejection::Spec(_)
+        | Rejection::Registration(_)
+        | Rejection::Malformed(_)
+        | Rejection::InvalidQueue(_) => Status::invalid_argument(message),
         Rejection::UnsupportedVersion(_) => Status::internal(message),
         Rejection::AlreadyEnded { .. }
         | Rejection::NotPending { .. }
         | Rejection::NodeDown(_)
         | Rejection::StaleLease { .. }
-        | Rejection::Placement { .. } => Status::failed_precondition(message),
+        | Rejection::Placement { .. }
+        | Rejection::QueueInUse { .. } => Status::failed_precondition(message),
     }
 }
 

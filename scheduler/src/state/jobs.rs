@@ -76,6 +76,9 @@ impl State {
             .clone()
             .ok_or(Rejection::Malformed("submit without a job spec"))?;
         spec::validate(&spec)?;
+        if !self.queue_exists(&spec.queue) {
+            return Err(Rejection::UnknownQueue(spec.queue.clone()));
+        }
         if !genfleet_proto::is_valid_name(&c.job_id) {
             return Err(Rejection::Malformed("a job id must be a valid name"));
         }

@@ -7,6 +7,7 @@
 
 mod jobs;
 mod nodes;
+mod queues;
 mod snapshot;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,6 +17,7 @@ use pb::JobState;
 
 pub use jobs::Job;
 pub use nodes::Node;
+pub use queues::validate_queue;
 pub use snapshot::{SnapshotError, STATE_SNAPSHOT_VERSION};
 
 use crate::spec::SpecError;
@@ -60,6 +62,14 @@ pub enum Rejection {
     UnsupportedVersion(u32),
     #[error("malformed command: {0}")]
     Malformed(&'static str),
+    #[error("invalid queue: {0}")]
+    InvalidQueue(String),
+    #[error("no queue named {0:?}; `genfleet queue list` shows the queues")]
+    UnknownQueue(String),
+    #[error(
+        "queue {queue} still has {jobs} unfinished jobs; cancel them or let them finish first"
+    )]
+    QueueInUse { queue: String, jobs: usize },
 }
 
 /// What an applied command did, for the one who proposed it.
@@ -71,6 +81,8 @@ pub enum Outcome {
     Node { requeued: Vec<String> },
     /// One result per placement of an Assign batch, in order: the lease epoch given.
     Assigned(Vec<Result<u64, Rejection>>),
+    /// A queue as stored after an apply.
+    Queue(pb::Queue),
     /// Accepted, nothing to report (e.g. a progress report).
     Done,
 }
@@ -87,6 +99,8 @@ pub struct State {
     requests: HashMap<String, String>,
     /// Scheduler replicas' addresses, from membership changes.
     members: BTreeMap<u64, String>,
+    /// Applied queues by name.
+    queues: BTreeMap<String, pb::Queue>,
     next_position: u64,
     last_lease_epoch: u64,
     applied_index: u64,
@@ -121,6 +135,8 @@ impl State {
             Kind::JobProgress(c) => self.job_progress(c),
             Kind::JobFinished(c) => self.job_finished(c, at_ms),
             Kind::JobFailed(c) => self.job_failed(c, at_ms),
+            Kind::UpsertQueue(c) => self.upsert_queue(c),
+            Kind::DeleteQueue(c) => self.delete_queue(&c.name),
         }
     }
 

@@ -71,6 +71,7 @@ impl State {
                     address: address.clone(),
                 })
                 .collect(),
+            queues: self.queues.values().cloned().collect(),
         }
     }
 
@@ -120,6 +121,11 @@ impl State {
             .members
             .into_iter()
             .map(|m| (m.id, m.address))
+            .collect();
+        state.queues = snapshot
+            .queues
+            .into_iter()
+            .map(|q| (q.name.clone(), q))
             .collect();
         Ok(state)
     }

@@ -427,3 +427,136 @@ fn garbage_is_not_a_snapshot() {
     let err = State::from_snapshot_bytes(&bytes).expect_err("unknown version");
     assert!(err.to_string().contains("version 9"), "{err}");
 }
+
+fn apply_queue(name: &str, nominal: u32) -> pb::command::Kind {
+    pb::command::Kind::UpsertQueue(pb::UpsertQueue {
+        queue: Some(pb::Queue {
+            name: name.into(),
+            cohort: "lab".into(),
+            weight: 0,
+            quotas: vec![pb::FlavorQuota {
+                flavor: "cpu".into(),
+                nominal,
+                borrowing_limit: None,
+                lending_limit: None,
+            }],
+        }),
+    })
+}
+
+fn submit_to(id: &str, queue: &str) -> pb::command::Kind {
+    let mut spec = spec(1);
+    spec.queue = queue.into();
+    pb::command::Kind::SubmitJob(pb::SubmitJob {
+        job_id: id.into(),
+        spec: Some(spec),
+        request_id: String::new(),
+    })
+}
+
+#[test]
+fn queues_are_applied_replaced_and_deleted_only_when_idle() {
+    let mut s = State::default();
+    let r = run(
+        &mut s,
+        vec![
+            submit_to("lost", "research"),
+            apply_queue("research", 2),
+            apply_queue("research", 4),
+            submit_to("j", "research"),
+            submit_to("d", "default"),
+            pb::command::Kind::DeleteQueue(pb::DeleteQueue {
+                name: "research".into(),
+            }),
+        ],
+    );
+    assert!(matches!(&r[0], Err(Rejection::UnknownQueue(q)) if q == "research"));
+    let Ok(Outcome::Queue(q)) = &r[2] else {
+        panic!("apply: {:?}", r[2])
+    };
+    assert_eq!(
+        (q.weight, q.quotas[0].nominal),
+        (1, 4),
+        "replaced, weight defaulted"
+    );
+    assert!(
+        r[3].is_ok() && r[4].is_ok(),
+        "the default queue always exists"
+    );
+    assert!(matches!(&r[5], Err(Rejection::QueueInUse { jobs: 1, .. })));
+    assert_eq!(s.queues().count(), 1);
+
+    let r = run(
+        &mut s,
+        vec![
+            pb::command::Kind::CancelJob(pb::CancelJob { job_id: "j".into() }),
+            pb::command::Kind::DeleteQueue(pb::DeleteQueue {
+                name: "research".into(),
+            }),
+            pb::command::Kind::DeleteQueue(pb::DeleteQueue {
+                name: "research".into(),
+            }),
+        ],
+    );
+    assert!(r[0].is_ok() && r[1].is_ok(), "{r:?}");
+    assert!(matches!(&r[2], Err(Rejection::UnknownQueue(_))));
+    assert_eq!(s.queues().count(), 0);
+}
+
+#[test]
+fn an_invalid_queue_is_refused_at_apply_too() {
+    let mut s = State::default();
+    let mut bad = apply_queue("research", 2);
+    if let pb::command::Kind::UpsertQueue(u) = &mut bad {
+        if let Some(q) = &mut u.queue {
+            q.cohort = String::new();
+            q.quotas[0].borrowing_limit = Some(1);
+        }
+    }
+    let r = run(&mut s, vec![bad]);
+    assert!(matches!(&r[0], Err(Rejection::InvalidQueue(why)) if why.contains("no cohort")));
+    assert_eq!(s.queues().count(), 0);
+}
+
+#[test]
+fn queues_survive_a_snapshot() {
+    let mut s = State::default();
+    let r = run(&mut s, vec![apply_queue("a", 2), apply_queue("b", 3)]);
+    assert!(r.iter().all(|r| r.is_ok()));
+    let restored = State::from_snapshot_bytes(&s.encode_snapshot()).expect("decodes");
+    assert_eq!(restored.hash(), s.hash());
+    assert_eq!(restored.queues, s.queues);
+}
+
+#[test]
+fn a_gang_no_node_can_hold_is_named_impossible() {
+    let mut s = State::default();
+    assert_eq!(
+        s.impossible_gang("default", 64),
+        None,
+        "no nodes yet: no verdict"
+    );
+    let r = run(
+        &mut s,
+        vec![register("n1", "i1", 4), apply_queue("research", 2)],
+    );
+    assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+    assert_eq!(s.impossible_gang("default", 4), None);
+    let why = s.impossible_gang("default", 5).expect("impossible");
+    assert!(why.contains("5 devices") && why.contains("has 4"), "{why}");
+    assert_eq!(
+        s.impossible_gang("research", 2),
+        None,
+        "research may use cpu"
+    );
+    // A queue with quota only for GPUs cannot use the CPU node at all.
+    let mut gpu_only = apply_queue("vision", 8);
+    if let pb::command::Kind::UpsertQueue(u) = &mut gpu_only {
+        if let Some(q) = &mut u.queue {
+            q.quotas[0].flavor = "nvidia-h100-80gb".into();
+        }
+    }
+    assert!(run(&mut s, vec![gpu_only])[0].is_ok());
+    let why = s.impossible_gang("vision", 1).expect("impossible");
+    assert!(why.contains("has 0") && why.contains("vision"), "{why}");
+}

@@ -1,0 +1,92 @@
+//! The queue API: Apply, List, Delete. Queues live in the replicated state.
+
+use std::sync::Arc;
+
+use genfleet_proto as pb;
+use pb::queue_service_client::QueueServiceClient;
+use pb::queue_service_server::QueueService;
+use tonic::{Request, Response, Status};
+
+use super::rejection_status;
+use super::route::{forwarded, Route, Router};
+use crate::raft::RaftHandle;
+use crate::state::{validate_queue, Outcome};
+
+pub struct QueueApi {
+    raft: RaftHandle,
+    router: Arc<Router>,
+}
+
+impl QueueApi {
+    pub fn new(raft: RaftHandle, router: Arc<Router>) -> Self {
+        Self { raft, router }
+    }
+
+    async fn propose(&self, kind: pb::command::Kind) -> Result<Outcome, Status> {
+        let applied = self
+            .raft
+            .propose(pb::Command { kind: Some(kind) })
+            .await
+            .map_err(|e| self.router.refusal(&e))?;
+        applied.result.map_err(|r| rejection_status(&r))
+    }
+}
+
+#[tonic::async_trait]
+impl QueueService for QueueApi {
+    async fn apply(
+        &self,
+        request: Request<pb::ApplyQueueRequest>,
+    ) -> Result<Response<pb::Queue>, Status> {
+        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
+            return QueueServiceClient::new(channel)
+                .apply(forwarded(request.into_inner()))
+                .await;
+        }
+        let queue = request
+            .into_inner()
+            .queue
+            .ok_or_else(|| Status::invalid_argument("the request has no queue"))?;
+        // Checked here for a prompt answer, and again at apply.
+        let queue = validate_queue(queue).map_err(Status::invalid_argument)?;
+        let upsert = pb::UpsertQueue { queue: Some(queue) };
+        match self.propose(pb::command::Kind::UpsertQueue(upsert)).await? {
+            Outcome::Queue(queue) => Ok(Response::new(queue)),
+            other => Err(Status::internal(format!(
+                "queue apply applied with outcome {other:?}"
+            ))),
+        }
+    }
+
+    async fn list(
+        &self,
+        request: Request<pb::ListQueuesRequest>,
+    ) -> Result<Response<pb::ListQueuesResponse>, Status> {
+        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
+            return QueueServiceClient::new(channel)
+                .list(forwarded(request.into_inner()))
+                .await;
+        }
+        self.raft
+            .linearizable_read()
+            .await
+            .map_err(|e| self.router.refusal(&e))?;
+        let queues = self.raft.read(|state| state.queues().cloned().collect());
+        Ok(Response::new(pb::ListQueuesResponse { queues }))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteQueueRequest>,
+    ) -> Result<Response<pb::DeleteQueueResponse>, Status> {
+        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
+            return QueueServiceClient::new(channel)
+                .delete(forwarded(request.into_inner()))
+                .await;
+        }
+        let name = request.into_inner().name;
+        let delete = pb::DeleteQueue { name };
+        self.propose(pb::command::Kind::DeleteQueue(delete)).await?;
+        Ok(Response::new(pb::DeleteQueueResponse {}))
+    }
+}

@@ -1,0 +1,231 @@
+//! Queue commands: apply (create or replace) and delete, with the checks
+//! that keep a queue meaningful. `default` exists without being applied.
+
+use std::collections::BTreeSet;
+
+use genfleet_proto as pb;
+
+use super::{Outcome, Rejection, State};
+use crate::spec::DEFAULT_QUEUE;
+
+/// Bounds that keep a queue definition sane (and a peer from bloating
+/// the state).
+const MAX_WEIGHT: u32 = 1000;
+const MAX_FLAVORS: usize = 32;
+const MAX_DEVICES: u32 = 1_000_000;
+
+/// Checks a queue and fills its defaults (weight 0 -> 1, quotas sorted by
+/// flavor); the error says which field is wrong and why.
+pub fn validate_queue(mut queue: pb::Queue) -> Result<pb::Queue, String> {
+    if !pb::is_valid_name(&queue.name) {
+        return Err(format!(
+            "queue name {:?} must be 1-63 characters of a-z, 0-9, '-', '_', '.'",
+            queue.name
+        ));
+    }
+    if !queue.cohort.is_empty() && !pb::is_valid_name(&queue.cohort) {
+        return Err(format!(
+            "cohort {:?} of queue {} must be 1-63 characters of a-z, 0-9, '-', '_', '.'",
+            queue.cohort, queue.name
+        ));
+    }
+    if queue.weight == 0 {
+        queue.weight = 1;
+    }
+    if queue.weight > MAX_WEIGHT {
+        return Err(format!(
+            "weight {} of queue {} is above {MAX_WEIGHT}",
+            queue.weight, queue.name
+        ));
+    }
+    if queue.quotas.len() > MAX_FLAVORS {
+        return Err(format!(
+            "queue {} has quotas for {} flavors; at most {MAX_FLAVORS}",
+            queue.name,
+            queue.quotas.len()
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for quota in &queue.quotas {
+        let flavor = &quota.flavor;
+        if !pb::is_valid_name(flavor) {
+            return Err(format!(
+                "flavor {flavor:?} of queue {} is not a valid name",
+                queue.name
+            ));
+        }
+        if !seen.insert(flavor.clone()) {
+            return Err(format!("queue {} lists flavor {flavor} twice", queue.name));
+        }
+        let limits = [
+            Some(quota.nominal),
+            quota.borrowing_limit,
+            quota.lending_limit,
+        ];
+        if limits.iter().flatten().any(|n| *n > MAX_DEVICES) {
+            return Err(format!(
+                "queue {} asks for more than {MAX_DEVICES} devices of {flavor}",
+                queue.name
+            ));
+        }
+        if quota.borrowing_limit.is_some() && queue.cohort.is_empty() {
+            return Err(format!(
+                "queue {} sets a borrowing limit for {flavor} but has no cohort to borrow from",
+                queue.name
+            ));
+        }
+        if quota.lending_limit.is_some_and(|l| l > quota.nominal) {
+            return Err(format!(
+                "queue {} lends up to {} of {flavor} but its nominal quota is {}",
+                queue.name,
+                quota.lending_limit.unwrap_or_default(),
+                quota.nominal
+            ));
+        }
+    }
+    queue.quotas.sort_by(|a, b| a.flavor.cmp(&b.flavor));
+    Ok(queue)
+}
+
+impl State {
+    pub(super) fn upsert_queue(&mut self, c: &pb::UpsertQueue) -> Result<Outcome, Rejection> {
+        let queue = c
+            .queue
+            .clone()
+            .ok_or(Rejection::Malformed("queue apply without a queue"))?;
+        let queue = validate_queue(queue).map_err(Rejection::InvalidQueue)?;
+        self.queues.insert(queue.name.clone(), queue.clone());
+        Ok(Outcome::Queue(queue))
+    }
+
+    pub(super) fn delete_queue(&mut self, name: &str) -> Result<Outcome, Rejection> {
+        if !self.queues.contains_key(name) {
+            return Err(Rejection::UnknownQueue(name.to_string()));
+        }
+        let unfinished = self
+            .jobs
+            .values()
+            .filter(|j| j.spec.queue == name && !j.state.is_terminal())
+            .count();
+        if unfinished > 0 {
+            return Err(Rejection::QueueInUse {
+                queue: name.to_string(),
+                jobs: unfinished,
+            });
+        }
+        self.queues.remove(name);
+        Ok(Outcome::Done)
+    }
+
+    /// Whether jobs may name `queue`: applied, or the implicit default.
+    pub fn queue_exists(&self, queue: &str) -> bool {
+        queue == DEFAULT_QUEUE || self.queues.contains_key(queue)
+    }
+
+    /// Applied queues, by name.
+    pub fn queues(&self) -> impl Iterator<Item = &pb::Queue> {
+        self.queues.values()
+    }
+
+    /// Why no registered node could ever run `tp` devices for `queue`, if
+    /// none could: a gang needs `tp` devices of one flavor the queue has
+    /// quota for, on one node. Says nothing while no node is registered.
+    pub fn impossible_gang(&self, queue: &str, tp: u32) -> Option<String> {
+        let allowed: Option<BTreeSet<&str>> = self
+            .queues
+            .get(queue)
+            .filter(|q| !q.quotas.is_empty())
+            .map(|q| q.quotas.iter().map(|f| f.flavor.as_str()).collect());
+        let usable = |group: &&pb::DeviceGroup| {
+            allowed
+                .as_ref()
+                .is_none_or(|flavors| flavors.contains(group.flavor.as_str()))
+        };
+        let mut nodes = self.nodes().filter(|n| n.up).peekable();
+        nodes.peek()?;
+        let largest = nodes
+            .flat_map(|n| n.devices.iter().filter(usable).map(|g| g.count))
+            .max()
+            .unwrap_or(0);
+        (largest < tp).then(|| {
+            format!(
+                "the job asks for {tp} devices on one node, but the largest registered node \
+                 has {largest} of the flavors queue {queue} may use"
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quota(flavor: &str, nominal: u32) -> pb::FlavorQuota {
+        pb::FlavorQuota {
+            flavor: flavor.into(),
+            nominal,
+            borrowing_limit: None,
+            lending_limit: None,
+        }
+    }
+
+    fn queue(name: &str, cohort: &str, quotas: Vec<pb::FlavorQuota>) -> pb::Queue {
+        pb::Queue {
+            name: name.into(),
+            cohort: cohort.into(),
+            weight: 0,
+            quotas,
+        }
+    }
+
+    #[test]
+    fn defaults_are_filled_and_quotas_sorted() {
+        let q = validate_queue(queue(
+            "research",
+            "",
+            vec![quota("cpu", 2), quota("amd-mi300x", 8)],
+        ))
+        .expect("valid");
+        assert_eq!(q.weight, 1);
+        let flavors: Vec<&str> = q.quotas.iter().map(|q| q.flavor.as_str()).collect();
+        assert_eq!(flavors, ["amd-mi300x", "cpu"]);
+    }
+
+    #[test]
+    fn bad_queues_are_refused_with_the_reason() {
+        let borrow_alone = pb::FlavorQuota {
+            borrowing_limit: Some(2),
+            ..quota("cpu", 1)
+        };
+        let lend_too_much = pb::FlavorQuota {
+            lending_limit: Some(5),
+            ..quota("cpu", 4)
+        };
+        let cases: Vec<(pb::Queue, &str)> = vec![
+            (queue("Bad Name", "", vec![]), "queue name"),
+            (queue("a", "Cohort!", vec![]), "cohort"),
+            (
+                queue("a", "", vec![quota("cpu", 1), quota("cpu", 2)]),
+                "twice",
+            ),
+            (queue("a", "", vec![quota("NVIDIA", 1)]), "flavor"),
+            (queue("a", "", vec![borrow_alone]), "no cohort"),
+            (queue("a", "c", vec![lend_too_much]), "lends up to 5"),
+            (
+                queue("a", "", vec![quota("cpu", MAX_DEVICES + 1)]),
+                "more than",
+            ),
+            (
+                pb::Queue {
+                    weight: MAX_WEIGHT + 1,
+                    ..queue("a", "", vec![])
+                },
+                "weight",
+            ),
+        ];
+        for (q, expected) in cases {
+            let err = validate_queue(q.clone()).expect_err("refused");
+            assert!(err.contains(expected), "{q:?}: {err}");
+        }
+    }
+}

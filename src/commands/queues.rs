@@ -1,0 +1,58 @@
+//! `genfleet queue`: apply, list and delete the teams' queues.
+
+use genfleet_proto as pb;
+use pb::queue_service_client::QueueServiceClient;
+
+use crate::cli::QueueCommand;
+use crate::client::{first_channel, ClientError};
+use crate::{queue_file, render};
+
+pub async fn run(command: QueueCommand) -> anyhow::Result<()> {
+    match command {
+        QueueCommand::Apply(args) => {
+            let (name, text) = if args.file == "-" {
+                let text = std::io::read_to_string(std::io::stdin())
+                    .map_err(|e| anyhow::anyhow!("cannot read queues from standard input: {e}"))?;
+                ("standard input".to_string(), text)
+            } else {
+                let text = std::fs::read_to_string(&args.file)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file))?;
+                (args.file.clone(), text)
+            };
+            let queues = queue_file::parse(&name, &text)?;
+            let mut client = QueueServiceClient::new(first_channel(&args.client.scheduler).await?);
+            for queue in queues {
+                let name = queue.name.clone();
+                let applied = client
+                    .apply(pb::ApplyQueueRequest { queue: Some(queue) })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("queue {name}: {}", ClientError::from(e)))?
+                    .into_inner();
+                println!("queue {} applied", applied.name);
+            }
+            Ok(())
+        }
+        QueueCommand::List(args) => {
+            let mut client = QueueServiceClient::new(first_channel(&args.scheduler).await?);
+            let queues = client
+                .list(pb::ListQueuesRequest {})
+                .await
+                .map_err(ClientError::from)?
+                .into_inner()
+                .queues;
+            println!("{}", render::queue_table(&queues));
+            Ok(())
+        }
+        QueueCommand::Delete(args) => {
+            let mut client = QueueServiceClient::new(first_channel(&args.client.scheduler).await?);
+            client
+                .delete(pb::DeleteQueueRequest {
+                    name: args.name.clone(),
+                })
+                .await
+                .map_err(ClientError::from)?;
+            println!("queue {} deleted", args.name);
+            Ok(())
+        }
+    }
+}
