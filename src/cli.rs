@@ -239,6 +239,12 @@ pub struct SubmitArgs {
     /// Devices of one node the job runs on, tensor-parallel.
     #[arg(long, default_value_t = 1)]
     pub tp: u32,
+    /// Class of service: interactive, standard or batch.
+    #[arg(long, default_value = "standard")]
+    pub qos: String,
+    /// Order among the queue's jobs of one class, higher first (-1000 to 1000).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub priority: i32,
     /// Follow the job with a progress bar until it ends.
     #[arg(long)]
     pub watch: bool,

@@ -35,10 +35,25 @@ fn steps(job: &pb::Job) -> u32 {
     job.spec.as_ref().map_or(0, |s| s.steps)
 }
 
+/// Why a pending job waits, with the scheduler's estimate of when it starts.
+pub fn waiting(job: &pb::Job) -> String {
+    match job.eta_seconds {
+        Some(eta) if eta.is_finite() && eta >= 0.0 => {
+            let eta = Duration::from_secs(eta.round() as u64);
+            format!(
+                "{} (starts in ~{})",
+                job.pending_reason,
+                humantime::format_duration(eta)
+            )
+        }
+        _ => job.pending_reason.clone(),
+    }
+}
+
 /// The one thing worth knowing about a job besides its state.
 pub fn detail(job: &pb::Job) -> String {
     match job.state() {
-        JobState::Pending => job.pending_reason.clone(),
+        JobState::Pending => waiting(job),
         JobState::Completed => job
             .artifacts
             .iter()
@@ -174,7 +189,7 @@ pub fn job_details(job: &pb::Job) -> String {
         lines.push(format!("requeued:  {} times", job.requeues));
     }
     if !job.pending_reason.is_empty() {
-        lines.push(format!("waiting:   {}", job.pending_reason));
+        lines.push(format!("waiting:   {}", waiting(job)));
     }
     if !job.message.is_empty() {
         lines.push(format!("message:   {}", job.message));
@@ -208,7 +223,7 @@ pub fn update_bar(bar: &ProgressBar, job: &pb::Job) {
     bar.set_length(u64::from(steps(job)).max(1));
     bar.set_position(u64::from(job.step));
     let message = match job.state() {
-        JobState::Pending => format!("pending: {}", job.pending_reason),
+        JobState::Pending => format!("pending: {}", waiting(job)),
         JobState::Running => format!("running on {}", job.node),
         state => state.label().to_string(),
     };

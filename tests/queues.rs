@@ -95,3 +95,100 @@ fn queues_are_managed_with_the_cli_and_checked_at_submit() {
     ]);
     assert!(!ok && err.contains("/nonexistent/q.yaml"), "{err}");
 }
+
+/// The leader's cycle enforces quotas: a queue with no quota for the only
+/// flavor waits, and says why; the default queue runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_hold_in_the_running_cluster_and_waits_are_explained() {
+    use common::{client, init_model, small_spec, start_worker, submit, watch_to_end, within};
+    use genfleet_proto as pb;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models");
+    init_model(&models);
+    let scheduler = start_scheduler(
+        &dir.path().join("scheduler"),
+        "127.0.0.1:0",
+        &["--metrics-listen", "127.0.0.1:0"],
+    );
+    let endpoint = scheduler.endpoint.clone();
+    let file = dir.path().join("capped.yaml");
+    std::fs::write(&file, "name: capped\nquotas:\n  cpu: { nominal: 0 }\n").expect("write");
+    let (ok, _, err) = cli(&[
+        "queue",
+        "apply",
+        "-f",
+        &file.to_string_lossy(),
+        "--scheduler",
+        &endpoint,
+    ]);
+    assert!(ok, "{err}");
+    let _worker = start_worker(
+        &endpoint,
+        "cpu-node",
+        &models,
+        &dir.path().join("artifacts"),
+    );
+
+    let mut jobs = client(&endpoint).await;
+    let mut capped = small_spec("a capped heron", 1);
+    capped.queue = "capped".into();
+    let capped = submit(&mut jobs, capped).await;
+    let free = submit(&mut jobs, small_spec("a free heron", 2)).await;
+    let (done, _) = watch_to_end(&mut jobs, &free.id, 120).await;
+    assert_eq!(done.state(), pb::JobState::Completed, "{done:?}");
+
+    // The capped job is still pending, with the cycle's reason.
+    let waiting = within(30, "the cycle explains the capped job", async {
+        loop {
+            let job = jobs
+                .get(pb::GetJobRequest {
+                    id: capped.id.clone(),
+                })
+                .await
+                .expect("get")
+                .into_inner();
+            if job.pending_reason.contains("over quota") {
+                return job;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!(waiting.state(), pb::JobState::Pending);
+    assert!(waiting.pending_reason.contains("cpu"), "{waiting:?}");
+    let text = common::http_get(scheduler.metrics.as_deref().expect("metrics url"));
+    let labels = [
+        ("queue", "capped"),
+        ("qos", "standard"),
+        ("reason", "over_quota"),
+    ];
+    assert_eq!(
+        common::metric(&text, "genfleet_pending_jobs", &labels),
+        Some(1.0),
+        "{text}"
+    );
+    let (ok, out, err) = cli(&["jobs", "--scheduler", &endpoint]);
+    assert!(ok, "{err}");
+    let line = out.lines().find(|l| l.contains(&capped.id)).expect(&out);
+    assert!(line.contains("over quota on cpu"), "{out}");
+
+    // A gang wider than every registered node is refused at submit.
+    let (ok, _, err) = cli(&[
+        "submit",
+        "--prompt",
+        "too wide",
+        "--tp",
+        "4",
+        "--size",
+        "64x64",
+        "--frames",
+        "5",
+        "--scheduler",
+        &endpoint,
+    ]);
+    assert!(
+        !ok && err.contains("asks for 4 devices on one node"),
+        "{err}"
+    );
+}

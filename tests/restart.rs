@@ -42,17 +42,19 @@ async fn a_killed_scheduler_comes_back_with_every_accepted_job() {
     let artifacts = dir.path().join("artifacts");
     init_model(&models);
 
-    // One job runs to completion; two ask for two devices, which the only
-    // worker does not have, so they stay pending; one of them is cancelled.
+    // Two jobs ask for two devices, which the only worker (it joins after
+    // them: once it is registered, such a gang is refused at submit) does
+    // not have, so they stay pending; one of them is cancelled. One job
+    // runs to completion.
     let mut scheduler = start_scheduler(&data, "127.0.0.1:0", &[]);
     let endpoint = scheduler.endpoint.clone();
-    let _narrow = start_worker(&endpoint, "node-a", &models, &artifacts);
     let mut c = client(&endpoint).await;
+    let waiting = submit(&mut c, wide_spec("waiting", 2)).await;
+    let cancelled = submit(&mut c, wide_spec("cancelled", 3)).await;
+    let _narrow = start_worker(&endpoint, "node-a", &models, &artifacts);
     let done = submit(&mut c, small_spec("finished before the crash", 1)).await;
     let (done, _) = watch_to_end(&mut c, &done.id, 120).await;
     assert_eq!(done.state(), JobState::Completed);
-    let waiting = submit(&mut c, wide_spec("waiting", 2)).await;
-    let cancelled = submit(&mut c, wide_spec("cancelled", 3)).await;
     let cancel = c.cancel(pb::CancelJobRequest {
         id: cancelled.id.clone(),
     });

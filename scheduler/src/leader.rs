@@ -10,9 +10,10 @@ use genfleet_proto as pb;
 use tokio::sync::{watch, Notify};
 
 use crate::metrics::Metrics;
-use crate::placement;
+use crate::policy::Profile;
 use crate::raft::RaftHandle;
-use crate::state::Outcome;
+use crate::scheduling::{self, LastVerdicts};
+use crate::state::{Outcome, State};
 
 /// Worker sessions open on this replica, shared by the session handlers and
 /// the leader's loops.
@@ -126,15 +127,20 @@ pub struct LeaderConfig {
 }
 
 /// Places pending jobs while this replica leads; stops when `stop` changes.
+/// A cycle runs on every change while a connected node has a free device;
+/// otherwise once per `cycle_interval`, to keep reasons and ETAs fresh.
 pub async fn scheduling_loop(
     raft: RaftHandle,
     sessions: Arc<Sessions>,
+    verdicts: Arc<LastVerdicts>,
     metrics: Metrics,
     config: LeaderConfig,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut status = raft.watch_status();
-    let mut last_cycle = Instant::now();
+    let mut last_cycle = Instant::now() - config.cycle_interval;
+    let profile = Profile::seeded();
+    let policy = scheduling::leader_policy();
     loop {
         let woken = sessions.changed.notified();
         tokio::select! {
@@ -149,14 +155,32 @@ pub async fn scheduling_loop(
         if since < MIN_CYCLE_GAP {
             tokio::time::sleep(MIN_CYCLE_GAP - since).await;
         }
-        last_cycle = Instant::now();
         if !raft.is_leader() {
             continue;
         }
         let connected = sessions.connected();
+        if connected.is_empty() {
+            verdicts.replace(Default::default());
+            continue;
+        }
+        let free = raft.read(|state| has_free_device(state, &connected));
+        if !free && last_cycle.elapsed() < config.cycle_interval {
+            continue;
+        }
+        last_cycle = Instant::now();
         let timer = metrics.schedule_cycle_seconds.start_timer();
-        let placements = raft.read(|state| placement::place(state, &connected));
+        let outcome =
+            raft.read(|state| scheduling::cycle(state, &connected, &profile, &policy, unix_ms()));
         timer.observe_duration();
+        verdicts.replace(outcome.verdicts);
+        metrics.pending_jobs.reset();
+        for ((queue, qos, reason), count) in outcome.pending_counts {
+            metrics
+                .pending_jobs
+                .with_label_values(&[queue.as_str(), qos, reason])
+                .set(count);
+        }
+        let placements = outcome.placements;
         if placements.is_empty() {
             continue;
         }
@@ -170,6 +194,21 @@ pub async fn scheduling_loop(
             Err(e) => tracing::warn!(error = %e, "assignments not proposed"),
         }
     }
+}
+
+/// Whether some connected, up node has a device no job holds.
+fn has_free_device(state: &State, connected: &BTreeSet<String>) -> bool {
+    state.nodes().any(|n| {
+        n.up && connected.contains(&n.name)
+            && n.device_indices().any(|(i, _)| !n.busy.contains_key(&i))
+    })
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn log_assignments(placements: &[pb::Placement], result: Result<Outcome, crate::state::Rejection>) {

@@ -6,9 +6,10 @@
 //! - `spec`: what a job may ask for, checked at submit and at apply.
 //! - `state/`: the replicated state machine (jobs, nodes) and its commands.
 //! - `raft/`: the raft-rs node, its log on disk (raft-engine), the thread that drives it.
-//! - `placement`: the leader's placement (FIFO first-fit; being replaced by `policy`).
+//! - `placement`: why a job waits before the first scheduling cycle has judged it.
 //! - `policy/`: the scheduling policy as a pure function (quotas, QoS, gangs).
 //! - `leader`: work only the leader does: scheduling cycles, worker liveness.
+//! - `scheduling`: the policy's view of the state, and the last cycle's verdicts.
 //! - `api/`: gRPC services: jobs (clients), worker sessions, raft transport.
 //! - `metrics`: the scheduler's Prometheus metrics (served by the binary).
 //! - `server`: [`Scheduler`], which binds the ports and runs all of the above.
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod placement;
 pub mod policy;
 pub mod raft;
+pub mod scheduling;
 mod server;
 pub mod spec;
 pub mod state;

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub jobs_submitted: IntCounter,
     pub schedule_cycle_seconds: Histogram,
     pub workers_connected: IntGauge,
+    /// Pending jobs after the last cycle, by queue, class and reason.
+    pub pending_jobs: IntGaugeVec,
 }
 
 impl Metrics {
@@ -79,6 +81,13 @@ impl Metrics {
                 "genfleet_workers_connected",
                 "Worker sessions open on this replica",
             )?,
+            pending_jobs: IntGaugeVec::new(
+                Opts::new(
+                    "genfleet_pending_jobs",
+                    "Pending jobs after the leader's last scheduling cycle",
+                ),
+                &["queue", "qos", "reason"],
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.raft_term.clone()))?;
@@ -94,6 +103,7 @@ impl Metrics {
         m.registry
             .register(Box::new(m.schedule_cycle_seconds.clone()))?;
         m.registry.register(Box::new(m.workers_connected.clone()))?;
+        m.registry.register(Box::new(m.pending_jobs.clone()))?;
         Ok(m)
     }
 }

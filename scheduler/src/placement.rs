@@ -1,58 +1,11 @@
-//! Where pending jobs go: a pure function of the replicated state and the
-//! set of workers connected to the leader.
-//!
-//! This is FIFO with first-fit backfill: jobs are taken in submit order, each
-//! goes to the first node (by name) with a group of `tp` free devices of one
-//! flavor serving its model, choosing the group that leaves the fewest
-//! devices stranded; a job that fits nowhere does not block smaller ones
-//! behind it. Quotas, QoS classes and preemption are not modelled yet.
+//! Why a pending job waits when no scheduling cycle has judged it yet
+//! (just submitted, or no worker connected): a pure function of the
+//! replicated state and the workers connected to the leader. The cycle's
+//! own verdicts (`scheduling`) take over once it has run.
 
-use std::collections::{BTreeMap, BTreeSet};
-
-use genfleet_proto as pb;
+use std::collections::BTreeSet;
 
 use crate::state::{Job, Node, State};
-
-/// One cycle: placements for as many pending jobs as fit, in pending order.
-pub fn place(state: &State, connected: &BTreeSet<String>) -> Vec<pb::Placement> {
-    let mut free: BTreeMap<&str, Vec<Vec<u32>>> = state
-        .nodes()
-        .filter(|n| n.up && connected.contains(&n.name))
-        .map(|n| (n.name.as_str(), n.free_by_group()))
-        .collect();
-    let mut free_devices: usize = free.values().flatten().map(Vec::len).sum();
-    let mut placements = Vec::new();
-    for job in state.pending_jobs() {
-        // Once every device is taken the rest of the queue cannot fit:
-        // a cycle costs the placements it makes, not the queue's length.
-        if free_devices == 0 {
-            break;
-        }
-        let tp = job.spec.tp as usize;
-        let fit = free.iter_mut().find_map(|(name, groups)| {
-            let node = state.node(name)?;
-            if !node.serves_model(&job.spec.model) {
-                return None;
-            }
-            // Best fit among the node's groups: the smallest that holds the gang.
-            let group = groups
-                .iter_mut()
-                .filter(|g| g.len() >= tp)
-                .min_by_key(|g| g.len())?;
-            let devices: Vec<u32> = group.drain(..tp).collect();
-            Some((name.to_string(), devices))
-        });
-        if let Some((node, device_ids)) = fit {
-            free_devices -= device_ids.len();
-            placements.push(pb::Placement {
-                job_id: job.id.clone(),
-                node,
-                device_ids,
-            });
-        }
-    }
-    placements
-}
 
 /// Why a pending job is not running, in words for `genfleet jobs`.
 pub fn pending_reason(state: &State, connected: &BTreeSet<String>, job: &Job) -> String {
@@ -89,6 +42,7 @@ pub fn pending_reason(state: &State, connected: &BTreeSet<String>, job: &Job) ->
 mod tests {
     use super::*;
     use crate::state::LOG_ENTRY_VERSION;
+    use genfleet_proto as pb;
     use pb::command::Kind;
 
     fn apply(state: &mut State, kind: Kind) {
@@ -144,6 +98,13 @@ mod tests {
         names.iter().map(|n| n.to_string()).collect()
     }
 
+    /// The leader's cycle over `state` (what replaced FIFO placement).
+    fn place(state: &State, connected: &BTreeSet<String>) -> Vec<pb::Placement> {
+        let policy = crate::scheduling::leader_policy();
+        let profile = crate::policy::Profile::seeded();
+        crate::scheduling::cycle(state, connected, &profile, &policy, 0).placements
+    }
+
     fn summary(placements: &[pb::Placement]) -> Vec<(String, String, Vec<u32>)> {
         placements
             .iter()
@@ -170,7 +131,7 @@ mod tests {
     }
 
     #[test]
-    fn a_gang_stays_within_one_group_and_prefers_the_tightest_fit() {
+    fn a_gang_stays_on_one_flavor_of_one_node_the_cheapest_per_step() {
         let mut s = State::default();
         node(&mut s, "a", &[("nvidia-h100-80gb", 8), ("amd-mi300x", 2)]);
         job(&mut s, "pair", 2);

@@ -19,6 +19,7 @@ use crate::leader::{self, LeaderConfig, Sessions};
 use crate::metrics::{JobStateCollector, Metrics};
 use crate::raft::transport::{AddressBook, PeerTransport};
 use crate::raft::{self, Bootstrap, ReplicaConfig};
+use crate::scheduling::LastVerdicts;
 use crate::Error;
 
 /// Largest gRPC message between replicas (snapshots of big states).
@@ -216,6 +217,7 @@ impl Scheduler {
         tracing::info!(id = config.id, data = %config.data_dir.display(), "raft replica started");
 
         let sessions = Arc::new(Sessions::default());
+        let verdicts = Arc::new(LastVerdicts::default());
         let (stop_tx, stop) = watch::channel(false);
         let leader_config = LeaderConfig {
             worker_grace: config.worker_grace,
@@ -225,6 +227,7 @@ impl Scheduler {
             tokio::spawn(leader::scheduling_loop(
                 raft.clone(),
                 sessions.clone(),
+                verdicts.clone(),
                 metrics.clone(),
                 leader_config.clone(),
                 stop.clone(),
@@ -253,6 +256,7 @@ impl Scheduler {
                 raft.clone(),
                 router.clone(),
                 sessions.clone(),
+                verdicts.clone(),
                 metrics.clone(),
                 stop.clone(),
             )))

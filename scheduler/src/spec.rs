@@ -58,6 +58,21 @@ pub enum SpecError {
         "{field} {value:?} is not a valid name: use 1 to {MAX_NAME_LEN} of a-z, 0-9, '-', '_', '.'"
     )]
     Name { field: &'static str, value: String },
+    #[error("qos {0:?} is not one of interactive, standard, batch")]
+    Qos(String),
+    #[error("priority {0} is outside -{MAX_PRIORITY}..={MAX_PRIORITY}")]
+    Priority(i32),
+}
+
+/// Largest priority (in absolute value) a job may carry.
+pub const MAX_PRIORITY: i32 = 1000;
+
+/// The job's class; a spec without one (older log entries) is standard.
+pub fn qos(spec: &JobSpec) -> Option<crate::policy::Qos> {
+    if spec.qos.is_empty() {
+        return Some(crate::policy::Qos::Standard);
+    }
+    crate::policy::Qos::parse(&spec.qos)
 }
 
 /// Fills the fields whose zero value means "the default".
@@ -73,6 +88,9 @@ pub fn with_defaults(mut spec: JobSpec) -> JobSpec {
     }
     if spec.tp == 0 {
         spec.tp = 1;
+    }
+    if spec.qos.is_empty() {
+        spec.qos = crate::policy::Qos::Standard.label().to_string();
     }
     spec
 }
@@ -124,6 +142,12 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
     }
     validate_name("model", &spec.model)?;
     validate_name("queue", &spec.queue)?;
+    if qos(spec).is_none() {
+        return Err(SpecError::Qos(spec.qos.clone()));
+    }
+    if spec.priority.abs() > MAX_PRIORITY {
+        return Err(SpecError::Priority(spec.priority));
+    }
     Ok(())
 }
 

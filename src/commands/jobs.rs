@@ -22,6 +22,8 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         model: args.model,
         tp: args.tp,
         queue: args.queue,
+        qos: args.qos,
+        priority: args.priority,
     };
     // Checked here too, so a typo is caught before any network call.
     genfleet_scheduler::spec::validate(&genfleet_scheduler::spec::with_defaults(spec.clone()))?;

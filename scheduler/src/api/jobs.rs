@@ -16,6 +16,7 @@ use crate::leader::Sessions;
 use crate::metrics::Metrics;
 use crate::placement;
 use crate::raft::RaftHandle;
+use crate::scheduling::LastVerdicts;
 use crate::spec;
 use crate::state::{Outcome, State};
 
@@ -26,6 +27,7 @@ pub struct JobApi {
     raft: RaftHandle,
     router: Arc<Router>,
     sessions: Arc<Sessions>,
+    verdicts: Arc<LastVerdicts>,
     metrics: Metrics,
     /// Turns true when the scheduler shuts down: open watches end.
     stop: watch::Receiver<bool>,
@@ -36,6 +38,7 @@ impl JobApi {
         raft: RaftHandle,
         router: Arc<Router>,
         sessions: Arc<Sessions>,
+        verdicts: Arc<LastVerdicts>,
         metrics: Metrics,
         stop: watch::Receiver<bool>,
     ) -> Self {
@@ -43,6 +46,7 @@ impl JobApi {
             raft,
             router,
             sessions,
+            verdicts,
             metrics,
             stop,
         }
@@ -57,6 +61,13 @@ impl JobApi {
             .map_err(|e| self.router.refusal(&e))
     }
 
+    fn leader_view(&self) -> LeaderView<'_> {
+        LeaderView {
+            sessions: &self.sessions,
+            verdicts: &self.verdicts,
+        }
+    }
+
     async fn propose(&self, kind: pb::command::Kind) -> Result<Outcome, Status> {
         let applied = self
             .raft
@@ -67,14 +78,34 @@ impl JobApi {
     }
 }
 
-/// A job as clients see it: with live progress and, if pending, why.
-fn job_view(state: &State, sessions: &Sessions, job: &crate::state::Job) -> pb::Job {
-    let mut view = job.to_proto();
-    if job.state == JobState::Pending {
-        view.pending_reason = placement::pending_reason(state, &sessions.connected(), job);
+/// What the leader knows beyond the replicated state: live progress from
+/// worker sessions, and the last scheduling cycle's verdicts.
+struct LeaderView<'a> {
+    sessions: &'a Sessions,
+    verdicts: &'a LastVerdicts,
+}
+
+impl LeaderView<'_> {
+    /// A job as clients see it: with live progress and, if pending, why
+    /// and until about when.
+    fn job(&self, state: &State, job: &crate::state::Job) -> pb::Job {
+        let mut view = job.to_proto();
+        if job.state == JobState::Pending {
+            match self.verdicts.get(&job.id) {
+                Some((reason, eta)) => {
+                    view.pending_reason = reason;
+                    view.eta_seconds = eta;
+                }
+                // Not seen by a cycle yet (or no worker connected).
+                None => {
+                    let connected = self.sessions.connected();
+                    view.pending_reason = placement::pending_reason(state, &connected, job);
+                }
+            }
+        }
+        self.sessions.overlay(&mut view);
+        view
     }
-    sessions.overlay(&mut view);
-    view
 }
 
 fn not_found(id: &str) -> Status {
@@ -139,11 +170,7 @@ impl JobService for JobApi {
         let id = request.into_inner().id;
         self.readable().await?;
         self.raft
-            .read(|state| {
-                state
-                    .job(&id)
-                    .map(|job| job_view(state, &self.sessions, job))
-            })
+            .read(|state| state.job(&id).map(|job| self.leader_view().job(state, job)))
             .map(Response::new)
             .ok_or_else(|| not_found(&id))
     }
@@ -163,7 +190,7 @@ impl JobService for JobApi {
             state
                 .jobs()
                 .filter(|j| wanted.is_empty() || wanted.contains(&(j.state as i32)))
-                .map(|j| job_view(state, &self.sessions, j))
+                .map(|j| self.leader_view().job(state, j))
                 .collect::<Vec<_>>()
         });
         Ok(Response::new(pb::ListJobsResponse { jobs }))
@@ -214,13 +241,14 @@ impl JobService for JobApi {
         let first = self.raft.read(|state| {
             state
                 .job(&id)
-                .map(|job| (state.applied_index(), job_view(state, &self.sessions, job)))
+                .map(|job| (state.applied_index(), self.leader_view().job(state, job)))
         });
         let (index, job) = first.ok_or_else(|| not_found(&id))?;
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         let watcher = Watcher {
             raft: self.raft.clone(),
             sessions: self.sessions.clone(),
+            verdicts: self.verdicts.clone(),
             id,
             tx,
             stop: self.stop.clone(),
@@ -259,12 +287,20 @@ fn relay(
 struct Watcher {
     raft: RaftHandle,
     sessions: Arc<Sessions>,
+    verdicts: Arc<LastVerdicts>,
     id: String,
     tx: mpsc::Sender<Result<pb::JobEvent, Status>>,
     stop: watch::Receiver<bool>,
 }
 
 impl Watcher {
+    fn leader_view(&self) -> LeaderView<'_> {
+        LeaderView {
+            sessions: &self.sessions,
+            verdicts: &self.verdicts,
+        }
+    }
+
     async fn run(
         self,
         mut events: broadcast::Receiver<crate::raft::JobEvent>,
@@ -296,9 +332,9 @@ impl Watcher {
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     // Too slow to see every change: send the job as it is now.
                     let now = self.raft.read(|state| {
-                        state.job(&self.id).map(|job| {
-                            (state.applied_index(), job_view(state, &self.sessions, job))
-                        })
+                        state
+                            .job(&self.id)
+                            .map(|job| (state.applied_index(), self.leader_view().job(state, job)))
                     });
                     let Some((index, job)) = now else { return };
                     seen_index = index;

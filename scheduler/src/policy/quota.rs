@@ -30,6 +30,8 @@ struct QueueBook {
     weight: f64,
     /// Per flavor id.
     quota: Vec<FlavorQuota>,
+    /// Flavors the queue's definition names (even with a zero quota).
+    listed: Vec<bool>,
     usage: Vec<u32>,
 }
 
@@ -64,9 +66,11 @@ impl QuotaBook {
                 *cohort_ids.entry(name).or_insert(next)
             });
             let mut quota = vec![FlavorQuota::default(); flavors];
+            let mut listed = vec![false; flavors];
             for (flavor, q) in &config.quotas {
                 if let Some(f) = flavor_id(flavor) {
                     quota[f] = *q;
+                    listed[f] = true;
                 }
             }
             book.queue_ids
@@ -75,6 +79,7 @@ impl QuotaBook {
                 cohort,
                 weight: f64::from(config.weight.max(1)),
                 quota,
+                listed,
                 usage: vec![0; flavors],
             });
         }
@@ -97,9 +102,11 @@ impl QuotaBook {
         self.queues.len()
     }
 
+    /// Whether the queue's definition names the flavor: only those
+    /// flavors are considered for its jobs (a zero quota then reads as
+    /// "over quota", not as "no such flavor").
     pub fn has_quota(&self, q: usize, f: usize) -> bool {
-        let quota = &self.queues[q].quota[f];
-        quota.nominal > 0 || (self.queues[q].cohort.is_some() && quota.borrowing_limit != Some(0))
+        self.queues[q].listed[f]
     }
 
     pub fn same_cohort(&self, a: usize, b: usize) -> bool {

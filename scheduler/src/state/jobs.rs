@@ -46,6 +46,7 @@ impl Job {
             artifacts: self.artifacts.clone(),
             message: self.message.clone(),
             pending_reason: String::new(),
+            eta_seconds: None,
             requeues: self.requeues,
             request_id: self.request_id.clone(),
         }

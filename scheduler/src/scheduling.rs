@@ -1,0 +1,229 @@
+//! The leader's side of the policy: the policy's view of the replicated
+//! state (queues, the nodes with a live session, running and pending
+//! jobs), and the verdicts of the last cycle for the job API to show.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use genfleet_proto as pb;
+use pb::JobState;
+
+use crate::policy::{
+    self, ClusterView, Decision, FlavorQuota, GroupView, NodeView, PendingJob, PolicyConfig,
+    Profile, QueueConfig, RunningJob,
+};
+use crate::spec::{self, DEFAULT_QUEUE};
+use crate::state::{Job, State};
+
+/// The policy as the leader runs it. Preemption stays off until workers
+/// can checkpoint a job and resume it (see docs/scheduling.md).
+pub fn leader_policy() -> PolicyConfig {
+    PolicyConfig {
+        max_preemptors_per_cycle: 0,
+        ..PolicyConfig::default()
+    }
+}
+
+/// What one cycle decided, in the scheduler's terms.
+pub struct CycleOutcome {
+    /// To propose as one Assign command.
+    pub placements: Vec<pb::Placement>,
+    /// Why the other pending jobs wait.
+    pub verdicts: Verdicts,
+    /// (queue, qos, reason label) -> pending jobs, for the metrics.
+    pub pending_counts: HashMap<(String, &'static str, &'static str), i64>,
+}
+
+/// One cycle over the state.
+pub fn cycle(
+    state: &State,
+    connected: &BTreeSet<String>,
+    profile: &Profile,
+    config: &PolicyConfig,
+    now_ms: i64,
+) -> CycleOutcome {
+    let view = view(state, connected, profile);
+    let decision = policy::schedule(&view, profile, config, now_ms);
+    let verdicts = verdicts(&view, &decision);
+    let mut pending_counts = HashMap::new();
+    for p in &decision.pending {
+        let job = &view.pending[p.job];
+        let key = (job.queue.clone(), job.qos.label(), p.reason.label());
+        *pending_counts.entry(key).or_default() += 1;
+    }
+    let placements = decision
+        .placements
+        .into_iter()
+        .map(|p| pb::Placement {
+            job_id: p.job_id,
+            node: p.node,
+            device_ids: p.device_ids,
+        })
+        .collect();
+    CycleOutcome {
+        placements,
+        verdicts,
+        pending_counts,
+    }
+}
+
+/// Job id -> why it waits and the estimated seconds until it starts.
+pub type Verdicts = HashMap<String, (String, Option<f64>)>;
+
+fn verdicts(view: &ClusterView, decision: &Decision) -> Verdicts {
+    decision
+        .pending
+        .iter()
+        .map(|p| {
+            let id = view.pending[p.job].id.clone();
+            (id, (p.reason.to_string(), p.eta_s))
+        })
+        .collect()
+}
+
+/// The policy's view of the state. Only nodes with a live session here
+/// take work. The implicit `default` queue, unless applied, has every
+/// device of every flavor as its nominal quota.
+pub fn view(state: &State, connected: &BTreeSet<String>, profile: &Profile) -> ClusterView {
+    let nodes: Vec<NodeView> = state
+        .nodes()
+        .filter(|n| n.up && connected.contains(&n.name))
+        .map(|n| {
+            let mut groups: Vec<GroupView> = n
+                .devices
+                .iter()
+                .map(|g| GroupView {
+                    flavor: g.flavor.clone(),
+                    devices: Vec::new(),
+                    free: Vec::new(),
+                })
+                .collect();
+            for (index, group) in n.device_indices() {
+                groups[group].devices.push(index);
+                if !n.busy.contains_key(&index) {
+                    groups[group].free.push(index);
+                }
+            }
+            NodeView {
+                name: n.name.clone(),
+                cordoned: false,
+                models: n.models.clone(),
+                groups,
+                simulated: false,
+            }
+        })
+        .collect();
+    let mut queues: Vec<QueueConfig> = state.queues().map(queue_config).collect();
+    if !queues.iter().any(|q| q.name == DEFAULT_QUEUE) {
+        let mut capacity: HashMap<&str, u32> = HashMap::new();
+        for group in nodes.iter().flat_map(|n| &n.groups) {
+            *capacity.entry(&group.flavor).or_default() += group.devices.len() as u32;
+        }
+        queues.push(QueueConfig {
+            name: DEFAULT_QUEUE.into(),
+            cohort: None,
+            weight: 1,
+            quotas: capacity
+                .into_iter()
+                .map(|(flavor, devices)| {
+                    let quota = FlavorQuota {
+                        nominal: devices,
+                        ..FlavorQuota::default()
+                    };
+                    (flavor.to_string(), quota)
+                })
+                .collect(),
+        });
+    }
+    let mut running = Vec::new();
+    let mut pending = Vec::new();
+    for job in state.jobs() {
+        match job.state {
+            JobState::Running => running.extend(running_job(state, job, profile)),
+            JobState::Pending => pending.push(pending_job(job)),
+            _ => {}
+        }
+    }
+    ClusterView {
+        queues,
+        nodes,
+        running,
+        pending,
+    }
+}
+
+fn queue_config(q: &pb::Queue) -> QueueConfig {
+    QueueConfig {
+        name: q.name.clone(),
+        cohort: (!q.cohort.is_empty()).then(|| q.cohort.clone()),
+        weight: q.weight.max(1),
+        quotas: q
+            .quotas
+            .iter()
+            .map(|f| {
+                let quota = FlavorQuota {
+                    nominal: f.nominal,
+                    borrowing_limit: f.borrowing_limit,
+                    lending_limit: f.lending_limit,
+                };
+                (f.flavor.clone(), quota)
+            })
+            .collect(),
+    }
+}
+
+fn running_job(state: &State, job: &Job, profile: &Profile) -> Option<RunningJob> {
+    let node = state.node(&job.node)?;
+    let first = *job.device_ids.first()?;
+    let group = node
+        .device_indices()
+        .find(|(index, _)| *index == first)
+        .map(|(_, group)| group)?;
+    let flavor = node.devices.get(group)?.flavor.clone();
+    let steps_left = job.spec.steps.saturating_sub(job.step);
+    let rate = profile.steps_per_s(&job.spec.model, &flavor, job.spec.tp);
+    Some(RunningJob {
+        id: job.id.clone(),
+        queue: job.spec.queue.clone(),
+        qos: spec::qos(&job.spec).unwrap_or(policy::Qos::Standard),
+        flavor,
+        node: job.node.clone(),
+        devices: job.device_ids.clone(),
+        started_at_ms: job.started_at_ms,
+        preempting: false,
+        remaining_s: f64::from(steps_left) / rate,
+    })
+}
+
+fn pending_job(job: &Job) -> PendingJob {
+    PendingJob {
+        id: job.id.clone(),
+        queue: job.spec.queue.clone(),
+        qos: spec::qos(&job.spec).unwrap_or(policy::Qos::Standard),
+        priority: job.spec.priority,
+        tp: job.spec.tp,
+        model: job.spec.model.clone(),
+        steps_left: job.spec.steps.saturating_sub(job.step),
+        waiting_since_ms: job.created_at_ms,
+        nominated: false,
+        position: job.position,
+    }
+}
+
+/// The verdicts of the leader's last cycle, for Get/List/Watch.
+#[derive(Default)]
+pub struct LastVerdicts(Mutex<Verdicts>);
+
+impl LastVerdicts {
+    pub fn replace(&self, verdicts: Verdicts) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = verdicts;
+    }
+
+    pub fn get(&self, job_id: &str) -> Option<(String, Option<f64>)> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(job_id)
+            .cloned()
+    }
+}
