@@ -198,6 +198,11 @@ pub struct WorkerArgs {
     /// Jobs that may run at once on the CPU.
     #[arg(long, default_value_t = 1)]
     pub cpu_slots: u32,
+    /// Offer simulated devices instead of real ones, e.g.
+    /// nvidia-h100-80gb:8 (repeatable): jobs advance at the scheduler's
+    /// estimated step rate and produce no video.
+    #[arg(long, value_parser = parse_simulated)]
+    pub simulate: Vec<(String, u32)>,
     /// HTTP address for /metrics and /healthz.
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
@@ -340,9 +345,35 @@ pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
     Ok((side(w)?, side(h)?))
 }
 
+/// FLAVOR:COUNT for `genfleet worker --simulate`.
+pub fn parse_simulated(s: &str) -> Result<(String, u32), String> {
+    let (flavor, count) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} is not FLAVOR:COUNT, e.g. nvidia-h100-80gb:8"))?;
+    let count = count
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| format!("{count:?} in {s:?} is not a whole number of devices"))?;
+    Ok((flavor.trim().to_string(), count))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn simulated_devices_parse_or_say_why_not() {
+        assert_eq!(
+            parse_simulated("amd-mi300x:8"),
+            Ok(("amd-mi300x".to_string(), 8))
+        );
+        assert!(parse_simulated("amd-mi300x")
+            .unwrap_err()
+            .contains("FLAVOR:COUNT"));
+        assert!(parse_simulated("gpu:eight")
+            .unwrap_err()
+            .contains("whole number"));
+    }
 
     #[test]
     fn sizes_parse_or_say_why_not() {

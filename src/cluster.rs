@@ -105,6 +105,7 @@ impl LocalCluster {
                 model_root: models.clone(),
                 artifact_root: artifact_dir.clone(),
                 cpu_slots: 1,
+                simulate: Vec::new(),
                 reconnect_max: Duration::from_secs(2),
             })?;
             registries.push(worker.metrics_registry());

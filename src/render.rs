@@ -54,6 +54,7 @@ pub fn waiting(job: &pb::Job) -> String {
 pub fn detail(job: &pb::Job) -> String {
     match job.state() {
         JobState::Pending => waiting(job),
+        JobState::Completed if job.simulated => "simulated: no video".into(),
         JobState::Completed => job
             .artifacts
             .iter()
@@ -175,11 +176,28 @@ pub fn job_details(job: &pb::Job) -> String {
         format!("progress:  {}/{} steps", job.step, spec.steps),
     ];
     if !job.node.is_empty() {
+        let simulated = if job.simulated {
+            ", simulated devices"
+        } else {
+            ""
+        };
         lines.push(format!(
-            "node:      {} (lease epoch {})",
+            "node:      {} (lease epoch {}{simulated})",
             job.node, job.lease_epoch
         ));
     }
+    let spec_line = format!(
+        "class:     {} in queue {}, priority {}, tp {}",
+        if spec.qos.is_empty() {
+            "standard"
+        } else {
+            spec.qos.as_str()
+        },
+        spec.queue,
+        spec.priority,
+        spec.tp
+    );
+    lines.push(spec_line);
     lines.push(format!("submitted: {} ago", age(job.created_at_ms)));
     if job.started_at_ms > 0 && job.finished_at_ms > 0 {
         let run = Duration::from_millis((job.finished_at_ms - job.started_at_ms).max(0) as u64);

@@ -220,6 +220,7 @@ async fn a_worker_that_lies_is_refused_or_told_to_stop() {
                 flavor: "cpu".into(),
                 count: devices,
                 memory_bytes: 0,
+                simulated: false,
             }],
             models: vec!["tiny".into()],
             running: vec![],

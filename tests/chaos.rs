@@ -362,6 +362,7 @@ async fn fake_worker(
                 flavor: "cpu".into(),
                 count: 2,
                 memory_bytes: 0,
+                simulated: false,
             }],
             models: vec!["tiny".into()],
             running: outbox.values().cloned().collect(),

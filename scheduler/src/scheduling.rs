@@ -109,7 +109,7 @@ pub fn view(state: &State, connected: &BTreeSet<String>, profile: &Profile) -> C
                 cordoned: false,
                 models: n.models.clone(),
                 groups,
-                simulated: false,
+                simulated: n.devices.iter().any(|g| g.simulated),
             }
         })
         .collect();
@@ -172,14 +172,40 @@ fn queue_config(q: &pb::Queue) -> QueueConfig {
     }
 }
 
-fn running_job(state: &State, job: &Job, profile: &Profile) -> Option<RunningJob> {
+/// The device group a placed job's devices belong to.
+fn job_group<'a>(state: &'a State, job: &Job) -> Option<&'a pb::DeviceGroup> {
     let node = state.node(&job.node)?;
     let first = *job.device_ids.first()?;
     let group = node
         .device_indices()
         .find(|(index, _)| *index == first)
         .map(|(_, group)| group)?;
-    let flavor = node.devices.get(group)?.flavor.clone();
+    node.devices.get(group)
+}
+
+/// Seconds one step of a placed job should take on its devices, by the
+/// seeded throughput profile (0 if the job is not placed).
+pub fn step_seconds(state: &State, job: &Job) -> f64 {
+    let Some(group) = job_group(state, job) else {
+        return 0.0;
+    };
+    let rate = Profile::seeded().steps_per_s(&job.spec.model, &group.flavor, job.spec.tp);
+    1.0 / rate
+}
+
+/// Whether a job runs (or ran) on simulated devices. An ended job has
+/// given its devices back: then its node says.
+pub fn on_simulated_devices(state: &State, job: &Job) -> bool {
+    match job_group(state, job) {
+        Some(group) => group.simulated,
+        None => state
+            .node(&job.node)
+            .is_some_and(|n| n.devices.iter().any(|g| g.simulated)),
+    }
+}
+
+fn running_job(state: &State, job: &Job, profile: &Profile) -> Option<RunningJob> {
+    let flavor = job_group(state, job)?.flavor.clone();
     let steps_left = job.spec.steps.saturating_sub(job.step);
     let rate = profile.steps_per_s(&job.spec.model, &flavor, job.spec.tp);
     Some(RunningJob {

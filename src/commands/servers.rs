@@ -52,6 +52,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         model_root: args.models,
         artifact_root: args.artifacts,
         cpu_slots: args.cpu_slots,
+        simulate: args.simulate,
         reconnect_max: Duration::from_secs(5),
     })?;
     let shutdown = shutdown_on_signals();

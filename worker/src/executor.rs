@@ -6,7 +6,10 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// A simulated step never takes longer than this, whatever the estimate.
+const MAX_SIMULATED_STEP_SECONDS: f64 = 60.0;
 
 use candle_core::Device;
 use genfleet_proto as pb;
@@ -16,6 +19,9 @@ use crate::artifacts::ArtifactStore;
 use crate::metrics::WorkerMetrics;
 use crate::model::{GenerateRequest, ModelError, Pipeline, StepProgress};
 use crate::video;
+
+/// A finished video: the MP4 and the thumbnail PNG.
+type Rendered = (Vec<u8>, Vec<u8>);
 
 /// What a running job reports to the session loop.
 #[derive(Debug, Clone)]
@@ -44,6 +50,8 @@ pub struct Executor {
     store: ArtifactStore,
     metrics: WorkerMetrics,
     device: Device,
+    /// Simulated devices: jobs only wait out their steps.
+    simulated: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,13 +73,19 @@ enum RunError {
 }
 
 impl Executor {
-    pub fn new(model_root: PathBuf, store: ArtifactStore, metrics: WorkerMetrics) -> Self {
+    pub fn new(
+        model_root: PathBuf,
+        store: ArtifactStore,
+        metrics: WorkerMetrics,
+        simulated: bool,
+    ) -> Self {
         Self {
             model_root,
             pipelines: Mutex::default(),
             store,
             metrics,
             device: Device::Cpu,
+            simulated,
         }
     }
 
@@ -87,7 +101,12 @@ impl Executor {
             lease_epoch: assignment.lease_epoch,
         };
         self.metrics.jobs_running.inc();
-        let update = match self.clone().execute(&assignment, &cancel, &updates).await {
+        let outcome = if self.simulated {
+            self.simulate(&assignment, &cancel, &updates).await
+        } else {
+            self.clone().execute(&assignment, &cancel, &updates).await
+        };
+        let update = match outcome {
             Ok(Some(artifacts)) => JobUpdate::Finished { artifacts },
             Ok(None) => JobUpdate::Stopped,
             Err(e) => JobUpdate::Failed {
@@ -135,7 +154,7 @@ impl Executor {
         let fps = spec.fps;
         // The model and the encoder are CPU-bound: off the async threads.
         let rendered =
-            tokio::task::spawn_blocking(move || -> Result<Option<(Vec<u8>, Vec<u8>)>, RunError> {
+            tokio::task::spawn_blocking(move || -> Result<Option<Rendered>, RunError> {
                 let pipeline = this.pipeline(&model)?;
                 let step_seconds = this
                     .metrics
@@ -183,6 +202,45 @@ impl Executor {
             .put(job, "thumbnail.png", "thumbnail", "image/png", png)
             .await?;
         Ok(Some(vec![video, thumbnail]))
+    }
+
+    /// A job on simulated devices: each step takes the leader's estimate
+    /// of a real one; there is nothing to store.
+    async fn simulate(
+        &self,
+        assignment: &pb::Assignment,
+        cancel: &Arc<AtomicBool>,
+        updates: &mpsc::UnboundedSender<LeasedUpdate>,
+    ) -> Result<Option<Vec<pb::Artifact>>, RunError> {
+        let spec = assignment.spec.as_ref().ok_or(RunError::NoSpec)?;
+        let lease = pb::JobLease {
+            job_id: assignment.job_id.clone(),
+            lease_epoch: assignment.lease_epoch,
+        };
+        let seconds = assignment.step_seconds;
+        let step = if seconds.is_finite() && seconds > 0.0 {
+            Duration::from_secs_f64(seconds.min(MAX_SIMULATED_STEP_SECONDS))
+        } else {
+            Duration::from_secs(1)
+        };
+        let tp = spec.tp.to_string();
+        let step_seconds = self
+            .metrics
+            .step_seconds
+            .with_label_values(&[spec.model.as_str(), tp.as_str()]);
+        for done in 1..=spec.steps {
+            tokio::time::sleep(step).await;
+            step_seconds.observe(step.as_secs_f64());
+            let progress = JobUpdate::Progress {
+                step: done,
+                total: spec.steps,
+            };
+            let _ = updates.send((lease.clone(), progress));
+            if cancel.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(Vec::new()))
     }
 
     /// The loaded model `name`, loading it on first use.

@@ -42,6 +42,11 @@ pub struct WorkerConfig {
     pub artifact_root: PathBuf,
     /// Jobs that may run at once on the CPU.
     pub cpu_slots: u32,
+    /// Offer simulated devices instead: (flavor, count) groups. Jobs then
+    /// advance at the leader's estimated step time and produce no video
+    /// (as kwok does for Kubernetes nodes): for testing the scheduler at
+    /// scale without the hardware.
+    pub simulate: Vec<(String, u32)>,
     /// Longest wait between reconnect attempts.
     pub reconnect_max: Duration,
 }
@@ -83,18 +88,27 @@ impl Worker {
             )));
         }
         let schedulers = scheduler_addresses(&config.scheduler)?;
-        let models = model::available_models(&config.model_root);
-        if models.is_empty() {
-            return Err(WorkerError::NoModels {
-                root: config.model_root.display().to_string(),
-            });
-        }
-        let devices = device::discover(config.cpu_slots);
+        let simulated = !config.simulate.is_empty();
+        let (devices, models) = if simulated {
+            // Simulated devices serve every preset: nothing is loaded.
+            let devices = device::simulated(&config.simulate).map_err(WorkerError::Config)?;
+            let presets = model::config::PRESETS.iter().map(|p| p.to_string());
+            (devices, presets.collect())
+        } else {
+            let models = model::available_models(&config.model_root);
+            if models.is_empty() {
+                return Err(WorkerError::NoModels {
+                    root: config.model_root.display().to_string(),
+                });
+            }
+            (device::discover(config.cpu_slots), models)
+        };
         let metrics = WorkerMetrics::new(&config.node)?;
         for group in &devices {
+            let simulated = if group.simulated { "true" } else { "false" };
             metrics
                 .devices
-                .with_label_values(&[group.flavor.as_str()])
+                .with_label_values(&[group.flavor.as_str(), simulated])
                 .set(i64::from(group.count));
         }
         let store = ArtifactStore::local(&config.artifact_root)?;
@@ -102,6 +116,7 @@ impl Worker {
             config.model_root.clone(),
             store,
             metrics.clone(),
+            simulated,
         ));
         let identity = Identity {
             node: config.node.clone(),

@@ -42,8 +42,11 @@ impl WorkerMetrics {
                 "1 while the worker has a session with the scheduler leader",
             )?,
             devices: IntGaugeVec::new(
-                Opts::new("genfleet_worker_devices", "Devices offered, by flavor"),
-                &["flavor"],
+                Opts::new(
+                    "genfleet_worker_devices",
+                    "Devices offered, by flavor and whether they are simulated",
+                ),
+                &["flavor", "simulated"],
             )?,
         };
         m.registry.register(Box::new(m.step_seconds.clone()))?;

@@ -16,7 +16,7 @@ use crate::leader::Sessions;
 use crate::metrics::Metrics;
 use crate::placement;
 use crate::raft::RaftHandle;
-use crate::scheduling::LastVerdicts;
+use crate::scheduling::{self, LastVerdicts};
 use crate::spec;
 use crate::state::{Outcome, State};
 
@@ -90,6 +90,7 @@ impl LeaderView<'_> {
     /// and until about when.
     fn job(&self, state: &State, job: &crate::state::Job) -> pb::Job {
         let mut view = job.to_proto();
+        view.simulated = scheduling::on_simulated_devices(state, job);
         if job.state == JobState::Pending {
             match self.verdicts.get(&job.id) {
                 Some((reason, eta)) => {
@@ -301,6 +302,24 @@ impl Watcher {
         }
     }
 
+    /// Adds to a job from the log what only the leader knows (live
+    /// progress, why it waits, whether its devices are simulated).
+    fn enrich(&self, job: &mut pb::Job) {
+        let view = self.leader_view();
+        self.raft.read(|state| {
+            if let Some(current) = state.job(&job.id) {
+                job.simulated = scheduling::on_simulated_devices(state, current);
+                if job.state() == JobState::Pending {
+                    if let Some((reason, eta)) = view.verdicts.get(&job.id) {
+                        job.pending_reason = reason;
+                        job.eta_seconds = eta;
+                    }
+                }
+            }
+        });
+        view.sessions.overlay(job);
+    }
+
     async fn run(
         self,
         mut events: broadcast::Receiver<crate::raft::JobEvent>,
@@ -324,7 +343,7 @@ impl Watcher {
                 Ok(event) if event.index != 0 && event.index <= seen_index => {}
                 Ok(mut event) => {
                     seen_index = seen_index.max(event.index);
-                    self.sessions.overlay(&mut event.job);
+                    self.enrich(&mut event.job);
                     if !self.send(event.index, event.job).await {
                         return;
                     }

@@ -24,6 +24,7 @@ use super::route::Router;
 use crate::leader::{SessionGuard, Sessions};
 use crate::metrics::Metrics;
 use crate::raft::{JobEvent, ProposeError, RaftHandle};
+use crate::scheduling;
 use crate::state::Outcome;
 
 const OUTBOX: usize = 64;
@@ -439,14 +440,19 @@ impl Session {
         }
         if let Some(epoch) = wanted.filter(|w| Some(*w) != held) {
             self.sent.insert(job.id.clone(), epoch);
+            let (device_ids, step_seconds) = self
+                .raft
+                .read(|state| {
+                    let job = state.job(&job.id)?;
+                    Some((job.device_ids.clone(), scheduling::step_seconds(state, job)))
+                })
+                .unwrap_or_default();
             messages.push(Down::Assignment(pb::Assignment {
                 job_id: job.id.clone(),
                 spec: job.spec.clone(),
                 lease_epoch: epoch,
-                device_ids: self
-                    .raft
-                    .read(|state| state.job(&job.id).map(|j| j.device_ids.clone()))
-                    .unwrap_or_default(),
+                device_ids,
+                step_seconds,
             }));
         }
         for message in messages {

@@ -47,6 +47,7 @@ impl Job {
             message: self.message.clone(),
             pending_reason: String::new(),
             eta_seconds: None,
+            simulated: false,
             requeues: self.requeues,
             request_id: self.request_id.clone(),
         }
