@@ -1,6 +1,7 @@
 //! The video diffusion transformer and everything around it: presets,
 //! weights, the prompt encoder, the sampler and the decoder.
 
+pub mod checkpoint;
 pub mod config;
 mod decoder;
 mod dit;
@@ -14,8 +15,9 @@ pub mod weights;
 
 use std::path::PathBuf;
 
+pub use checkpoint::Checkpoint;
 pub use config::{ModelConfig, PRESETS};
-pub use pipeline::{GenerateRequest, Pipeline, StepProgress, Video};
+pub use pipeline::{Denoised, GenerateRequest, Pipeline, StepProgress, Video};
 pub use weights::{available_models, init_model, InitReport};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,4 +36,6 @@ pub enum ModelError {
     BadFile { path: PathBuf, why: String },
     #[error("model computation: {0}")]
     Candle(#[from] candle_core::Error),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
 }

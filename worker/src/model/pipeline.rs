@@ -7,6 +7,7 @@ use std::path::Path;
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
 
+use super::checkpoint::Checkpoint;
 use super::config::ModelConfig;
 use super::decoder::Decoder;
 use super::dit::Dit;
@@ -44,6 +45,15 @@ pub struct Video {
 pub struct StepProgress {
     pub done: usize,
     pub total: usize,
+}
+
+/// Where a denoising run ended.
+#[derive(Debug)]
+pub enum Denoised {
+    /// Every step ran: the final latent.
+    Finished(Tensor),
+    /// Stopped at a step boundary: where to resume from.
+    Stopped(Checkpoint),
 }
 
 pub struct Pipeline {
@@ -116,22 +126,45 @@ impl Pipeline {
         request: &GenerateRequest,
         on_step: &mut dyn FnMut(StepProgress) -> ControlFlow<()>,
     ) -> Result<Option<Video>, ModelError> {
-        let latent = self.initial_latent(request)?;
-        let Some(latent) = self.denoise(request, latent, 0, on_step)? else {
-            return Ok(None);
-        };
-        Ok(Some(self.decode(&latent, request)?))
+        match self.resume(request, None, on_step)? {
+            Denoised::Finished(latent) => Ok(Some(self.decode(&latent, request)?)),
+            Denoised::Stopped(_) => Ok(None),
+        }
     }
 
-    /// Denoising steps `from_step..steps` starting at `latent`; returns the
-    /// final latent, or None if stopped.
+    /// Denoises from `checkpoint` (or from the seed's noise), stopping at a
+    /// step boundary if `on_step` asks to.
+    pub fn resume(
+        &self,
+        request: &GenerateRequest,
+        checkpoint: Option<Checkpoint>,
+        on_step: &mut dyn FnMut(StepProgress) -> ControlFlow<()>,
+    ) -> Result<Denoised, ModelError> {
+        let (latent, from_step) = match checkpoint {
+            Some(c) => (c.latent, c.step),
+            None => (self.initial_latent(request)?, 0),
+        };
+        self.denoise(request, latent, from_step, on_step)
+    }
+
+    /// The latent shape a request needs: (1, C, T, h, w).
+    pub fn latent_shape(&self, request: &GenerateRequest) -> [usize; 5] {
+        let [c, t, h, w] = self
+            .config
+            .latent_shape(request.frames, request.height, request.width);
+        [1, c, t, h, w]
+    }
+
+    /// Denoising steps `from_step..steps` starting at `latent`. Resuming
+    /// from a step's latent runs the same operations in the same order as
+    /// an uninterrupted run, so on one device the result is bit-identical.
     pub fn denoise(
         &self,
         request: &GenerateRequest,
         mut latent: Tensor,
         from_step: usize,
         on_step: &mut dyn FnMut(StepProgress) -> ControlFlow<()>,
-    ) -> Result<Option<Tensor>, ModelError> {
+    ) -> Result<Denoised, ModelError> {
         let schedule = FlowSchedule::new(request.steps, self.config.sample_shift);
         let guided = request.guidance != 1.0;
         let prompts: Vec<&str> = if guided {
@@ -159,11 +192,14 @@ impl Pipeline {
                 done: i + 1,
                 total: schedule.steps(),
             };
-            if on_step(progress).is_break() {
-                return Ok(None);
+            if on_step(progress).is_break() && i + 1 < schedule.steps() {
+                return Ok(Denoised::Stopped(Checkpoint {
+                    step: i + 1,
+                    latent,
+                }));
             }
         }
-        Ok(Some(latent))
+        Ok(Denoised::Finished(latent))
     }
 
     /// Decodes a final latent (1, C, T, h, w) to RGB bytes.
@@ -251,6 +287,73 @@ mod tests {
             run(&p, &request("a cat", 1)).frames,
             "prompt matters"
         );
+    }
+
+    #[test]
+    fn a_job_stopped_at_a_step_and_resumed_elsewhere_makes_the_same_video() {
+        let (_root, p) = tiny();
+        let r = request("a heron", 7);
+        let whole = run(&p, &r);
+        for stop_after in 1..r.steps {
+            let stopped = p
+                .resume(&r, None, &mut |s| {
+                    if s.done == stop_after {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                })
+                .expect("denoise");
+            let Denoised::Stopped(checkpoint) = stopped else {
+                panic!("not stopped after step {stop_after}")
+            };
+            assert_eq!(checkpoint.step, stop_after);
+            // Through bytes, as it goes through the artifact store, and
+            // into a second pipeline loaded from the same weights.
+            let bytes = checkpoint.to_bytes("tiny", &r).expect("encode");
+            let (_other_root, other) = tiny();
+            let shape = other.latent_shape(&r);
+            let restored =
+                Checkpoint::from_bytes(&bytes, "tiny", &r, &shape, &Device::Cpu).expect("decode");
+            let resumed = other
+                .resume(&r, Some(restored), &mut |_| ControlFlow::Continue(()))
+                .expect("resume");
+            let Denoised::Finished(latent) = resumed else {
+                panic!("resumed run stopped")
+            };
+            let video = other.decode(&latent, &r).expect("decode video");
+            assert_eq!(
+                video.frames, whole.frames,
+                "stopped after step {stop_after}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_for_another_request_or_damaged_is_refused() {
+        let (_root, p) = tiny();
+        let r = request("a heron", 7);
+        let Denoised::Stopped(checkpoint) = p
+            .resume(&r, None, &mut |_| ControlFlow::Break(()))
+            .expect("denoise")
+        else {
+            panic!("not stopped")
+        };
+        let bytes = checkpoint.to_bytes("tiny", &r).expect("encode");
+        let shape = p.latent_shape(&r);
+        let load = |bytes: &[u8], model: &str, r: &GenerateRequest| {
+            Checkpoint::from_bytes(bytes, model, r, &shape, &Device::Cpu)
+                .expect_err("refused")
+                .to_string()
+        };
+        assert!(load(&bytes, "tiny", &request("a heron", 8)).contains("another request"));
+        assert!(load(&bytes, "small", &r).contains("another request"));
+        assert!(load(&bytes[..bytes.len() / 2], "tiny", &r).contains("checkpoint"));
+        assert!(load(b"garbage", "tiny", &r).contains("not a checkpoint"));
+        let mut wider = r.clone();
+        wider.width = 128;
+        let err = Checkpoint::from_bytes(&bytes, "tiny", &wider, &[1, 2, 3], &Device::Cpu);
+        assert!(err.is_err());
     }
 
     #[test]
