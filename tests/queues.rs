@@ -168,6 +168,12 @@ async fn quotas_hold_in_the_running_cluster_and_waits_are_explained() {
         Some(1.0),
         "{text}"
     );
+    let placed = [("qos", "standard")];
+    assert_eq!(
+        common::metric(&text, "genfleet_job_wait_seconds_count", &placed),
+        Some(1.0),
+        "the free job was placed once: {text}"
+    );
     let (ok, out, err) = cli(&["jobs", "--scheduler", &endpoint]);
     assert!(ok, "{err}");
     let line = out.lines().find(|l| l.contains(&capped.id)).expect(&out);

@@ -190,10 +190,38 @@ pub async fn scheduling_loop(
             })),
         };
         match raft.propose(command).await {
-            Ok(applied) => log_assignments(&placements, applied.result),
+            Ok(applied) => {
+                observe_waits(&raft, &metrics, &placements, &applied.result);
+                log_assignments(&placements, applied.result);
+            }
             Err(e) => tracing::warn!(error = %e, "assignments not proposed"),
         }
     }
+}
+
+/// Records how long each job that was placed had waited, by class.
+fn observe_waits(
+    raft: &RaftHandle,
+    metrics: &Metrics,
+    placements: &[pb::Placement],
+    result: &Result<Outcome, crate::state::Rejection>,
+) {
+    let Ok(Outcome::Assigned(results)) = result else {
+        return;
+    };
+    raft.read(|state| {
+        for (p, r) in placements.iter().zip(results) {
+            let Some(job) = state.job(&p.job_id).filter(|_| r.is_ok()) else {
+                continue;
+            };
+            let waited_ms = (job.started_at_ms - job.created_at_ms).max(0);
+            let qos = crate::spec::qos(&job.spec).map_or("standard", |q| q.label());
+            metrics
+                .wait_seconds
+                .with_label_values(&[qos])
+                .observe(waited_ms as f64 / 1000.0);
+        }
+    });
 }
 
 /// Whether some connected, up node has a device no job holds.

@@ -8,8 +8,8 @@ use prometheus::core::{Collector, Desc};
 use crate::state::State;
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry,
+    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 #[derive(Clone)]
@@ -28,6 +28,8 @@ pub struct Metrics {
     pub workers_connected: IntGauge,
     /// Pending jobs after the last cycle, by queue, class and reason.
     pub pending_jobs: IntGaugeVec,
+    /// From submission to placement, by class.
+    pub wait_seconds: HistogramVec,
 }
 
 impl Metrics {
@@ -81,6 +83,14 @@ impl Metrics {
                 "genfleet_workers_connected",
                 "Worker sessions open on this replica",
             )?,
+            wait_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "genfleet_job_wait_seconds",
+                    "Time from submission to placement, by qos class",
+                )
+                .buckets(exponential_buckets(0.01, 2.0, 20)?),
+                &["qos"],
+            )?,
             pending_jobs: IntGaugeVec::new(
                 Opts::new(
                     "genfleet_pending_jobs",
@@ -104,6 +114,7 @@ impl Metrics {
             .register(Box::new(m.schedule_cycle_seconds.clone()))?;
         m.registry.register(Box::new(m.workers_connected.clone()))?;
         m.registry.register(Box::new(m.pending_jobs.clone()))?;
+        m.registry.register(Box::new(m.wait_seconds.clone()))?;
         Ok(m)
     }
 }
