@@ -3,6 +3,8 @@
 
 mod policy;
 
+use std::sync::Arc;
+
 use genfleet_scheduler::policy::{
     schedule, Decision, FlavorQuota, PendingReason, PolicyConfig, PreemptReason, Profile, Qos,
 };
@@ -24,6 +26,41 @@ fn reason_of<'a>(world: &World, decision: &'a Decision, job: &str) -> &'a Pendin
         .find(|p| world.view.pending[p.job].id == job)
         .unwrap_or_else(|| panic!("{job} is not pending in {decision:#?}"))
         .reason
+}
+
+/// Asserts `job` waits for the reason `reason` makes of the H100 flavor.
+fn assert_waits(
+    world: &World,
+    decision: &Decision,
+    job: &str,
+    reason: fn(Arc<str>) -> PendingReason,
+) {
+    let expected = reason(H100.into());
+    assert_eq!(
+        reason_of(world, decision, job),
+        &expected,
+        "why {job} waits"
+    );
+}
+
+/// Team `a` alone (no cohort) with `quota` of H100s, and one node of them.
+fn one_team(quota: FlavorQuota, node_name: &str, size: u32) -> World {
+    World::new(
+        vec![queue("a", None, &[(H100, quota)])],
+        vec![node(node_name, H100, size)],
+    )
+}
+
+/// Teams `a` and `b` in cohort `c`, 4 H100s of nominal quota each, and
+/// two nodes of 4 H100s.
+fn two_teams_two_nodes() -> World {
+    World::new(
+        vec![
+            queue("a", Some("c"), &[(H100, nominal(4))]),
+            queue("b", Some("c"), &[(H100, nominal(4))]),
+        ],
+        vec![node("n1", H100, 4), node("n2", H100, 4)],
+    )
 }
 
 fn placed_on(decision: &Decision, job: &str) -> Option<(String, Vec<u32>)> {
@@ -62,50 +99,27 @@ const SCENARIOS: &[Scenario] = &[
         w.submit(pending("j", "a", Qos::Standard, 4));
         let d = cycle(&w);
         assert!(d.placements.is_empty());
-        assert_eq!(
-            reason_of(&w, &d, "j"),
-            &PendingReason::WaitingForGang {
-                flavor: H100.into()
-            }
-        );
+        assert_waits(&w, &d, "j", |flavor| PendingReason::WaitingForGang {
+            flavor,
+        });
     }),
     ("a queue alone waits at its nominal quota", || {
-        let mut w = World::new(
-            vec![queue("a", None, &[(H100, nominal(2))])],
-            vec![node("n", H100, 8)],
-        );
+        let mut w = one_team(nominal(2), "n", 8);
         w.run(&pending("x", "a", Qos::Standard, 2), "n", &[0, 1], 0);
         w.submit(pending("j", "a", Qos::Interactive, 1));
         let d = cycle(&w);
         assert!(d.placements.is_empty() && d.preemptions.is_empty());
-        assert_eq!(
-            reason_of(&w, &d, "j"),
-            &PendingReason::OverQuota {
-                flavor: H100.into()
-            }
-        );
+        assert_waits(&w, &d, "j", |flavor| PendingReason::OverQuota { flavor });
     }),
     ("a queue borrows the idle quota of its cohort", || {
-        let mut w = World::new(
-            vec![
-                queue("a", Some("c"), &[(H100, nominal(4))]),
-                queue("b", Some("c"), &[(H100, nominal(4))]),
-            ],
-            vec![node("n1", H100, 4), node("n2", H100, 4)],
-        );
+        let mut w = two_teams_two_nodes();
         w.run(&pending("b1", "b", Qos::Batch, 4), "n1", &[0, 1, 2, 3], 0);
         w.submit(pending("b2", "b", Qos::Batch, 4));
         let d = cycle(&w);
         assert_eq!(placed_on(&d, "b2"), Some(("n2".into(), vec![0, 1, 2, 3])));
     }),
     ("the lender reclaims its quota with a standard job", || {
-        let mut w = World::new(
-            vec![
-                queue("a", Some("c"), &[(H100, nominal(4))]),
-                queue("b", Some("c"), &[(H100, nominal(4))]),
-            ],
-            vec![node("n1", H100, 4), node("n2", H100, 4)],
-        );
+        let mut w = two_teams_two_nodes();
         w.run(&pending("b1", "b", Qos::Batch, 4), "n1", &[0, 1, 2, 3], 0);
         w.run(
             &pending("b2", "b", Qos::Batch, 4),
@@ -143,20 +157,12 @@ const SCENARIOS: &[Scenario] = &[
         w.submit(pending("a1", "a", Qos::Batch, 4));
         let d = cycle(&w);
         assert!(d.preemptions.is_empty());
-        assert_eq!(
-            reason_of(&w, &d, "a1"),
-            &PendingReason::OverQuota {
-                flavor: H100.into()
-            }
-        );
+        assert_waits(&w, &d, "a1", |flavor| PendingReason::OverQuota { flavor });
     }),
     (
         "interactive preempts the youngest batch job of its queue",
         || {
-            let mut w = World::new(
-                vec![queue("a", None, &[(H100, nominal(8))])],
-                vec![node("n", H100, 8)],
-            );
+            let mut w = one_team(nominal(8), "n", 8);
             w.run(&pending("old", "a", Qos::Batch, 4), "n", &[0, 1, 2, 3], 0);
             w.run(
                 &pending("young", "a", Qos::Batch, 4),
@@ -170,33 +176,24 @@ const SCENARIOS: &[Scenario] = &[
             let victims: Vec<&str> = d.preemptions.iter().map(|p| p.job_id.as_str()).collect();
             assert_eq!(victims, vec!["young"]);
             assert_eq!(d.preemptions[0].reason, PreemptReason::InteractiveOverBatch);
-            assert_eq!(
-                reason_of(&w, &d, "chat"),
-                &PendingReason::WaitingForPreemption {
-                    flavor: H100.into()
-                }
-            );
+            assert_waits(&w, &d, "chat", |flavor| {
+                PendingReason::WaitingForPreemption { flavor }
+            });
         },
     ),
     (
         "just-started work is protected by the minimum runtime",
         || {
-            let mut w = World::new(
-                vec![queue("a", None, &[(H100, nominal(16))])],
-                vec![node("n", H100, 8)],
-            );
+            let mut w = one_team(nominal(16), "n", 8);
             let all: Vec<u32> = (0..8).collect();
             w.run(&pending("batch", "a", Qos::Batch, 8), "n", &all, 0);
             w.now_ms = 10_000;
             w.submit(pending("chat", "a", Qos::Interactive, 4));
             let d = cycle(&w);
             assert!(d.preemptions.is_empty());
-            assert_eq!(
-                reason_of(&w, &d, "chat"),
-                &PendingReason::NoCapacity {
-                    flavor: H100.into()
-                }
-            );
+            assert_waits(&w, &d, "chat", |flavor| PendingReason::NoCapacity {
+                flavor,
+            });
         },
     ),
     (
@@ -221,20 +218,12 @@ const SCENARIOS: &[Scenario] = &[
         w.submit(pending("j", "a", Qos::Standard, 1));
         let d = cycle(&w);
         assert!(d.placements.is_empty());
-        assert_eq!(
-            reason_of(&w, &d, "j"),
-            &PendingReason::Cordoned {
-                flavor: H100.into()
-            }
-        );
+        assert_waits(&w, &d, "j", |flavor| PendingReason::Cordoned { flavor });
     }),
     (
         "unknown queues and unservable requests are explained",
         || {
-            let mut w = World::new(
-                vec![queue("a", None, &[(H100, nominal(8))])],
-                vec![node("n", H100, 8)],
-            );
+            let mut w = one_team(nominal(8), "n", 8);
             w.submit(pending("lost", "nope", Qos::Standard, 1));
             w.submit(pending("huge", "a", Qos::Standard, 16));
             let mut other_model = pending("video-xl", "a", Qos::Standard, 1);
@@ -265,10 +254,7 @@ const SCENARIOS: &[Scenario] = &[
     (
         "ageing lifts a long-waiting batch job over fresh standard work",
         || {
-            let mut w = World::new(
-                vec![queue("a", None, &[(H100, nominal(8))])],
-                vec![node("n", H100, 1)],
-            );
+            let mut w = one_team(nominal(8), "n", 1);
             w.submit(pending("patient", "a", Qos::Batch, 1));
             w.now_ms = PolicyConfig::default().ageing_ms + 1;
             w.submit(pending("fresh", "a", Qos::Standard, 1));
@@ -289,20 +275,14 @@ const SCENARIOS: &[Scenario] = &[
         let d = cycle(&w);
         // n1 (6 free) is held for the gang; small goes to n2.
         assert_eq!(placed_on(&d, "small").map(|p| p.0), Some("n2".into()));
-        assert_eq!(
-            reason_of(&w, &d, "gang"),
-            &PendingReason::WaitingForGang {
-                flavor: H100.into()
-            }
-        );
+        assert_waits(&w, &d, "gang", |flavor| PendingReason::WaitingForGang {
+            flavor,
+        });
     }),
     (
         "devices being freed wait for the job they were freed for",
         || {
-            let mut w = World::new(
-                vec![queue("a", None, &[(H100, nominal(8))])],
-                vec![node("n", H100, 8)],
-            );
+            let mut w = one_team(nominal(8), "n", 8);
             w.run(
                 &pending("b", "a", Qos::Batch, 6),
                 "n",
@@ -314,12 +294,9 @@ const SCENARIOS: &[Scenario] = &[
             w.submit(pending("small", "a", Qos::Batch, 2));
             let d = cycle(&w);
             assert!(d.preemptions.is_empty(), "nothing new to preempt");
-            assert_eq!(
-                reason_of(&w, &d, "chat"),
-                &PendingReason::WaitingForPreemption {
-                    flavor: H100.into()
-                }
-            );
+            assert_waits(&w, &d, "chat", |flavor| {
+                PendingReason::WaitingForPreemption { flavor }
+            });
             assert!(
                 placed_on(&d, "small").is_none(),
                 "the 2 free devices are held"
@@ -327,10 +304,7 @@ const SCENARIOS: &[Scenario] = &[
         },
     ),
     ("estimates grow along the line", || {
-        let mut w = World::new(
-            vec![queue("a", None, &[(H100, nominal(8))])],
-            vec![node("n", H100, 2)],
-        );
+        let mut w = one_team(nominal(8), "n", 2);
         w.run(&pending("r", "a", Qos::Standard, 2), "n", &[0, 1], 0);
         for i in 0..5 {
             w.submit(pending(&format!("j{i}"), "a", Qos::Standard, 2));

@@ -10,7 +10,6 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::rejection_status;
 use super::route::{forwarded, Route, Router};
 use crate::leader::Sessions;
 use crate::metrics::Metrics;
@@ -69,12 +68,7 @@ impl JobApi {
     }
 
     async fn propose(&self, kind: pb::command::Kind) -> Result<Outcome, Status> {
-        let applied = self
-            .raft
-            .propose(pb::Command { kind: Some(kind) })
-            .await
-            .map_err(|e| self.router.refusal(&e))?;
-        applied.result.map_err(|r| rejection_status(&r))
+        super::propose(&self.raft, &self.router, kind).await
     }
 }
 

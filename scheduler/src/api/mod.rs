@@ -40,6 +40,21 @@ pub(crate) fn rejection_status(r: &Rejection) -> Status {
     }
 }
 
+/// Proposes a command on this replica: a refusal names the leader, a
+/// command refused at apply maps to its gRPC code.
+pub(crate) async fn propose(
+    raft: &crate::raft::RaftHandle,
+    router: &route::Router,
+    kind: genfleet_proto::command::Kind,
+) -> Result<crate::state::Outcome, Status> {
+    let command = genfleet_proto::Command { kind: Some(kind) };
+    let applied = raft
+        .propose(command)
+        .await
+        .map_err(|e| router.refusal(&e))?;
+    applied.result.map_err(|r| rejection_status(&r))
+}
+
 /// The gRPC status for a command that could not go through raft.
 pub(crate) fn propose_status(e: &ProposeError) -> Status {
     Status::unavailable(e.to_string())

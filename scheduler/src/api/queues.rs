@@ -7,7 +7,6 @@ use pb::queue_service_client::QueueServiceClient;
 use pb::queue_service_server::QueueService;
 use tonic::{Request, Response, Status};
 
-use super::rejection_status;
 use super::route::{forwarded, Route, Router};
 use crate::raft::RaftHandle;
 use crate::state::{validate_queue, Outcome};
@@ -23,12 +22,7 @@ impl QueueApi {
     }
 
     async fn propose(&self, kind: pb::command::Kind) -> Result<Outcome, Status> {
-        let applied = self
-            .raft
-            .propose(pb::Command { kind: Some(kind) })
-            .await
-            .map_err(|e| self.router.refusal(&e))?;
-        applied.result.map_err(|r| rejection_status(&r))
+        super::propose(&self.raft, &self.router, kind).await
     }
 }
 
