@@ -138,7 +138,10 @@ pub async fn scheduling_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut status = raft.watch_status();
-    let mut last_cycle = Instant::now() - config.cycle_interval;
+    // As if the last cycle were one interval ago: the first one runs at once.
+    let mut last_cycle = Instant::now()
+        .checked_sub(config.cycle_interval)
+        .unwrap_or_else(Instant::now);
     let profile = Profile::seeded();
     let policy = scheduling::leader_policy();
     loop {
