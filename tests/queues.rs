@@ -174,6 +174,10 @@ async fn quotas_hold_in_the_running_cluster_and_waits_are_explained() {
         Some(1.0),
         "the free job was placed once: {text}"
     );
+    // The leader learned the CPU's step rate from the free job's progress.
+    let learned = [("model", "tiny"), ("flavor", "cpu"), ("tp", "1")];
+    let rate = common::metric(&text, "genfleet_profile_steps_per_second", &learned);
+    assert!(rate.is_some_and(|r| r.is_finite() && r > 0.0), "{text}");
     let (ok, out, err) = cli(&["jobs", "--scheduler", &endpoint]);
     assert!(ok, "{err}");
     let line = out.lines().find(|l| l.contains(&capped.id)).expect(&out);

@@ -17,11 +17,23 @@ use crate::state::{Outcome, State};
 
 /// Worker sessions open on this replica, shared by the session handlers and
 /// the leader's loops.
-#[derive(Default)]
 pub struct Sessions {
     inner: Mutex<SessionsInner>,
     /// Woken when a session opens or closes.
     changed: Notify,
+    /// Steps per second per model x flavor x tp: seeded, then refined from
+    /// the step times workers' progress shows.
+    profile: Mutex<Profile>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+            changed: Notify::new(),
+            profile: Mutex::new(Profile::seeded()),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -111,6 +123,21 @@ impl Sessions {
     pub fn forget_job(&self, job: &str) {
         self.lock().live_steps.remove(job);
     }
+
+    /// The throughput profile as it stands.
+    pub fn profile(&self) -> Profile {
+        self.profile
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Folds an observed step time into the profile; returns the new rate.
+    pub fn observe_step(&self, model: &str, flavor: &str, tp: u32, seconds: f64) -> f64 {
+        let mut profile = self.profile.lock().unwrap_or_else(|e| e.into_inner());
+        profile.observe(model, flavor, tp, seconds);
+        profile.steps_per_s(model, flavor, tp)
+    }
 }
 
 /// Shortest time between two scheduling cycles.
@@ -142,7 +169,6 @@ pub async fn scheduling_loop(
     let mut last_cycle = Instant::now()
         .checked_sub(config.cycle_interval)
         .unwrap_or_else(Instant::now);
-    let profile = Profile::seeded();
     let policy = scheduling::leader_policy();
     loop {
         let woken = sessions.changed.notified();
@@ -172,6 +198,7 @@ pub async fn scheduling_loop(
         }
         last_cycle = Instant::now();
         let timer = metrics.schedule_cycle_seconds.start_timer();
+        let profile = sessions.profile();
         let outcome =
             raft.read(|state| scheduling::cycle(state, &connected, &profile, &policy, unix_ms()));
         timer.observe_duration();

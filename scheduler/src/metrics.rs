@@ -8,8 +8,8 @@ use prometheus::core::{Collector, Desc};
 use crate::state::State;
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry,
+    exponential_buckets, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 #[derive(Clone)]
@@ -30,6 +30,8 @@ pub struct Metrics {
     pub pending_jobs: IntGaugeVec,
     /// From submission to placement, by class.
     pub wait_seconds: HistogramVec,
+    /// The leader's learned throughput, as steps per second.
+    pub profile_steps_per_second: GaugeVec,
 }
 
 impl Metrics {
@@ -91,6 +93,13 @@ impl Metrics {
                 .buckets(exponential_buckets(0.01, 2.0, 20)?),
                 &["qos"],
             )?,
+            profile_steps_per_second: GaugeVec::new(
+                Opts::new(
+                    "genfleet_profile_steps_per_second",
+                    "Denoising steps per second the scheduler expects, learned from workers",
+                ),
+                &["model", "flavor", "tp"],
+            )?,
             pending_jobs: IntGaugeVec::new(
                 Opts::new(
                     "genfleet_pending_jobs",
@@ -115,6 +124,8 @@ impl Metrics {
         m.registry.register(Box::new(m.workers_connected.clone()))?;
         m.registry.register(Box::new(m.pending_jobs.clone()))?;
         m.registry.register(Box::new(m.wait_seconds.clone()))?;
+        m.registry
+            .register(Box::new(m.profile_steps_per_second.clone()))?;
         Ok(m)
     }
 }

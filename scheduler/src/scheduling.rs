@@ -173,7 +173,7 @@ fn queue_config(q: &pb::Queue) -> QueueConfig {
 }
 
 /// The device group a placed job's devices belong to.
-fn job_group<'a>(state: &'a State, job: &Job) -> Option<&'a pb::DeviceGroup> {
+pub fn job_group<'a>(state: &'a State, job: &Job) -> Option<&'a pb::DeviceGroup> {
     let node = state.node(&job.node)?;
     let first = *job.device_ids.first()?;
     let group = node
@@ -184,13 +184,12 @@ fn job_group<'a>(state: &'a State, job: &Job) -> Option<&'a pb::DeviceGroup> {
 }
 
 /// Seconds one step of a placed job should take on its devices, by the
-/// seeded throughput profile (0 if the job is not placed).
-pub fn step_seconds(state: &State, job: &Job) -> f64 {
+/// throughput profile (0 if the job is not placed).
+pub fn step_seconds(state: &State, job: &Job, profile: &Profile) -> f64 {
     let Some(group) = job_group(state, job) else {
         return 0.0;
     };
-    let rate = Profile::seeded().steps_per_s(&job.spec.model, &group.flavor, job.spec.tp);
-    1.0 / rate
+    1.0 / profile.steps_per_s(&job.spec.model, &group.flavor, job.spec.tp)
 }
 
 /// Whether a job runs (or ran) on simulated devices. An ended job has

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use genfleet_proto as pb;
 use pb::scheduler_message::Msg as Down;
@@ -138,6 +138,8 @@ impl WorkerSession for WorkerSessionApi {
                 .map(|l| (l.job_id.clone(), l.lease_epoch))
                 .collect(),
             replicated_steps: HashMap::new(),
+            step_clock: HashMap::new(),
+            metrics: self.metrics.clone(),
             config: self.config.clone(),
             _guard: self.sessions.open(&register.node),
         };
@@ -164,6 +166,9 @@ struct Session {
     sent: HashMap<String, u64>,
     /// Job -> last step written to the log.
     replicated_steps: HashMap<String, u32>,
+    /// Job -> last step reported and when it arrived, to time steps.
+    step_clock: HashMap<String, (u32, Instant)>,
+    metrics: Metrics,
     config: SessionConfig,
     _guard: SessionGuard,
 }
@@ -289,6 +294,7 @@ impl Session {
         }
         self.sessions
             .set_live_step(&lease.job_id, lease.lease_epoch, p.step);
+        self.time_step(&lease.job_id, p.step);
         let view = self
             .raft
             .read(|state| state.job(&lease.job_id).map(|j| j.to_proto()));
@@ -314,6 +320,32 @@ impl Session {
                 .await;
         }
         Ok(())
+    }
+
+    /// Learns a step time from two progress reports of one job (the first
+    /// report, which includes loading the model, only starts the clock).
+    fn time_step(&mut self, job_id: &str, step: u32) {
+        let now = Instant::now();
+        let Some((last, at)) = self.step_clock.insert(job_id.to_string(), (step, now)) else {
+            return;
+        };
+        if step <= last {
+            return;
+        }
+        let seconds = now.duration_since(at).as_secs_f64() / f64::from(step - last);
+        let placed = self.raft.read(|state| {
+            let job = state.job(job_id)?;
+            let flavor = scheduling::job_group(state, job)?.flavor.clone();
+            Some((job.spec.model.clone(), flavor, job.spec.tp))
+        });
+        if let Some((model, flavor, tp)) = placed {
+            let rate = self.sessions.observe_step(&model, &flavor, tp, seconds);
+            let tp = tp.to_string();
+            self.metrics
+                .profile_steps_per_second
+                .with_label_values(&[model.as_str(), flavor.as_str(), tp.as_str()])
+                .set(rate);
+        }
     }
 
     /// Writes a worker's report to the log; a refused one settles the lease.
@@ -417,6 +449,7 @@ impl Session {
         if let Some(epoch) = held.filter(|h| Some(*h) != wanted) {
             self.sent.remove(&job.id);
             self.replicated_steps.remove(&job.id);
+            self.step_clock.remove(&job.id);
             let lease = pb::JobLease {
                 job_id: job.id.clone(),
                 lease_epoch: epoch,
@@ -444,7 +477,8 @@ impl Session {
                 .raft
                 .read(|state| {
                     let job = state.job(&job.id)?;
-                    Some((job.device_ids.clone(), scheduling::step_seconds(state, job)))
+                    let step = scheduling::step_seconds(state, job, &self.sessions.profile());
+                    Some((job.device_ids.clone(), step))
                 })
                 .unwrap_or_default();
             messages.push(Down::Assignment(pb::Assignment {
