@@ -174,6 +174,12 @@ async fn quotas_hold_in_the_running_cluster_and_waits_are_explained() {
         Some(1.0),
         "the free job was placed once: {text}"
     );
+    // The capped queue's quota and use, as the last cycle saw them.
+    for (kind, expected) in [("nominal", 0.0), ("used", 0.0), ("borrowed", 0.0)] {
+        let labels = [("queue", "capped"), ("flavor", "cpu"), ("kind", kind)];
+        let got = common::metric(&text, "genfleet_queue_devices", &labels);
+        assert_eq!(got, Some(expected), "{kind}: {text}");
+    }
     // The leader learned the CPU's step rate from the free job's progress.
     let learned = [("model", "tiny"), ("flavor", "cpu"), ("tp", "1")];
     let rate = common::metric(&text, "genfleet_profile_steps_per_second", &learned);

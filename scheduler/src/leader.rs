@@ -210,6 +210,20 @@ pub async fn scheduling_loop(
                 .with_label_values(&[queue.as_str(), qos, reason])
                 .set(count);
         }
+        metrics.queue_devices.reset();
+        for ((queue, flavor), d) in &outcome.queue_devices {
+            let kinds = [
+                ("nominal", d.nominal),
+                ("used", d.used),
+                ("borrowed", d.borrowed()),
+            ];
+            for (kind, count) in kinds {
+                metrics
+                    .queue_devices
+                    .with_label_values(&[queue.as_str(), flavor.as_str(), kind])
+                    .set(i64::from(count));
+            }
+        }
         let placements = outcome.placements;
         if placements.is_empty() {
             continue;

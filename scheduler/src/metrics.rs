@@ -32,6 +32,8 @@ pub struct Metrics {
     pub wait_seconds: HistogramVec,
     /// The leader's learned throughput, as steps per second.
     pub profile_steps_per_second: GaugeVec,
+    /// Devices per queue x flavor: nominal, used, borrowed.
+    pub queue_devices: IntGaugeVec,
 }
 
 impl Metrics {
@@ -100,6 +102,13 @@ impl Metrics {
                 ),
                 &["model", "flavor", "tp"],
             )?,
+            queue_devices: IntGaugeVec::new(
+                Opts::new(
+                    "genfleet_queue_devices",
+                    "Devices of a queue by flavor: its nominal quota, in use, borrowed",
+                ),
+                &["queue", "flavor", "kind"],
+            )?,
             pending_jobs: IntGaugeVec::new(
                 Opts::new(
                     "genfleet_pending_jobs",
@@ -124,6 +133,7 @@ impl Metrics {
         m.registry.register(Box::new(m.workers_connected.clone()))?;
         m.registry.register(Box::new(m.pending_jobs.clone()))?;
         m.registry.register(Box::new(m.wait_seconds.clone()))?;
+        m.registry.register(Box::new(m.queue_devices.clone()))?;
         m.registry
             .register(Box::new(m.profile_steps_per_second.clone()))?;
         Ok(m)

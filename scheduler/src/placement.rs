@@ -175,4 +175,60 @@ mod tests {
         );
         assert_eq!(reason(&s, "j3"), "waiting for free devices (2 jobs ahead)");
     }
+
+    #[test]
+    fn a_cycle_counts_what_each_queue_holds_and_borrows() {
+        let mut s = State::default();
+        node(&mut s, "a", &[("cpu", 2)]);
+        for (name, nominal) in [("lender", 2), ("borrower", 0)] {
+            apply(
+                &mut s,
+                Kind::UpsertQueue(pb::UpsertQueue {
+                    queue: Some(pb::Queue {
+                        name: name.into(),
+                        cohort: "lab".into(),
+                        weight: 1,
+                        quotas: vec![pb::FlavorQuota {
+                            flavor: "cpu".into(),
+                            nominal,
+                            borrowing_limit: None,
+                            lending_limit: None,
+                        }],
+                    }),
+                }),
+            );
+        }
+        let spec = crate::spec::with_defaults(pb::JobSpec {
+            prompt: "p".into(),
+            frames: 1,
+            width: 16,
+            height: 16,
+            steps: 1,
+            tp: 2,
+            queue: "borrower".into(),
+            ..Default::default()
+        });
+        apply(
+            &mut s,
+            Kind::SubmitJob(pb::SubmitJob {
+                job_id: "b".into(),
+                spec: Some(spec),
+                request_id: String::new(),
+            }),
+        );
+        let policy = crate::scheduling::leader_policy();
+        let profile = crate::policy::Profile::seeded();
+        let outcome = crate::scheduling::cycle(&s, &all(&["a"]), &profile, &policy, 0);
+        assert_eq!(
+            summary(&outcome.placements),
+            vec![("b".into(), "a".into(), vec![0, 1])]
+        );
+        let borrower = outcome.queue_devices[&("borrower".to_string(), "cpu".to_string())];
+        assert_eq!(
+            (borrower.nominal, borrower.used, borrower.borrowed()),
+            (0, 2, 2)
+        );
+        let lender = outcome.queue_devices[&("lender".to_string(), "cpu".to_string())];
+        assert_eq!((lender.nominal, lender.used, lender.borrowed()), (2, 0, 0));
+    }
 }

@@ -32,6 +32,56 @@ pub struct CycleOutcome {
     pub verdicts: Verdicts,
     /// (queue, qos, reason label) -> pending jobs, for the metrics.
     pub pending_counts: HashMap<(String, &'static str, &'static str), i64>,
+    /// (queue, flavor) -> devices: nominal quota, in use, and borrowed (in
+    /// use beyond nominal), after this cycle's placements.
+    pub queue_devices: HashMap<(String, String), QueueDevices>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QueueDevices {
+    pub nominal: u32,
+    pub used: u32,
+}
+
+impl QueueDevices {
+    pub fn borrowed(&self) -> u32 {
+        self.used.saturating_sub(self.nominal)
+    }
+}
+
+fn queue_devices(
+    view: &ClusterView,
+    decision: &Decision,
+) -> HashMap<(String, String), QueueDevices> {
+    let mut devices: HashMap<(String, String), QueueDevices> = HashMap::new();
+    for queue in &view.queues {
+        for (flavor, quota) in &queue.quotas {
+            let entry = devices
+                .entry((queue.name.clone(), flavor.clone()))
+                .or_default();
+            entry.nominal = quota.nominal;
+        }
+    }
+    let queue_of: HashMap<&str, &str> = view
+        .pending
+        .iter()
+        .map(|j| (j.id.as_str(), j.queue.as_str()))
+        .collect();
+    let running = view
+        .running
+        .iter()
+        .map(|r| (r.queue.as_str(), r.flavor.as_str(), r.devices.len()));
+    let placed = decision.placements.iter().filter_map(|p| {
+        let queue = queue_of.get(p.job_id.as_str())?;
+        Some((*queue, p.flavor.as_str(), p.device_ids.len()))
+    });
+    for (queue, flavor, count) in running.chain(placed) {
+        let entry = devices
+            .entry((queue.to_string(), flavor.to_string()))
+            .or_default();
+        entry.used += count as u32;
+    }
+    devices
 }
 
 /// One cycle over the state.
@@ -45,6 +95,7 @@ pub fn cycle(
     let view = view(state, connected, profile);
     let decision = policy::schedule(&view, profile, config, now_ms);
     let verdicts = verdicts(&view, &decision);
+    let queue_devices = queue_devices(&view, &decision);
     let mut pending_counts = HashMap::new();
     for p in &decision.pending {
         let job = &view.pending[p.job];
@@ -64,6 +115,7 @@ pub fn cycle(
         placements,
         verdicts,
         pending_counts,
+        queue_devices,
     }
 }
 
