@@ -76,6 +76,11 @@ mod tests {
     }
 
     fn job(state: &mut State, id: &str, tp: u32) {
+        job_in(state, id, tp, "");
+    }
+
+    /// Submits a one-step job of `tp` devices to `queue` ("" for the default).
+    fn job_in(state: &mut State, id: &str, tp: u32, queue: &str) {
         let spec = crate::spec::with_defaults(pb::JobSpec {
             prompt: "p".into(),
             frames: 1,
@@ -83,6 +88,7 @@ mod tests {
             height: 16,
             steps: 1,
             tp,
+            queue: queue.into(),
             ..Default::default()
         });
         apply(
@@ -100,10 +106,14 @@ mod tests {
     }
 
     /// The leader's cycle over `state` (what replaced FIFO placement).
-    fn place(state: &State, connected: &BTreeSet<String>) -> Vec<pb::Placement> {
+    fn cycle(state: &State, connected: &BTreeSet<String>) -> crate::scheduling::CycleOutcome {
         let policy = crate::scheduling::leader_policy();
         let profile = crate::policy::Profile::seeded();
-        crate::scheduling::cycle(state, connected, &profile, &policy, 0).placements
+        crate::scheduling::cycle(state, connected, &profile, &policy, 0)
+    }
+
+    fn place(state: &State, connected: &BTreeSet<String>) -> Vec<pb::Placement> {
+        cycle(state, connected).placements
     }
 
     fn summary(placements: &[pb::Placement]) -> Vec<(String, String, Vec<u32>)> {
@@ -198,27 +208,8 @@ mod tests {
                 }),
             );
         }
-        let spec = crate::spec::with_defaults(pb::JobSpec {
-            prompt: "p".into(),
-            frames: 1,
-            width: 16,
-            height: 16,
-            steps: 1,
-            tp: 2,
-            queue: "borrower".into(),
-            ..Default::default()
-        });
-        apply(
-            &mut s,
-            Kind::SubmitJob(pb::SubmitJob {
-                job_id: "b".into(),
-                spec: Some(spec),
-                request_id: String::new(),
-            }),
-        );
-        let policy = crate::scheduling::leader_policy();
-        let profile = crate::policy::Profile::seeded();
-        let outcome = crate::scheduling::cycle(&s, &all(&["a"]), &profile, &policy, 0);
+        job_in(&mut s, "b", 2, "borrower");
+        let outcome = cycle(&s, &all(&["a"]));
         assert_eq!(
             summary(&outcome.placements),
             vec![("b".into(), "a".into(), vec![0, 1])]

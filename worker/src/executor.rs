@@ -96,10 +96,7 @@ impl Executor {
         cancel: Arc<AtomicBool>,
         updates: mpsc::UnboundedSender<LeasedUpdate>,
     ) {
-        let lease = pb::JobLease {
-            job_id: assignment.job_id.clone(),
-            lease_epoch: assignment.lease_epoch,
-        };
+        let lease = lease_of(&assignment);
         self.metrics.jobs_running.inc();
         let outcome = if self.simulated {
             self.simulate(&assignment, &cancel, &updates).await
@@ -133,10 +130,7 @@ impl Executor {
         updates: &mpsc::UnboundedSender<LeasedUpdate>,
     ) -> Result<Option<Vec<pb::Artifact>>, RunError> {
         let spec = assignment.spec.clone().ok_or(RunError::NoSpec)?;
-        let lease = pb::JobLease {
-            job_id: assignment.job_id.clone(),
-            lease_epoch: assignment.lease_epoch,
-        };
+        let lease = lease_of(assignment);
         let request = GenerateRequest {
             prompt: spec.prompt.clone(),
             negative_prompt: spec.negative_prompt.clone(),
@@ -213,10 +207,7 @@ impl Executor {
         updates: &mpsc::UnboundedSender<LeasedUpdate>,
     ) -> Result<Option<Vec<pb::Artifact>>, RunError> {
         let spec = assignment.spec.as_ref().ok_or(RunError::NoSpec)?;
-        let lease = pb::JobLease {
-            job_id: assignment.job_id.clone(),
-            lease_epoch: assignment.lease_epoch,
-        };
+        let lease = lease_of(assignment);
         let seconds = assignment.step_seconds;
         let step = if seconds.is_finite() && seconds > 0.0 {
             Duration::from_secs_f64(seconds.min(MAX_SIMULATED_STEP_SECONDS))
@@ -264,5 +255,13 @@ impl Executor {
             map.insert(name.to_string(), pipeline.clone());
         }
         Ok(pipeline)
+    }
+}
+
+/// The lease an assignment runs under.
+fn lease_of(assignment: &pb::Assignment) -> pb::JobLease {
+    pb::JobLease {
+        job_id: assignment.job_id.clone(),
+        lease_epoch: assignment.lease_epoch,
     }
 }
