@@ -118,6 +118,10 @@ pub struct SchedulerArgs {
     /// One raft tick; elections take 10 to 20 ticks without a leader.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
     pub raft_tick: Duration,
+    /// Running work younger than this is never preempted (a preemption
+    /// costs a checkpoint and a model load elsewhere).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub min_runtime: Duration,
 }
 
 /// Replica id -> address.

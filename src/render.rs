@@ -204,7 +204,24 @@ pub fn job_details(job: &pb::Job) -> String {
         lines.push(format!("ran:       {:.1}s", run.as_secs_f64()));
     }
     if job.requeues > 0 {
-        lines.push(format!("requeued:  {} times", job.requeues));
+        lines.push(format!(
+            "requeued:  {} times ({} preempted)",
+            job.requeues, job.preemptions
+        ));
+    }
+    if !job.preempting.is_empty() {
+        lines.push(format!(
+            "preempted: {}; checkpointing at the next step",
+            job.preempting.replace('_', " ")
+        ));
+    }
+    if let Some(checkpoint) = &job.checkpoint {
+        let at = if checkpoint.uri.is_empty() {
+            "simulated, no data"
+        } else {
+            location(&checkpoint.uri)
+        };
+        lines.push(format!("resumes:   from step {} ({at})", checkpoint.step));
     }
     if !job.pending_reason.is_empty() {
         lines.push(format!("waiting:   {}", waiting(job)));

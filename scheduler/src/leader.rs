@@ -10,7 +10,7 @@ use genfleet_proto as pb;
 use tokio::sync::{watch, Notify};
 
 use crate::metrics::Metrics;
-use crate::policy::Profile;
+use crate::policy::{PolicyConfig, Profile};
 use crate::raft::RaftHandle;
 use crate::scheduling::{self, LastVerdicts};
 use crate::state::{Outcome, State};
@@ -151,6 +151,8 @@ pub struct LeaderConfig {
     pub worker_grace: Duration,
     /// A scheduling cycle runs at least this often, and on every change.
     pub cycle_interval: Duration,
+    /// The policy's knobs (minimum runtime, ageing, preemption bounds).
+    pub policy: PolicyConfig,
 }
 
 /// Places pending jobs while this replica leads; stops when `stop` changes.
@@ -169,7 +171,7 @@ pub async fn scheduling_loop(
     let mut last_cycle = Instant::now()
         .checked_sub(config.cycle_interval)
         .unwrap_or_else(Instant::now);
-    let policy = scheduling::leader_policy();
+    let policy = config.policy.clone();
     loop {
         let woken = sessions.changed.notified();
         tokio::select! {
@@ -224,6 +226,9 @@ pub async fn scheduling_loop(
                     .set(i64::from(count));
             }
         }
+        if !outcome.preemptions.is_empty() {
+            propose_preemptions(&raft, &metrics, outcome.preemptions).await;
+        }
         let placements = outcome.placements;
         if placements.is_empty() {
             continue;
@@ -239,6 +244,45 @@ pub async fn scheduling_loop(
                 log_assignments(&placements, applied.result);
             }
             Err(e) => tracing::warn!(error = %e, "assignments not proposed"),
+        }
+    }
+}
+
+/// Tells running jobs to checkpoint and stop; counts those accepted.
+async fn propose_preemptions(
+    raft: &RaftHandle,
+    metrics: &Metrics,
+    preemptions: Vec<pb::Preemption>,
+) {
+    let command = pb::Command {
+        kind: Some(pb::command::Kind::PreemptJobs(pb::PreemptJobs {
+            preemptions: preemptions.clone(),
+        })),
+    };
+    let results = match raft.propose(command).await {
+        Ok(applied) => match applied.result {
+            Ok(Outcome::Preempted(results)) => results,
+            other => {
+                tracing::warn!(?other, "unexpected outcome of a preemption");
+                return;
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "preemptions not proposed");
+            return;
+        }
+    };
+    for (p, result) in preemptions.iter().zip(results) {
+        let job = p.lease.as_ref().map_or("", |l| l.job_id.as_str());
+        match result {
+            Ok(()) => {
+                tracing::info!(%job, reason = %p.reason, for_job = %p.for_job, "preempting job");
+                metrics
+                    .preemptions
+                    .with_label_values(&[p.reason.as_str()])
+                    .inc();
+            }
+            Err(why) => tracing::debug!(%job, %why, "preemption refused at apply"),
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub profile_steps_per_second: GaugeVec,
     /// Devices per queue x flavor: nominal, used, borrowed.
     pub queue_devices: IntGaugeVec,
+    /// Running jobs told to checkpoint and stop, by reason.
+    pub preemptions: IntCounterVec,
 }
 
 impl Metrics {
@@ -109,6 +111,13 @@ impl Metrics {
                 ),
                 &["queue", "flavor", "kind"],
             )?,
+            preemptions: IntCounterVec::new(
+                Opts::new(
+                    "genfleet_preemptions_total",
+                    "Running jobs the leader told to checkpoint and stop, by reason",
+                ),
+                &["reason"],
+            )?,
             pending_jobs: IntGaugeVec::new(
                 Opts::new(
                     "genfleet_pending_jobs",
@@ -134,6 +143,7 @@ impl Metrics {
         m.registry.register(Box::new(m.pending_jobs.clone()))?;
         m.registry.register(Box::new(m.wait_seconds.clone()))?;
         m.registry.register(Box::new(m.queue_devices.clone()))?;
+        m.registry.register(Box::new(m.preemptions.clone()))?;
         m.registry
             .register(Box::new(m.profile_steps_per_second.clone()))?;
         Ok(m)

@@ -107,7 +107,7 @@ mod tests {
 
     /// The leader's cycle over `state` (what replaced FIFO placement).
     fn cycle(state: &State, connected: &BTreeSet<String>) -> crate::scheduling::CycleOutcome {
-        let policy = crate::scheduling::leader_policy();
+        let policy = crate::policy::PolicyConfig::default();
         let profile = crate::policy::Profile::seeded();
         crate::scheduling::cycle(state, connected, &profile, &policy, 0)
     }

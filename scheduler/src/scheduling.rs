@@ -15,19 +15,12 @@ use crate::policy::{
 use crate::spec::{self, DEFAULT_QUEUE};
 use crate::state::{Job, State};
 
-/// The policy as the leader runs it. Preemption stays off until workers
-/// can checkpoint a job and resume it (see docs/scheduling.md).
-pub fn leader_policy() -> PolicyConfig {
-    PolicyConfig {
-        max_preemptors_per_cycle: 0,
-        ..PolicyConfig::default()
-    }
-}
-
 /// What one cycle decided, in the scheduler's terms.
 pub struct CycleOutcome {
     /// To propose as one Assign command.
     pub placements: Vec<pb::Placement>,
+    /// To propose as one PreemptJobs command.
+    pub preemptions: Vec<pb::Preemption>,
     /// Why the other pending jobs wait.
     pub verdicts: Verdicts,
     /// (queue, qos, reason label) -> pending jobs, for the metrics.
@@ -102,6 +95,21 @@ pub fn cycle(
         let key = (job.queue.clone(), job.qos.label(), p.reason.label());
         *pending_counts.entry(key).or_default() += 1;
     }
+    let preemptions = decision
+        .preemptions
+        .iter()
+        .filter_map(|p| {
+            let job = state.job(&p.job_id)?;
+            Some(pb::Preemption {
+                lease: Some(pb::JobLease {
+                    job_id: job.id.clone(),
+                    lease_epoch: job.lease_epoch,
+                }),
+                reason: p.reason.label().to_string(),
+                for_job: p.for_job.clone(),
+            })
+        })
+        .collect();
     let placements = decision
         .placements
         .into_iter()
@@ -113,6 +121,7 @@ pub fn cycle(
         .collect();
     CycleOutcome {
         placements,
+        preemptions,
         verdicts,
         pending_counts,
         queue_devices,
@@ -266,8 +275,8 @@ fn running_job(state: &State, job: &Job, profile: &Profile) -> Option<RunningJob
         flavor,
         node: job.node.clone(),
         devices: job.device_ids.clone(),
-        started_at_ms: job.started_at_ms,
-        preempting: false,
+        started_at_ms: job.leased_at_ms,
+        preempting: !job.preempting.is_empty(),
         remaining_s: f64::from(steps_left) / rate,
     })
 }
@@ -281,8 +290,8 @@ fn pending_job(job: &Job) -> PendingJob {
         tp: job.spec.tp,
         model: job.spec.model.clone(),
         steps_left: job.spec.steps.saturating_sub(job.step),
-        waiting_since_ms: job.created_at_ms,
-        nominated: false,
+        waiting_since_ms: job.queued_at_ms,
+        nominated: job.nominated,
         position: job.position,
     }
 }

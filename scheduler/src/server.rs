@@ -17,6 +17,7 @@ use crate::api::route::Router;
 use crate::api::{ClusterApi, JobApi, QueueApi, RaftTransportApi, SessionConfig, WorkerSessionApi};
 use crate::leader::{self, LeaderConfig, Sessions};
 use crate::metrics::{JobStateCollector, Metrics};
+use crate::policy::PolicyConfig;
 use crate::raft::transport::{AddressBook, PeerTransport};
 use crate::raft::{self, Bootstrap, ReplicaConfig};
 use crate::scheduling::LastVerdicts;
@@ -49,6 +50,8 @@ pub struct SchedulerConfig {
     pub worker_grace: Duration,
     /// How often workers send heartbeats; three missed close the session.
     pub worker_heartbeat: Duration,
+    /// Running work younger than this is never preempted.
+    pub min_runtime: Duration,
 }
 
 impl SchedulerConfig {
@@ -66,6 +69,7 @@ impl SchedulerConfig {
             heartbeat_ticks: 3,
             worker_grace: Duration::from_secs(15),
             worker_heartbeat: Duration::from_secs(2),
+            min_runtime: Duration::from_millis(PolicyConfig::default().min_runtime_ms as u64),
         }
     }
 
@@ -222,6 +226,10 @@ impl Scheduler {
         let leader_config = LeaderConfig {
             worker_grace: config.worker_grace,
             cycle_interval: Duration::from_secs(1),
+            policy: PolicyConfig {
+                min_runtime_ms: config.min_runtime.as_millis() as i64,
+                ..PolicyConfig::default()
+            },
         };
         let loops = [
             tokio::spawn(leader::scheduling_loop(

@@ -21,6 +21,7 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     config.join = args.join;
     config.snapshot_every = args.snapshot_every;
     config.raft_tick = args.raft_tick;
+    config.min_runtime = args.min_runtime;
     let scheduler = Scheduler::bind(config).await?;
     let shutdown = shutdown_on_signals();
     let metrics = serve_metrics(

@@ -31,6 +31,8 @@ pub struct Replicas {
     pub dir: tempfile::TempDir,
     pub ports: BTreeMap<u64, u16>,
     procs: BTreeMap<u64, Proc>,
+    /// `http://.../metrics` of replicas started with `--metrics-listen`.
+    pub metrics: BTreeMap<u64, String>,
     extra: Vec<String>,
 }
 
@@ -40,6 +42,7 @@ impl Replicas {
             dir: tempfile::tempdir().expect("tempdir"),
             ports: (1..=n).map(|id| (id, free_port())).collect(),
             procs: BTreeMap::new(),
+            metrics: BTreeMap::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         for id in 1..=n {
@@ -74,8 +77,11 @@ impl Replicas {
         }
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         args.extend(extra);
-        self.procs
-            .insert(id, start_scheduler(&data, &listen, &args).proc);
+        let started = start_scheduler(&data, &listen, &args);
+        if let Some(url) = started.metrics {
+            self.metrics.insert(id, url);
+        }
+        self.procs.insert(id, started.proc);
     }
 
     pub fn kill(&mut self, id: u64) {

@@ -19,6 +19,8 @@ pub enum ArtifactError {
     },
     #[error("artifact store: {0}")]
     Store(#[from] object_store::Error),
+    #[error("{uri} is not in this worker's artifact store ({base})")]
+    Elsewhere { uri: String, base: String },
 }
 
 #[derive(Clone)]
@@ -42,6 +44,22 @@ impl ArtifactStore {
             store: Arc::new(store),
             base_uri: format!("file://{}", root.display()),
         })
+    }
+
+    /// Reads an object this store (or another worker's view of the same
+    /// store) wrote, by its URI.
+    pub async fn get(&self, uri: &str) -> Result<Vec<u8>, ArtifactError> {
+        let elsewhere = || ArtifactError::Elsewhere {
+            uri: uri.to_string(),
+            base: self.base_uri.clone(),
+        };
+        let relative = uri
+            .strip_prefix(&self.base_uri)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .ok_or_else(elsewhere)?;
+        let path = ObjectPath::parse(relative).map_err(|_| elsewhere())?;
+        let bytes = self.store.get(&path).await?.bytes().await?;
+        Ok(bytes.to_vec())
     }
 
     /// Writes `bytes` as `<job>/<name>` and describes the result.

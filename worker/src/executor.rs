@@ -1,10 +1,11 @@
 //! Runs one assigned job: load the model, denoise with per-step progress
-//! and cancellation, encode the video, store the artifacts.
+//! (from a checkpoint if the job was preempted before), stop or checkpoint
+//! when asked, encode the video, store the artifacts.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,11 +18,64 @@ use tokio::sync::mpsc;
 
 use crate::artifacts::ArtifactStore;
 use crate::metrics::WorkerMetrics;
-use crate::model::{GenerateRequest, ModelError, Pipeline, StepProgress};
+use crate::model::{Checkpoint, Denoised, GenerateRequest, ModelError, Pipeline, StepProgress};
 use crate::video;
 
-/// A finished video: the MP4 and the thumbnail PNG.
-type Rendered = (Vec<u8>, Vec<u8>);
+/// How the session asks a running job to stop; the job looks at every step
+/// boundary. A cancel wins over a checkpoint.
+#[derive(Debug, Default)]
+pub struct StopSignal(AtomicU8);
+
+const RUN: u8 = 0;
+const CHECKPOINT: u8 = 1;
+const CANCEL: u8 = 2;
+
+/// What a stopping job is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopRequest {
+    /// Drop the work.
+    Cancel,
+    /// Save the latent at this step boundary, then stop (preemption).
+    Checkpoint,
+}
+
+impl StopSignal {
+    pub fn cancel(&self) {
+        self.0.store(CANCEL, Ordering::Relaxed);
+    }
+
+    pub fn checkpoint(&self) {
+        let _ = self
+            .0
+            .compare_exchange(RUN, CHECKPOINT, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    pub fn requested(&self) -> Option<StopRequest> {
+        match self.0.load(Ordering::Relaxed) {
+            CANCEL => Some(StopRequest::Cancel),
+            CHECKPOINT => Some(StopRequest::Checkpoint),
+            _ => None,
+        }
+    }
+}
+
+/// How a job's run ended.
+enum RunEnd {
+    Finished(Vec<pb::Artifact>),
+    /// Preempted: its progress is saved here.
+    Checkpointed(pb::JobCheckpoint),
+    /// Cancelled: nothing to report.
+    Stopped,
+}
+
+/// What the CPU-bound part of a run produced.
+enum Rendered {
+    /// The MP4 and the thumbnail PNG.
+    Video(Vec<u8>, Vec<u8>),
+    /// A checkpoint's bytes and its step.
+    Checkpoint(Vec<u8>, u32),
+    Stopped,
+}
 
 /// What a running job reports to the session loop.
 #[derive(Debug, Clone)]
@@ -35,6 +89,10 @@ pub enum JobUpdate {
     },
     Failed {
         message: String,
+    },
+    /// Preempted: stopped at a step boundary with its progress saved.
+    Checkpointed {
+        checkpoint: pb::JobCheckpoint,
     },
     /// Stopped on request; nothing to report.
     Stopped,
@@ -93,19 +151,20 @@ impl Executor {
     pub async fn run(
         self: Arc<Self>,
         assignment: pb::Assignment,
-        cancel: Arc<AtomicBool>,
+        stop: Arc<StopSignal>,
         updates: mpsc::UnboundedSender<LeasedUpdate>,
     ) {
         let lease = lease_of(&assignment);
         self.metrics.jobs_running.inc();
         let outcome = if self.simulated {
-            self.simulate(&assignment, &cancel, &updates).await
+            self.simulate(&assignment, &stop, &updates).await
         } else {
-            self.clone().execute(&assignment, &cancel, &updates).await
+            self.clone().execute(&assignment, &stop, &updates).await
         };
         let update = match outcome {
-            Ok(Some(artifacts)) => JobUpdate::Finished { artifacts },
-            Ok(None) => JobUpdate::Stopped,
+            Ok(RunEnd::Finished(artifacts)) => JobUpdate::Finished { artifacts },
+            Ok(RunEnd::Checkpointed(checkpoint)) => JobUpdate::Checkpointed { checkpoint },
+            Ok(RunEnd::Stopped) => JobUpdate::Stopped,
             Err(e) => JobUpdate::Failed {
                 message: e.to_string(),
             },
@@ -117,6 +176,10 @@ impl Executor {
                 tracing::warn!(job = %lease.job_id, %message, "job failed");
                 "failed"
             }
+            JobUpdate::Checkpointed { checkpoint } => {
+                tracing::info!(job = %lease.job_id, step = checkpoint.step, uri = %checkpoint.uri, "job checkpointed");
+                "checkpointed"
+            }
             _ => "stopped",
         };
         self.metrics.jobs.with_label_values(&[result]).inc();
@@ -126,9 +189,9 @@ impl Executor {
     async fn execute(
         self: Arc<Self>,
         assignment: &pb::Assignment,
-        cancel: &Arc<AtomicBool>,
+        stop: &Arc<StopSignal>,
         updates: &mpsc::UnboundedSender<LeasedUpdate>,
-    ) -> Result<Option<Vec<pb::Artifact>>, RunError> {
+    ) -> Result<RunEnd, RunError> {
         let spec = assignment.spec.clone().ok_or(RunError::NoSpec)?;
         let lease = lease_of(assignment);
         let request = GenerateRequest {
@@ -141,61 +204,128 @@ impl Executor {
             seed: spec.seed,
             guidance: f64::from(spec.guidance),
         };
+        let saved = self.read_checkpoint(assignment).await;
         let this = self.clone();
-        let cancel = cancel.clone();
+        let stop = stop.clone();
         let updates = updates.clone();
         let model = spec.model.clone();
         let fps = spec.fps;
+        let job = assignment.job_id.clone();
         // The model and the encoder are CPU-bound: off the async threads.
-        let rendered =
-            tokio::task::spawn_blocking(move || -> Result<Option<Rendered>, RunError> {
-                let pipeline = this.pipeline(&model)?;
-                let step_seconds = this
-                    .metrics
-                    .step_seconds
-                    .with_label_values(&[model.as_str(), "1"]);
-                let mut last = Instant::now();
-                let mut on_step = |p: StepProgress| {
-                    step_seconds.observe(last.elapsed().as_secs_f64());
-                    last = Instant::now();
-                    let progress = JobUpdate::Progress {
-                        step: p.done as u32,
-                        total: p.total as u32,
-                    };
-                    let _ = updates.send((lease.clone(), progress));
-                    if cancel.load(Ordering::Relaxed) {
-                        ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(())
+        let rendered = tokio::task::spawn_blocking(move || -> Result<Rendered, RunError> {
+            let model_error = |source| RunError::Model {
+                model: model.clone(),
+                source,
+            };
+            let pipeline = this.pipeline(&model)?;
+            let checkpoint = saved.and_then(|bytes| {
+                let shape = pipeline.latent_shape(&request);
+                match Checkpoint::from_bytes(&bytes, &model, &request, &shape, &this.device) {
+                    Ok(c) => {
+                        this.metrics
+                            .checkpoint_loads
+                            .with_label_values(&["resumed"])
+                            .inc();
+                        tracing::info!(%job, step = c.step, "resuming from a checkpoint");
+                        Some(c)
                     }
+                    Err(e) => {
+                        this.checkpoint_unreadable(&job, &e.to_string());
+                        None
+                    }
+                }
+            });
+            let step_seconds = this
+                .metrics
+                .step_seconds
+                .with_label_values(&[model.as_str(), "1"]);
+            let mut last = Instant::now();
+            let mut on_step = |p: StepProgress| {
+                step_seconds.observe(last.elapsed().as_secs_f64());
+                last = Instant::now();
+                let progress = JobUpdate::Progress {
+                    step: p.done as u32,
+                    total: p.total as u32,
                 };
-                let video = pipeline
-                    .generate(&request, &mut on_step)
-                    .map_err(|source| RunError::Model {
-                        model: model.clone(),
-                        source,
-                    })?;
-                let Some(video) = video else { return Ok(None) };
-                Ok(Some((
-                    video::encode_mp4(&video, fps)?,
-                    video::thumbnail_png(&video)?,
-                )))
-            })
-            .await
-            .map_err(|e| RunError::Task(e.to_string()))??;
-        let Some((mp4, png)) = rendered else {
-            return Ok(None);
-        };
+                let _ = updates.send((lease.clone(), progress));
+                match stop.requested() {
+                    Some(_) => ControlFlow::Break(()),
+                    None => ControlFlow::Continue(()),
+                }
+            };
+            let denoised = pipeline
+                .resume(&request, checkpoint, &mut on_step)
+                .map_err(model_error)?;
+            match (denoised, stop.requested()) {
+                (Denoised::Finished(latent), _) => {
+                    let video = pipeline.decode(&latent, &request).map_err(model_error)?;
+                    Ok(Rendered::Video(
+                        video::encode_mp4(&video, fps)?,
+                        video::thumbnail_png(&video)?,
+                    ))
+                }
+                (Denoised::Stopped(c), Some(StopRequest::Checkpoint)) => {
+                    let bytes = c.to_bytes(&model, &request).map_err(model_error)?;
+                    Ok(Rendered::Checkpoint(bytes, c.step as u32))
+                }
+                (Denoised::Stopped(_), _) => Ok(Rendered::Stopped),
+            }
+        })
+        .await
+        .map_err(|e| RunError::Task(e.to_string()))??;
         let job = &assignment.job_id;
-        let video = self
-            .store
-            .put(job, "video.mp4", "video", "video/mp4", mp4)
-            .await?;
-        let thumbnail = self
-            .store
-            .put(job, "thumbnail.png", "thumbnail", "image/png", png)
-            .await?;
-        Ok(Some(vec![video, thumbnail]))
+        match rendered {
+            Rendered::Video(mp4, png) => {
+                let video = self
+                    .store
+                    .put(job, "video.mp4", "video", "video/mp4", mp4)
+                    .await?;
+                let thumbnail = self
+                    .store
+                    .put(job, "thumbnail.png", "thumbnail", "image/png", png)
+                    .await?;
+                Ok(RunEnd::Finished(vec![video, thumbnail]))
+            }
+            Rendered::Checkpoint(bytes, step) => {
+                // Named by step: a later checkpoint never overwrites one the
+                // scheduler may still point at.
+                let name = format!("checkpoint-{step}.safetensors");
+                let stored = self
+                    .store
+                    .put(job, &name, "checkpoint", "application/octet-stream", bytes)
+                    .await?;
+                Ok(RunEnd::Checkpointed(pb::JobCheckpoint {
+                    uri: stored.uri,
+                    step,
+                }))
+            }
+            Rendered::Stopped => Ok(RunEnd::Stopped),
+        }
+    }
+
+    /// The bytes of the checkpoint the assignment resumes from, if it names
+    /// one this worker can read. One that cannot be read costs the steps it
+    /// saved, not the job: the run starts over from the seed (same video).
+    async fn read_checkpoint(&self, assignment: &pb::Assignment) -> Option<Vec<u8>> {
+        let uri = &assignment.checkpoint.as_ref()?.uri;
+        if uri.is_empty() {
+            return None;
+        }
+        match self.store.get(uri).await {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                self.checkpoint_unreadable(&assignment.job_id, &e.to_string());
+                None
+            }
+        }
+    }
+
+    fn checkpoint_unreadable(&self, job: &str, why: &str) {
+        self.metrics
+            .checkpoint_loads
+            .with_label_values(&["unreadable"])
+            .inc();
+        tracing::warn!(%job, %why, "checkpoint unreadable; starting the job over");
     }
 
     /// A job on simulated devices: each step takes the leader's estimate
@@ -203,9 +333,9 @@ impl Executor {
     async fn simulate(
         &self,
         assignment: &pb::Assignment,
-        cancel: &Arc<AtomicBool>,
+        stop: &Arc<StopSignal>,
         updates: &mpsc::UnboundedSender<LeasedUpdate>,
-    ) -> Result<Option<Vec<pb::Artifact>>, RunError> {
+    ) -> Result<RunEnd, RunError> {
         let spec = assignment.spec.as_ref().ok_or(RunError::NoSpec)?;
         let lease = lease_of(assignment);
         let seconds = assignment.step_seconds;
@@ -219,7 +349,8 @@ impl Executor {
             .metrics
             .step_seconds
             .with_label_values(&[spec.model.as_str(), tp.as_str()]);
-        for done in 1..=spec.steps {
+        let first = assignment.checkpoint.as_ref().map_or(0, |c| c.step);
+        for done in first + 1..=spec.steps {
             tokio::time::sleep(step).await;
             step_seconds.observe(step.as_secs_f64());
             let progress = JobUpdate::Progress {
@@ -227,11 +358,20 @@ impl Executor {
                 total: spec.steps,
             };
             let _ = updates.send((lease.clone(), progress));
-            if cancel.load(Ordering::Relaxed) {
-                return Ok(None);
+            match stop.requested() {
+                _ if done == spec.steps => break,
+                Some(StopRequest::Cancel) => return Ok(RunEnd::Stopped),
+                // Nothing to save: the step alone is the checkpoint.
+                Some(StopRequest::Checkpoint) => {
+                    return Ok(RunEnd::Checkpointed(pb::JobCheckpoint {
+                        uri: String::new(),
+                        step: done,
+                    }))
+                }
+                None => {}
             }
         }
-        Ok(Some(Vec::new()))
+        Ok(RunEnd::Finished(Vec::new()))
     }
 
     /// The loaded model `name`, loading it on first use.

@@ -13,6 +13,8 @@ pub struct WorkerMetrics {
     pub jobs_running: IntGauge,
     pub session_connected: IntGauge,
     pub devices: IntGaugeVec,
+    /// Checkpoints read to resume a preempted job, by result.
+    pub checkpoint_loads: IntCounterVec,
 }
 
 impl WorkerMetrics {
@@ -48,7 +50,15 @@ impl WorkerMetrics {
                 ),
                 &["flavor", "simulated"],
             )?,
+            checkpoint_loads: IntCounterVec::new(
+                Opts::new(
+                    "genfleet_worker_checkpoint_loads_total",
+                    "Checkpoints read to resume a preempted job: resumed, or unreadable (started over)",
+                ),
+                &["result"],
+            )?,
         };
+        m.registry.register(Box::new(m.checkpoint_loads.clone()))?;
         m.registry.register(Box::new(m.step_seconds.clone()))?;
         m.registry.register(Box::new(m.jobs.clone()))?;
         m.registry.register(Box::new(m.jobs_running.clone()))?;

@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 use tonic::Streaming;
 
-use crate::executor::{Executor, JobUpdate, LeasedUpdate};
+use crate::executor::{Executor, JobUpdate, LeasedUpdate, StopSignal};
 use crate::metrics::WorkerMetrics;
 
 const OUTBOUND: usize = 64;
@@ -40,7 +39,7 @@ pub struct Identity {
 
 struct RunningJob {
     epoch: u64,
-    cancel: Arc<AtomicBool>,
+    stop: Arc<StopSignal>,
 }
 
 /// How a session ended.
@@ -62,7 +61,7 @@ pub struct SessionLoop {
     metrics: WorkerMetrics,
     reconnect_max: Duration,
     running: HashMap<String, RunningJob>,
-    /// Final reports (Finished or Failed) not yet acknowledged, by job.
+    /// Final reports (Finished, Failed, Checkpointed) not yet acknowledged, by job.
     outbox: HashMap<String, (u64, pb::WorkerMessage)>,
     updates: mpsc::UnboundedSender<LeasedUpdate>,
 }
@@ -283,6 +282,17 @@ impl SessionLoop {
                 self.forget(&lease, true);
             }
             Down::Done(lease) => self.forget(&lease, false),
+            Down::Preempt(preempt) => {
+                let lease = preempt.lease.unwrap_or_default();
+                match self.running.get(&lease.job_id) {
+                    Some(job) if job.epoch == lease.lease_epoch => {
+                        tracing::info!(job = %lease.job_id, reason = %preempt.reason, "preempted: checkpointing at the next step");
+                        job.stop.checkpoint();
+                    }
+                    // Ended already: its result settles the lease.
+                    _ => {}
+                }
+            }
         }
         None
     }
@@ -301,21 +311,22 @@ impl SessionLoop {
             return;
         }
         if let Some(old) = self.running.remove(&job) {
-            old.cancel.store(true, Ordering::Relaxed);
+            old.stop.cancel();
         }
-        tracing::info!(%job, epoch, "starting job");
-        let cancel = Arc::new(AtomicBool::new(false));
+        let from_step = assignment.checkpoint.as_ref().map_or(0, |c| c.step);
+        tracing::info!(%job, epoch, from_step, "starting job");
+        let stop = Arc::new(StopSignal::default());
         self.running.insert(
             job,
             RunningJob {
                 epoch,
-                cancel: cancel.clone(),
+                stop: stop.clone(),
             },
         );
         tokio::spawn(
             self.executor
                 .clone()
-                .run(assignment, cancel, self.updates.clone()),
+                .run(assignment, stop, self.updates.clone()),
         );
     }
 
@@ -327,7 +338,7 @@ impl SessionLoop {
         if self.running.get(&lease.job_id).map(|r| r.epoch) == Some(lease.lease_epoch) {
             if let Some(job) = self.running.remove(&lease.job_id) {
                 if cancel {
-                    job.cancel.store(true, Ordering::Relaxed);
+                    job.stop.cancel();
                 }
             }
         }
@@ -348,7 +359,20 @@ impl SessionLoop {
                 }
                 None
             }
-            JobUpdate::Finished { .. } | JobUpdate::Failed { .. } if !current => None,
+            JobUpdate::Finished { .. }
+            | JobUpdate::Failed { .. }
+            | JobUpdate::Checkpointed { .. }
+                if !current =>
+            {
+                None
+            }
+            JobUpdate::Checkpointed { checkpoint } => {
+                let msg = Up::Checkpointed(pb::Checkpointed {
+                    lease: Some(lease.clone()),
+                    checkpoint: Some(checkpoint),
+                });
+                Some(self.hold(lease, msg))
+            }
             JobUpdate::Finished { artifacts } => {
                 let msg = Up::Finished(pb::Finished {
                     lease: Some(lease.clone()),
@@ -380,7 +404,7 @@ impl SessionLoop {
     fn stop_all(&mut self) {
         for (job, running) in self.running.drain() {
             tracing::info!(%job, "stopping job: the worker is shutting down");
-            running.cancel.store(true, Ordering::Relaxed);
+            running.stop.cancel();
         }
     }
 }

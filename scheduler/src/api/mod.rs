@@ -29,14 +29,16 @@ pub(crate) fn rejection_status(r: &Rejection) -> Status {
         Rejection::Spec(_)
         | Rejection::Registration(_)
         | Rejection::Malformed(_)
-        | Rejection::InvalidQueue(_) => Status::invalid_argument(message),
+        | Rejection::InvalidQueue(_)
+        | Rejection::BadCheckpoint { .. } => Status::invalid_argument(message),
         Rejection::UnsupportedVersion(_) => Status::internal(message),
         Rejection::AlreadyEnded { .. }
         | Rejection::NotPending { .. }
         | Rejection::NodeDown(_)
         | Rejection::StaleLease { .. }
         | Rejection::Placement { .. }
-        | Rejection::QueueInUse { .. } => Status::failed_precondition(message),
+        | Rejection::QueueInUse { .. }
+        | Rejection::NotPreempting(_) => Status::failed_precondition(message),
     }
 }
 

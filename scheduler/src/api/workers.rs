@@ -137,6 +137,7 @@ impl WorkerSession for WorkerSessionApi {
                 .iter()
                 .map(|l| (l.job_id.clone(), l.lease_epoch))
                 .collect(),
+            preempt_sent: HashMap::new(),
             replicated_steps: HashMap::new(),
             step_clock: HashMap::new(),
             metrics: self.metrics.clone(),
@@ -164,6 +165,8 @@ struct Session {
     tx: mpsc::Sender<Result<pb::SchedulerMessage, Status>>,
     /// Job -> lease epoch the worker has been told to run (or said it runs).
     sent: HashMap<String, u64>,
+    /// Job -> lease epoch the worker has been told to checkpoint.
+    preempt_sent: HashMap<String, u64>,
     /// Job -> last step written to the log.
     replicated_steps: HashMap<String, u32>,
     /// Job -> last step reported and when it arrived, to time steps.
@@ -259,6 +262,15 @@ impl Session {
                     artifacts: f.artifacts,
                 };
                 self.report(lease, pb::command::Kind::JobFinished(finished))
+                    .await
+            }
+            Some(Up::Checkpointed(c)) => {
+                let lease = c.lease.clone().unwrap_or_default();
+                let checkpointed = pb::JobCheckpointed {
+                    lease: c.lease,
+                    checkpoint: c.checkpoint,
+                };
+                self.report(lease, pb::command::Kind::JobCheckpointed(checkpointed))
                     .await
             }
             Some(Up::Failed(mut f)) => {
@@ -448,6 +460,7 @@ impl Session {
         let mut messages = Vec::new();
         if let Some(epoch) = held.filter(|h| Some(*h) != wanted) {
             self.sent.remove(&job.id);
+            self.preempt_sent.remove(&job.id);
             self.replicated_steps.remove(&job.id);
             self.step_clock.remove(&job.id);
             let lease = pb::JobLease {
@@ -487,6 +500,19 @@ impl Session {
                 lease_epoch: epoch,
                 device_ids,
                 step_seconds,
+                checkpoint: job.checkpoint.clone(),
+            }));
+        }
+        let preempt = wanted.is_some() && !job.preempting.is_empty();
+        if preempt && self.preempt_sent.get(&job.id) != Some(&job.lease_epoch) {
+            self.preempt_sent.insert(job.id.clone(), job.lease_epoch);
+            tracing::info!(node = %self.node, job = %job.id, reason = %job.preempting, "telling worker to checkpoint a job");
+            messages.push(Down::Preempt(pb::PreemptJob {
+                lease: Some(pb::JobLease {
+                    job_id: job.id.clone(),
+                    lease_epoch: job.lease_epoch,
+                }),
+                reason: job.preempting.clone(),
             }));
         }
         for message in messages {

@@ -6,6 +6,11 @@ use pb::JobState;
 use super::{Outcome, Rejection, State};
 use crate::spec;
 
+/// Longest preemption reason a log entry may carry.
+const MAX_REASON_LEN: usize = 64;
+/// Longest checkpoint URI a log entry may carry.
+const MAX_URI_LEN: usize = 2048;
+
 /// A job as the replicated state holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
@@ -29,6 +34,17 @@ pub struct Job {
     pub position: u64,
     /// The client's idempotency key, if it gave one.
     pub request_id: String,
+    /// Why a running job was told to checkpoint and stop; empty if it was not.
+    pub preempting: String,
+    /// Where a preempted job resumes from.
+    pub checkpoint: Option<pb::JobCheckpoint>,
+    /// Work is being preempted so this pending job can start.
+    pub nominated: bool,
+    /// When the current (or last) lease began.
+    pub leased_at_ms: i64,
+    /// When the job last entered the queue.
+    pub queued_at_ms: i64,
+    pub preemptions: u32,
 }
 
 impl Job {
@@ -50,7 +66,18 @@ impl Job {
             simulated: false,
             requeues: self.requeues,
             request_id: self.request_id.clone(),
+            preempting: self.preempting.clone(),
+            checkpoint: self.checkpoint.clone(),
+            nominated: self.nominated,
+            leased_at_ms: self.leased_at_ms,
+            queued_at_ms: self.queued_at_ms,
+            preemptions: self.preemptions,
         }
+    }
+
+    /// The step a new lease starts from: the checkpoint's, if any.
+    pub fn resume_step(&self) -> u32 {
+        self.checkpoint.as_ref().map_or(0, |c| c.step)
     }
 
     /// Whether `lease` is this job's live lease.
@@ -105,6 +132,12 @@ impl State {
             requeues: 0,
             position,
             request_id: c.request_id.clone(),
+            preempting: String::new(),
+            checkpoint: None,
+            nominated: false,
+            leased_at_ms: 0,
+            queued_at_ms: at_ms,
+            preemptions: 0,
         };
         if !c.request_id.is_empty() {
             self.requests.insert(c.request_id.clone(), job.id.clone());
@@ -176,7 +209,10 @@ impl State {
             job.node = p.node.clone();
             job.device_ids = p.device_ids.clone();
             job.lease_epoch = epoch;
-            job.step = 0;
+            job.step = job.resume_step();
+            job.leased_at_ms = at_ms;
+            job.nominated = false;
+            job.preempting.clear();
             if job.started_at_ms == 0 {
                 job.started_at_ms = at_ms;
             }
@@ -227,6 +263,85 @@ impl State {
         self.leased_job_mut(lease)?;
         self.release_devices(&lease.job_id);
         let job = self.end_job(&lease.job_id, JobState::Failed, at_ms, &c.message)?;
+        Ok(Outcome::Job(Box::new(job)))
+    }
+
+    /// Marks running jobs to be checkpointed and stopped, each on its own:
+    /// one whose lease has changed since the cycle decided is refused.
+    pub(super) fn preempt_jobs(&mut self, c: &pb::PreemptJobs) -> Outcome {
+        let results = c.preemptions.iter().map(|p| self.preempt(p)).collect();
+        Outcome::Preempted(results)
+    }
+
+    fn preempt(&mut self, p: &pb::Preemption) -> Result<(), Rejection> {
+        let lease = p
+            .lease
+            .as_ref()
+            .ok_or(Rejection::Malformed("preemption without a lease"))?;
+        if p.reason.is_empty() || p.reason.len() > MAX_REASON_LEN {
+            return Err(Rejection::Malformed(
+                "a preemption needs a reason of at most 64 bytes",
+            ));
+        }
+        let job = self.leased_job_mut(lease)?;
+        if job.preempting.is_empty() {
+            job.preempting = p.reason.clone();
+        }
+        self.mark_changed(&lease.job_id);
+        if let Some(for_job) = self.jobs.get_mut(&p.for_job) {
+            if for_job.state == JobState::Pending {
+                for_job.nominated = true;
+                self.mark_changed(&p.for_job);
+            }
+        }
+        Ok(())
+    }
+
+    /// A preempted job saved its progress: back to its place in the queue,
+    /// to resume from the checkpoint.
+    pub(super) fn job_checkpointed(
+        &mut self,
+        c: &pb::JobCheckpointed,
+        at_ms: i64,
+    ) -> Result<Outcome, Rejection> {
+        let lease = c
+            .lease
+            .as_ref()
+            .ok_or(Rejection::Malformed("checkpoint without a lease"))?;
+        let checkpoint = c.checkpoint.as_ref().ok_or(Rejection::Malformed(
+            "checkpoint report without a checkpoint",
+        ))?;
+        let job = self.leased_job_mut(lease)?;
+        if job.preempting.is_empty() {
+            return Err(Rejection::NotPreempting(lease.job_id.clone()));
+        }
+        if checkpoint.step >= job.spec.steps || (checkpoint.step == 0 && !checkpoint.uri.is_empty())
+        {
+            return Err(Rejection::BadCheckpoint {
+                job: lease.job_id.clone(),
+                why: format!(
+                    "step {} is outside 1..{} (or 0 without data)",
+                    checkpoint.step, job.spec.steps
+                ),
+            });
+        }
+        if checkpoint.uri.len() > MAX_URI_LEN {
+            return Err(Rejection::BadCheckpoint {
+                job: lease.job_id.clone(),
+                why: format!("a URI of over {MAX_URI_LEN} bytes"),
+            });
+        }
+        // A checkpoint at step 0 has nothing in it: keep an older one.
+        if checkpoint.step > job.resume_step() {
+            job.checkpoint = Some(checkpoint.clone());
+        }
+        job.preemptions += 1;
+        self.requeue(&lease.job_id, at_ms);
+        let job = self
+            .jobs
+            .get(&lease.job_id)
+            .cloned()
+            .ok_or_else(|| Rejection::UnknownJob(lease.job_id.clone()))?;
         Ok(Outcome::Job(Box::new(job)))
     }
 

@@ -70,6 +70,10 @@ pub enum Rejection {
         "queue {queue} still has {jobs} unfinished jobs; cancel them or let them finish first"
     )]
     QueueInUse { queue: String, jobs: usize },
+    #[error("job {0} was not asked to checkpoint")]
+    NotPreempting(String),
+    #[error("checkpoint of job {job} refused: {why}")]
+    BadCheckpoint { job: String, why: String },
 }
 
 /// What an applied command did, for the one who proposed it.
@@ -81,6 +85,8 @@ pub enum Outcome {
     Node { requeued: Vec<String> },
     /// One result per placement of an Assign batch, in order: the lease epoch given.
     Assigned(Vec<Result<u64, Rejection>>),
+    /// One result per preemption of a PreemptJobs batch, in order.
+    Preempted(Vec<Result<(), Rejection>>),
     /// A queue as stored after an apply.
     Queue(pb::Queue),
     /// Accepted, nothing to report (e.g. a progress report).
@@ -130,13 +136,15 @@ impl State {
             Kind::SubmitJob(c) => self.submit_job(c, at_ms),
             Kind::CancelJob(c) => self.cancel_job(&c.job_id, at_ms),
             Kind::RegisterNode(c) => self.register_node(c, at_ms),
-            Kind::NodeDown(c) => self.node_down(&c.node),
+            Kind::NodeDown(c) => self.node_down(&c.node, at_ms),
             Kind::Assign(c) => Ok(self.assign(c, at_ms)),
             Kind::JobProgress(c) => self.job_progress(c),
             Kind::JobFinished(c) => self.job_finished(c, at_ms),
             Kind::JobFailed(c) => self.job_failed(c, at_ms),
             Kind::UpsertQueue(c) => self.upsert_queue(c),
             Kind::DeleteQueue(c) => self.delete_queue(&c.name),
+            Kind::PreemptJobs(c) => Ok(self.preempt_jobs(c)),
+            Kind::JobCheckpointed(c) => self.job_checkpointed(c, at_ms),
         }
     }
 
@@ -224,12 +232,15 @@ impl State {
 
     /// Takes a running job off its node and puts it back at its old place in
     /// the pending order; its lease becomes stale.
-    fn requeue(&mut self, job_id: &str) {
+    /// A checkpointed job keeps its checkpoint's step.
+    fn requeue(&mut self, job_id: &str, at_ms: i64) {
         self.release_devices(job_id);
         if let Some(job) = self.jobs.get_mut(job_id) {
             job.state = JobState::Pending;
             job.requeues += 1;
-            job.step = 0;
+            job.step = job.resume_step();
+            job.preempting.clear();
+            job.queued_at_ms = at_ms;
             job.device_ids.clear();
             self.pending.insert(job.position, job.id.clone());
         }

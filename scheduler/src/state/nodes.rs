@@ -104,7 +104,7 @@ impl State {
             _ => Vec::new(),
         };
         for job in &requeued {
-            self.requeue(job);
+            self.requeue(job, at_ms);
         }
         let busy = self
             .nodes
@@ -126,13 +126,13 @@ impl State {
         Ok(Outcome::Node { requeued })
     }
 
-    pub(super) fn node_down(&mut self, name: &str) -> Result<Outcome, Rejection> {
+    pub(super) fn node_down(&mut self, name: &str, at_ms: i64) -> Result<Outcome, Rejection> {
         if !self.nodes.contains_key(name) {
             return Err(Rejection::UnknownNode(name.to_string()));
         }
         let requeued = self.jobs_on(name);
         for job in &requeued {
-            self.requeue(job);
+            self.requeue(job, at_ms);
         }
         if let Some(node) = self.nodes.get_mut(name) {
             node.up = false;

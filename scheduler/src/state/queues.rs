@@ -129,7 +129,8 @@ impl State {
 
     /// Why no registered node could ever run `tp` devices for `queue`, if
     /// none could: a gang needs `tp` devices of one flavor the queue has
-    /// quota for, on one node. Says nothing while no node is registered.
+    /// quota for, on one node. Says nothing while no node of those flavors
+    /// is registered (its workers may not have started yet).
     pub fn impossible_gang(&self, queue: &str, tp: u32) -> Option<String> {
         let allowed: Option<BTreeSet<&str>> = self
             .queues
@@ -141,12 +142,11 @@ impl State {
                 .as_ref()
                 .is_none_or(|flavors| flavors.contains(group.flavor.as_str()))
         };
-        let mut nodes = self.nodes().filter(|n| n.up).peekable();
-        nodes.peek()?;
-        let largest = nodes
+        let largest = self
+            .nodes()
+            .filter(|n| n.up)
             .flat_map(|n| n.devices.iter().filter(usable).map(|g| g.count))
-            .max()
-            .unwrap_or(0);
+            .max()?;
         (largest < tp).then(|| {
             format!(
                 "the job asks for {tp} devices on one node, but the largest registered node \

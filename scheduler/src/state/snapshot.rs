@@ -164,5 +164,16 @@ fn job_from_stored(stored: pb::StoredJob) -> Result<Job, SnapshotError> {
         requeues: job.requeues,
         position: stored.position,
         request_id: stored.request_id,
+        preempting: job.preempting,
+        checkpoint: job.checkpoint,
+        nominated: job.nominated,
+        leased_at_ms: job.leased_at_ms,
+        // Written before the field existed: the submission.
+        queued_at_ms: if job.queued_at_ms == 0 {
+            job.created_at_ms
+        } else {
+            job.queued_at_ms
+        },
+        preemptions: job.preemptions,
     })
 }

@@ -550,14 +550,160 @@ fn a_gang_no_node_can_hold_is_named_impossible() {
         None,
         "research may use cpu"
     );
-    // A queue with quota only for GPUs cannot use the CPU node at all.
+    // A queue with quota only for GPUs cannot use the CPU node at all, but
+    // its GPU nodes may not have registered yet: no verdict until they do.
     let mut gpu_only = apply_queue("vision", 8);
     if let pb::command::Kind::UpsertQueue(u) = &mut gpu_only {
         if let Some(q) = &mut u.queue {
             q.quotas[0].flavor = "nvidia-h100-80gb".into();
         }
     }
+    let mut gpu_node = register("g1", "i1", 2);
+    if let pb::command::Kind::RegisterNode(r) = &mut gpu_node {
+        r.devices[0].flavor = "nvidia-h100-80gb".into();
+    }
     assert!(run(&mut s, vec![gpu_only])[0].is_ok());
-    let why = s.impossible_gang("vision", 1).expect("impossible");
-    assert!(why.contains("has 0") && why.contains("vision"), "{why}");
+    assert_eq!(s.impossible_gang("vision", 4), None);
+    assert!(run(&mut s, vec![gpu_node])[0].is_ok());
+    assert_eq!(s.impossible_gang("vision", 2), None);
+    let why = s.impossible_gang("vision", 4).expect("impossible");
+    assert!(why.contains("has 2") && why.contains("vision"), "{why}");
+}
+
+fn preempt(job: &str, epoch: u64, for_job: &str) -> pb::command::Kind {
+    pb::command::Kind::PreemptJobs(pb::PreemptJobs {
+        preemptions: vec![pb::Preemption {
+            lease: lease(job, epoch),
+            reason: "interactive_over_batch".into(),
+            for_job: for_job.into(),
+        }],
+    })
+}
+
+fn checkpointed(job: &str, epoch: u64, step: u32, uri: &str) -> pb::command::Kind {
+    pb::command::Kind::JobCheckpointed(pb::JobCheckpointed {
+        lease: lease(job, epoch),
+        checkpoint: Some(pb::JobCheckpoint {
+            uri: uri.into(),
+            step,
+        }),
+    })
+}
+
+#[test]
+fn a_preempted_job_returns_to_the_queue_with_its_checkpoint_and_resumes_from_it() {
+    let mut s = State::default();
+    let r = run(
+        &mut s,
+        vec![
+            register("n1", "i1", 1),
+            submit("victim", 1),
+            assign("victim", "n1", &[0]),
+            submit("urgent", 1),
+        ],
+    );
+    let epoch = assigned_epoch(&r[2]);
+    // A worker may not checkpoint a job nobody asked it to stop.
+    let unasked = run(&mut s, vec![checkpointed("victim", epoch, 2, "file:///c")]).remove(0);
+    assert_eq!(unasked, Err(Rejection::NotPreempting("victim".into())));
+
+    let r = run(&mut s, vec![preempt("victim", epoch, "urgent")]).remove(0);
+    assert_eq!(r, Ok(Outcome::Preempted(vec![Ok(())])));
+    let victim = s.job("victim").expect("victim");
+    assert_eq!(
+        victim.state,
+        JobState::Running,
+        "it runs until it checkpoints"
+    );
+    assert_eq!(victim.preempting, "interactive_over_batch");
+    assert!(s.job("urgent").is_some_and(|j| j.nominated));
+
+    // Step 4 of 4 is not a checkpoint: the job would be done.
+    let bad = run(&mut s, vec![checkpointed("victim", epoch, 4, "file:///c")]).remove(0);
+    assert!(
+        matches!(bad, Err(Rejection::BadCheckpoint { .. })),
+        "{bad:?}"
+    );
+    run(
+        &mut s,
+        vec![checkpointed("victim", epoch, 2, "file:///c-2")],
+    )
+    .remove(0)
+    .expect("checkpoint accepted");
+    let victim = s.job("victim").expect("victim").clone();
+    assert_eq!(victim.state, JobState::Pending);
+    assert_eq!(
+        (victim.step, victim.requeues, victim.preemptions),
+        (2, 1, 1)
+    );
+    assert!(victim.preempting.is_empty());
+    assert_eq!(
+        victim.queued_at_ms, 8_000,
+        "waits from its return (entry 8)"
+    );
+    assert!(s.node("n1").expect("node").busy.is_empty(), "devices freed");
+    // The old lease is dead: a late result is refused.
+    let late = run(&mut s, vec![finished("victim", epoch)]).remove(0);
+    assert!(
+        matches!(late, Err(Rejection::StaleLease { .. })),
+        "{late:?}"
+    );
+
+    // The nominated job takes the device; the victim resumes later at step 2.
+    let r = run(&mut s, vec![assign("urgent", "n1", &[0])]);
+    let urgent_epoch = assigned_epoch(&r[0]);
+    assert!(!s.job("urgent").expect("urgent").nominated);
+    run(&mut s, vec![finished("urgent", urgent_epoch)])
+        .remove(0)
+        .expect("urgent finished");
+    let r = run(&mut s, vec![assign("victim", "n1", &[0])]);
+    assigned_epoch(&r[0]);
+    let victim = s.job("victim").expect("victim");
+    assert_eq!(victim.step, 2, "a new lease starts from the checkpoint");
+    assert_eq!(
+        victim.to_proto().checkpoint.map(|c| c.uri),
+        Some("file:///c-2".to_string())
+    );
+}
+
+#[test]
+fn a_preemption_of_a_stale_lease_is_refused_and_a_node_loss_keeps_the_checkpoint() {
+    let mut s = State::default();
+    let r = run(
+        &mut s,
+        vec![
+            register("n1", "i1", 1),
+            submit("j1", 1),
+            assign("j1", "n1", &[0]),
+        ],
+    );
+    let epoch = assigned_epoch(&r[2]);
+    let stale = run(&mut s, vec![preempt("j1", epoch + 1, "")]).remove(0);
+    assert!(
+        matches!(&stale, Ok(Outcome::Preempted(r)) if matches!(r[0], Err(Rejection::StaleLease { .. }))),
+        "{stale:?}"
+    );
+    run(
+        &mut s,
+        vec![
+            preempt("j1", epoch, ""),
+            checkpointed("j1", epoch, 3, "file:///c-3"),
+            register("n1", "i1", 1),
+            assign("j1", "n1", &[0]),
+        ],
+    );
+    let down = pb::command::Kind::NodeDown(pb::NodeDown {
+        node: "n1".into(),
+        reason: "test".into(),
+    });
+    run(&mut s, vec![down]);
+    let job = s.job("j1").expect("job");
+    assert_eq!(
+        (job.state, job.step),
+        (JobState::Pending, 3),
+        "the checkpoint outlives the node"
+    );
+    // A snapshot carries all of it.
+    let restored = State::from_snapshot_bytes(&s.encode_snapshot()).expect("restores");
+    assert_eq!(restored.job("j1"), s.job("j1"));
 }

@@ -104,19 +104,19 @@ impl ModelConfig {
 
     /// Checks that the shapes fit together.
     pub fn validate(&self) -> Result<(), String> {
-        if self.dim == 0 || self.heads == 0 || self.dim % self.heads != 0 {
+        if self.dim == 0 || self.heads == 0 || !self.dim.is_multiple_of(self.heads) {
             return Err(format!(
                 "dim {} must be a positive multiple of heads {}",
                 self.dim, self.heads
             ));
         }
-        if self.head_dim() % 2 != 0 || self.head_dim() < 6 {
+        if !self.head_dim().is_multiple_of(2) || self.head_dim() < 6 {
             return Err(format!(
                 "head dim {} must be even and at least 6 for 3D RoPE",
                 self.head_dim()
             ));
         }
-        if self.text_heads == 0 || self.text_dim % self.text_heads != 0 {
+        if self.text_heads == 0 || !self.text_dim.is_multiple_of(self.text_heads) {
             return Err(format!(
                 "text dim {} must be a multiple of text heads {}",
                 self.text_dim, self.text_heads
@@ -134,7 +134,7 @@ impl ModelConfig {
                 self.vae_stride
             ));
         }
-        if self.text_len < 2 || self.text_vocab < 16 || self.depth == 0 || self.freq_dim % 2 != 0 {
+        if self.text_len < 2 || self.text_vocab < 16 || self.depth == 0 || !self.freq_dim.is_multiple_of(2) {
             return Err(
                 "text_len >= 2, text_vocab >= 16, depth >= 1 and an even freq_dim are required"
                     .into(),
