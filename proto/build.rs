@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "genfleet/v1/state.proto",
     "genfleet/v1/cluster.proto",
     "genfleet/v1/queues.proto",
+    "genfleet/v1/nodes.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -49,6 +49,27 @@ pub enum Command {
     /// Manage the teams' queues and their quotas.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// List worker nodes; cordon a node so it takes no new work.
+    #[command(subcommand)]
+    Node(NodeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Every node with its devices, what is busy, and whether it is cordoned.
+    List(ClientArgs),
+    /// Give the node no new work; what runs there finishes.
+    Cordon(NodeNameArgs),
+    /// Give the node work again.
+    Uncordon(NodeNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeNameArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The node's name (as its worker registered it).
+    pub name: String,
 }
 
 #[derive(Debug, Subcommand)]

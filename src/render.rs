@@ -127,6 +127,35 @@ pub fn queue_table(queues: &[pb::Queue]) -> String {
     table(["QUEUE", "COHORT", "WEIGHT", "QUOTAS"], &rows)
 }
 
+pub fn node_table(nodes: &[pb::NodeInfo]) -> String {
+    let rows: Vec<[String; 4]> = nodes
+        .iter()
+        .map(|n| {
+            let status = match (n.up, n.cordoned) {
+                (false, _) => "down",
+                (true, true) => "cordoned",
+                (true, false) => "ready",
+            };
+            let devices: Vec<String> = n
+                .devices
+                .iter()
+                .map(|g| {
+                    let simulated = if g.simulated { " (simulated)" } else { "" };
+                    format!("{}x{}{simulated}", g.count, g.flavor)
+                })
+                .collect();
+            let total: u32 = n.devices.iter().map(|g| g.count).sum();
+            [
+                n.name.clone(),
+                status.to_string(),
+                format!("{}/{total}", n.busy_devices),
+                devices.join(", "),
+            ]
+        })
+        .collect();
+    table(["NODE", "STATUS", "BUSY", "DEVICES"], &rows)
+}
+
 /// Columns padded to their widest cell; the last one is left as is.
 fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     let header = header.map(String::from);

@@ -315,7 +315,8 @@ fn observe_waits(
 /// Whether some connected, up node has a device no job holds.
 fn has_free_device(state: &State, connected: &BTreeSet<String>) -> bool {
     state.nodes().any(|n| {
-        n.up && connected.contains(&n.name)
+        n.up && !n.cordoned
+            && connected.contains(&n.name)
             && n.device_indices().any(|(i, _)| !n.busy.contains_key(&i))
     })
 }

@@ -167,7 +167,7 @@ pub fn view(state: &State, connected: &BTreeSet<String>, profile: &Profile) -> C
             }
             NodeView {
                 name: n.name.clone(),
-                cordoned: false,
+                cordoned: n.cordoned,
                 models: n.models.clone(),
                 groups,
                 simulated: n.devices.iter().any(|g| g.simulated),

@@ -14,7 +14,9 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::route::Router;
-use crate::api::{ClusterApi, JobApi, QueueApi, RaftTransportApi, SessionConfig, WorkerSessionApi};
+use crate::api::{
+    ClusterApi, JobApi, NodeApi, QueueApi, RaftTransportApi, SessionConfig, WorkerSessionApi,
+};
 use crate::leader::{self, LeaderConfig, Sessions};
 use crate::metrics::{JobStateCollector, Metrics};
 use crate::policy::PolicyConfig;
@@ -286,6 +288,9 @@ impl Scheduler {
             )
             .add_service(pb::cluster_service_server::ClusterServiceServer::new(
                 ClusterApi::new(raft.clone(), router.clone()),
+            ))
+            .add_service(pb::node_service_server::NodeServiceServer::new(
+                NodeApi::new(raft.clone(), router.clone()),
             ))
             .add_service(pb::queue_service_server::QueueServiceServer::new(
                 QueueApi::new(raft.clone(), router.clone()),

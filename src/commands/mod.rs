@@ -4,6 +4,7 @@ mod cluster;
 mod demo;
 mod jobs;
 mod model;
+mod nodes;
 mod queues;
 mod servers;
 
@@ -23,5 +24,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Model(command) => model::run(command).await,
         Command::Cluster(command) => cluster::run(command).await,
         Command::Queue(command) => queues::run(command).await,
+        Command::Node(command) => nodes::run(command).await,
     }
 }

@@ -2,6 +2,7 @@
 
 mod cluster;
 mod jobs;
+mod nodes;
 mod queues;
 mod raft_transport;
 pub mod route;
@@ -9,6 +10,7 @@ mod workers;
 
 pub use cluster::ClusterApi;
 pub use jobs::JobApi;
+pub use nodes::NodeApi;
 pub use queues::QueueApi;
 pub use raft_transport::RaftTransportApi;
 pub use workers::{SessionConfig, WorkerSessionApi};

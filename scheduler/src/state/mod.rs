@@ -145,6 +145,7 @@ impl State {
             Kind::DeleteQueue(c) => self.delete_queue(&c.name),
             Kind::PreemptJobs(c) => Ok(self.preempt_jobs(c)),
             Kind::JobCheckpointed(c) => self.job_checkpointed(c, at_ms),
+            Kind::CordonNode(c) => self.cordon_node(c),
         }
     }
 

@@ -25,6 +25,8 @@ pub struct Node {
     /// Device index -> job holding it.
     pub busy: BTreeMap<u32, String>,
     pub registered_at_ms: i64,
+    /// Takes no new work; kept across re-registrations.
+    pub cordoned: bool,
 }
 
 impl Node {
@@ -59,6 +61,9 @@ impl Node {
     pub fn check_placement(&self, job: &Job, device_ids: &[u32]) -> Result<(), String> {
         if !self.up {
             return Err("the node is down".into());
+        }
+        if self.cordoned {
+            return Err("the node is cordoned".into());
         }
         if !self.serves_model(&job.spec.model) {
             return Err(format!("the node does not serve model {}", job.spec.model));
@@ -106,10 +111,10 @@ impl State {
         for job in &requeued {
             self.requeue(job, at_ms);
         }
-        let busy = self
+        let (busy, cordoned) = self
             .nodes
             .get(&c.node)
-            .map(|old| old.busy.clone())
+            .map(|old| (old.busy.clone(), old.cordoned))
             .unwrap_or_default();
         self.nodes.insert(
             c.node.clone(),
@@ -121,6 +126,7 @@ impl State {
                 up: true,
                 busy,
                 registered_at_ms: at_ms,
+                cordoned,
             },
         );
         Ok(Outcome::Node { requeued })
@@ -141,7 +147,19 @@ impl State {
     }
 
     /// Running jobs on a node, by id.
-    fn jobs_on(&self, node: &str) -> Vec<String> {
+    pub(super) fn cordon_node(&mut self, c: &pb::CordonNode) -> Result<Outcome, Rejection> {
+        let node = self
+            .nodes
+            .get_mut(&c.node)
+            .ok_or_else(|| Rejection::UnknownNode(c.node.clone()))?;
+        node.cordoned = c.cordoned;
+        Ok(Outcome::Node {
+            requeued: Vec::new(),
+        })
+    }
+
+    /// Running jobs on `node`, by id.
+    pub fn jobs_on(&self, node: &str) -> Vec<String> {
         self.jobs
             .values()
             .filter(|j| j.state == JobState::Running && j.node == node)

@@ -61,6 +61,7 @@ impl State {
                         })
                         .collect(),
                     registered_at_ms: n.registered_at_ms,
+                    cordoned: n.cordoned,
                 })
                 .collect(),
             members: self
@@ -114,6 +115,7 @@ impl State {
                 up: n.up,
                 busy,
                 registered_at_ms: n.registered_at_ms,
+                cordoned: n.cordoned,
             };
             state.nodes.insert(node.name.clone(), node);
         }

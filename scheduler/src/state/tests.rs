@@ -707,3 +707,38 @@ fn a_preemption_of_a_stale_lease_is_refused_and_a_node_loss_keeps_the_checkpoint
     let restored = State::from_snapshot_bytes(&s.encode_snapshot()).expect("restores");
     assert_eq!(restored.job("j1"), s.job("j1"));
 }
+
+#[test]
+fn a_cordoned_node_refuses_placements_and_stays_cordoned_across_registrations() {
+    let mut s = State::default();
+    let cordon = |cordoned| {
+        pb::command::Kind::CordonNode(pb::CordonNode {
+            node: "n1".into(),
+            cordoned,
+        })
+    };
+    let r = run(
+        &mut s,
+        vec![register("n1", "i1", 1), submit("j1", 1), cordon(true)],
+    );
+    assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+    let refused = run(&mut s, vec![assign("j1", "n1", &[0])]).remove(0);
+    assert!(
+        matches!(&refused, Ok(Outcome::Assigned(r)) if matches!(&r[0], Err(Rejection::Placement { why, .. }) if why.contains("cordoned"))),
+        "{refused:?}"
+    );
+    // A worker restart does not undo an operator's cordon; a snapshot keeps it.
+    run(&mut s, vec![register("n1", "i2", 1)]);
+    let restored = State::from_snapshot_bytes(&s.encode_snapshot()).expect("restores");
+    assert!(restored.node("n1").is_some_and(|n| n.cordoned));
+    let ghost = pb::command::Kind::CordonNode(pb::CordonNode {
+        node: "ghost".into(),
+        cordoned: true,
+    });
+    assert_eq!(
+        run(&mut s, vec![ghost]).remove(0),
+        Err(Rejection::UnknownNode("ghost".into()))
+    );
+    let r = run(&mut s, vec![cordon(false), assign("j1", "n1", &[0])]);
+    assigned_epoch(&r[1]);
+}

@@ -134,7 +134,11 @@ impl ModelConfig {
                 self.vae_stride
             ));
         }
-        if self.text_len < 2 || self.text_vocab < 16 || self.depth == 0 || !self.freq_dim.is_multiple_of(2) {
+        if self.text_len < 2
+            || self.text_vocab < 16
+            || self.depth == 0
+            || !self.freq_dim.is_multiple_of(2)
+        {
             return Err(
                 "text_len >= 2, text_vocab >= 16, depth >= 1 and an even freq_dim are required"
                     .into(),

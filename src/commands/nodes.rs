@@ -1,0 +1,48 @@
+//! `genfleet node`: list the worker nodes, cordon and uncordon them.
+
+use genfleet_proto as pb;
+use pb::node_service_client::NodeServiceClient;
+
+use crate::cli::{NodeCommand, NodeNameArgs};
+use crate::client::{first_channel, ClientError};
+use crate::render;
+
+pub async fn run(command: NodeCommand) -> anyhow::Result<()> {
+    match command {
+        NodeCommand::List(args) => {
+            let mut client = NodeServiceClient::new(first_channel(&args.scheduler).await?);
+            let nodes = client
+                .list(pb::ListNodesRequest {})
+                .await
+                .map_err(ClientError::from)?
+                .into_inner()
+                .nodes;
+            println!("{}", render::node_table(&nodes));
+            Ok(())
+        }
+        NodeCommand::Cordon(args) => cordon(args, true).await,
+        NodeCommand::Uncordon(args) => cordon(args, false).await,
+    }
+}
+
+async fn cordon(args: NodeNameArgs, cordoned: bool) -> anyhow::Result<()> {
+    let mut client = NodeServiceClient::new(first_channel(&args.client.scheduler).await?);
+    let node = client
+        .cordon(pb::CordonNodeRequest {
+            node: args.name,
+            cordoned,
+        })
+        .await
+        .map_err(ClientError::from)?
+        .into_inner();
+    let running = node.jobs.len();
+    if cordoned {
+        println!(
+            "node {} cordoned: it takes no new work ({running} running jobs finish there)",
+            node.name
+        );
+    } else {
+        println!("node {} uncordoned", node.name);
+    }
+    Ok(())
+}
