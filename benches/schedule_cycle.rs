@@ -88,6 +88,7 @@ fn fleet() -> ClusterView {
                     (flavor.to_string(), quota)
                 })
                 .collect::<BTreeMap<_, _>>(),
+            budget: None,
         })
         .collect();
     let mut nodes = Vec::with_capacity(NODES);

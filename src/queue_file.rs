@@ -7,6 +7,7 @@
 //! quotas:
 //!   nvidia-h100-80gb: { nominal: 8, borrowing_limit: 4, lending_limit: 2 }
 //!   cpu: { nominal: 2 }
+//! budget: { device_hours: 500, period: 24h }   # optional
 //! ---
 //! name: product
 //! cohort: lab
@@ -29,6 +30,16 @@ struct QueueDoc {
     weight: Option<u32>,
     #[serde(default)]
     quotas: BTreeMap<String, QuotaDoc>,
+    #[serde(default)]
+    budget: Option<BudgetDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BudgetDoc {
+    device_hours: f64,
+    /// A duration: `24h`, `7d`, `30days`.
+    period: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,6 +62,13 @@ pub enum QueueFileError {
     },
     #[error("{0} holds no queue")]
     Empty(String),
+    #[error("{source_name}, queue {index}: budget period {period:?}: {error}")]
+    Period {
+        source_name: String,
+        index: usize,
+        period: String,
+        error: humantime::DurationError,
+    },
 }
 
 /// The queues in `text` (read from `source_name`, named in errors).
@@ -62,7 +80,25 @@ pub fn parse(source_name: &str, text: &str) -> Result<Vec<pb::Queue>, QueueFileE
             index: i + 1,
             error,
         })?;
+        let budget = match doc.budget {
+            None => None,
+            Some(b) => {
+                let period = humantime::parse_duration(&b.period).map_err(|error| {
+                    QueueFileError::Period {
+                        source_name: source_name.to_string(),
+                        index: i + 1,
+                        period: b.period.clone(),
+                        error,
+                    }
+                })?;
+                Some(pb::Budget {
+                    device_hours: b.device_hours,
+                    period_seconds: period.as_secs(),
+                })
+            }
+        };
         queues.push(pb::Queue {
+            budget,
             name: doc.name,
             cohort: doc.cohort.unwrap_or_default(),
             weight: doc.weight.unwrap_or(1),
@@ -107,6 +143,27 @@ mod tests {
             ("nvidia-h100-80gb", 8, Some(4), Some(2))
         );
         assert_eq!((queues[1].cohort.as_str(), queues[1].weight), ("", 1));
+        assert_eq!(queues[1].budget, None);
+    }
+
+    #[test]
+    fn a_budget_has_device_hours_and_a_period() {
+        let text =
+            "name: a\nquotas:\n  cpu: { nominal: 1 }\nbudget: { device_hours: 12.5, period: 7d }\n";
+        let queues = parse("q.yaml", text).expect("parses");
+        assert_eq!(
+            queues[0].budget,
+            Some(pb::Budget {
+                device_hours: 12.5,
+                period_seconds: 7 * 86_400
+            })
+        );
+        let bad = "name: a\nbudget: { device_hours: 1, period: fortnight }\n";
+        let err = parse("q.yaml", bad).expect_err("bad period").to_string();
+        assert!(
+            err.contains("queue 1") && err.contains("fortnight"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -90,8 +90,12 @@ pub fn job_table(jobs: &[pb::Job]) -> String {
 
 /// `genfleet queue list`: one line per queue, its quotas as
 /// flavor=nominal(+borrow, lend).
-pub fn queue_table(queues: &[pb::Queue]) -> String {
-    let rows: Vec<[String; 4]> = queues
+/// `budget_used_hours`: device-hours used this period, by budgeted queue.
+pub fn queue_table(
+    queues: &[pb::Queue],
+    budget_used_hours: &std::collections::HashMap<String, f64>,
+) -> String {
+    let rows: Vec<[String; 5]> = queues
         .iter()
         .map(|q| {
             let quotas: Vec<String> = q
@@ -116,6 +120,15 @@ pub fn queue_table(queues: &[pb::Queue]) -> String {
                     q.cohort.clone()
                 },
                 q.weight.to_string(),
+                match &q.budget {
+                    Some(b) => format!(
+                        "{:.2}/{} device-h per {}",
+                        budget_used_hours.get(&q.name).copied().unwrap_or(0.0),
+                        b.device_hours,
+                        humantime::format_duration(Duration::from_secs(b.period_seconds))
+                    ),
+                    None => "-".into(),
+                },
                 if quotas.is_empty() {
                     "-".into()
                 } else {
@@ -124,7 +137,7 @@ pub fn queue_table(queues: &[pb::Queue]) -> String {
             ]
         })
         .collect();
-    table(["QUEUE", "COHORT", "WEIGHT", "QUOTAS"], &rows)
+    table(["QUEUE", "COHORT", "WEIGHT", "BUDGET", "QUOTAS"], &rows)
 }
 
 pub fn node_table(nodes: &[pb::NodeInfo]) -> String {

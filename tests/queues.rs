@@ -208,3 +208,86 @@ async fn quotas_hold_in_the_running_cluster_and_waits_are_explained() {
         "{err}"
     );
 }
+
+/// A queue's device-hour budget in the running cluster: once what its
+/// work used and will use reaches the budget, its jobs wait for the next
+/// period, and say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_budget_holds_a_queues_jobs_until_the_next_period() {
+    use common::{client, init_model, small_spec, start_worker, submit, watch_to_end, within};
+    use genfleet_proto as pb;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models");
+    init_model(&models);
+    let scheduler = start_scheduler(
+        &dir.path().join("scheduler"),
+        "127.0.0.1:0",
+        &["--metrics-listen", "127.0.0.1:0"],
+    );
+    let endpoint = scheduler.endpoint.clone();
+    // 36 ms of one device per day: the first job uses it all up.
+    let file = dir.path().join("tight.yaml");
+    std::fs::write(
+        &file,
+        "name: tight\nquotas:\n  cpu: { nominal: 1 }\nbudget: { device_hours: 0.00001, period: 1day }\n",
+    )
+    .expect("write");
+    let (ok, _, err) = cli(&[
+        "queue",
+        "apply",
+        "-f",
+        &file.to_string_lossy(),
+        "--scheduler",
+        &endpoint,
+    ]);
+    assert!(ok, "{err}");
+    let _worker = start_worker(
+        &endpoint,
+        "cpu-node",
+        &models,
+        &dir.path().join("artifacts"),
+    );
+    let mut jobs = client(&endpoint).await;
+    let in_tight = |seed| {
+        let mut spec = small_spec("a frugal heron", seed);
+        spec.queue = "tight".into();
+        spec
+    };
+    let first = submit(&mut jobs, in_tight(1)).await;
+    let second = submit(&mut jobs, in_tight(2)).await;
+    let (first, _) = watch_to_end(&mut jobs, &first.id, 120).await;
+    assert_eq!(first.state(), pb::JobState::Completed, "{first:?}");
+
+    let waiting = within(30, "the cycle names the budget", async {
+        loop {
+            let job = jobs
+                .get(pb::GetJobRequest {
+                    id: second.id.clone(),
+                })
+                .await
+                .expect("get")
+                .into_inner();
+            if job.pending_reason.contains("budget") {
+                return job;
+            }
+            assert_eq!(job.state(), pb::JobState::Pending, "{job:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let eta = waiting.eta_seconds.expect("an ETA: the next period");
+    assert!(eta > 0.0 && eta <= 86_400.0, "{eta}");
+
+    let text = common::http_get(scheduler.metrics.as_deref().expect("metrics url"));
+    let used = common::metric(
+        &text,
+        "genfleet_queue_budget_device_hours",
+        &[("queue", "tight"), ("kind", "used")],
+    );
+    assert!(used.is_some_and(|u| u > 0.0), "{text}");
+    let (ok, out, err) = cli(&["queue", "list", "--scheduler", &endpoint]);
+    assert!(ok, "{err}");
+    let line = out.lines().find(|l| l.starts_with("tight")).expect(&out);
+    assert!(line.contains("device-h per 1day"), "{out}");
+}

@@ -201,8 +201,15 @@ pub async fn scheduling_loop(
         last_cycle = Instant::now();
         let timer = metrics.schedule_cycle_seconds.start_timer();
         let profile = sessions.profile();
-        let outcome =
-            raft.read(|state| scheduling::cycle(state, &connected, &profile, &policy, unix_ms()));
+        let outcome = raft.read(|state| {
+            scheduling::cycle(
+                state,
+                &connected,
+                &profile,
+                &policy,
+                crate::clock::unix_ms(),
+            )
+        });
         timer.observe_duration();
         verdicts.replace(outcome.verdicts);
         metrics.pending_jobs.reset();
@@ -224,6 +231,15 @@ pub async fn scheduling_loop(
                     .queue_devices
                     .with_label_values(&[queue.as_str(), flavor.as_str(), kind])
                     .set(i64::from(count));
+            }
+        }
+        metrics.queue_budget.reset();
+        for (queue, budget, used) in &outcome.budgets {
+            for (kind, hours) in [("budget", budget), ("used", used)] {
+                metrics
+                    .queue_budget
+                    .with_label_values(&[queue.as_str(), kind])
+                    .set(*hours);
             }
         }
         if !outcome.preemptions.is_empty() {
@@ -319,13 +335,6 @@ fn has_free_device(state: &State, connected: &BTreeSet<String>) -> bool {
             && connected.contains(&n.name)
             && n.device_indices().any(|(i, _)| !n.busy.contains_key(&i))
     })
-}
-
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn log_assignments(placements: &[pb::Placement], result: Result<Outcome, crate::state::Rejection>) {

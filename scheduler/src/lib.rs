@@ -15,6 +15,7 @@
 //! - `server`: [`Scheduler`], which binds the ports and runs all of the above.
 
 pub mod api;
+mod clock;
 mod error;
 mod leader;
 pub mod metrics;

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub queue_devices: IntGaugeVec,
     /// Running jobs told to checkpoint and stop, by reason.
     pub preemptions: IntCounterVec,
+    /// Budgeted queues' device-hours per period, and used this period.
+    pub queue_budget: GaugeVec,
 }
 
 impl Metrics {
@@ -111,6 +113,13 @@ impl Metrics {
                 ),
                 &["queue", "flavor", "kind"],
             )?,
+            queue_budget: GaugeVec::new(
+                Opts::new(
+                    "genfleet_queue_budget_device_hours",
+                    "A budgeted queue's device-hours per period (kind=budget) and used this period (kind=used)",
+                ),
+                &["queue", "kind"],
+            )?,
             preemptions: IntCounterVec::new(
                 Opts::new(
                     "genfleet_preemptions_total",
@@ -144,6 +153,7 @@ impl Metrics {
         m.registry.register(Box::new(m.wait_seconds.clone()))?;
         m.registry.register(Box::new(m.queue_devices.clone()))?;
         m.registry.register(Box::new(m.preemptions.clone()))?;
+        m.registry.register(Box::new(m.queue_budget.clone()))?;
         m.registry
             .register(Box::new(m.profile_steps_per_second.clone()))?;
         Ok(m)

@@ -204,6 +204,7 @@ mod tests {
                             borrowing_limit: None,
                             lending_limit: None,
                         }],
+                        budget: None,
                     }),
                 }),
             );

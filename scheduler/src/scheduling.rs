@@ -9,8 +9,8 @@ use genfleet_proto as pb;
 use pb::JobState;
 
 use crate::policy::{
-    self, ClusterView, Decision, FlavorQuota, GroupView, NodeView, PendingJob, PolicyConfig,
-    Profile, QueueConfig, RunningJob,
+    self, BudgetLeft, ClusterView, Decision, FlavorQuota, GroupView, NodeView, PendingJob,
+    PolicyConfig, Profile, QueueConfig, RunningJob,
 };
 use crate::spec::{self, DEFAULT_QUEUE};
 use crate::state::{Job, State};
@@ -28,6 +28,8 @@ pub struct CycleOutcome {
     /// (queue, flavor) -> devices: nominal quota, in use, and borrowed (in
     /// use beyond nominal), after this cycle's placements.
     pub queue_devices: HashMap<(String, String), QueueDevices>,
+    /// Budgeted queues: (name, device-hours per period, used this period).
+    pub budgets: Vec<(String, f64, f64)>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -85,10 +87,19 @@ pub fn cycle(
     config: &PolicyConfig,
     now_ms: i64,
 ) -> CycleOutcome {
-    let view = view(state, connected, profile);
+    let view = view(state, connected, profile, now_ms);
     let decision = policy::schedule(&view, profile, config, now_ms);
     let verdicts = verdicts(&view, &decision);
     let queue_devices = queue_devices(&view, &decision);
+    let budgets = state
+        .queues()
+        .zip(&view.queues)
+        .filter_map(|(q, config)| {
+            let (budget, left) = (q.budget.as_ref()?, config.budget?);
+            let hours = budget.device_hours;
+            Some((q.name.clone(), hours, hours - left.device_s / 3600.0))
+        })
+        .collect();
     let mut pending_counts = HashMap::new();
     for p in &decision.pending {
         let job = &view.pending[p.job];
@@ -125,6 +136,7 @@ pub fn cycle(
         verdicts,
         pending_counts,
         queue_devices,
+        budgets,
     }
 }
 
@@ -145,7 +157,12 @@ fn verdicts(view: &ClusterView, decision: &Decision) -> Verdicts {
 /// The policy's view of the state. Only nodes with a live session here
 /// take work. The implicit `default` queue, unless applied, has every
 /// device of every flavor as its nominal quota.
-pub fn view(state: &State, connected: &BTreeSet<String>, profile: &Profile) -> ClusterView {
+pub fn view(
+    state: &State,
+    connected: &BTreeSet<String>,
+    profile: &Profile,
+    now_ms: i64,
+) -> ClusterView {
     let nodes: Vec<NodeView> = state
         .nodes()
         .filter(|n| n.up && connected.contains(&n.name))
@@ -174,7 +191,11 @@ pub fn view(state: &State, connected: &BTreeSet<String>, profile: &Profile) -> C
             }
         })
         .collect();
-    let mut queues: Vec<QueueConfig> = state.queues().map(queue_config).collect();
+    let budget_used_s = state.budget_used_s(now_ms);
+    let mut queues: Vec<QueueConfig> = state
+        .queues()
+        .map(|q| queue_config(q, budget_used_s.get(&q.name).copied(), now_ms))
+        .collect();
     if !queues.iter().any(|q| q.name == DEFAULT_QUEUE) {
         let mut capacity: HashMap<&str, u32> = HashMap::new();
         for group in nodes.iter().flat_map(|n| &n.groups) {
@@ -194,6 +215,7 @@ pub fn view(state: &State, connected: &BTreeSet<String>, profile: &Profile) -> C
                     (flavor.to_string(), quota)
                 })
                 .collect(),
+            budget: None,
         });
     }
     let mut running = Vec::new();
@@ -213,7 +235,16 @@ pub fn view(state: &State, connected: &BTreeSet<String>, profile: &Profile) -> C
     }
 }
 
-fn queue_config(q: &pb::Queue) -> QueueConfig {
+/// `used_s`: device-seconds of its budget used this period.
+fn queue_config(q: &pb::Queue, used_s: Option<f64>, now_ms: i64) -> QueueConfig {
+    let budget = q.budget.as_ref().map(|b| {
+        let next = crate::state::budget_period(b, now_ms) + 1;
+        let resets_at_ms = crate::state::budget_period_start_ms(b, next);
+        BudgetLeft {
+            device_s: b.device_hours * 3600.0 - used_s.unwrap_or(0.0),
+            resets_in_s: (resets_at_ms - now_ms).max(0) as f64 / 1000.0,
+        }
+    });
     QueueConfig {
         name: q.name.clone(),
         cohort: (!q.cohort.is_empty()).then(|| q.cohort.clone()),
@@ -230,6 +261,7 @@ fn queue_config(q: &pb::Queue) -> QueueConfig {
                 (f.flavor.clone(), quota)
             })
             .collect(),
+        budget,
     }
 }
 

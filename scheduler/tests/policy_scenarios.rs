@@ -6,7 +6,8 @@ mod policy;
 use std::sync::Arc;
 
 use genfleet_scheduler::policy::{
-    schedule, Decision, FlavorQuota, PendingReason, PolicyConfig, PreemptReason, Profile, Qos,
+    schedule, BudgetLeft, Decision, FlavorQuota, PendingReason, PolicyConfig, PreemptReason,
+    Profile, Qos,
 };
 use policy::{node, nominal, pending, queue, World, MINUTE};
 
@@ -335,6 +336,48 @@ const SCENARIOS: &[Scenario] = &[
         assert!(placed_on(&d, "b2").is_none(), "only 2 of a's 4 may be lent");
         assert!(placed_on(&d, "b3").is_some(), "{d:#?}");
     }),
+    (
+        "a queue whose budget is spent waits for the next period",
+        || {
+            let mut w = one_team(nominal(8), "n", 8);
+            w.view.queues[0].budget = Some(BudgetLeft {
+                device_s: 0.0,
+                resets_in_s: 3_600.0,
+            });
+            w.submit(pending("j", "a", Qos::Interactive, 1));
+            let d = cycle(&w);
+            assert!(d.placements.is_empty() && d.preemptions.is_empty());
+            assert_eq!(reason_of(&w, &d, "j"), &PendingReason::OverBudget);
+            assert_eq!(d.pending[0].eta_s, Some(3_600.0), "until the reset");
+        },
+    ),
+    (
+        "what running and just-placed work will use is booked against the budget",
+        || {
+            let mut w = one_team(nominal(8), "n", 8);
+            let budget = |device_s| {
+                Some(BudgetLeft {
+                    device_s,
+                    resets_in_s: 60.0,
+                })
+            };
+            // A little left (a job here costs 2 devices x 20 steps at about
+            // 200 steps/s): the first job starts, the second would overspend.
+            w.view.queues[0].budget = budget(0.1);
+            w.submit(pending("first", "a", Qos::Standard, 2));
+            w.submit(pending("second", "a", Qos::Standard, 2));
+            let d = cycle(&w);
+            assert!(placed_on(&d, "first").is_some(), "{d:#?}");
+            assert_eq!(reason_of(&w, &d, "second"), &PendingReason::OverBudget);
+            // Running work (2 devices x 60 s to go) has 120 of 100 spoken for.
+            let mut w = one_team(nominal(8), "n", 8);
+            w.view.queues[0].budget = budget(100.0);
+            w.run(&pending("x", "a", Qos::Standard, 2), "n", &[0, 1], 0);
+            w.submit(pending("j", "a", Qos::Standard, 1));
+            let d = cycle(&w);
+            assert_eq!(reason_of(&w, &d, "j"), &PendingReason::OverBudget);
+        },
+    ),
 ];
 
 #[test]

@@ -34,13 +34,15 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<()> {
         }
         QueueCommand::List(args) => {
             let mut client = QueueServiceClient::new(first_channel(&args.scheduler).await?);
-            let queues = client
+            let list = client
                 .list(pb::ListQueuesRequest {})
                 .await
                 .map_err(ClientError::from)?
-                .into_inner()
-                .queues;
-            println!("{}", render::queue_table(&queues));
+                .into_inner();
+            println!(
+                "{}",
+                render::queue_table(&list.queues, &list.budget_used_hours)
+            );
             Ok(())
         }
         QueueCommand::Delete(args) => {

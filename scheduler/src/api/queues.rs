@@ -65,8 +65,19 @@ impl QueueService for QueueApi {
             .linearizable_read()
             .await
             .map_err(|e| self.router.refusal(&e))?;
-        let queues = self.raft.read(|state| state.queues().cloned().collect());
-        Ok(Response::new(pb::ListQueuesResponse { queues }))
+        let now_ms = crate::clock::unix_ms();
+        let (queues, used) = self.raft.read(|state| {
+            let queues = state.queues().cloned().collect();
+            (queues, state.budget_used_s(now_ms))
+        });
+        let budget_used_hours = used
+            .into_iter()
+            .map(|(queue, seconds)| (queue, seconds / 3600.0))
+            .collect();
+        Ok(Response::new(pb::ListQueuesResponse {
+            queues,
+            budget_used_hours,
+        }))
     }
 
     async fn delete(

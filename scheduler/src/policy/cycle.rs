@@ -13,7 +13,9 @@ use rustc_hash::FxHashMap as HashMap;
 use super::capacity::{Slot, SlotIndex};
 use super::profile::Profile;
 use super::quota::QuotaBook;
-use super::types::{ClusterView, Decision, PendingJob, PendingReason, PolicyConfig, Qos};
+use super::types::{
+    BudgetLeft, ClusterView, Decision, PendingJob, PendingReason, PolicyConfig, Qos,
+};
 
 /// Places, preempts and explains: a pure function of its inputs.
 pub fn schedule(
@@ -167,6 +169,9 @@ pub(super) struct Cycle<'a> {
     /// Per flavor: the most free devices on a slot held this cycle (held
     /// slots take no placements, so this only grows).
     pub(super) held_free: Vec<u32>,
+    /// Per queue id: its budget, less what running work will still use
+    /// and what this cycle placed; `None`: no budget.
+    pub(super) budgets: Vec<Option<BudgetLeft>>,
     pub(super) preempt_attempts: usize,
     pub(super) preemptors: usize,
     pub(super) starvation_holds: usize,
@@ -239,6 +244,12 @@ impl<'a> Cycle<'a> {
             .map(|(i, n)| (n.name.as_str(), i))
             .collect();
         let mut quota = QuotaBook::new(&view.queues, |name| flavors.get(name), capacity.clone());
+        let mut budgets = vec![None; quota.queue_count()];
+        for q in &view.queues {
+            if let Some(id) = quota.queue_id(&q.name) {
+                budgets[id] = q.budget;
+            }
+        }
         let mut running = Vec::with_capacity(view.running.len());
         let mut running_by_flavor = vec![Vec::new(); flavors.names.len()];
         let mut work_ahead_s = vec![0.0; flavors.names.len()];
@@ -255,6 +266,10 @@ impl<'a> Cycle<'a> {
                 }
             } else if let Some(q) = queue {
                 quota.add(q, flavor, devices);
+                // What running work will still use is spoken for.
+                if let Some(budget) = &mut budgets[q] {
+                    budget.device_s -= f64::from(devices) * job.remaining_s.max(0.0);
+                }
             }
             work_ahead_s[flavor] += f64::from(devices) * job.remaining_s.max(0.0);
             running_by_flavor[flavor].push(i);
@@ -292,6 +307,7 @@ impl<'a> Cycle<'a> {
             rates: HashMap::default(),
             releasing_slots,
             held_free: vec![0; flavor_count],
+            budgets,
             preempt_attempts: 0,
             preemptors: 0,
             starvation_holds: 0,

@@ -16,6 +16,14 @@ impl Cycle<'_> {
             return self.wait(want, PendingReason::NoFlavor, None);
         }
         let (q, tp) = (want.queue(), want.tp);
+        if let Some(budget) = self.budgets[q].filter(|b| b.device_s <= 0.0) {
+            // Spoken for: the job waits for the next period.
+            return self.decision.pending.push(PendingStatus {
+                job: want.index(),
+                reason: PendingReason::OverBudget,
+                eta_s: Some(budget.resets_in_s),
+            });
+        }
         let mut first: Option<(PendingReason, usize)> = None;
         for &(f, open) in candidates.iter() {
             let reason = match self.quota.check(q, f, tp) {
@@ -59,6 +67,12 @@ impl Cycle<'_> {
     fn place(&mut self, want: &Want, f: usize, slot: usize) {
         let device_ids = self.slots.take(slot, want.tp);
         self.quota.add(want.queue(), f, want.tp);
+        if self.budgets[want.queue()].is_some() {
+            let cost = f64::from(want.tp) * f64::from(want.steps_left) / self.rate(want, f);
+            if let Some(budget) = &mut self.budgets[want.queue()] {
+                budget.device_s -= cost;
+            }
+        }
         let node = self.slots.slots[slot].node;
         self.decision.placements.push(Placement {
             job_id: self.view.pending[want.index()].id.clone(),

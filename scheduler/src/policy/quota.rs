@@ -213,6 +213,7 @@ mod tests {
             cohort: cohort.map(str::to_string),
             weight: 1,
             quotas: BTreeMap::from([("gpu".to_string(), quota)]),
+            budget: None,
         }
     }
 

@@ -70,6 +70,18 @@ pub struct QueueConfig {
     pub weight: u32,
     /// Flavor name -> quota. A flavor not listed has no quota here.
     pub quotas: BTreeMap<String, FlavorQuota>,
+    /// What is left of its device-hour budget, if it has one.
+    pub budget: Option<BudgetLeft>,
+}
+
+/// A queue's budget in the current period, as the cycle sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BudgetLeft {
+    /// Device-seconds left, after what ended and what runs so far (the
+    /// cycle also books what running work will still use).
+    pub device_s: f64,
+    /// Seconds until the next period starts with the whole budget.
+    pub resets_in_s: f64,
 }
 
 /// Devices of one flavor on one node (a node may hold several groups).
@@ -183,6 +195,8 @@ pub enum PendingReason {
     NoFlavor,
     /// Its queue (with what it may borrow) has no room for it.
     OverQuota { flavor: Arc<str> },
+    /// Its queue's device-hour budget for this period is used up.
+    OverBudget,
     /// Every device of the flavor is busy.
     NoCapacity { flavor: Arc<str> },
     /// Enough devices are free, but not `tp` of them on one node.
@@ -202,6 +216,7 @@ impl PendingReason {
             PendingReason::UnknownQueue => "unknown_queue",
             PendingReason::NoFlavor => "no_flavor",
             PendingReason::OverQuota { .. } => "over_quota",
+            PendingReason::OverBudget => "over_budget",
             PendingReason::NoCapacity { .. } => "no_capacity",
             PendingReason::WaitingForGang { .. } => "waiting_for_gang",
             PendingReason::Cordoned { .. } => "cordoned",
@@ -227,6 +242,10 @@ impl fmt::Display for PendingReason {
                     "over quota on {flavor} (nominal plus what it may borrow)"
                 )
             }
+            PendingReason::OverBudget => write!(
+                f,
+                "its queue's device-hour budget for this period is used up"
+            ),
             PendingReason::NoCapacity { flavor } => write!(f, "no free {flavor} devices"),
             PendingReason::WaitingForGang { flavor } => {
                 write!(f, "waiting for enough free {flavor} devices on one node")

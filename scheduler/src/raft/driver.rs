@@ -4,7 +4,7 @@
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, watch};
 
@@ -144,7 +144,10 @@ impl Driver {
     /// Returns false when asked to stop.
     fn handle_input(&mut self, input: Input) -> bool {
         match input {
-            Input::Propose { command, reply } => self.replica.propose(command, unix_ms(), reply),
+            Input::Propose { command, reply } => {
+                self.replica
+                    .propose(command, crate::clock::unix_ms(), reply)
+            }
             Input::ProposeConfChange { change, reply } => {
                 self.replica.propose_conf_change(change, reply)
             }
@@ -155,11 +158,4 @@ impl Driver {
         }
         true
     }
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -160,7 +160,7 @@ impl State {
             });
         }
         let position = job.position;
-        self.release_devices(job_id);
+        self.release_devices(job_id, at_ms);
         self.pending.remove(&position);
         let job = self.end_job(job_id, JobState::Cancelled, at_ms, "cancelled by request")?;
         Ok(Outcome::Job(Box::new(job)))
@@ -246,7 +246,7 @@ impl State {
         let job = self.leased_job_mut(lease)?;
         job.artifacts = c.artifacts.clone();
         job.step = job.spec.steps;
-        self.release_devices(&lease.job_id);
+        self.release_devices(&lease.job_id, at_ms);
         let job = self.end_job(&lease.job_id, JobState::Completed, at_ms, "")?;
         Ok(Outcome::Job(Box::new(job)))
     }
@@ -261,7 +261,7 @@ impl State {
             .as_ref()
             .ok_or(Rejection::Malformed("failure without a lease"))?;
         self.leased_job_mut(lease)?;
-        self.release_devices(&lease.job_id);
+        self.release_devices(&lease.job_id, at_ms);
         let job = self.end_job(&lease.job_id, JobState::Failed, at_ms, &c.message)?;
         Ok(Outcome::Job(Box::new(job)))
     }

@@ -17,7 +17,7 @@ use pb::JobState;
 
 pub use jobs::Job;
 pub use nodes::Node;
-pub use queues::validate_queue;
+pub use queues::{budget_period, budget_period_start_ms, validate_queue};
 pub use snapshot::{SnapshotError, STATE_SNAPSHOT_VERSION};
 
 use crate::spec::SpecError;
@@ -107,6 +107,8 @@ pub struct State {
     members: BTreeMap<u64, String>,
     /// Applied queues by name.
     queues: BTreeMap<String, pb::Queue>,
+    /// Budgeted queues' use in their current period, by queue.
+    budget_usage: BTreeMap<String, pb::BudgetUsage>,
     next_position: u64,
     last_lease_epoch: u64,
     applied_index: u64,
@@ -235,7 +237,7 @@ impl State {
     /// the pending order; its lease becomes stale.
     /// A checkpointed job keeps its checkpoint's step.
     fn requeue(&mut self, job_id: &str, at_ms: i64) {
-        self.release_devices(job_id);
+        self.release_devices(job_id, at_ms);
         if let Some(job) = self.jobs.get_mut(job_id) {
             job.state = JobState::Pending;
             job.requeues += 1;
@@ -248,12 +250,19 @@ impl State {
         self.mark_changed(job_id);
     }
 
-    /// Frees the devices a job holds on its node.
-    fn release_devices(&mut self, job_id: &str) {
+    /// Frees the devices a job holds on its node, and charges the lease
+    /// that ends to its queue's budget.
+    fn release_devices(&mut self, job_id: &str, at_ms: i64) {
         let Some(job) = self.jobs.get(job_id) else {
             return;
         };
-        if let Some(node) = self.nodes.get_mut(&job.node) {
+        let node = job.node.clone();
+        if job.state == JobState::Running {
+            let lease = (job.leased_at_ms, job.device_ids.len() as u64);
+            let queue = job.spec.queue.clone();
+            self.charge_budget(&queue, lease, at_ms);
+        }
+        if let Some(node) = self.nodes.get_mut(&node) {
             node.busy.retain(|_, holder| holder != job_id);
         }
     }

@@ -1,9 +1,10 @@
 //! Queue commands: apply (create or replace) and delete, with the checks
 //! that keep a queue meaningful. `default` exists without being applied.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use genfleet_proto as pb;
+use pb::JobState;
 
 use super::{Outcome, Rejection, State};
 use crate::spec::DEFAULT_QUEUE;
@@ -13,6 +14,9 @@ use crate::spec::DEFAULT_QUEUE;
 const MAX_WEIGHT: u32 = 1000;
 const MAX_FLAVORS: usize = 32;
 const MAX_DEVICES: u32 = 1_000_000;
+const MAX_BUDGET_HOURS: f64 = 1e9;
+const MIN_PERIOD_S: u64 = 60;
+const MAX_PERIOD_S: u64 = 366 * 86_400;
 
 /// Checks a queue and fills its defaults (weight 0 -> 1, quotas sorted by
 /// flavor); the error says which field is wrong and why.
@@ -83,8 +87,35 @@ pub fn validate_queue(mut queue: pb::Queue) -> Result<pb::Queue, String> {
             ));
         }
     }
+    if let Some(budget) = &queue.budget {
+        let hours = budget.device_hours;
+        if !hours.is_finite() || hours <= 0.0 || hours > MAX_BUDGET_HOURS {
+            return Err(format!(
+                "budget of queue {}: {hours} device-hours is not between 0 and {MAX_BUDGET_HOURS}",
+                queue.name
+            ));
+        }
+        if !(MIN_PERIOD_S..=MAX_PERIOD_S).contains(&budget.period_seconds) {
+            return Err(format!(
+                "budget of queue {}: a period of {} s is not between 1 minute and 366 days",
+                queue.name, budget.period_seconds
+            ));
+        }
+    }
     queue.quotas.sort_by(|a, b| a.flavor.cmp(&b.flavor));
     Ok(queue)
+}
+
+/// The number of the budget period `at_ms` falls in.
+pub fn budget_period(budget: &pb::Budget, at_ms: i64) -> u64 {
+    let period_ms = budget.period_seconds.max(1).saturating_mul(1000);
+    at_ms.max(0) as u64 / period_ms
+}
+
+/// When budget period `period` starts, Unix ms.
+pub fn budget_period_start_ms(budget: &pb::Budget, period: u64) -> i64 {
+    let period_ms = budget.period_seconds.max(1).saturating_mul(1000);
+    period.saturating_mul(period_ms).min(i64::MAX as u64) as i64
 }
 
 impl State {
@@ -114,7 +145,70 @@ impl State {
             });
         }
         self.queues.remove(name);
+        self.budget_usage.remove(name);
         Ok(Outcome::Done)
+    }
+
+    /// Charges a lease that ends at `at_ms` to its queue's budget: the
+    /// device time it ran within the current period (what ran before the
+    /// period began belonged to an earlier one).
+    /// `lease`: when it began, and its devices.
+    pub(super) fn charge_budget(&mut self, queue: &str, lease: (i64, u64), at_ms: i64) {
+        let Some(budget) = self.queues.get(queue).and_then(|q| q.budget) else {
+            return;
+        };
+        let (leased_at_ms, devices) = lease;
+        let period = budget_period(&budget, at_ms);
+        let from = leased_at_ms.max(budget_period_start_ms(&budget, period));
+        let device_ms = ((at_ms - from).max(0) as u64).saturating_mul(devices);
+        let usage = self
+            .budget_usage
+            .entry(queue.to_string())
+            .or_insert_with(|| pb::BudgetUsage {
+                queue: queue.to_string(),
+                period,
+                device_ms: 0,
+            });
+        if usage.period != period {
+            usage.period = period;
+            usage.device_ms = 0;
+        }
+        usage.device_ms = usage.device_ms.saturating_add(device_ms);
+    }
+
+    /// Each budgeted queue's use of its current period at `now_ms`, in
+    /// device-seconds: ended leases plus running work so far.
+    pub fn budget_used_s(&self, now_ms: i64) -> BTreeMap<String, f64> {
+        let mut used: BTreeMap<String, f64> = BTreeMap::new();
+        for queue in self.queues.values() {
+            if let Some(budget) = &queue.budget {
+                let period = budget_period(budget, now_ms);
+                let charged = self.budget_charged_ms(&queue.name, period);
+                used.insert(queue.name.clone(), charged as f64 / 1000.0);
+            }
+        }
+        for job in self.jobs.values().filter(|j| j.state == JobState::Running) {
+            let (Some(budget), Some(total)) = (
+                self.queues
+                    .get(&job.spec.queue)
+                    .and_then(|q| q.budget.as_ref()),
+                used.get_mut(&job.spec.queue),
+            ) else {
+                continue;
+            };
+            let start = budget_period_start_ms(budget, budget_period(budget, now_ms));
+            let from = job.leased_at_ms.max(start);
+            *total += (now_ms - from).max(0) as f64 / 1000.0 * job.device_ids.len() as f64;
+        }
+        used
+    }
+
+    /// Device-ms a queue's ended leases used in budget period `period`.
+    pub fn budget_charged_ms(&self, queue: &str, period: u64) -> u64 {
+        self.budget_usage
+            .get(queue)
+            .filter(|u| u.period == period)
+            .map_or(0, |u| u.device_ms)
     }
 
     /// Whether jobs may name `queue`: applied, or the implicit default.
@@ -175,6 +269,7 @@ mod tests {
             cohort: cohort.into(),
             weight: 0,
             quotas,
+            budget: None,
         }
     }
 
@@ -221,6 +316,26 @@ mod tests {
                     ..queue("a", "", vec![])
                 },
                 "weight",
+            ),
+            (
+                pb::Queue {
+                    budget: Some(pb::Budget {
+                        device_hours: f64::NAN,
+                        period_seconds: 3600,
+                    }),
+                    ..queue("a", "", vec![])
+                },
+                "device-hours",
+            ),
+            (
+                pb::Queue {
+                    budget: Some(pb::Budget {
+                        device_hours: 10.0,
+                        period_seconds: 1,
+                    }),
+                    ..queue("a", "", vec![])
+                },
+                "period of 1 s",
             ),
         ];
         for (q, expected) in cases {

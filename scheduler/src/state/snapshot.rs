@@ -73,6 +73,7 @@ impl State {
                 })
                 .collect(),
             queues: self.queues.values().cloned().collect(),
+            budget_usage: self.budget_usage.values().cloned().collect(),
         }
     }
 
@@ -128,6 +129,11 @@ impl State {
             .queues
             .into_iter()
             .map(|q| (q.name.clone(), q))
+            .collect();
+        state.budget_usage = snapshot
+            .budget_usage
+            .into_iter()
+            .map(|u| (u.queue.clone(), u))
             .collect();
         Ok(state)
     }

@@ -441,6 +441,7 @@ fn apply_queue(name: &str, nominal: u32) -> pb::command::Kind {
                 borrowing_limit: None,
                 lending_limit: None,
             }],
+            budget: None,
         }),
     })
 }
@@ -741,4 +742,59 @@ fn a_cordoned_node_refuses_placements_and_stays_cordoned_across_registrations() 
     );
     let r = run(&mut s, vec![cordon(false), assign("j1", "n1", &[0])]);
     assigned_epoch(&r[1]);
+}
+
+/// Applies `kind` as the next entry, stamped `at_ms`.
+fn apply_at(state: &mut State, kind: pb::command::Kind, at_ms: i64) -> Result<Outcome, Rejection> {
+    let index = state.applied_index() + 1;
+    state.apply(index, &entry(kind, at_ms))
+}
+
+#[test]
+fn leases_are_charged_to_their_queues_budget_period_by_period() {
+    let mut s = State::default();
+    let mut budgeted = apply_queue("q", 4);
+    if let pb::command::Kind::UpsertQueue(u) = &mut budgeted {
+        if let Some(q) = &mut u.queue {
+            q.budget = Some(pb::Budget {
+                device_hours: 1.0,
+                period_seconds: 60,
+            });
+        }
+    }
+    let mut j2 = submit_to("j2", "q");
+    if let pb::command::Kind::SubmitJob(c) = &mut j2 {
+        if let Some(spec) = &mut c.spec {
+            spec.tp = 2;
+        }
+    }
+    let steps = [
+        (register("n1", "i1", 2), 1_000),
+        (budgeted, 1_000),
+        (j2, 1_000),
+        (assign("j2", "n1", &[0, 1]), 10_000),
+    ];
+    for (kind, at_ms) in steps {
+        apply_at(&mut s, kind, at_ms).expect("accepted");
+    }
+    // Running: 2 devices x 5 s so far, nothing charged yet.
+    assert_eq!(s.budget_used_s(15_000).get("q").copied(), Some(10.0));
+    assert_eq!(s.budget_charged_ms("q", 0), 0);
+    let epoch = s.job("j2").expect("j2").lease_epoch;
+    apply_at(&mut s, finished("j2", epoch), 20_000).expect("finished");
+    assert_eq!(s.budget_charged_ms("q", 0), 20_000, "2 devices x 10 s");
+    let restored = State::from_snapshot_bytes(&s.encode_snapshot()).expect("restores");
+    assert_eq!(restored.budget_charged_ms("q", 0), 20_000);
+
+    // A lease across the period boundary (60 s) is charged in the new
+    // period only for what ran in it; the old period's use is dropped.
+    apply_at(&mut s, submit_to("j3", "q"), 50_000).expect("submitted");
+    apply_at(&mut s, assign("j3", "n1", &[0]), 50_000).expect("assigned");
+    assert_eq!(s.budget_used_s(65_000).get("q").copied(), Some(5.0));
+    let epoch = s.job("j3").expect("j3").lease_epoch;
+    apply_at(&mut s, finished("j3", epoch), 70_000).expect("finished");
+    assert_eq!(s.budget_charged_ms("q", 1), 10_000);
+    assert_eq!(s.budget_charged_ms("q", 0), 0, "period 0 is over");
+    // Queues without a budget are not tracked.
+    assert_eq!(s.budget_used_s(70_000).get("default"), None);
 }

@@ -21,6 +21,7 @@ pub fn queue(name: &str, cohort: Option<&str>, quotas: &[(&str, FlavorQuota)]) -
             .iter()
             .map(|(f, q)| (f.to_string(), *q))
             .collect::<BTreeMap<_, _>>(),
+        budget: None,
     }
 }
 
