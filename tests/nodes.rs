@@ -4,7 +4,7 @@
 mod common;
 
 use common::{cli, client, init_model, small_spec, start_scheduler, start_worker, submit};
-use common::{watch_to_end, within};
+use common::{watch_to_end, watch_until};
 use genfleet_proto as pb;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,22 +27,8 @@ async fn a_cordoned_node_finishes_its_work_and_takes_no_more_until_uncordoned() 
     let mut long = small_spec("a long heron", 1);
     long.steps = 40;
     let running = submit(&mut jobs, long).await;
-    let mut stream = jobs
-        .watch(pb::WatchJobRequest {
-            id: running.id.clone(),
-        })
-        .await
-        .expect("watch")
-        .into_inner();
-    within(60, "the first job starts", async {
-        while let Some(event) = stream.message().await.expect("watch stream") {
-            if event
-                .job
-                .is_some_and(|j| j.state() == pb::JobState::Running)
-            {
-                return;
-            }
-        }
+    watch_until(&mut jobs, &running.id, "the first job starts", |j| {
+        j.state() == pb::JobState::Running
     })
     .await;
     let (ok, out, err) = node("cordon", "cpu-node");
@@ -58,20 +44,8 @@ async fn a_cordoned_node_finishes_its_work_and_takes_no_more_until_uncordoned() 
     assert_eq!(done.state(), pb::JobState::Completed, "{done:?}");
 
     // The new job waits, and says why.
-    let pending = within(30, "the cycle names the cordon", async {
-        loop {
-            let job = jobs
-                .get(pb::GetJobRequest {
-                    id: waiting.id.clone(),
-                })
-                .await
-                .expect("get")
-                .into_inner();
-            if job.pending_reason.contains("cordoned") {
-                return job;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+    let pending = watch_until(&mut jobs, &waiting.id, "the cycle names the cordon", |j| {
+        j.pending_reason.contains("cordoned")
     })
     .await;
     assert_eq!(pending.state(), pb::JobState::Pending, "{pending:?}");

@@ -10,7 +10,7 @@ mod common;
 use common::replicas::Replicas;
 use common::{
     artifact_path, cli, client, http_get, init_model, metric, start_worker_with, submit,
-    watch_to_end, within,
+    watch_to_end, watch_until, within,
 };
 use genfleet_proto as pb;
 use pb::job_service_client::JobServiceClient;
@@ -49,34 +49,6 @@ fn cpu_job(queue: &str, qos: &str, prompt: &str, seed: u64) -> pb::JobSpec {
         qos: qos.into(),
         ..Default::default()
     }
-}
-
-/// Follows `id`'s watch stream until `done` holds for the job.
-async fn watch_until(
-    jobs: &mut JobServiceClient<Channel>,
-    id: &str,
-    what: &str,
-    done: impl Fn(&pb::Job) -> bool,
-) -> pb::Job {
-    within(120, what, async {
-        let mut stream = jobs
-            .watch(pb::WatchJobRequest { id: id.into() })
-            .await
-            .expect("watch accepted")
-            .into_inner();
-        while let Some(event) = stream.message().await.expect("watch stream") {
-            let job = event.job.expect("event has a job");
-            if done(&job) {
-                return job;
-            }
-            assert!(
-                !job.state().is_terminal(),
-                "{id} ended before: {what}: {job:?}"
-            );
-        }
-        panic!("the watch of {id} ended before: {what}");
-    })
-    .await
 }
 
 fn running_a_step(job: &pb::Job) -> bool {

@@ -100,7 +100,7 @@ fn queues_are_managed_with_the_cli_and_checked_at_submit() {
 /// flavor waits, and says why; the default queue runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quotas_hold_in_the_running_cluster_and_waits_are_explained() {
-    use common::{client, init_model, small_spec, start_worker, submit, watch_to_end, within};
+    use common::{client, init_model, small_spec, start_worker, submit, watch_to_end};
     use genfleet_proto as pb;
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -138,22 +138,14 @@ async fn quotas_hold_in_the_running_cluster_and_waits_are_explained() {
     let (done, _) = watch_to_end(&mut jobs, &free.id, 120).await;
     assert_eq!(done.state(), pb::JobState::Completed, "{done:?}");
 
-    // The capped job is still pending, with the cycle's reason.
-    let waiting = within(30, "the cycle explains the capped job", async {
-        loop {
-            let job = jobs
-                .get(pb::GetJobRequest {
-                    id: capped.id.clone(),
-                })
-                .await
-                .expect("get")
-                .into_inner();
-            if job.pending_reason.contains("over quota") {
-                return job;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    })
+    // The capped job is still pending, with the cycle's reason (a
+    // verdict's change reaches watchers).
+    let waiting = common::watch_until(
+        &mut jobs,
+        &capped.id,
+        "the cycle explains the capped job",
+        |j| j.pending_reason.contains("over quota"),
+    )
     .await;
     assert_eq!(waiting.state(), pb::JobState::Pending);
     assert!(waiting.pending_reason.contains("cpu"), "{waiting:?}");
@@ -214,7 +206,7 @@ async fn quotas_hold_in_the_running_cluster_and_waits_are_explained() {
 /// period, and say so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spent_budget_holds_a_queues_jobs_until_the_next_period() {
-    use common::{client, init_model, small_spec, start_worker, submit, watch_to_end, within};
+    use common::{client, init_model, small_spec, start_worker, submit, watch_to_end};
     use genfleet_proto as pb;
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -259,23 +251,11 @@ async fn a_spent_budget_holds_a_queues_jobs_until_the_next_period() {
     let (first, _) = watch_to_end(&mut jobs, &first.id, 120).await;
     assert_eq!(first.state(), pb::JobState::Completed, "{first:?}");
 
-    let waiting = within(30, "the cycle names the budget", async {
-        loop {
-            let job = jobs
-                .get(pb::GetJobRequest {
-                    id: second.id.clone(),
-                })
-                .await
-                .expect("get")
-                .into_inner();
-            if job.pending_reason.contains("budget") {
-                return job;
-            }
-            assert_eq!(job.state(), pb::JobState::Pending, "{job:?}");
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+    let waiting = common::watch_until(&mut jobs, &second.id, "the cycle names the budget", |j| {
+        j.pending_reason.contains("budget")
     })
     .await;
+    assert_eq!(waiting.state(), pb::JobState::Pending, "{waiting:?}");
     let eta = waiting.eta_seconds.expect("an ETA: the next period");
     assert!(eta > 0.0 && eta <= 86_400.0, "{eta}");
 

@@ -211,7 +211,8 @@ pub async fn scheduling_loop(
             )
         });
         timer.observe_duration();
-        verdicts.replace(outcome.verdicts);
+        let changed = verdicts.replace(outcome.verdicts);
+        publish_verdicts(&raft, &changed);
         metrics.pending_jobs.reset();
         for ((queue, qos, reason), count) in outcome.pending_counts {
             metrics
@@ -260,6 +261,17 @@ pub async fn scheduling_loop(
                 log_assignments(&placements, applied.result);
             }
             Err(e) => tracing::warn!(error = %e, "assignments not proposed"),
+        }
+    }
+}
+
+/// Tells the watchers of jobs whose reason to wait changed (the job API
+/// adds the new reason to the event): a verdict is not a log change.
+fn publish_verdicts(raft: &RaftHandle, changed: &[String]) {
+    for id in changed {
+        let job = raft.read(|state| state.job(id).map(|j| j.to_proto()));
+        if let Some(job) = job {
+            raft.publish(crate::raft::JobEvent { index: 0, job });
         }
     }
 }

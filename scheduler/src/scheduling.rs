@@ -333,8 +333,17 @@ fn pending_job(job: &Job) -> PendingJob {
 pub struct LastVerdicts(Mutex<Verdicts>);
 
 impl LastVerdicts {
-    pub fn replace(&self, verdicts: Verdicts) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = verdicts;
+    /// Keeps the new verdicts; returns the jobs whose reason changed (or
+    /// that newly wait), for the leader to tell their watchers.
+    pub fn replace(&self, verdicts: Verdicts) -> Vec<String> {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = verdicts
+            .iter()
+            .filter(|(id, (reason, _))| last.get(*id).is_none_or(|(old, _)| old != reason))
+            .map(|(id, _)| id.clone())
+            .collect();
+        *last = verdicts;
+        changed
     }
 
     pub fn get(&self, job_id: &str) -> Option<(String, Option<f64>)> {

@@ -268,6 +268,34 @@ pub async fn watch_to_end(
     .await
 }
 
+/// Follows `id`'s watch stream until `done` holds for the job.
+pub async fn watch_until(
+    jobs: &mut JobServiceClient<Channel>,
+    id: &str,
+    what: &str,
+    done: impl Fn(&pb::Job) -> bool,
+) -> pb::Job {
+    within(120, what, async {
+        let mut stream = jobs
+            .watch(pb::WatchJobRequest { id: id.into() })
+            .await
+            .expect("watch accepted")
+            .into_inner();
+        while let Some(event) = stream.message().await.expect("watch stream") {
+            let job = event.job.expect("event has a job");
+            if done(&job) {
+                return job;
+            }
+            assert!(
+                !job.state().is_terminal(),
+                "{id} ended before: {what}: {job:?}"
+            );
+        }
+        panic!("the watch of {id} ended before: {what}");
+    })
+    .await
+}
+
 pub async fn list(client: &mut JobServiceClient<Channel>) -> Vec<pb::Job> {
     within(30, "list jobs", client.list(pb::ListJobsRequest::default()))
         .await
