@@ -57,18 +57,13 @@ fn queue_devices(
             entry.nominal = quota.nominal;
         }
     }
-    let queue_of: HashMap<&str, &str> = view
-        .pending
-        .iter()
-        .map(|j| (j.id.as_str(), j.queue.as_str()))
-        .collect();
     let running = view
         .running
         .iter()
         .map(|r| (r.queue.as_str(), r.flavor.as_str(), r.devices.len()));
-    let placed = decision.placements.iter().filter_map(|p| {
-        let queue = queue_of.get(p.job_id.as_str())?;
-        Some((*queue, p.flavor.as_str(), p.device_ids.len()))
+    let placed = decision.placements.iter().map(|p| {
+        let queue = view.pending[p.job].queue.as_str();
+        (queue, &*p.flavor, p.device_ids.len())
     });
     for (queue, flavor, count) in running.chain(placed) {
         let entry = devices
@@ -125,8 +120,8 @@ pub fn cycle(
         .placements
         .into_iter()
         .map(|p| pb::Placement {
-            job_id: p.job_id,
-            node: p.node,
+            job_id: view.pending[p.job].id.clone(),
+            node: view.nodes[p.node].name.clone(),
             device_ids: p.device_ids,
         })
         .collect();

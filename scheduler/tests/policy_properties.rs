@@ -128,7 +128,7 @@ fn check_cycle(
     for id in decision
         .placements
         .iter()
-        .map(|p| &p.job_id)
+        .map(|p| &before.pending[p.job].id)
         .chain(decision.pending.iter().map(|p| &before.pending[p.job].id))
     {
         assert!(seen.insert(id.clone()), "{id} decided twice");
@@ -244,7 +244,9 @@ fn simulate(mut world: World, arrivals: &[Arrival], cycles: usize) -> BTreeMap<S
         world.apply(&decision);
         check_cycle(&before, world.now_ms, &decision, &world.view, &config);
         for p in &decision.placements {
-            started.entry(p.job_id.clone()).or_insert(cycle);
+            started
+                .entry(before.pending[p.job].id.clone())
+                .or_insert(cycle);
         }
     }
     started
@@ -295,7 +297,7 @@ proptest! {
         let tp = 1 + tp_pick % size;
         w.submit(pending("mine", "lender", class, tp));
         let decision = schedule(&w.view, &Profile::seeded(), &config(), w.now_ms);
-        let placed = decision.placements.iter().any(|p| p.job_id == "mine");
+        let placed = decision.placements.iter().any(|p| w.view.pending[p.job].id == "mine");
         let freeing = decision.preemptions.iter().any(|p| p.for_job == "mine");
         prop_assert!(placed || freeing, "{decision:#?}");
         // And once the preempted work checkpoints, it starts.
@@ -303,7 +305,7 @@ proptest! {
         w.checkpoint();
         w.now_ms += CYCLE_MS;
         let next = schedule(&w.view, &Profile::seeded(), &config(), w.now_ms);
-        prop_assert!(placed || next.placements.iter().any(|p| p.job_id == "mine"), "{next:#?}");
+        prop_assert!(placed || next.placements.iter().any(|p| w.view.pending[p.job].id == "mine"), "{next:#?}");
     }
 
     /// An interactive job never waits for devices batch work of its queue
@@ -340,7 +342,7 @@ proptest! {
                 .sum();
             n.groups[0].free.len() + preemptible >= tp as usize
         });
-        let served = decision.placements.iter().any(|p| p.job_id == "chat")
+        let served = decision.placements.iter().any(|p| w.view.pending[p.job].id == "chat")
             || decision.pending.iter().any(|p| w.view.pending[p.job].id == "chat"
                 && matches!(p.reason, PendingReason::WaitingForPreemption { .. }));
         prop_assert_eq!(feasible, served, "{:#?}", decision);

@@ -64,12 +64,13 @@ fn two_teams_two_nodes() -> World {
     )
 }
 
-fn placed_on(decision: &Decision, job: &str) -> Option<(String, Vec<u32>)> {
+fn placed_on(world: &World, decision: &Decision, job: &str) -> Option<(String, Vec<u32>)> {
+    let view = &world.view;
     decision
         .placements
         .iter()
-        .find(|p| p.job_id == job)
-        .map(|p| (p.node.clone(), p.device_ids.clone()))
+        .find(|p| view.pending[p.job].id == job)
+        .map(|p| (view.nodes[p.node].name.clone(), p.device_ids.clone()))
 }
 
 const H100: &str = "nvidia-h100-80gb";
@@ -87,7 +88,7 @@ const SCENARIOS: &[Scenario] = &[
         w.run(&filler, "small", &[0, 1], 0);
         w.submit(pending("j", "a", Qos::Standard, 2));
         let d = cycle(&w);
-        assert_eq!(placed_on(&d, "j"), Some(("small".into(), vec![2, 3])));
+        assert_eq!(placed_on(&w, &d, "j"), Some(("small".into(), vec![2, 3])));
     }),
     ("a gang never splits across nodes", || {
         let mut w = World::new(
@@ -117,7 +118,10 @@ const SCENARIOS: &[Scenario] = &[
         w.run(&pending("b1", "b", Qos::Batch, 4), "n1", &[0, 1, 2, 3], 0);
         w.submit(pending("b2", "b", Qos::Batch, 4));
         let d = cycle(&w);
-        assert_eq!(placed_on(&d, "b2"), Some(("n2".into(), vec![0, 1, 2, 3])));
+        assert_eq!(
+            placed_on(&w, &d, "b2"),
+            Some(("n2".into(), vec![0, 1, 2, 3]))
+        );
     }),
     ("the lender reclaims its quota with a standard job", || {
         let mut w = two_teams_two_nodes();
@@ -141,8 +145,11 @@ const SCENARIOS: &[Scenario] = &[
         w.apply(&d);
         w.checkpoint();
         let d = cycle(&w);
-        assert_eq!(placed_on(&d, "a1"), Some(("n2".into(), vec![0, 1, 2, 3])));
-        assert!(d.placements.iter().all(|p| p.job_id != "b2"), "b2 waits");
+        assert_eq!(
+            placed_on(&w, &d, "a1"),
+            Some(("n2".into(), vec![0, 1, 2, 3]))
+        );
+        assert!(placed_on(&w, &d, "b2").is_none(), "b2 waits");
     }),
     ("batch never preempts, even to reclaim", || {
         let mut w = World::new(
@@ -208,8 +215,8 @@ const SCENARIOS: &[Scenario] = &[
             w.submit(pending("chat", "a", Qos::Interactive, 1));
             w.submit(pending("bulk", "a", Qos::Batch, 1));
             let d = cycle(&w);
-            assert_eq!(placed_on(&d, "chat").map(|p| p.0), Some("h".into()));
-            assert_eq!(placed_on(&d, "bulk").map(|p| p.0), Some("a".into()));
+            assert_eq!(placed_on(&w, &d, "chat").map(|p| p.0), Some("h".into()));
+            assert_eq!(placed_on(&w, &d, "bulk").map(|p| p.0), Some("a".into()));
         },
     ),
     ("cordoned nodes take no work, and say so", || {
@@ -249,8 +256,8 @@ const SCENARIOS: &[Scenario] = &[
         w.submit(pending("r1", "rich", Qos::Standard, 1));
         w.submit(pending("p1", "poor", Qos::Standard, 1));
         let d = cycle(&w);
-        assert!(placed_on(&d, "p1").is_some(), "{d:#?}");
-        assert!(placed_on(&d, "r1").is_none());
+        assert!(placed_on(&w, &d, "p1").is_some(), "{d:#?}");
+        assert!(placed_on(&w, &d, "r1").is_none());
     }),
     (
         "ageing lifts a long-waiting batch job over fresh standard work",
@@ -260,7 +267,7 @@ const SCENARIOS: &[Scenario] = &[
             w.now_ms = PolicyConfig::default().ageing_ms + 1;
             w.submit(pending("fresh", "a", Qos::Standard, 1));
             let d = cycle(&w);
-            assert!(placed_on(&d, "patient").is_some(), "{d:#?}");
+            assert!(placed_on(&w, &d, "patient").is_some(), "{d:#?}");
         },
     ),
     ("a starving gang has a node held from backfill", || {
@@ -275,7 +282,7 @@ const SCENARIOS: &[Scenario] = &[
         w.submit(pending("small", "a", Qos::Standard, 2));
         let d = cycle(&w);
         // n1 (6 free) is held for the gang; small goes to n2.
-        assert_eq!(placed_on(&d, "small").map(|p| p.0), Some("n2".into()));
+        assert_eq!(placed_on(&w, &d, "small").map(|p| p.0), Some("n2".into()));
         assert_waits(&w, &d, "gang", |flavor| PendingReason::WaitingForGang {
             flavor,
         });
@@ -299,7 +306,7 @@ const SCENARIOS: &[Scenario] = &[
                 PendingReason::WaitingForPreemption { flavor }
             });
             assert!(
-                placed_on(&d, "small").is_none(),
+                placed_on(&w, &d, "small").is_none(),
                 "the 2 free devices are held"
             );
         },
@@ -333,8 +340,11 @@ const SCENARIOS: &[Scenario] = &[
         w.submit(pending("b2", "b", Qos::Batch, 4));
         w.submit(pending("b3", "b", Qos::Batch, 2));
         let d = cycle(&w);
-        assert!(placed_on(&d, "b2").is_none(), "only 2 of a's 4 may be lent");
-        assert!(placed_on(&d, "b3").is_some(), "{d:#?}");
+        assert!(
+            placed_on(&w, &d, "b2").is_none(),
+            "only 2 of a's 4 may be lent"
+        );
+        assert!(placed_on(&w, &d, "b3").is_some(), "{d:#?}");
     }),
     (
         "a queue whose budget is spent waits for the next period",
@@ -367,7 +377,7 @@ const SCENARIOS: &[Scenario] = &[
             w.submit(pending("first", "a", Qos::Standard, 2));
             w.submit(pending("second", "a", Qos::Standard, 2));
             let d = cycle(&w);
-            assert!(placed_on(&d, "first").is_some(), "{d:#?}");
+            assert!(placed_on(&w, &d, "first").is_some(), "{d:#?}");
             assert_eq!(reason_of(&w, &d, "second"), &PendingReason::OverBudget);
             // Running work (2 devices x 60 s to go) has 120 of 100 spoken for.
             let mut w = one_team(nominal(8), "n", 8);

@@ -367,11 +367,20 @@ impl<'a> Cycle<'a> {
             }
         }
         while let Some(Turn { queue: q, .. }) = turns.pop() {
-            let want = wants[q][cursor[q]];
-            cursor[q] += 1;
-            self.consider(&want);
-            if let Some(next) = by_queue[q].get(cursor[q]) {
-                turns.push(turn(q, next, &self.quota));
+            // A queue keeps the turn while its next job still comes first:
+            // one comparison with the top instead of a push and a pop.
+            loop {
+                let want = wants[q][cursor[q]];
+                cursor[q] += 1;
+                self.consider(&want);
+                let Some(next) = by_queue[q].get(cursor[q]) else {
+                    break;
+                };
+                let next = turn(q, next, &self.quota);
+                if turns.peek().is_some_and(|top| *top > next) {
+                    turns.push(next);
+                    break;
+                }
             }
         }
         self.decision

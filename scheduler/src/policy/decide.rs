@@ -75,9 +75,9 @@ impl Cycle<'_> {
         }
         let node = self.slots.slots[slot].node;
         self.decision.placements.push(Placement {
-            job_id: self.view.pending[want.index()].id.clone(),
-            node: self.view.nodes[node].name.clone(),
-            flavor: self.flavors.names[f].to_string(),
+            job: want.index(),
+            node,
+            flavor: self.flavors.names[f].clone(),
             device_ids,
         });
     }

@@ -155,9 +155,12 @@ pub struct ClusterView {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Placement {
-    pub job_id: String,
-    pub node: String,
-    pub flavor: String,
+    /// Index of the job in [`ClusterView::pending`] (indexes, not names:
+    /// a cycle places tens of thousands of jobs).
+    pub job: usize,
+    /// Index of the node in [`ClusterView::nodes`].
+    pub node: usize,
+    pub flavor: Arc<str>,
     pub device_ids: Vec<u32>,
 }
 

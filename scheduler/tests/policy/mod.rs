@@ -123,15 +123,27 @@ impl World {
     /// Carries out a decision: placed jobs start, preempted ones are told
     /// to stop (they keep their devices until [`World::checkpoint`]).
     pub fn apply(&mut self, decision: &Decision) {
-        for p in &decision.placements {
+        let placed: Vec<(String, String, Vec<u32>)> = decision
+            .placements
+            .iter()
+            .map(|p| {
+                let job = self.view.pending[p.job].id.clone();
+                (
+                    job,
+                    self.view.nodes[p.node].name.clone(),
+                    p.device_ids.clone(),
+                )
+            })
+            .collect();
+        for (id, node, devices) in placed {
             let at = self
                 .view
                 .pending
                 .iter()
-                .position(|j| j.id == p.job_id)
+                .position(|j| j.id == id)
                 .expect("placed job was pending");
             let job = self.view.pending.remove(at);
-            self.run(&job, &p.node, &p.device_ids, self.now_ms);
+            self.run(&job, &node, &devices, self.now_ms);
         }
         for p in &decision.preemptions {
             if let Some(j) = self.view.pending.iter_mut().find(|j| j.id == p.for_job) {
