@@ -143,6 +143,11 @@ pub struct SchedulerArgs {
     /// costs a checkpoint and a model load elsewhere).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub min_runtime: Duration,
+    /// A preempted job whose worker has not checkpointed it within this is
+    /// requeued from its last checkpoint (a hung worker must not hold
+    /// devices another job is waiting for).
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    pub preempt_timeout: Duration,
 }
 
 /// Replica id -> address.

@@ -284,3 +284,87 @@ async fn a_worker_that_lies_is_refused_or_told_to_stop() {
     );
     assert_ne!(after.state(), pb::JobState::Completed);
 }
+
+/// A worker that ignores a preemption (hung, or too old to know the
+/// message) does not hold the devices: after --preempt-timeout the job is
+/// requeued, the worker told to stop it, and the waiting job takes its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_ignores_a_preemption_loses_the_lease_after_the_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scheduler = start_scheduler(
+        &dir.path().join("scheduler"),
+        "127.0.0.1:0",
+        &["--min-runtime", "0s", "--preempt-timeout", "1s"],
+    );
+    let mut c = client(&scheduler.endpoint).await;
+    let mut sessions =
+        pb::worker_session_client::WorkerSessionClient::connect(scheduler.endpoint.clone())
+            .await
+            .expect("connect");
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tx.send(pb::WorkerMessage {
+        msg: Some(Up::Register(pb::Register {
+            node: "mute".into(),
+            instance: "i-1".into(),
+            devices: vec![pb::DeviceGroup {
+                flavor: "cpu".into(),
+                count: 1,
+                memory_bytes: 0,
+                simulated: false,
+            }],
+            models: vec!["tiny".into()],
+            running: vec![],
+        })),
+    })
+    .await
+    .expect("send");
+    let mut inbound = sessions
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("session")
+        .into_inner();
+    async fn next(inbound: &mut tonic::Streaming<pb::SchedulerMessage>) -> Option<Down> {
+        within(30, "a message from the scheduler", inbound.message())
+            .await
+            .expect("stream")
+            .expect("open")
+            .msg
+    }
+
+    let mut batch = small_spec("batch work", 1);
+    batch.qos = "batch".into();
+    let batch = submit(&mut c, batch).await;
+    let lease = loop {
+        if let Some(Down::Assignment(a)) = next(&mut inbound).await {
+            break pb::JobLease {
+                job_id: a.job_id,
+                lease_epoch: a.lease_epoch,
+            };
+        }
+    };
+    assert_eq!(lease.job_id, batch.id);
+    let mut chat = small_spec("someone is waiting", 2);
+    chat.qos = "interactive".into();
+    let chat = submit(&mut c, chat).await;
+    // Told to checkpoint; it never does. Then: stop, and the chat job.
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        match next(&mut inbound).await {
+            Some(Down::Preempt(p)) if p.lease.as_ref() == Some(&lease) => seen.push("preempt"),
+            Some(Down::Stop(s)) if s.lease.as_ref() == Some(&lease) => seen.push("stop"),
+            Some(Down::Assignment(a)) if a.job_id == chat.id => seen.push("chat"),
+            _ => {}
+        }
+    }
+    assert_eq!(seen, ["preempt", "stop", "chat"]);
+    let after = c
+        .get(pb::GetJobRequest {
+            id: batch.id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(after.state(), pb::JobState::Pending, "{after:?}");
+    assert_eq!((after.requeues, after.preemptions), (1, 0), "{after:?}");
+    assert!(after.checkpoint.is_none(), "it never saved one");
+}

@@ -153,6 +153,9 @@ pub struct LeaderConfig {
     pub cycle_interval: Duration,
     /// The policy's knobs (minimum runtime, ageing, preemption bounds).
     pub policy: PolicyConfig,
+    /// A preempted job whose worker has not checkpointed it by then is
+    /// requeued without a new checkpoint (its devices are needed).
+    pub preempt_timeout: Duration,
 }
 
 /// Places pending jobs while this replica leads; stops when `stop` changes.
@@ -408,6 +411,7 @@ pub async fn liveness_loop(
                 .map(|n| n.name.clone())
                 .collect()
         });
+        requeue_overdue_preemptions(&raft, config.preempt_timeout).await;
         for node in silent {
             let reason = format!("no worker session for {:?}", config.worker_grace);
             tracing::warn!(%node, %reason, "declaring node down");
@@ -426,6 +430,38 @@ pub async fn liveness_loop(
                 },
                 Err(e) => tracing::warn!(%node, error = %e, "node-down not proposed"),
             }
+        }
+    }
+}
+
+/// Requeues preempted jobs whose workers have not checkpointed them within
+/// `timeout` (a hung worker, or one that does not know the message): they
+/// keep their last checkpoint, and the worker is told to stop.
+async fn requeue_overdue_preemptions(raft: &RaftHandle, timeout: Duration) {
+    let now_ms = crate::clock::unix_ms();
+    let timeout_ms = timeout.as_millis() as i64;
+    let overdue: Vec<pb::JobLease> = raft.read(|state| {
+        state
+            .jobs()
+            .filter(|j| j.state == pb::JobState::Running && !j.preempting.is_empty())
+            .filter(|j| now_ms - j.preempted_at_ms >= timeout_ms)
+            .map(|j| pb::JobLease {
+                job_id: j.id.clone(),
+                lease_epoch: j.lease_epoch,
+            })
+            .collect()
+    });
+    for lease in overdue {
+        let reason = format!("no checkpoint within {timeout:?} of its preemption");
+        tracing::warn!(job = %lease.job_id, %reason, "requeueing a preempted job");
+        let command = pb::Command {
+            kind: Some(pb::command::Kind::RequeueJob(pb::RequeueJob {
+                lease: Some(lease.clone()),
+                reason,
+            })),
+        };
+        if let Err(e) = raft.propose(command).await {
+            tracing::warn!(job = %lease.job_id, error = %e, "requeue not proposed");
         }
     }
 }

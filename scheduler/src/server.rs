@@ -54,6 +54,8 @@ pub struct SchedulerConfig {
     pub worker_heartbeat: Duration,
     /// Running work younger than this is never preempted.
     pub min_runtime: Duration,
+    /// How long a preempted job's worker has to checkpoint it.
+    pub preempt_timeout: Duration,
 }
 
 impl SchedulerConfig {
@@ -72,6 +74,7 @@ impl SchedulerConfig {
             worker_grace: Duration::from_secs(15),
             worker_heartbeat: Duration::from_secs(2),
             min_runtime: Duration::from_millis(PolicyConfig::default().min_runtime_ms as u64),
+            preempt_timeout: Duration::from_secs(120),
         }
     }
 
@@ -232,6 +235,7 @@ impl Scheduler {
                 min_runtime_ms: config.min_runtime.as_millis() as i64,
                 ..PolicyConfig::default()
             },
+            preempt_timeout: config.preempt_timeout,
         };
         let loops = [
             tokio::spawn(leader::scheduling_loop(

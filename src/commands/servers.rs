@@ -22,6 +22,7 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     config.snapshot_every = args.snapshot_every;
     config.raft_tick = args.raft_tick;
     config.min_runtime = args.min_runtime;
+    config.preempt_timeout = args.preempt_timeout;
     let scheduler = Scheduler::bind(config).await?;
     let shutdown = shutdown_on_signals();
     let metrics = serve_metrics(

@@ -45,6 +45,8 @@ pub struct Job {
     /// When the job last entered the queue.
     pub queued_at_ms: i64,
     pub preemptions: u32,
+    /// When the running job was told to checkpoint.
+    pub preempted_at_ms: i64,
 }
 
 impl Job {
@@ -72,6 +74,7 @@ impl Job {
             leased_at_ms: self.leased_at_ms,
             queued_at_ms: self.queued_at_ms,
             preemptions: self.preemptions,
+            preempted_at_ms: self.preempted_at_ms,
         }
     }
 
@@ -138,6 +141,7 @@ impl State {
             leased_at_ms: 0,
             queued_at_ms: at_ms,
             preemptions: 0,
+            preempted_at_ms: 0,
         };
         if !c.request_id.is_empty() {
             self.requests.insert(c.request_id.clone(), job.id.clone());
@@ -268,12 +272,16 @@ impl State {
 
     /// Marks running jobs to be checkpointed and stopped, each on its own:
     /// one whose lease has changed since the cycle decided is refused.
-    pub(super) fn preempt_jobs(&mut self, c: &pb::PreemptJobs) -> Outcome {
-        let results = c.preemptions.iter().map(|p| self.preempt(p)).collect();
+    pub(super) fn preempt_jobs(&mut self, c: &pb::PreemptJobs, at_ms: i64) -> Outcome {
+        let results = c
+            .preemptions
+            .iter()
+            .map(|p| self.preempt(p, at_ms))
+            .collect();
         Outcome::Preempted(results)
     }
 
-    fn preempt(&mut self, p: &pb::Preemption) -> Result<(), Rejection> {
+    fn preempt(&mut self, p: &pb::Preemption, at_ms: i64) -> Result<(), Rejection> {
         let lease = p
             .lease
             .as_ref()
@@ -286,6 +294,7 @@ impl State {
         let job = self.leased_job_mut(lease)?;
         if job.preempting.is_empty() {
             job.preempting = p.reason.clone();
+            job.preempted_at_ms = at_ms;
         }
         self.mark_changed(&lease.job_id);
         if let Some(for_job) = self.jobs.get_mut(&p.for_job) {
@@ -336,6 +345,27 @@ impl State {
             job.checkpoint = Some(checkpoint.clone());
         }
         job.preemptions += 1;
+        self.requeue(&lease.job_id, at_ms);
+        let job = self
+            .jobs
+            .get(&lease.job_id)
+            .cloned()
+            .ok_or_else(|| Rejection::UnknownJob(lease.job_id.clone()))?;
+        Ok(Outcome::Job(Box::new(job)))
+    }
+
+    /// Ends a running job's lease without a result and requeues it (see
+    /// [`pb::RequeueJob`]).
+    pub(super) fn requeue_job(
+        &mut self,
+        c: &pb::RequeueJob,
+        at_ms: i64,
+    ) -> Result<Outcome, Rejection> {
+        let lease = c
+            .lease
+            .as_ref()
+            .ok_or(Rejection::Malformed("requeue without a lease"))?;
+        self.leased_job_mut(lease)?;
         self.requeue(&lease.job_id, at_ms);
         let job = self
             .jobs

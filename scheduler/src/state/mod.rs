@@ -145,9 +145,10 @@ impl State {
             Kind::JobFailed(c) => self.job_failed(c, at_ms),
             Kind::UpsertQueue(c) => self.upsert_queue(c),
             Kind::DeleteQueue(c) => self.delete_queue(&c.name),
-            Kind::PreemptJobs(c) => Ok(self.preempt_jobs(c)),
+            Kind::PreemptJobs(c) => Ok(self.preempt_jobs(c, at_ms)),
             Kind::JobCheckpointed(c) => self.job_checkpointed(c, at_ms),
             Kind::CordonNode(c) => self.cordon_node(c),
+            Kind::RequeueJob(c) => self.requeue_job(c, at_ms),
         }
     }
 

@@ -183,5 +183,6 @@ fn job_from_stored(stored: pb::StoredJob) -> Result<Job, SnapshotError> {
             job.queued_at_ms
         },
         preemptions: job.preemptions,
+        preempted_at_ms: job.preempted_at_ms,
     })
 }
