@@ -243,29 +243,32 @@ pub async fn watch_to_end(
     id: &str,
     secs: u64,
 ) -> (pb::Job, Vec<pb::JobState>) {
-    within(
-        secs,
-        &format!("job {id} should end (is a worker connected and running it?)"),
-        async {
-            let mut stream = client
-                .watch(pb::WatchJobRequest { id: id.to_string() })
-                .await
-                .expect("watch accepted")
-                .into_inner();
-            let mut states = Vec::new();
-            while let Some(event) = stream.message().await.expect("watch stream") {
-                let job = event.job.expect("event has a job");
-                if states.last() != Some(&job.state()) {
-                    states.push(job.state());
-                }
-                if job.state().is_terminal() {
-                    return (job, states);
-                }
+    // The last event seen, to say where the job was stuck on a timeout.
+    let last = std::sync::Mutex::new(None::<pb::Job>);
+    let watched = tokio::time::timeout(Duration::from_secs(secs), async {
+        let mut stream = client
+            .watch(pb::WatchJobRequest { id: id.to_string() })
+            .await
+            .expect("watch accepted")
+            .into_inner();
+        let mut states = Vec::new();
+        while let Some(event) = stream.message().await.expect("watch stream") {
+            let job = event.job.expect("event has a job");
+            if states.last() != Some(&job.state()) {
+                states.push(job.state());
             }
-            panic!("the watch of {id} ended before the job did; states seen: {states:?}");
-        },
-    )
-    .await
+            if job.state().is_terminal() {
+                return (job, states);
+            }
+            *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(job);
+        }
+        panic!("the watch of {id} ended before the job did; states seen: {states:?}");
+    })
+    .await;
+    watched.unwrap_or_else(|_| {
+        let last = last.lock().unwrap_or_else(|e| e.into_inner()).take();
+        panic!("timed out after {secs}s: job {id} should end (is a worker connected and running it?); last seen: {last:?}")
+    })
 }
 
 /// Follows `id`'s watch stream until `done` holds for the job.
