@@ -9,8 +9,8 @@ mod common;
 
 use common::replicas::Replicas;
 use common::{
-    artifact_path, cli, client, http_get, init_model, metric, start_worker_with, submit,
-    watch_to_end, watch_until, within,
+    apply_queues, artifact_path, cli, client, http_get, init_model, metric, start_worker_with,
+    submit, watch_to_end, watch_until, within,
 };
 use genfleet_proto as pb;
 use pb::job_service_client::JobServiceClient;
@@ -74,17 +74,7 @@ async fn borrowed_devices_are_reclaimed_and_interactive_work_preempts_batch_with
     let all = all.join(",");
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("queues.yaml");
-    std::fs::write(&file, QUEUES).expect("write queues");
-    let (ok, _, err) = cli(&[
-        "queue",
-        "apply",
-        "-f",
-        &file.to_string_lossy(),
-        "--scheduler",
-        &all,
-    ]);
-    assert!(ok, "{err}");
+    apply_queues(&all, dir.path(), QUEUES);
 
     // One artifact store for all workers (as a shared bucket would be):
     // a checkpoint written by one is read by another.

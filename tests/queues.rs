@@ -96,40 +96,36 @@ fn queues_are_managed_with_the_cli_and_checked_at_submit() {
     assert!(!ok && err.contains("/nonexistent/q.yaml"), "{err}");
 }
 
-/// The leader's cycle enforces quotas: a queue with no quota for the only
-/// flavor waits, and says why; the default queue runs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quotas_hold_in_the_running_cluster_and_waits_are_explained() {
-    use common::{client, init_model, small_spec, start_worker, submit, watch_to_end};
-    use genfleet_proto as pb;
-
+/// A scheduler (serving /metrics) with `queues` applied, and a CPU worker.
+fn cluster_with_queues(queues: &str) -> (tempfile::TempDir, common::SchedulerProc, common::Proc) {
     let dir = tempfile::tempdir().expect("tempdir");
     let models = dir.path().join("models");
-    init_model(&models);
+    common::init_model(&models);
     let scheduler = start_scheduler(
         &dir.path().join("scheduler"),
         "127.0.0.1:0",
         &["--metrics-listen", "127.0.0.1:0"],
     );
-    let endpoint = scheduler.endpoint.clone();
-    let file = dir.path().join("capped.yaml");
-    std::fs::write(&file, "name: capped\nquotas:\n  cpu: { nominal: 0 }\n").expect("write");
-    let (ok, _, err) = cli(&[
-        "queue",
-        "apply",
-        "-f",
-        &file.to_string_lossy(),
-        "--scheduler",
-        &endpoint,
-    ]);
-    assert!(ok, "{err}");
-    let _worker = start_worker(
-        &endpoint,
+    common::apply_queues(&scheduler.endpoint, dir.path(), queues);
+    let worker = common::start_worker(
+        &scheduler.endpoint,
         "cpu-node",
         &models,
         &dir.path().join("artifacts"),
     );
+    (dir, scheduler, worker)
+}
 
+/// The leader's cycle enforces quotas: a queue with no quota for the only
+/// flavor waits, and says why; the default queue runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_hold_in_the_running_cluster_and_waits_are_explained() {
+    use common::{client, small_spec, submit, watch_to_end};
+    use genfleet_proto as pb;
+
+    let (_dir, scheduler, _worker) =
+        cluster_with_queues("name: capped\nquotas:\n  cpu: { nominal: 0 }\n");
+    let endpoint = scheduler.endpoint.clone();
     let mut jobs = client(&endpoint).await;
     let mut capped = small_spec("a capped heron", 1);
     capped.queue = "capped".into();
@@ -206,40 +202,14 @@ async fn quotas_hold_in_the_running_cluster_and_waits_are_explained() {
 /// period, and say so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spent_budget_holds_a_queues_jobs_until_the_next_period() {
-    use common::{client, init_model, small_spec, start_worker, submit, watch_to_end};
+    use common::{client, small_spec, submit, watch_to_end};
     use genfleet_proto as pb;
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let models = dir.path().join("models");
-    init_model(&models);
-    let scheduler = start_scheduler(
-        &dir.path().join("scheduler"),
-        "127.0.0.1:0",
-        &["--metrics-listen", "127.0.0.1:0"],
+    // 36 ms of one device per day: the first job uses it all up.
+    let (_dir, scheduler, _worker) = cluster_with_queues(
+        "name: tight\nquotas:\n  cpu: { nominal: 1 }\nbudget: { device_hours: 0.00001, period: 1day }\n",
     );
     let endpoint = scheduler.endpoint.clone();
-    // 36 ms of one device per day: the first job uses it all up.
-    let file = dir.path().join("tight.yaml");
-    std::fs::write(
-        &file,
-        "name: tight\nquotas:\n  cpu: { nominal: 1 }\nbudget: { device_hours: 0.00001, period: 1day }\n",
-    )
-    .expect("write");
-    let (ok, _, err) = cli(&[
-        "queue",
-        "apply",
-        "-f",
-        &file.to_string_lossy(),
-        "--scheduler",
-        &endpoint,
-    ]);
-    assert!(ok, "{err}");
-    let _worker = start_worker(
-        &endpoint,
-        "cpu-node",
-        &models,
-        &dir.path().join("artifacts"),
-    );
     let mut jobs = client(&endpoint).await;
     let in_tight = |seed| {
         let mut spec = small_spec("a frugal heron", seed);

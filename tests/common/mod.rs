@@ -129,6 +129,16 @@ pub fn start_scheduler(data_dir: &Path, listen: &str, extra: &[&str]) -> Schedul
     }
 }
 
+/// Applies the queues of YAML `text` with `genfleet queue apply -f`
+/// (the file is written to `dir`).
+pub fn apply_queues(endpoint: &str, dir: &Path, text: &str) {
+    let file = dir.join("queues.yaml");
+    std::fs::write(&file, text).expect("write the queue file");
+    let file = file.to_string_lossy().to_string();
+    let (ok, _, err) = cli(&["queue", "apply", "-f", &file, "--scheduler", endpoint]);
+    assert!(ok, "queue apply failed: {err}");
+}
+
 /// Creates the tiny model's weights under `models` with the CLI.
 pub fn init_model(models: &Path) {
     let status = Command::new(BIN)

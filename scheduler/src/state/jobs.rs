@@ -345,13 +345,7 @@ impl State {
             job.checkpoint = Some(checkpoint.clone());
         }
         job.preemptions += 1;
-        self.requeue(&lease.job_id, at_ms);
-        let job = self
-            .jobs
-            .get(&lease.job_id)
-            .cloned()
-            .ok_or_else(|| Rejection::UnknownJob(lease.job_id.clone()))?;
-        Ok(Outcome::Job(Box::new(job)))
+        self.requeue_to_outcome(&lease.job_id, at_ms)
     }
 
     /// Ends a running job's lease without a result and requeues it (see
@@ -366,12 +360,17 @@ impl State {
             .as_ref()
             .ok_or(Rejection::Malformed("requeue without a lease"))?;
         self.leased_job_mut(lease)?;
-        self.requeue(&lease.job_id, at_ms);
+        self.requeue_to_outcome(&lease.job_id, at_ms)
+    }
+
+    /// Requeues a running job; returns it as it now is.
+    fn requeue_to_outcome(&mut self, job_id: &str, at_ms: i64) -> Result<Outcome, Rejection> {
+        self.requeue(job_id, at_ms);
         let job = self
             .jobs
-            .get(&lease.job_id)
+            .get(job_id)
             .cloned()
-            .ok_or_else(|| Rejection::UnknownJob(lease.job_id.clone()))?;
+            .ok_or_else(|| Rejection::UnknownJob(job_id.to_string()))?;
         Ok(Outcome::Job(Box::new(job)))
     }
 
