@@ -228,6 +228,10 @@ pub struct WorkerArgs {
     /// Jobs that may run at once on the CPU.
     #[arg(long, default_value_t = 1)]
     pub cpu_slots: u32,
+    /// Where to look for amdgpu devices' sysfs (`/sys/class/drm` below it);
+    /// for containers that mount the host's /sys elsewhere.
+    #[arg(long, default_value = "/")]
+    pub sysfs_root: PathBuf,
     /// Offer simulated devices instead of real ones, e.g.
     /// nvidia-h100-80gb:8 (repeatable): jobs advance at the scheduler's
     /// estimated step rate and produce no video.

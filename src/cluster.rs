@@ -107,6 +107,7 @@ impl LocalCluster {
                 cpu_slots: 1,
                 simulate: Vec::new(),
                 reconnect_max: Duration::from_secs(2),
+                sysfs_root: genfleet_worker::device::default_sysfs_root(),
             })?;
             registries.push(worker.metrics_registry());
             others.push(tokio::spawn(worker.run(stopped(stop_rx.clone()))));

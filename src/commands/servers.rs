@@ -56,6 +56,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         cpu_slots: args.cpu_slots,
         simulate: args.simulate,
         reconnect_max: Duration::from_secs(5),
+        sysfs_root: args.sysfs_root,
     })?;
     let shutdown = shutdown_on_signals();
     let metrics = serve_metrics(

@@ -49,7 +49,13 @@ pub struct WorkerConfig {
     pub simulate: Vec<(String, u32)>,
     /// Longest wait between reconnect attempts.
     pub reconnect_max: Duration,
+    /// Root of the sysfs to find amdgpu devices under (`/`; a container may
+    /// mount the host's elsewhere).
+    pub sysfs_root: PathBuf,
 }
+
+/// How often GPU telemetry is read again for the metrics.
+const TELEMETRY_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -69,6 +75,7 @@ pub struct Worker {
     identity: Identity,
     executor: Arc<Executor>,
     metrics: WorkerMetrics,
+    gpus: Option<device::GpuWatch>,
 }
 
 impl Worker {
@@ -104,6 +111,15 @@ impl Worker {
             (device::discover(config.cpu_slots), models)
         };
         let metrics = WorkerMetrics::new(&config.node)?;
+        // GPUs are found and watched; jobs run on them only in a build that
+        // can (this one runs every job on the CPU).
+        let gpus = (!simulated).then(|| device::GpuWatch::open(&config.sysfs_root));
+        for gpu in gpus.iter().flat_map(|w| w.gpus()) {
+            tracing::info!(vendor = gpu.vendor.label(), index = gpu.index, product = %gpu.product, flavor = %gpu.flavor, memory_bytes = gpu.memory_bytes, nvlink_peers = ?gpu.peers, "found a GPU; jobs run on the CPU in this build");
+        }
+        if let Some(watch) = &gpus {
+            metrics.set_gpus(watch.gpus());
+        }
         for group in &devices {
             let simulated = if group.simulated { "true" } else { "false" };
             metrics
@@ -130,6 +146,7 @@ impl Worker {
             identity,
             executor,
             metrics,
+            gpus,
         })
     }
 
@@ -145,6 +162,9 @@ impl Worker {
     /// Works for the scheduler until `shutdown` completes; running jobs are
     /// then stopped (the scheduler requeues them).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+        if let Some(watch) = self.gpus.filter(|w| !w.gpus().is_empty()) {
+            tokio::spawn(watch_gpus(watch, self.metrics.clone()));
+        }
         let (session, updates) = SessionLoop::new(
             self.schedulers,
             self.identity,
@@ -154,6 +174,25 @@ impl Worker {
         );
         let shutdown = std::pin::pin!(shutdown);
         session.run(updates, shutdown).await;
+    }
+}
+
+/// Reads GPU telemetry into the metrics every [`TELEMETRY_EVERY`] (NVML
+/// and sysfs reads block: off the async threads).
+async fn watch_gpus(watch: device::GpuWatch, metrics: WorkerMetrics) {
+    let watch = Arc::new(std::sync::Mutex::new(watch));
+    loop {
+        tokio::time::sleep(TELEMETRY_EVERY).await;
+        let (watch, metrics) = (watch.clone(), metrics.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            let mut watch = watch.lock().unwrap_or_else(|e| e.into_inner());
+            watch.refresh();
+            metrics.set_gpus(watch.gpus());
+        });
+        if read.await.is_err() {
+            tracing::warn!("reading GPU telemetry failed; no more GPU metrics");
+            return;
+        }
     }
 }
 

@@ -1,9 +1,11 @@
 //! The worker's Prometheus metrics.
 
 use prometheus::{
-    exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    exponential_buckets, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
+
+use crate::device::GpuInfo;
 
 #[derive(Clone)]
 pub struct WorkerMetrics {
@@ -15,12 +17,28 @@ pub struct WorkerMetrics {
     pub devices: IntGaugeVec,
     /// Checkpoints read to resume a preempted job, by result.
     pub checkpoint_loads: IntCounterVec,
+    /// 1 per discovered GPU, with what it is.
+    pub gpu_info: IntGaugeVec,
+    /// GPU memory by kind: total, used.
+    pub gpu_memory_bytes: GaugeVec,
+    pub gpu_busy_percent: GaugeVec,
+    pub gpu_power_watts: GaugeVec,
+    pub gpu_temperature_celsius: GaugeVec,
 }
 
 impl WorkerMetrics {
     /// Metrics of worker `node`; every series carries a `node` label.
     pub fn new(node: &str) -> Result<Self, prometheus::Error> {
         let labels = [("node".to_string(), node.to_string())].into();
+        // Per GPU (vendor, index), and for memory also total or used.
+        let gpu = |name: &str, help: &str, with_kind: bool| {
+            let labels: &[&str] = if with_kind {
+                &["vendor", "index", "kind"]
+            } else {
+                &["vendor", "index"]
+            };
+            GaugeVec::new(Opts::new(name, help), labels)
+        };
         let m = Self {
             registry: Registry::new_custom(None, Some(labels))?,
             step_seconds: HistogramVec::new(
@@ -50,6 +68,17 @@ impl WorkerMetrics {
                 ),
                 &["flavor", "simulated"],
             )?,
+            gpu_info: IntGaugeVec::new(
+                Opts::new(
+                    "genfleet_worker_gpu_info",
+                    "1 per GPU the worker found (NVML or amdgpu sysfs)",
+                ),
+                &["vendor", "index", "flavor", "product"],
+            )?,
+            gpu_memory_bytes: gpu("genfleet_worker_gpu_memory_bytes", "GPU memory, total and used", true)?,
+            gpu_busy_percent: gpu("genfleet_worker_gpu_busy_percent", "Percent of time the GPU was busy", false)?,
+            gpu_power_watts: gpu("genfleet_worker_gpu_power_watts", "GPU power draw", false)?,
+            gpu_temperature_celsius: gpu("genfleet_worker_gpu_temperature_celsius", "GPU temperature", false)?,
             checkpoint_loads: IntCounterVec::new(
                 Opts::new(
                     "genfleet_worker_checkpoint_loads_total",
@@ -59,11 +88,56 @@ impl WorkerMetrics {
             )?,
         };
         m.registry.register(Box::new(m.checkpoint_loads.clone()))?;
+        m.registry.register(Box::new(m.gpu_info.clone()))?;
+        m.registry.register(Box::new(m.gpu_memory_bytes.clone()))?;
+        m.registry.register(Box::new(m.gpu_busy_percent.clone()))?;
+        m.registry.register(Box::new(m.gpu_power_watts.clone()))?;
+        m.registry
+            .register(Box::new(m.gpu_temperature_celsius.clone()))?;
         m.registry.register(Box::new(m.step_seconds.clone()))?;
         m.registry.register(Box::new(m.jobs.clone()))?;
         m.registry.register(Box::new(m.jobs_running.clone()))?;
         m.registry.register(Box::new(m.session_connected.clone()))?;
         m.registry.register(Box::new(m.devices.clone()))?;
         Ok(m)
+    }
+}
+
+impl WorkerMetrics {
+    /// Exports what the GPUs report now (figures a GPU does not give are left out).
+    pub fn set_gpus(&self, gpus: &[GpuInfo]) {
+        for gpu in gpus {
+            let (vendor, index) = (gpu.vendor.label(), gpu.index.to_string());
+            let id = [vendor, index.as_str()];
+            self.gpu_info
+                .with_label_values(&[
+                    vendor,
+                    index.as_str(),
+                    gpu.flavor.as_str(),
+                    gpu.product.as_str(),
+                ])
+                .set(1);
+            let total = [vendor, index.as_str(), "total"];
+            self.gpu_memory_bytes
+                .with_label_values(&total)
+                .set(gpu.memory_bytes as f64);
+            let t = &gpu.telemetry;
+            if let Some(used) = t.memory_used_bytes {
+                let used_labels = [vendor, index.as_str(), "used"];
+                self.gpu_memory_bytes
+                    .with_label_values(&used_labels)
+                    .set(used as f64);
+            }
+            let figures = [
+                (&self.gpu_busy_percent, t.busy_percent.map(f64::from)),
+                (&self.gpu_power_watts, t.power_watts),
+                (&self.gpu_temperature_celsius, t.temperature_c),
+            ];
+            for (gauge, value) in figures {
+                if let Some(value) = value {
+                    gauge.with_label_values(&id).set(value);
+                }
+            }
+        }
     }
 }

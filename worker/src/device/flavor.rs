@@ -1,0 +1,76 @@
+//! Flavor names from what a device reports: `<vendor>-<model words>`, lower
+//! case, packaging words dropped, e.g. "NVIDIA H100 80GB HBM3" ->
+//! `nvidia-h100-80gb`, "AMD Instinct MI300X" -> `amd-mi300x`. Queues name
+//! flavors, so the same card must give the same name on every node.
+//! The memory size stays only where the product name states it (A100 40GB
+//! and 80GB are different flavors; an L4 has one size).
+
+/// Words that say who made it or how it is packaged, not what it is.
+const NOISE: &[&str] = &[
+    "nvidia",
+    "tesla",
+    "geforce",
+    "quadro",
+    "amd",
+    "radeon",
+    "instinct",
+    "sxm",
+    "sxm2",
+    "sxm4",
+    "sxm5",
+    "hbm",
+    "hbm2",
+    "hbm2e",
+    "hbm3",
+    "hbm3e",
+    "oam",
+    "gpu",
+    "graphics",
+    "accelerator",
+];
+
+/// The flavor of a device of `vendor` ("nvidia", "amd") called `product`.
+pub fn flavor(vendor: &str, product: &str) -> String {
+    let lower = product.to_lowercase();
+    let mut parts = vec![vendor.to_string()];
+    parts.extend(
+        lower
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty() && !NOISE.contains(w))
+            .map(str::to_string),
+    );
+    if parts.len() == 1 {
+        parts.push("unknown".into());
+    }
+    // Flavor names are at most 63 characters (see `is_valid_name`).
+    let mut name = parts.join("-");
+    name.truncate(63);
+    name.trim_end_matches('-').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_reported_by_drivers_become_stable_flavors() {
+        let cases = [
+            ("nvidia", "NVIDIA H100 80GB HBM3", "nvidia-h100-80gb"),
+            ("nvidia", "NVIDIA A100-SXM4-80GB", "nvidia-a100-80gb"),
+            ("nvidia", "NVIDIA A100-SXM4-40GB", "nvidia-a100-40gb"),
+            ("nvidia", "NVIDIA H100 PCIe", "nvidia-h100-pcie"),
+            ("nvidia", "NVIDIA H200", "nvidia-h200"),
+            ("nvidia", "NVIDIA L4", "nvidia-l4"),
+            ("nvidia", "Tesla V100-SXM2-16GB", "nvidia-v100-16gb"),
+            ("amd", "AMD Instinct MI300X", "amd-mi300x"),
+            ("amd", "AMD Instinct MI250X / MI250", "amd-mi250x-mi250"),
+            ("amd", "", "amd-unknown"),
+        ];
+        for (vendor, product, expected) in cases {
+            assert_eq!(flavor(vendor, product), expected, "{product}");
+            assert!(genfleet_proto::is_valid_name(expected), "{expected}");
+        }
+        let long = flavor("nvidia", &"x ".repeat(100));
+        assert!(genfleet_proto::is_valid_name(&long), "{long}");
+    }
+}
