@@ -44,6 +44,13 @@ async fn a_job_submitted_over_grpc_runs_to_a_valid_video() {
         spec.fps,
     );
     check_png(&artifact_path(&job, "thumbnail"), spec.width, spec.height);
+    // Every frame (up to 16) in rows of 4: 9 frames make 3 rows.
+    assert_eq!(spec.frames, 9);
+    check_png(
+        &artifact_path(&job, "spritesheet"),
+        4 * spec.width,
+        3 * spec.height,
+    );
 
     // The same seed and prompt give the same video, byte for byte.
     let again = submit(&mut client, spec).await;

@@ -70,8 +70,8 @@ enum RunEnd {
 
 /// What the CPU-bound part of a run produced.
 enum Rendered {
-    /// The MP4 and the thumbnail PNG.
-    Video(Vec<u8>, Vec<u8>),
+    /// The MP4, the thumbnail PNG and the spritesheet PNG.
+    Video(Vec<u8>, Vec<u8>, Vec<u8>),
     /// A checkpoint's bytes and its step.
     Checkpoint(Vec<u8>, u32),
     Stopped,
@@ -262,6 +262,7 @@ impl Executor {
                     Ok(Rendered::Video(
                         video::encode_mp4(&video, fps)?,
                         video::thumbnail_png(&video)?,
+                        video::spritesheet_png(&video)?,
                     ))
                 }
                 (Denoised::Stopped(c), Some(StopRequest::Checkpoint)) => {
@@ -275,16 +276,17 @@ impl Executor {
         .map_err(|e| RunError::Task(e.to_string()))??;
         let job = &assignment.job_id;
         match rendered {
-            Rendered::Video(mp4, png) => {
-                let video = self
-                    .store
-                    .put(job, "video.mp4", "video", "video/mp4", mp4)
-                    .await?;
-                let thumbnail = self
-                    .store
-                    .put(job, "thumbnail.png", "thumbnail", "image/png", png)
-                    .await?;
-                Ok(RunEnd::Finished(vec![video, thumbnail]))
+            Rendered::Video(mp4, thumbnail, sprites) => {
+                let files = [
+                    ("video.mp4", "video", "video/mp4", mp4),
+                    ("thumbnail.png", "thumbnail", "image/png", thumbnail),
+                    ("spritesheet.png", "spritesheet", "image/png", sprites),
+                ];
+                let mut artifacts = Vec::with_capacity(files.len());
+                for (name, kind, content_type, bytes) in files {
+                    artifacts.push(self.store.put(job, name, kind, content_type, bytes).await?);
+                }
+                Ok(RunEnd::Finished(artifacts))
             }
             Rendered::Checkpoint(bytes, step) => {
                 // Named by step: a later checkpoint never overwrites one the

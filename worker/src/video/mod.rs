@@ -1,4 +1,5 @@
-//! The files users download: an H.264 MP4 and a PNG thumbnail.
+//! The files users download: an H.264 MP4, a PNG thumbnail and a PNG
+//! spritesheet.
 
 mod h264;
 mod mp4_mux;
@@ -6,7 +7,7 @@ mod thumbnail;
 
 pub use h264::{encode_h264, EncodedFrame};
 pub use mp4_mux::mux_mp4;
-pub use thumbnail::thumbnail_png;
+pub use thumbnail::{spritesheet_png, thumbnail_png};
 
 use crate::model::Video;
 
@@ -114,5 +115,36 @@ mod tests {
         let reader = decoder.read_info().expect("decodes");
         let info = reader.info();
         assert_eq!((info.width, info.height), (48, 32));
+    }
+
+    /// Width, height and the RGB bytes of a PNG.
+    fn decode(png_bytes: Vec<u8>) -> (u32, u32, Vec<u8>) {
+        let mut reader = png::Decoder::new(std::io::Cursor::new(png_bytes))
+            .read_info()
+            .expect("decodes");
+        let mut pixels = vec![0; reader.output_buffer_size().expect("size")];
+        let info = reader.next_frame(&mut pixels).expect("a frame");
+        pixels.truncate(info.buffer_size());
+        (info.width, info.height, pixels)
+    }
+
+    #[test]
+    fn spritesheet_tiles_evenly_spaced_frames_in_rows_of_four() {
+        // 17 frames: 16 tiles (frames 0, 1, ... 16 spaced evenly), 4 x 4.
+        let video = gradient(17, 48, 32);
+        let (w, h, pixels) = decode(spritesheet_png(&video).expect("png"));
+        assert_eq!((w, h), (4 * 48, 4 * 32));
+        // The last tile's top-left pixel is the last frame's.
+        let last_tile = ((3 * 32) * (4 * 48) + 3 * 48) * 3;
+        assert_eq!(&pixels[last_tile..last_tile + 3], &video.frames[16][..3]);
+        // Three frames: one row of three.
+        let (w, h, _) = decode(spritesheet_png(&gradient(3, 48, 32)).expect("png"));
+        assert_eq!((w, h), (3 * 48, 32));
+        let none = Video {
+            width: 32,
+            height: 32,
+            frames: vec![],
+        };
+        assert!(matches!(spritesheet_png(&none), Err(VideoError::NoFrames)));
     }
 }
