@@ -228,6 +228,11 @@ pub struct WorkerArgs {
     /// Jobs that may run at once on the CPU.
     #[arg(long, default_value_t = 1)]
     pub cpu_slots: u32,
+    /// On SIGTERM, the longest wait for running jobs to checkpoint at their
+    /// next step and for the scheduler to record it (keep it below the
+    /// pod's terminationGracePeriodSeconds).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
     /// Where to look for amdgpu devices' sysfs (`/sys/class/drm` below it);
     /// for containers that mount the host's /sys elsewhere.
     #[arg(long, default_value = "/")]

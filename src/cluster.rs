@@ -108,6 +108,7 @@ impl LocalCluster {
                 simulate: Vec::new(),
                 reconnect_max: Duration::from_secs(2),
                 sysfs_root: genfleet_worker::device::default_sysfs_root(),
+                drain_timeout: Duration::from_secs(10),
             })?;
             registries.push(worker.metrics_registry());
             others.push(tokio::spawn(worker.run(stopped(stop_rx.clone()))));

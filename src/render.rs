@@ -144,10 +144,11 @@ pub fn node_table(nodes: &[pb::NodeInfo]) -> String {
     let rows: Vec<[String; 4]> = nodes
         .iter()
         .map(|n| {
-            let status = match (n.up, n.cordoned) {
-                (false, _) => "down",
-                (true, true) => "cordoned",
-                (true, false) => "ready",
+            let status = match (n.up, n.cordoned, n.draining) {
+                (false, _, _) => "down",
+                (true, _, true) => "draining",
+                (true, true, false) => "cordoned",
+                (true, false, false) => "ready",
             };
             let devices: Vec<String> = n
                 .devices

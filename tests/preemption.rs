@@ -9,12 +9,10 @@ mod common;
 
 use common::replicas::Replicas;
 use common::{
-    apply_queues, artifact_path, cli, client, http_get, init_model, metric, start_worker_with,
-    submit, watch_to_end, watch_until, within,
+    apply_queues, artifact_path, cli, client, get_job, http_get, init_model, metric,
+    start_worker_with, submit, watch_to_end, watch_until, within,
 };
 use genfleet_proto as pb;
-use pb::job_service_client::JobServiceClient;
-use tonic::transport::Channel;
 
 const QUEUES: &str = "\
 name: team-a
@@ -53,13 +51,6 @@ fn cpu_job(queue: &str, qos: &str, prompt: &str, seed: u64) -> pb::JobSpec {
 
 fn running_a_step(job: &pb::Job) -> bool {
     job.state() == pb::JobState::Running && job.step >= 1
-}
-
-async fn get(jobs: &mut JobServiceClient<Channel>, id: &str) -> pb::Job {
-    jobs.get(pb::GetJobRequest { id: id.into() })
-        .await
-        .expect("get")
-        .into_inner()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,6 +196,6 @@ async fn borrowed_devices_are_reclaimed_and_interactive_work_preempts_batch_with
         out.contains("1 preempted") && out.contains("resumes:   from step"),
         "{out}"
     );
-    let again = get(&mut jobs, &batch_1.id).await;
+    let again = get_job(&mut jobs, &batch_1.id).await;
     assert_eq!(again.checkpoint, batch_1.checkpoint);
 }

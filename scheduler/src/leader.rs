@@ -347,6 +347,7 @@ fn observe_waits(
 fn has_free_device(state: &State, connected: &BTreeSet<String>) -> bool {
     state.nodes().any(|n| {
         n.up && !n.cordoned
+            && !n.draining
             && connected.contains(&n.name)
             && n.device_indices().any(|(i, _)| !n.busy.contains_key(&i))
     })

@@ -179,7 +179,8 @@ pub fn view(
             }
             NodeView {
                 name: n.name.clone(),
-                cordoned: n.cordoned,
+                // A draining node takes no work, like a cordoned one.
+                cordoned: n.cordoned || n.draining,
                 models: n.models.clone(),
                 groups,
                 simulated: n.devices.iter().any(|g| g.simulated),

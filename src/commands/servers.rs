@@ -57,6 +57,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         simulate: args.simulate,
         reconnect_max: Duration::from_secs(5),
         sysfs_root: args.sysfs_root,
+        drain_timeout: args.drain_timeout,
     })?;
     let shutdown = shutdown_on_signals();
     let metrics = serve_metrics(

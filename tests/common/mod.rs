@@ -41,6 +41,32 @@ impl Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Sends SIGTERM (a graceful stop, as Kubernetes sends) and waits for
+    /// the process to exit, at most `secs`; returns its exit status.
+    pub fn terminate(&mut self, secs: u64) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+        let (tx, rx) = mpsc::channel();
+        let waited = std::thread::scope(|scope| {
+            let child = &mut self.child;
+            scope.spawn(move || {
+                let _ = tx.send(child.wait());
+            });
+            let status = rx.recv_timeout(Duration::from_secs(secs));
+            if status.is_err() {
+                // Still running: kill it so the waiting thread returns.
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            }
+            status
+        });
+        match waited {
+            Ok(Ok(status)) => status,
+            Ok(Err(e)) => panic!("waiting for {}: {e}", self.name),
+            Err(_) => panic!("{} did not exit within {secs}s of SIGTERM", self.name),
+        }
+    }
 }
 
 impl Drop for Proc {
@@ -307,6 +333,18 @@ pub async fn watch_until(
         panic!("the watch of {id} ended before: {what}");
     })
     .await
+}
+
+/// The job as the scheduler has it now.
+pub async fn get_job(client: &mut JobServiceClient<Channel>, id: &str) -> pb::Job {
+    within(
+        30,
+        "get a job",
+        client.get(pb::GetJobRequest { id: id.into() }),
+    )
+    .await
+    .expect("get")
+    .into_inner()
 }
 
 pub async fn list(client: &mut JobServiceClient<Channel>) -> Vec<pb::Job> {

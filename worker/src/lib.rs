@@ -49,6 +49,9 @@ pub struct WorkerConfig {
     pub simulate: Vec<(String, u32)>,
     /// Longest wait between reconnect attempts.
     pub reconnect_max: Duration,
+    /// On shutdown, the longest wait for running jobs to checkpoint and for
+    /// the scheduler to record it.
+    pub drain_timeout: Duration,
     /// Root of the sysfs to find amdgpu devices under (`/`; a container may
     /// mount the host's elsewhere).
     pub sysfs_root: PathBuf,
@@ -159,8 +162,8 @@ impl Worker {
         self.metrics.registry.clone()
     }
 
-    /// Works for the scheduler until `shutdown` completes; running jobs are
-    /// then stopped (the scheduler requeues them).
+    /// Works for the scheduler until `shutdown` completes, then drains:
+    /// running jobs checkpoint and the scheduler requeues them from there.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
         if let Some(watch) = self.gpus.filter(|w| !w.gpus().is_empty()) {
             tokio::spawn(watch_gpus(watch, self.metrics.clone()));
@@ -171,6 +174,7 @@ impl Worker {
             self.executor,
             self.metrics,
             self.config.reconnect_max,
+            self.config.drain_timeout,
         );
         let shutdown = std::pin::pin!(shutdown);
         session.run(updates, shutdown).await;

@@ -3,6 +3,11 @@
 //! stream breaks. Running jobs outlive sessions; a finished job's result is
 //! kept until the scheduler says it has recorded it (`done`) or that the
 //! lease is dead (`stop`), and is sent again after every reconnect.
+//!
+//! On shutdown the worker drains: it tells the scheduler (no new work for
+//! its node), has every running job checkpoint at its next step and waits
+//! until the scheduler has recorded those checkpoints, up to a deadline,
+//! across reconnects (a leader failover) too.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -60,6 +65,10 @@ pub struct SessionLoop {
     executor: Arc<Executor>,
     metrics: WorkerMetrics,
     reconnect_max: Duration,
+    /// Longest a drain waits for running jobs to checkpoint and be recorded.
+    drain_timeout: Duration,
+    /// Set once shutdown was asked for: when the drain gives up.
+    drain_deadline: Option<tokio::time::Instant>,
     running: HashMap<String, RunningJob>,
     /// Final reports (Finished, Failed, Checkpointed) not yet acknowledged, by job.
     outbox: HashMap<String, (u64, pb::WorkerMessage)>,
@@ -76,6 +85,7 @@ impl SessionLoop {
         executor: Arc<Executor>,
         metrics: WorkerMetrics,
         reconnect_max: Duration,
+        drain_timeout: Duration,
     ) -> (Self, mpsc::UnboundedReceiver<LeasedUpdate>) {
         let (updates, updates_rx) = mpsc::unbounded_channel();
         let this = Self {
@@ -87,6 +97,8 @@ impl SessionLoop {
             executor,
             metrics,
             reconnect_max,
+            drain_timeout,
+            drain_deadline: None,
             running: HashMap::new(),
             outbox: HashMap::new(),
             updates,
@@ -94,8 +106,8 @@ impl SessionLoop {
         (this, updates_rx)
     }
 
-    /// Keeps a session with the scheduler until `shutdown`, then stops the
-    /// jobs still running.
+    /// Keeps a session with the scheduler until `shutdown` and the drain
+    /// that follows it, then stops the jobs still running.
     pub async fn run(
         mut self,
         mut updates: mpsc::UnboundedReceiver<LeasedUpdate>,
@@ -135,10 +147,18 @@ impl SessionLoop {
             }
             let wait = tokio::time::sleep(retry);
             tokio::pin!(wait);
+            let deadline = self.drain_deadline;
             loop {
                 tokio::select! {
                     _ = &mut wait => break,
-                    _ = shutdown.as_mut() => {
+                    // Shut down while disconnected: nobody to report a
+                    // checkpoint to, so stop (the scheduler requeues).
+                    _ = shutdown.as_mut(), if deadline.is_none() => {
+                        self.stop_all();
+                        return;
+                    }
+                    _ = sleep_until_deadline(deadline) => {
+                        tracing::warn!("drain deadline passed while disconnected");
                         self.stop_all();
                         return;
                     }
@@ -231,9 +251,31 @@ impl SessionLoop {
         mut shutdown: Shutdown<'_>,
     ) -> SessionEnd {
         let mut heartbeat = tokio::time::interval(DEFAULT_HEARTBEAT);
+        if self.drain_deadline.is_some() {
+            // A new session (a new leader) during a drain hears it again.
+            let draining = Up::Draining(pb::Draining {});
+            if tx
+                .send(pb::WorkerMessage {
+                    msg: Some(draining),
+                })
+                .await
+                .is_err()
+            {
+                return SessionEnd::Lost("the outgoing stream closed".into());
+            }
+        }
         loop {
+            if self.drain_deadline.is_some() && self.running.is_empty() && self.outbox.is_empty() {
+                tracing::info!("drained: every job checkpointed or finished, and recorded");
+                return SessionEnd::Shutdown;
+            }
+            let deadline = self.drain_deadline;
             let outgoing = tokio::select! {
-                _ = shutdown.as_mut() => return SessionEnd::Shutdown,
+                _ = shutdown.as_mut(), if deadline.is_none() => Some(self.start_drain()),
+                _ = sleep_until_deadline(deadline) => {
+                    tracing::warn!(running = self.running.len(), unacknowledged = self.outbox.len(), "drain deadline passed; stopping what is left");
+                    return SessionEnd::Shutdown;
+                }
                 message = inbound.message() => match message {
                     Ok(Some(m)) => {
                         if let Some(interval) = self.on_message(m) {
@@ -316,6 +358,10 @@ impl SessionLoop {
         let from_step = assignment.checkpoint.as_ref().map_or(0, |c| c.step);
         tracing::info!(%job, epoch, from_step, "starting job");
         let stop = Arc::new(StopSignal::default());
+        if self.drain_deadline.is_some() {
+            // Sent before the scheduler heard of the drain: hand it back.
+            stop.checkpoint();
+        }
         self.running.insert(
             job,
             RunningJob {
@@ -401,11 +447,30 @@ impl SessionLoop {
         msg
     }
 
+    /// Shutdown was asked for: every running job checkpoints at its next
+    /// step; returns the message that tells the scheduler.
+    fn start_drain(&mut self) -> Up {
+        tracing::info!(jobs = self.running.len(), timeout = ?self.drain_timeout, "draining: checkpointing running jobs");
+        self.drain_deadline = Some(tokio::time::Instant::now() + self.drain_timeout);
+        for job in self.running.values() {
+            job.stop.checkpoint();
+        }
+        Up::Draining(pb::Draining {})
+    }
+
     fn stop_all(&mut self) {
         for (job, running) in self.running.drain() {
             tracing::info!(%job, "stopping job: the worker is shutting down");
             running.stop.cancel();
         }
+    }
+}
+
+/// Completes at `deadline`; never without one.
+async fn sleep_until_deadline(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

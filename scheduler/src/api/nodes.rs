@@ -28,6 +28,7 @@ fn node_info(state: &State, node: &Node) -> pb::NodeInfo {
         name: node.name.clone(),
         up: node.up,
         cordoned: node.cordoned,
+        draining: node.draining,
         devices: node.devices.clone(),
         busy_devices: node.busy.len() as u32,
         models: node.models.clone(),

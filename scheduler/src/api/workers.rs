@@ -128,6 +128,7 @@ impl WorkerSession for WorkerSessionApi {
         let (tx, rx) = mpsc::channel(OUTBOX);
         let session = Session {
             node: register.node.clone(),
+            instance: register.instance.clone(),
             raft: self.raft.clone(),
             router: self.router.clone(),
             sessions: self.sessions.clone(),
@@ -159,6 +160,8 @@ impl WorkerSession for WorkerSessionApi {
 
 struct Session {
     node: String,
+    /// The worker process, as it registered.
+    instance: String,
     raft: RaftHandle,
     router: Arc<Router>,
     sessions: Arc<Sessions>,
@@ -263,6 +266,29 @@ impl Session {
                 };
                 self.report(lease, pb::command::Kind::JobFinished(finished))
                     .await
+            }
+            Some(Up::Draining(_)) => {
+                tracing::info!(node = %self.node, "worker draining: no new work for its node");
+                let draining = pb::NodeDraining {
+                    node: self.node.clone(),
+                    instance: self.instance.clone(),
+                };
+                let command = pb::command::Kind::NodeDraining(draining);
+                match self
+                    .raft
+                    .propose(pb::Command {
+                        kind: Some(command),
+                    })
+                    .await
+                {
+                    Ok(applied) => {
+                        if let Err(why) = applied.result {
+                            tracing::warn!(node = %self.node, %why, "drain refused");
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
             }
             Some(Up::Checkpointed(c)) => {
                 let lease = c.lease.clone().unwrap_or_default();

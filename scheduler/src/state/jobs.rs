@@ -320,8 +320,14 @@ impl State {
         let checkpoint = c.checkpoint.as_ref().ok_or(Rejection::Malformed(
             "checkpoint report without a checkpoint",
         ))?;
+        let draining = self
+            .jobs
+            .get(&lease.job_id)
+            .and_then(|j| self.nodes.get(&j.node))
+            .is_some_and(|n| n.draining);
         let job = self.leased_job_mut(lease)?;
-        if job.preempting.is_empty() {
+        let preempted = !job.preempting.is_empty();
+        if !preempted && !draining {
             return Err(Rejection::NotPreempting(lease.job_id.clone()));
         }
         if checkpoint.step >= job.spec.steps || (checkpoint.step == 0 && !checkpoint.uri.is_empty())
@@ -344,7 +350,9 @@ impl State {
         if checkpoint.step > job.resume_step() {
             job.checkpoint = Some(checkpoint.clone());
         }
-        job.preemptions += 1;
+        if preempted {
+            job.preemptions += 1;
+        }
         self.requeue_to_outcome(&lease.job_id, at_ms)
     }
 

@@ -70,7 +70,7 @@ pub enum Rejection {
         "queue {queue} still has {jobs} unfinished jobs; cancel them or let them finish first"
     )]
     QueueInUse { queue: String, jobs: usize },
-    #[error("job {0} was not asked to checkpoint")]
+    #[error("job {0} was not asked to checkpoint (and its node is not draining)")]
     NotPreempting(String),
     #[error("checkpoint of job {job} refused: {why}")]
     BadCheckpoint { job: String, why: String },
@@ -149,6 +149,7 @@ impl State {
             Kind::JobCheckpointed(c) => self.job_checkpointed(c, at_ms),
             Kind::CordonNode(c) => self.cordon_node(c),
             Kind::RequeueJob(c) => self.requeue_job(c, at_ms),
+            Kind::NodeDraining(c) => self.node_draining(c),
         }
     }
 

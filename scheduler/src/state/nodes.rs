@@ -27,6 +27,8 @@ pub struct Node {
     pub registered_at_ms: i64,
     /// Takes no new work; kept across re-registrations.
     pub cordoned: bool,
+    /// Its worker instance is shutting down; cleared when another registers.
+    pub draining: bool,
 }
 
 impl Node {
@@ -64,6 +66,9 @@ impl Node {
         }
         if self.cordoned {
             return Err("the node is cordoned".into());
+        }
+        if self.draining {
+            return Err("the node's worker is shutting down".into());
         }
         if !self.serves_model(&job.spec.model) {
             return Err(format!("the node does not serve model {}", job.spec.model));
@@ -111,10 +116,14 @@ impl State {
         for job in &requeued {
             self.requeue(job, at_ms);
         }
-        let (busy, cordoned) = self
+        let (busy, cordoned, draining) = self
             .nodes
             .get(&c.node)
-            .map(|old| (old.busy.clone(), old.cordoned))
+            .map(|old| {
+                // A reconnect of the draining instance stays draining.
+                let draining = old.draining && old.instance == c.instance;
+                (old.busy.clone(), old.cordoned, draining)
+            })
             .unwrap_or_default();
         self.nodes.insert(
             c.node.clone(),
@@ -127,6 +136,7 @@ impl State {
                 busy,
                 registered_at_ms: at_ms,
                 cordoned,
+                draining,
             },
         );
         Ok(Outcome::Node { requeued })
@@ -153,6 +163,23 @@ impl State {
             .get_mut(&c.node)
             .ok_or_else(|| Rejection::UnknownNode(c.node.clone()))?;
         node.cordoned = c.cordoned;
+        Ok(Outcome::Node {
+            requeued: Vec::new(),
+        })
+    }
+
+    pub(super) fn node_draining(&mut self, c: &pb::NodeDraining) -> Result<Outcome, Rejection> {
+        let node = self
+            .nodes
+            .get_mut(&c.node)
+            .ok_or_else(|| Rejection::UnknownNode(c.node.clone()))?;
+        if node.instance != c.instance {
+            return Err(Rejection::Registration(format!(
+                "instance {} is not the one registered for node {}",
+                c.instance, c.node
+            )));
+        }
+        node.draining = true;
         Ok(Outcome::Node {
             requeued: Vec::new(),
         })

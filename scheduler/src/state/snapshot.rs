@@ -62,6 +62,7 @@ impl State {
                         .collect(),
                     registered_at_ms: n.registered_at_ms,
                     cordoned: n.cordoned,
+                    draining: n.draining,
                 })
                 .collect(),
             members: self
@@ -117,6 +118,7 @@ impl State {
                 busy,
                 registered_at_ms: n.registered_at_ms,
                 cordoned: n.cordoned,
+                draining: n.draining,
             };
             state.nodes.insert(node.name.clone(), node);
         }
