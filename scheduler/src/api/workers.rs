@@ -397,14 +397,12 @@ impl Session {
                 Ok(_) => Ok(()),
                 Err(rejection) => self.settle(&lease, &rejection.to_string()).await,
             },
-            Err(
-                e @ (ProposeError::NotLeader { .. }
-                | ProposeError::LeadershipLost
-                | ProposeError::Stopped),
-            ) => Err(e.to_string()),
+            // Not written: end the session, so the worker reconnects and
+            // sends its unacknowledged reports again (dropping one here
+            // would leave its job running in the state forever).
             Err(e) => {
                 tracing::warn!(node = %self.node, error = %e, "a worker report was not written");
-                Ok(())
+                Err(format!("a report could not be written: {e}"))
             }
         }
     }
