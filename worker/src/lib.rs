@@ -15,6 +15,7 @@ pub mod device;
 pub mod executor;
 pub mod metrics;
 pub mod model;
+pub mod parallel;
 mod session;
 pub mod video;
 

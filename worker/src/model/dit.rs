@@ -4,13 +4,24 @@
 //! Per-head QK RMSNorm follows HunyuanVideo and CogVideoX (Wan normalizes
 //! over all heads at once); per head keeps attention heads independent,
 //! which is what tensor parallelism splits.
+//!
+//! Tensor parallel after Megatron-LM: each rank of a group holds
+//! `heads / size` attention heads (column-parallel q, k, v; row-parallel
+//! output with an all-reduce) and `ffn_dim / size` feed-forward features;
+//! everything else is replicated, so every rank ends each block with the
+//! same activations.
+
+use std::sync::Arc;
 
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{Init, Linear, VarBuilder};
 
+use crate::parallel::Communicator;
+
 use super::config::ModelConfig;
 use super::layers::{
-    attention, linear, merge_heads, modulate, split_heads, FeedForward, LayerNorm, RmsNorm,
+    attention, column_shard, linear, merge_heads, modulate, split_heads, FeedForward, LayerNorm,
+    RmsNorm, RowParallel,
 };
 use super::rope::rope_tables;
 
@@ -18,24 +29,32 @@ struct Attention {
     q: Linear,
     k: Linear,
     v: Linear,
-    o: Linear,
+    o: RowParallel,
     norm_q: RmsNorm,
     norm_k: RmsNorm,
+    /// This rank's heads.
     heads: usize,
 }
 
 impl Attention {
-    fn new(dim: usize, kv_dim: usize, config: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(
+        dim: usize,
+        kv_dim: usize,
+        config: &ModelConfig,
+        vb: VarBuilder,
+        comm: &Arc<dyn Communicator>,
+    ) -> Result<Self> {
         let out_gain = 1.0 / (2.0 * config.depth as f64).sqrt();
         let head_dim = config.head_dim();
+        let column = |layer: Linear| column_shard(&layer, comm.as_ref());
         Ok(Self {
-            q: linear(dim, dim, 1.0, vb.pp("q"))?,
-            k: linear(kv_dim, dim, 1.0, vb.pp("k"))?,
-            v: linear(kv_dim, dim, 1.0, vb.pp("v"))?,
-            o: linear(dim, dim, out_gain, vb.pp("o"))?,
+            q: column(linear(dim, dim, 1.0, vb.pp("q"))?)?,
+            k: column(linear(kv_dim, dim, 1.0, vb.pp("k"))?)?,
+            v: column(linear(kv_dim, dim, 1.0, vb.pp("v"))?)?,
+            o: RowParallel::new(&linear(dim, dim, out_gain, vb.pp("o"))?, comm.clone())?,
             norm_q: RmsNorm::new(head_dim, config.eps, vb.pp("norm_q"))?,
             norm_k: RmsNorm::new(head_dim, config.eps, vb.pp("norm_k"))?,
-            heads: config.heads,
+            heads: config.heads / comm.size(),
         })
     }
 
@@ -77,7 +96,7 @@ struct Block {
 }
 
 impl Block {
-    fn new(config: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(config: &ModelConfig, vb: VarBuilder, comm: &Arc<dyn Communicator>) -> Result<Self> {
         let d = config.dim;
         let scale = 1.0 / (d as f64).sqrt();
         Ok(Self {
@@ -90,15 +109,16 @@ impl Block {
                 },
             )?,
             norm1: LayerNorm::plain(d, config.eps, &vb)?,
-            self_attn: Attention::new(d, d, config, vb.pp("self_attn"))?,
+            self_attn: Attention::new(d, d, config, vb.pp("self_attn"), comm)?,
             norm3: LayerNorm::new(d, config.eps, vb.pp("norm3"))?,
-            cross_attn: Attention::new(d, d, config, vb.pp("cross_attn"))?,
+            cross_attn: Attention::new(d, d, config, vb.pp("cross_attn"), comm)?,
             norm2: LayerNorm::plain(d, config.eps, &vb)?,
-            ffn: FeedForward::new(
+            ffn: FeedForward::parallel(
                 d,
                 config.ffn_dim,
                 1.0 / (2.0 * config.depth as f64).sqrt(),
                 vb.pp("ffn"),
+                comm.clone(),
             )?,
         })
     }
@@ -145,10 +165,19 @@ pub struct Dit {
 }
 
 impl Dit {
-    pub fn new(config: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+    /// This rank's part of the model (all of it for a group of one); the
+    /// group's size must divide the heads and the feed-forward width.
+    pub fn new(config: &ModelConfig, vb: VarBuilder, comm: Arc<dyn Communicator>) -> Result<Self> {
         let d = config.dim;
+        let size = comm.size();
+        if size == 0 || config.heads % size != 0 || config.ffn_dim % size != 0 {
+            return Err(candle_core::Error::Msg(format!(
+                "tensor parallel degree {size} must divide the {} heads and the feed-forward width {}",
+                config.heads, config.ffn_dim
+            )));
+        }
         let blocks = (0..config.depth)
-            .map(|i| Block::new(config, vb.pp(format!("blocks.{i}"))))
+            .map(|i| Block::new(config, vb.pp(format!("blocks.{i}")), &comm))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             config: config.clone(),
@@ -265,7 +294,7 @@ mod tests {
     fn patchify_round_trips() {
         let config = ModelConfig::preset("tiny").expect("preset");
         let vb = VarBuilder::zeros(DType::F32, &Device::Cpu);
-        let dit = Dit::new(&config, vb).expect("model");
+        let dit = Dit::new(&config, vb, Arc::new(crate::parallel::Solo)).expect("model");
         let x = Tensor::arange(0f32, (2 * 16 * 3 * 4 * 6) as f32, &Device::Cpu)
             .and_then(|t| t.reshape((2, 16, 3, 4, 6)))
             .expect("x");

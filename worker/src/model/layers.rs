@@ -1,8 +1,12 @@
 //! Building blocks shared by the text encoder, the DiT and the decoder.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::{Init, Linear, VarBuilder};
+
+use crate::parallel::{Communicator, Solo};
 
 /// Rows of queries attended at once: bounds the (B, H, rows, N) score
 /// matrix of long videos.
@@ -74,19 +78,78 @@ impl LayerNorm {
     }
 }
 
-/// Two linear layers with a tanh-approximated GELU between them.
-#[derive(Debug, Clone)]
+/// Rank `rank`'s share of a linear layer's outputs (column-parallel, as
+/// Megatron-LM splits q, k, v and the feed-forward's up projection).
+pub fn column_shard(layer: &Linear, comm: &dyn Communicator) -> Result<Linear> {
+    let (rank, size) = (comm.rank(), comm.size());
+    let part = layer.weight().dim(0)? / size;
+    let weight = layer.weight().narrow(0, rank * part, part)?.contiguous()?;
+    let bias = match layer.bias() {
+        Some(b) => Some(b.narrow(0, rank * part, part)?.contiguous()?),
+        None => None,
+    };
+    Ok(Linear::new(weight, bias))
+}
+
+/// A linear layer split by its inputs (row-parallel: the attention output
+/// and the feed-forward's down projection). Each rank multiplies its slice
+/// of the features; the partial products are summed over the ranks, then
+/// the bias is added once.
+#[derive(Clone)]
+pub struct RowParallel {
+    shard: Linear,
+    bias: Option<Tensor>,
+    comm: Arc<dyn Communicator>,
+}
+
+impl RowParallel {
+    pub fn new(layer: &Linear, comm: Arc<dyn Communicator>) -> Result<Self> {
+        let (rank, size) = (comm.rank(), comm.size());
+        let part = layer.weight().dim(1)? / size;
+        let weight = layer.weight().narrow(1, rank * part, part)?.contiguous()?;
+        Ok(Self {
+            shard: Linear::new(weight, None),
+            bias: layer.bias().cloned(),
+            comm,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.comm.all_reduce_sum(&self.shard.forward(x)?)?;
+        match &self.bias {
+            Some(bias) => y.broadcast_add(bias),
+            None => Ok(y),
+        }
+    }
+}
+
+/// Two linear layers with a tanh-approximated GELU between them; split
+/// across a tensor-parallel group by its hidden features.
+#[derive(Clone)]
 pub struct FeedForward {
     up: Linear,
-    down: Linear,
+    down: RowParallel,
 }
 
 impl FeedForward {
     /// Weights `0` (up) and `2` (down), as in a torch `Sequential`.
     pub fn new(dim: usize, hidden: usize, out_gain: f64, vb: VarBuilder) -> Result<Self> {
+        Self::parallel(dim, hidden, out_gain, vb, Arc::new(Solo))
+    }
+
+    /// This rank's share of the layer (all of it in a group of one).
+    pub fn parallel(
+        dim: usize,
+        hidden: usize,
+        out_gain: f64,
+        vb: VarBuilder,
+        comm: Arc<dyn Communicator>,
+    ) -> Result<Self> {
+        let up = linear(dim, hidden, 1.0, vb.pp("0"))?;
+        let down = linear(hidden, dim, out_gain, vb.pp("2"))?;
         Ok(Self {
-            up: linear(dim, hidden, 1.0, vb.pp("0"))?,
-            down: linear(hidden, dim, out_gain, vb.pp("2"))?,
+            up: column_shard(&up, comm.as_ref())?,
+            down: RowParallel::new(&down, comm)?,
         })
     }
 

@@ -3,6 +3,7 @@
 
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
@@ -17,6 +18,7 @@ use super::sampler::FlowSchedule;
 use super::text::TextEncoder;
 use super::weights::{load_weights, ModelManifest};
 use super::ModelError;
+use crate::parallel::{Communicator, Solo};
 
 /// What to generate; sizes in pixels and frames.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,11 +69,23 @@ pub struct Pipeline {
 impl Pipeline {
     /// Builds the model over any var builder (saved weights or [`super::weights::SeededInit`]).
     pub fn build(config: &ModelConfig, vb: VarBuilder) -> Result<Self, ModelError> {
+        Self::build_parallel(config, vb, Arc::new(Solo))
+    }
+
+    /// This rank's pipeline in a tensor-parallel group: the DiT's attention
+    /// and feed-forward layers are split across the group (every rank runs
+    /// `denoise` in step, on the same inputs, and gets the same latent); the
+    /// text encoder and the decoder are replicated.
+    pub fn build_parallel(
+        config: &ModelConfig,
+        vb: VarBuilder,
+        comm: Arc<dyn Communicator>,
+    ) -> Result<Self, ModelError> {
         config.validate().map_err(ModelError::InvalidConfig)?;
         Ok(Self {
             config: config.clone(),
             text: TextEncoder::new(config, vb.pp("text"))?,
-            dit: Dit::new(config, vb.clone())?,
+            dit: Dit::new(config, vb.clone(), comm)?,
             decoder: Decoder::new(config, vb.pp("decoder"))?,
             device: vb.device().clone(),
         })
@@ -80,14 +94,25 @@ impl Pipeline {
     /// Builds preset `preset` in memory with weights from `seed`, as
     /// `genfleet model init` would create them (for benchmarks and tests).
     pub fn seeded(preset: &str, seed: u64, device: &Device) -> Result<Self, ModelError> {
+        Self::seeded_parallel(preset, seed, device, Arc::new(Solo))
+    }
+
+    /// [`Self::seeded`] as one rank of a tensor-parallel group.
+    pub fn seeded_parallel(
+        preset: &str,
+        seed: u64,
+        device: &Device,
+        comm: Arc<dyn Communicator>,
+    ) -> Result<Self, ModelError> {
         let config = ModelConfig::preset(preset).ok_or_else(|| ModelError::UnknownPreset {
             name: preset.to_string(),
             known: super::PRESETS.join(", "),
         })?;
         let init = super::weights::SeededInit::new(seed);
-        Self::build(
+        Self::build_parallel(
             &config,
             VarBuilder::from_backend(Box::new(init), DType::F32, device.clone()),
+            comm,
         )
     }
 

@@ -1,0 +1,94 @@
+//! Tensor parallelism on CPU: the tiny preset split over 2 and 4 ranks
+//! (threads sharing a CPU all-reduce) samples the same latent as one rank,
+//! within 1e-4 relative (f32): the sums only change order.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+use genfleet_worker::model::{Denoised, GenerateRequest, Pipeline};
+use genfleet_worker::parallel::{Communicator, ThreadGroup};
+
+fn request() -> GenerateRequest {
+    GenerateRequest {
+        prompt: "a lighthouse in a storm".into(),
+        negative_prompt: String::new(),
+        frames: 5,
+        width: 64,
+        height: 48,
+        steps: 3,
+        seed: 11,
+        guidance: 4.0,
+    }
+}
+
+/// The final latent of every rank of a group of `size`.
+fn sample(size: usize) -> Vec<Vec<f32>> {
+    std::thread::scope(|scope| {
+        let ranks: Vec<_> = ThreadGroup::new(size)
+            .into_iter()
+            .map(|comm| {
+                scope.spawn(move || {
+                    let comm: Arc<dyn Communicator> = Arc::new(comm);
+                    let pipeline =
+                        Pipeline::seeded_parallel("tiny", 5, &Device::Cpu, comm).expect("model");
+                    let request = request();
+                    let noise = pipeline.initial_latent(&request).expect("noise");
+                    let done = pipeline
+                        .denoise(&request, noise, 0, &mut |_| ControlFlow::Continue(()))
+                        .expect("denoise");
+                    let Denoised::Finished(latent) = done else {
+                        panic!("stopped early");
+                    };
+                    flat(&latent)
+                })
+            })
+            .collect();
+        ranks
+            .into_iter()
+            .map(|r| r.join().expect("rank thread"))
+            .collect()
+    })
+}
+
+fn flat(t: &Tensor) -> Vec<f32> {
+    t.flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("f32 latent")
+}
+
+#[test]
+fn two_and_four_ranks_sample_the_latent_of_one() {
+    let one = sample(1).remove(0);
+    let norm = one.iter().map(|x| x * x).sum::<f32>().sqrt();
+    for size in [2, 4] {
+        let ranks = sample(size);
+        for (rank, latent) in ranks.iter().enumerate() {
+            assert_eq!(
+                latent, &ranks[0],
+                "rank {rank} of {size} agrees with rank 0"
+            );
+        }
+        let diff = one
+            .iter()
+            .zip(&ranks[0])
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum::<f32>()
+            .sqrt();
+        let relative = diff / norm;
+        eprintln!("tp {size}: relative difference {relative:e}");
+        assert!(
+            relative <= 1e-4,
+            "tp {size}: relative difference {relative}"
+        );
+    }
+}
+
+#[test]
+fn a_degree_that_does_not_divide_the_heads_is_refused() {
+    let group = ThreadGroup::new(3);
+    let comm: Arc<dyn Communicator> = Arc::new(group.into_iter().next().expect("rank 0"));
+    let refused = Pipeline::seeded_parallel("tiny", 5, &Device::Cpu, comm);
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("tensor parallel degree 3"), "{message}");
+}
