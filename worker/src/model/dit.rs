@@ -170,7 +170,7 @@ impl Dit {
     pub fn new(config: &ModelConfig, vb: VarBuilder, comm: Arc<dyn Communicator>) -> Result<Self> {
         let d = config.dim;
         let size = comm.size();
-        if size == 0 || config.heads % size != 0 || config.ffn_dim % size != 0 {
+        if size == 0 || !config.heads.is_multiple_of(size) || !config.ffn_dim.is_multiple_of(size) {
             return Err(candle_core::Error::Msg(format!(
                 "tensor parallel degree {size} must divide the {} heads and the feed-forward width {}",
                 config.heads, config.ffn_dim
