@@ -89,3 +89,40 @@ async fn a_job_submitted_over_grpc_runs_to_a_valid_video() {
     );
     assert_eq!(steps, Some(8.0), "two jobs of 4 steps:\n{text}");
 }
+
+/// A gang of two CPU devices: the worker splits the DiT over two ranks
+/// (threads with a CPU all-reduce) and the video comes out whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tensor_parallel_gang_runs_to_a_valid_video() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models");
+    init_model(&models);
+    let scheduler = start_scheduler(&dir.path().join("scheduler"), "127.0.0.1:0", &[]);
+    let (_worker, worker_metrics) = start_worker_with(
+        &scheduler.endpoint,
+        "node-a",
+        &models,
+        &dir.path().join("artifacts"),
+        &["--cpu-slots", "2", "--metrics-listen", "127.0.0.1:0"],
+    );
+    let mut client = client(&scheduler.endpoint).await;
+    let mut spec = small_spec("a gang of two", 3);
+    spec.tp = 2;
+    let job = submit(&mut client, spec.clone()).await;
+    let (job, _) = watch_to_end(&mut client, &job.id, 120).await;
+    assert_eq!(job.state(), JobState::Completed, "message: {}", job.message);
+    check_mp4(
+        &artifact_path(&job, "video"),
+        spec.frames,
+        spec.width,
+        spec.height,
+        spec.fps,
+    );
+    let text = http_get(worker_metrics.as_deref().expect("metrics url"));
+    let steps = metric(
+        &text,
+        "genfleet_worker_step_seconds_count",
+        &[("model", "tiny"), ("tp", "2")],
+    );
+    assert_eq!(steps, Some(f64::from(spec.steps)), "{text}");
+}

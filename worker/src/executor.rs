@@ -210,6 +210,7 @@ impl Executor {
         let updates = updates.clone();
         let model = spec.model.clone();
         let fps = spec.fps;
+        let tp = spec.tp.max(1) as usize;
         let job = assignment.job_id.clone();
         // The model and the encoder are CPU-bound: off the async threads.
         let rendered = tokio::task::spawn_blocking(move || -> Result<Rendered, RunError> {
@@ -235,10 +236,11 @@ impl Executor {
                     }
                 }
             });
+            let tp_label = tp.to_string();
             let step_seconds = this
                 .metrics
                 .step_seconds
-                .with_label_values(&[model.as_str(), "1"]);
+                .with_label_values(&[model.as_str(), tp_label.as_str()]);
             let mut last = Instant::now();
             let mut on_step = |p: StepProgress| {
                 step_seconds.observe(last.elapsed().as_secs_f64());
@@ -253,9 +255,22 @@ impl Executor {
                     None => ControlFlow::Continue(()),
                 }
             };
-            let denoised = pipeline
-                .resume(&request, checkpoint, &mut on_step)
-                .map_err(model_error)?;
+            // A gang: the DiT split over `tp` ranks on this node (threads
+            // on the CPU); the cached whole model decodes.
+            let denoised = if tp > 1 {
+                let dir = crate::model::weights::model_dir(&this.model_root, &model);
+                crate::model::resume_parallel(
+                    &dir,
+                    &this.device,
+                    tp,
+                    &request,
+                    checkpoint,
+                    &mut on_step,
+                )
+            } else {
+                pipeline.resume(&request, checkpoint, &mut on_step)
+            }
+            .map_err(model_error)?;
             match (denoised, stop.requested()) {
                 (Denoised::Finished(latent), _) => {
                     let video = pipeline.decode(&latent, &request).map_err(model_error)?;

@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod config;
 mod decoder;
 mod dit;
+mod group;
 mod layers;
 mod pipeline;
 pub mod rng;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 
 pub use checkpoint::Checkpoint;
 pub use config::{ModelConfig, PRESETS};
+pub use group::resume_parallel;
 pub use pipeline::{Denoised, GenerateRequest, Pipeline, StepProgress, Video};
 pub use weights::{available_models, init_model, InitReport};
 
