@@ -9,7 +9,7 @@ mod common;
 
 use common::replicas::Replicas;
 use common::{
-    apply_queues, artifact_path, cli, client, get_job, http_get, init_model, metric,
+    apply_queues, artifact_path, cli, client, get_job, http_get, init_model, long_spec, metric,
     start_worker_with, submit, watch_to_end, watch_until, within,
 };
 use genfleet_proto as pb;
@@ -30,22 +30,12 @@ quotas:
   nvidia-l4: { nominal: 2 }
 ";
 
-/// A CPU job long enough (tens of steps) that a preemption decided while
-/// it runs reaches it before its last step.
+/// A long CPU job in `queue` of class `qos`.
 fn cpu_job(queue: &str, qos: &str, prompt: &str, seed: u64) -> pb::JobSpec {
     pb::JobSpec {
-        prompt: prompt.into(),
-        frames: 9,
-        width: 128,
-        height: 96,
-        steps: 160,
-        seed,
-        guidance: 4.0,
-        fps: 6,
-        model: "tiny".into(),
         queue: queue.into(),
         qos: qos.into(),
-        ..Default::default()
+        ..long_spec(prompt, seed)
     }
 }
 

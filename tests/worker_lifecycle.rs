@@ -6,25 +6,13 @@ mod common;
 
 use common::replicas::Replicas;
 use common::{
-    client, get_job, http_get, init_model, metric, start_scheduler, start_worker_with, submit,
-    watch_to_end, watch_until,
+    client, get_job, http_get, init_model, long_spec, metric, start_scheduler, start_worker_with,
+    submit, watch_to_end, watch_until,
 };
 use genfleet_proto as pb;
 
-/// A CPU job of 160 steps: long enough to be caught mid-run.
 fn long_job(seed: u64) -> pb::JobSpec {
-    pb::JobSpec {
-        prompt: "a long pan over a harbour".into(),
-        frames: 9,
-        width: 128,
-        height: 96,
-        steps: 160,
-        seed,
-        guidance: 4.0,
-        fps: 6,
-        model: "tiny".into(),
-        ..Default::default()
-    }
+    long_spec("a long pan over a harbour", seed)
 }
 
 fn running_steps(j: &pb::Job) -> bool {

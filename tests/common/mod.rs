@@ -257,6 +257,19 @@ pub fn small_spec(prompt: &str, seed: u64) -> pb::JobSpec {
     }
 }
 
+/// A CPU job of 160 steps (a few seconds here): long enough that a
+/// preemption, a drain or a failover decided while it runs reaches it
+/// before its last step.
+pub fn long_spec(prompt: &str, seed: u64) -> pb::JobSpec {
+    pb::JobSpec {
+        frames: 9,
+        width: 128,
+        height: 96,
+        steps: 160,
+        ..small_spec(prompt, seed)
+    }
+}
+
 pub async fn submit(client: &mut JobServiceClient<Channel>, spec: pb::JobSpec) -> pb::Job {
     within(
         30,
