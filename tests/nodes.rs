@@ -24,9 +24,7 @@ async fn a_cordoned_node_finishes_its_work_and_takes_no_more_until_uncordoned() 
     let node = |verb: &str, name: &str| cli(&["node", verb, name, "--scheduler", &endpoint]);
 
     // Cordoned while a job runs there: the job still finishes.
-    let mut long = small_spec("a long heron", 1);
-    long.steps = 40;
-    let running = submit(&mut jobs, long).await;
+    let running = submit(&mut jobs, common::long_spec("a long heron", 1)).await;
     watch_until(&mut jobs, &running.id, "the first job starts", |j| {
         j.state() == pb::JobState::Running
     })
@@ -34,6 +32,12 @@ async fn a_cordoned_node_finishes_its_work_and_takes_no_more_until_uncordoned() 
     let (ok, out, err) = node("cordon", "cpu-node");
     assert!(ok, "{err}");
     assert!(out.contains("node cpu-node cordoned"), "{out}");
+    let still = common::get_job(&mut jobs, &running.id).await;
+    assert_eq!(
+        still.state(),
+        pb::JobState::Running,
+        "cordoned while it runs"
+    );
     let (ok, out, err) = cli(&["node", "list", "--scheduler", &endpoint]);
     assert!(ok, "{err}");
     let line = out.lines().find(|l| l.starts_with("cpu-node")).expect(&out);

@@ -234,6 +234,16 @@ impl SessionLoop {
             .await
             .map_err(|s| self.refused(&s))?
             .into_inner();
+        // A drain in progress is told first: the checkpoints below are only
+        // accepted from a draining node.
+        if self.drain_deadline.is_some() {
+            let draining = pb::WorkerMessage {
+                msg: Some(Up::Draining(pb::Draining {})),
+            };
+            tx.send(draining)
+                .await
+                .map_err(|_| "session closed".to_string())?;
+        }
         // Results the scheduler may not have recorded yet go first.
         for (_, report) in self.outbox.values() {
             tx.send(report.clone())
@@ -251,19 +261,6 @@ impl SessionLoop {
         mut shutdown: Shutdown<'_>,
     ) -> SessionEnd {
         let mut heartbeat = tokio::time::interval(DEFAULT_HEARTBEAT);
-        if self.drain_deadline.is_some() {
-            // A new session (a new leader) during a drain hears it again.
-            let draining = Up::Draining(pb::Draining {});
-            if tx
-                .send(pb::WorkerMessage {
-                    msg: Some(draining),
-                })
-                .await
-                .is_err()
-            {
-                return SessionEnd::Lost("the outgoing stream closed".into());
-            }
-        }
         loop {
             if self.drain_deadline.is_some() && self.running.is_empty() && self.outbox.is_empty() {
                 tracing::info!("drained: every job checkpointed or finished, and recorded");

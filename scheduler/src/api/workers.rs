@@ -292,6 +292,13 @@ impl Session {
             }
             Some(Up::Checkpointed(c)) => {
                 let lease = c.lease.clone().unwrap_or_default();
+                let uri_len = c.checkpoint.as_ref().map_or(0, |k| k.uri.len());
+                if uri_len > MAX_URI_LEN {
+                    // Checked here so an oversized report never reaches the log.
+                    let why =
+                        format!("a checkpoint URI of {uri_len} bytes (at most {MAX_URI_LEN})");
+                    return self.report_failure(lease, why).await;
+                }
                 let checkpointed = pb::JobCheckpointed {
                     lease: c.lease,
                     checkpoint: c.checkpoint,

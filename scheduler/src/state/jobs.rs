@@ -346,8 +346,10 @@ impl State {
                 why: format!("a URI of over {MAX_URI_LEN} bytes"),
             });
         }
-        // A checkpoint at step 0 has nothing in it: keep an older one.
-        if checkpoint.step > job.resume_step() {
+        // A checkpoint at step 0 has nothing in it: keep an older one. Any
+        // other from the live lease replaces it, even at a lower step: the
+        // worker may have found the old one unreadable and started over.
+        if checkpoint.step > 0 {
             job.checkpoint = Some(checkpoint.clone());
         }
         if preempted {
