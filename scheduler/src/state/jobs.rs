@@ -6,6 +6,11 @@ use pb::JobState;
 use super::{Outcome, Rejection, State};
 use crate::spec;
 
+/// A message field the command cannot do without.
+fn required<'a, T>(field: &'a Option<T>, missing: &'static str) -> Result<&'a T, Rejection> {
+    field.as_ref().ok_or(Rejection::Malformed(missing))
+}
+
 /// Longest preemption reason a log entry may carry.
 const MAX_REASON_LEN: usize = 64;
 /// Longest checkpoint URI a log entry may carry.
@@ -226,10 +231,7 @@ impl State {
     }
 
     pub(super) fn job_progress(&mut self, c: &pb::JobProgress) -> Result<Outcome, Rejection> {
-        let lease = c
-            .lease
-            .as_ref()
-            .ok_or(Rejection::Malformed("progress without a lease"))?;
+        let lease = required(&c.lease, "progress without a lease")?;
         let job = self.leased_job_mut(lease)?;
         let total = job.spec.steps;
         job.step = job.step.max(c.step.min(total));
@@ -243,10 +245,7 @@ impl State {
         c: &pb::JobFinished,
         at_ms: i64,
     ) -> Result<Outcome, Rejection> {
-        let lease = c
-            .lease
-            .as_ref()
-            .ok_or(Rejection::Malformed("finish without a lease"))?;
+        let lease = required(&c.lease, "finish without a lease")?;
         let job = self.leased_job_mut(lease)?;
         job.artifacts = c.artifacts.clone();
         job.step = job.spec.steps;
@@ -260,10 +259,7 @@ impl State {
         c: &pb::JobFailed,
         at_ms: i64,
     ) -> Result<Outcome, Rejection> {
-        let lease = c
-            .lease
-            .as_ref()
-            .ok_or(Rejection::Malformed("failure without a lease"))?;
+        let lease = required(&c.lease, "failure without a lease")?;
         self.leased_job_mut(lease)?;
         self.release_devices(&lease.job_id, at_ms);
         let job = self.end_job(&lease.job_id, JobState::Failed, at_ms, &c.message)?;
@@ -282,10 +278,7 @@ impl State {
     }
 
     fn preempt(&mut self, p: &pb::Preemption, at_ms: i64) -> Result<(), Rejection> {
-        let lease = p
-            .lease
-            .as_ref()
-            .ok_or(Rejection::Malformed("preemption without a lease"))?;
+        let lease = required(&p.lease, "preemption without a lease")?;
         if p.reason.is_empty() || p.reason.len() > MAX_REASON_LEN {
             return Err(Rejection::Malformed(
                 "a preemption needs a reason of at most 64 bytes",
@@ -313,10 +306,7 @@ impl State {
         c: &pb::JobCheckpointed,
         at_ms: i64,
     ) -> Result<Outcome, Rejection> {
-        let lease = c
-            .lease
-            .as_ref()
-            .ok_or(Rejection::Malformed("checkpoint without a lease"))?;
+        let lease = required(&c.lease, "checkpoint without a lease")?;
         let checkpoint = c.checkpoint.as_ref().ok_or(Rejection::Malformed(
             "checkpoint report without a checkpoint",
         ))?;
@@ -365,10 +355,7 @@ impl State {
         c: &pb::RequeueJob,
         at_ms: i64,
     ) -> Result<Outcome, Rejection> {
-        let lease = c
-            .lease
-            .as_ref()
-            .ok_or(Rejection::Malformed("requeue without a lease"))?;
+        let lease = required(&c.lease, "requeue without a lease")?;
         self.leased_job_mut(lease)?;
         self.requeue_to_outcome(&lease.job_id, at_ms)
     }
