@@ -6,8 +6,12 @@
 //! [`ThreadGroup`] is the CPU backend (one thread per rank, a shared slot
 //! per rank); it carries every test. A GPU backend (NCCL) would implement
 //! the same trait behind the `cuda` feature.
+//!
+//! A rank that leaves the group (its communicator dropped: it returned an
+//! error or panicked) breaks the group: every rank waiting in an all-reduce,
+//! now or later, gets an error naming it instead of waiting forever.
 
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use candle_core::{Result, Tensor};
 
@@ -45,8 +49,47 @@ pub struct ThreadGroup {
 
 struct Shared {
     size: usize,
-    slots: Mutex<Vec<Vec<f32>>>,
-    barrier: Barrier,
+    state: Mutex<Round>,
+    arrived: Condvar,
+}
+
+/// The all-reduce in progress: each rank's contribution, how many ranks
+/// reached the current barrier, which barrier it is, and who left.
+struct Round {
+    slots: Vec<Vec<f32>>,
+    waiting: usize,
+    generation: u64,
+    left: Option<usize>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Round> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until every rank has arrived (holding `round`'s lock on return),
+    /// or fails once a rank has left the group.
+    fn barrier<'a>(&'a self, mut round: MutexGuard<'a, Round>) -> Result<MutexGuard<'a, Round>> {
+        let generation = round.generation;
+        round.waiting += 1;
+        if round.waiting == self.size {
+            round.waiting = 0;
+            round.generation += 1;
+            self.arrived.notify_all();
+            return Ok(round);
+        }
+        loop {
+            if round.generation != generation {
+                return Ok(round);
+            }
+            if let Some(rank) = round.left {
+                return Err(candle_core::Error::Msg(format!(
+                    "tensor-parallel rank {rank} left the group mid-step"
+                )));
+            }
+            round = self.arrived.wait(round).unwrap_or_else(|e| e.into_inner());
+        }
+    }
 }
 
 impl ThreadGroup {
@@ -54,8 +97,13 @@ impl ThreadGroup {
     pub fn new(size: usize) -> Vec<ThreadGroup> {
         let shared = Arc::new(Shared {
             size,
-            slots: Mutex::new(vec![Vec::new(); size]),
-            barrier: Barrier::new(size),
+            state: Mutex::new(Round {
+                slots: vec![Vec::new(); size],
+                waiting: 0,
+                generation: 0,
+                left: None,
+            }),
+            arrived: Condvar::new(),
         });
         (0..size)
             .map(|rank| ThreadGroup {
@@ -76,12 +124,13 @@ impl Communicator for ThreadGroup {
     }
 
     fn all_reduce_sum(&self, t: &Tensor) -> Result<Tensor> {
-        let lock = || self.shared.slots.lock().unwrap_or_else(|e| e.into_inner());
-        lock()[self.rank] = t.flatten_all()?.to_vec1::<f32>()?;
-        self.shared.barrier.wait();
+        let mine = t.flatten_all()?.to_vec1::<f32>()?;
+        let mut round = self.shared.lock();
+        round.slots[self.rank] = mine;
+        let round = self.shared.barrier(round)?;
         // Summed in rank order on every rank: all get the same bits.
         let sum = {
-            let slots = lock();
+            let slots = &round.slots;
             let mut sum = slots[0].clone();
             for slot in slots.iter().skip(1) {
                 if slot.len() != sum.len() {
@@ -98,8 +147,18 @@ impl Communicator for ThreadGroup {
             sum
         };
         // Nobody writes the next round's slot before all have read this one.
-        self.shared.barrier.wait();
+        drop(self.shared.barrier(round)?);
         Tensor::from_vec(sum, t.shape(), t.device())
+    }
+}
+
+impl Drop for ThreadGroup {
+    fn drop(&mut self) {
+        // After a group's last all-reduce nobody waits, so this only
+        // matters to ranks still inside one: they fail instead of hanging.
+        let mut round = self.shared.lock();
+        round.left.get_or_insert(self.rank);
+        self.shared.arrived.notify_all();
     }
 }
 
@@ -134,6 +193,36 @@ mod tests {
             for sum in sums {
                 assert_eq!(sum, vec![ranks, 10.0 * ranks, n]);
             }
+        }
+    }
+
+    #[test]
+    fn a_rank_that_leaves_fails_the_others_instead_of_hanging() {
+        let mut group = ThreadGroup::new(3);
+        let leaver = group.remove(1);
+        let results: Vec<String> = std::thread::scope(|scope| {
+            let waiting: Vec<_> = group
+                .into_iter()
+                .map(|comm| {
+                    scope.spawn(move || {
+                        let t = Tensor::new(&[1f32], &Device::Cpu).expect("tensor");
+                        match comm.all_reduce_sum(&t) {
+                            Ok(_) => "summed without rank 1".to_string(),
+                            Err(e) => e.to_string(),
+                        }
+                    })
+                })
+                .collect();
+            // Rank 1 fails before its all-reduce (whether the others are
+            // already waiting or not, they must get an error).
+            drop(leaver);
+            waiting
+                .into_iter()
+                .map(|h| h.join().expect("rank thread"))
+                .collect()
+        });
+        for message in results {
+            assert!(message.contains("rank 1 left"), "{message}");
         }
     }
 }

@@ -52,6 +52,9 @@ pub fn resume_parallel(
             let stop = on_step(step).is_break();
             agree(first_comm.as_ref(), stop)
         });
+        // Rank 0 leaves the group before waiting for the others: if it
+        // failed mid-step, ranks still in an all-reduce then fail too.
+        drop((first, first_comm));
         for rank in others {
             rank.join().map_err(|_| {
                 ModelError::InvalidConfig("a tensor-parallel rank panicked".into())

@@ -58,6 +58,18 @@ pub enum Denoised {
     Stopped(Checkpoint),
 }
 
+/// The DiT's inputs from the text, computed once per request.
+#[derive(Debug, Clone)]
+pub struct Conditioning {
+    /// Embedded prompts (B, L, C): the prompt, then the negative prompt
+    /// when guided.
+    pub text: Tensor,
+    /// Attention bias of the padding (B, 1, 1, L).
+    pub bias: Tensor,
+    /// Classifier-free guidance scale, if guided.
+    pub guidance: Option<f64>,
+}
+
 pub struct Pipeline {
     config: ModelConfig,
     text: TextEncoder,
@@ -191,28 +203,15 @@ impl Pipeline {
         on_step: &mut dyn FnMut(StepProgress) -> ControlFlow<()>,
     ) -> Result<Denoised, ModelError> {
         let schedule = FlowSchedule::new(request.steps, self.config.sample_shift);
-        let guided = request.guidance != 1.0;
-        let prompts: Vec<&str> = if guided {
-            vec![&request.prompt, &request.negative_prompt]
-        } else {
-            vec![&request.prompt]
-        };
-        let (tokens, mask) = self.text.encode(&prompts)?;
-        let text = self.dit.embed_text(&tokens)?;
-        let bias = mask_to_bias(&mask)?;
-        let batch = prompts.len();
+        let conditioning = self.condition(request)?;
         for i in from_step..schedule.steps() {
             let _span = tracing::debug_span!("denoise_step", step = i).entered();
-            let t = Tensor::full(schedule.timestep(i) as f32, batch, &self.device)?;
-            let x = latent.repeat((batch, 1, 1, 1, 1))?;
-            let v = self.dit.forward(&x, &t, &text, &bias)?;
-            let v = if guided {
-                let (cond, uncond) = (v.i(0..1)?, v.i(1..2)?);
-                (&uncond + ((cond - &uncond)? * request.guidance)?)?
-            } else {
-                v
-            };
-            latent = (latent + (v * schedule.delta(i))?)?;
+            latent = self.step(
+                &conditioning,
+                &latent,
+                schedule.timestep(i),
+                schedule.delta(i),
+            )?;
             let progress = StepProgress {
                 done: i + 1,
                 total: schedule.steps(),
@@ -225,6 +224,49 @@ impl Pipeline {
             }
         }
         Ok(Denoised::Finished(latent))
+    }
+
+    /// What the DiT attends to for `request`: the embedded prompt, and the
+    /// negative prompt beside it when guidance is on.
+    pub fn condition(&self, request: &GenerateRequest) -> Result<Conditioning, ModelError> {
+        let guided = request.guidance != 1.0;
+        let prompts: Vec<&str> = if guided {
+            vec![&request.prompt, &request.negative_prompt]
+        } else {
+            vec![&request.prompt]
+        };
+        let (tokens, mask) = self.text.encode(&prompts)?;
+        Ok(Conditioning {
+            text: self.dit.embed_text(&tokens)?,
+            bias: mask_to_bias(&mask)?,
+            guidance: if guided { Some(request.guidance) } else { None },
+        })
+    }
+
+    /// One Euler step of the flow at model timestep `timestep`: the DiT
+    /// predicts the velocity (both guidance branches in one batch), and the
+    /// latent moves by `delta` (sigma_next - sigma) along it.
+    pub fn step(
+        &self,
+        conditioning: &Conditioning,
+        latent: &Tensor,
+        timestep: f64,
+        delta: f64,
+    ) -> Result<Tensor, ModelError> {
+        let batch = conditioning.text.dim(0)?;
+        let t = Tensor::full(timestep as f32, batch, &self.device)?;
+        let x = latent.repeat((batch, 1, 1, 1, 1))?;
+        let v = self
+            .dit
+            .forward(&x, &t, &conditioning.text, &conditioning.bias)?;
+        let v = match conditioning.guidance {
+            Some(scale) => {
+                let (cond, uncond) = (v.i(0..1)?, v.i(1..2)?);
+                (&uncond + ((cond - &uncond)? * scale)?)?
+            }
+            None => v,
+        };
+        Ok((latent + (v * delta)?)?)
     }
 
     /// Decodes a final latent (1, C, T, h, w) to RGB bytes.
