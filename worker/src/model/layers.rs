@@ -8,9 +8,11 @@ use candle_nn::{Init, Linear, VarBuilder};
 
 use crate::parallel::{Communicator, Solo};
 
-/// Rows of queries attended at once: bounds the (B, H, rows, N) score
-/// matrix of long videos.
-const ATTENTION_QUERY_CHUNK: usize = 2048;
+/// Scores held at once: queries are attended in chunks whose (B, H, rows,
+/// N) score matrix stays under this many elements (16 MB), which bounds the
+/// memory of long videos and keeps the buffer small enough for the
+/// allocator to reuse rather than map fresh pages every time.
+const ATTENTION_SCORE_ELEMENTS: usize = 4 << 20;
 
 /// A linear layer whose weights start with std `gain / sqrt(fan_in)` and
 /// zero bias. Output projections take a smaller gain so the residual stream
@@ -154,7 +156,8 @@ impl FeedForward {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.down.forward(&self.up.forward(x)?.gelu()?)
+        self.down
+            .forward(&super::cpu_kernels::gelu_tanh(&self.up.forward(x)?)?)
     }
 }
 
@@ -181,18 +184,20 @@ pub fn merge_heads(x: &Tensor) -> Result<Tensor> {
 /// q: (B, H, Nq, D), k and v: (B, H, Nk, D), bias: broadcastable to
 /// (B, H, Nq, Nk) and added to the scores (0 keeps, -inf-like drops).
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    let scale = 1.0 / (q.dim(D::Minus1)? as f64).sqrt();
+    // Scaling the queries costs a pass over (.., Nq, D), not over the scores.
+    let q = (q * (1.0 / (q.dim(D::Minus1)? as f64).sqrt()))?;
     let k_t = k.t()?.contiguous()?;
-    let nq = q.dim(2)?;
-    let mut outputs = Vec::with_capacity(nq.div_ceil(ATTENTION_QUERY_CHUNK));
-    for start in (0..nq).step_by(ATTENTION_QUERY_CHUNK) {
-        let rows = ATTENTION_QUERY_CHUNK.min(nq - start);
-        let q_chunk = q.narrow(2, start, rows)?;
-        let mut scores = (q_chunk.matmul(&k_t)? * scale)?;
+    let (b, h, nq, _) = q.dims4()?;
+    let nk = k.dim(2)?;
+    let rows = (ATTENTION_SCORE_ELEMENTS / (b * h * nk).max(1)).clamp(1, nq.max(1));
+    let mut outputs = Vec::with_capacity(nq.div_ceil(rows));
+    for start in (0..nq).step_by(rows) {
+        let q_chunk = q.narrow(2, start, rows.min(nq - start))?;
+        let mut scores = q_chunk.matmul(&k_t)?;
         if let Some(bias) = bias {
             scores = scores.broadcast_add(bias)?;
         }
-        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+        let weights = super::cpu_kernels::softmax_last_dim(&scores)?;
         outputs.push(weights.matmul(v)?);
     }
     if outputs.len() == 1 {
@@ -217,10 +222,12 @@ mod tests {
     #[test]
     fn chunked_attention_equals_whole() {
         let dev = Device::Cpu;
-        let n = ATTENTION_QUERY_CHUNK + 37;
+        // Enough queries for several chunks, the last one short.
+        let keys = 4096;
+        let n = 2 * ATTENTION_SCORE_ELEMENTS / (2 * keys) + 37;
         let q = Tensor::randn(0f32, 1.0, (1, 2, n, 8), &dev).expect("q");
-        let k = Tensor::randn(0f32, 1.0, (1, 2, 50, 8), &dev).expect("k");
-        let v = Tensor::randn(0f32, 1.0, (1, 2, 50, 8), &dev).expect("v");
+        let k = Tensor::randn(0f32, 1.0, (1, 2, keys, 8), &dev).expect("k");
+        let v = Tensor::randn(0f32, 1.0, (1, 2, keys, 8), &dev).expect("v");
         let chunked = attention(&q, &k, &v, None).expect("attention");
         let scores = (q.matmul(&k.t().expect("t")).expect("mm") / (8f64).sqrt()).expect("scale");
         let whole = candle_nn::ops::softmax_last_dim(&scores)

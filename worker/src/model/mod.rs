@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod config;
+mod cpu_kernels;
 mod decoder;
 mod dit;
 mod group;

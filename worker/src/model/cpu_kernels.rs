@@ -1,0 +1,250 @@
+//! Fused CPU kernels for the two element-wise hot spots of a DiT step.
+//!
+//! candle's CPU softmax and GELU call the scalar libm `expf`/`tanhf` one
+//! element at a time, and its unary maps run on one thread; in a step of
+//! the tiny preset they took about half the time. These kernels split rows
+//! across rayon's pool and use an exp that the compiler vectorizes
+//! (Cephes' `expf` polynomial after Cody-Waite range reduction, within 2
+//! ulp of libm over the range that matters). Other devices and dtypes keep
+//! candle's own ops.
+
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Rows (or elements) handed to one rayon task at the least: small tasks
+/// cost more to schedule than to run.
+const MIN_TASK_ELEMENTS: usize = 16 * 1024;
+
+/// softmax over the last dimension.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        x.contiguous()?.apply_op1_no_bwd(&SoftmaxLastDim)
+    } else {
+        candle_nn::ops::softmax_last_dim(x)
+    }
+}
+
+/// GELU with the tanh approximation (Hendrycks and Gimpel, 2016), as
+/// candle's `Tensor::gelu`.
+pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        x.contiguous()?.apply_op1_no_bwd(&GeluTanh)
+    } else {
+        x.gelu()
+    }
+}
+
+/// The contiguous f32 data of a CPU tensor.
+fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+    let data = storage.as_slice::<f32>()?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("{op} needs a contiguous tensor"),
+    }
+}
+
+struct SoftmaxLastDim;
+
+impl CustomOp1 for SoftmaxLastDim {
+    fn name(&self) -> &'static str {
+        "genfleet-softmax-last-dim"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let src = contiguous_f32(storage, layout, self.name())?;
+        let width = layout.dims().last().copied().unwrap_or(1).max(1);
+        let mut dst = vec![0f32; src.len()];
+        let rows_per_task = (MIN_TASK_ELEMENTS / width).max(1);
+        dst.par_chunks_mut(width * rows_per_task)
+            .zip(src.par_chunks(width * rows_per_task))
+            .for_each(|(dst, src)| {
+                with_wide_vectors(|| {
+                    for (d, s) in dst.chunks_exact_mut(width).zip(src.chunks_exact(width)) {
+                        softmax_row(s, d);
+                    }
+                })
+            });
+        Ok((CpuStorage::F32(dst), layout.shape().clone()))
+    }
+}
+
+struct GeluTanh;
+
+impl CustomOp1 for GeluTanh {
+    fn name(&self) -> &'static str {
+        "genfleet-gelu-tanh"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let src = contiguous_f32(storage, layout, self.name())?;
+        let mut dst = vec![0f32; src.len()];
+        dst.par_chunks_mut(MIN_TASK_ELEMENTS)
+            .zip(src.par_chunks(MIN_TASK_ELEMENTS))
+            .for_each(|(dst, src)| {
+                with_wide_vectors(|| {
+                    for (d, &x) in dst.iter_mut().zip(src) {
+                        *d = gelu(x);
+                    }
+                })
+            });
+        Ok((CpuStorage::F32(dst), layout.shape().clone()))
+    }
+}
+
+/// Runs `kernel` compiled for AVX2 and FMA when the CPU has them (8 lanes
+/// instead of SSE's 4; the build itself targets baseline x86-64 so that one
+/// binary runs on every node).
+#[inline(always)]
+fn with_wide_vectors(kernel: impl FnOnce()) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        fn wide(kernel: impl FnOnce()) {
+            kernel()
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU was just seen to support both features.
+            unsafe { wide(kernel) };
+            return;
+        }
+    }
+    kernel()
+}
+
+#[inline(always)]
+fn softmax_row(src: &[f32], dst: &mut [f32]) {
+    let max = max_of(src);
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = exp(s - max);
+    }
+    let inv = 1.0 / sum_of(dst);
+    for d in dst.iter_mut() {
+        *d *= inv;
+    }
+}
+
+/// Lanes of the reductions: independent accumulators let them vectorize.
+const LANES: usize = 16;
+
+#[inline(always)]
+fn max_of(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (a, &x) in acc.iter_mut().zip(chunk) {
+            *a = if x > *a { x } else { *a };
+        }
+    }
+    rest.iter()
+        .chain(&acc)
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max)
+}
+
+#[inline(always)]
+fn sum_of(xs: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (a, &x) in acc.iter_mut().zip(chunk) {
+            *a += x;
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
+#[inline(always)]
+fn gelu(x: f32) -> f32 {
+    const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+    let y = SQRT_TWO_OVER_PI * x * (1.0 + 0.044_715 * x * x);
+    // tanh(y) = 1 - 2 / (exp(2y) + 1), saturating cleanly at +-1.
+    let tanh = 1.0 - 2.0 / (exp(2.0 * y) + 1.0);
+    0.5 * x * (1.0 + tanh)
+}
+
+/// e^x for f32 without libm: x = n ln2 + r with |r| <= ln2/2, e^r from
+/// Cephes' degree-6 polynomial, 2^n put straight into the exponent bits.
+/// Inputs below -87.3 give about 1e-38 rather than 0 (harmless in a
+/// softmax, whose largest term is 1).
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.3, 88.3);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let e_r = p * r * r + r + 1.0;
+    e_r * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn max_relative_error(a: &Tensor, b: &Tensor) -> f32 {
+        let diff = (a - b).and_then(|d| d.abs()).and_then(|d| d.max_all());
+        let scale = b.abs().and_then(|d| d.max_all());
+        let value = |t: Result<Tensor>| t.and_then(|t| t.to_scalar::<f32>()).expect("scalar");
+        value(diff) / value(scale)
+    }
+
+    #[test]
+    fn exp_follows_libm_across_the_range() {
+        let mut worst = 0f32;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let (fast, libm) = (exp(x), x.exp());
+            worst = worst.max(((fast - libm) / libm).abs());
+            x += 0.0137;
+        }
+        assert!(worst < 3e-7, "worst relative error {worst}");
+        assert_eq!(exp(-1e9), exp(-87.3));
+        assert!(exp(-1e9) < 1e-37 && exp(1e9).is_finite());
+    }
+
+    #[test]
+    fn softmax_and_gelu_match_candle() {
+        let dev = Device::Cpu;
+        // Rows wider and narrower than the lanes, one with a masked tail.
+        for shape in [(3usize, 1usize), (7, 5), (64, 1283)] {
+            let x = (Tensor::randn(0f32, 4.0, shape, &dev).expect("x") - 1.0).expect("x");
+            let ours = softmax_last_dim(&x).expect("softmax");
+            let theirs = candle_nn::ops::softmax_last_dim(&x).expect("softmax");
+            assert!(max_relative_error(&ours, &theirs) < 1e-6, "{shape:?}");
+            let ours = gelu_tanh(&x).expect("gelu");
+            let theirs = x.gelu().expect("gelu");
+            assert!(max_relative_error(&ours, &theirs) < 1e-6, "{shape:?}");
+        }
+        let masked = Tensor::new(&[[0.5f32, -1e9, 1.5, -1e9]], &dev).expect("x");
+        let weights: Vec<f32> = softmax_last_dim(&masked)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1())
+            .expect("softmax");
+        assert!(weights[1] < 1e-30 && weights[3] < 1e-30);
+        assert!((weights[0] + weights[2] - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn non_contiguous_input_is_made_contiguous() {
+        let x = Tensor::randn(0f32, 1.0, (6, 9), &Device::Cpu).expect("x");
+        let t = x.t().expect("t");
+        let ours = softmax_last_dim(&t).expect("softmax");
+        let theirs = t
+            .contiguous()
+            .and_then(|t| candle_nn::ops::softmax_last_dim(&t))
+            .expect("softmax");
+        assert!(max_relative_error(&ours, &theirs) < 1e-6);
+    }
+}
