@@ -171,7 +171,13 @@ fn run_reference(
     timed: usize,
     threads: usize,
 ) -> Result<Reference, String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/dit_reference.py");
+    // Beside the sources it was built from, or (a binary carried to
+    // another machine) under the current directory.
+    let script = [Path::new(env!("CARGO_MANIFEST_DIR")), Path::new(".")]
+        .map(|root| root.join("benches/dit_reference.py"))
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or("benches/dit_reference.py is not here")?;
     let output = Command::new(python)
         .arg(&script)
         .arg("--model")

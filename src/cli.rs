@@ -52,6 +52,15 @@ pub enum Command {
     /// List worker nodes; cordon a node so it takes no new work.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Show the GPUs this machine has, as a worker here would see them.
+    Devices(DevicesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    /// Where amdgpu's sysfs is (a container may see the host's elsewhere).
+    #[arg(long, default_value = "/")]
+    pub sysfs_root: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -170,6 +170,38 @@ pub fn node_table(nodes: &[pb::NodeInfo]) -> String {
     table(["NODE", "STATUS", "BUSY", "DEVICES"], &rows)
 }
 
+/// A machine's GPUs with their telemetry (`genfleet devices`).
+pub fn gpu_table(gpus: &[genfleet_worker::device::GpuInfo]) -> String {
+    let gib = |bytes: u64| format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64);
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
+    let rows: Vec<[String; 8]> = gpus
+        .iter()
+        .map(|g| {
+            let t = &g.telemetry;
+            [
+                format!("{}:{}", g.vendor.label(), g.index),
+                g.flavor.clone(),
+                gib(g.memory_bytes),
+                or_dash(t.memory_used_bytes.map(gib)),
+                or_dash(t.busy_percent.map(|p| format!("{p}%"))),
+                or_dash(t.power_watts.map(|w| format!("{w:.0} W"))),
+                or_dash(t.temperature_c.map(|c| format!("{c:.0} C"))),
+                if g.peers.is_empty() {
+                    g.product.clone()
+                } else {
+                    format!("{} (NVLink peers: {})", g.product, g.peers.join(", "))
+                },
+            ]
+        })
+        .collect();
+    table(
+        [
+            "GPU", "FLAVOR", "MEMORY", "USED", "BUSY", "POWER", "TEMP", "PRODUCT",
+        ],
+        &rows,
+    )
+}
+
 /// Columns padded to their widest cell; the last one is left as is.
 fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     let header = header.map(String::from);

@@ -66,3 +66,38 @@ fn a_worker_reports_its_amd_gpus_and_their_telemetry() {
         "{text}"
     );
 }
+
+#[test]
+fn genfleet_devices_lists_the_gpus_an_operator_would_check() {
+    let sysfs = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/worker/tests/fixtures/sysfs/mi300x-node"
+    );
+    let out = std::process::Command::new(common::BIN)
+        .args(["devices", "--sysfs-root", sysfs])
+        .output()
+        .expect("run genfleet devices");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let gpu_rows: Vec<&str> = text.lines().filter(|l| l.starts_with("amd:")).collect();
+    assert_eq!(gpu_rows.len(), 2, "{text}");
+    // Card 0 is busy (the fixture's telemetry), card 1 idle.
+    assert!(gpu_rows[0].contains("amd-mi300x") && gpu_rows[0].contains("192.0 GiB"));
+    assert!(
+        gpu_rows[0].contains("37%") && gpu_rows[0].contains("750 W"),
+        "{text}"
+    );
+    assert!(gpu_rows[1].contains("0%"), "{text}");
+    assert!(text.contains("cpu: "), "{text}");
+
+    // No cards under an empty root: said plainly, not an error.
+    let empty = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(common::BIN)
+        .arg("devices")
+        .arg("--sysfs-root")
+        .arg(empty.path())
+        .output()
+        .expect("run genfleet devices");
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no GPUs"));
+}

@@ -2,6 +2,7 @@
 
 mod cluster;
 mod demo;
+mod devices;
 mod jobs;
 mod model;
 mod nodes;
@@ -25,5 +26,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Cluster(command) => cluster::run(command).await,
         Command::Queue(command) => queues::run(command).await,
         Command::Node(command) => nodes::run(command).await,
+        Command::Devices(args) => devices::run(args),
     }
 }
