@@ -1,12 +1,14 @@
 //! Tensor parallelism on CPU: the tiny preset split over 2 and 4 ranks
 //! (threads sharing a CPU all-reduce) samples the same latent as one rank,
-//! within 1e-4 relative (f32): the sums only change order.
+//! within 1e-4 relative (f32): the sums only change order. Ranks that read
+//! their slices of a saved model from its file sample what ranks that
+//! slice whole seeded weights do.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
-use genfleet_worker::model::{Denoised, GenerateRequest, Pipeline};
+use genfleet_worker::model::{init_model, Denoised, GenerateRequest, Pipeline};
 use genfleet_worker::parallel::{Communicator, ThreadGroup};
 
 fn request() -> GenerateRequest {
@@ -22,16 +24,28 @@ fn request() -> GenerateRequest {
     }
 }
 
+/// The tiny preset's weights from seed 5, built in memory for one rank.
+fn seeded(comm: Arc<dyn Communicator>) -> Pipeline {
+    Pipeline::seeded_parallel("tiny", 5, &Device::Cpu, comm).expect("model")
+}
+
 /// The final latent of every rank of a group of `size`.
 fn sample(size: usize) -> Vec<Vec<f32>> {
+    sample_with(size, &seeded)
+}
+
+/// As [`sample`], each rank's pipeline made by `build`.
+fn sample_with(
+    size: usize,
+    build: &(dyn Fn(Arc<dyn Communicator>) -> Pipeline + Sync),
+) -> Vec<Vec<f32>> {
     std::thread::scope(|scope| {
         let ranks: Vec<_> = ThreadGroup::new(size)
             .into_iter()
             .map(|comm| {
                 scope.spawn(move || {
                     let comm: Arc<dyn Communicator> = Arc::new(comm);
-                    let pipeline =
-                        Pipeline::seeded_parallel("tiny", 5, &Device::Cpu, comm).expect("model");
+                    let pipeline = build(comm);
                     let request = request();
                     let noise = pipeline.initial_latent(&request).expect("noise");
                     let done = pipeline
@@ -91,4 +105,43 @@ fn a_degree_that_does_not_divide_the_heads_is_refused() {
     let refused = Pipeline::seeded_parallel("tiny", 5, &Device::Cpu, comm);
     let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("tensor parallel degree 3"), "{message}");
+}
+
+#[test]
+fn ranks_that_read_their_slices_from_the_file_sample_what_sliced_ranks_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = init_model(dir.path(), "tiny", 5, false).expect("init");
+    let loaded = |comm| {
+        Pipeline::load_rank(&report.dir, &Device::Cpu, comm)
+            .expect("sharded load")
+            .1
+    };
+    for size in [2, 4] {
+        // Same weights, same slices, same operations: the same bits.
+        assert_eq!(
+            sample_with(size, &loaded),
+            sample_with(size, &seeded),
+            "tp {size}"
+        );
+    }
+}
+
+#[test]
+fn a_file_that_does_not_fit_its_config_is_named_when_read_sharded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = init_model(dir.path(), "tiny", 5, false).expect("init");
+    // Claim a wider model than the tensors hold.
+    let config_path = report.dir.join("config.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_path).expect("read")).expect("json");
+    manifest["config"]["ffn_dim"] = serde_json::json!(1024);
+    std::fs::write(&config_path, manifest.to_string()).expect("write");
+    let group = ThreadGroup::new(2);
+    let comm: Arc<dyn Communicator> = Arc::new(group.into_iter().next().expect("rank 0"));
+    let message = Pipeline::load_rank(&report.dir, &Device::Cpu, comm)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(message.contains("model.safetensors"), "{message}");
+    assert!(message.contains("ffn.0"), "{message}");
 }

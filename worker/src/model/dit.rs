@@ -11,17 +11,13 @@
 //! everything else is replicated, so every rank ends each block with the
 //! same activations.
 
-use std::sync::Arc;
-
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{Init, Linear, VarBuilder};
-
-use crate::parallel::Communicator;
+use candle_nn::{Init, Linear};
 
 use super::config::ModelConfig;
 use super::layers::{
-    attention, column_shard, linear, merge_heads, modulate, split_heads, FeedForward, LayerNorm,
-    RmsNorm, RowParallel,
+    attention, linear, merge_heads, modulate, split_heads, FeedForward, LayerNorm, RmsNorm,
+    RowParallel, TpBuilder,
 };
 use super::rope::rope_tables;
 
@@ -37,24 +33,17 @@ struct Attention {
 }
 
 impl Attention {
-    fn new(
-        dim: usize,
-        kv_dim: usize,
-        config: &ModelConfig,
-        vb: VarBuilder,
-        comm: &Arc<dyn Communicator>,
-    ) -> Result<Self> {
+    fn new(dim: usize, kv_dim: usize, config: &ModelConfig, tp: &TpBuilder) -> Result<Self> {
         let out_gain = 1.0 / (2.0 * config.depth as f64).sqrt();
         let head_dim = config.head_dim();
-        let column = |layer: Linear| column_shard(&layer, comm.as_ref());
         Ok(Self {
-            q: column(linear(dim, dim, 1.0, vb.pp("q"))?)?,
-            k: column(linear(kv_dim, dim, 1.0, vb.pp("k"))?)?,
-            v: column(linear(kv_dim, dim, 1.0, vb.pp("v"))?)?,
-            o: RowParallel::new(&linear(dim, dim, out_gain, vb.pp("o"))?, comm.clone())?,
-            norm_q: RmsNorm::new(head_dim, config.eps, vb.pp("norm_q"))?,
-            norm_k: RmsNorm::new(head_dim, config.eps, vb.pp("norm_k"))?,
-            heads: config.heads / comm.size(),
+            q: tp.column(dim, dim, 1.0, "q")?,
+            k: tp.column(kv_dim, dim, 1.0, "k")?,
+            v: tp.column(kv_dim, dim, 1.0, "v")?,
+            o: tp.row(dim, dim, out_gain, "o")?,
+            norm_q: RmsNorm::new(head_dim, config.eps, tp.vb.pp("norm_q"))?,
+            norm_k: RmsNorm::new(head_dim, config.eps, tp.vb.pp("norm_k"))?,
+            heads: config.heads / tp.comm.size(),
         })
     }
 
@@ -96,7 +85,8 @@ struct Block {
 }
 
 impl Block {
-    fn new(config: &ModelConfig, vb: VarBuilder, comm: &Arc<dyn Communicator>) -> Result<Self> {
+    fn new(config: &ModelConfig, tp: &TpBuilder) -> Result<Self> {
+        let vb = &tp.vb;
         let d = config.dim;
         let scale = 1.0 / (d as f64).sqrt();
         Ok(Self {
@@ -108,17 +98,16 @@ impl Block {
                     stdev: scale,
                 },
             )?,
-            norm1: LayerNorm::plain(d, config.eps, &vb)?,
-            self_attn: Attention::new(d, d, config, vb.pp("self_attn"), comm)?,
+            norm1: LayerNorm::plain(d, config.eps, vb)?,
+            self_attn: Attention::new(d, d, config, &tp.pp("self_attn"))?,
             norm3: LayerNorm::new(d, config.eps, vb.pp("norm3"))?,
-            cross_attn: Attention::new(d, d, config, vb.pp("cross_attn"), comm)?,
-            norm2: LayerNorm::plain(d, config.eps, &vb)?,
+            cross_attn: Attention::new(d, d, config, &tp.pp("cross_attn"))?,
+            norm2: LayerNorm::plain(d, config.eps, vb)?,
             ffn: FeedForward::parallel(
                 d,
                 config.ffn_dim,
                 1.0 / (2.0 * config.depth as f64).sqrt(),
-                vb.pp("ffn"),
-                comm.clone(),
+                &tp.pp("ffn"),
             )?,
         })
     }
@@ -167,9 +156,10 @@ pub struct Dit {
 impl Dit {
     /// This rank's part of the model (all of it for a group of one); the
     /// group's size must divide the heads and the feed-forward width.
-    pub fn new(config: &ModelConfig, vb: VarBuilder, comm: Arc<dyn Communicator>) -> Result<Self> {
+    pub fn new(config: &ModelConfig, tp: &TpBuilder) -> Result<Self> {
+        let vb = &tp.vb;
         let d = config.dim;
-        let size = comm.size();
+        let size = tp.comm.size();
         if size == 0 || !config.heads.is_multiple_of(size) || !config.ffn_dim.is_multiple_of(size) {
             return Err(candle_core::Error::Msg(format!(
                 "tensor parallel degree {size} must divide the {} heads and the feed-forward width {}",
@@ -177,7 +167,7 @@ impl Dit {
             )));
         }
         let blocks = (0..config.depth)
-            .map(|i| Block::new(config, vb.pp(format!("blocks.{i}")), &comm))
+            .map(|i| Block::new(config, &tp.pp(format!("blocks.{i}"))))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             config: config.clone(),
@@ -200,7 +190,7 @@ impl Dit {
                     stdev: 1.0 / (d as f64).sqrt(),
                 },
             )?,
-            head_norm: LayerNorm::plain(d, config.eps, &vb)?,
+            head_norm: LayerNorm::plain(d, config.eps, vb)?,
             head: linear(d, config.patch_features(), 1.0, vb.pp("head.head"))?,
         })
     }
@@ -293,8 +283,9 @@ mod tests {
     #[test]
     fn patchify_round_trips() {
         let config = ModelConfig::preset("tiny").expect("preset");
-        let vb = VarBuilder::zeros(DType::F32, &Device::Cpu);
-        let dit = Dit::new(&config, vb, Arc::new(crate::parallel::Solo)).expect("model");
+        let vb = candle_nn::VarBuilder::zeros(DType::F32, &Device::Cpu);
+        let tp = TpBuilder::slicing(vb, std::sync::Arc::new(crate::parallel::Solo));
+        let dit = Dit::new(&config, &tp).expect("model");
         let x = Tensor::arange(0f32, (2 * 16 * 3 * 4 * 6) as f32, &Device::Cpu)
             .and_then(|t| t.reshape((2, 16, 3, 4, 6)))
             .expect("x");

@@ -13,7 +13,6 @@ use candle_core::{Device, Tensor};
 
 use super::checkpoint::Checkpoint;
 use super::pipeline::{Denoised, GenerateRequest, Pipeline, StepProgress};
-use super::weights::load_weights;
 use super::ModelError;
 use crate::parallel::{Communicator, ThreadGroup};
 
@@ -26,12 +25,11 @@ pub fn resume_parallel(
     checkpoint: Option<Checkpoint>,
     on_step: &mut dyn FnMut(StepProgress) -> ControlFlow<()>,
 ) -> Result<Denoised, ModelError> {
-    let (manifest, vb) = load_weights(dir, device)?;
     let ranks = ThreadGroup::new(tp)
         .into_iter()
         .map(|comm| {
             let comm: Arc<dyn Communicator> = Arc::new(comm);
-            let pipeline = Pipeline::build_parallel(&manifest.config, vb.clone(), comm.clone())?;
+            let (_, pipeline) = Pipeline::load_rank(dir, device, comm.clone())?;
             Ok((pipeline, comm))
         })
         .collect::<Result<Vec<_>, ModelError>>()?;

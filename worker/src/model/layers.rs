@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
+use candle_nn::var_builder::{Shard, ShardedVarBuilder};
 use candle_nn::{Init, Linear, VarBuilder};
 
 use crate::parallel::{Communicator, Solo};
@@ -80,9 +81,114 @@ impl LayerNorm {
     }
 }
 
-/// Rank `rank`'s share of a linear layer's outputs (column-parallel, as
-/// Megatron-LM splits q, k, v and the feed-forward's up projection).
-pub fn column_shard(layer: &Linear, comm: &dyn Communicator) -> Result<Linear> {
+/// Builds a rank's share of the split layers. Saved weights are read
+/// sharded (candle-nn's sharded var builder slices each tensor as it reads
+/// it from the safetensors file, so a rank never holds a whole split layer);
+/// weights made from a seed are built whole and sliced, as Megatron-LM
+/// splits them: column-parallel layers by outputs (q, k, v, the
+/// feed-forward's up projection), row-parallel by inputs (the attention
+/// output and the down projection).
+#[derive(Clone)]
+pub struct TpBuilder<'a> {
+    /// Every tensor, whole (replicated layers; seeded split layers).
+    pub vb: VarBuilder<'a>,
+    /// Slices read from the file, when the weights are saved ones.
+    shards: Option<ShardedVarBuilder<'a>>,
+    pub comm: Arc<dyn Communicator>,
+}
+
+impl<'a> TpBuilder<'a> {
+    /// Split layers built whole over `vb` and sliced.
+    pub fn slicing(vb: VarBuilder<'a>, comm: Arc<dyn Communicator>) -> Self {
+        Self {
+            vb,
+            shards: None,
+            comm,
+        }
+    }
+
+    /// Split layers read as slices from `shards`; the rest whole from `vb`.
+    pub fn loading(
+        vb: VarBuilder<'a>,
+        shards: ShardedVarBuilder<'a>,
+        comm: Arc<dyn Communicator>,
+    ) -> Self {
+        Self {
+            vb,
+            shards: Some(shards),
+            comm,
+        }
+    }
+
+    pub fn pp(&self, name: impl ToString) -> Self {
+        let name = name.to_string();
+        Self {
+            vb: self.vb.pp(&name),
+            shards: self.shards.as_ref().map(|s| s.pp(&name)),
+            comm: self.comm.clone(),
+        }
+    }
+
+    /// This rank's slice of tensor `name` along `dim`, checked against the
+    /// shape it must have (candle-nn checks only unsharded reads).
+    fn shard(
+        &self,
+        shards: &ShardedVarBuilder,
+        name: &str,
+        dim: usize,
+        shape: &[usize],
+    ) -> Result<Tensor> {
+        let hint = Shard {
+            dim,
+            rank: self.comm.rank(),
+            world_size: self.comm.size(),
+        };
+        let tensor = shards.get_with_hints(shape.to_vec(), name, hint)?;
+        if tensor.dims() != shape {
+            candle_core::bail!(
+                "{}.{name}: rank {} of {} expected a slice of shape {shape:?}, the file gave {:?}",
+                shards.prefix(),
+                self.comm.rank(),
+                self.comm.size(),
+                tensor.dims()
+            );
+        }
+        Ok(tensor)
+    }
+
+    /// A column-parallel linear layer `name`: this rank's `out_dim / size` outputs.
+    pub fn column(&self, in_dim: usize, out_dim: usize, gain: f64, name: &str) -> Result<Linear> {
+        let part = out_dim / self.comm.size();
+        let Some(shards) = &self.shards else {
+            let whole = linear(in_dim, out_dim, gain, self.vb.pp(name))?;
+            return column_shard(&whole, self.comm.as_ref());
+        };
+        let shards = shards.pp(name);
+        let weight = self.shard(&shards, "weight", 0, &[part, in_dim])?;
+        let bias = self.shard(&shards, "bias", 0, &[part])?;
+        Ok(Linear::new(weight, Some(bias)))
+    }
+
+    /// A row-parallel linear layer `name`: this rank's `in_dim / size` inputs.
+    pub fn row(&self, in_dim: usize, out_dim: usize, gain: f64, name: &str) -> Result<RowParallel> {
+        let Some(shards) = &self.shards else {
+            let whole = linear(in_dim, out_dim, gain, self.vb.pp(name))?;
+            return RowParallel::new(&whole, self.comm.clone());
+        };
+        let shards = shards.pp(name);
+        let weight = self.shard(&shards, "weight", 1, &[out_dim, in_dim / self.comm.size()])?;
+        // The bias is added once, after the sum: every rank holds all of it.
+        let bias = shards.get_with_hints(out_dim, "bias", Shard::default())?;
+        Ok(RowParallel {
+            shard: Linear::new(weight, None),
+            bias: Some(bias),
+            comm: self.comm.clone(),
+        })
+    }
+}
+
+/// Rank `rank`'s share of a linear layer's outputs (column-parallel).
+fn column_shard(layer: &Linear, comm: &dyn Communicator) -> Result<Linear> {
     let (rank, size) = (comm.rank(), comm.size());
     let part = layer.weight().dim(0)? / size;
     let weight = layer.weight().narrow(0, rank * part, part)?.contiguous()?;
@@ -93,10 +199,9 @@ pub fn column_shard(layer: &Linear, comm: &dyn Communicator) -> Result<Linear> {
     Ok(Linear::new(weight, bias))
 }
 
-/// A linear layer split by its inputs (row-parallel: the attention output
-/// and the feed-forward's down projection). Each rank multiplies its slice
-/// of the features; the partial products are summed over the ranks, then
-/// the bias is added once.
+/// A linear layer split by its inputs (row-parallel). Each rank multiplies
+/// its slice of the features; the partial products are summed over the
+/// ranks, then the bias is added once.
 #[derive(Clone)]
 pub struct RowParallel {
     shard: Linear,
@@ -105,7 +210,7 @@ pub struct RowParallel {
 }
 
 impl RowParallel {
-    pub fn new(layer: &Linear, comm: Arc<dyn Communicator>) -> Result<Self> {
+    fn new(layer: &Linear, comm: Arc<dyn Communicator>) -> Result<Self> {
         let (rank, size) = (comm.rank(), comm.size());
         let part = layer.weight().dim(1)? / size;
         let weight = layer.weight().narrow(1, rank * part, part)?.contiguous()?;
@@ -136,22 +241,19 @@ pub struct FeedForward {
 impl FeedForward {
     /// Weights `0` (up) and `2` (down), as in a torch `Sequential`.
     pub fn new(dim: usize, hidden: usize, out_gain: f64, vb: VarBuilder) -> Result<Self> {
-        Self::parallel(dim, hidden, out_gain, vb, Arc::new(Solo))
+        Self::parallel(
+            dim,
+            hidden,
+            out_gain,
+            &TpBuilder::slicing(vb, Arc::new(Solo)),
+        )
     }
 
     /// This rank's share of the layer (all of it in a group of one).
-    pub fn parallel(
-        dim: usize,
-        hidden: usize,
-        out_gain: f64,
-        vb: VarBuilder,
-        comm: Arc<dyn Communicator>,
-    ) -> Result<Self> {
-        let up = linear(dim, hidden, 1.0, vb.pp("0"))?;
-        let down = linear(hidden, dim, out_gain, vb.pp("2"))?;
+    pub fn parallel(dim: usize, hidden: usize, out_gain: f64, tp: &TpBuilder) -> Result<Self> {
         Ok(Self {
-            up: column_shard(&up, comm.as_ref())?,
-            down: RowParallel::new(&down, comm)?,
+            up: tp.column(dim, hidden, 1.0, "0")?,
+            down: tp.row(hidden, dim, out_gain, "2")?,
         })
     }
 

@@ -12,11 +12,11 @@ use super::checkpoint::Checkpoint;
 use super::config::ModelConfig;
 use super::decoder::Decoder;
 use super::dit::Dit;
-use super::layers::mask_to_bias;
+use super::layers::{mask_to_bias, TpBuilder};
 use super::rng::SeededRng;
 use super::sampler::FlowSchedule;
 use super::text::TextEncoder;
-use super::weights::{load_weights, ModelManifest};
+use super::weights::{load_weights, open_sharded, ModelManifest};
 use super::ModelError;
 use crate::parallel::{Communicator, Solo};
 
@@ -58,6 +58,17 @@ pub enum Denoised {
     Stopped(Checkpoint),
 }
 
+/// A model that does not build over its saved weights: the file is at fault.
+fn bad_weights(dir: &Path, error: ModelError) -> ModelError {
+    match error {
+        ModelError::Candle(c) => ModelError::BadFile {
+            path: dir.join(super::weights::WEIGHTS_FILE),
+            why: c.to_string(),
+        },
+        other => other,
+    }
+}
+
 /// The DiT's inputs from the text, computed once per request.
 #[derive(Debug, Clone)]
 pub struct Conditioning {
@@ -93,14 +104,32 @@ impl Pipeline {
         vb: VarBuilder,
         comm: Arc<dyn Communicator>,
     ) -> Result<Self, ModelError> {
+        Self::build_rank(config, TpBuilder::slicing(vb, comm))
+    }
+
+    fn build_rank(config: &ModelConfig, tp: TpBuilder) -> Result<Self, ModelError> {
         config.validate().map_err(ModelError::InvalidConfig)?;
+        let vb = &tp.vb;
         Ok(Self {
             config: config.clone(),
             text: TextEncoder::new(config, vb.pp("text"))?,
-            dit: Dit::new(config, vb.clone(), comm)?,
+            dit: Dit::new(config, &tp)?,
             decoder: Decoder::new(config, vb.pp("decoder"))?,
             device: vb.device().clone(),
         })
+    }
+
+    /// This rank's pipeline of the model saved in `dir`: the split layers
+    /// are read as this rank's slices only, the rest whole.
+    pub fn load_rank(
+        dir: &Path,
+        device: &Device,
+        comm: Arc<dyn Communicator>,
+    ) -> Result<(ModelManifest, Self), ModelError> {
+        let (manifest, vb, shards) = open_sharded(dir, device)?;
+        let tp = TpBuilder::loading(vb, shards, comm);
+        let pipeline = Self::build_rank(&manifest.config, tp).map_err(|e| bad_weights(dir, e))?;
+        Ok((manifest, pipeline))
     }
 
     /// Builds preset `preset` in memory with weights from `seed`, as
@@ -131,13 +160,7 @@ impl Pipeline {
     /// Loads the model saved in `dir`.
     pub fn load(dir: &Path, device: &Device) -> Result<(ModelManifest, Self), ModelError> {
         let (manifest, vb) = load_weights(dir, device)?;
-        let pipeline = Self::build(&manifest.config, vb).map_err(|e| match e {
-            ModelError::Candle(c) => ModelError::BadFile {
-                path: dir.join(super::weights::WEIGHTS_FILE),
-                why: c.to_string(),
-            },
-            other => other,
-        })?;
+        let pipeline = Self::build(&manifest.config, vb).map_err(|e| bad_weights(dir, e))?;
         Ok((manifest, pipeline))
     }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::init::NormalOrUniform;
-use candle_nn::var_builder::SimpleBackend;
+use candle_nn::var_builder::{ShardedSafeTensors, ShardedVarBuilder, SimpleBackend};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -229,6 +229,38 @@ pub fn load_weights(
         manifest,
         VarBuilder::from_tensors(tensors, DType::F32, device),
     ))
+}
+
+/// Opens the weights of the model in `dir` for a tensor-parallel rank:
+/// memory-mapped, so each rank reads only the tensors (and, through the
+/// sharded builder, the slices) it keeps.
+pub fn open_sharded(
+    dir: &Path,
+    device: &Device,
+) -> Result<
+    (
+        ModelManifest,
+        VarBuilder<'static>,
+        ShardedVarBuilder<'static>,
+    ),
+    ModelError,
+> {
+    let manifest = read_manifest(dir)?;
+    let path = dir.join(WEIGHTS_FILE);
+    let bad = |e: candle_core::Error| ModelError::BadFile {
+        path: path.clone(),
+        why: e.to_string(),
+    };
+    // SAFETY: a weights file is written whole beside its final name and
+    // renamed into place, never changed in place, so the mapping does not
+    // change under the reader (a replaced file keeps its old inode mapped).
+    let (vb, shards) = unsafe {
+        (
+            VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, device).map_err(bad)?,
+            ShardedSafeTensors::var_builder(&[&path], DType::F32, device).map_err(bad)?,
+        )
+    };
+    Ok((manifest, vb, shards))
 }
 
 /// Names of the complete models under `root`, sorted.
