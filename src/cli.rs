@@ -231,9 +231,12 @@ pub struct WorkerArgs {
     /// Directory holding the models (`genfleet model init` creates them).
     #[arg(long, default_value = "genfleet-data/models")]
     pub models: PathBuf,
-    /// Directory artifacts are written to.
+    /// Where videos and checkpoints are written: a directory, or
+    /// s3://bucket/prefix for an S3-compatible store (AWS_ENDPOINT_URL,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION from the
+    /// environment; AWS_ALLOW_HTTP=true for an endpoint without TLS).
     #[arg(long, default_value = "genfleet-data/artifacts")]
-    pub artifacts: PathBuf,
+    pub artifacts: String,
     /// Jobs that may run at once on the CPU.
     #[arg(long, default_value_t = 1)]
     pub cpu_slots: u32,

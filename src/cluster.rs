@@ -103,7 +103,7 @@ impl LocalCluster {
                 node: format!("local-{i}"),
                 scheduler: endpoint.clone(),
                 model_root: models.clone(),
-                artifact_root: artifact_dir.clone(),
+                artifacts: artifact_dir.to_string_lossy().into_owned(),
                 cpu_slots: 1,
                 simulate: Vec::new(),
                 reconnect_max: Duration::from_secs(2),

@@ -52,13 +52,14 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         node: node.clone(),
         scheduler: args.client.scheduler.clone(),
         model_root: args.models,
-        artifact_root: args.artifacts,
+        artifacts: args.artifacts,
         cpu_slots: args.cpu_slots,
         simulate: args.simulate,
         reconnect_max: Duration::from_secs(5),
         sysfs_root: args.sysfs_root,
         drain_timeout: args.drain_timeout,
     })?;
+    worker.check_artifact_store().await?;
     let shutdown = shutdown_on_signals();
     let metrics = serve_metrics(
         args.metrics_listen,
@@ -67,8 +68,9 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     )
     .await?;
     println!(
-        "genfleet worker ready: node={node} models={} scheduler={}{}",
+        "genfleet worker ready: node={node} models={} artifacts={} scheduler={}{}",
         worker.models().join(","),
+        worker.artifact_store(),
         args.client.scheduler,
         metrics
             .map(|a| format!(" metrics=http://{a}/metrics"))

@@ -79,8 +79,19 @@ impl Drop for Proc {
 /// `ready_marker`; returns the process and that line. Its log goes to the
 /// test's stderr at the level GENFLEET_TEST_LOG gives (default warn).
 pub fn spawn_ready(name: &str, args: &[&str], ready_marker: &str) -> (Proc, String) {
+    spawn_ready_with_env(name, args, &[], ready_marker)
+}
+
+/// [`spawn_ready`] with extra environment variables.
+pub fn spawn_ready_with_env(
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    ready_marker: &str,
+) -> (Proc, String) {
     let mut child = Command::new(BIN)
         .args(args)
+        .envs(env.iter().copied())
         .env(
             "RUST_LOG",
             std::env::var("GENFLEET_TEST_LOG").unwrap_or_else(|_| "warn".into()),

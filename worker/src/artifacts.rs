@@ -1,12 +1,19 @@
-//! Where results go: an object store (a local directory by default), one
-//! folder per job.
+//! Where results go: an object store, one folder per job. A local
+//! directory by default; `s3://bucket/prefix` for any S3-compatible store
+//! (AWS S3, MinIO, Ceph RGW, R2), configured the way AWS tools are, from
+//! the environment: AWS_ENDPOINT_URL for a store other than AWS,
+//! AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_REGION, and
+//! AWS_ALLOW_HTTP=true for an endpoint without TLS (a store inside the
+//! cluster). Workers that share a store can resume each other's checkpoints.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use genfleet_proto as pb;
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +28,12 @@ pub enum ArtifactError {
     Store(#[from] object_store::Error),
     #[error("{uri} is not in this worker's artifact store ({base})")]
     Elsewhere { uri: String, base: String },
+    #[error("artifact store {location}: {why}")]
+    BadLocation { location: String, why: String },
+    /// `why` is the store's error as text: object_store's errors repeat
+    /// their sources in their messages, so a chained source would print twice.
+    #[error("artifact store {base} cannot be reached: {why}")]
+    Unreachable { base: String, why: String },
 }
 
 #[derive(Clone)]
@@ -31,6 +44,63 @@ pub struct ArtifactStore {
 }
 
 impl ArtifactStore {
+    /// The store at `location`: `s3://bucket[/prefix]`, or a local directory.
+    pub fn open(location: &str) -> Result<Self, ArtifactError> {
+        match location.strip_prefix("s3://") {
+            Some(rest) => Self::s3(location, rest),
+            None => Self::local(Path::new(location)),
+        }
+    }
+
+    /// An S3-compatible bucket, objects under `prefix` if one is given.
+    fn s3(location: &str, bucket_and_prefix: &str) -> Result<Self, ArtifactError> {
+        let bad = |why: String| ArtifactError::BadLocation {
+            location: location.to_string(),
+            why,
+        };
+        let (bucket, prefix) = bucket_and_prefix
+            .split_once('/')
+            .unwrap_or((bucket_and_prefix, ""));
+        let prefix = prefix.trim_matches('/');
+        if bucket.is_empty() {
+            return Err(bad(
+                "no bucket: expected s3://bucket or s3://bucket/prefix".into()
+            ));
+        }
+        let s3 = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        let (store, base_uri): (Arc<dyn ObjectStore>, String) = if prefix.is_empty() {
+            (Arc::new(s3), format!("s3://{bucket}"))
+        } else {
+            let path = ObjectPath::parse(prefix).map_err(|e| bad(e.to_string()))?;
+            (
+                Arc::new(PrefixStore::new(s3, path)),
+                format!("s3://{bucket}/{prefix}"),
+            )
+        };
+        Ok(Self { store, base_uri })
+    }
+
+    /// Lists the store's root once, so that a wrong endpoint, bucket or
+    /// credentials stop the worker at start rather than fail its first job.
+    pub async fn check(&self) -> Result<(), ArtifactError> {
+        self.store
+            .list_with_delimiter(None)
+            .await
+            .map(|_| ())
+            .map_err(|e| ArtifactError::Unreachable {
+                base: self.base_uri.clone(),
+                why: e.to_string(),
+            })
+    }
+
+    /// URI of the store's root.
+    pub fn base_uri(&self) -> &str {
+        &self.base_uri
+    }
+
     /// A store in local directory `root`, created if missing.
     pub fn local(root: &Path) -> Result<Self, ArtifactError> {
         let dir_error = |source| ArtifactError::Directory {

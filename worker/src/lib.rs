@@ -39,8 +39,9 @@ pub struct WorkerConfig {
     pub scheduler: String,
     /// Holds one folder per model (`genfleet model init` writes them).
     pub model_root: PathBuf,
-    /// Where artifacts are written (a local directory).
-    pub artifact_root: PathBuf,
+    /// Where artifacts are written: a local directory, or
+    /// `s3://bucket/prefix` (see [`artifacts`] for its configuration).
+    pub artifacts: String,
     /// Jobs that may run at once on the CPU.
     pub cpu_slots: u32,
     /// Offer simulated devices instead: (flavor, count) groups. Jobs then
@@ -78,6 +79,7 @@ pub struct Worker {
     schedulers: Vec<String>,
     identity: Identity,
     executor: Arc<Executor>,
+    store: ArtifactStore,
     metrics: WorkerMetrics,
     gpus: Option<device::GpuWatch>,
 }
@@ -131,10 +133,10 @@ impl Worker {
                 .with_label_values(&[group.flavor.as_str(), simulated])
                 .set(i64::from(group.count));
         }
-        let store = ArtifactStore::local(&config.artifact_root)?;
+        let store = ArtifactStore::open(&config.artifacts)?;
         let executor = Arc::new(Executor::new(
             config.model_root.clone(),
-            store,
+            store.clone(),
             metrics.clone(),
             simulated,
         ));
@@ -149,12 +151,23 @@ impl Worker {
             schedulers,
             identity,
             executor,
+            store,
             metrics,
             gpus,
         })
     }
 
     /// Models this worker serves.
+    /// Checks that the artifact store answers (see [`ArtifactStore::check`]).
+    pub async fn check_artifact_store(&self) -> Result<(), WorkerError> {
+        Ok(self.store.check().await?)
+    }
+
+    /// Where this worker's artifacts go.
+    pub fn artifact_store(&self) -> &str {
+        self.store.base_uri()
+    }
+
     pub fn models(&self) -> &[String] {
         &self.identity.models
     }
