@@ -4,12 +4,15 @@
 //! partial outputs of the row-parallel layers are summed.
 //!
 //! [`ThreadGroup`] is the CPU backend (one thread per rank, a shared slot
-//! per rank); it carries every test. A GPU backend (NCCL) would implement
-//! the same trait behind the `cuda` feature.
+//! per rank); it carries every test. [`nccl::NcclGroup`] is the NVIDIA
+//! backend (features `nccl` or `cuda`).
 //!
 //! A rank that leaves the group (its communicator dropped: it returned an
 //! error or panicked) breaks the group: every rank waiting in an all-reduce,
 //! now or later, gets an error naming it instead of waiting forever.
+
+#[cfg(any(feature = "nccl", feature = "cuda"))]
+pub mod nccl;
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
