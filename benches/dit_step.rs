@@ -14,7 +14,7 @@
 //! GENFLEET_BENCH_TORCH=0 skips the reference.
 //!
 //! `cargo bench --bench dit_step` (GENFLEET_BENCH_STEPS: timed steps per
-//! case, default 5).
+//! case, default 5; GENFLEET_BENCH_PRESETS=tiny: those presets only).
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -248,7 +248,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("PyTorch reference skipped: {why}");
     }
     let mut results = Vec::new();
-    for case in &cases {
+    // GENFLEET_BENCH_PRESETS=tiny: some of the presets only.
+    let wanted = std::env::var("GENFLEET_BENCH_PRESETS").ok();
+    let wanted = |preset: &str| {
+        wanted
+            .as_deref()
+            .is_none_or(|list| list.split(',').any(|p| p.trim() == preset))
+    };
+    for case in cases.iter().filter(|c| wanted(c.preset)) {
         let request = |steps| GenerateRequest {
             prompt: "a red fox running through fresh snow".into(),
             negative_prompt: String::new(),

@@ -286,8 +286,12 @@ pub fn merge_heads(x: &Tensor) -> Result<Tensor> {
 /// q: (B, H, Nq, D), k and v: (B, H, Nk, D), bias: broadcastable to
 /// (B, H, Nq, Nk) and added to the scores (0 keeps, -inf-like drops).
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let scale = 1.0 / (q.dim(D::Minus1)? as f64).sqrt();
+    if super::cpu_kernels::has_fused_attention(q) {
+        return super::cpu_kernels::attention(q, k, v, bias, scale as f32);
+    }
     // Scaling the queries costs a pass over (.., Nq, D), not over the scores.
-    let q = (q * (1.0 / (q.dim(D::Minus1)? as f64).sqrt()))?;
+    let q = (q * scale)?;
     let k_t = k.t()?.contiguous()?;
     let (b, h, nq, _) = q.dims4()?;
     let nk = k.dim(2)?;
