@@ -200,16 +200,7 @@ impl Head {
                 gemm::Parallelism::None,
             );
         }
-        with_wide_vectors(|| {
-            for row in scores.chunks_exact_mut(nk) {
-                if let Some(bias) = bias {
-                    for (s, b) in row.iter_mut().zip(bias) {
-                        *s += b;
-                    }
-                }
-                softmax_in_place(row);
-            }
-        });
+        softmax_rows(scores, nk, bias);
         // SAFETY: as above.
         unsafe {
             gemm::gemm(
@@ -261,11 +252,7 @@ impl CustomOp1 for SoftmaxLastDim {
         dst.par_chunks_mut(width * rows_per_task)
             .zip(src.par_chunks(width * rows_per_task))
             .for_each(|(dst, src)| {
-                with_wide_vectors(|| {
-                    for (d, s) in dst.chunks_exact_mut(width).zip(src.chunks_exact(width)) {
-                        softmax_row(s, d);
-                    }
-                })
+                softmax_rows_into(src, dst, width);
             });
         Ok((CpuStorage::F32(dst), layout.shape().clone()))
     }
@@ -284,34 +271,69 @@ impl CustomOp1 for GeluTanh {
         dst.par_chunks_mut(MIN_TASK_ELEMENTS)
             .zip(src.par_chunks(MIN_TASK_ELEMENTS))
             .for_each(|(dst, src)| {
-                with_wide_vectors(|| {
-                    for (d, &x) in dst.iter_mut().zip(src) {
-                        *d = gelu(x);
-                    }
-                })
+                gelu_into(src, dst);
             });
         Ok((CpuStorage::F32(dst), layout.shape().clone()))
     }
 }
 
-/// Runs `kernel` compiled for AVX2 and FMA when the CPU has them (8 lanes
-/// instead of SSE's 4; the build itself targets baseline x86-64 so that one
-/// binary runs on every node).
-#[inline(always)]
-fn with_wide_vectors(kernel: impl FnOnce()) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2,fma")]
-        fn wide(kernel: impl FnOnce()) {
-            kernel()
+/// Defines a kernel whose body is compiled twice: for AVX2 and FMA (8
+/// lanes), run when the CPU has them, and for baseline x86-64 (SSE's 4),
+/// which the build targets so that one binary runs on every node. The body
+/// is a plain function inlined into both; helpers it calls must be
+/// `#[inline(always)]` to be compiled wide too.
+macro_rules! wide_kernel {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$doc])*
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn wide($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU was just seen to support both features.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            body($($arg),*)
         }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU was just seen to support both features.
-            unsafe { wide(kernel) };
-            return;
+    };
+}
+
+wide_kernel! {
+    /// Rows of `width` scores, plus `bias` if any, to softmax weights in place.
+    fn softmax_rows(scores: &mut [f32], width: usize, bias: Option<&[f32]>) {
+        for row in scores.chunks_exact_mut(width) {
+            if let Some(bias) = bias {
+                for (s, b) in row.iter_mut().zip(bias) {
+                    *s += b;
+                }
+            }
+            softmax_in_place(row);
         }
     }
-    kernel()
+}
+
+wide_kernel! {
+    /// Rows of `width` values of `src` to softmax weights in `dst`.
+    fn softmax_rows_into(src: &[f32], dst: &mut [f32], width: usize) {
+        for (d, s) in dst.chunks_exact_mut(width).zip(src.chunks_exact(width)) {
+            softmax_row(s, d);
+        }
+    }
+}
+
+wide_kernel! {
+    /// GELU of every value of `src` into `dst`.
+    fn gelu_into(src: &[f32], dst: &mut [f32]) {
+        for (d, &x) in dst.iter_mut().zip(src) {
+            *d = gelu(x);
+        }
+    }
 }
 
 #[inline(always)]
