@@ -4,11 +4,13 @@
 
 #![cfg(feature = "nccl")]
 
-use std::ops::ControlFlow;
+mod common;
+
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
-use genfleet_worker::model::{Denoised, GenerateRequest, Pipeline};
+use common::{final_latent, flat};
+use genfleet_worker::model::Pipeline;
 use genfleet_worker::parallel::nccl::{node_group, NcclGroup};
 use genfleet_worker::parallel::{Communicator, Solo};
 
@@ -16,12 +18,6 @@ fn gpus() -> usize {
     let n = NcclGroup::device_count();
     assert!(n > 0, "these tests need an NVIDIA GPU and its driver");
     n
-}
-
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.flatten_all()
-        .and_then(|t| t.to_vec1::<f32>())
-        .expect("f32")
 }
 
 #[test]
@@ -49,25 +45,7 @@ fn every_rank_gets_the_sum_over_the_gpus() {
 }
 
 fn sample(comm: Arc<dyn Communicator>) -> Vec<f32> {
-    let pipeline = Pipeline::seeded_parallel("tiny", 5, &Device::Cpu, comm).expect("model");
-    let request = GenerateRequest {
-        prompt: "a lighthouse in a storm".into(),
-        negative_prompt: String::new(),
-        frames: 5,
-        width: 64,
-        height: 48,
-        steps: 3,
-        seed: 11,
-        guidance: 4.0,
-    };
-    let noise = pipeline.initial_latent(&request).expect("noise");
-    match pipeline
-        .denoise(&request, noise, 0, &mut |_| ControlFlow::Continue(()))
-        .expect("denoise")
-    {
-        Denoised::Finished(latent) => flat(&latent),
-        Denoised::Stopped(_) => panic!("stopped early"),
-    }
+    final_latent(&Pipeline::seeded_parallel("tiny", 5, &Device::Cpu, comm).expect("model"))
 }
 
 #[test]

@@ -4,25 +4,14 @@
 //! their slices of a saved model from its file sample what ranks that
 //! slice whole seeded weights do.
 
-use std::ops::ControlFlow;
+mod common;
+
 use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
-use genfleet_worker::model::{init_model, Denoised, GenerateRequest, Pipeline};
+use candle_core::Device;
+use common::final_latent;
+use genfleet_worker::model::{init_model, Pipeline};
 use genfleet_worker::parallel::{Communicator, ThreadGroup};
-
-fn request() -> GenerateRequest {
-    GenerateRequest {
-        prompt: "a lighthouse in a storm".into(),
-        negative_prompt: String::new(),
-        frames: 5,
-        width: 64,
-        height: 48,
-        steps: 3,
-        seed: 11,
-        guidance: 4.0,
-    }
-}
 
 /// The tiny preset's weights from seed 5, built in memory for one rank.
 fn seeded(comm: Arc<dyn Communicator>) -> Pipeline {
@@ -45,16 +34,7 @@ fn sample_with(
             .map(|comm| {
                 scope.spawn(move || {
                     let comm: Arc<dyn Communicator> = Arc::new(comm);
-                    let pipeline = build(comm);
-                    let request = request();
-                    let noise = pipeline.initial_latent(&request).expect("noise");
-                    let done = pipeline
-                        .denoise(&request, noise, 0, &mut |_| ControlFlow::Continue(()))
-                        .expect("denoise");
-                    let Denoised::Finished(latent) = done else {
-                        panic!("stopped early");
-                    };
-                    flat(&latent)
+                    final_latent(&build(comm))
                 })
             })
             .collect();
@@ -63,12 +43,6 @@ fn sample_with(
             .map(|r| r.join().expect("rank thread"))
             .collect()
     })
-}
-
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.flatten_all()
-        .and_then(|t| t.to_vec1::<f32>())
-        .expect("f32 latent")
 }
 
 #[test]
