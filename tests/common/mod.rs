@@ -89,7 +89,9 @@ pub fn spawn_ready_with_env(
     env: &[(&str, &str)],
     ready_marker: &str,
 ) -> (Proc, String) {
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    without_aws_settings(&mut command);
+    let mut child = command
         .args(args)
         .envs(env.iter().copied())
         .env(
@@ -123,6 +125,16 @@ pub fn spawn_ready_with_env(
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 panic!("{name} did not print {ready_marker:?} within 60s; see its log above")
             }
+        }
+    }
+}
+
+/// Drops the AWS_* settings a developer's shell may hold (a session token,
+/// an S3 endpoint), so that tests configure any S3 store themselves.
+pub fn without_aws_settings(command: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("AWS_") {
+            command.env_remove(name);
         }
     }
 }

@@ -14,7 +14,17 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+
+/// Retries of a failed S3 request (server errors, dropped connections),
+/// within a bound so that an unreachable store fails a worker's start in
+/// seconds rather than object_store's default of minutes.
+const S3_RETRIES: usize = 3;
+const S3_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Written at start to check that the store takes writes (all a worker
+/// needs of it: PutObject and GetObject, not ListBucket).
+const PROBE_OBJECT: &str = ".genfleet/worker-probe";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
@@ -32,7 +42,7 @@ pub enum ArtifactError {
     BadLocation { location: String, why: String },
     /// `why` is the store's error as text: object_store's errors repeat
     /// their sources in their messages, so a chained source would print twice.
-    #[error("artifact store {base} cannot be reached: {why}")]
+    #[error("artifact store {base} does not take writes: {why}")]
     Unreachable { base: String, why: String },
 }
 
@@ -69,6 +79,11 @@ impl ArtifactStore {
         }
         let s3 = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: S3_RETRIES,
+                retry_timeout: S3_RETRY_TIMEOUT,
+            })
             .build()
             .map_err(|e| bad(e.to_string()))?;
         let (store, base_uri): (Arc<dyn ObjectStore>, String) = if prefix.is_empty() {
@@ -83,11 +98,12 @@ impl ArtifactStore {
         Ok(Self { store, base_uri })
     }
 
-    /// Lists the store's root once, so that a wrong endpoint, bucket or
+    /// Writes a small object once, so that a wrong endpoint, bucket or
     /// credentials stop the worker at start rather than fail its first job.
     pub async fn check(&self) -> Result<(), ArtifactError> {
+        let probe = PutPayload::from_static(b"genfleet worker start\n");
         self.store
-            .list_with_delimiter(None)
+            .put(&ObjectPath::from(PROBE_OBJECT), probe)
             .await
             .map(|_| ())
             .map_err(|e| ArtifactError::Unreachable {

@@ -157,8 +157,7 @@ impl Worker {
         })
     }
 
-    /// Models this worker serves.
-    /// Checks that the artifact store answers (see [`ArtifactStore::check`]).
+    /// Checks that the artifact store takes writes (see [`ArtifactStore::check`]).
     pub async fn check_artifact_store(&self) -> Result<(), WorkerError> {
         Ok(self.store.check().await?)
     }
@@ -168,6 +167,7 @@ impl Worker {
         self.store.base_uri()
     }
 
+    /// Models this worker serves.
     pub fn models(&self) -> &[String] {
         &self.identity.models
     }

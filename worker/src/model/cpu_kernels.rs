@@ -119,7 +119,7 @@ impl CustomOp3 for BlockedAttention {
             }
         }
         let mut out = vec![0f32; b * h * nq * dv];
-        if nq == 0 || nk == 0 {
+        if nq == 0 || nk == 0 || d == 0 || dv == 0 {
             return Ok((CpuStorage::F32(out), Shape::from((b, h, nq, dv))));
         }
         out.par_chunks_mut(nq * dv)

@@ -53,13 +53,39 @@ pub fn resume_parallel(
         // Rank 0 leaves the group before waiting for the others: if it
         // failed mid-step, ranks still in an all-reduce then fail too.
         drop((first, first_comm));
+        let mut results = vec![result];
         for rank in others {
-            rank.join().map_err(|_| {
-                ModelError::InvalidConfig("a tensor-parallel rank panicked".into())
-            })??;
+            results.push(rank.join().unwrap_or_else(|_| {
+                Err(ModelError::InvalidConfig(
+                    "a tensor-parallel rank panicked".into(),
+                ))
+            }));
         }
-        result
+        first_cause(results)
     })
+}
+
+/// Rank 0's result, unless a rank failed: then the error that started it
+/// rather than the others' reports that a rank left them.
+fn first_cause(results: Vec<Result<Denoised, ModelError>>) -> Result<Denoised, ModelError> {
+    let is_echo = |e: &ModelError| e.to_string().contains(crate::parallel::RANK_LEFT);
+    let mut rank0 = None;
+    let mut echo = None;
+    for (rank, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(done) if rank == 0 => rank0 = Some(done),
+            Ok(_) => {}
+            Err(e) if is_echo(&e) => {
+                echo.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    match (echo, rank0) {
+        (Some(e), _) => Err(e),
+        (None, Some(done)) => Ok(done),
+        (None, None) => Err(ModelError::InvalidConfig("a group of no ranks".into())),
+    }
 }
 
 /// Whether any rank wants to stop after this step (rank 0 decides).
@@ -70,5 +96,36 @@ fn agree(comm: &dyn Communicator, stop: bool) -> ControlFlow<()> {
     match vote {
         Ok(v) if v.first().copied().unwrap_or(0.0) == 0.0 => ControlFlow::Continue(()),
         _ => ControlFlow::Break(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parallel::RANK_LEFT;
+
+    fn left(rank: usize) -> Result<Denoised, ModelError> {
+        Err(ModelError::Candle(candle_core::Error::Msg(format!(
+            "rank {rank} {RANK_LEFT}"
+        ))))
+    }
+
+    fn failed(why: &str) -> Result<Denoised, ModelError> {
+        Err(ModelError::InvalidConfig(why.into()))
+    }
+
+    #[test]
+    fn a_failed_rank_reports_its_own_error_not_the_others_echo() {
+        let latent = Tensor::zeros(1, candle_core::DType::F32, &Device::Cpu).expect("t");
+        let finished = || Ok(Denoised::Finished(latent.clone()));
+        // Rank 2 failed; ranks 0 and 1 only saw it leave.
+        let cause = first_cause(vec![left(2), left(2), failed("rank 2's error")]);
+        assert!(cause.is_err_and(|e| e.to_string().contains("rank 2's error")));
+        // Rank 0's own failure comes first.
+        let cause = first_cause(vec![failed("rank 0's error"), failed("rank 1's error")]);
+        assert!(cause.is_err_and(|e| e.to_string().contains("rank 0's error")));
+        // Only echoes (the cause lost with a panic): still an error.
+        assert!(first_cause(vec![left(1), finished()]).is_err());
+        assert!(first_cause(vec![finished(), finished()]).is_ok());
     }
 }

@@ -290,6 +290,18 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> R
     if super::cpu_kernels::has_fused_attention(q) {
         return super::cpu_kernels::attention(q, k, v, bias, scale as f32);
     }
+    chunked_attention(q, k, v, bias, scale)
+}
+
+/// [`attention`] with candle's ops (other devices and dtypes), the queries
+/// in chunks to bound the score matrix.
+fn chunked_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: Option<&Tensor>,
+    scale: f64,
+) -> Result<Tensor> {
     // Scaling the queries costs a pass over (.., Nq, D), not over the scores.
     let q = (q * scale)?;
     let k_t = k.t()?.contiguous()?;
@@ -334,7 +346,7 @@ mod tests {
         let q = Tensor::randn(0f32, 1.0, (1, 2, n, 8), &dev).expect("q");
         let k = Tensor::randn(0f32, 1.0, (1, 2, keys, 8), &dev).expect("k");
         let v = Tensor::randn(0f32, 1.0, (1, 2, keys, 8), &dev).expect("v");
-        let chunked = attention(&q, &k, &v, None).expect("attention");
+        let chunked = chunked_attention(&q, &k, &v, None, 1.0 / 8f64.sqrt()).expect("attention");
         let scores = (q.matmul(&k.t().expect("t")).expect("mm") / (8f64).sqrt()).expect("scale");
         let whole = candle_nn::ops::softmax_last_dim(&scores)
             .expect("softmax")

@@ -18,6 +18,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use candle_core::{Result, Tensor};
 
+/// What a rank's all-reduce says when another rank has left the group: an
+/// echo of that rank's failure, not a cause of its own.
+pub const RANK_LEFT: &str = "left the tensor-parallel group mid-step";
+
 /// The ranks of one tensor-parallel group.
 pub trait Communicator: Send + Sync {
     fn rank(&self) -> usize;
@@ -86,9 +90,7 @@ impl Shared {
                 return Ok(round);
             }
             if let Some(rank) = round.left {
-                return Err(candle_core::Error::Msg(format!(
-                    "tensor-parallel rank {rank} left the group mid-step"
-                )));
+                return Err(candle_core::Error::Msg(format!("rank {rank} {RANK_LEFT}")));
             }
             round = self.arrived.wait(round).unwrap_or_else(|e| e.into_inner());
         }
@@ -225,7 +227,10 @@ mod tests {
                 .collect()
         });
         for message in results {
-            assert!(message.contains("rank 1 left"), "{message}");
+            assert!(
+                message.contains(&format!("rank 1 {RANK_LEFT}")),
+                "{message}"
+            );
         }
     }
 }
