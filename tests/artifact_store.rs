@@ -43,6 +43,15 @@ async fn start_s3(root: &Path) -> String {
     format!("http://{addr}")
 }
 
+/// An S3 server keeping its objects under `<dir>/s3`, with [`BUCKET`] in
+/// it; returns that root and the endpoint.
+async fn start_s3_with_bucket(dir: &Path) -> (std::path::PathBuf, String) {
+    let root = dir.join("s3");
+    std::fs::create_dir_all(root.join(BUCKET)).expect("bucket");
+    let endpoint = start_s3(&root).await;
+    (root, endpoint)
+}
+
 fn s3_env<'a>(endpoint: &'a str, secret: &'a str) -> [(&'a str, &'a str); 5] {
     [
         ("AWS_ENDPOINT_URL", endpoint),
@@ -56,9 +65,7 @@ fn s3_env<'a>(endpoint: &'a str, secret: &'a str) -> [(&'a str, &'a str); 5] {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_writes_a_jobs_files_to_an_s3_bucket() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let s3_root = dir.path().join("s3");
-    std::fs::create_dir_all(s3_root.join(BUCKET)).expect("bucket");
-    let endpoint = start_s3(&s3_root).await;
+    let (s3_root, endpoint) = start_s3_with_bucket(dir.path()).await;
     let models = dir.path().join("models");
     init_model(&models);
     let scheduler = start_scheduler(&dir.path().join("scheduler"), "127.0.0.1:0", &[]);
@@ -161,9 +168,7 @@ fn refused_worker(dir: &Path, location: &str, env: &[(&str, &str)]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_the_worker_cannot_use_stops_it_at_start_with_the_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let s3_root = dir.path().join("s3");
-    std::fs::create_dir_all(s3_root.join(BUCKET)).expect("bucket");
-    let endpoint = start_s3(&s3_root).await;
+    let (_, endpoint) = start_s3_with_bucket(dir.path()).await;
     let location = format!("s3://{BUCKET}/out");
 
     let wrong_secret = refused_worker(dir.path(), &location, &s3_env(&endpoint, "wrong"));

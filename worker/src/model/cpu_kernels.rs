@@ -22,15 +22,6 @@ use rayon::prelude::*;
 /// cost more to schedule than to run.
 const MIN_TASK_ELEMENTS: usize = 16 * 1024;
 
-/// softmax over the last dimension.
-pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
-        x.contiguous()?.apply_op1_no_bwd(&SoftmaxLastDim)
-    } else {
-        candle_nn::ops::softmax_last_dim(x)
-    }
-}
-
 /// GELU with the tanh approximation (Hendrycks and Gimpel, 2016), as
 /// candle's `Tensor::gelu`.
 pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
@@ -247,27 +238,6 @@ fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Res
     }
 }
 
-struct SoftmaxLastDim;
-
-impl CustomOp1 for SoftmaxLastDim {
-    fn name(&self) -> &'static str {
-        "genfleet-softmax-last-dim"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let src = contiguous_f32(storage, layout, self.name())?;
-        let width = layout.dims().last().copied().unwrap_or(1).max(1);
-        let mut dst = vec![0f32; src.len()];
-        let rows_per_task = (MIN_TASK_ELEMENTS / width).max(1);
-        dst.par_chunks_mut(width * rows_per_task)
-            .zip(src.par_chunks(width * rows_per_task))
-            .for_each(|(dst, src)| {
-                softmax_rows_into(src, dst, width);
-            });
-        Ok((CpuStorage::F32(dst), layout.shape().clone()))
-    }
-}
-
 struct GeluTanh;
 
 impl CustomOp1 for GeluTanh {
@@ -342,15 +312,6 @@ wide_kernel! {
 }
 
 wide_kernel! {
-    /// Rows of `width` values of `src` to softmax weights in `dst`.
-    fn softmax_rows_into(src: &[f32], dst: &mut [f32], width: usize) {
-        for (d, s) in dst.chunks_exact_mut(width).zip(src.chunks_exact(width)) {
-            softmax_row(s, d);
-        }
-    }
-}
-
-wide_kernel! {
     /// GELU of every value of `src` into `dst`.
     fn gelu_into(src: &[f32], dst: &mut [f32]) {
         for (d, &x) in dst.iter_mut().zip(src) {
@@ -379,18 +340,6 @@ fn exp_and_sum(row: &mut [f32], max: f32) -> f32 {
     acc.iter().sum::<f32>() + rest
 }
 
-#[inline(always)]
-fn softmax_row(src: &[f32], dst: &mut [f32]) {
-    let max = max_of(src);
-    for (d, &s) in dst.iter_mut().zip(src) {
-        *d = exp(s - max);
-    }
-    let inv = 1.0 / sum_of(dst);
-    for d in dst.iter_mut() {
-        *d *= inv;
-    }
-}
-
 /// Lanes of the reductions: independent accumulators let them vectorize.
 const LANES: usize = 16;
 
@@ -408,19 +357,6 @@ fn max_of(xs: &[f32]) -> f32 {
         .chain(&acc)
         .copied()
         .fold(f32::NEG_INFINITY, f32::max)
-}
-
-#[inline(always)]
-fn sum_of(xs: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
-    let chunks = xs.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for (a, &x) in acc.iter_mut().zip(chunk) {
-            *a += x;
-        }
-    }
-    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
 }
 
 #[inline(always)]
@@ -483,9 +419,9 @@ mod tests {
     }
 
     #[test]
-    fn softmax_and_gelu_match_candle() {
+    fn gelu_matches_candle() {
         let dev = Device::Cpu;
-        // Rows wider and narrower than the lanes, one with a masked tail.
+        // Lengths below, at and past a task's chunk of elements.
         for shape in [(3usize, 1usize), (7, 5), (64, 1283)] {
             // Values over about [-7, 5], the same on every run.
             let n = (shape.0 * shape.1) as f32;
@@ -494,20 +430,10 @@ mod tests {
                 .and_then(|t| t - 1.0)
                 .and_then(|t| t.reshape(shape))
                 .expect("x");
-            let ours = softmax_last_dim(&x).expect("softmax");
-            let theirs = candle_nn::ops::softmax_last_dim(&x).expect("softmax");
-            assert!(max_relative_error(&ours, &theirs) < 1e-6, "{shape:?}");
             let ours = gelu_tanh(&x).expect("gelu");
             let theirs = x.gelu().expect("gelu");
             assert!(max_relative_error(&ours, &theirs) < 1e-6, "{shape:?}");
         }
-        let masked = Tensor::new(&[[0.5f32, -1e9, 1.5, -1e9]], &dev).expect("x");
-        let weights: Vec<f32> = softmax_last_dim(&masked)
-            .and_then(|t| t.flatten_all())
-            .and_then(|t| t.to_vec1())
-            .expect("softmax");
-        assert!(weights[1] < 1e-30 && weights[3] < 1e-30);
-        assert!((weights[0] + weights[2] - 1.0).abs() < 1e-6);
     }
 
     /// Attention the plain way, with candle's ops.
@@ -555,11 +481,8 @@ mod tests {
     fn non_contiguous_input_is_made_contiguous() {
         let x = Tensor::randn(0f32, 1.0, (6, 9), &Device::Cpu).expect("x");
         let t = x.t().expect("t");
-        let ours = softmax_last_dim(&t).expect("softmax");
-        let theirs = t
-            .contiguous()
-            .and_then(|t| candle_nn::ops::softmax_last_dim(&t))
-            .expect("softmax");
+        let ours = gelu_tanh(&t).expect("gelu");
+        let theirs = t.gelu().expect("gelu");
         assert!(max_relative_error(&ours, &theirs) < 1e-6);
     }
 }

@@ -315,7 +315,7 @@ fn chunked_attention(
         if let Some(bias) = bias {
             scores = scores.broadcast_add(bias)?;
         }
-        let weights = super::cpu_kernels::softmax_last_dim(&scores)?;
+        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
         outputs.push(weights.matmul(v)?);
     }
     if outputs.len() == 1 {
