@@ -14,4 +14,10 @@ if ! command -v ffprobe >/dev/null 2>&1; then
 fi
 export GENFLEET_REQUIRE_FFPROBE=1
 
+# kubectl (kustomize), kubernetes-validate, jsonschema and promtool for the
+# manifest and monitoring tests; with GENFLEET_REQUIRE_TOOLS=1 a missing one
+# fails those tests instead of skipping them.
+bash .ci/install-test-tools.sh
+export GENFLEET_REQUIRE_TOOLS=1
+
 cargo test --workspace --locked
