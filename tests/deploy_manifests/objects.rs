@@ -1,0 +1,514 @@
+//! What the rendered objects must hold for the scheduler and the workers
+//! to run as the code expects.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+/// What the scheduler's ClusterRole must grant, and nothing more
+/// (group, resource, verb); the contract in deploy/base/rbac.yaml.
+const SCHEDULER_RIGHTS: &[(&str, &str, &[&str])] = &[
+    ("", "nodes", &["get", "list", "watch"]),
+    (
+        "genfleet.dev",
+        "genqueues",
+        &["get", "list", "watch", "patch", "update"],
+    ),
+    (
+        "genfleet.dev",
+        "genqueues/status",
+        &["get", "patch", "update"],
+    ),
+    ("genfleet.dev", "genqueues/finalizers", &["update"]),
+    ("", "events", &["create", "patch"]),
+    ("events.k8s.io", "events", &["create", "patch"]),
+];
+
+/// A GPU vendor's overlay and what its worker DaemonSet must ask for.
+pub struct Vendor {
+    pub overlay: &'static str,
+    gpu_resource: &'static str,
+    /// A node label the DaemonSet's node affinity must select on.
+    node_label: &'static str,
+}
+
+pub const NVIDIA: Vendor = Vendor {
+    overlay: "nvidia",
+    gpu_resource: "nvidia.com/gpu",
+    node_label: "nvidia.com/gpu.present",
+};
+
+pub const AMD: Vendor = Vendor {
+    overlay: "amd",
+    gpu_resource: "amd.com/gpu",
+    node_label: "amd.com/gpu.family",
+};
+
+/// The object of `kind` named `name`, or a failure listing what there is.
+pub fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| {
+            let there: Vec<String> = objects
+                .iter()
+                .map(|o| format!("{}/{}", o["kind"], o["metadata"]["name"]))
+                .collect();
+            panic!("no {kind} named {name} among the rendered objects: {there:?}")
+        })
+}
+
+fn container<'a>(pod: &'a Value, name: &str, what: &str) -> &'a Value {
+    pod["containers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("{what} has no container named {name}"))
+}
+
+pub fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// The value of `--flag=value` in a container's args.
+fn flag<'a>(c: &'a Value, flag: &str, what: &str) -> &'a str {
+    let prefix = format!("{flag}=");
+    strings(&c["args"])
+        .into_iter()
+        .find_map(|a| a.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("{what}: no {flag}=... in args {}", c["args"]))
+}
+
+fn env<'a>(c: &'a Value, name: &str, what: &str) -> &'a Value {
+    c["env"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["name"] == name))
+        .unwrap_or_else(|| panic!("{what}: no env {name}"))
+}
+
+fn port_number(address: &str, what: &str) -> u64 {
+    address
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("{what}: no port in {address:?}"))
+}
+
+fn container_port(c: &Value, name: &str, what: &str) -> u64 {
+    c["ports"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+        .and_then(|p| p["containerPort"].as_u64())
+        .unwrap_or_else(|| panic!("{what}: no container port named {name}"))
+}
+
+fn mount_path<'a>(c: &'a Value, volume: &str, what: &str) -> &'a Value {
+    c["volumeMounts"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["name"] == volume))
+        .unwrap_or_else(|| panic!("{what}: volume {volume} is not mounted"))
+}
+
+/// Non-root uid 65532, seccomp RuntimeDefault, and per container a read-only
+/// root filesystem, no privilege escalation, all capabilities dropped.
+fn assert_hardened(pod: &Value, what: &str) {
+    let sc = &pod["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], true, "{what}: runAsNonRoot");
+    assert_eq!(sc["runAsUser"], 65532, "{what}: runAsUser 65532");
+    assert_eq!(
+        sc["seccompProfile"]["type"], "RuntimeDefault",
+        "{what}: seccompProfile"
+    );
+    let containers = pod["containers"].as_array().into_iter().flatten();
+    let inits = pod["initContainers"].as_array().into_iter().flatten();
+    for c in containers.chain(inits) {
+        let name = &c["name"];
+        let csc = &c["securityContext"];
+        assert_eq!(
+            csc["readOnlyRootFilesystem"], true,
+            "{what}/{name}: readOnlyRootFilesystem"
+        );
+        assert_eq!(
+            csc["allowPrivilegeEscalation"], false,
+            "{what}/{name}: allowPrivilegeEscalation"
+        );
+        assert_eq!(
+            strings(&csc["capabilities"]["drop"]),
+            ["ALL"],
+            "{what}/{name}: capabilities must drop ALL"
+        );
+        for kind in ["requests", "limits"] {
+            assert!(
+                c["resources"][kind]["memory"].is_string(),
+                "{what}/{name}: no memory {kind}"
+            );
+        }
+    }
+}
+
+/// Whether a selector's matchLabels (or a Service's selector) pick `labels`.
+pub fn selects(selector: &Value, labels: &Value) -> bool {
+    let map = selector.get("matchLabels").unwrap_or(selector);
+    map.as_object()
+        .is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| &labels[k] == v))
+}
+
+fn probe_path<'a>(c: &'a Value, probe: &str, what: &str) -> (&'a Value, &'a Value) {
+    let get = &c[probe]["httpGet"];
+    assert!(get.is_object(), "{what}: no httpGet {probe}");
+    (&get["path"], &get["port"])
+}
+
+/// The base: scheduler StatefulSet, its Services, PDB, RBAC and settings.
+pub fn assert_scheduler(objects: &[Value], what: &str) {
+    find(objects, "Namespace", "genfleet");
+    find(
+        objects,
+        "CustomResourceDefinition",
+        "genqueues.genfleet.dev",
+    );
+    find(objects, "ConfigMap", "genfleet-config")["data"]["GENFLEET_ARTIFACTS"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{what}: genfleet-config has no GENFLEET_ARTIFACTS"));
+
+    let sts = find(objects, "StatefulSet", "genfleet-scheduler");
+    let what = &format!("{what}: StatefulSet genfleet-scheduler");
+    assert_eq!(
+        sts["metadata"]["namespace"], "genfleet",
+        "{what}: namespace"
+    );
+    let spec = &sts["spec"];
+    let replicas = spec["replicas"].as_u64().expect("replicas is a number");
+    assert_eq!(replicas, 3, "{what}: 3 replicas");
+    assert_eq!(
+        spec["podManagementPolicy"], "Parallel",
+        "{what}: replicas must start together (no leader, so none Ready, until a quorum runs)"
+    );
+    let labels = &spec["template"]["metadata"]["labels"];
+    assert!(
+        selects(&spec["selector"], labels),
+        "{what}: selector does not pick its pods"
+    );
+    let pod = &spec["template"]["spec"];
+    assert_hardened(pod, what);
+    assert_eq!(
+        pod["serviceAccountName"], "genfleet-scheduler",
+        "{what}: service account"
+    );
+    let anti =
+        &pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"];
+    assert!(
+        anti.as_array().is_some_and(|terms| terms.iter().any(|t| {
+            t["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+                && selects(&t["podAffinityTerm"]["labelSelector"], labels)
+        })),
+        "{what}: no preferred anti-affinity between replicas across nodes"
+    );
+
+    let c = container(pod, "scheduler", what);
+    assert_eq!(
+        strings(&c["args"]).first(),
+        Some(&"scheduler"),
+        "{what}: role"
+    );
+    let grpc = port_number(flag(c, "--listen", what), what);
+    let metrics = port_number(flag(c, "--metrics-listen", what), what);
+    assert_eq!(container_port(c, "grpc", what), grpc, "{what}: grpc port");
+    assert_eq!(
+        container_port(c, "metrics", what),
+        metrics,
+        "{what}: metrics port"
+    );
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        let (p, port) = probe_path(c, probe, what);
+        assert_eq!(p, path, "{what}: {probe} path");
+        assert!(
+            port == "metrics" || port == metrics,
+            "{what}: {probe} on {port}, not the metrics port"
+        );
+    }
+    assert_eq!(
+        env(c, "POD_NAME", what)["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name",
+        "{what}: POD_NAME from the downward API (raft id = ordinal + 1)"
+    );
+    let peers = env(c, "GENFLEET_PEER_SERVICE", what)["value"].clone();
+    assert_eq!(
+        peers, spec["serviceName"],
+        "{what}: GENFLEET_PEER_SERVICE must be the StatefulSet's serviceName"
+    );
+    assert_eq!(
+        env(c, "GENFLEET_INITIAL_REPLICAS", what)["value"],
+        replicas.to_string(),
+        "{what}: GENFLEET_INITIAL_REPLICAS"
+    );
+
+    // The raft log on a volume per replica, where --data-dir points.
+    let claims = spec["volumeClaimTemplates"].as_array();
+    let claim = claims
+        .and_then(|cs| cs.iter().find(|t| t["metadata"]["name"] == "data"))
+        .unwrap_or_else(|| panic!("{what}: no volumeClaimTemplate named data"));
+    assert!(
+        claim["spec"]["resources"]["requests"]["storage"].is_string(),
+        "{what}: the data claim requests no storage"
+    );
+    let data_mount = mount_path(c, "data", what)["mountPath"]
+        .as_str()
+        .unwrap_or("");
+    let data_dir = flag(c, "--data-dir", what);
+    assert!(
+        !data_mount.is_empty() && data_dir.starts_with(data_mount),
+        "{what}: --data-dir {data_dir} is not on the data volume ({data_mount})"
+    );
+
+    let peers_name = peers.as_str().unwrap_or("");
+    let headless = find(objects, "Service", peers_name);
+    assert_eq!(
+        headless["spec"]["clusterIP"], "None",
+        "{peers_name}: headless"
+    );
+    assert_eq!(
+        headless["spec"]["publishNotReadyAddresses"], true,
+        "{peers_name}: replicas must reach each other before any is Ready"
+    );
+    let client = find(objects, "Service", "genfleet-scheduler");
+    for svc in [headless, client] {
+        assert!(
+            selects(&svc["spec"]["selector"], labels),
+            "Service {}: selector does not pick the scheduler pods",
+            svc["metadata"]["name"]
+        );
+    }
+    let client_ports: BTreeSet<(String, u64)> = client["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let name = p["name"].as_str().unwrap_or("").to_string();
+            (name, p["port"].as_u64().unwrap_or(0))
+        })
+        .collect();
+    for port in [("grpc".to_string(), grpc), ("metrics".to_string(), metrics)] {
+        assert!(
+            client_ports.contains(&port),
+            "Service genfleet-scheduler: no port {port:?} in {client_ports:?}"
+        );
+    }
+
+    let pdb = find(objects, "PodDisruptionBudget", "genfleet-scheduler");
+    assert_eq!(
+        pdb["spec"]["minAvailable"],
+        replicas / 2 + 1,
+        "PodDisruptionBudget: minAvailable must keep a raft quorum"
+    );
+    assert!(
+        selects(&pdb["spec"]["selector"], labels),
+        "PodDisruptionBudget: selector does not pick the scheduler pods"
+    );
+
+    assert_rbac(objects);
+}
+
+fn assert_rbac(objects: &[Value]) {
+    let role = find(objects, "ClusterRole", "genfleet-scheduler");
+    let mut granted = BTreeSet::new();
+    for rule in role["rules"].as_array().into_iter().flatten() {
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    granted.insert((group.to_string(), resource.to_string(), verb.to_string()));
+                }
+            }
+        }
+    }
+    let wanted: BTreeSet<_> = SCHEDULER_RIGHTS
+        .iter()
+        .flat_map(|(group, resource, verbs)| {
+            verbs
+                .iter()
+                .map(move |v| (group.to_string(), resource.to_string(), v.to_string()))
+        })
+        .collect();
+    let extra: Vec<_> = granted.difference(&wanted).collect();
+    let missing: Vec<_> = wanted.difference(&granted).collect();
+    assert!(
+        extra.is_empty() && missing.is_empty(),
+        "ClusterRole genfleet-scheduler: rights beyond what the code uses {extra:?}, \
+         rights it needs but lacks {missing:?}"
+    );
+    let binding = find(objects, "ClusterRoleBinding", "genfleet-scheduler");
+    assert_eq!(
+        binding["roleRef"]["name"], "genfleet-scheduler",
+        "binding's role"
+    );
+    let subjects = binding["subjects"].as_array();
+    assert!(
+        subjects.is_some_and(|s| s.iter().any(|s| s["kind"] == "ServiceAccount"
+            && s["name"] == "genfleet-scheduler"
+            && s["namespace"] == "genfleet")),
+        "ClusterRoleBinding genfleet-scheduler does not bind the scheduler's ServiceAccount"
+    );
+    find(objects, "ServiceAccount", "genfleet-scheduler");
+    assert_eq!(
+        find(objects, "ServiceAccount", "genfleet-worker")["automountServiceAccountToken"],
+        false,
+        "ServiceAccount genfleet-worker: workers need no API token"
+    );
+}
+
+/// A vendor's worker DaemonSet.
+pub fn assert_worker(objects: &[Value], vendor: &Vendor) {
+    let name = format!("genfleet-worker-{}", vendor.overlay);
+    let ds = find(objects, "DaemonSet", &name);
+    let what = &format!("DaemonSet {name}");
+    let labels = &ds["spec"]["template"]["metadata"]["labels"];
+    assert!(
+        selects(&ds["spec"]["selector"], labels),
+        "{what}: selector does not pick its pods"
+    );
+    assert_eq!(
+        labels["app.kubernetes.io/component"], "worker",
+        "{what}: labels"
+    );
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_hardened(pod, what);
+    assert_eq!(
+        pod["serviceAccountName"], "genfleet-worker",
+        "{what}: account"
+    );
+    assert_eq!(
+        pod["automountServiceAccountToken"], false,
+        "{what}: no API token"
+    );
+
+    let terms = &pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"];
+    let selects_label = terms.as_array().is_some_and(|ts| {
+        ts.iter().any(|t| {
+            t["matchExpressions"]
+                .as_array()
+                .is_some_and(|es| es.iter().any(|e| e["key"] == vendor.node_label))
+        })
+    });
+    assert!(
+        selects_label,
+        "{what}: node affinity does not select on {}",
+        vendor.node_label
+    );
+    let tolerations = pod["tolerations"].as_array();
+    assert!(
+        tolerations.is_some_and(|ts| ts.iter().any(|t| t["key"] == vendor.gpu_resource)),
+        "{what}: no toleration for the {} taint",
+        vendor.gpu_resource
+    );
+
+    let c = container(pod, "worker", what);
+    assert_eq!(strings(&c["args"]).first(), Some(&"worker"), "{what}: role");
+    let gpus = &c["resources"]["limits"][vendor.gpu_resource];
+    assert!(
+        gpus.as_u64().is_some_and(|n| n > 0)
+            || gpus
+                .as_str()
+                .and_then(|s| s.parse::<u64>().ok())
+                .is_some_and(|n| n > 0),
+        "{what}: requests no {} (limits: {})",
+        vendor.gpu_resource,
+        c["resources"]["limits"]
+    );
+    assert_eq!(
+        env(c, "GENFLEET_NODE", what)["valueFrom"]["fieldRef"]["fieldPath"],
+        "spec.nodeName",
+        "{what}: the genfleet node name must be the Kubernetes Node name"
+    );
+
+    // The scheduler it dials is the client Service, on its grpc port.
+    let scheduler = flag(c, "--scheduler", what);
+    let client = find(objects, "Service", "genfleet-scheduler");
+    let grpc = client["spec"]["ports"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "grpc"))
+        .and_then(|p| p["port"].as_u64());
+    assert_eq!(
+        scheduler,
+        format!(
+            "http://genfleet-scheduler.genfleet.svc:{}",
+            grpc.unwrap_or(0)
+        ),
+        "{what}: --scheduler must be the client Service's grpc port"
+    );
+    let metrics = port_number(flag(c, "--metrics-listen", what), what);
+    assert_eq!(metrics, 9091, "{what}: metrics on 9091");
+    assert_eq!(container_port(c, "metrics", what), metrics, "{what}: port");
+    let (path, _) = probe_path(c, "livenessProbe", what);
+    assert_eq!(path, "/healthz", "{what}: liveness");
+
+    // SIGTERM drains (checkpoints) within --drain-timeout; the pod must be
+    // given longer than that before SIGKILL.
+    let drain = flag(c, "--drain-timeout", what);
+    let drain = humantime::parse_duration(drain)
+        .unwrap_or_else(|e| panic!("{what}: --drain-timeout {drain}: {e}"));
+    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
+    assert!(
+        grace > drain.as_secs(),
+        "{what}: terminationGracePeriodSeconds {grace} is not above --drain-timeout {drain:?}"
+    );
+
+    // The host's sysfs, read-only, where --sysfs-root looks for it.
+    let sysfs_root = flag(c, "--sysfs-root", what);
+    let host_sys = pod["volumes"]
+        .as_array()
+        .and_then(|vs| vs.iter().find(|v| v["hostPath"]["path"] == "/sys"))
+        .unwrap_or_else(|| panic!("{what}: no hostPath volume of /sys"));
+    let volume = host_sys["name"].as_str().unwrap_or("");
+    let mount = mount_path(c, volume, what);
+    assert_eq!(mount["readOnly"], true, "{what}: /sys must be read-only");
+    assert_eq!(
+        mount["mountPath"],
+        format!("{}/sys", sysfs_root.trim_end_matches('/')),
+        "{what}: /sys not mounted where --sysfs-root={sysfs_root} looks"
+    );
+
+    // The initContainer creates the model where the worker reads it.
+    let models = flag(c, "--models", what);
+    let init = pod["initContainers"]
+        .as_array()
+        .and_then(|cs| cs.first())
+        .unwrap_or_else(|| panic!("{what}: no initContainer for the model"));
+    assert_eq!(
+        strings(&init["args"]).get(..2),
+        Some(&["model", "init"][..]),
+        "{what}: the initContainer must run `genfleet model init`"
+    );
+    assert_eq!(flag(init, "--dir", what), models, "{what}: model directory");
+    let volume_at = |c: &Value, path: &str| {
+        c["volumeMounts"]
+            .as_array()
+            .and_then(|ms| ms.iter().find(|m| m["mountPath"] == path))
+            .map(|m| m["name"].clone())
+    };
+    let shared = volume_at(init, models);
+    assert!(
+        shared.is_some() && shared == volume_at(c, models),
+        "{what}: the initContainer and the worker do not share the volume at {models}"
+    );
+
+    // The artifact store comes from the settings (and optional credentials).
+    assert_eq!(
+        flag(c, "--artifacts", what),
+        "$(GENFLEET_ARTIFACTS)",
+        "{what}: --artifacts from genfleet-config"
+    );
+    let from = c["envFrom"].as_array();
+    assert!(
+        from.is_some_and(|f| f
+            .iter()
+            .any(|e| e["configMapRef"]["name"] == "genfleet-config")),
+        "{what}: the store's settings (genfleet-config) are not in the environment"
+    );
+    assert!(
+        from.is_some_and(|f| f
+            .iter()
+            .any(|e| e["secretRef"].is_object() && e["secretRef"]["optional"] == true)),
+        "{what}: no optional Secret for the store's credentials"
+    );
+}
