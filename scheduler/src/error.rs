@@ -26,6 +26,8 @@ pub enum Error {
     Metrics(#[from] prometheus::Error),
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("{0} (--kubernetes off runs without Kubernetes)")]
+    Kube(#[from] crate::kube::KubeError),
 }
 
 impl From<StorageFailure> for Error {

@@ -11,12 +11,14 @@
 //! - `leader`: work only the leader does: scheduling cycles, worker liveness.
 //! - `scheduling`: the policy's view of the state, and the last cycle's verdicts.
 //! - `api/`: gRPC services: jobs (clients), worker sessions, raft transport.
+//! - `kube/`: Kubernetes, on the leader: Nodes mirrored, GenQueues reconciled.
 //! - `metrics`: the scheduler's Prometheus metrics (served by the binary).
 //! - `server`: [`Scheduler`], which binds the ports and runs all of the above.
 
 pub mod api;
 mod clock;
 mod error;
+pub mod kube;
 mod leader;
 pub mod metrics;
 pub mod placement;
@@ -28,4 +30,4 @@ pub mod spec;
 pub mod state;
 
 pub use error::Error;
-pub use server::{Scheduler, SchedulerConfig};
+pub use server::{Scheduler, SchedulerConfig, StatusReader};

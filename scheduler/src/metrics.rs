@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use prometheus::core::{Collector, Desc};
 
+use crate::policy::{PreemptReason, Qos};
 use crate::state::State;
 use prometheus::proto::MetricFamily;
 use prometheus::{
@@ -38,6 +39,10 @@ pub struct Metrics {
     pub preemptions: IntCounterVec,
     /// Budgeted queues' device-hours per period, and used this period.
     pub queue_budget: GaugeVec,
+    /// 1 where a node's Kubernetes GPU labels disagree with its worker.
+    pub kube_node_label_mismatch: IntGaugeVec,
+    /// Failed Kubernetes reconciles and watch errors, by controller.
+    pub kube_reconcile_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -134,8 +139,40 @@ impl Metrics {
                 ),
                 &["queue", "qos", "reason"],
             )?,
+            kube_node_label_mismatch: IntGaugeVec::new(
+                Opts::new(
+                    "genfleet_kube_node_label_mismatch",
+                    "1 when a node's Kubernetes GPU labels disagree with what its worker registered",
+                ),
+                &["node"],
+            )?,
+            kube_reconcile_errors: IntCounterVec::new(
+                Opts::new(
+                    "genfleet_kube_reconcile_errors_total",
+                    "Failed Kubernetes reconciles and watch errors, by controller",
+                ),
+                &["controller"],
+            )?,
             registry,
         };
+        // Known label values start at 0, so rates and alerts see a series.
+        for controller in ["nodes", "genqueues"] {
+            m.kube_reconcile_errors.with_label_values(&[controller]);
+        }
+        let preempt_reasons = [
+            PreemptReason::InteractiveOverBatch,
+            PreemptReason::ReclaimQuota,
+        ];
+        for reason in preempt_reasons {
+            m.preemptions.with_label_values(&[reason.label()]);
+        }
+        for qos in Qos::ALL {
+            m.wait_seconds.with_label_values(&[qos.label()]);
+        }
+        // The results `RaftHandle::propose` counts.
+        for result in ["applied", "rejected", "not_leader", "failed"] {
+            m.proposals.with_label_values(&[result]);
+        }
         m.registry.register(Box::new(m.raft_term.clone()))?;
         m.registry.register(Box::new(m.raft_commit_index.clone()))?;
         m.registry
@@ -156,6 +193,10 @@ impl Metrics {
         m.registry.register(Box::new(m.queue_budget.clone()))?;
         m.registry
             .register(Box::new(m.profile_steps_per_second.clone()))?;
+        m.registry
+            .register(Box::new(m.kube_node_label_mismatch.clone()))?;
+        m.registry
+            .register(Box::new(m.kube_reconcile_errors.clone()))?;
         Ok(m)
     }
 }

@@ -29,6 +29,7 @@ fn node_info(state: &State, node: &Node) -> pb::NodeInfo {
         up: node.up,
         cordoned: node.cordoned,
         draining: node.draining,
+        cordon_source: node.cordon_source.clone(),
         devices: node.devices.clone(),
         busy_devices: node.busy.len() as u32,
         models: node.models.clone(),
@@ -70,6 +71,8 @@ impl NodeService for NodeApi {
         let cordon = pb::CordonNode {
             node: request.node.clone(),
             cordoned: request.cordoned,
+            // The CLI's requests are an operator's.
+            source: String::new(),
         };
         super::propose(
             &self.raft,

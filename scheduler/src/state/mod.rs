@@ -16,7 +16,7 @@ use genfleet_proto as pb;
 use pb::JobState;
 
 pub use jobs::Job;
-pub use nodes::Node;
+pub use nodes::{Node, CORDONED_BY_KUBERNETES};
 pub use queues::{budget_period, budget_period_start_ms, validate_queue};
 pub use snapshot::{SnapshotError, STATE_SNAPSHOT_VERSION};
 

@@ -29,7 +29,12 @@ pub struct Node {
     pub cordoned: bool,
     /// Its worker instance is shutting down; cleared when another registers.
     pub draining: bool,
+    /// Who cordoned it ([`CORDONED_BY_KUBERNETES`] or "" for an operator).
+    pub cordon_source: String,
 }
+
+/// `CordonNode.source` of cordons the leader mirrors from Kubernetes.
+pub const CORDONED_BY_KUBERNETES: &str = "kubernetes";
 
 impl Node {
     /// Devices of the node, numbered across its groups in order: (index, group).
@@ -116,13 +121,18 @@ impl State {
         for job in &requeued {
             self.requeue(job, at_ms);
         }
-        let (busy, cordoned, draining) = self
+        let (busy, cordoned, draining, cordon_source) = self
             .nodes
             .get(&c.node)
             .map(|old| {
                 // A reconnect of the draining instance stays draining.
                 let draining = old.draining && old.instance == c.instance;
-                (old.busy.clone(), old.cordoned, draining)
+                (
+                    old.busy.clone(),
+                    old.cordoned,
+                    draining,
+                    old.cordon_source.clone(),
+                )
             })
             .unwrap_or_default();
         self.nodes.insert(
@@ -137,6 +147,7 @@ impl State {
                 registered_at_ms: at_ms,
                 cordoned,
                 draining,
+                cordon_source,
             },
         );
         Ok(Outcome::Node { requeued })
@@ -156,12 +167,26 @@ impl State {
         Ok(Outcome::Node { requeued })
     }
 
-    /// Running jobs on a node, by id.
+    /// Cordons or uncordons a node, minding who asked (`CordonNode.source`).
     pub(super) fn cordon_node(&mut self, c: &pb::CordonNode) -> Result<Outcome, Rejection> {
         let node = self
             .nodes
             .get_mut(&c.node)
             .ok_or_else(|| Rejection::UnknownNode(c.node.clone()))?;
+        // An operator's cordon is not taken over by Kubernetes', and a
+        // Kubernetes uncordon (perhaps decided before the operator's cordon
+        // was applied) cannot lift it.
+        let operator_cordon = node.cordoned && node.cordon_source.is_empty();
+        if operator_cordon && c.source == CORDONED_BY_KUBERNETES {
+            return Ok(Outcome::Node {
+                requeued: Vec::new(),
+            });
+        }
+        if !c.cordoned {
+            node.cordon_source.clear();
+        } else {
+            node.cordon_source = c.source.clone();
+        }
         node.cordoned = c.cordoned;
         Ok(Outcome::Node {
             requeued: Vec::new(),

@@ -63,6 +63,7 @@ impl State {
                     registered_at_ms: n.registered_at_ms,
                     cordoned: n.cordoned,
                     draining: n.draining,
+                    cordon_source: n.cordon_source.clone(),
                 })
                 .collect(),
             members: self
@@ -119,6 +120,7 @@ impl State {
                 registered_at_ms: n.registered_at_ms,
                 cordoned: n.cordoned,
                 draining: n.draining,
+                cordon_source: n.cordon_source,
             };
             state.nodes.insert(node.name.clone(), node);
         }

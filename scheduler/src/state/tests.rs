@@ -716,6 +716,7 @@ fn a_cordoned_node_refuses_placements_and_stays_cordoned_across_registrations() 
         pb::command::Kind::CordonNode(pb::CordonNode {
             node: "n1".into(),
             cordoned,
+            source: String::new(),
         })
     };
     let r = run(
@@ -735,6 +736,7 @@ fn a_cordoned_node_refuses_placements_and_stays_cordoned_across_registrations() 
     let ghost = pb::command::Kind::CordonNode(pb::CordonNode {
         node: "ghost".into(),
         cordoned: true,
+        source: String::new(),
     });
     assert_eq!(
         run(&mut s, vec![ghost]).remove(0),
@@ -742,6 +744,46 @@ fn a_cordoned_node_refuses_placements_and_stays_cordoned_across_registrations() 
     );
     let r = run(&mut s, vec![cordon(false), assign("j1", "n1", &[0])]);
     assigned_epoch(&r[1]);
+}
+
+#[test]
+fn kubernetes_lifts_only_the_cordons_it_set() {
+    let cordon = |cordoned, source: &str| {
+        pb::command::Kind::CordonNode(pb::CordonNode {
+            node: "n1".into(),
+            cordoned,
+            source: source.into(),
+        })
+    };
+    let cordoned = |s: &State| s.node("n1").map(|n| (n.cordoned, n.cordon_source.clone()));
+    let k8s = crate::state::CORDONED_BY_KUBERNETES;
+
+    // Kubernetes cordons and uncordons its own.
+    let mut s = State::default();
+    run(&mut s, vec![register("n1", "i1", 1), cordon(true, k8s)]);
+    assert_eq!(cordoned(&s), Some((true, k8s.to_string())));
+    let restored = State::from_snapshot_bytes(&s.encode_snapshot()).expect("restores");
+    assert_eq!(
+        cordoned(&restored),
+        Some((true, k8s.to_string())),
+        "a snapshot keeps the source"
+    );
+    run(&mut s, vec![cordon(false, k8s)]);
+    assert_eq!(cordoned(&s), Some((false, String::new())));
+
+    // An operator's cordon is neither taken over nor lifted by Kubernetes.
+    run(
+        &mut s,
+        vec![cordon(true, ""), cordon(true, k8s), cordon(false, k8s)],
+    );
+    assert_eq!(cordoned(&s), Some((true, String::new())));
+    // An operator's cordon of a Kubernetes-cordoned node becomes the operator's.
+    let mut s = State::default();
+    run(
+        &mut s,
+        vec![register("n1", "i1", 1), cordon(true, k8s), cordon(true, "")],
+    );
+    assert_eq!(cordoned(&s), Some((true, String::new())));
 }
 
 /// Applies `kind` as the next entry, stamped `at_ms`.
