@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use genfleet_proto as pb;
@@ -17,11 +17,12 @@ use crate::api::route::Router;
 use crate::api::{
     ClusterApi, JobApi, NodeApi, QueueApi, RaftTransportApi, SessionConfig, WorkerSessionApi,
 };
+use crate::kube::KubeMode;
 use crate::leader::{self, LeaderConfig, Sessions};
 use crate::metrics::{JobStateCollector, Metrics};
 use crate::policy::PolicyConfig;
 use crate::raft::transport::{AddressBook, PeerTransport};
-use crate::raft::{self, Bootstrap, ReplicaConfig};
+use crate::raft::{self, Bootstrap, NotReady, RaftStatus, ReplicaConfig};
 use crate::scheduling::LastVerdicts;
 use crate::Error;
 
@@ -56,6 +57,8 @@ pub struct SchedulerConfig {
     pub min_runtime: Duration,
     /// How long a preempted job's worker has to checkpoint it.
     pub preempt_timeout: Duration,
+    /// Whether the leader mirrors Kubernetes Nodes and reconciles GenQueues.
+    pub kubernetes: KubeMode,
 }
 
 impl SchedulerConfig {
@@ -75,6 +78,9 @@ impl SchedulerConfig {
             worker_heartbeat: Duration::from_secs(2),
             min_runtime: Duration::from_millis(PolicyConfig::default().min_runtime_ms as u64),
             preempt_timeout: Duration::from_secs(120),
+            // Explicit in a library default: embedded and test clusters
+            // never reach for a cluster the developer happens to have.
+            kubernetes: KubeMode::Off,
         }
     }
 
@@ -139,6 +145,26 @@ pub struct Scheduler {
     config: SchedulerConfig,
     grpc: TcpListener,
     metrics: Metrics,
+    status: StatusReader,
+    /// Present when the Kubernetes integration is on.
+    kube: Option<kube::Client>,
+}
+
+/// Reads a replica's raft status from outside [`Scheduler::run`] (the
+/// binary's `/readyz`); cheap to clone. Empty until `run` starts the replica.
+#[derive(Clone, Default)]
+pub struct StatusReader(Arc<OnceLock<watch::Receiver<RaftStatus>>>);
+
+impl StatusReader {
+    /// The status now, once the replica has started.
+    pub fn status(&self) -> Option<RaftStatus> {
+        self.0.get().map(|status| status.borrow().clone())
+    }
+
+    /// Whether the replica should take traffic; see [`RaftStatus::readiness`].
+    pub fn readiness(&self) -> Result<(), NotReady> {
+        self.status().ok_or(NotReady::NotStarted)?.readiness()
+    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
@@ -156,10 +182,18 @@ impl Scheduler {
         })?;
         let grpc = bind(config.listen).await?;
         let metrics = Metrics::new(config.id)?;
+        let kube = crate::kube::client(config.kubernetes).await?;
+        if kube.is_some() {
+            tracing::info!(
+                "Kubernetes integration on: the leader mirrors Nodes and reconciles GenQueues"
+            );
+        }
         Ok(Self {
             config,
             grpc,
             metrics,
+            status: StatusReader::default(),
+            kube,
         })
     }
 
@@ -179,6 +213,11 @@ impl Scheduler {
     /// The registry of this scheduler's metrics, to serve on `/metrics`.
     pub fn metrics_registry(&self) -> prometheus::Registry {
         self.metrics.registry.clone()
+    }
+
+    /// Reads this replica's raft status once [`run`](Scheduler::run) has started it.
+    pub fn status_reader(&self) -> StatusReader {
+        self.status.clone()
     }
 
     /// Serves until `shutdown` completes, then stops everything in order:
@@ -219,6 +258,8 @@ impl Scheduler {
             },
         )?;
         let book = AddressBook::new(configured, raft.shared_state());
+        // Set once: `run` consumes the scheduler, so it starts one replica.
+        let _ = self.status.0.set(raft.watch_status());
         metrics
             .registry
             .register(Box::new(JobStateCollector::new(raft.shared_state())?))?;
@@ -237,7 +278,7 @@ impl Scheduler {
             },
             preempt_timeout: config.preempt_timeout,
         };
-        let loops = [
+        let mut loops = vec![
             tokio::spawn(leader::scheduling_loop(
                 raft.clone(),
                 sessions.clone(),
@@ -254,6 +295,14 @@ impl Scheduler {
             )),
             tokio::spawn(leader::membership_loop(raft.clone(), stop.clone())),
         ];
+        if let Some(client) = self.kube {
+            loops.push(tokio::spawn(crate::kube::leader_loop(
+                client,
+                raft.clone(),
+                metrics.clone(),
+                stop.clone(),
+            )));
+        }
 
         let session_config = SessionConfig {
             heartbeat_interval: config.worker_heartbeat,

@@ -64,10 +64,51 @@ pub struct RaftStatus {
     /// This replica leads and has applied every entry committed before its
     /// term began (its own first entry is applied): its state is current.
     pub leader_ready: bool,
+    /// The entry at `applied` is of the current term: this replica has
+    /// applied the current leader's first entry, so its state includes
+    /// everything committed before that leader took over.
+    pub applied_current_term: bool,
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
     /// Replication progress of every member (on the leader only).
     pub progress: Vec<PeerProgress>,
+}
+
+impl RaftStatus {
+    /// Whether this replica should take traffic (a Kubernetes readiness
+    /// probe): it knows a leader, is a member, and has applied an entry of
+    /// the current term, so requests it forwards find a leader and its
+    /// reads are not from an older term.
+    pub fn readiness(&self) -> Result<(), NotReady> {
+        if self.leader.is_none() {
+            return Err(NotReady::NoLeader);
+        }
+        // A removed replica that applied its removal never campaigns again,
+        // so it would keep the last leader it knew.
+        if !self.voters.contains(&self.id) && !self.learners.contains(&self.id) {
+            return Err(NotReady::NotMember { id: self.id });
+        }
+        if !self.applied_current_term {
+            return Err(NotReady::OlderTerm {
+                applied: self.applied,
+                term: self.term,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why a replica is not ready, in one line (the body of a 503 on `/readyz`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    #[error("the raft replica has not started")]
+    NotStarted,
+    #[error("no leader known")]
+    NoLeader,
+    #[error("replica {id} is not a member (removed, or not added yet)")]
+    NotMember { id: u64 },
+    #[error("applied index {applied} is from an older term than {term}")]
+    OlderTerm { applied: u64, term: u64 },
 }
 
 /// How far the leader has replicated to one member.
@@ -283,5 +324,99 @@ impl RaftHandle {
 
     pub(crate) fn shutdown(&self) {
         let _ = self.inbox.send(Input::Shutdown);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replica 2 in term 5, applied up to 12.
+    fn status(leader: Option<u64>, voters: &[u64], learners: &[u64], current: bool) -> RaftStatus {
+        RaftStatus {
+            id: 2,
+            role: Role::Follower,
+            leader,
+            term: 5,
+            commit: 12,
+            applied: 12,
+            last_index: 12,
+            snapshot_index: 1,
+            leader_ready: false,
+            applied_current_term: current,
+            voters: voters.to_vec(),
+            learners: learners.to_vec(),
+            progress: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn readiness_needs_a_leader_membership_and_an_entry_of_the_current_term() {
+        let older = Err(NotReady::OlderTerm {
+            applied: 12,
+            term: 5,
+        });
+        let cases = [
+            (
+                "no leader, nothing of this term",
+                status(None, &[1, 2, 3], &[], false),
+                Err(NotReady::NoLeader),
+            ),
+            (
+                "no leader, yet current",
+                status(None, &[1, 2, 3], &[], true),
+                Err(NotReady::NoLeader),
+            ),
+            (
+                "joining, before add-replica",
+                status(None, &[], &[], false),
+                Err(NotReady::NoLeader),
+            ),
+            (
+                "removed, still knowing the leader",
+                status(Some(1), &[1, 3], &[], true),
+                Err(NotReady::NotMember { id: 2 }),
+            ),
+            (
+                "a leader whose first entry is not applied here yet",
+                status(Some(1), &[1, 2, 3], &[], false),
+                older,
+            ),
+            (
+                "a voter with the leader's entry applied",
+                status(Some(1), &[1, 2, 3], &[], true),
+                Ok(()),
+            ),
+            (
+                "a learner with the leader's entry applied",
+                status(Some(1), &[1, 3], &[2], true),
+                Ok(()),
+            ),
+        ];
+        for (scenario, status, expected) in cases {
+            assert_eq!(status.readiness(), expected, "{scenario}");
+        }
+    }
+
+    #[test]
+    fn not_ready_reasons_read_as_one_line() {
+        let cases = [
+            (NotReady::NoLeader, "no leader known"),
+            (
+                NotReady::OlderTerm {
+                    applied: 12,
+                    term: 5,
+                },
+                "applied index 12 is from an older term than 5",
+            ),
+            (
+                NotReady::NotMember { id: 4 },
+                "replica 4 is not a member (removed, or not added yet)",
+            ),
+            (NotReady::NotStarted, "the raft replica has not started"),
+        ];
+        for (reason, text) in cases {
+            assert_eq!(reason.to_string(), text);
+        }
     }
 }

@@ -423,6 +423,9 @@ impl Replica {
         let leader_ready = self.role == Role::Leader
             && log.applied >= log.committed
             && log.term(log.committed).ok() == Some(raft.term);
+        // Applied is never below the snapshot index, whose term the log
+        // keeps: an error here is unexpected and counts as not current.
+        let applied_current_term = log.term(log.applied).ok() == Some(raft.term);
         let conf = self.node.store().conf_state();
         let sorted = |ids: &[u64]| {
             let mut ids = ids.to_vec();
@@ -457,6 +460,7 @@ impl Replica {
             last_index: log.last_index(),
             snapshot_index: self.node.store().snapshot_index(),
             leader_ready,
+            applied_current_term,
             voters: sorted(&conf.voters),
             learners: sorted(&conf.learners),
             progress,
