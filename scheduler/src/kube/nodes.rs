@@ -29,8 +29,9 @@ use crate::raft::RaftHandle;
 use crate::state::{Node, State, CORDONED_BY_KUBERNETES};
 
 /// The state changes between Node events (a worker registers): compare
-/// again this often even when Kubernetes says nothing.
-const RESYNC: Duration = Duration::from_secs(10);
+/// again this often even when Kubernetes says nothing. A pass reads the
+/// state and proposes only what is out of line, so it is cheap.
+const RESYNC: Duration = Duration::from_secs(2);
 
 /// What genfleet needs to know of a Kubernetes Node.
 #[derive(Debug, Clone, PartialEq, Eq)]
