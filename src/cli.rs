@@ -117,9 +117,9 @@ pub struct ClientArgs {
 
 #[derive(Debug, Args)]
 pub struct SchedulerArgs {
-    /// This replica's raft id.
-    #[arg(long, default_value_t = 1)]
-    pub id: u64,
+    /// This replica's raft id [default: 1, or from the pod name with --peer-service].
+    #[arg(long)]
+    pub id: Option<u64>,
     /// Directory for the raft log.
     #[arg(long, default_value = "genfleet-data/scheduler")]
     pub data_dir: PathBuf,
@@ -157,6 +157,41 @@ pub struct SchedulerArgs {
     /// devices another job is waiting for).
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub preempt_timeout: Duration,
+    #[command(flatten)]
+    pub statefulset: StatefulSetArgs,
+}
+
+/// Peer discovery for replicas run as a Kubernetes StatefulSet (see
+/// `statefulset`): the raft id from the pod's ordinal, the peers from the
+/// headless Service's DNS names.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Kubernetes StatefulSet")]
+pub struct StatefulSetArgs {
+    /// The headless Service of the scheduler's StatefulSet; switches on
+    /// discovery (instead of --id, --peers and --join).
+    #[arg(long, env = "GENFLEET_PEER_SERVICE", value_name = "NAME")]
+    pub peer_service: Option<String>,
+    /// This pod's name, `<statefulset>-<ordinal>` [default: $HOSTNAME].
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// This pod's namespace.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub pod_namespace: String,
+    /// The replicas the cluster was first created with; keep it when scaling
+    /// (pods with a higher ordinal join).
+    #[arg(long, env = "GENFLEET_INITIAL_REPLICAS", default_value_t = 3)]
+    pub initial_replicas: u64,
+    /// The Kubernetes cluster's DNS domain.
+    #[arg(long, env = "GENFLEET_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// How a peer's host name is made; placeholders {pod} {statefulset}
+    /// {ordinal} {id} {service} {namespace} {domain}.
+    #[arg(
+        long,
+        env = "GENFLEET_PEER_HOST_TEMPLATE",
+        default_value = crate::statefulset::DEFAULT_HOST_TEMPLATE
+    )]
+    pub peer_host_template: String,
 }
 
 /// Replica id -> address.

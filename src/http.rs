@@ -1,8 +1,10 @@
 //! The HTTP side of every genfleet process: Prometheus text on `/metrics`,
-//! liveness on `/healthz`.
+//! liveness on `/healthz`, and readiness on `/readyz` where the process has
+//! a notion of it (a scheduler replica, a worker).
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -12,18 +14,43 @@ use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::net::TcpListener;
 
+/// Whether the process should take traffic now: `Err` carries the reason,
+/// one line.
+pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 /// Serves `/metrics` (all of `registries`) and `/healthz` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
     registries: Vec<Registry>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = Router::new()
+    serve_with_readiness(listener, registries, None, shutdown).await
+}
+
+/// [`serve`], plus `/readyz` when `readiness` is given: 200 "ready", or
+/// 503 with the reason.
+pub async fn serve_with_readiness(
+    listener: TcpListener,
+    registries: Vec<Registry>,
+    readiness: Option<Readiness>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let mut app = Router::new()
         .route("/metrics", get(move || metrics(registries.clone())))
         .route("/healthz", get(|| async { "ok\n" }));
+    if let Some(readiness) = readiness {
+        app = app.route("/readyz", get(move || ready(readiness.clone())));
+    }
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+async fn ready(readiness: Readiness) -> (StatusCode, String) {
+    match readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n".into()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+    }
 }
 
 async fn metrics(registries: Vec<Registry>) -> impl IntoResponse {
@@ -63,6 +90,70 @@ fn merged_families(registries: &[Registry]) -> Vec<MetricFamily> {
 mod tests {
     use super::*;
     use prometheus::{IntGauge, Opts};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The status line and body of `GET path` on `addr`.
+    async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read");
+        let (head, body) = response.split_once("\r\n\r\n").expect("a response");
+        let status = head.lines().next().unwrap_or_default().to_string();
+        (status, body.to_string())
+    }
+
+    #[tokio::test]
+    async fn readyz_answers_ready_or_the_reason_and_is_absent_without_a_check() {
+        let leader = Arc::new(AtomicBool::new(false));
+        let known = leader.clone();
+        let readiness: Readiness = Arc::new(move || {
+            if known.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err("no leader known".into())
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_with_readiness(
+            listener,
+            Vec::new(),
+            Some(readiness),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let (status, body) = get(addr, "/readyz").await;
+        assert!(status.contains(" 503 "), "{status}");
+        assert_eq!(body, "no leader known\n");
+        leader.store(true, Ordering::SeqCst);
+        let (status, body) = get(addr, "/readyz").await;
+        assert!(status.contains(" 200 "), "{status}");
+        assert_eq!(body, "ready\n");
+        let (status, body) = get(addr, "/healthz").await;
+        assert!(
+            status.contains(" 200 ") && body == "ok\n",
+            "{status} {body}"
+        );
+        let _ = stop.send(());
+        server.await.expect("join").expect("served");
+
+        // Without a readiness check (the embedded cluster) there is no /readyz.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, Vec::new(), async {
+            let _ = stopped.await;
+        }));
+        let (status, _) = get(addr, "/readyz").await;
+        assert!(status.contains(" 404 "), "{status}");
+        let _ = stop.send(());
+        server.await.expect("join").expect("served");
+    }
 
     #[test]
     fn families_of_the_same_name_are_merged() {

@@ -8,7 +8,8 @@
 //! - `client`: connecting to a scheduler, with errors that name the address.
 //! - `render`: job and queue tables, details and progress bars.
 //! - `queue_file`: YAML queue files for `genfleet queue apply -f`.
-//! - `http`: `/metrics` and `/healthz` for every process.
+//! - `http`: `/metrics` and `/healthz` for every process, `/readyz` for replicas and workers.
+//! - `statefulset`: a scheduler replica's raft id and peers from its StatefulSet pod.
 //! - `signal`: graceful shutdown on Ctrl-C / SIGTERM.
 
 pub mod cli;
@@ -19,3 +20,4 @@ pub mod http;
 pub mod queue_file;
 pub mod render;
 pub mod signal;
+pub mod statefulset;

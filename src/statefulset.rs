@@ -149,6 +149,12 @@ fn render_host(pod: &Discovery, statefulset: &str, ordinal: u64) -> Result<Strin
                 template: template.clone(),
             })?;
         let name = &after[..close];
+        // `{pod.{service}`: the first `{` closes only after a second opens.
+        if name.contains('{') {
+            return Err(DiscoveryError::UnclosedPlaceholder {
+                template: template.clone(),
+            });
+        }
         match name {
             "pod" => out.push_str(&format!("{statefulset}-{ordinal}")),
             "statefulset" => out.push_str(statefulset),

@@ -1,5 +1,6 @@
 //! Long-running roles: `scheduler`, `worker`, `up`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,31 +10,37 @@ use tokio::net::TcpListener;
 
 use crate::cli::{SchedulerArgs, UpArgs, WorkerArgs};
 use crate::cluster::{LocalCluster, LocalClusterConfig};
+use crate::http::Readiness;
 use crate::signal::{shutdown_on_signals, stopped};
+use crate::statefulset::{self, Discovery, Membership};
 
 pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
+    let membership = membership(&args)?;
     let mut config = SchedulerConfig::new(&args.data_dir, args.listen);
-    config.id = args.id;
+    config.id = membership.id;
     config.worker_grace = args.worker_grace;
     // Three missed heartbeats close a session: keep that within the grace.
     config.worker_heartbeat = config.worker_heartbeat.min(args.worker_grace / 3);
-    config.peers = args.peers;
-    config.join = args.join;
+    config.peers = membership.peers;
+    config.join = membership.join;
     config.snapshot_every = args.snapshot_every;
     config.raft_tick = args.raft_tick;
     config.min_runtime = args.min_runtime;
     config.preempt_timeout = args.preempt_timeout;
     let scheduler = Scheduler::bind(config).await?;
     let shutdown = shutdown_on_signals();
+    let status = scheduler.status_reader();
+    let readiness: Readiness = Arc::new(move || status.readiness().map_err(|e| e.to_string()));
     let metrics = serve_metrics(
         args.metrics_listen,
         vec![scheduler.metrics_registry()],
+        Some(readiness),
         &shutdown,
     )
     .await?;
     println!(
         "genfleet scheduler {} ready: grpc=http://{}{}",
-        args.id,
+        membership.id,
         scheduler.grpc_addr(),
         metrics
             .map(|a| format!(" metrics=http://{a}/metrics"))
@@ -61,9 +68,16 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     })?;
     worker.check_artifact_store().await?;
     let shutdown = shutdown_on_signals();
+    let connected = worker.session_connected();
+    let readiness: Readiness = Arc::new(move || {
+        connected()
+            .then_some(())
+            .ok_or_else(|| "no session with the scheduler".to_string())
+    });
     let metrics = serve_metrics(
         args.metrics_listen,
         vec![worker.metrics_registry()],
+        Some(readiness),
         &shutdown,
     )
     .await?;
@@ -112,10 +126,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     cluster.stop().await
 }
 
-/// Serves /metrics if an address is given; returns the bound address.
+/// Serves /metrics, /healthz and /readyz if an address is given; returns
+/// the bound address.
 async fn serve_metrics(
     addr: Option<std::net::SocketAddr>,
     registries: Vec<prometheus::Registry>,
+    readiness: Option<Readiness>,
     shutdown: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<std::net::SocketAddr>> {
     let Some(addr) = addr else { return Ok(None) };
@@ -123,13 +139,52 @@ async fn serve_metrics(
         .await
         .with_context(|| format!("cannot listen for metrics on {addr}"))?;
     let bound = listener.local_addr().ok();
-    let serve = crate::http::serve(listener, registries, stopped(shutdown.clone()));
+    let serve = crate::http::serve_with_readiness(
+        listener,
+        registries,
+        readiness,
+        stopped(shutdown.clone()),
+    );
     tokio::spawn(async move {
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "metrics server stopped");
         }
     });
     Ok(bound)
+}
+
+/// The replica's raft id and peers: derived from its StatefulSet pod with
+/// --peer-service, else as given by --id, --peers and --join.
+fn membership(args: &SchedulerArgs) -> anyhow::Result<Membership> {
+    let Some(service) = &args.statefulset.peer_service else {
+        return Ok(Membership {
+            id: args.id.unwrap_or(1),
+            peers: args.peers.clone(),
+            join: args.join,
+        });
+    };
+    statefulset::refuse_manual(args.id.is_some(), !args.peers.is_empty())?;
+    let sts = &args.statefulset;
+    // A StatefulSet pod's host name is its pod name.
+    let pod_name = sts
+        .pod_name
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let mut membership = statefulset::discover(&Discovery {
+        pod_name: pod_name.trim().to_string(),
+        service: service.clone(),
+        namespace: sts.pod_namespace.clone(),
+        cluster_domain: sts.cluster_domain.clone(),
+        initial_replicas: sts.initial_replicas,
+        port: args.listen.port(),
+        host_template: sts.peer_host_template.clone(),
+    })?;
+    // --join stays possible: an initial pod that lost its volume rejoins
+    // (after remove-replica and add-replica) instead of bootstrapping.
+    membership.join |= args.join;
+    tracing::info!(pod = %pod_name, id = membership.id, join = membership.join, peers = ?membership.peers, "replica derived from its StatefulSet pod");
+    Ok(membership)
 }
 
 /// The host name, made a valid node name.

@@ -230,9 +230,17 @@ pub fn start_worker_with(
     (proc, field(&line, "metrics="))
 }
 
-/// The body of an HTTP GET of `url` (`http://host:port/path`), over a plain
-/// socket: enough for /metrics without an HTTP client dependency.
+/// The body of an HTTP GET of `url` (`http://host:port/path`), which must
+/// answer 200.
 pub fn http_get(url: &str) -> String {
+    let (status, body) = http_response(url);
+    assert_eq!(status, 200, "GET {url}: {body}");
+    body
+}
+
+/// The status code and body of an HTTP GET of `url`, over a plain socket:
+/// enough for /metrics and the probes without an HTTP client dependency.
+pub fn http_response(url: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("an http:// url");
     let (host, path) = rest
@@ -247,11 +255,12 @@ pub fn http_get(url: &str) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read response");
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(
-        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
-        "GET {url}: {head}"
-    );
-    body.to_string()
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("GET {url}: no status code in {head:?}"));
+    (status, body.to_string())
 }
 
 /// A client of the scheduler at `endpoint` (which is listening already:

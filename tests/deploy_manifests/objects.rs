@@ -439,8 +439,14 @@ pub fn assert_worker(objects: &[Value], vendor: &Vendor) {
     let metrics = port_number(flag(c, "--metrics-listen", what), what);
     assert_eq!(metrics, 9091, "{what}: metrics on 9091");
     assert_eq!(container_port(c, "metrics", what), metrics, "{what}: port");
-    let (path, _) = probe_path(c, "livenessProbe", what);
-    assert_eq!(path, "/healthz", "{what}: liveness");
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        let (p, port) = probe_path(c, probe, what);
+        assert_eq!(p, path, "{what}: {probe} path");
+        assert!(
+            port == "metrics" || port == metrics,
+            "{what}: {probe} on {port}, not the metrics port"
+        );
+    }
 
     // SIGTERM drains (checkpoints) within --drain-timeout; the pod must be
     // given longer than that before SIGKILL.

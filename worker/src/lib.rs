@@ -176,6 +176,13 @@ impl Worker {
         self.metrics.registry.clone()
     }
 
+    /// Whether this worker has a session with the scheduler now, readable
+    /// from outside [`run`](Worker::run) (the binary's `/readyz`).
+    pub fn session_connected(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let gauge = self.metrics.session_connected.clone();
+        move || gauge.get() == 1
+    }
+
     /// Works for the scheduler until `shutdown` completes, then drains:
     /// running jobs checkpoint and the scheduler requeues them from there.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
