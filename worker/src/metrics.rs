@@ -87,6 +87,14 @@ impl WorkerMetrics {
                 &["result"],
             )?,
         };
+        // Known label values start at 0, so rates and panels see a series
+        // before the first job ends or resumes.
+        for result in ["completed", "failed", "checkpointed", "stopped"] {
+            m.jobs.with_label_values(&[result]);
+        }
+        for result in ["resumed", "unreadable"] {
+            m.checkpoint_loads.with_label_values(&[result]);
+        }
         m.registry.register(Box::new(m.checkpoint_loads.clone()))?;
         m.registry.register(Box::new(m.gpu_info.clone()))?;
         m.registry.register(Box::new(m.gpu_memory_bytes.clone()))?;
