@@ -5,6 +5,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
 pub mod history;
+pub mod prometheus;
 pub mod proxy;
 pub mod replicas;
 
