@@ -54,6 +54,15 @@ pub enum Command {
     Node(NodeCommand),
     /// Show the GPUs this machine has, as a worker here would see them.
     Devices(DevicesArgs),
+    /// Kubernetes helpers: print the GenQueue CRD.
+    #[command(subcommand)]
+    Kube(KubeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KubeCommand {
+    /// Print the GenQueue CustomResourceDefinition as YAML (deploy/base/genqueue-crd.yaml).
+    Crd,
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +166,11 @@ pub struct SchedulerArgs {
     /// devices another job is waiting for).
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub preempt_timeout: Duration,
+    /// Kubernetes integration on the leader (Nodes mirrored, GenQueues
+    /// reconciled): auto switches it on when in-cluster config or a
+    /// kubeconfig is found.
+    #[arg(long, env = "GENFLEET_KUBERNETES", default_value = "auto", value_parser = parse_kube_mode)]
+    pub kubernetes: KubeMode,
     #[command(flatten)]
     pub statefulset: StatefulSetArgs,
 }
@@ -192,6 +206,12 @@ pub struct StatefulSetArgs {
         default_value = crate::statefulset::DEFAULT_HOST_TEMPLATE
     )]
     pub peer_host_template: String,
+}
+
+pub use genfleet_scheduler::kube::KubeMode;
+
+fn parse_kube_mode(s: &str) -> Result<KubeMode, String> {
+    s.parse()
 }
 
 /// Replica id -> address.

@@ -4,6 +4,7 @@ mod cluster;
 mod demo;
 mod devices;
 mod jobs;
+mod kube;
 mod model;
 mod nodes;
 mod queues;
@@ -27,5 +28,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Queue(command) => queues::run(command).await,
         Command::Node(command) => nodes::run(command).await,
         Command::Devices(args) => devices::run(args),
+        Command::Kube(command) => kube::run(command),
     }
 }

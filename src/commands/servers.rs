@@ -27,6 +27,7 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     config.raft_tick = args.raft_tick;
     config.min_runtime = args.min_runtime;
     config.preempt_timeout = args.preempt_timeout;
+    config.kubernetes = args.kubernetes;
     let scheduler = Scheduler::bind(config).await?;
     let shutdown = shutdown_on_signals();
     let status = scheduler.status_reader();
