@@ -8,22 +8,10 @@ use serde_json::Value;
 /// What the scheduler's ClusterRole must grant, and nothing more
 /// (group, resource, verb); the contract in deploy/base/rbac.yaml.
 const SCHEDULER_RIGHTS: &[(&str, &str, &[&str])] = &[
-    ("", "nodes", &["get", "list", "watch"]),
-    (
-        "genfleet.dev",
-        "genqueues",
-        &["get", "list", "watch", "patch", "update"],
-    ),
-    (
-        "genfleet.dev",
-        "genqueues/status",
-        &["get", "patch", "update"],
-    ),
-    ("genfleet.dev", "genqueues/finalizers", &["update"]),
-    ("", "events", &["create", "patch"]),
-    ("events.k8s.io", "events", &["create", "patch"]),
+    ("", "nodes", &["list", "watch"]),
+    ("genfleet.dev", "genqueues", &["list", "watch", "patch"]),
+    ("genfleet.dev", "genqueues/status", &["patch"]),
 ];
-
 /// A GPU vendor's overlay and what its worker DaemonSet must ask for.
 pub struct Vendor {
     pub overlay: &'static str,
