@@ -75,6 +75,8 @@ impl Pods {
             ("POD_NAMESPACE", "genfleet"),
             ("GENFLEET_PEER_SERVICE", "genfleet-scheduler-peers"),
             ("GENFLEET_INITIAL_REPLICAS", "3"),
+            // Discovery alone: never the developer's own Kubernetes cluster.
+            ("GENFLEET_KUBERNETES", "off"),
         ];
         let (proc, line) = spawn_ready_with_env(&pod, &args, &env, "ready: grpc=");
         let id = ordinal + 1;
