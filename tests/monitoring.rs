@@ -433,6 +433,7 @@ async fn a_live_prometheus_evaluates_every_dashboard_and_alert_expression() {
             });
         }
         poll(30, || rules_not_evaluated(prometheus));
+        poll(30, || alerts_not_as_expected(prometheus));
     });
     eprintln!(
         "monitoring: {} dashboard and {} alert expressions evaluated in {:.0?}",
@@ -440,6 +441,50 @@ async fn a_live_prometheus_evaluates_every_dashboard_and_alert_expression() {
         alerts.len(),
         started.elapsed()
     );
+}
+
+/// Alerts that must stay quiet in the healthy local cluster: they match
+/// its real series (a leader, a connected worker) and find nothing wrong.
+const QUIET_HERE: [&str; 4] = [
+    "GenfleetNoRaftLeader",
+    "GenfleetNoWorkersConnected",
+    "GenfleetWorkerDisconnected",
+    "GenfleetWorkerTargetsAbsent",
+];
+
+/// None once the alerts match what the cluster shows: the tight queue's
+/// spent budget raises GenfleetQueueOverBudget (pending or firing), and
+/// none of [`QUIET_HERE`] is active.
+fn alerts_not_as_expected(prometheus: &Prometheus) -> Option<String> {
+    let data = match prometheus.api("/api/v1/alerts") {
+        Ok(data) => data,
+        Err(e) => return Some(format!("no alerts from Prometheus: {e}")),
+    };
+    let active: Vec<String> = data["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            let labels = &a["labels"];
+            let name = labels["alertname"].as_str().unwrap_or("?");
+            match labels["queue"].as_str() {
+                Some(queue) => format!("{name}{{queue={queue}}}"),
+                None => name.to_string(),
+            }
+        })
+        .collect();
+    let over_budget = active
+        .iter()
+        .any(|a| a == "GenfleetQueueOverBudget{queue=tight}");
+    let loud: Vec<&String> = active
+        .iter()
+        .filter(|a| QUIET_HERE.contains(&a.as_str()))
+        .collect();
+    (!over_budget || !loud.is_empty()).then(|| {
+        format!(
+            "expected GenfleetQueueOverBudget for queue tight (its budget is spent) and none of {QUIET_HERE:?} (the cluster has a leader and a connected worker); active: {active:?}"
+        )
+    })
 }
 
 /// None once Prometheus scrapes every target; else which it does not.
