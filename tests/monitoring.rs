@@ -14,6 +14,7 @@ mod common;
 mod tools;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -166,6 +167,108 @@ fn unit_test_coverage(tests_dir: &str) -> BTreeMap<String, (bool, bool)> {
         }
     }
     coverage
+}
+
+/// The overlay as kubectl applies it: the sidecar's ConfigMap holds the
+/// plain dashboard file unchanged, and each PodMonitor selects the pods a
+/// vendor overlay runs, on a port those pods name.
+#[test]
+fn the_overlay_ships_the_dashboard_file_and_monitors_the_genfleet_pods() {
+    let Some(kubectl) = tools::kubectl() else {
+        return;
+    };
+    let objects = tools::documents(&tools::render(&kubectl, Path::new(MONITORING)));
+    let config_map = objects
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == "genfleet-dashboard")
+        .expect("the overlay renders ConfigMap genfleet-dashboard");
+    assert_eq!(config_map["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(
+        config_map["data"]["genfleet-dashboard.json"].as_str(),
+        Some(read(DASHBOARD).as_str()),
+        "the ConfigMap must carry deploy/grafana/genfleet-dashboard.json as it is"
+    );
+    assert_dashboard_reads_its_variables();
+    let vendor_overlay = Path::new(ROOT).join("deploy/overlays/nvidia");
+    let pods = tools::documents(&tools::render(&kubectl, &vendor_overlay));
+    assert_monitors_select(&objects, &pods);
+}
+
+/// Panels have distinct ids and read the `${datasource}` variable.
+fn assert_dashboard_reads_its_variables() {
+    let dashboard: serde_json::Value = serde_json::from_str(&read(DASHBOARD)).expect("JSON");
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(variables, ["datasource", "queue", "flavor", "node"]);
+    let mut ids = BTreeSet::new();
+    let mut stack = vec![&dashboard];
+    while let Some(node) = stack.pop() {
+        for panel in node["panels"].as_array().into_iter().flatten() {
+            stack.push(panel);
+            assert!(
+                ids.insert(panel["id"].to_string()),
+                "two panels with id {}",
+                panel["id"]
+            );
+            let sources = [&panel["datasource"]].into_iter().chain(
+                panel["targets"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|t| &t["datasource"]),
+            );
+            for source in sources.filter(|_| panel["type"] != "row") {
+                assert_eq!(source["uid"], "${datasource}", "panel {}", panel["title"]);
+            }
+        }
+    }
+}
+
+/// Each PodMonitor of `objects` selects the pods of a workload of `pods`
+/// and scrapes a port their container names.
+fn assert_monitors_select(objects: &[serde_json::Value], pods: &[serde_json::Value]) {
+    let monitors: Vec<&serde_json::Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == "PodMonitor")
+        .collect();
+    assert_eq!(
+        monitors.len(),
+        2,
+        "PodMonitors for the scheduler and the workers"
+    );
+    for monitor in monitors {
+        let name = &monitor["metadata"]["name"];
+        let wanted = monitor["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .expect("matchLabels");
+        let port = &monitor["spec"]["podMetricsEndpoints"][0]["port"];
+        let selected = pods
+            .iter()
+            .filter(|o| ["StatefulSet", "DaemonSet"].contains(&o["kind"].as_str().unwrap_or("")))
+            .find(|o| {
+                let template = &o["spec"]["template"];
+                let labels = &template["metadata"]["labels"];
+                wanted.iter().all(|(k, v)| &labels[k] == v)
+            });
+        let workload = selected
+            .unwrap_or_else(|| panic!("PodMonitor {name} selects no pod of overlays/nvidia"));
+        let containers = workload["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .expect("containers");
+        let named = containers
+            .iter()
+            .flat_map(|c| c["ports"].as_array().into_iter().flatten())
+            .any(|p| &p["name"] == port);
+        assert!(
+            named,
+            "PodMonitor {name} scrapes port {port}, which {} does not name",
+            workload["metadata"]["name"]
+        );
+    }
 }
 
 /// A dashboard query: the panel's title and its expression.
