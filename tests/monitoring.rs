@@ -16,9 +16,9 @@ mod tools;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::prometheus::{exported_names, metric_names, Prometheus, ScrapeJob};
+use common::prometheus::{exported_names, metric_names, poll, Prometheus, ScrapeJob};
 use common::replicas::Replicas;
 use common::{client, small_spec, submit, watch_to_end, watch_until};
 use genfleet_proto as pb;
@@ -460,17 +460,6 @@ fn assert_names_are_exported(exported: &BTreeSet<String>, used: &BTreeMap<String
     }
 }
 
-/// Polls until `check` returns None (done) or fails with its last message
-/// after `secs`.
-fn poll(secs: u64, mut check: impl FnMut() -> Option<String>) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let Some(why) = check() else { return };
-        assert!(Instant::now() < deadline, "after {secs}s: {why}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_prometheus_evaluates_every_dashboard_and_alert_expression() {
     let Some(binary) = require_tool("prometheus") else {
@@ -519,7 +508,7 @@ async fn a_live_prometheus_evaluates_every_dashboard_and_alert_expression() {
 
     let prometheus = &prometheus;
     tokio::task::block_in_place(|| {
-        poll(30, || targets_not_up(prometheus));
+        poll(30, || prometheus.targets_not_up(4));
         for (alert, expr) in &alerts {
             if let Err(e) = prometheus.query(expr) {
                 panic!("alert {alert}: Prometheus refuses its expression: {e}\n{expr}");
@@ -535,7 +524,7 @@ async fn a_live_prometheus_evaluates_every_dashboard_and_alert_expression() {
                 )),
             });
         }
-        poll(30, || rules_not_evaluated(prometheus));
+        poll(30, || prometheus.rules_not_evaluated(alerts.len()));
         poll(30, || alerts_not_as_expected(prometheus));
     });
     eprintln!(
@@ -559,23 +548,10 @@ const QUIET_HERE: [&str; 4] = [
 /// spent budget raises GenfleetQueueOverBudget (pending or firing), and
 /// none of [`QUIET_HERE`] is active.
 fn alerts_not_as_expected(prometheus: &Prometheus) -> Option<String> {
-    let data = match prometheus.api("/api/v1/alerts") {
-        Ok(data) => data,
+    let active = match prometheus.active_alerts() {
+        Ok(active) => active,
         Err(e) => return Some(format!("no alerts from Prometheus: {e}")),
     };
-    let active: Vec<String> = data["alerts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|a| {
-            let labels = &a["labels"];
-            let name = labels["alertname"].as_str().unwrap_or("?");
-            match labels["queue"].as_str() {
-                Some(queue) => format!("{name}{{queue={queue}}}"),
-                None => name.to_string(),
-            }
-        })
-        .collect();
     let over_budget = active
         .iter()
         .any(|a| a == "GenfleetQueueOverBudget{queue=tight}");
@@ -586,34 +562,6 @@ fn alerts_not_as_expected(prometheus: &Prometheus) -> Option<String> {
     (!over_budget || !loud.is_empty()).then(|| {
         format!(
             "expected GenfleetQueueOverBudget for queue tight (its budget is spent) and none of {QUIET_HERE:?} (the cluster has a leader and a connected worker); active: {active:?}"
-        )
-    })
-}
-
-/// None once Prometheus scrapes every target; else which it does not.
-fn targets_not_up(prometheus: &Prometheus) -> Option<String> {
-    let data = match prometheus.api("/api/v1/targets") {
-        Ok(data) => data,
-        Err(e) => return Some(format!("no targets from Prometheus: {e}")),
-    };
-    let targets = data["activeTargets"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let down: Vec<String> = targets
-        .iter()
-        .filter(|t| t["health"] != "up")
-        .map(|t| {
-            format!(
-                "{} {} ({})",
-                t["scrapePool"], t["scrapeUrl"], t["lastError"]
-            )
-        })
-        .collect();
-    (targets.len() != 4 || !down.is_empty()).then(|| {
-        format!(
-            "Prometheus should scrape 3 replicas and a worker; {} targets, not up: {down:?}",
-            targets.len()
         )
     })
 }
@@ -642,41 +590,6 @@ fn panels_without_data(prometheus: &Prometheus, queries: &[PanelQuery]) -> Optio
         format!(
             "these panels return no data from a cluster that ran jobs (a label value the code never sets? a series created only on an event and not set to 0 at start?):\n{}",
             empty.join("\n")
-        )
-    })
-}
-
-/// None once Prometheus has evaluated every rule without error; fails at
-/// once on a rule whose evaluation failed.
-fn rules_not_evaluated(prometheus: &Prometheus) -> Option<String> {
-    let data = match prometheus.api("/api/v1/rules") {
-        Ok(data) => data,
-        Err(e) => return Some(format!("no rules from Prometheus: {e}")),
-    };
-    let mut pending = Vec::new();
-    for group in data["groups"].as_array().into_iter().flatten() {
-        for rule in group["rules"].as_array().into_iter().flatten() {
-            match rule["health"].as_str() {
-                Some("ok") => {}
-                Some("err") => panic!(
-                    "Prometheus failed to evaluate rule {}: {}",
-                    rule["name"], rule["lastError"]
-                ),
-                _ => pending.push(rule["name"].to_string()),
-            }
-        }
-    }
-    let count = alerts(&rule_groups()).len();
-    let loaded: usize = data["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|g| g["rules"].as_array().map_or(0, Vec::len))
-        .sum();
-    (loaded != count || !pending.is_empty()).then(|| {
-        format!(
-            "Prometheus loaded {loaded} of {count} rules; not evaluated yet: {pending:?}\n{}",
-            prometheus.log()
         )
     })
 }

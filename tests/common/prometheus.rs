@@ -124,6 +124,96 @@ impl Prometheus {
             other => vec![other.clone()],
         })
     }
+
+    /// None once Prometheus scrapes `expected` targets, all up; else what
+    /// it scrapes and what is wrong.
+    pub fn targets_not_up(&self, expected: usize) -> Option<String> {
+        let data = match self.api("/api/v1/targets") {
+            Ok(data) => data,
+            Err(e) => return Some(format!("no targets from Prometheus: {e}")),
+        };
+        let targets = data["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let down: Vec<String> = targets
+            .iter()
+            .filter(|t| t["health"] != "up")
+            .map(|t| {
+                format!(
+                    "{} {} ({})",
+                    t["scrapePool"], t["scrapeUrl"], t["lastError"]
+                )
+            })
+            .collect();
+        (targets.len() != expected || !down.is_empty()).then(|| {
+            format!(
+                "Prometheus should scrape {expected} targets; it has {}, not up: {down:?}",
+                targets.len()
+            )
+        })
+    }
+
+    /// None once Prometheus has loaded `expected` rules and evaluated each;
+    /// fails at once on a rule whose evaluation failed (a matching error,
+    /// say, that only real series show).
+    pub fn rules_not_evaluated(&self, expected: usize) -> Option<String> {
+        let data = match self.api("/api/v1/rules") {
+            Ok(data) => data,
+            Err(e) => return Some(format!("no rules from Prometheus: {e}")),
+        };
+        let rules: Vec<&serde_json::Value> = data["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+            .collect();
+        let mut pending = Vec::new();
+        for rule in &rules {
+            match rule["health"].as_str() {
+                Some("ok") => {}
+                Some("err") => panic!(
+                    "Prometheus failed to evaluate rule {}: {}",
+                    rule["name"], rule["lastError"]
+                ),
+                _ => pending.push(rule["name"].to_string()),
+            }
+        }
+        (rules.len() != expected || !pending.is_empty()).then(|| {
+            format!(
+                "Prometheus loaded {} of {expected} rules; not evaluated yet: {pending:?}\n{}",
+                rules.len(),
+                self.log()
+            )
+        })
+    }
+
+    /// The alerts pending or firing now, as `Name` or `Name{queue=q}`.
+    pub fn active_alerts(&self) -> Result<Vec<String>, String> {
+        let data = self.api("/api/v1/alerts")?;
+        let alerts = data["alerts"].as_array().into_iter().flatten();
+        Ok(alerts
+            .map(|a| {
+                let labels = &a["labels"];
+                let name = labels["alertname"].as_str().unwrap_or("?");
+                match labels["queue"].as_str() {
+                    Some(queue) => format!("{name}{{queue={queue}}}"),
+                    None => name.to_string(),
+                }
+            })
+            .collect())
+    }
+}
+
+/// Polls until `check` returns None (done); fails with its last message
+/// after `secs`.
+pub fn poll(secs: u64, mut check: impl FnMut() -> Option<String>) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let Some(why) = check() else { return };
+        assert!(Instant::now() < deadline, "after {secs}s: {why}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// Percent-encodes a query parameter's value.
