@@ -346,7 +346,9 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Cluster {
-        let replicas = Replicas::new(3, &["--metrics-listen", "127.0.0.1:0"]);
+        // Kubernetes off: a developer's kubeconfig must not switch it on.
+        let flags = ["--metrics-listen", "127.0.0.1:0", "--kubernetes", "off"];
+        let replicas = Replicas::new(3, &flags);
         replicas.converged(&[1, 2, 3]).await;
         let all: Vec<String> = (1..=3).map(|id| replicas.endpoint(id)).collect();
         let all = all.join(",");
