@@ -175,6 +175,7 @@ pub async fn scheduling_loop(
         .checked_sub(config.cycle_interval)
         .unwrap_or_else(Instant::now);
     let policy = config.policy.clone();
+    let mut was_leading = false;
     loop {
         let woken = sessions.changed.notified();
         tokio::select! {
@@ -190,8 +191,15 @@ pub async fn scheduling_loop(
             tokio::time::sleep(MIN_CYCLE_GAP - since).await;
         }
         if !raft.is_leader() {
+            if std::mem::take(&mut was_leading) {
+                // A follower's copy would go stale: only the leader reports.
+                metrics.pending_jobs.reset();
+                metrics.queue_devices.reset();
+                metrics.queue_budget.reset();
+            }
             continue;
         }
+        was_leading = true;
         let connected = sessions.connected();
         if connected.is_empty() {
             verdicts.replace(Default::default());

@@ -94,6 +94,9 @@ pub fn spawn_ready_with_env(
     without_aws_settings(&mut command);
     let mut child = command
         .args(args)
+        // A developer's kubeconfig must not switch the integration on;
+        // a test that wants it passes --kubernetes on.
+        .env("GENFLEET_KUBERNETES", "off")
         .envs(env.iter().copied())
         .env(
             "RUST_LOG",
