@@ -278,9 +278,17 @@ mod tests {
         }
     }
 
+    /// A scenario, the change that breaks a good pod, the error, a hint the message must give.
+    type BadSetting = (
+        &'static str,
+        fn(&mut Discovery),
+        DiscoveryError,
+        &'static str,
+    );
+
     #[test]
     fn bad_settings_are_refused_with_what_to_change() {
-        let cases: [(&str, fn(&mut Discovery), DiscoveryError, &str); 6] = [
+        let cases: [BadSetting; 6] = [
             (
                 "no initial replicas",
                 |p| p.initial_replicas = 0,
