@@ -362,6 +362,7 @@ async fn fake_worker(
                 flavor: "cpu".into(),
                 count: 2,
                 memory_bytes: 0,
+                free_memory_bytes: None,
                 simulated: false,
             }],
             models: vec!["tiny".into()],

@@ -6,6 +6,8 @@
 //! - `worker.proto`: the worker session stream (`WorkerSession`).
 //! - `raft.proto`: raft message transport between scheduler replicas.
 //! - `state.proto`: the replicated `Command`s written to the raft log.
+//! - [`models`]: the built-in model presets' shapes and the device memory
+//!   a job of each needs (shared by the scheduler and the worker).
 
 /// Everything of package `genfleet.v1`.
 pub mod v1 {
@@ -13,6 +15,8 @@ pub mod v1 {
 }
 
 pub use v1::*;
+
+pub mod models;
 
 /// Longest name of a node, model, queue or flavor.
 pub const MAX_NAME_LEN: usize = 63;

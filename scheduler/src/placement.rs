@@ -67,6 +67,7 @@ mod tests {
                         flavor: flavor.to_string(),
                         count: *count,
                         memory_bytes: 0,
+                        free_memory_bytes: None,
                         simulated: false,
                     })
                     .collect(),

@@ -350,6 +350,7 @@ mod tests {
                 flavor: flavor.into(),
                 count,
                 memory_bytes: 0,
+                free_memory_bytes: None,
                 simulated: false,
             }],
             models: vec!["tiny".into()],

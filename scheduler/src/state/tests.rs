@@ -40,6 +40,7 @@ fn register(node: &str, instance: &str, devices: u32) -> pb::command::Kind {
             flavor: "cpu".into(),
             count: devices,
             memory_bytes: 0,
+            free_memory_bytes: None,
             simulated: false,
         }],
         models: vec!["tiny".into()],

@@ -100,6 +100,7 @@ pub fn register(node: &str, flavor: &str, devices: u32) -> pb::command::Kind {
             flavor: flavor.into(),
             count: devices,
             memory_bytes: 0,
+            free_memory_bytes: None,
             simulated: true,
         }],
         models: vec!["tiny".into()],
