@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use genfleet_scheduler::policy::{
-    schedule, ClusterView, FlavorQuota, GroupView, NodeView, PendingJob, PolicyConfig, Profile,
-    Qos, QueueConfig, RunningJob,
+    schedule, ClusterView, FlavorQuota, GroupView, MemoryNeed, NodeView, PendingJob, PolicyConfig,
+    Profile, Qos, QueueConfig, RunningJob,
 };
 
 const NODES: usize = 10_000;
@@ -123,6 +123,8 @@ fn fleet() -> ClusterView {
                 flavor: flavor.into(),
                 devices: (0..DEVICES_PER_NODE).collect(),
                 free,
+                // Every job fits (the check runs; the outcome is as before).
+                memory_bytes: 80 << 30,
             }],
             simulated: true,
         });
@@ -139,6 +141,10 @@ fn fleet() -> ClusterView {
             waiting_since_ms: now - rng.below(3_600_000) as i64,
             nominated: false,
             position: i as u64,
+            memory: MemoryNeed {
+                replicated_bytes: 1 << 30,
+                sharded_bytes: 4 << 30,
+            },
         })
         .collect();
     ClusterView {

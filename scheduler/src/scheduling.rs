@@ -6,11 +6,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use genfleet_proto as pb;
+use pb::models::VideoSize;
 use pb::JobState;
 
 use crate::policy::{
-    self, BudgetLeft, ClusterView, Decision, FlavorQuota, GroupView, NodeView, PendingJob,
-    PolicyConfig, Profile, QueueConfig, RunningJob,
+    self, BudgetLeft, ClusterView, Decision, FlavorQuota, GroupView, MemoryNeed, NodeView,
+    PendingJob, PolicyConfig, Profile, QueueConfig, RunningJob,
 };
 use crate::spec::{self, DEFAULT_QUEUE};
 use crate::state::{Job, State};
@@ -169,6 +170,7 @@ pub fn view(
                     flavor: g.flavor.clone(),
                     devices: Vec::new(),
                     free: Vec::new(),
+                    memory_bytes: g.free_memory_bytes.unwrap_or(g.memory_bytes),
                 })
                 .collect();
             for (index, group) in n.device_indices() {
@@ -321,7 +323,22 @@ fn pending_job(job: &Job) -> PendingJob {
         waiting_since_ms: job.queued_at_ms,
         nominated: job.nominated,
         position: job.position,
+        memory: memory_need(&job.spec),
     }
+}
+
+/// What a job of a built-in preset needs per device (docs/scheduling.md);
+/// unknown for other models.
+pub fn memory_need(spec: &pb::JobSpec) -> MemoryNeed {
+    let Some(shape) = genfleet_proto::models::model_shape(&spec.model) else {
+        return MemoryNeed::default();
+    };
+    shape.memory_need(&VideoSize {
+        frames: spec.frames as usize,
+        width: spec.width as usize,
+        height: spec.height as usize,
+        guided: spec.guidance != 1.0,
+    })
 }
 
 /// The verdicts of the leader's last cycle, for Get/List/Watch.

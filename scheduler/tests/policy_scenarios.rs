@@ -6,8 +6,8 @@ mod policy;
 use std::sync::Arc;
 
 use genfleet_scheduler::policy::{
-    schedule, BudgetLeft, Decision, FlavorQuota, PendingReason, PolicyConfig, PreemptReason,
-    Profile, Qos,
+    schedule, BudgetLeft, Decision, FlavorQuota, MemoryNeed, NodeView, PendingJob, PendingReason,
+    PolicyConfig, PreemptReason, Profile, Qos,
 };
 use policy::{node, nominal, pending, queue, World, MINUTE};
 
@@ -393,6 +393,145 @@ const SCENARIOS: &[Scenario] = &[
 #[test]
 fn scheduling_scenarios() {
     for (name, scenario) in SCENARIOS {
+        let outcome = std::panic::catch_unwind(scenario);
+        assert!(outcome.is_ok(), "scenario failed: {name}");
+    }
+}
+
+const L4: &str = "nvidia-l4";
+const GIB: u64 = 1 << 30;
+
+/// `node` whose devices each offer `gib` GiB.
+fn with_memory(mut node: NodeView, gib: u64) -> NodeView {
+    node.groups[0].memory_bytes = gib * GIB;
+    node
+}
+
+/// `job` needing `replicated` GiB on every rank plus `sharded` GiB split
+/// over its ranks.
+fn needing(mut job: PendingJob, replicated: u64, sharded: u64) -> PendingJob {
+    job.memory = MemoryNeed {
+        replicated_bytes: replicated * GIB,
+        sharded_bytes: sharded * GIB,
+    };
+    job
+}
+
+const MEMORY_SCENARIOS: &[Scenario] = &[
+    ("a job that fits its devices' memory is placed", || {
+        let mut w = one_team(nominal(8), "n", 8);
+        w.view.nodes[0].groups[0].memory_bytes = 80 * GIB;
+        w.submit(needing(pending("j", "a", Qos::Standard, 1), 10, 60));
+        let d = cycle(&w);
+        assert_eq!(placed_on(&w, &d, "j"), Some(("n".into(), vec![0])));
+    }),
+    (
+        "too big for one device at tp 1, it fits as a gang of 2",
+        || {
+            let l4s = || {
+                World::new(
+                    vec![queue("a", None, &[(L4, nominal(4))])],
+                    vec![with_memory(node("l4", L4, 4), 24)],
+                )
+            };
+            let mut w = l4s();
+            w.submit(needing(pending("j", "a", Qos::Standard, 1), 8, 30));
+            let d = cycle(&w);
+            assert!(d.placements.is_empty(), "{d:#?}");
+            let reason = reason_of(&w, &d, "j");
+            assert_eq!(
+                reason,
+                &PendingReason::Memory {
+                    flavor: L4.into(),
+                    tp: 1,
+                    need_bytes: 38 * GIB,
+                    largest_bytes: 24 * GIB,
+                    fits_at_tp: Some(2),
+                }
+            );
+            assert_eq!(reason.label(), "memory");
+            assert_eq!(
+                reason.to_string(),
+                "needs 38.0 GiB per device at tp 1; the largest nvidia-l4 has 24.0 GiB: \
+                 ask for --tp 2 or a smaller size"
+            );
+            assert_eq!(d.pending[0].eta_s, None, "nothing that ends makes room");
+            let mut w = l4s();
+            w.submit(needing(pending("j", "a", Qos::Standard, 2), 8, 30));
+            let d = cycle(&w);
+            assert_eq!(placed_on(&w, &d, "j"), Some(("l4".into(), vec![0, 1])));
+        },
+    ),
+    (
+        "a job no gang of any node could hold waits for memory",
+        || {
+            let mut w = World::new(
+                vec![queue("a", None, &[(L4, nominal(2))])],
+                vec![with_memory(node("l4", L4, 2), 24)],
+            );
+            w.submit(needing(pending("j", "a", Qos::Interactive, 1), 30, 10));
+            let d = cycle(&w);
+            assert!(d.placements.is_empty() && d.preemptions.is_empty());
+            let reason = reason_of(&w, &d, "j");
+            assert!(
+                matches!(
+                    reason,
+                    PendingReason::Memory {
+                        fits_at_tp: None,
+                        ..
+                    }
+                ),
+                "{reason:?}"
+            );
+            assert!(reason
+                .to_string()
+                .ends_with("a smaller size (fewer frames or pixels)"));
+        },
+    ),
+    ("of two flavors, the job goes to the one it fits", || {
+        let mut w = World::new(
+            vec![queue("a", None, &[(L4, nominal(4)), (H100, nominal(4))])],
+            vec![
+                with_memory(node("l4", L4, 4), 24),
+                with_memory(node("h100", H100, 4), 80),
+            ],
+        );
+        for qos in [Qos::Batch, Qos::Interactive] {
+            w.submit(needing(pending(qos.label(), "a", qos, 1), 10, 30));
+        }
+        let d = cycle(&w);
+        for qos in [Qos::Batch, Qos::Interactive] {
+            let (node, _) = placed_on(&w, &d, qos.label()).expect("placed");
+            assert_eq!(node, "h100", "{} fits only there", qos.label());
+        }
+    }),
+    (
+        "best fit skips a node whose devices have too little free",
+        || {
+            // n1 would be the best fit (fewer free devices), but others'
+            // processes hold most of its memory.
+            let mut w = World::new(
+                vec![queue("a", None, &[(H100, nominal(16))])],
+                vec![
+                    with_memory(node("n1", H100, 8), 20),
+                    with_memory(node("n2", H100, 8), 80),
+                ],
+            );
+            w.run(&pending("x", "a", Qos::Standard, 4), "n1", &[0, 1, 2, 3], 0);
+            w.submit(needing(pending("j", "a", Qos::Standard, 2), 10, 40));
+            let d = cycle(&w);
+            assert_eq!(placed_on(&w, &d, "j"), Some(("n2".into(), vec![0, 1])));
+            // Memory not reported (0) is no limit.
+            let mut w = one_team(nominal(8), "n", 8);
+            w.submit(needing(pending("j", "a", Qos::Standard, 1), 500, 500));
+            assert!(placed_on(&w, &cycle(&w), "j").is_some());
+        },
+    ),
+];
+
+#[test]
+fn memory_scenarios() {
+    for (name, scenario) in MEMORY_SCENARIOS {
         let outcome = std::panic::catch_unwind(scenario);
         assert!(outcome.is_ok(), "scenario failed: {name}");
     }

@@ -10,6 +10,8 @@ pub struct Slot {
     pub flavor: usize,
     /// Every device of the slot.
     pub size: u32,
+    /// Memory a job may use on each of its devices (`u64::MAX`: unknown).
+    pub memory: u64,
     /// Free device indexes, ascending.
     pub free: Vec<u32>,
     /// Devices held by work told to checkpoint and stop.
@@ -116,6 +118,7 @@ mod tests {
             node,
             flavor: 0,
             size,
+            memory: u64::MAX,
             free: free.to_vec(),
             releasing: 0,
             cordoned: false,

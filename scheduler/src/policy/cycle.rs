@@ -71,6 +71,8 @@ pub(super) struct Want {
     queue: u32,
     model: Option<u32>,
     pub(super) tp: u32,
+    /// Bytes one rank needs at `tp` (0: unknown, fits anywhere).
+    pub(super) need: u64,
     pub(super) qos: Qos,
     pub(super) steps_left: u32,
     pub(super) waiting_since_ms: i64,
@@ -151,6 +153,10 @@ pub(super) struct Cycle<'a> {
     pub(super) node_models: Vec<Vec<usize>>,
     pub(super) slots: SlotIndex,
     pub(super) capacity: Vec<u32>,
+    /// Per flavor: the most memory of a device and the most devices of
+    /// any of its slots (what a job could ever get there).
+    pub(super) largest_memory: Vec<u64>,
+    pub(super) largest_slot: Vec<u32>,
     pub(super) quota: QuotaBook,
     pub(super) running: Vec<Running>,
     pub(super) running_by_flavor: Vec<Vec<usize>>,
@@ -222,6 +228,7 @@ impl<'a> Cycle<'a> {
                         node: n,
                         flavor,
                         size: 0,
+                        memory: u64::MAX,
                         free: Vec::new(),
                         releasing: 0,
                         cordoned: node.cordoned,
@@ -231,11 +238,19 @@ impl<'a> Cycle<'a> {
                 });
                 slots[slot].size += group.devices.len() as u32;
                 slots[slot].free.extend(&group.free);
+                // Groups of one flavor on one node: the smallest device counts.
+                if group.memory_bytes > 0 {
+                    slots[slot].memory = slots[slot].memory.min(group.memory_bytes);
+                }
             }
         }
+        let mut largest_memory = vec![0u64; flavors.names.len()];
+        let mut largest_slot = vec![0u32; flavors.names.len()];
         for slot in &mut slots {
             slot.free.sort_unstable();
             slot.free.dedup();
+            largest_memory[slot.flavor] = largest_memory[slot.flavor].max(slot.memory);
+            largest_slot[slot.flavor] = largest_slot[slot.flavor].max(slot.size);
         }
         let node_ids: HashMap<&str, usize> = view
             .nodes
@@ -298,6 +313,8 @@ impl<'a> Cycle<'a> {
             node_models,
             slots: SlotIndex::new(slots, flavor_count),
             capacity,
+            largest_memory,
+            largest_slot,
             quota,
             running,
             running_by_flavor,
@@ -331,6 +348,11 @@ impl<'a> Cycle<'a> {
                 queue: 0,
                 model: self.models.get(&job.model).map(|m| m as u32),
                 tp: job.tp,
+                need: if job.memory.is_unknown() {
+                    0
+                } else {
+                    job.memory.per_rank(job.tp)
+                },
                 qos: job.qos,
                 steps_left: job.steps_left,
                 waiting_since_ms: job.waiting_since_ms,
@@ -395,6 +417,12 @@ impl<'a> Cycle<'a> {
 
     pub(super) fn serves(&self, node: usize, model: usize) -> bool {
         self.node_models[node].binary_search(&model).is_ok()
+    }
+
+    /// Whether a slot serves the job's model and has the memory one of
+    /// its ranks needs.
+    pub(super) fn usable(&self, slot: &Slot, want: &Want, model: usize) -> bool {
+        slot.memory >= want.need && self.serves(slot.node, model)
     }
 
     /// Flavors that could ever run (model, tp), best first for the class.

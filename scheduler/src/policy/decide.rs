@@ -25,15 +25,23 @@ impl Cycle<'_> {
             });
         }
         let mut first: Option<(PendingReason, usize)> = None;
+        // The candidate flavor with the most memory per device, while none
+        // has enough for one rank.
+        let mut too_small: Option<usize> = None;
         for &(f, open) in candidates.iter() {
+            if want.need > self.largest_memory[f] {
+                if too_small.is_none_or(|t| self.largest_memory[f] > self.largest_memory[t]) {
+                    too_small = Some(f);
+                }
+                continue;
+            }
             let reason = match self.quota.check(q, f, tp) {
                 QuotaCheck::Fits => {
-                    let node_models = &self.node_models;
-                    let usable = |s: &Slot| node_models[s.node].binary_search(&model).is_ok();
+                    let usable = |s: &Slot| self.usable(s, want, model);
                     if let Some(slot) = self.slots.best_fit(f, tp, usable) {
                         return self.place(want, f, slot);
                     }
-                    if let Some(slot) = self.releasing_slot(f, tp, model) {
+                    if let Some(slot) = self.releasing_slot(want, f, model) {
                         // Preempted work is on its way out for this job.
                         self.hold(slot);
                         self.quota.add(q, f, tp);
@@ -54,12 +62,18 @@ impl Cycle<'_> {
             && self.preempt_attempts < 4 * self.config.max_preemptors_per_cycle.max(1)
         {
             for &(f, _) in candidates.iter() {
-                if self.try_preempt(want, f, model) {
+                if want.need <= self.largest_memory[f] && self.try_preempt(want, f, model) {
                     return;
                 }
             }
         }
-        let Some((reason, f)) = first else { return };
+        let Some((reason, f)) = first else {
+            if let Some(f) = too_small {
+                let reason = self.memory_reason(want, f);
+                self.wait(want, reason, None);
+            }
+            return;
+        };
         self.hold_for_starving(want, f, model, &reason);
         self.wait(want, reason, Some(f));
     }
@@ -82,16 +96,35 @@ impl Cycle<'_> {
         });
     }
 
-    /// An open slot where free plus releasing devices hold `tp`.
-    fn releasing_slot(&self, f: usize, tp: u32, model: usize) -> Option<usize> {
+    /// An open slot where free plus releasing devices hold the gang.
+    fn releasing_slot(&self, want: &Want, f: usize, model: usize) -> Option<usize> {
         self.releasing_slots[f].iter().copied().find(|&slot| {
             let s = &self.slots.slots[slot];
             s.releasing > 0
                 && !s.held
                 && !s.cordoned
-                && s.free.len() as u32 + s.releasing >= tp
-                && self.serves(s.node, model)
+                && s.free.len() as u32 + s.releasing >= want.tp
+                && self.usable(s, want, model)
         })
+    }
+
+    /// Why a job fits no device of `f`, the candidate with the most memory,
+    /// and the smallest larger power-of-two gang a node of it holds at
+    /// which one rank would fit.
+    fn memory_reason(&self, want: &Want, f: usize) -> PendingReason {
+        let largest = self.largest_memory[f];
+        let memory = self.view.pending[want.index()].memory;
+        let fits_at_tp = (1..=4)
+            .map(|doublings| want.tp << doublings)
+            .take_while(|&t| t <= self.largest_slot[f])
+            .find(|&t| memory.per_rank(t) <= largest);
+        PendingReason::Memory {
+            flavor: self.flavors.names[f].clone(),
+            tp: want.tp,
+            need_bytes: want.need,
+            largest_bytes: largest,
+            fits_at_tp,
+        }
     }
 
     fn capacity_reason(&self, f: usize, tp: u32, open: bool) -> PendingReason {
@@ -130,9 +163,7 @@ impl Cycle<'_> {
         // frees up; and the emptiest usable slot is held for it.
         self.quota.add(want.queue(), f, want.tp);
         self.starvation_holds += 1;
-        let node_models = &self.node_models;
-        let usable =
-            |s: &Slot| s.size >= want.tp && node_models[s.node].binary_search(&model).is_ok();
+        let usable = |s: &Slot| s.size >= want.tp && self.usable(s, want, model);
         if let Some(slot) = self.slots.emptiest(f, usable) {
             self.hold(slot);
         }

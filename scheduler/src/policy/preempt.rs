@@ -65,7 +65,7 @@ impl Cycle<'_> {
         let mut best: Option<(Cost, Vec<Victim>)> = None;
         for (slot, mut victims) in by_slot {
             let s = &self.slots.slots[slot];
-            if s.held || s.cordoned || !self.serves(s.node, model) {
+            if s.held || s.cordoned || !self.usable(s, job, model) {
                 continue;
             }
             let need = job.tp.saturating_sub(s.free.len() as u32 + s.releasing);

@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use genfleet_proto::models::gib;
+pub use genfleet_proto::models::MemoryNeed;
+
 /// Quality-of-service class; the order of the variants is their rank.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Qos {
@@ -92,6 +95,8 @@ pub struct GroupView {
     pub devices: Vec<u32>,
     /// The free ones among `devices`.
     pub free: Vec<u32>,
+    /// Memory a job may use on each device, bytes; 0: unknown (no limit).
+    pub memory_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +147,9 @@ pub struct PendingJob {
     pub nominated: bool,
     /// Submission order (ties broken by it: first come, first served).
     pub position: u64,
+    /// Device memory it needs (estimated from its model and video size);
+    /// unknown: no limit.
+    pub memory: MemoryNeed,
 }
 
 /// Everything a cycle decides from.
@@ -210,6 +218,19 @@ pub enum PendingReason {
     WaitingForPreemption { flavor: Arc<str> },
     /// Capacity is held for an older job that has waited too long.
     Reserved { flavor: Arc<str> },
+    /// No device of the flavors it may use has the memory one rank needs:
+    /// `flavor` is the one with the most.
+    Memory {
+        flavor: Arc<str>,
+        tp: u32,
+        /// Bytes one rank needs at `tp`.
+        need_bytes: u64,
+        /// The most any device of `flavor` offers.
+        largest_bytes: u64,
+        /// The smallest larger gang (a power of two that a node of
+        /// `flavor` holds) at which a rank would fit, if any.
+        fits_at_tp: Option<u32>,
+    },
 }
 
 impl PendingReason {
@@ -225,6 +246,7 @@ impl PendingReason {
             PendingReason::Cordoned { .. } => "cordoned",
             PendingReason::WaitingForPreemption { .. } => "waiting_for_preemption",
             PendingReason::Reserved { .. } => "reserved_for_older_job",
+            PendingReason::Memory { .. } => "memory",
         }
     }
 }
@@ -261,6 +283,24 @@ impl fmt::Display for PendingReason {
             }
             PendingReason::Reserved { flavor } => {
                 write!(f, "{flavor} capacity is held for an older job")
+            }
+            PendingReason::Memory {
+                flavor,
+                tp,
+                need_bytes,
+                largest_bytes,
+                fits_at_tp,
+            } => {
+                write!(
+                    f,
+                    "needs {} per device at tp {tp}; the largest {flavor} has {}: ask for ",
+                    gib(*need_bytes),
+                    gib(*largest_bytes)
+                )?;
+                match fits_at_tp {
+                    Some(t) => write!(f, "--tp {t} or a smaller size"),
+                    None => write!(f, "a smaller size (fewer frames or pixels)"),
+                }
             }
         }
     }

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use genfleet_scheduler::policy::{
-    ClusterView, Decision, FlavorQuota, GroupView, NodeView, PendingJob, Qos, QueueConfig,
-    RunningJob,
+    ClusterView, Decision, FlavorQuota, GroupView, MemoryNeed, NodeView, PendingJob, Qos,
+    QueueConfig, RunningJob,
 };
 
 pub const MINUTE: i64 = 60_000;
@@ -42,6 +42,7 @@ pub fn node(name: &str, flavor: &str, size: u32) -> NodeView {
             flavor: flavor.into(),
             devices: (0..size).collect(),
             free: (0..size).collect(),
+            memory_bytes: 0,
         }],
         simulated: true,
     }
@@ -59,6 +60,7 @@ pub fn pending(id: &str, queue: &str, qos: Qos, tp: u32) -> PendingJob {
         waiting_since_ms: 0,
         nominated: false,
         position: 0,
+        memory: MemoryNeed::default(),
     }
 }
 
