@@ -147,6 +147,19 @@ fn probe_path<'a>(c: &'a Value, probe: &str, what: &str) -> (&'a Value, &'a Valu
     (&get["path"], &get["port"])
 }
 
+/// Liveness on /healthz and readiness on /readyz, both on the metrics port
+/// (by name or number): the scheduler and the workers serve them there.
+fn assert_health_probes(c: &Value, metrics: u64, what: &str) {
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        let (p, port) = probe_path(c, probe, what);
+        assert_eq!(p, path, "{what}: {probe} path");
+        assert!(
+            port == "metrics" || port == metrics,
+            "{what}: {probe} on {port}, not the metrics port"
+        );
+    }
+}
+
 /// The base: scheduler StatefulSet, its Services, PDB, RBAC and settings.
 pub fn assert_scheduler(objects: &[Value], what: &str) {
     find(objects, "Namespace", "genfleet");
@@ -207,14 +220,7 @@ pub fn assert_scheduler(objects: &[Value], what: &str) {
         metrics,
         "{what}: metrics port"
     );
-    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
-        let (p, port) = probe_path(c, probe, what);
-        assert_eq!(p, path, "{what}: {probe} path");
-        assert!(
-            port == "metrics" || port == metrics,
-            "{what}: {probe} on {port}, not the metrics port"
-        );
-    }
+    assert_health_probes(c, metrics, what);
     assert_eq!(
         env(c, "POD_NAME", what)["valueFrom"]["fieldRef"]["fieldPath"],
         "metadata.name",
@@ -427,14 +433,7 @@ pub fn assert_worker(objects: &[Value], vendor: &Vendor) {
     let metrics = port_number(flag(c, "--metrics-listen", what), what);
     assert_eq!(metrics, 9091, "{what}: metrics on 9091");
     assert_eq!(container_port(c, "metrics", what), metrics, "{what}: port");
-    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
-        let (p, port) = probe_path(c, probe, what);
-        assert_eq!(p, path, "{what}: {probe} path");
-        assert!(
-            port == "metrics" || port == metrics,
-            "{what}: {probe} on {port}, not the metrics port"
-        );
-    }
+    assert_health_probes(c, metrics, what);
 
     // SIGTERM drains (checkpoints) within --drain-timeout; the pod must be
     // given longer than that before SIGKILL.
