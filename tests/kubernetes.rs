@@ -124,10 +124,10 @@ async fn api(State(recorded): State<Arc<Recorded>>, request: Request) -> Respons
 }
 
 /// Runs `check` on the CLI's output until it holds, for at most `secs`.
-fn eventually(secs: u64, what: &str, args: &[&str], check: impl Fn(&str) -> bool) -> String {
+async fn eventually(secs: u64, what: &str, args: &[&str], check: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let (ok, out, err) = cli(args);
+        let (ok, out, err) = tokio::task::block_in_place(|| cli(args));
         if ok && check(&out) {
             return out;
         }
@@ -135,7 +135,7 @@ fn eventually(secs: u64, what: &str, args: &[&str], check: impl Fn(&str) -> bool
             Instant::now() < deadline,
             "within {secs}s: {what}; last output: {out}{err}"
         );
-        std::thread::sleep(Duration::from_millis(200));
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -199,7 +199,8 @@ async fn the_leader_mirrors_kubernetes_through_a_real_api_connection() {
             out.lines()
                 .any(|l| l.contains("gpu-node-1") && l.contains("cordoned"))
         },
-    );
+    )
+    .await;
     // The GenQueue is a queue, and its status was written back.
     eventually(
         30,
@@ -209,7 +210,8 @@ async fn the_leader_mirrors_kubernetes_through_a_real_api_connection() {
             out.lines()
                 .any(|l| l.contains("team-k8s") && l.contains("lab"))
         },
-    );
+    )
+    .await;
     let patched = recorded.patched.notified();
     tokio::pin!(patched);
     patched.as_mut().enable();

@@ -30,4 +30,5 @@ pub mod spec;
 pub mod state;
 
 pub use error::Error;
+pub use leader::Sessions;
 pub use server::{Scheduler, SchedulerConfig, StatusReader};

@@ -299,6 +299,7 @@ impl Scheduler {
             loops.push(tokio::spawn(crate::kube::leader_loop(
                 client,
                 raft.clone(),
+                sessions.clone(),
                 metrics.clone(),
                 stop.clone(),
             )));

@@ -111,7 +111,18 @@ async fn a_genqueue_becomes_a_queue_the_policy_enforces_and_its_status_shows_usa
             let call = server
                 .expect(Method::PATCH, STATUS_PATH, "wrote the queue's status")
                 .await;
-            assert_eq!(call.content_type, "application/merge-patch+json");
+            // Server-side apply: fields left out are removed, not kept.
+            assert_eq!(call.content_type, "application/apply-patch+yaml");
+            assert!(
+                call.query.contains("fieldManager=genfleet-scheduler")
+                    && call.query.contains("force=true"),
+                "{}",
+                call.query
+            );
+            assert_eq!(
+                call.body["kind"], "GenQueue",
+                "an apply patch names its kind"
+            );
             let status = &call.body["status"];
             assert_eq!(status["conditions"][0]["type"], "Ready", "{status}");
             assert_eq!(status["conditions"][0]["status"], "True", "{status}");
@@ -359,15 +370,22 @@ async fn the_node_watcher_mirrors_cordons_and_requeues_lost_nodes_through_raft()
         .apply(register("gpu-node-2", "nvidia-h100-80gb", 8))
         .await;
     replica.apply(register("gpu-node-3", "cpu", 1)).await;
-    for (job, node) in [("j1", "gpu-node-1"), ("j2", "gpu-node-2")] {
+    for (job, node) in [
+        ("j1", "gpu-node-1"),
+        ("j2", "gpu-node-2"),
+        ("j3", "gpu-node-3"),
+    ] {
         replica.apply(submit(job, "default")).await;
         replica.apply(assign(job, node, 0)).await;
     }
     let (client, mut server) = client();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // No worker has a session: NotReady is taken at its word.
+    let sessions = Arc::new(genfleet_scheduler::Sessions::default());
     let watcher = tokio::spawn(nodes::run(
         client,
         replica.raft.clone(),
+        sessions,
         replica.metrics.clone(),
         async move {
             let _ = stop_rx.await;
@@ -449,8 +467,9 @@ async fn the_node_watcher_mirrors_cordons_and_requeues_lost_nodes_through_raft()
         })
         .await;
     replica
-        .wait_for("a deleted Node is down in genfleet", |s| {
+        .wait_for("a deleted Node's running job goes back to pending", |s| {
             s.node("gpu-node-3").is_some_and(|n| !n.up)
+                && s.job("j3").is_some_and(|j| j.state == JobState::Pending)
         })
         .await;
     let _ = stop_tx.send(());
@@ -487,6 +506,7 @@ async fn an_operators_cordon_survives_kubernetes_uncordon() {
     nodes::sync(
         &replica.raft,
         &replica.metrics,
+        &BTreeSet::new(),
         &[(facts.name.clone(), facts)].into(),
         &[],
         &mut tracker,

@@ -4,9 +4,10 @@
 //! does, so every replica sees the same result and a new leader takes over
 //! where the old one stopped.
 //!
-//! Switched on by `--kubernetes on`, or by `auto` (the default) when an
-//! in-cluster service account or a kubeconfig is found; without either,
-//! genfleet runs as it does outside Kubernetes and nothing here starts.
+//! Switched on by `--kubernetes on`, or by `auto` (the default) inside a
+//! pod (KUBERNETES_SERVICE_HOST is set); a kubeconfig alone never switches
+//! it on, so a scheduler started on a laptop does not start managing the
+//! GenQueues of whatever cluster the current context points at.
 
 pub mod genqueue;
 pub mod nodes;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::leader::Sessions;
 use crate::metrics::Metrics;
 use crate::raft::{ProposeError, RaftHandle};
 
@@ -39,7 +41,7 @@ pub enum KubeError {
 /// Whether to talk to Kubernetes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KubeMode {
-    /// When in-cluster config or a kubeconfig is found.
+    /// Inside a pod (in-cluster configuration).
     #[default]
     Auto,
     On,
@@ -58,17 +60,14 @@ impl std::str::FromStr for KubeMode {
     }
 }
 
-/// A client for `mode`: None when off, or when `auto` finds no cluster.
-/// `on` without a usable configuration is an error.
+/// A client for `mode`: None when off, or when `auto` runs outside a pod.
+/// `on` takes the in-cluster configuration or a kubeconfig, and without a
+/// usable one is an error.
 pub async fn client(mode: KubeMode) -> Result<Option<kube::Client>, KubeError> {
-    let configured = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
-        || std::env::var_os("KUBECONFIG").is_some()
-        || std::env::var_os("HOME")
-            .map(|home| std::path::Path::new(&home).join(".kube/config").exists())
-            .unwrap_or(false);
+    let in_a_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
     match mode {
         KubeMode::Off => Ok(None),
-        KubeMode::Auto if !configured => Ok(None),
+        KubeMode::Auto if !in_a_pod => Ok(None),
         KubeMode::Auto | KubeMode::On => match kube::Client::try_default().await {
             Ok(client) => Ok(Some(client)),
             Err(e) if mode == KubeMode::Auto => {
@@ -86,6 +85,7 @@ pub async fn client(mode: KubeMode) -> Result<Option<kube::Client>, KubeError> {
 pub async fn leader_loop(
     client: kube::Client,
     raft: RaftHandle,
+    sessions: Arc<Sessions>,
     metrics: Metrics,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -109,6 +109,7 @@ pub async fn leader_loop(
             nodes::run(
                 client.clone(),
                 raft.clone(),
+                sessions.clone(),
                 metrics.clone(),
                 stopped(lost.clone()),
             ),
@@ -124,13 +125,19 @@ pub async fn leader_loop(
             _ = stop.wait_for(|s| *s) => false,
         };
         if ended_by_themselves {
+            metrics.kube_node_label_mismatch.reset();
             // Their streams retry API errors, so this is rare: start again
             // after a pause rather than spin.
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
             continue;
         }
         let _ = lost_tx.send(true);
         // Let them finish what they were doing (a graceful controller stop).
         let _ = tokio::time::timeout(Duration::from_secs(5), controllers).await;
+        // Only the leader reports mismatches: a follower's would go stale.
+        metrics.kube_node_label_mismatch.reset();
     }
 }

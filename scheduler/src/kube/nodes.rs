@@ -4,9 +4,11 @@
 //! - `kubectl cordon` (spec.unschedulable) cordons the genfleet node of the
 //!   same name; `kubectl uncordon` lifts that cordon, never an operator's
 //!   `genfleet node cordon`.
-//! - A Node deleted, or turned NotReady, has its jobs requeued at once
-//!   instead of after the worker grace period (once per NotReady spell: a
-//!   worker that is still connected registers again and is not fought).
+//! - A Node deleted has its jobs requeued at once. A NotReady Node whose
+//!   worker has no session has them requeued at once instead of after the
+//!   worker grace period (Kubernetes confirms what the silence suggests);
+//!   while its worker is still connected, genfleet trusts the session (a
+//!   kubelet restart must not throw away running work). Once per spell.
 //! - The GPU labels of NVIDIA's GPU feature discovery and AMD's node
 //!   labeller are checked against what the node's worker registered; a
 //!   disagreement is logged and exported, and nothing is changed for it.
@@ -16,6 +18,7 @@
 //! ignored.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -24,6 +27,7 @@ use k8s_openapi::api::core::v1::Node as KubeNode;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 
+use crate::leader::Sessions;
 use crate::metrics::Metrics;
 use crate::raft::RaftHandle;
 use crate::state::{Node, State, CORDONED_BY_KUBERNETES};
@@ -102,8 +106,14 @@ pub struct Tracker {
     downed_not_ready: BTreeSet<String>,
 }
 
-/// The commands that bring genfleet's node in line with Kubernetes'.
-pub fn decide(facts: &NodeFacts, node: &Node, tracker: &mut Tracker) -> Vec<pb::command::Kind> {
+/// The commands that bring genfleet's node in line with Kubernetes';
+/// `connected`: its worker has a session with this leader.
+pub fn decide(
+    facts: &NodeFacts,
+    node: &Node,
+    connected: bool,
+    tracker: &mut Tracker,
+) -> Vec<pb::command::Kind> {
     let mut commands = Vec::new();
     let cordon = |cordoned| {
         pb::command::Kind::CordonNode(pb::CordonNode {
@@ -120,7 +130,7 @@ pub fn decide(facts: &NodeFacts, node: &Node, tracker: &mut Tracker) -> Vec<pb::
     }
     match facts.ready {
         Some(false) => {
-            if node.up && tracker.downed_not_ready.insert(node.name.clone()) {
+            if node.up && !connected && tracker.downed_not_ready.insert(node.name.clone()) {
                 commands.push(pb::command::Kind::NodeDown(pb::NodeDown {
                     node: node.name.clone(),
                     reason: "Kubernetes reports the node NotReady".into(),
@@ -191,17 +201,23 @@ fn tokens(s: &str) -> BTreeSet<String> {
 pub async fn sync(
     raft: &RaftHandle,
     metrics: &Metrics,
+    connected: &BTreeSet<String>,
     nodes: &BTreeMap<String, NodeFacts>,
     deleted: &[String],
     tracker: &mut Tracker,
 ) {
+    for name in deleted {
+        let _ = metrics
+            .kube_node_label_mismatch
+            .remove_label_values(&[name]);
+    }
     let commands: Vec<pb::command::Kind> = raft.read(|state| {
         let mut commands = Vec::new();
         for facts in nodes.values() {
             let Some(node) = state.node(&facts.name) else {
                 continue;
             };
-            commands.extend(decide(facts, node, tracker));
+            commands.extend(decide(facts, node, connected.contains(&node.name), tracker));
             report_mismatch(metrics, facts, node);
         }
         commands.extend(deleted_nodes(state, deleted));
@@ -256,6 +272,7 @@ fn report_mismatch(metrics: &Metrics, facts: &NodeFacts, node: &Node) {
 pub async fn run(
     client: Client,
     raft: RaftHandle,
+    sessions: Arc<Sessions>,
     metrics: Metrics,
     stop: impl std::future::Future<Output = ()>,
 ) {
@@ -281,7 +298,16 @@ pub async fn run(
             },
         };
         if mirror.listed {
-            sync(&raft, &metrics, &mirror.nodes, &deleted, &mut tracker).await;
+            let connected = sessions.connected();
+            sync(
+                &raft,
+                &metrics,
+                &connected,
+                &mirror.nodes,
+                &deleted,
+                &mut tracker,
+            )
+            .await;
         }
     }
 }
@@ -436,7 +462,7 @@ mod tests {
             ),
         ];
         for (name, facts, node, expected) in cases {
-            let got = summary(&decide(&facts, &node, &mut Tracker::default()));
+            let got = summary(&decide(&facts, &node, false, &mut Tracker::default()));
             assert_eq!(got, expected, "{name}");
         }
     }
@@ -446,12 +472,17 @@ mod tests {
         let node = genfleet_node("cpu", 1, None);
         let mut tracker = Tracker::default();
         let not_ready = facts(false, Some(false), None);
-        assert_eq!(summary(&decide(&not_ready, &node, &mut tracker)), ["down"]);
-        // The worker is still connected and registers again: not fought.
-        assert!(decide(&not_ready, &node, &mut tracker).is_empty());
-        decide(&facts(false, Some(true), None), &node, &mut tracker);
+        // A worker still connected is trusted over the kubelet.
+        assert!(decide(&not_ready, &node, true, &mut tracker).is_empty());
         assert_eq!(
-            summary(&decide(&not_ready, &node, &mut tracker)),
+            summary(&decide(&not_ready, &node, false, &mut tracker)),
+            ["down"]
+        );
+        // The same spell is not acted on twice.
+        assert!(decide(&not_ready, &node, false, &mut tracker).is_empty());
+        decide(&facts(false, Some(true), None), &node, false, &mut tracker);
+        assert_eq!(
+            summary(&decide(&not_ready, &node, false, &mut tracker)),
             ["down"],
             "a new spell"
         );

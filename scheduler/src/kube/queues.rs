@@ -17,7 +17,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use pb::JobState;
 
 use super::genqueue::{GenQueue, GenQueueStatus, QueueCondition};
@@ -30,8 +30,12 @@ use crate::state::{Rejection, State};
 pub const FINALIZER: &str = "genfleet.dev/queue";
 /// Usage changes with every job: the status is refreshed this often.
 pub const STATUS_REFRESH: Duration = Duration::from_secs(15);
-/// After a failed reconcile (not leader, API error, delete refused).
+/// After a failed reconcile (not leader, API error).
 const RETRY_AFTER: Duration = Duration::from_secs(10);
+/// A delete that waits for jobs asks again this often.
+const DELETE_RETRY: Duration = Duration::from_secs(30);
+/// Owns the status fields (server-side apply).
+const FIELD_MANAGER: &str = "genfleet-scheduler";
 
 pub struct QueueContext {
     pub client: Client,
@@ -58,6 +62,10 @@ pub async fn run(
 }
 
 fn error_policy(queue: Arc<GenQueue>, error: &KubeError, ctx: Arc<QueueContext>) -> Action {
+    if let KubeError::DeleteRefused { .. } = error {
+        // Not a failure: the status says why, and the finalizer waits.
+        return Action::requeue(DELETE_RETRY);
+    }
     tracing::warn!(queue = %queue.name_any(), %error, "GenQueue reconcile failed; retrying");
     ctx.metrics
         .kube_reconcile_errors
@@ -97,6 +105,15 @@ async fn apply(
             return Ok(Action::await_change());
         }
     };
+    if let Some(refused) = ready_condition(object)
+        .filter(|c| c.reason == "Rejected" && c.observed_generation == object.metadata.generation)
+    {
+        // This generation was refused already: say so again, propose nothing
+        // until the spec changes.
+        let refused = refused.clone();
+        write_status(api, object, &ctx.raft, refused).await?;
+        return Ok(Action::requeue(STATUS_REFRESH));
+    }
     let current = ctx
         .raft
         .read(|state| state.queues().find(|q| q.name == name).cloned());
@@ -173,13 +190,17 @@ async fn propose(
     Ok(applied.result.map(|_| ()))
 }
 
-/// The Ready condition, keeping its transition time while its status holds.
-fn condition(object: &GenQueue, ready: bool, reason: &str, message: &str) -> QueueCondition {
-    let status = if ready { "True" } else { "False" };
-    let since = object
+fn ready_condition(object: &GenQueue) -> Option<&QueueCondition> {
+    object
         .status
         .as_ref()
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+}
+
+/// The Ready condition, keeping its transition time while its status holds.
+fn condition(object: &GenQueue, ready: bool, reason: &str, message: &str) -> QueueCondition {
+    let status = if ready { "True" } else { "False" };
+    let since = ready_condition(object)
         .filter(|c| c.status == status)
         .map(|c| c.last_transition_time.clone())
         .unwrap_or_else(now_rfc3339);
@@ -199,7 +220,9 @@ fn now_rfc3339() -> String {
         .to_string()
 }
 
-/// Patches the status subresource, unless nothing changed.
+/// Writes the status subresource, unless nothing changed. Server-side
+/// apply, so fields left out (a flavor no longer in use, a budget removed)
+/// are removed, where a merge patch would keep them.
 async fn write_status(
     api: &Api<GenQueue>,
     object: &GenQueue,
@@ -213,8 +236,13 @@ async fn write_status(
     if object.status.as_ref() == Some(&status) {
         return Ok(());
     }
-    let patch = serde_json::json!({ "status": status });
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+    let patch = serde_json::json!({
+        "apiVersion": GenQueue::api_version(&()),
+        "kind": GenQueue::kind(&()),
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(&name, &params, &Patch::Apply(&patch))
         .await
         .map_err(KubeError::Api)?;
     Ok(())
