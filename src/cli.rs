@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use genfleet_worker::device::SimulatedGroup;
 
 pub const DEFAULT_SCHEDULER: &str = "http://127.0.0.1:7070";
 
@@ -167,8 +168,8 @@ pub struct SchedulerArgs {
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub preempt_timeout: Duration,
     /// Kubernetes integration on the leader (Nodes mirrored, GenQueues
-    /// reconciled): auto switches it on when in-cluster config or a
-    /// kubeconfig is found.
+    /// reconciled): auto switches it on inside a pod; on also takes a
+    /// kubeconfig.
     #[arg(long, env = "GENFLEET_KUBERNETES", default_value = "auto", value_parser = parse_kube_mode)]
     pub kubernetes: KubeMode,
     #[command(flatten)]
@@ -182,15 +183,15 @@ pub struct SchedulerArgs {
 #[command(next_help_heading = "Kubernetes StatefulSet")]
 pub struct StatefulSetArgs {
     /// The headless Service of the scheduler's StatefulSet; switches on
-    /// discovery (instead of --id, --peers and --join).
+    /// discovery (instead of --id and --peers; --join still forces a join).
     #[arg(long, env = "GENFLEET_PEER_SERVICE", value_name = "NAME")]
     pub peer_service: Option<String>,
     /// This pod's name, `<statefulset>-<ordinal>` [default: $HOSTNAME].
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
-    /// This pod's namespace.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-    pub pod_namespace: String,
+    /// This pod's namespace [default: the pod's service account namespace].
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub pod_namespace: Option<String>,
     /// The replicas the cluster was first created with; keep it when scaling
     /// (pods with a higher ordinal join).
     #[arg(long, env = "GENFLEET_INITIAL_REPLICAS", default_value_t = 3)]
@@ -304,11 +305,14 @@ pub struct WorkerArgs {
     /// for containers that mount the host's /sys elsewhere.
     #[arg(long, default_value = "/")]
     pub sysfs_root: PathBuf,
-    /// Offer simulated devices instead of real ones, e.g.
-    /// nvidia-h100-80gb:8 (repeatable): jobs advance at the scheduler's
-    /// estimated step rate and produce no video.
-    #[arg(long, value_parser = parse_simulated)]
-    pub simulate: Vec<(String, u32)>,
+    /// Offer simulated devices instead of real ones, FLAVOR:COUNT[:MEMORY],
+    /// e.g. nvidia-h100-80gb:8 or nvidia-l4:2:24GiB (repeatable): jobs
+    /// advance at the scheduler's estimated step rate and produce no video.
+    /// Without MEMORY a known flavor has its real size (h100-80gb 80GiB,
+    /// h200 141GiB, a100-80gb, a100-40gb, l4 24GiB, mi300x 192GiB); others
+    /// have no memory limit.
+    #[arg(long, value_parser = SimulatedGroup::parse)]
+    pub simulate: Vec<SimulatedGroup>,
     /// HTTP address for /metrics and /healthz.
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
@@ -451,35 +455,9 @@ pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
     Ok((side(w)?, side(h)?))
 }
 
-/// FLAVOR:COUNT for `genfleet worker --simulate`.
-pub fn parse_simulated(s: &str) -> Result<(String, u32), String> {
-    let (flavor, count) = s
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{s:?} is not FLAVOR:COUNT, e.g. nvidia-h100-80gb:8"))?;
-    let count = count
-        .trim()
-        .parse::<u32>()
-        .map_err(|_| format!("{count:?} in {s:?} is not a whole number of devices"))?;
-    Ok((flavor.trim().to_string(), count))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn simulated_devices_parse_or_say_why_not() {
-        assert_eq!(
-            parse_simulated("amd-mi300x:8"),
-            Ok(("amd-mi300x".to_string(), 8))
-        );
-        assert!(parse_simulated("amd-mi300x")
-            .unwrap_err()
-            .contains("FLAVOR:COUNT"));
-        assert!(parse_simulated("gpu:eight")
-            .unwrap_err()
-            .contains("whole number"));
-    }
 
     #[test]
     fn sizes_parse_or_say_why_not() {

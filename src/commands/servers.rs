@@ -91,6 +91,9 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             .map(|a| format!(" metrics=http://{a}/metrics"))
             .unwrap_or_default()
     );
+    for notice in worker.notices() {
+        println!("note: {notice}");
+    }
     worker.run(stopped(shutdown)).await;
     Ok(())
 }
@@ -175,7 +178,7 @@ fn membership(args: &SchedulerArgs) -> anyhow::Result<Membership> {
     let mut membership = statefulset::discover(&Discovery {
         pod_name: pod_name.trim().to_string(),
         service: service.clone(),
-        namespace: sts.pod_namespace.clone(),
+        namespace: pod_namespace(sts.pod_namespace.as_deref())?,
         cluster_domain: sts.cluster_domain.clone(),
         initial_replicas: sts.initial_replicas,
         port: args.listen.port(),
@@ -186,6 +189,26 @@ fn membership(args: &SchedulerArgs) -> anyhow::Result<Membership> {
     membership.join |= args.join;
     tracing::info!(pod = %pod_name, id = membership.id, join = membership.join, peers = ?membership.peers, "replica derived from its StatefulSet pod");
     Ok(membership)
+}
+
+/// Where a pod's service account says it runs.
+const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// The pod's namespace: as given, else its service account's; peers
+/// resolved in a guessed namespace would silently never answer.
+fn pod_namespace(given: Option<&str>) -> anyhow::Result<String> {
+    if let Some(namespace) = given {
+        return Ok(namespace.to_string());
+    }
+    std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE)
+        .map(|n| n.trim().to_string())
+        .ok()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--peer-service needs the pod's namespace: set POD_NAMESPACE (or --pod-namespace) from the downward API; {SERVICE_ACCOUNT_NAMESPACE} is not readable"
+            )
+        })
 }
 
 /// The host name, made a valid node name.

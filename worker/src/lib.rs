@@ -44,11 +44,11 @@ pub struct WorkerConfig {
     pub artifacts: String,
     /// Jobs that may run at once on the CPU.
     pub cpu_slots: u32,
-    /// Offer simulated devices instead: (flavor, count) groups. Jobs then
+    /// Offer simulated devices instead (flavor, count, memory). Jobs then
     /// advance at the leader's estimated step time and produce no video
     /// (as kwok does for Kubernetes nodes): for testing the scheduler at
     /// scale without the hardware.
-    pub simulate: Vec<(String, u32)>,
+    pub simulate: Vec<device::SimulatedGroup>,
     /// Longest wait between reconnect attempts.
     pub reconnect_max: Duration,
     /// On shutdown, the longest wait for running jobs to checkpoint and for
@@ -82,6 +82,8 @@ pub struct Worker {
     store: ArtifactStore,
     metrics: WorkerMetrics,
     gpus: Option<device::GpuWatch>,
+    /// What to tell the operator at start about GPUs not offered.
+    notices: Vec<String>,
 }
 
 impl Worker {
@@ -121,7 +123,13 @@ impl Worker {
         // can (this one runs every job on the CPU).
         let gpus = (!simulated).then(|| device::GpuWatch::open(&config.sysfs_root));
         for gpu in gpus.iter().flat_map(|w| w.gpus()) {
-            tracing::info!(vendor = gpu.vendor.label(), index = gpu.index, product = %gpu.product, flavor = %gpu.flavor, memory_bytes = gpu.memory_bytes, nvlink_peers = ?gpu.peers, "found a GPU; jobs run on the CPU in this build");
+            tracing::info!(vendor = gpu.vendor.label(), index = gpu.index, product = %gpu.product, flavor = %gpu.flavor, memory_bytes = gpu.memory_bytes, nvlink_peers = ?gpu.peers, "found a GPU");
+        }
+        let notices = gpus.as_ref().map_or_else(Vec::new, |w| {
+            device::gpu_notices(w.gpus(), cfg!(feature = "cuda"), config.cpu_slots)
+        });
+        for notice in &notices {
+            tracing::warn!("{notice}");
         }
         if let Some(watch) = &gpus {
             metrics.set_gpus(watch.gpus());
@@ -154,7 +162,14 @@ impl Worker {
             store,
             metrics,
             gpus,
+            notices,
         })
+    }
+
+    /// What the operator should know about GPUs found but not offered
+    /// (a build without CUDA, AMD GPUs), one line each; logged at start.
+    pub fn notices(&self) -> &[String] {
+        &self.notices
     }
 
     /// Checks that the artifact store takes writes (see [`ArtifactStore::check`]).

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use genfleet_worker::device::{amdgpu, gpu_groups, Telemetry, Vendor};
+use genfleet_worker::device::{amdgpu, gpu_groups, gpu_notices, Telemetry, Vendor};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -40,6 +40,47 @@ fn mi300x_cards_are_found_with_their_telemetry() {
         (groups[0].flavor.as_str(), groups[0].count),
         ("amd-mi300x", 2)
     );
+    assert_eq!(
+        groups[0].free_memory_bytes,
+        Some(191 << 30),
+        "the least free of the group: card0 uses 1 GiB"
+    );
+}
+
+#[test]
+fn amd_gpus_are_reported_not_offered_and_the_worker_says_why() {
+    let gpus = amdgpu::discover(&fixture("mi300x-node"));
+    // The same with or without CUDA: there is no ROCm backend to offer them.
+    for cuda in [false, true] {
+        let notices = gpu_notices(&gpus, cuda, 2);
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        let notice = &notices[0];
+        for expected in [
+            "2 amd GPU(s) (amd-mi300x)",
+            "no ROCm backend",
+            "2 CPU device(s)",
+        ] {
+            assert!(notice.contains(expected), "{notice}");
+        }
+    }
+    // NVIDIA GPUs in a build without CUDA: said once, with the way out.
+    let mut nvidia = gpus.clone();
+    for gpu in &mut nvidia {
+        gpu.vendor = Vendor::Nvidia;
+        gpu.flavor = "nvidia-h100-80gb".into();
+    }
+    let notices = gpu_notices(&nvidia, false, 1);
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(
+        notices[0].contains("no CUDA") && notices[0].contains("--features cuda"),
+        "{}",
+        notices[0]
+    );
+    assert!(
+        gpu_notices(&nvidia, true, 1).is_empty(),
+        "a CUDA build offers them"
+    );
+    assert!(gpu_notices(&[], false, 1).is_empty());
 }
 
 #[test]

@@ -48,6 +48,27 @@ pub fn flavor(vendor: &str, product: &str) -> String {
     name.trim_end_matches('-').to_string()
 }
 
+/// Memory of one device of the flavors whose size is public, bytes (for
+/// simulated devices; real ones report theirs). The sizes are the ones the
+/// product names state, in GiB.
+const KNOWN_MEMORY_GIB: &[(&str, u64)] = &[
+    ("nvidia-h100-80gb", 80),
+    ("nvidia-h100-pcie", 80),
+    ("nvidia-h200", 141),
+    ("nvidia-a100-80gb", 80),
+    ("nvidia-a100-40gb", 40),
+    ("nvidia-l4", 24),
+    ("amd-mi300x", 192),
+];
+
+/// The memory of one device of `flavor`, if this table knows it.
+pub fn known_memory_bytes(flavor: &str) -> Option<u64> {
+    KNOWN_MEMORY_GIB
+        .iter()
+        .find(|(name, _)| *name == flavor)
+        .map(|(_, gib)| gib << 30)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,21 +98,66 @@ impl GpuWatch {
 }
 
 /// GPUs grouped by flavor as the scheduler sees them: identical devices,
-/// with the memory of one.
+/// with the memory of one and the least any of them has free now (where
+/// the driver reports what is used).
 pub fn gpu_groups(gpus: &[GpuInfo]) -> Vec<pb::DeviceGroup> {
     let mut groups: Vec<pb::DeviceGroup> = Vec::new();
     for gpu in gpus {
+        let free = gpu
+            .telemetry
+            .memory_used_bytes
+            .map(|used| gpu.memory_bytes.saturating_sub(used));
         match groups.iter_mut().find(|g| g.flavor == gpu.flavor) {
-            Some(group) => group.count += 1,
+            Some(group) => {
+                group.count += 1;
+                group.free_memory_bytes = match (group.free_memory_bytes, free) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
             None => groups.push(pb::DeviceGroup {
                 flavor: gpu.flavor.clone(),
                 count: 1,
                 memory_bytes: gpu.memory_bytes,
                 simulated: false,
+                free_memory_bytes: free,
             }),
         }
     }
     groups
+}
+
+/// What an operator should know about the GPUs this build found but does
+/// not offer, one line per vendor (empty when there is nothing to say).
+/// `cuda`: whether the build has the `cuda` feature; `cpu_slots`: what it
+/// offers instead.
+pub fn gpu_notices(gpus: &[GpuInfo], cuda: bool, cpu_slots: u32) -> Vec<String> {
+    let mut notices = Vec::new();
+    for vendor in [Vendor::Nvidia, Vendor::Amd] {
+        let found: Vec<&GpuInfo> = gpus.iter().filter(|g| g.vendor == vendor).collect();
+        let Some(first) = found.first() else {
+            continue;
+        };
+        let what = format!(
+            "{} {} GPU(s) ({})",
+            found.len(),
+            vendor.label(),
+            first.flavor
+        );
+        match vendor {
+            Vendor::Nvidia if cuda => {}
+            Vendor::Nvidia => notices.push(format!(
+                "found {what}, but this build has no CUDA (built without the `cuda` feature): \
+                 they are reported and watched, not offered; jobs run on {cpu_slots} CPU \
+                 device(s). Build with `--features cuda` to run jobs on them."
+            )),
+            Vendor::Amd => notices.push(format!(
+                "found {what}: candle has no ROCm backend, so they are reported and watched, \
+                 not offered; jobs run on {cpu_slots} CPU device(s)."
+            )),
+        }
+    }
+    notices
 }
 
 /// Where amdgpu's sysfs is on a real node.
@@ -125,12 +170,69 @@ pub const CPU_FLAVOR: &str = "cpu";
 
 /// The node's device groups: `cpu_slots` CPU devices (jobs that may run at once).
 pub fn discover(cpu_slots: u32) -> Vec<pb::DeviceGroup> {
+    // The host's memory bounds every job on it (the slots share it: a
+    // job is kept off a node too small for it alone, not packed).
     vec![pb::DeviceGroup {
         flavor: CPU_FLAVOR.to_string(),
         count: cpu_slots,
         memory_bytes: total_memory_bytes().unwrap_or(0),
         simulated: false,
+        free_memory_bytes: None,
     }]
+}
+
+/// A group of simulated devices: `--simulate FLAVOR:COUNT[:MEMORY]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimulatedGroup {
+    pub flavor: String,
+    pub count: u32,
+    /// Memory of one device; `None`: the flavor's known size
+    /// ([`flavor::known_memory_bytes`]), or no limit for unknown flavors.
+    pub memory_bytes: Option<u64>,
+}
+
+impl SimulatedGroup {
+    /// Parses `FLAVOR:COUNT` or `FLAVOR:COUNT:MEMORY`, e.g.
+    /// `nvidia-l4:2:24GiB` (memory in MiB, GiB or TiB; decimals allowed).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let usage =
+            || format!("{s:?} is not FLAVOR:COUNT[:MEMORY], e.g. nvidia-l4:2 or nvidia-l4:2:24GiB");
+        let mut parts = s.split(':').map(str::trim);
+        let (Some(flavor), Some(count)) = (parts.next(), parts.next()) else {
+            return Err(usage());
+        };
+        let memory = parts.next();
+        if parts.next().is_some() {
+            return Err(usage());
+        }
+        let count = count
+            .parse::<u32>()
+            .map_err(|_| format!("{count:?} in {s:?} is not a whole number of devices"))?;
+        let memory_bytes = memory
+            .map(|m| parse_memory(m).map_err(|e| format!("{e} (in {s:?})")))
+            .transpose()?;
+        Ok(Self {
+            flavor: flavor.to_string(),
+            count,
+            memory_bytes,
+        })
+    }
+}
+
+/// `24GiB`, `512MiB`, `1.5TiB` as bytes.
+fn parse_memory(text: &str) -> Result<u64, String> {
+    let bad = || format!("memory {text:?}: give it like 24GiB, 80GiB or 512MiB");
+    let units = [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20)];
+    let (number, unit) = units
+        .iter()
+        .find_map(|(suffix, unit)| text.strip_suffix(suffix).map(|n| (n.trim(), *unit)))
+        .ok_or_else(bad)?;
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let bytes = value * unit as f64;
+    if !bytes.is_finite() || bytes < f64::from(1u32 << 20) || bytes > (1u64 << 50) as f64 {
+        return Err(format!("memory {text:?}: give between 1MiB and 1024TiB"));
+    }
+    Ok(bytes as u64)
 }
 
 /// Most device groups and devices per group a simulated node may claim
@@ -138,8 +240,11 @@ pub fn discover(cpu_slots: u32) -> Vec<pb::DeviceGroup> {
 const MAX_SIMULATED_GROUPS: usize = 16;
 const MAX_SIMULATED_DEVICES: u32 = 64;
 
-/// Device groups for `genfleet worker --simulate FLAVOR:COUNT`, checked.
-pub fn simulated(groups: &[(String, u32)]) -> Result<Vec<pb::DeviceGroup>, String> {
+/// Device groups for `genfleet worker --simulate FLAVOR:COUNT[:MEMORY]`,
+/// checked; each device has the memory given, or its flavor's known size
+/// (no limit for a flavor of unknown size: the scheduler then places any
+/// job there).
+pub fn simulated(groups: &[SimulatedGroup]) -> Result<Vec<pb::DeviceGroup>, String> {
     if groups.len() > MAX_SIMULATED_GROUPS {
         return Err(format!(
             "{} simulated device groups; at most {MAX_SIMULATED_GROUPS}",
@@ -148,7 +253,7 @@ pub fn simulated(groups: &[(String, u32)]) -> Result<Vec<pb::DeviceGroup>, Strin
     }
     groups
         .iter()
-        .map(|(flavor, count)| {
+        .map(|SimulatedGroup { flavor, count, memory_bytes }| {
             if !pb::is_valid_name(flavor) {
                 return Err(format!("simulated flavor {flavor:?} is not a valid name"));
             }
@@ -157,11 +262,16 @@ pub fn simulated(groups: &[(String, u32)]) -> Result<Vec<pb::DeviceGroup>, Strin
                     "{count} simulated {flavor} devices: give between 1 and {MAX_SIMULATED_DEVICES}"
                 ));
             }
+            let memory_bytes = memory_bytes.or_else(|| flavor::known_memory_bytes(flavor));
+            if memory_bytes.is_none() {
+                tracing::warn!(%flavor, "simulated flavor of unknown memory size: no memory limit in placement; give one as FLAVOR:COUNT:MEMORY");
+            }
             Ok(pb::DeviceGroup {
                 flavor: flavor.clone(),
                 count: *count,
-                memory_bytes: 0,
+                memory_bytes: memory_bytes.unwrap_or(0),
                 simulated: true,
+                free_memory_bytes: None,
             })
         })
         .collect()
@@ -173,4 +283,58 @@ fn total_memory_bytes() -> Option<u64> {
     let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simulated_groups_parse_or_say_why_not() {
+        let l4 = SimulatedGroup::parse("nvidia-l4:2:24GiB").expect("valid");
+        assert_eq!(
+            l4,
+            SimulatedGroup {
+                flavor: "nvidia-l4".into(),
+                count: 2,
+                memory_bytes: Some(24 << 30),
+            }
+        );
+        assert_eq!(
+            SimulatedGroup::parse("amd-mi300x:8").map(|g| g.memory_bytes),
+            Ok(None)
+        );
+        assert_eq!(
+            SimulatedGroup::parse("x:1:1.5GiB").map(|g| g.memory_bytes),
+            Ok(Some(3 << 29))
+        );
+        for (bad, expected) in [
+            ("amd-mi300x", "FLAVOR:COUNT[:MEMORY]"),
+            ("a:1:2:3", "FLAVOR:COUNT[:MEMORY]"),
+            ("gpu:eight", "whole number"),
+            ("nvidia-l4:1:24G", "like 24GiB"),
+            ("nvidia-l4:1:lotsGiB", "like 24GiB"),
+            ("nvidia-l4:1:0GiB", "between 1MiB"),
+        ] {
+            let err = SimulatedGroup::parse(bad).expect_err(bad);
+            assert!(err.contains(expected), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn simulated_devices_have_their_flavors_memory() {
+        let group = |flavor: &str, memory_bytes| SimulatedGroup {
+            flavor: flavor.into(),
+            count: 1,
+            memory_bytes,
+        };
+        let groups = simulated(&[
+            group("nvidia-h100-80gb", None),
+            group("nvidia-l4", Some(16 << 30)),
+            group("acme-x1", None),
+        ])
+        .expect("valid");
+        let memory: Vec<u64> = groups.iter().map(|g| g.memory_bytes).collect();
+        assert_eq!(memory, [80 << 30, 16 << 30, 0], "known, given, unknown");
+    }
 }

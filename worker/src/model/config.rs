@@ -185,6 +185,88 @@ mod tests {
         assert!((1.1..1.5).contains(&billions), "{billions} B parameters");
     }
 
+    /// The scheduler sizes jobs from `genfleet_proto::models` (it does not
+    /// link candle): its table must be these presets, and its parameter
+    /// counts what the model here builds.
+    #[test]
+    fn the_schedulers_memory_table_agrees_with_the_presets() {
+        use candle_core::{DType, Device};
+        use genfleet_proto::models::{model_shape, MODEL_SHAPES};
+
+        assert_eq!(MODEL_SHAPES.len(), PRESETS.len());
+        for name in PRESETS {
+            let c = ModelConfig::preset(name).expect("preset");
+            let s = model_shape(name).expect("in the scheduler's table");
+            let shape =
+                |dim, ffn_dim, heads, depth, freq_dim| (dim, ffn_dim, heads, depth, freq_dim);
+            assert_eq!(
+                shape(c.dim, c.ffn_dim, c.heads, c.depth, c.freq_dim),
+                shape(s.dim, s.ffn_dim, s.heads, s.depth, s.freq_dim),
+                "{name}"
+            );
+            assert_eq!(
+                (c.latent_channels, c.patch, c.vae_stride, c.decoder_channels),
+                (s.latent_channels, s.patch, s.vae_stride, s.decoder_channels),
+                "{name}"
+            );
+            assert_eq!(
+                (
+                    c.text_vocab,
+                    c.text_dim,
+                    c.text_layers,
+                    c.text_heads,
+                    c.text_len
+                ),
+                (
+                    s.text_vocab,
+                    s.text_dim,
+                    s.text_layers,
+                    s.text_heads,
+                    s.text_len
+                ),
+                "{name}"
+            );
+            // Weights are loaded as f32 (weights.rs).
+            assert_eq!(s.weight_bytes, DType::F32.size_in_bytes(), "{name}");
+        }
+        // Every preset is the same architecture: count the small ones' tensors.
+        let split = [
+            "attn.q.weight",
+            "attn.q.bias",
+            "attn.k.weight",
+            "attn.k.bias",
+            "attn.v.weight",
+            "attn.v.bias",
+            "attn.o.weight",
+            "ffn.0.weight",
+            "ffn.0.bias",
+            "ffn.2.weight",
+        ];
+        for name in ["tiny", "small"] {
+            let init = super::super::weights::SeededInit::new(1);
+            let vb = candle_nn::VarBuilder::from_backend(
+                Box::new(init.clone()),
+                DType::F32,
+                Device::Cpu,
+            );
+            let config = ModelConfig::preset(name).expect("preset");
+            super::super::Pipeline::build(&config, vb).expect("builds");
+            let tensors = init.tensors();
+            let total: usize = tensors.values().map(|t| t.elem_count()).sum();
+            let sharded: usize = tensors
+                .iter()
+                .filter(|(n, _)| n.starts_with("blocks.") && split.iter().any(|s| n.ends_with(s)))
+                .map(|(_, t)| t.elem_count())
+                .sum();
+            let s = model_shape(name).expect("in the table");
+            assert_eq!(
+                (total, sharded),
+                (s.parameters(), s.sharded_parameters()),
+                "{name}: (all parameters, split ones)"
+            );
+        }
+    }
+
     #[test]
     fn latent_frames_follow_the_causal_vae() {
         let tiny = ModelConfig::preset("tiny").expect("preset");
