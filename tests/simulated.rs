@@ -6,7 +6,7 @@ mod common;
 
 use common::{
     cli, client, http_get, init_model, metric, small_spec, start_scheduler, start_worker,
-    start_worker_with, submit, watch_to_end,
+    start_worker_with, submit, watch_to_end, watch_until,
 };
 use genfleet_proto as pb;
 
@@ -80,12 +80,70 @@ async fn simulated_gpus_take_the_work_their_flavor_is_best_for() {
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_too_big_for_the_devices_memory_waits_and_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models");
+    init_model(&models);
+    let scheduler = start_scheduler(&dir.path().join("scheduler"), "127.0.0.1:0", &[]);
+    let endpoint = scheduler.endpoint.clone();
+    let artifacts = dir.path().join("artifacts");
+    // One L4: 24 GiB, the flavor's known size.
+    let (_l4, _) = start_worker_with(
+        &endpoint,
+        "l4-node",
+        &models,
+        &artifacts,
+        &["--simulate", "nvidia-l4:1"],
+    );
+
+    // Wan2.1-1.3B at 720p, 81 frames, needs about 34.6 GiB on one device.
+    let mut jobs = client(&endpoint).await;
+    let big = pb::JobSpec {
+        model: "wan2.1-1.3b".into(),
+        frames: 81,
+        width: 1280,
+        height: 720,
+        ..small_spec("a long 720p video", 4)
+    };
+    let big = submit(&mut jobs, big).await;
+    let waiting = watch_until(&mut jobs, &big.id, "the big job waits for memory", |j| {
+        j.pending_reason.contains("per device")
+    })
+    .await;
+    assert_eq!(waiting.state(), pb::JobState::Pending, "{waiting:?}");
+    let reason = &waiting.pending_reason;
+    assert!(
+        reason.starts_with("needs ")
+            && reason.contains("GiB per device at tp 1; the largest nvidia-l4 has 24.0 GiB")
+            && reason.contains("a smaller size"),
+        "{reason}"
+    );
+    assert_eq!(waiting.eta_seconds, None, "no end of other work makes room");
+
+    // A small job runs on the same device meanwhile.
+    let small = submit(&mut jobs, small_spec("a small one", 5)).await;
+    let (small, _) = watch_to_end(&mut jobs, &small.id, 120).await;
+    assert_eq!(small.state(), pb::JobState::Completed, "{small:?}");
+    assert_eq!(small.node, "l4-node");
+
+    // The CLI shows the reason.
+    for args in [vec!["get", big.id.as_str()], vec!["jobs"]] {
+        let mut args = args;
+        args.extend(["--scheduler", &endpoint]);
+        let (ok, out, err) = cli(&args);
+        assert!(ok, "{args:?}: {err}");
+        assert!(out.contains("the largest nvidia-l4 has 24.0 GiB"), "{args:?}: {out}");
+    }
+}
+
 #[test]
 fn bad_simulated_devices_are_refused_at_start() {
     for (flag, expected) in [
         ("gpu", "FLAVOR:COUNT"),
         ("NVIDIA:8", "not a valid name"),
         ("cpu:0", "between 1 and 64"),
+        ("nvidia-l4:1:24G", "like 24GiB"),
     ] {
         let (ok, _, err) = cli(&[
             "worker",
