@@ -318,6 +318,8 @@ fn bad_discovery_settings_stop_the_scheduler_with_what_to_change() {
             "127.0.0.1:0",
             "--peer-service",
             "genfleet-scheduler-peers",
+            "--pod-namespace",
+            "genfleet",
         ];
         args.extend_from_slice(extra);
         let (ok, out, err) = cli(&args);
@@ -328,6 +330,25 @@ fn bad_discovery_settings_stop_the_scheduler_with_what_to_change() {
         assert!(
             err.contains(hint),
             "{scenario}: {err:?} should say {hint:?}"
+        );
+    }
+    // Outside a pod nothing says the namespace: refused rather than guessed.
+    if !std::path::Path::new("/var/run/secrets/kubernetes.io/serviceaccount/namespace").exists() {
+        let out = std::process::Command::new(BIN)
+            .args(["scheduler", "--data-dir", &data, "--listen", "127.0.0.1:0"])
+            .args([
+                "--peer-service",
+                "genfleet-scheduler-peers",
+                "--pod-name",
+                "genfleet-scheduler-0",
+            ])
+            .env_remove("POD_NAMESPACE")
+            .output()
+            .expect("run genfleet");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("POD_NAMESPACE"),
+            "{err}"
         );
     }
     assert!(
