@@ -2,7 +2,7 @@
 # Builds the GPU binary (`genfleet` with the `cuda` feature: candle's CUDA
 # kernels, cuBLAS, NCCL) on a machine without a GPU or a CUDA toolkit, so that
 # every change keeps the GPU build compiling. Not part of .ci/test.sh: the cold
-# kernel build takes about half an hour on two cores. Run it before resolving
+# build takes about 40 minutes on two busy cores. Run it before resolving
 # GPU work; reruns are incremental as long as the target directory is kept.
 #
 # What it does, each step skipped when already done (idempotent):
@@ -40,10 +40,12 @@
 # target/gpu-cc<N> for the others.
 #
 # At run time the binary needs libcuda.so.1 (the NVIDIA driver), and
-# libcudart.so.13, libcublas.so.13, libcublasLt.so.13, libcurand.so.10,
-# libnvrtc.so.13 and libnccl.so.2 from a CUDA 13 installation (a system
-# toolkit, or the same wheels in the GPU machine's Python, through
-# LD_LIBRARY_PATH). Never copy these libraries with the binary: cuBLASLt
+# libcudart.so.13, libcublas.so.13 (with libcublasLt.so.13) and
+# libcurand.so.10 from a CUDA 13 installation (a system toolkit, or the same
+# wheels in the GPU machine's Python, through LD_LIBRARY_PATH); libnccl.so.2
+# and libnvrtc.so.13 too once the code calls them (the linker keeps only the
+# libraries whose symbols are used). It binds every symbol at start
+# (BIND_NOW): a library older than the one linked here stops it at once. Never copy these libraries with the binary: cuBLASLt
 # alone is over 500 MB.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
