@@ -39,8 +39,8 @@ fn register(node: &str, instance: &str, devices: u32) -> pb::command::Kind {
         devices: vec![pb::DeviceGroup {
             flavor: "cpu".into(),
             count: devices,
-            memory_bytes: 0,
-            free_memory_bytes: None,
+            memory_bytes: 24 << 30,
+            free_memory_bytes: Some(20 << 30),
             simulated: false,
         }],
         models: vec!["tiny".into()],
@@ -405,6 +405,12 @@ fn a_snapshot_restores_an_equal_state() {
     assert_eq!(restored.applied_index(), s.applied_index());
     assert_eq!(format!("{:?}", restored.jobs), format!("{:?}", s.jobs));
     assert_eq!(format!("{:?}", restored.nodes), format!("{:?}", s.nodes));
+    let group = &restored.nodes["n1"].devices[0];
+    assert_eq!(
+        (group.memory_bytes, group.free_memory_bytes),
+        (24 << 30, Some(20 << 30)),
+        "device memory survives for placement"
+    );
     assert_eq!(restored.pending, s.pending, "pending order rebuilt");
     assert_eq!(restored.members, s.members);
     // The restored state goes on exactly like the original.
