@@ -29,6 +29,15 @@ fn genqueue(object: Value) -> Arc<GenQueue> {
     Arc::new(serde_json::from_value(object).expect("a GenQueue"))
 }
 
+/// The recorded team-a GenQueue with `section.key` left out.
+fn team_a_without(section: &str, key: &str) -> Value {
+    let mut object = fixture("genqueue-team-a.json");
+    if let Some(fields) = object[section].as_object_mut() {
+        fields.remove(key);
+    }
+    object
+}
+
 fn context(replica: &Replica, client: kube::Client) -> Arc<QueueContext> {
     Arc::new(QueueContext {
         client,
@@ -60,11 +69,7 @@ async fn reconcile_with(
 async fn a_new_genqueue_gets_the_finalizer_before_anything_else() {
     let replica = Replica::start().await;
     let (client, server) = client();
-    let mut object = fixture("genqueue-team-a.json");
-    object["metadata"]
-        .as_object_mut()
-        .expect("metadata")
-        .remove("finalizers");
+    let object = team_a_without("metadata", "finalizers");
     let (result, _server) = reconcile_with(
         genqueue(object.clone()),
         context(&replica, client),
@@ -211,12 +216,8 @@ async fn a_genqueue_becomes_a_queue_the_policy_enforces_and_its_status_shows_usa
 async fn a_spec_the_state_machine_refuses_is_reported_not_applied() {
     let replica = Replica::start().await;
     let (client, server) = client();
-    let mut object = fixture("genqueue-team-a.json");
     // Borrowing needs a cohort to borrow from.
-    object["spec"]
-        .as_object_mut()
-        .expect("spec")
-        .remove("cohort");
+    let object = team_a_without("spec", "cohort");
     let (result, _server) = reconcile_with(
         genqueue(object.clone()),
         context(&replica, client),
