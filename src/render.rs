@@ -4,6 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use genfleet_proto as pb;
 use indicatif::{ProgressBar, ProgressStyle};
+use pb::models::gib;
 use pb::JobState;
 
 /// A path for `file://` URIs, the URI otherwise.
@@ -155,7 +156,13 @@ pub fn node_table(nodes: &[pb::NodeInfo]) -> String {
                 .iter()
                 .map(|g| {
                     let simulated = if g.simulated { " (simulated)" } else { "" };
-                    format!("{}x{}{simulated}", g.count, g.flavor)
+                    // Memory of each device, and what was free at registration.
+                    let memory = match (g.memory_bytes, g.free_memory_bytes) {
+                        (0, _) => String::new(),
+                        (total, Some(free)) => format!(" {} ({} free)", gib(total), gib(free)),
+                        (total, None) => format!(" {}", gib(total)),
+                    };
+                    format!("{}x{}{memory}{simulated}", g.count, g.flavor)
                 })
                 .collect();
             let total: u32 = n.devices.iter().map(|g| g.count).sum();

@@ -133,8 +133,14 @@ async fn a_job_too_big_for_the_devices_memory_waits_and_says_why() {
         args.extend(["--scheduler", &endpoint]);
         let (ok, out, err) = cli(&args);
         assert!(ok, "{args:?}: {err}");
-        assert!(out.contains("the largest nvidia-l4 has 24.0 GiB"), "{args:?}: {out}");
+        assert!(
+            out.contains("the largest nvidia-l4 has 24.0 GiB"),
+            "{args:?}: {out}"
+        );
     }
+    let (ok, out, err) = cli(&["node", "list", "--scheduler", &endpoint]);
+    assert!(ok, "{err}");
+    assert!(out.contains("1xnvidia-l4 24.0 GiB (simulated)"), "{out}");
 }
 
 #[test]
