@@ -97,11 +97,11 @@ async fn a_job_too_big_for_the_devices_memory_waits_and_says_why() {
         &["--simulate", "nvidia-l4:1"],
     );
 
-    // Wan2.1-1.3B at 720p, 81 frames, needs about 34.6 GiB on one device.
+    // Wan2.1-1.3B (bf16) at 720p, 129 frames, needs about 27.8 GiB on one device.
     let mut jobs = client(&endpoint).await;
     let big = pb::JobSpec {
         model: "wan2.1-1.3b".into(),
-        frames: 81,
+        frames: 129,
         width: 1280,
         height: 720,
         ..small_spec("a long 720p video", 4)

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use candle_core::safetensors::Load;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use safetensors::SafeTensors;
 
 use super::pipeline::GenerateRequest;
@@ -55,7 +55,14 @@ impl Checkpoint {
             (STEP.to_string(), self.step.to_string()),
             (FINGERPRINT.to_string(), fingerprint(model, request)),
         ]);
-        safetensors::serialize([(LATENT, &self.latent)], Some(metadata))
+        // Host f32 whatever the device: a checkpoint made on a GPU resumes
+        // on the CPU, and the reverse.
+        let latent = self
+            .latent
+            .to_device(&Device::Cpu)
+            .and_then(|l| l.to_dtype(DType::F32))
+            .map_err(|e| damaged(format!("cannot read the latent back: {e}")))?;
+        safetensors::serialize([(LATENT, &latent)], Some(metadata))
             .map_err(|e| damaged(format!("cannot serialize the latent: {e}")))
     }
 
@@ -98,7 +105,9 @@ impl Checkpoint {
             )));
         }
         let latent = view
-            .load(device)
+            .load(&Device::Cpu)
+            .and_then(|l| l.to_dtype(DType::F32))
+            .and_then(|l| l.to_device(device))
             .map_err(|e| damaged(format!("unreadable latent: {e}")))?;
         Ok(Self { step, latent })
     }

@@ -6,7 +6,30 @@
 //! self-attention with 3D RoPE and QK RMSNorm, cross-attention to text
 //! tokens, adaLN-style modulation from the timestep, flow matching.
 
+use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
+
+/// The number format a model computes in on an accelerator. The CPU
+/// always computes in f32: candle's CPU kernels (and the fused ones in
+/// `cpu_kernels`) are fast in f32 only, and the exactness tests run there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// bfloat16: half the memory and the tensor cores' rate, 8 bits of
+    /// mantissa (what Wan2.1 and most video DiTs are served in).
+    Bf16,
+}
+
+impl Precision {
+    pub fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::Bf16 => DType::BF16,
+        }
+    }
+}
 
 /// The shape of one model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +62,10 @@ pub struct ModelConfig {
     pub rope_theta: f64,
     /// Timestep shift of the flow-matching schedule (Wan2.1 uses 5 at 480p).
     pub sample_shift: f64,
+    /// What it computes in on a GPU (model directories written before this
+    /// field existed compute in f32).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// Names of the built-in presets, smallest first.
@@ -66,6 +93,14 @@ impl ModelConfig {
             eps: 1e-6,
             rope_theta: 10_000.0,
             sample_shift: 5.0,
+            // The small presets stay f32 on GPUs too, so that a GPU run can
+            // be compared with the CPU's closely; the large ones are served
+            // as real models are.
+            precision: if dim >= 512 {
+                Precision::Bf16
+            } else {
+                Precision::F32
+            },
         };
         match name {
             // Runs a 256x256, 17-frame video in seconds on two CPU cores.
@@ -90,6 +125,15 @@ impl ModelConfig {
                 ..base(1536, 8960, 12, 30)
             }),
             _ => None,
+        }
+    }
+
+    /// The dtype weights and activations have on `device`.
+    pub fn dtype_on(&self, device: &Device) -> DType {
+        if device.is_cpu() {
+            DType::F32
+        } else {
+            self.precision.dtype()
         }
     }
 
@@ -226,8 +270,12 @@ mod tests {
                 ),
                 "{name}"
             );
-            // Weights are loaded as f32 (weights.rs).
-            assert_eq!(s.weight_bytes, DType::F32.size_in_bytes(), "{name}");
+            // Weights are loaded in the preset's precision on a GPU.
+            assert_eq!(
+                s.weight_bytes,
+                c.precision.dtype().size_in_bytes(),
+                "{name}"
+            );
         }
         // Every preset is the same architecture: count the small ones' tensors.
         let split = [

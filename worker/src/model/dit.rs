@@ -215,7 +215,7 @@ impl Dit {
             &self
                 .time_embedding
                 .0
-                .forward(&sinusoidal(t, self.config.freq_dim)?)?
+                .forward(&sinusoidal(t, self.config.freq_dim)?.to_dtype(x.dtype())?)?
                 .silu()?,
         )?;
         let e0 = self
@@ -229,6 +229,7 @@ impl Dit {
             self.config.rope_theta,
             x.device(),
         )?;
+        let rope = (rope.0.to_dtype(x.dtype())?, rope.1.to_dtype(x.dtype())?);
         let mut h = tokens;
         for block in &self.blocks {
             h = block.forward(&h, &e0, text, bias, &rope)?;

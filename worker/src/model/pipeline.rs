@@ -87,6 +87,7 @@ pub struct Pipeline {
     dit: Dit,
     decoder: Decoder,
     device: Device,
+    dtype: DType,
 }
 
 impl Pipeline {
@@ -114,8 +115,12 @@ impl Pipeline {
             config: config.clone(),
             text: TextEncoder::new(config, vb.pp("text"))?,
             dit: Dit::new(config, &tp)?,
-            decoder: Decoder::new(config, vb.pp("decoder"))?,
+            // The decoder is small and computes in f32 everywhere (the
+            // scheduler's memory estimate counts it so; candle's CPU conv
+            // has no bf16).
+            decoder: Decoder::new(config, vb.pp("decoder").set_dtype(DType::F32))?,
             device: vb.device().clone(),
+            dtype: vb.dtype(),
         })
     }
 
@@ -149,10 +154,23 @@ impl Pipeline {
             name: preset.to_string(),
             known: super::PRESETS.join(", "),
         })?;
+        let dtype = config.dtype_on(device);
+        Self::seeded_as(&config, seed, device, dtype, comm)
+    }
+
+    /// [`Self::seeded_parallel`] computing in `dtype` whatever the device
+    /// (tests run the GPU presets' bf16 on the CPU this way).
+    pub fn seeded_as(
+        config: &ModelConfig,
+        seed: u64,
+        device: &Device,
+        dtype: DType,
+        comm: Arc<dyn Communicator>,
+    ) -> Result<Self, ModelError> {
         let init = super::weights::SeededInit::new(seed);
         Self::build_parallel(
-            &config,
-            VarBuilder::from_backend(Box::new(init), DType::F32, device.clone()),
+            config,
+            VarBuilder::from_backend(Box::new(init), dtype, device.clone()),
             comm,
         )
     }
@@ -166,6 +184,15 @@ impl Pipeline {
 
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// What the weights and activations are; latents stay f32 throughout.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// The starting noise of a request: (1, C, T, h, w), from the seed alone.
@@ -261,7 +288,7 @@ impl Pipeline {
         let (tokens, mask) = self.text.encode(&prompts)?;
         Ok(Conditioning {
             text: self.dit.embed_text(&tokens)?,
-            bias: mask_to_bias(&mask)?,
+            bias: mask_to_bias(&mask)?.to_dtype(self.dtype)?,
             guidance: if guided { Some(request.guidance) } else { None },
         })
     }
@@ -278,10 +305,12 @@ impl Pipeline {
     ) -> Result<Tensor, ModelError> {
         let batch = conditioning.text.dim(0)?;
         let t = Tensor::full(timestep as f32, batch, &self.device)?;
-        let x = latent.repeat((batch, 1, 1, 1, 1))?;
+        // The latent and the update stay f32; the DiT runs in the model's dtype.
+        let x = latent.repeat((batch, 1, 1, 1, 1))?.to_dtype(self.dtype)?;
         let v = self
             .dit
-            .forward(&x, &t, &conditioning.text, &conditioning.bias)?;
+            .forward(&x, &t, &conditioning.text, &conditioning.bias)?
+            .to_dtype(DType::F32)?;
         let v = match conditioning.guidance {
             Some(scale) => {
                 let (cond, uncond) = (v.i(0..1)?, v.i(1..2)?);

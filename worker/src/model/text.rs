@@ -126,7 +126,7 @@ impl TextEncoder {
         let b = prompts.len();
         let ids = Tensor::from_vec(ids, (b, self.len), &self.device)?;
         let mask = Tensor::from_vec(mask, (b, self.len), &self.device)?;
-        let bias = layers::mask_to_bias(&mask)?;
+        let bias = layers::mask_to_bias(&mask)?.to_dtype(self.position.dtype())?;
         let mut x = self
             .embedding
             .forward(&ids)?

@@ -220,15 +220,15 @@ pub fn load_weights(
 ) -> Result<(ModelManifest, VarBuilder<'static>), ModelError> {
     let manifest = read_manifest(dir)?;
     let path = dir.join(WEIGHTS_FILE);
+    // Read to host memory: each tensor then moves to `device` already in
+    // its dtype, one at a time, instead of the whole f32 file landing there.
     let tensors =
-        candle_core::safetensors::load(&path, device).map_err(|e| ModelError::BadFile {
+        candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| ModelError::BadFile {
             path: path.clone(),
             why: e.to_string(),
         })?;
-    Ok((
-        manifest,
-        VarBuilder::from_tensors(tensors, DType::F32, device),
-    ))
+    let dtype = manifest.config.dtype_on(device);
+    Ok((manifest, VarBuilder::from_tensors(tensors, dtype, device)))
 }
 
 /// Opens the weights of the model in `dir` for a tensor-parallel rank:
@@ -254,10 +254,11 @@ pub fn open_sharded(
     // SAFETY: a weights file is written whole beside its final name and
     // renamed into place, never changed in place, so the mapping does not
     // change under the reader (a replaced file keeps its old inode mapped).
+    let dtype = manifest.config.dtype_on(device);
     let (vb, shards) = unsafe {
         (
-            VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, device).map_err(bad)?,
-            ShardedSafeTensors::var_builder(&[&path], DType::F32, device).map_err(bad)?,
+            VarBuilder::from_mmaped_safetensors(&[&path], dtype, device).map_err(bad)?,
+            ShardedSafeTensors::var_builder(&[&path], dtype, device).map_err(bad)?,
         )
     };
     Ok((manifest, vb, shards))
