@@ -17,8 +17,12 @@ use genfleet_proto as pb;
 use tokio::sync::mpsc;
 
 use crate::artifacts::ArtifactStore;
+use crate::device::compute::{ComputeDevice, DeviceTable};
 use crate::metrics::WorkerMetrics;
-use crate::model::{Checkpoint, Denoised, GenerateRequest, ModelError, Pipeline, StepProgress};
+use crate::model::{
+    generate_parallel, Checkpoint, Denoised, GenerateRequest, Generated, ModelError, Pipeline,
+    StepProgress,
+};
 use crate::video;
 
 /// How the session asks a running job to stop; the job looks at every step
@@ -104,10 +108,12 @@ pub type LeasedUpdate = (pb::JobLease, JobUpdate);
 /// Shared by all jobs of a worker: loaded models and the artifact store.
 pub struct Executor {
     model_root: PathBuf,
-    pipelines: Mutex<HashMap<String, Arc<Pipeline>>>,
+    /// Loaded models by (name, device).
+    pipelines: Mutex<HashMap<(String, ComputeDevice), Arc<Pipeline>>>,
     store: ArtifactStore,
     metrics: WorkerMetrics,
-    device: Device,
+    /// What the scheduler's device numbers are on this node.
+    devices: DeviceTable,
     /// Simulated devices: jobs only wait out their steps.
     simulated: bool,
 }
@@ -126,6 +132,8 @@ enum RunError {
     Store(#[from] crate::artifacts::ArtifactError),
     #[error("the job's spec is missing")]
     NoSpec,
+    #[error("devices: {0}")]
+    Devices(String),
     #[error("the worker task failed: {0}")]
     Task(String),
 }
@@ -135,6 +143,7 @@ impl Executor {
         model_root: PathBuf,
         store: ArtifactStore,
         metrics: WorkerMetrics,
+        devices: DeviceTable,
         simulated: bool,
     ) -> Self {
         Self {
@@ -142,7 +151,7 @@ impl Executor {
             pipelines: Mutex::default(),
             store,
             metrics,
-            device: Device::Cpu,
+            devices,
             simulated,
         }
     }
@@ -212,16 +221,32 @@ impl Executor {
         let fps = spec.fps;
         let tp = spec.tp.max(1) as usize;
         let job = assignment.job_id.clone();
+        let devices = self
+            .devices
+            .resolve(&assignment.device_ids)
+            .map_err(RunError::Devices)?;
+        if devices.len() != tp {
+            return Err(RunError::Devices(format!(
+                "the job asks for tp {tp}, the assignment names {} devices",
+                devices.len()
+            )));
+        }
         // The model and the encoder are CPU-bound: off the async threads.
         let rendered = tokio::task::spawn_blocking(move || -> Result<Rendered, RunError> {
             let model_error = |source| RunError::Model {
                 model: model.clone(),
                 source,
             };
-            let pipeline = this.pipeline(&model)?;
+            let dir = crate::model::weights::model_dir(&this.model_root, &model);
+            let config = crate::model::weights::read_manifest(&dir)
+                .map_err(model_error)?
+                .config;
+            // Read to the host: each rank moves it to its own device.
             let checkpoint = saved.and_then(|bytes| {
-                let shape = pipeline.latent_shape(&request);
-                match Checkpoint::from_bytes(&bytes, &model, &request, &shape, &this.device) {
+                let [c, t, h, w] =
+                    config.latent_shape(request.frames, request.height, request.width);
+                let shape = [1, c, t, h, w];
+                match Checkpoint::from_bytes(&bytes, &model, &request, &shape, &Device::Cpu) {
                     Ok(c) => {
                         this.metrics
                             .checkpoint_loads
@@ -256,35 +281,39 @@ impl Executor {
                 }
             };
             // A gang: the DiT split over `tp` ranks on this node (threads
-            // on the CPU); the cached whole model decodes.
-            let denoised = if tp > 1 {
-                let dir = crate::model::weights::model_dir(&this.model_root, &model);
-                crate::model::resume_parallel(
-                    &dir,
-                    &this.device,
-                    tp,
-                    &request,
-                    checkpoint,
-                    &mut on_step,
-                )
+            // on the CPU, NCCL across GPUs), each loading its slices onto
+            // its device; rank 0 decodes. One device: the cached model.
+            let generated = if tp > 1 {
+                this.evict_from(&devices);
+                let devices = devices
+                    .iter()
+                    .map(|d| d.open())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(RunError::Devices)?;
+                generate_parallel(&dir, &devices, &request, checkpoint, &mut on_step)
             } else {
-                pipeline.resume(&request, checkpoint, &mut on_step)
+                let pipeline = this.pipeline(&model, devices[0])?;
+                pipeline
+                    .resume(&request, checkpoint, &mut on_step)
+                    .and_then(|denoised| match denoised {
+                        Denoised::Finished(latent) => {
+                            pipeline.decode(&latent, &request).map(Generated::Video)
+                        }
+                        Denoised::Stopped(c) => Ok(Generated::Stopped(c)),
+                    })
             }
             .map_err(model_error)?;
-            match (denoised, stop.requested()) {
-                (Denoised::Finished(latent), _) => {
-                    let video = pipeline.decode(&latent, &request).map_err(model_error)?;
-                    Ok(Rendered::Video(
-                        video::encode_mp4(&video, fps)?,
-                        video::thumbnail_png(&video)?,
-                        video::spritesheet_png(&video)?,
-                    ))
-                }
-                (Denoised::Stopped(c), Some(StopRequest::Checkpoint)) => {
+            match (generated, stop.requested()) {
+                (Generated::Video(video), _) => Ok(Rendered::Video(
+                    video::encode_mp4(&video, fps)?,
+                    video::thumbnail_png(&video)?,
+                    video::spritesheet_png(&video)?,
+                )),
+                (Generated::Stopped(c), Some(StopRequest::Checkpoint)) => {
                     let bytes = c.to_bytes(&model, &request).map_err(model_error)?;
                     Ok(Rendered::Checkpoint(bytes, c.step as u32))
                 }
-                (Denoised::Stopped(_), _) => Ok(Rendered::Stopped),
+                (Generated::Stopped(_), _) => Ok(Rendered::Stopped),
             }
         })
         .await
@@ -391,27 +420,42 @@ impl Executor {
         Ok(RunEnd::Finished(Vec::new()))
     }
 
-    /// The loaded model `name`, loading it on first use.
-    fn pipeline(&self, name: &str) -> Result<Arc<Pipeline>, RunError> {
+    /// Model `name` loaded on `device`, loading it on first use. A GPU
+    /// keeps one model: loading another there drops the one it had (the
+    /// scheduler counts one model's weights per job, not a cache).
+    fn pipeline(&self, name: &str, device: ComputeDevice) -> Result<Arc<Pipeline>, RunError> {
         let model_error = |source| RunError::Model {
             model: name.to_string(),
             source,
         };
+        let key = (name.to_string(), device);
         if let Some(p) = self
             .pipelines
             .lock()
             .ok()
-            .and_then(|m| m.get(name).cloned())
+            .and_then(|m| m.get(&key).cloned())
         {
             return Ok(p);
         }
         let dir = crate::model::weights::model_dir(&self.model_root, name);
-        let (_, pipeline) = Pipeline::load(&dir, &self.device).map_err(model_error)?;
+        let opened = device.open().map_err(RunError::Devices)?;
+        let (_, pipeline) = Pipeline::load(&dir, &opened).map_err(model_error)?;
         let pipeline = Arc::new(pipeline);
         if let Ok(mut map) = self.pipelines.lock() {
-            map.insert(name.to_string(), pipeline.clone());
+            if device != ComputeDevice::Cpu {
+                map.retain(|(_, d), _| *d != device);
+            }
+            map.insert(key, pipeline.clone());
         }
         Ok(pipeline)
+    }
+
+    /// Drops the models cached on the GPUs of a gang that is about to load
+    /// its own slices there.
+    fn evict_from(&self, devices: &[ComputeDevice]) {
+        if let Ok(mut map) = self.pipelines.lock() {
+            map.retain(|(_, d), _| *d == ComputeDevice::Cpu || !devices.contains(d));
+        }
     }
 }
 

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use artifacts::ArtifactStore;
+use device::compute::{ComputeDevice, DeviceTable};
 use executor::Executor;
 use metrics::WorkerMetrics;
 use session::{Identity, SessionLoop};
@@ -57,6 +58,51 @@ pub struct WorkerConfig {
     /// Root of the sysfs to find amdgpu devices under (`/`; a container may
     /// mount the host's elsewhere).
     pub sysfs_root: PathBuf,
+}
+
+/// The NVIDIA GPUs CUDA can open, grouped by flavor; a GPU NVML found that
+/// CUDA does not see (CUDA_VISIBLE_DEVICES, a driver problem) is not
+/// offered, with a notice.
+#[cfg(feature = "cuda")]
+fn offered_gpus(
+    gpus: &[device::GpuInfo],
+    notices: &mut Vec<String>,
+) -> Vec<(genfleet_proto::DeviceGroup, Vec<ComputeDevice>)> {
+    let nvidia = gpus
+        .iter()
+        .filter(|g| g.vendor == device::Vendor::Nvidia)
+        .count();
+    if nvidia == 0 {
+        return Vec::new();
+    }
+    let addresses = match device::cuda::pci_addresses() {
+        Ok(addresses) => addresses,
+        Err(why) => {
+            notices.push(format!(
+                "found {nvidia} NVIDIA GPU(s) but cannot use them through CUDA ({why}): \
+                 they are reported and watched, not offered"
+            ));
+            return Vec::new();
+        }
+    };
+    let offered = device::compute::offered_gpus(gpus, |g| device::cuda::ordinal_of(g, &addresses));
+    let count: u32 = offered.iter().map(|(g, _)| g.count).sum();
+    if (count as usize) < nvidia {
+        notices.push(format!(
+            "found {nvidia} NVIDIA GPU(s), CUDA sees {count} of them (CUDA_VISIBLE_DEVICES?): \
+             only those are offered"
+        ));
+    }
+    offered
+}
+
+/// A build without CUDA offers no GPU (the notices say so).
+#[cfg(not(feature = "cuda"))]
+fn offered_gpus(
+    _gpus: &[device::GpuInfo],
+    _notices: &mut Vec<String>,
+) -> Vec<(genfleet_proto::DeviceGroup, Vec<ComputeDevice>)> {
+    Vec::new()
 }
 
 /// How often GPU telemetry is read again for the metrics.
@@ -104,11 +150,27 @@ impl Worker {
         }
         let schedulers = scheduler_addresses(&config.scheduler)?;
         let simulated = !config.simulate.is_empty();
-        let (devices, models) = if simulated {
-            // Simulated devices serve every preset: nothing is loaded.
-            let devices = device::simulated(&config.simulate).map_err(WorkerError::Config)?;
-            let presets = model::config::PRESETS.iter().map(|p| p.to_string());
-            (devices, presets.collect())
+        // GPUs are found and watched; jobs run on them only in a build that
+        // can (NVIDIA with the `cuda` feature).
+        let gpus = (!simulated).then(|| device::GpuWatch::open(&config.sysfs_root));
+        for gpu in gpus.iter().flat_map(|w| w.gpus()) {
+            tracing::info!(vendor = gpu.vendor.label(), index = gpu.index, product = %gpu.product, flavor = %gpu.flavor, memory_bytes = gpu.memory_bytes, pci_bus_id = ?gpu.pci_bus_id, nvlink_peers = ?gpu.peers, "found a GPU");
+        }
+        let mut notices = gpus.as_ref().map_or_else(Vec::new, |w| {
+            device::gpu_notices(w.gpus(), cfg!(feature = "cuda"), config.cpu_slots)
+        });
+        let mut table = DeviceTable::default();
+        let models = if simulated {
+            // Simulated devices serve every preset: nothing is loaded, and
+            // their jobs only wait (the table's CPU entries are never opened).
+            for group in device::simulated(&config.simulate).map_err(WorkerError::Config)? {
+                let count = group.count as usize;
+                table.push(group, vec![ComputeDevice::Cpu; count]);
+            }
+            model::config::PRESETS
+                .iter()
+                .map(|p| p.to_string())
+                .collect()
         } else {
             let models = model::available_models(&config.model_root);
             if models.is_empty() {
@@ -116,18 +178,19 @@ impl Worker {
                     root: config.model_root.display().to_string(),
                 });
             }
-            (device::discover(config.cpu_slots), models)
+            for group in device::discover(config.cpu_slots) {
+                let count = group.count as usize;
+                table.push(group, vec![ComputeDevice::Cpu; count]);
+            }
+            let found = gpus.as_ref().map_or(&[][..], |w| w.gpus());
+            for (group, members) in offered_gpus(found, &mut notices) {
+                tracing::info!(flavor = %group.flavor, count = group.count, devices = ?members, "offering GPUs");
+                table.push(group, members);
+            }
+            models
         };
+        let devices = table.groups().to_vec();
         let metrics = WorkerMetrics::new(&config.node)?;
-        // GPUs are found and watched; jobs run on them only in a build that
-        // can (this one runs every job on the CPU).
-        let gpus = (!simulated).then(|| device::GpuWatch::open(&config.sysfs_root));
-        for gpu in gpus.iter().flat_map(|w| w.gpus()) {
-            tracing::info!(vendor = gpu.vendor.label(), index = gpu.index, product = %gpu.product, flavor = %gpu.flavor, memory_bytes = gpu.memory_bytes, nvlink_peers = ?gpu.peers, "found a GPU");
-        }
-        let notices = gpus.as_ref().map_or_else(Vec::new, |w| {
-            device::gpu_notices(w.gpus(), cfg!(feature = "cuda"), config.cpu_slots)
-        });
         for notice in &notices {
             tracing::warn!("{notice}");
         }
@@ -146,6 +209,7 @@ impl Worker {
             config.model_root.clone(),
             store.clone(),
             metrics.clone(),
+            table,
             simulated,
         ));
         let identity = Identity {

@@ -66,6 +66,7 @@ fn read_card(index: u32, device: &Path) -> GpuInfo {
         flavor: flavor::flavor("amd", &product),
         product,
         memory_bytes: read_number(device, "mem_info_vram_total").unwrap_or(0),
+        pci_bus_id: None,
         peers: Vec::new(),
         telemetry: telemetry(device),
     }

@@ -2,10 +2,13 @@
 //! (amdgpu sysfs), the CPU always, and simulated devices of any flavor.
 //! Discovery also gives telemetry (memory, busy, power, temperature) for
 //! the worker's metrics. GPUs are offered for jobs only by a build that
-//! can run on them (the `cuda` feature); otherwise they are reported and
-//! watched, and the CPU takes the work.
+//! can run on them (NVIDIA with the `cuda` feature, see [`compute`]);
+//! otherwise they are reported and watched, and the CPU takes the work.
 
 pub mod amdgpu;
+pub mod compute;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod flavor;
 pub mod nvidia;
 
@@ -47,6 +50,8 @@ pub struct GpuInfo {
     pub product: String,
     pub flavor: String,
     pub memory_bytes: u64,
+    /// Its PCI address as NVML writes it (`00000000:3B:00.0`; NVIDIA).
+    pub pci_bus_id: Option<String>,
     /// PCI bus ids of NVLink peers (NVIDIA, where reported).
     pub peers: Vec<String>,
     pub telemetry: Telemetry,

@@ -34,6 +34,7 @@ pub fn discover(nvml: &Nvml) -> Vec<GpuInfo> {
                 flavor: flavor::flavor("nvidia", &product),
                 product,
                 memory_bytes: device.memory_info().map_or(0, |m| m.total),
+                pci_bus_id: device.pci_info().ok().map(|p| p.bus_id),
                 peers: nvlink_peers(&device),
                 telemetry: telemetry(&device),
             })

@@ -12,23 +12,58 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 
 use super::checkpoint::Checkpoint;
-use super::pipeline::{Denoised, GenerateRequest, Pipeline, StepProgress};
+use super::pipeline::{Denoised, GenerateRequest, Pipeline, StepProgress, Video};
 use super::ModelError;
 use crate::parallel::{Communicator, ThreadGroup};
 
-/// `resume` of the model saved in `dir`, split over `tp` ranks.
-pub fn resume_parallel(
+/// How a group's run ended.
+#[derive(Debug)]
+pub enum Generated {
+    /// Every step ran; rank 0 decoded the frames.
+    Video(Video),
+    /// Stopped at a step boundary: where to resume from.
+    Stopped(Checkpoint),
+}
+
+/// The communicators of a group with one rank on each of `devices`: threads
+/// sharing host memory on the CPU, NCCL across GPUs.
+fn communicators(devices: &[Device]) -> Result<Vec<Arc<dyn Communicator>>, ModelError> {
+    if devices.iter().all(Device::is_cpu) {
+        return Ok(ThreadGroup::new(devices.len())
+            .into_iter()
+            .map(|c| Arc::new(c) as Arc<dyn Communicator>)
+            .collect());
+    }
+    #[cfg(feature = "cuda")]
+    if devices.iter().all(Device::is_cuda) {
+        return Ok(
+            crate::parallel::nccl::NcclGroup::on_candle_devices(devices)?
+                .into_iter()
+                .map(|c| Arc::new(c) as Arc<dyn Communicator>)
+                .collect(),
+        );
+    }
+    Err(ModelError::InvalidConfig(format!(
+        "no tensor-parallel backend for ranks on {devices:?} (CPU threads, or CUDA GPUs in a \
+         build with the `cuda` feature)"
+    )))
+}
+
+/// The model saved in `dir` split over one rank per device of `devices`
+/// (a rank's weights loaded straight onto its device, its slices only),
+/// denoising from `checkpoint` (or the seed's noise) in step; rank 0
+/// decodes the finished latent on its device.
+pub fn generate_parallel(
     dir: &Path,
-    device: &Device,
-    tp: usize,
+    devices: &[Device],
     request: &GenerateRequest,
     checkpoint: Option<Checkpoint>,
     on_step: &mut dyn FnMut(StepProgress) -> ControlFlow<()>,
-) -> Result<Denoised, ModelError> {
-    let ranks = ThreadGroup::new(tp)
+) -> Result<Generated, ModelError> {
+    let ranks = communicators(devices)?
         .into_iter()
-        .map(|comm| {
-            let comm: Arc<dyn Communicator> = Arc::new(comm);
+        .zip(devices)
+        .map(|(comm, device)| {
             let (_, pipeline) = Pipeline::load_rank(dir, device, comm.clone())?;
             Ok((pipeline, comm))
         })
@@ -42,55 +77,82 @@ pub fn resume_parallel(
             .map(|(pipeline, comm)| {
                 let checkpoint = checkpoint.clone();
                 scope.spawn(move || {
-                    pipeline.resume(request, checkpoint, &mut |_| agree(comm.as_ref(), false))
+                    let _guard = AbandonOnPanic(comm.as_ref());
+                    let result = pipeline.resume(request, checkpoint, &mut |_| {
+                        agree(comm.as_ref(), pipeline.device(), false)
+                    });
+                    if result.is_err() {
+                        comm.abandon();
+                    }
+                    result
                 })
             })
             .collect();
-        let result = first.resume(request, checkpoint, &mut |step| {
-            let stop = on_step(step).is_break();
-            agree(first_comm.as_ref(), stop)
-        });
+        let result = {
+            let _guard = AbandonOnPanic(first_comm.as_ref());
+            first
+                .resume(request, checkpoint, &mut |step| {
+                    let stop = on_step(step).is_break();
+                    agree(first_comm.as_ref(), first.device(), stop)
+                })
+                .and_then(|denoised| match denoised {
+                    Denoised::Finished(latent) => {
+                        first.decode(&latent, request).map(Generated::Video)
+                    }
+                    Denoised::Stopped(c) => Ok(Generated::Stopped(c)),
+                })
+        };
+        if result.is_err() {
+            first_comm.abandon();
+        }
         // Rank 0 leaves the group before waiting for the others: if it
         // failed mid-step, ranks still in an all-reduce then fail too.
         drop((first, first_comm));
-        let mut results = vec![result];
-        for rank in others {
-            results.push(rank.join().unwrap_or_else(|_| {
-                Err(ModelError::InvalidConfig(
+        let others = others
+            .into_iter()
+            .map(|rank| match rank.join() {
+                Ok(result) => result.map(drop),
+                Err(_) => Err(ModelError::InvalidConfig(
                     "a tensor-parallel rank panicked".into(),
-                ))
-            }));
-        }
-        first_cause(results)
+                )),
+            })
+            .collect();
+        first_cause(result, others)
     })
 }
 
 /// Rank 0's result, unless a rank failed: then the error that started it
 /// rather than the others' reports that a rank left them.
-fn first_cause(results: Vec<Result<Denoised, ModelError>>) -> Result<Denoised, ModelError> {
+fn first_cause<T>(
+    rank0: Result<T, ModelError>,
+    others: Vec<Result<(), ModelError>>,
+) -> Result<T, ModelError> {
     let is_echo = |e: &ModelError| e.to_string().contains(crate::parallel::RANK_LEFT);
-    let mut rank0 = None;
+    let (done, rank0_error) = match rank0 {
+        Ok(done) => (Some(done), None),
+        Err(e) => (None, Some(e)),
+    };
     let mut echo = None;
-    for (rank, result) in results.into_iter().enumerate() {
-        match result {
-            Ok(done) if rank == 0 => rank0 = Some(done),
-            Ok(_) => {}
-            Err(e) if is_echo(&e) => {
-                echo.get_or_insert(e);
-            }
-            Err(e) => return Err(e),
+    for e in rank0_error
+        .into_iter()
+        .chain(others.into_iter().filter_map(Result::err))
+    {
+        if !is_echo(&e) {
+            return Err(e);
         }
+        echo.get_or_insert(e);
     }
-    match (echo, rank0) {
+    match (echo, done) {
         (Some(e), _) => Err(e),
         (None, Some(done)) => Ok(done),
         (None, None) => Err(ModelError::InvalidConfig("a group of no ranks".into())),
     }
 }
 
-/// Whether any rank wants to stop after this step (rank 0 decides).
-fn agree(comm: &dyn Communicator, stop: bool) -> ControlFlow<()> {
-    let vote = Tensor::new(&[if stop { 1f32 } else { 0f32 }], &Device::Cpu)
+/// Whether any rank wants to stop after this step (rank 0 decides); the
+/// vote is summed where the rank computes.
+fn agree(comm: &dyn Communicator, device: &Device, stop: bool) -> ControlFlow<()> {
+    let vote = Tensor::new(&[if stop { 1f32 } else { 0f32 }], device)
         .and_then(|t| comm.all_reduce_sum(&t))
         .and_then(|t| t.to_vec1::<f32>());
     match vote {
@@ -99,33 +161,43 @@ fn agree(comm: &dyn Communicator, stop: bool) -> ControlFlow<()> {
     }
 }
 
+/// Abandons the group if the rank's thread unwinds (a panic), so the
+/// others fail instead of waiting for it.
+struct AbandonOnPanic<'a>(&'a dyn Communicator);
+
+impl Drop for AbandonOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.abandon();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::parallel::RANK_LEFT;
 
-    fn left(rank: usize) -> Result<Denoised, ModelError> {
+    fn left(rank: usize) -> Result<(), ModelError> {
         Err(ModelError::Candle(candle_core::Error::Msg(format!(
             "rank {rank} {RANK_LEFT}"
         ))))
     }
 
-    fn failed(why: &str) -> Result<Denoised, ModelError> {
+    fn failed(why: &str) -> Result<(), ModelError> {
         Err(ModelError::InvalidConfig(why.into()))
     }
 
     #[test]
     fn a_failed_rank_reports_its_own_error_not_the_others_echo() {
-        let latent = Tensor::zeros(1, candle_core::DType::F32, &Device::Cpu).expect("t");
-        let finished = || Ok(Denoised::Finished(latent.clone()));
         // Rank 2 failed; ranks 0 and 1 only saw it leave.
-        let cause = first_cause(vec![left(2), left(2), failed("rank 2's error")]);
+        let cause = first_cause(left(2), vec![left(2), failed("rank 2's error")]);
         assert!(cause.is_err_and(|e| e.to_string().contains("rank 2's error")));
         // Rank 0's own failure comes first.
-        let cause = first_cause(vec![failed("rank 0's error"), failed("rank 1's error")]);
+        let cause = first_cause(failed("rank 0's error"), vec![failed("rank 1's error")]);
         assert!(cause.is_err_and(|e| e.to_string().contains("rank 0's error")));
         // Only echoes (the cause lost with a panic): still an error.
-        assert!(first_cause(vec![left(1), finished()]).is_err());
-        assert!(first_cause(vec![finished(), finished()]).is_ok());
+        assert!(first_cause(Ok(()), vec![left(1)]).is_err());
+        assert!(first_cause(Ok(()), vec![Ok(()), Ok(())]).is_ok());
     }
 }

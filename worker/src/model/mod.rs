@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 pub use checkpoint::Checkpoint;
 pub use config::{ModelConfig, PRESETS};
-pub use group::resume_parallel;
+pub use group::{generate_parallel, Generated};
 pub use pipeline::{Conditioning, Denoised, GenerateRequest, Pipeline, StepProgress, Video};
 pub use weights::{available_models, init_model, InitReport};
 

@@ -228,7 +228,8 @@ impl Pipeline {
         on_step: &mut dyn FnMut(StepProgress) -> ControlFlow<()>,
     ) -> Result<Denoised, ModelError> {
         let (latent, from_step) = match checkpoint {
-            Some(c) => (c.latent, c.step),
+            // A checkpoint is read to the host: onto this rank's device.
+            Some(c) => (c.latent.to_device(&self.device)?, c.step),
             None => (self.initial_latent(request)?, 0),
         };
         self.denoise(request, latent, from_step, on_step)

@@ -29,6 +29,11 @@ pub trait Communicator: Send + Sync {
     /// The element-wise sum of `t` over all ranks, on every rank. Every rank
     /// must call it, in the same order, with tensors of one shape.
     fn all_reduce_sum(&self, t: &Tensor) -> Result<Tensor>;
+    /// This rank failed: make every rank's all-reduce, pending or later,
+    /// fail instead of waiting for it. Dropping a rank's communicator does
+    /// the same for the thread backend; NCCL needs its communicators
+    /// aborted.
+    fn abandon(&self) {}
 }
 
 /// A group of one: no parallelism.

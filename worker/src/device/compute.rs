@@ -1,0 +1,233 @@
+//! Where a job's ranks compute. The scheduler numbers a node's devices
+//! across the groups the worker registered, in order (the first group's
+//! devices first), and an assignment names devices by those numbers; the
+//! [`DeviceTable`] turns them back into the CPU or a GPU's CUDA ordinal.
+//!
+//! This is the seam for other backends: a ROCm build would add a variant
+//! here and offer AMD GPUs in [`offered_gpus`]; the scheduler sees only
+//! flavors and numbers and does not change.
+
+use candle_core::Device;
+use genfleet_proto as pb;
+
+use super::{gpu_groups, GpuInfo, Vendor};
+
+/// What one rank computes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ComputeDevice {
+    Cpu,
+    /// An NVIDIA GPU by its CUDA ordinal (which need not be NVML's index).
+    Cuda {
+        ordinal: usize,
+    },
+}
+
+impl ComputeDevice {
+    /// candle's device for one rank. A GPU gets a stream of its own, the
+    /// same whichever thread uses it (candle's default is the calling
+    /// thread's stream, and a job's ranks load on one thread and run on
+    /// others).
+    pub fn open(self) -> Result<Device, String> {
+        match self {
+            ComputeDevice::Cpu => Ok(Device::Cpu),
+            ComputeDevice::Cuda { ordinal } => open_cuda(ordinal),
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn open_cuda(ordinal: usize) -> Result<Device, String> {
+    Device::new_cuda_with_stream(ordinal).map_err(|e| format!("opening GPU {ordinal}: {e}"))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open_cuda(ordinal: usize) -> Result<Device, String> {
+    Err(format!(
+        "GPU {ordinal} was assigned, but this worker was built without the `cuda` feature"
+    ))
+}
+
+/// The devices a worker offers, in the scheduler's numbering.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceTable {
+    groups: Vec<pb::DeviceGroup>,
+    devices: Vec<ComputeDevice>,
+}
+
+impl DeviceTable {
+    /// Adds a group; `devices` are its members in index order (as many as
+    /// the group counts).
+    pub fn push(&mut self, group: pb::DeviceGroup, devices: Vec<ComputeDevice>) {
+        debug_assert_eq!(group.count as usize, devices.len(), "{}", group.flavor);
+        self.groups.push(group);
+        self.devices.extend(devices);
+    }
+
+    /// The groups to register, in the order that numbers their devices.
+    pub fn groups(&self) -> &[pb::DeviceGroup] {
+        &self.groups
+    }
+
+    /// The devices an assignment names, one per rank. The scheduler only
+    /// names devices of one group; a leader that names others (another
+    /// view of this node, a bug) gets an error that says what it asked for.
+    pub fn resolve(&self, ids: &[u32]) -> Result<Vec<ComputeDevice>, String> {
+        if ids.is_empty() {
+            return Err("the assignment names no devices".into());
+        }
+        let devices = ids
+            .iter()
+            .map(|&id| {
+                self.devices.get(id as usize).copied().ok_or_else(|| {
+                    format!(
+                        "the assignment names device {id}; this worker has devices 0 to {}",
+                        self.devices.len().saturating_sub(1)
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let cpu = devices.iter().filter(|d| **d == ComputeDevice::Cpu).count();
+        if cpu != 0 && cpu != devices.len() {
+            return Err(format!("the assignment mixes CPU and GPU devices: {ids:?}"));
+        }
+        for (i, d) in devices.iter().enumerate() {
+            if *d != ComputeDevice::Cpu && devices[..i].contains(d) {
+                return Err(format!("the assignment names one GPU twice: {ids:?}"));
+            }
+        }
+        Ok(devices)
+    }
+}
+
+/// The GPU groups this worker offers, by flavor, with their members: the
+/// NVIDIA GPUs that CUDA can open (`cuda_ordinal` says which ordinal a GPU
+/// has, `None` where CUDA does not see it). AMD GPUs are not offered:
+/// candle has no ROCm backend.
+pub fn offered_gpus(
+    gpus: &[GpuInfo],
+    cuda_ordinal: impl Fn(&GpuInfo) -> Option<usize>,
+) -> Vec<(pb::DeviceGroup, Vec<ComputeDevice>)> {
+    let usable: Vec<(GpuInfo, usize)> = gpus
+        .iter()
+        .filter(|g| g.vendor == Vendor::Nvidia)
+        .filter_map(|g| cuda_ordinal(g).map(|o| (g.clone(), o)))
+        .collect();
+    let infos: Vec<GpuInfo> = usable.iter().map(|(g, _)| g.clone()).collect();
+    gpu_groups(&infos)
+        .into_iter()
+        .map(|group| {
+            let members = usable
+                .iter()
+                .filter(|(g, _)| g.flavor == group.flavor)
+                .map(|&(_, ordinal)| ComputeDevice::Cuda { ordinal })
+                .collect();
+            (group, members)
+        })
+        .collect()
+}
+
+/// A PCI address as NVML writes it (`00000000:3B:00.0`, domain:bus:device.function,
+/// hex) as (domain, bus, device), to match a GPU NVML found with CUDA's
+/// ordinal for it (CUDA numbers GPUs fastest first unless told otherwise,
+/// and CUDA_VISIBLE_DEVICES renumbers them; NVML does neither).
+pub fn parse_pci_bus_id(text: &str) -> Option<(u32, u32, u32)> {
+    let (domain, rest) = text.trim().split_once(':')?;
+    let (bus, rest) = rest.split_once(':')?;
+    let device = rest.split('.').next()?;
+    let hex = |s: &str| u32::from_str_radix(s, 16).ok();
+    Some((hex(domain)?, hex(bus)?, hex(device)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::Telemetry;
+
+    fn gpu(vendor: Vendor, index: u32, flavor: &str, bus: &str) -> GpuInfo {
+        GpuInfo {
+            vendor,
+            index,
+            product: flavor.into(),
+            flavor: flavor.into(),
+            memory_bytes: 80 << 30,
+            pci_bus_id: Some(bus.into()),
+            peers: Vec::new(),
+            telemetry: Telemetry::default(),
+        }
+    }
+
+    #[test]
+    fn pci_addresses_parse_as_nvml_and_cuda_write_them() {
+        assert_eq!(parse_pci_bus_id("00000000:3B:00.0"), Some((0, 0x3b, 0)));
+        assert_eq!(parse_pci_bus_id("0001:c1:1f.0"), Some((1, 0xc1, 0x1f)));
+        assert_eq!(parse_pci_bus_id("garbage"), None);
+        assert_eq!(parse_pci_bus_id("0000:zz:00.0"), None);
+    }
+
+    #[test]
+    fn only_gpus_cuda_opens_are_offered_numbered_by_their_cuda_ordinal() {
+        let gpus = [
+            gpu(Vendor::Nvidia, 0, "nvidia-h100-80gb", "00000000:1A:00.0"),
+            gpu(Vendor::Nvidia, 1, "nvidia-l4", "00000000:2A:00.0"),
+            gpu(Vendor::Nvidia, 2, "nvidia-h100-80gb", "00000000:3A:00.0"),
+            gpu(Vendor::Amd, 0, "amd-mi300x", "0000:4a:00.0"),
+            gpu(Vendor::Nvidia, 3, "nvidia-h100-80gb", "00000000:5A:00.0"),
+        ];
+        // CUDA sees GPUs 0, 1 and 2 in another order, not GPU 3 (hidden
+        // by CUDA_VISIBLE_DEVICES); AMD is never offered.
+        let ordinals = [(0x1a, 2), (0x2a, 0), (0x3a, 1)];
+        let cuda_ordinal = |g: &GpuInfo| {
+            let (_, bus, _) = parse_pci_bus_id(g.pci_bus_id.as_deref()?)?;
+            ordinals.iter().find(|(b, _)| *b == bus).map(|(_, o)| *o)
+        };
+        let offered = offered_gpus(&gpus, cuda_ordinal);
+        let summary: Vec<(String, u32, Vec<ComputeDevice>)> = offered
+            .into_iter()
+            .map(|(g, d)| (g.flavor, g.count, d))
+            .collect();
+        let cuda = |ordinal| ComputeDevice::Cuda { ordinal };
+        assert_eq!(
+            summary,
+            [
+                ("nvidia-h100-80gb".to_string(), 2, vec![cuda(2), cuda(1)]),
+                ("nvidia-l4".to_string(), 1, vec![cuda(0)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn assignments_resolve_in_the_schedulers_numbering_or_say_why_not() {
+        let group = |flavor: &str, count| pb::DeviceGroup {
+            flavor: flavor.into(),
+            count,
+            memory_bytes: 0,
+            simulated: false,
+            free_memory_bytes: None,
+        };
+        let cuda = |ordinal| ComputeDevice::Cuda { ordinal };
+        let mut table = DeviceTable::default();
+        table.push(group("cpu", 2), vec![ComputeDevice::Cpu; 2]);
+        table.push(
+            group("nvidia-h100-80gb", 3),
+            vec![cuda(2), cuda(0), cuda(1)],
+        );
+        assert_eq!(table.groups().len(), 2);
+        assert_eq!(table.resolve(&[1]), Ok(vec![ComputeDevice::Cpu]));
+        assert_eq!(table.resolve(&[3, 4]), Ok(vec![cuda(0), cuda(1)]));
+        assert_eq!(table.resolve(&[2]), Ok(vec![cuda(2)]));
+        for (ids, expected) in [
+            (vec![], "names no devices"),
+            (vec![5], "device 5; this worker has devices 0 to 4"),
+            (vec![1, 2], "mixes CPU and GPU"),
+            (vec![2, 2], "one GPU twice"),
+        ] {
+            let err = table.resolve(&ids).expect_err("refused");
+            assert!(err.contains(expected), "{ids:?}: {err}");
+        }
+        assert!(ComputeDevice::Cpu.open().is_ok_and(|d| d.is_cpu()));
+        #[cfg(not(feature = "cuda"))]
+        assert!(cuda(0)
+            .open()
+            .is_err_and(|e| e.contains("without the `cuda` feature")));
+    }
+}
