@@ -58,6 +58,30 @@ pub enum Command {
     /// Kubernetes helpers: print the GenQueue CRD.
     #[command(subcommand)]
     Kube(KubeCommand),
+    /// Check a video file: its H.264 track, every frame decoded.
+    #[command(subcommand)]
+    Video(VideoCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VideoCommand {
+    /// Read an MP4 back, decode every frame, and check what it should be.
+    Check(VideoCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VideoCheckArgs {
+    /// The MP4 file.
+    pub file: PathBuf,
+    /// Frames it must have.
+    #[arg(long)]
+    pub frames: Option<u32>,
+    /// Size it must have, WIDTHxHEIGHT.
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<(u32, u32)>,
+    /// Frame rate it must have.
+    #[arg(long)]
+    pub fps: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -293,7 +317,8 @@ pub struct WorkerArgs {
     /// environment; AWS_ALLOW_HTTP=true for an endpoint without TLS).
     #[arg(long, default_value = "genfleet-data/artifacts")]
     pub artifacts: String,
-    /// Jobs that may run at once on the CPU.
+    /// Jobs that may run at once on the CPU; 0 on a GPU node that should
+    /// offer only its GPUs (a build with the `cuda` feature).
     #[arg(long, default_value_t = 1)]
     pub cpu_slots: u32,
     /// On SIGTERM, the longest wait for running jobs to checkpoint at their
@@ -420,6 +445,51 @@ pub enum ModelCommand {
     Init(ModelInitArgs),
     /// List the models in a directory.
     List(ModelDirArgs),
+    /// Generate one video directly on a device (no cluster): time its
+    /// steps, save its final latent, compare it with another device's.
+    Sample(ModelSampleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModelSampleArgs {
+    #[arg(long, default_value = "genfleet-data/models")]
+    pub dir: PathBuf,
+    /// The model (a folder under --dir).
+    #[arg(long, default_value = "tiny")]
+    pub model: String,
+    /// cpu, cuda or cuda:N (needs a build with the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long, default_value = "a red fox running through fresh snow")]
+    pub prompt: String,
+    /// WIDTHxHEIGHT, multiples of 16.
+    #[arg(long, default_value = "256x256", value_parser = parse_size)]
+    pub size: (u32, u32),
+    #[arg(long, default_value_t = 17)]
+    pub frames: u32,
+    #[arg(long, default_value_t = 4)]
+    pub steps: u32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Classifier-free guidance scale (1 turns it off).
+    #[arg(long, default_value_t = 5.0)]
+    pub guidance: f32,
+    /// Write the final latent here (safetensors, f32).
+    #[arg(long)]
+    pub latent: Option<PathBuf>,
+    /// Compare the final latent with this one (from `--latent` of another
+    /// run of the same request) and fail if they differ by more than
+    /// --tolerance.
+    #[arg(long)]
+    pub against: Option<PathBuf>,
+    /// Largest difference allowed by --against, relative to the reference's
+    /// largest magnitude. Default: 1e-3 for a model computing in f32, 5e-2
+    /// for bf16 (8 bits of mantissa).
+    #[arg(long)]
+    pub tolerance: Option<f64>,
+    /// Write the video here (MP4, 8 fps).
+    #[arg(long)]
+    pub video: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

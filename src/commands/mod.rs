@@ -8,7 +8,9 @@ mod kube;
 mod model;
 mod nodes;
 mod queues;
+mod sample;
 mod servers;
+mod video;
 
 use crate::cli::Command;
 
@@ -29,5 +31,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Node(command) => nodes::run(command).await,
         Command::Devices(args) => devices::run(args),
         Command::Kube(command) => kube::run(command),
+        Command::Video(command) => video::run(command),
     }
 }

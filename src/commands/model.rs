@@ -1,4 +1,4 @@
-//! `genfleet model init` and `genfleet model list`.
+//! `genfleet model init` and `genfleet model list` (`sample` is in sample.rs).
 
 use anyhow::Context;
 use genfleet_worker::model;
@@ -26,6 +26,7 @@ pub async fn run(command: ModelCommand) -> anyhow::Result<()> {
                 report.dir.display()
             );
         }
+        ModelCommand::Sample(args) => super::sample::run(args).await?,
         ModelCommand::List(args) => {
             let names = model::available_models(&args.dir);
             if names.is_empty() {

@@ -19,6 +19,10 @@ pub mod parallel;
 mod session;
 pub mod video;
 
+/// The tensor library the model is written in, for callers that handle
+/// its tensors (the CLI's `model sample`).
+pub use candle_core;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -142,9 +146,9 @@ impl Worker {
                 genfleet_proto::MAX_NAME_LEN
             )));
         }
-        if config.cpu_slots == 0 || config.cpu_slots > 64 {
+        if config.cpu_slots > 64 {
             return Err(WorkerError::Config(format!(
-                "cpu slots = {}: give between 1 and 64",
+                "cpu slots = {}: give between 0 (a GPU node that offers only its GPUs) and 64",
                 config.cpu_slots
             )));
         }
@@ -178,7 +182,10 @@ impl Worker {
                     root: config.model_root.display().to_string(),
                 });
             }
-            for group in device::discover(config.cpu_slots) {
+            for group in device::discover(config.cpu_slots)
+                .into_iter()
+                .filter(|g| g.count > 0)
+            {
                 let count = group.count as usize;
                 table.push(group, vec![ComputeDevice::Cpu; count]);
             }
@@ -190,6 +197,11 @@ impl Worker {
             models
         };
         let devices = table.groups().to_vec();
+        if devices.is_empty() {
+            return Err(WorkerError::Config(
+                "no devices to offer: --cpu-slots 0 and no GPU this build can run jobs on".into(),
+            ));
+        }
         let metrics = WorkerMetrics::new(&config.node)?;
         for notice in &notices {
             tracing::warn!("{notice}");

@@ -23,6 +23,20 @@ pub enum ComputeDevice {
 }
 
 impl ComputeDevice {
+    /// `cpu`, `cuda` (GPU 0) or `cuda:N` (CUDA's ordinal N).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("device {text:?}: give cpu, cuda or cuda:N");
+        match text.trim() {
+            "cpu" => Ok(ComputeDevice::Cpu),
+            "cuda" => Ok(ComputeDevice::Cuda { ordinal: 0 }),
+            other => {
+                let ordinal = other.strip_prefix("cuda:").ok_or_else(bad)?;
+                let ordinal = ordinal.parse().map_err(|_| bad())?;
+                Ok(ComputeDevice::Cuda { ordinal })
+            }
+        }
+    }
+
     /// candle's device for one rank. A GPU gets a stream of its own, the
     /// same whichever thread uses it (candle's default is the calling
     /// thread's stream, and a job's ranks load on one thread and run on
@@ -43,7 +57,7 @@ fn open_cuda(ordinal: usize) -> Result<Device, String> {
 #[cfg(not(feature = "cuda"))]
 fn open_cuda(ordinal: usize) -> Result<Device, String> {
     Err(format!(
-        "GPU {ordinal} was assigned, but this worker was built without the `cuda` feature"
+        "GPU {ordinal}: this build has no CUDA (built without the `cuda` feature)"
     ))
 }
 
@@ -153,6 +167,25 @@ mod tests {
             pci_bus_id: Some(bus.into()),
             peers: Vec::new(),
             telemetry: Telemetry::default(),
+        }
+    }
+
+    #[test]
+    fn devices_parse_as_cli_flags() {
+        assert_eq!(ComputeDevice::parse("cpu"), Ok(ComputeDevice::Cpu));
+        assert_eq!(
+            ComputeDevice::parse("cuda"),
+            Ok(ComputeDevice::Cuda { ordinal: 0 })
+        );
+        assert_eq!(
+            ComputeDevice::parse("cuda:3"),
+            Ok(ComputeDevice::Cuda { ordinal: 3 })
+        );
+        for bad in ["gpu", "cuda:", "cuda:-1", "rocm:0"] {
+            assert!(
+                ComputeDevice::parse(bad).is_err_and(|e| e.contains("cuda:N")),
+                "{bad}"
+            );
         }
     }
 

@@ -3,10 +3,12 @@
 
 mod h264;
 mod mp4_mux;
+mod probe;
 mod thumbnail;
 
 pub use h264::{encode_h264, EncodedFrame};
 pub use mp4_mux::mux_mp4;
+pub use probe::{probe_mp4, Mp4Summary};
 pub use thumbnail::{spritesheet_png, thumbnail_png};
 
 use crate::model::Video;
@@ -35,6 +37,8 @@ pub enum VideoError {
     Mux(#[from] mp4::Error),
     #[error("PNG encoder: {0}")]
     Png(#[from] png::EncodingError),
+    #[error("not a playable video: {0}")]
+    Unreadable(String),
 }
 
 /// Encodes a decoded video as an H.264 MP4 at `fps` frames per second.
