@@ -460,6 +460,10 @@ pub struct ModelSampleArgs {
     /// cpu, cuda or cuda:N (needs a build with the `cuda` feature).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Tensor-parallel ranks, all on --device (threads summing through the
+    /// host): checks the sharded model on a machine with one GPU.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub tp: u32,
     #[arg(long, default_value = "a red fox running through fresh snow")]
     pub prompt: String,
     /// WIDTHxHEIGHT, multiples of 16.

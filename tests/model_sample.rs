@@ -25,7 +25,7 @@ fn a_sampled_latent_matches_itself_and_not_another_seed() {
     let (ok, out, err) = sample(&["--latent", &latent, "--video", &video]);
     assert!(ok, "{err}");
     assert!(
-        out.contains("tiny on cpu (F32)") && out.contains("2 steps of 64x48x9"),
+        out.contains("tiny on cpu x1 (F32)") && out.contains("2 steps of 64x48x9"),
         "{out}"
     );
 
@@ -36,6 +36,16 @@ fn a_sampled_latent_matches_itself_and_not_another_seed() {
         out.contains("largest difference 0.000e0") && out.contains("within"),
         "{out}"
     );
+    // Split over two and four ranks (sharded weights, summed partials):
+    // the same video up to the order of the sums.
+    for tp in ["2", "4"] {
+        let (ok, out, err) = sample(&["--tp", tp, "--against", &latent]);
+        assert!(ok, "tp {tp}: {err}");
+        assert!(
+            out.contains(&format!("tiny on cpu x{tp}")) && out.contains("within"),
+            "{out}"
+        );
+    }
     // Another seed is another video: refused, with the numbers.
     let (ok, out, err) = sample(&["--seed", "9", "--against", &latent]);
     assert!(!ok, "{out}");

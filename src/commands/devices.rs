@@ -41,7 +41,9 @@ fn print_cuda_view(gpus: &[device::GpuInfo]) {
         Ok(addresses) => {
             for gpu in nvidia {
                 match device::cuda::ordinal_of(gpu, &addresses) {
-                    Some(ordinal) => println!("nvidia:{} is cuda:{ordinal}: offered for jobs", gpu.index),
+                    Some(ordinal) => {
+                        println!("nvidia:{} is cuda:{ordinal}: offered for jobs", gpu.index)
+                    }
                     None => println!("nvidia:{} is not visible to CUDA: not offered", gpu.index),
                 }
             }

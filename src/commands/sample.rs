@@ -11,7 +11,9 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use genfleet_worker::candle_core::{self, DType, Device, Tensor};
 use genfleet_worker::device::compute::ComputeDevice;
-use genfleet_worker::model::{self, Denoised, GenerateRequest, Pipeline};
+use genfleet_worker::model::{
+    self, Denoised, GenerateRequest, Generated, Pipeline, StepProgress, Video,
+};
 
 use crate::cli::ModelSampleArgs;
 
@@ -54,16 +56,20 @@ fn check_request(args: &ModelSampleArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What one sampled run produced.
+struct Sampled {
+    /// The final latent, on the host, f32.
+    latent: Tensor,
+    video: Video,
+    /// What the model computed in.
+    dtype: DType,
+    load_seconds: f64,
+    /// Seconds of each step, as rank 0 saw them.
+    steps: Vec<f64>,
+}
+
 fn sample(args: &ModelSampleArgs) -> anyhow::Result<()> {
     check_request(args)?;
-    let compute = ComputeDevice::parse(&args.device).map_err(anyhow::Error::msg)?;
-    let device = compute.open().map_err(anyhow::Error::msg)?;
-    let dir = model::weights::model_dir(&args.dir, &args.model);
-    let started = Instant::now();
-    let (_, pipeline) = Pipeline::load(&dir, &device)
-        .with_context(|| format!("loading model {} onto {}", args.model, args.device))?;
-    device.synchronize()?;
-    let load_seconds = started.elapsed().as_secs_f64();
     let request = GenerateRequest {
         prompt: args.prompt.clone(),
         negative_prompt: String::new(),
@@ -74,56 +80,125 @@ fn sample(args: &ModelSampleArgs) -> anyhow::Result<()> {
         seed: args.seed,
         guidance: f64::from(args.guidance),
     };
-
-    let mut steps = Vec::with_capacity(request.steps);
-    let mut last = Instant::now();
-    let denoised = pipeline.resume(&request, None, &mut |_| {
-        // Kernels run asynchronously on a GPU: wait for the step's.
-        if let Err(e) = device.synchronize() {
-            tracing::warn!("synchronizing {}: {e}", args.device);
-        }
-        steps.push(last.elapsed().as_secs_f64());
-        last = Instant::now();
-        ControlFlow::Continue(())
-    })?;
-    let Denoised::Finished(latent) = denoised else {
-        bail!("the run stopped before its last step");
+    let run = if args.tp > 1 {
+        sample_parallel(args, &request)?
+    } else {
+        sample_one(args, &request)?
     };
-    let latent = latent.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
-    let mut sorted = steps.clone();
+    let mut sorted = run.steps.clone();
     sorted.sort_by(f64::total_cmp);
     println!(
-        "{} on {} ({:?}): loaded in {load_seconds:.2} s; {} steps of {}x{}x{}, first {:.3} s, median {:.3} s",
+        "{} on {} x{} ({:?}): loaded in {:.2} s; {} steps of {}x{}x{}, first {:.3} s, median {:.3} s",
         args.model,
         args.device,
-        pipeline.dtype(),
-        steps.len(),
+        args.tp,
+        run.dtype,
+        run.load_seconds,
+        run.steps.len(),
         request.width,
         request.height,
         request.frames,
-        steps.first().copied().unwrap_or(0.0),
-        sorted[sorted.len() / 2],
+        run.steps.first().copied().unwrap_or(0.0),
+        sorted.get(sorted.len() / 2).copied().unwrap_or(0.0),
     );
-
     if let Some(path) = &args.latent {
-        let tensors = HashMap::from([(LATENT.to_string(), latent.clone())]);
+        let tensors = HashMap::from([(LATENT.to_string(), run.latent.clone())]);
         candle_core::safetensors::save(&tensors, path)
             .with_context(|| format!("writing {}", path.display()))?;
         println!("latent written to {}", path.display());
     }
     if let Some(path) = &args.video {
-        let video = pipeline.decode(&latent.to_device(&device)?, &request)?;
-        let mp4 = genfleet_worker::video::encode_mp4(&video, 8)?;
+        let mp4 = genfleet_worker::video::encode_mp4(&run.video, 8)?;
         std::fs::write(path, mp4).with_context(|| format!("writing {}", path.display()))?;
         println!("video written to {}", path.display());
     }
     if let Some(path) = &args.against {
         let tolerance = args
             .tolerance
-            .unwrap_or_else(|| default_tolerance(pipeline.dtype()));
-        compare(&latent, path, tolerance)?;
+            .unwrap_or_else(|| default_tolerance(run.dtype));
+        compare(&run.latent, path, tolerance)?;
     }
     Ok(())
+}
+
+/// A step timer for `on_step`: kernels run asynchronously on a GPU, so it
+/// waits for the step's before reading the clock.
+fn step_timer<'a>(
+    device: &'a Device,
+    steps: &'a mut Vec<f64>,
+) -> impl FnMut(StepProgress) -> ControlFlow<()> + 'a {
+    let mut last = Instant::now();
+    move |_| {
+        if let Err(e) = device.synchronize() {
+            tracing::warn!("synchronizing the device: {e}");
+        }
+        steps.push(last.elapsed().as_secs_f64());
+        last = Instant::now();
+        ControlFlow::Continue(())
+    }
+}
+
+fn open_device(args: &ModelSampleArgs) -> anyhow::Result<Device> {
+    let compute = ComputeDevice::parse(&args.device).map_err(anyhow::Error::msg)?;
+    compute.open().map_err(anyhow::Error::msg)
+}
+
+/// The whole model on one device.
+fn sample_one(args: &ModelSampleArgs, request: &GenerateRequest) -> anyhow::Result<Sampled> {
+    let device = open_device(args)?;
+    let dir = model::weights::model_dir(&args.dir, &args.model);
+    let started = Instant::now();
+    let (_, pipeline) = Pipeline::load(&dir, &device)
+        .with_context(|| format!("loading model {} onto {}", args.model, args.device))?;
+    device.synchronize()?;
+    let load_seconds = started.elapsed().as_secs_f64();
+    let mut steps = Vec::with_capacity(request.steps);
+    let denoised = pipeline.resume(request, None, &mut step_timer(&device, &mut steps))?;
+    let Denoised::Finished(latent) = denoised else {
+        bail!("the run stopped before its last step");
+    };
+    let video = pipeline.decode(&latent, request)?;
+    Ok(Sampled {
+        latent: latent.to_device(&Device::Cpu)?.to_dtype(DType::F32)?,
+        video,
+        dtype: pipeline.dtype(),
+        load_seconds,
+        steps,
+    })
+}
+
+/// The model split over --tp ranks, each on its own handle of --device
+/// (its own stream on a GPU): the sharded load and the tensor-parallel
+/// step, as a worker runs a gang, on one device.
+fn sample_parallel(args: &ModelSampleArgs, request: &GenerateRequest) -> anyhow::Result<Sampled> {
+    let devices = (0..args.tp)
+        .map(|_| open_device(args))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let dir = model::weights::model_dir(&args.dir, &args.model);
+    let config = model::weights::read_manifest(&dir)
+        .with_context(|| format!("model {}", args.model))?
+        .config;
+    let started = Instant::now();
+    let mut steps = Vec::with_capacity(request.steps);
+    let generated = model::generate_parallel(
+        &dir,
+        &devices,
+        request,
+        None,
+        &mut step_timer(&devices[0], &mut steps),
+    )?;
+    let Generated::Finished { latent, video } = generated else {
+        bail!("the run stopped before its last step");
+    };
+    let total = started.elapsed().as_secs_f64();
+    Ok(Sampled {
+        latent: latent.to_dtype(DType::F32)?,
+        video,
+        dtype: config.dtype_on(&devices[0]),
+        // Loading and stepping are one call here.
+        load_seconds: total - steps.iter().sum::<f64>(),
+        steps,
+    })
 }
 
 /// Fails unless `latent` is within `tolerance` of the latent saved in

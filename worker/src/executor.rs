@@ -297,14 +297,15 @@ impl Executor {
                     .resume(&request, checkpoint, &mut on_step)
                     .and_then(|denoised| match denoised {
                         Denoised::Finished(latent) => {
-                            pipeline.decode(&latent, &request).map(Generated::Video)
+                            let video = pipeline.decode(&latent, &request)?;
+                            Ok(Generated::Finished { latent, video })
                         }
                         Denoised::Stopped(c) => Ok(Generated::Stopped(c)),
                     })
             }
             .map_err(model_error)?;
             match (generated, stop.requested()) {
-                (Generated::Video(video), _) => Ok(Rendered::Video(
+                (Generated::Finished { video, .. }, _) => Ok(Rendered::Video(
                     video::encode_mp4(&video, fps)?,
                     video::thumbnail_png(&video)?,
                     video::spritesheet_png(&video)?,

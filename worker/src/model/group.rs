@@ -19,16 +19,23 @@ use crate::parallel::{Communicator, ThreadGroup};
 /// How a group's run ended.
 #[derive(Debug)]
 pub enum Generated {
-    /// Every step ran; rank 0 decoded the frames.
-    Video(Video),
+    /// Every step ran: the final latent (on the host, f32) and the frames
+    /// rank 0 decoded from it.
+    Finished { latent: Tensor, video: Video },
     /// Stopped at a step boundary: where to resume from.
     Stopped(Checkpoint),
 }
 
 /// The communicators of a group with one rank on each of `devices`: threads
-/// sharing host memory on the CPU, NCCL across GPUs.
+/// sharing host memory on the CPU, NCCL across distinct GPUs. Ranks that
+/// share a GPU (a check of the sharded model on a one-GPU machine; NCCL
+/// refuses two ranks on one device) sum through the host like the CPU's.
 fn communicators(devices: &[Device]) -> Result<Vec<Arc<dyn Communicator>>, ModelError> {
-    if devices.iter().all(Device::is_cpu) {
+    let shared = devices
+        .iter()
+        .enumerate()
+        .any(|(i, d)| !d.is_cpu() && devices[..i].iter().any(|e| e.location() == d.location()));
+    if devices.iter().all(Device::is_cpu) || shared {
         return Ok(ThreadGroup::new(devices.len())
             .into_iter()
             .map(|c| Arc::new(c) as Arc<dyn Communicator>)
@@ -97,7 +104,9 @@ pub fn generate_parallel(
                 })
                 .and_then(|denoised| match denoised {
                     Denoised::Finished(latent) => {
-                        first.decode(&latent, request).map(Generated::Video)
+                        let video = first.decode(&latent, request)?;
+                        let latent = latent.to_device(&Device::Cpu)?;
+                        Ok(Generated::Finished { latent, video })
                     }
                     Denoised::Stopped(c) => Ok(Generated::Stopped(c)),
                 })

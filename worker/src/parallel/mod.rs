@@ -134,7 +134,12 @@ impl Communicator for ThreadGroup {
     }
 
     fn all_reduce_sum(&self, t: &Tensor) -> Result<Tensor> {
-        let mine = t.flatten_all()?.to_vec1::<f32>()?;
+        // Summed in f32 on the host whatever the tensor's dtype and device
+        // (a GPU's ranks can use this backend too, staged through the host).
+        let mine = t
+            .flatten_all()?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1::<f32>()?;
         let mut round = self.shared.lock();
         round.slots[self.rank] = mine;
         let round = self.shared.barrier(round)?;
@@ -158,7 +163,7 @@ impl Communicator for ThreadGroup {
         };
         // Nobody writes the next round's slot before all have read this one.
         drop(self.shared.barrier(round)?);
-        Tensor::from_vec(sum, t.shape(), t.device())
+        Tensor::from_vec(sum, t.shape(), t.device())?.to_dtype(t.dtype())
     }
 }
 
