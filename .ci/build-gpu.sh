@@ -162,3 +162,31 @@ for cap in $caps; do
     echo "ldd on this machine (the CUDA libraries are not on its loader path):"
     ldd "$binary" | sed 's/^\s*/  /'
 done
+
+# GENFLEET_GPU_CARRY=1: also build the DiT step benchmark and pack both
+# binaries, stripped and xz-compressed (about 13 MB each; the device tool
+# carries at most 64 MiB), into target/gpu-carry/ for .ci/gpu-check.sh.
+if [ "${GENFLEET_GPU_CARRY:-0}" = 1 ]; then
+    cap=${caps%% *}
+    if [ "$cap" = 90 ]; then target_dir=target/gpu; else target_dir=target/gpu-cc$cap; fi
+    echo "building the dit_step benchmark with --features cuda into $target_dir..."
+    bench=$(CUDA_COMPUTE_CAP=$cap CARGO_TARGET_DIR=$target_dir \
+        cargo bench --locked -p genfleet --features cuda --bench dit_step --no-run --message-format=json |
+        python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "dit_step" and m.get("executable"):
+        print(m["executable"])')
+    if [ -z "$bench" ]; then
+        echo "cargo did not report the dit_step benchmark binary" >&2
+        exit 1
+    fi
+    mkdir -p target/gpu-carry
+    for pair in "genfleet:$target_dir/release/genfleet" "dit_step:$bench"; do
+        name=${pair%%:*}
+        strip -o "target/gpu-carry/$name" "${pair#*:}"
+        xz -6 -T0 -f "target/gpu-carry/$name"
+        echo "packed target/gpu-carry/$name.xz: $(du -h "target/gpu-carry/$name.xz" | cut -f1)"
+    done
+    echo "carry target/gpu-carry to the GPU machine and run: bash .ci/gpu-check.sh"
+fi

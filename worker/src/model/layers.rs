@@ -15,6 +15,11 @@ use crate::parallel::{Communicator, Solo};
 /// allocator to reuse rather than map fresh pages every time.
 const ATTENTION_SCORE_ELEMENTS: usize = 4 << 20;
 
+/// The same bound on a GPU, larger: every chunk costs a handful of kernel
+/// launches, and small chunks would leave the GPU waiting on them (64 M
+/// scores: 128 MiB in bf16, a few hundred MiB with the softmax's copies).
+const ATTENTION_SCORE_ELEMENTS_GPU: usize = 64 << 20;
+
 /// A linear layer whose weights start with std `gain / sqrt(fan_in)` and
 /// zero bias. Output projections take a smaller gain so the residual stream
 /// of a randomly initialized model stays in range.
@@ -307,7 +312,12 @@ fn chunked_attention(
     let k_t = k.t()?.contiguous()?;
     let (b, h, nq, _) = q.dims4()?;
     let nk = k.dim(2)?;
-    let rows = (ATTENTION_SCORE_ELEMENTS / (b * h * nk).max(1)).clamp(1, nq.max(1));
+    let budget = if q.device().is_cpu() {
+        ATTENTION_SCORE_ELEMENTS
+    } else {
+        ATTENTION_SCORE_ELEMENTS_GPU
+    };
+    let rows = (budget / (b * h * nk).max(1)).clamp(1, nq.max(1));
     let mut outputs = Vec::with_capacity(nq.div_ceil(rows));
     for start in (0..nq).step_by(rows) {
         let q_chunk = q.narrow(2, start, rows.min(nq - start))?;

@@ -25,12 +25,6 @@ use cudarc::nccl::{Comm, ReduceOp};
 
 use super::{Communicator, RANK_LEFT};
 
-#[cfg(all(feature = "nccl", feature = "cuda"))]
-compile_error!(
-    "`cuda` includes the NCCL backend; enable `cuda` or `nccl`, not both \
-     (cudarc cannot both link and load the CUDA libraries)"
-);
-
 /// One rank of a group of GPUs of this node.
 pub struct NcclGroup {
     rank: usize,
