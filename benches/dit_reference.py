@@ -1,12 +1,19 @@
 """PyTorch reference of genfleet's video DiT, for `cargo bench --bench dit_step`.
 
 The same architecture as worker/src/model/dit.rs (after Wan2.1's WanModel),
-written the way PyTorch model code is written, run on the CPU with the same
-weights (the model directory `genfleet model init` makes) on the same inputs
-(the conditioning, latent and timestep the bench saved from candle). It checks
-that one step lands where candle's did, then times denoising steps: the DiT on
-both guidance branches in one batch of 2, the guidance mix and the Euler
+written the way PyTorch model code is written, run with the same weights (the
+model directory `genfleet model init` makes) on the same inputs (the
+conditioning, latent and timestep the bench saved from candle, in f32). It
+checks that one step lands where candle's did, then times denoising steps: the
+DiT on both guidance branches in one batch of 2, the guidance mix and the Euler
 update, exactly what a candle step does.
+
+--device cpu|cuda says where, --dtype f32|bf16 in what the DiT computes (the
+precision candle computed in): weights, activations and, as candle casts them,
+the timestep features and the RoPE tables. The latent stays f32, as in candle's
+pipeline (and diffusers' flow-matching schedulers): the DiT's velocity is mixed
+and added to it in f32, and the result compared with candle's in f32. On a GPU
+the clock is read after torch.cuda.synchronize(): kernels run asynchronously.
 
 Prints one JSON object on its last line: p50 seconds per step and the largest
 difference from candle's step relative to the largest value of candle's.
@@ -16,6 +23,7 @@ import argparse
 import json
 import math
 import statistics
+import sys
 import time
 
 import torch
@@ -74,9 +82,13 @@ class Dit:
         tokens = x.reshape(b, c, frames, hp, ph, wp, pw).permute(0, 2, 3, 5, 1, 4, 6)
         h = self.linear(tokens.reshape(b, frames * hp * wp, c * ph * pw), "patch_embedding")
 
-        e = self.linear(F.silu(self.linear(sinusoidal(t, self.c["freq_dim"]), "time_embedding.0")), "time_embedding.2")
+        # The timestep features and RoPE tables are made in f32 (f64) and
+        # cast to the DiT's dtype, as candle does.
+        features = sinusoidal(t, self.c["freq_dim"]).to(x.dtype)
+        e = self.linear(F.silu(self.linear(features, "time_embedding.0")), "time_embedding.2")
         e0 = self.linear(F.silu(e), "time_projection.1").reshape(b, 6, self.c["dim"])
         rope = rope_tables(self.head_dim, (frames, hp, wp), self.c["rope_theta"])
+        rope = [r.to(device=x.device, dtype=x.dtype) for r in rope]
         for i in range(self.c["depth"]):
             h = self.block(i, h, e0, text, bias, rope)
         m = (self.w["head.modulation"] + e.unsqueeze(1)).chunk(2, dim=1)
@@ -91,7 +103,8 @@ def modulate(x, shift, scale):
 
 def sinusoidal(t, dim):
     half = dim // 2
-    freqs = torch.tensor([math.exp(-math.log(10_000.0) * i / half) for i in range(half)], dtype=torch.float32)
+    freqs = torch.tensor([math.exp(-math.log(10_000.0) * i / half) for i in range(half)],
+                         dtype=torch.float32, device=t.device)
     args = t[:, None] * freqs[None, :]
     return torch.cat([args.cos(), args.sin()], dim=-1)
 
@@ -123,15 +136,19 @@ def apply_rope(x, cos, sin):
     return torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).flatten(-2)
 
 
-def step(dit, inputs, latent):
+def step(dit, inputs, latent, dtype):
+    """One Euler step from `latent` (f32): the DiT in `dtype`, the rest in f32."""
     text = inputs["text"]
     batch = text.shape[0]
-    t = torch.full((batch,), float(inputs["timestep"].item()), dtype=torch.float32)
-    v = dit.forward(latent.repeat(batch, 1, 1, 1, 1), t, text, inputs["bias"])
+    t = torch.full((batch,), inputs["timestep"], dtype=torch.float32, device=latent.device)
+    v = dit.forward(latent.to(dtype).repeat(batch, 1, 1, 1, 1), t, text, inputs["bias"]).float()
     if batch == 2:
         cond, uncond = v[0:1], v[1:2]
-        v = uncond + (cond - uncond) * float(inputs["guidance"].item())
-    return latent + v * float(inputs["delta"].item())
+        v = uncond + (cond - uncond) * inputs["guidance"]
+    return latent + v * inputs["delta"]
+
+
+DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16}
 
 
 def main():
@@ -141,29 +158,54 @@ def main():
     parser.add_argument("--steps", type=int, default=5, help="timed steps")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="f32", help="what the DiT computes in")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"--device cuda: torch {torch.__version__} sees no CUDA device")
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    # f32 matrix products in f32, as candle's (no TF32).
+    torch.set_float32_matmul_precision("highest")
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     with open(f"{args.model}/config.json") as f:
         config = json.load(f)["config"]
-    dit = Dit(load_file(f"{args.model}/model.safetensors"), config)
-    inputs = load_file(args.inputs)
+    weights = load_file(f"{args.model}/model.safetensors")
+    dit = Dit({k: v.to(device=device, dtype=dtype) for k, v in weights.items()}, config)
+    del weights
+    saved = load_file(args.inputs)
+    inputs = {
+        "text": saved["text"].to(device=device, dtype=dtype),
+        "bias": saved["bias"].to(device=device, dtype=dtype),
+        **{k: float(saved[k].item()) for k in ("timestep", "delta", "guidance")},
+    }
+    expected = saved["expected"].to(device=device, dtype=torch.float32)
+    start_latent = saved["latent"].to(device=device, dtype=torch.float32)
 
     times = []
     with torch.inference_mode():
-        first = step(dit, inputs, inputs["latent"])
-        expected = inputs["expected"]
+        first = step(dit, inputs, start_latent, dtype)
         rel_diff = ((first - expected).abs().max() / expected.abs().max()).item()
-        latent = inputs["latent"]
+        latent = start_latent
         for _ in range(args.warmup + args.steps):
+            sync()
             start = time.perf_counter()
-            latent = step(dit, inputs, latent)
+            latent = step(dit, inputs, latent, dtype)
+            sync()
             times.append(time.perf_counter() - start)
     timed = sorted(times[args.warmup:])
-    print(f"pytorch {torch.__version__} on {args.threads} CPU threads: "
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{args.threads} CPU threads"
+    if args.dtype != "f32":
+        where += f" in {args.dtype}"
+    print(f"pytorch {torch.__version__} on {where}: "
           f"mean {statistics.mean(timed):.3f} s, p50 {statistics.median(timed):.3f} s, "
           f"min {timed[0]:.3f} s, max {timed[-1]:.3f} s; first step vs candle: {rel_diff:.2e} relative")
-    print(json.dumps({"p50": statistics.median(timed), "rel_diff": rel_diff, "torch": torch.__version__}))
+    print(json.dumps({"p50": statistics.median(timed), "rel_diff": rel_diff, "torch": torch.__version__,
+                      "device": args.device, "dtype": args.dtype}))
 
 
 if __name__ == "__main__":
