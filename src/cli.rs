@@ -61,6 +61,47 @@ pub enum Command {
     /// Check a video file: its H.264 track, every frame decoded.
     #[command(subcommand)]
     Video(VideoCommand),
+    /// Plan capacity: replay a workload through the scheduling policy on a
+    /// described fleet, in simulated time, and report waits, cost and
+    /// service-level targets (docs/planning.md).
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The fleet: pools of nodes of a flavor, with prices (YAML).
+    #[arg(long)]
+    pub fleet: PathBuf,
+    /// The queues, as `genfleet queue apply -f` takes them; without it,
+    /// every job goes to the implicit `default` queue.
+    #[arg(long)]
+    pub queues: Option<PathBuf>,
+    /// The workload: a trace, CSV with a header or JSON lines.
+    #[arg(long)]
+    pub trace: PathBuf,
+    /// A service-level target, e.g. `interactive.p95_wait<=30s` or
+    /// `research.p50_e2e<=1h` (a class or a queue; p50, p95 or p99; wait
+    /// or e2e). Repeat for more.
+    #[arg(long = "target")]
+    pub targets: Vec<String>,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Stop the simulation here (e.g. 24h); default: when every job ended.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub horizon: Option<Duration>,
+    /// Time a preempted job spends writing its checkpoint.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub checkpoint_time: Duration,
+    /// Time a resumed job spends loading before its first step.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub reload_time: Duration,
+    /// The scheduling tick: a cycle runs at the first tick after a change.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub cycle: Duration,
+    /// Running work younger than this is never preempted (the leader's --min-runtime).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub min_runtime: Duration,
 }
 
 #[derive(Debug, Subcommand)]

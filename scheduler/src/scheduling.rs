@@ -195,26 +195,7 @@ pub fn view(
         .map(|q| queue_config(q, budget_used_s.get(&q.name).copied(), now_ms))
         .collect();
     if !queues.iter().any(|q| q.name == DEFAULT_QUEUE) {
-        let mut capacity: HashMap<&str, u32> = HashMap::new();
-        for group in nodes.iter().flat_map(|n| &n.groups) {
-            *capacity.entry(&group.flavor).or_default() += group.devices.len() as u32;
-        }
-        queues.push(QueueConfig {
-            name: DEFAULT_QUEUE.into(),
-            cohort: None,
-            weight: 1,
-            quotas: capacity
-                .into_iter()
-                .map(|(flavor, devices)| {
-                    let quota = FlavorQuota {
-                        nominal: devices,
-                        ..FlavorQuota::default()
-                    };
-                    (flavor.to_string(), quota)
-                })
-                .collect(),
-            budget: None,
-        });
+        queues.push(default_queue(&nodes));
     }
     let mut running = Vec::new();
     let mut pending = Vec::new();
@@ -233,8 +214,34 @@ pub fn view(
     }
 }
 
-/// `used_s`: device-seconds of its budget used this period.
-fn queue_config(q: &pb::Queue, used_s: Option<f64>, now_ms: i64) -> QueueConfig {
+/// The implicit `default` queue (when none was applied): every device of
+/// every flavor of `nodes` as its nominal quota.
+pub fn default_queue(nodes: &[NodeView]) -> QueueConfig {
+    let mut capacity: HashMap<&str, u32> = HashMap::new();
+    for group in nodes.iter().flat_map(|n| &n.groups) {
+        *capacity.entry(&group.flavor).or_default() += group.devices.len() as u32;
+    }
+    QueueConfig {
+        name: DEFAULT_QUEUE.into(),
+        cohort: None,
+        weight: 1,
+        quotas: capacity
+            .into_iter()
+            .map(|(flavor, devices)| {
+                let quota = FlavorQuota {
+                    nominal: devices,
+                    ..FlavorQuota::default()
+                };
+                (flavor.to_string(), quota)
+            })
+            .collect(),
+        budget: None,
+    }
+}
+
+/// A queue as the policy sees it; `used_s`: device-seconds of its budget
+/// used this period.
+pub fn queue_config(q: &pb::Queue, used_s: Option<f64>, now_ms: i64) -> QueueConfig {
     let budget = q.budget.as_ref().map(|b| {
         let next = crate::state::budget_period(b, now_ms) + 1;
         let resets_at_ms = crate::state::budget_period_start_ms(b, next);

@@ -7,6 +7,7 @@ mod jobs;
 mod kube;
 mod model;
 mod nodes;
+mod plan;
 mod queues;
 mod sample;
 mod servers;
@@ -32,5 +33,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Devices(args) => devices::run(args),
         Command::Kube(command) => kube::run(command),
         Command::Video(command) => video::run(command),
+        Command::Plan(args) => plan::run(args),
     }
 }

@@ -1,0 +1,713 @@
+//! The discrete-event simulation behind `genfleet plan`: simulated time,
+//! a fleet of nodes, the workload's jobs, and at every cycle the leader's
+//! own policy (`genfleet_scheduler::policy::schedule`) deciding from the
+//! same view the leader builds (queues through `scheduling::queue_config`
+//! and `default_queue`, memory through `scheduling::memory_need`).
+//!
+//! What the simulation adds is what the workers and the replicated state
+//! do, as they do it: a placed job runs `steps_left / rate` seconds at the
+//! profile's rate for its model, flavor and tp (after `reload_s` when it
+//! resumes from a checkpoint); a preempted job stops at its next step
+//! boundary, spends `checkpoint_s` saving, gives its devices back and
+//! waits again from then with its steps kept; the job it was preempted for
+//! is nominated until placed. Cycles run at the first tick (`cycle_s`)
+//! after anything changes, and every tick while jobs wait (ageing).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+
+use genfleet_proto as pb;
+use genfleet_scheduler::policy::{
+    self, ClusterView, GroupView, MemoryNeed, NodeView, PendingJob, PolicyConfig, Profile, Qos,
+    RunningJob,
+};
+use genfleet_scheduler::scheduling;
+use genfleet_scheduler::spec::DEFAULT_QUEUE;
+
+use super::fleet::Fleet;
+use super::workload::JobRequest;
+
+/// Knobs of the simulation (the policy's own are in `policy`).
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub policy: PolicyConfig,
+    /// Seconds a preempted job spends writing its checkpoint.
+    pub checkpoint_s: f64,
+    /// Seconds a resumed job spends loading before its first step.
+    pub reload_s: f64,
+    /// The scheduling tick: a cycle runs at the first tick after a change.
+    pub cycle_s: f64,
+    /// Stop here (jobs not ended are reported as such); `None`: when every
+    /// job has ended.
+    pub horizon_s: Option<f64>,
+    /// Points of the time series (queue depth, utilization) to keep.
+    pub samples: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            policy: PolicyConfig::default(),
+            checkpoint_s: 5.0,
+            reload_s: 10.0,
+            cycle_s: 1.0,
+            horizon_s: None,
+            samples: 400,
+        }
+    }
+}
+
+/// How one job went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobOutcome {
+    pub queue: String,
+    pub qos: Qos,
+    pub arrival_s: f64,
+    /// When it first started running.
+    pub first_start_s: Option<f64>,
+    /// When it completed.
+    pub end_s: Option<f64>,
+    pub preemptions: u32,
+}
+
+/// One point of the time series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub t_s: f64,
+    /// Waiting jobs per class, in `Qos::ALL` order.
+    pub pending: [u32; 3],
+    /// Busy devices per pool, in the fleet's order.
+    pub busy: Vec<u32>,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone)]
+pub struct SimOutcome {
+    pub jobs: Vec<JobOutcome>,
+    /// Simulated seconds from the start to the last event (or the horizon).
+    pub duration_s: f64,
+    /// Device-seconds each pool's devices were held by jobs.
+    pub busy_device_s: Vec<f64>,
+    /// Per queue: device-seconds used, and of them beyond its nominal quota.
+    pub queue_device_s: BTreeMap<String, (f64, f64)>,
+    pub samples: Vec<Sample>,
+    pub cycles: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum EventKind {
+    /// A run ends with its last step.
+    Finish,
+    /// A preempted run has saved its checkpoint.
+    Stopped,
+}
+
+/// Ordered by time, then kind, job and run: deterministic.
+type Event = Reverse<(i64, EventKind, u32, u32)>;
+
+#[derive(Debug, Clone)]
+struct Run {
+    node: usize,
+    devices: Vec<u32>,
+    placed_ms: i64,
+    /// When its steps start (after a reload).
+    compute_ms: i64,
+    steps_per_s: f64,
+    /// Steps done when it was placed.
+    steps_at_start: u32,
+    preempting: bool,
+    /// Steps it will have done when it stops for a preemption.
+    stops_after: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    Future,
+    Pending,
+    Running(Run),
+    Done,
+}
+
+#[derive(Debug, Clone)]
+struct SimJob {
+    phase: Phase,
+    steps_done: u32,
+    waiting_since_ms: i64,
+    nominated: bool,
+    /// Bumped at every placement, so a stale event is ignored.
+    run: u32,
+    memory: MemoryNeed,
+    first_start_ms: Option<i64>,
+    end_ms: Option<i64>,
+    preemptions: u32,
+}
+
+struct SimNode {
+    pool: usize,
+    name: String,
+    /// The job on each device.
+    busy: Vec<Option<u32>>,
+}
+
+/// A simulation of one fleet, one set of queues, one workload.
+pub struct Simulation<'a> {
+    fleet: &'a Fleet,
+    queues: &'a [pb::Queue],
+    requests: &'a [JobRequest],
+    profile: &'a Profile,
+    config: &'a SimConfig,
+    nodes: Vec<SimNode>,
+    jobs: Vec<SimJob>,
+    events: BinaryHeap<Event>,
+    /// Indexes of jobs waiting, in no order.
+    pending: Vec<u32>,
+    /// Indexes of jobs running (ordered: the view is deterministic).
+    running: BTreeSet<u32>,
+    next_arrival: usize,
+    /// Per queue: device-ms used and beyond nominal, and per flavor in use.
+    in_use: BTreeMap<(String, String), u32>,
+    queue_device_ms: BTreeMap<String, (f64, f64)>,
+    /// Per queue with a budget: (period, device-ms charged for ended runs).
+    budget_charged: BTreeMap<String, (u64, f64)>,
+    busy_device_ms: Vec<f64>,
+    /// Devices no job holds.
+    free_devices: u64,
+    samples: Vec<Sample>,
+    cycles: u64,
+}
+
+/// The leader's least time between two cycles.
+const MIN_CYCLE_GAP_MS: i64 = 5;
+
+fn ms(seconds: f64) -> i64 {
+    (seconds * 1000.0).round() as i64
+}
+
+/// A job's arrival in whole ms, rounded up: it never starts before it
+/// arrived.
+fn arrival_ms(request: &JobRequest) -> i64 {
+    (request.arrival_s * 1000.0).ceil() as i64
+}
+
+impl<'a> Simulation<'a> {
+    /// `requests` sorted by arrival (as `read_trace` and the generator give them).
+    pub fn new(
+        fleet: &'a Fleet,
+        queues: &'a [pb::Queue],
+        requests: &'a [JobRequest],
+        profile: &'a Profile,
+        config: &'a SimConfig,
+    ) -> Self {
+        let mut nodes = Vec::new();
+        for (pool, p) in fleet.pools.iter().enumerate() {
+            for i in 0..p.nodes {
+                nodes.push(SimNode {
+                    pool,
+                    name: format!("{}-{i}", p.flavor),
+                    busy: vec![None; p.devices_per_node as usize],
+                });
+            }
+        }
+        let jobs = requests
+            .iter()
+            .map(|r| SimJob {
+                phase: Phase::Future,
+                steps_done: 0,
+                waiting_since_ms: arrival_ms(r),
+                nominated: false,
+                run: 0,
+                memory: scheduling::memory_need(&r.spec()),
+                first_start_ms: None,
+                end_ms: None,
+                preemptions: 0,
+            })
+            .collect();
+        Self {
+            fleet,
+            queues,
+            requests,
+            profile,
+            config,
+            nodes,
+            jobs,
+            events: BinaryHeap::new(),
+            pending: Vec::new(),
+            running: BTreeSet::new(),
+            next_arrival: 0,
+            in_use: BTreeMap::new(),
+            queue_device_ms: BTreeMap::new(),
+            budget_charged: BTreeMap::new(),
+            busy_device_ms: vec![0.0; fleet.pools.len()],
+            free_devices: fleet.devices(),
+            samples: Vec::new(),
+            cycles: 0,
+        }
+    }
+
+    /// Runs to the end (or the horizon); `progress` is told the simulated
+    /// time now and then.
+    ///
+    /// Cycles follow the leader's loop: after a change (an arrival, a job
+    /// ending or stopping) a cycle runs at once when some device is free
+    /// (at least `MIN_CYCLE_GAP` after the last), otherwise once the
+    /// interval since the last cycle has passed; while jobs wait, one runs
+    /// every interval anyway (ageing, minimum runtimes).
+    pub fn run(mut self, progress: &mut dyn FnMut(f64)) -> SimOutcome {
+        let interval = ms(self.config.cycle_s).max(1);
+        let horizon = self.config.horizon_s.map(ms);
+        let last_arrival = self.requests.last().map_or(0, arrival_ms);
+        let sample_every = (horizon.unwrap_or(last_arrival).max(interval)
+            / self.config.samples.max(1) as i64)
+            .max(interval);
+        let mut now = 0i64;
+        let mut last_cycle = -interval;
+        let mut dirty = false;
+        let mut next_sample = 0i64;
+        let mut reported = 0i64;
+        loop {
+            while let Some(&Reverse((at, kind, job, run))) = self.events.peek() {
+                if at > now {
+                    break;
+                }
+                self.events.pop();
+                dirty |= self.apply(at, kind, job, run);
+            }
+            while self.next_arrival < self.requests.len()
+                && arrival_ms(&self.requests[self.next_arrival]) <= now
+            {
+                let job = self.next_arrival as u32;
+                self.jobs[self.next_arrival].phase = Phase::Pending;
+                self.pending.push(job);
+                self.next_arrival += 1;
+                dirty = true;
+            }
+            let since = now - last_cycle;
+            let due = since >= MIN_CYCLE_GAP_MS
+                && ((dirty && (self.free_devices > 0 || since >= interval))
+                    || (!self.pending.is_empty() && since >= interval));
+            if due {
+                self.cycle(now);
+                last_cycle = now;
+                dirty = false;
+            }
+            while now >= next_sample {
+                self.sample(next_sample);
+                next_sample += sample_every;
+            }
+            if now - reported >= 3_600_000 {
+                progress(now as f64 / 1000.0);
+                reported = now;
+            }
+            // The next moment something happens or a cycle is due.
+            let mut next: Option<i64> = self.events.peek().map(|Reverse((at, ..))| *at);
+            let mut consider = |t: i64| next = Some(next.map_or(t, |n| n.min(t)));
+            if let Some(r) = self.requests.get(self.next_arrival) {
+                consider(arrival_ms(r));
+            }
+            if dirty {
+                let wait = if self.free_devices > 0 {
+                    MIN_CYCLE_GAP_MS
+                } else {
+                    interval
+                };
+                consider(last_cycle + wait);
+            }
+            if !self.pending.is_empty() {
+                consider(last_cycle + interval);
+            }
+            let Some(next) = next else {
+                break;
+            };
+            let next = next.max(now + 1);
+            if let Some(h) = horizon.filter(|h| next > *h) {
+                self.account(now, h);
+                now = h;
+                break;
+            }
+            self.account(now, next);
+            now = next;
+        }
+        self.finish(now)
+    }
+
+    /// Whether an event changed anything (a stale one does not).
+    fn apply(&mut self, at: i64, kind: EventKind, job: u32, run: u32) -> bool {
+        let j = &self.jobs[job as usize];
+        if j.run != run || !matches!(j.phase, Phase::Running(_)) {
+            return false;
+        }
+        let Phase::Running(r) =
+            std::mem::replace(&mut self.jobs[job as usize].phase, Phase::Pending)
+        else {
+            return false;
+        };
+        self.release(job, &r, at);
+        let total = self.requests[job as usize].steps;
+        let j = &mut self.jobs[job as usize];
+        match kind {
+            EventKind::Finish => {
+                j.steps_done = total;
+                j.phase = Phase::Done;
+                j.end_ms = Some(at);
+            }
+            EventKind::Stopped => {
+                let done = r.stops_after.unwrap_or_else(|| steps_by(&r, at));
+                j.steps_done = (r.steps_at_start + done).min(total.saturating_sub(1));
+                j.waiting_since_ms = at;
+                j.preemptions += 1;
+                self.pending.push(job);
+            }
+        }
+        true
+    }
+
+    /// Gives a run's devices back and books its use.
+    fn release(&mut self, job: u32, run: &Run, at: i64) {
+        let node = &mut self.nodes[run.node];
+        for &d in &run.devices {
+            node.busy[d as usize] = None;
+        }
+        self.free_devices += run.devices.len() as u64;
+        let pool = node.pool;
+        let held_ms = (at - run.placed_ms).max(0) as f64 * run.devices.len() as f64;
+        self.busy_device_ms[pool] += held_ms;
+        self.running.remove(&job);
+        let request = &self.requests[job as usize];
+        let flavor = self.fleet.pools[pool].flavor.clone();
+        if let Some(count) = self.in_use.get_mut(&(request.queue.clone(), flavor)) {
+            *count = count.saturating_sub(run.devices.len() as u32);
+        }
+        self.charge_budget(&request.queue.clone(), run, at);
+    }
+
+    /// Books an ended run's device-time against its queue's budget period.
+    fn charge_budget(&mut self, queue: &str, run: &Run, at: i64) {
+        let Some(budget) = self.queue(queue).and_then(|q| q.budget.as_ref()) else {
+            return;
+        };
+        let period = genfleet_scheduler::state::budget_period(budget, at);
+        let start = genfleet_scheduler::state::budget_period_start_ms(budget, period);
+        let used = (at - run.placed_ms.max(start)).max(0) as f64 * run.devices.len() as f64;
+        let entry = self
+            .budget_charged
+            .entry(queue.to_string())
+            .or_insert((period, 0.0));
+        if entry.0 != period {
+            *entry = (period, 0.0);
+        }
+        entry.1 += used;
+    }
+
+    fn queue(&self, name: &str) -> Option<&pb::Queue> {
+        self.queues.iter().find(|q| q.name == name)
+    }
+
+    /// Adds the time from `from` to `until` to each queue's use, and to
+    /// its use beyond its nominal quota (borrowed from its cohort).
+    fn account(&mut self, from: i64, until: i64) {
+        let dt = (until - from).max(0) as f64;
+        if dt == 0.0 {
+            return;
+        }
+        let mut additions = Vec::new();
+        for ((queue, flavor), &count) in &self.in_use {
+            if count == 0 {
+                continue;
+            }
+            // The implicit default queue holds every device as nominal.
+            let nominal = match self.queue(queue) {
+                Some(q) => q
+                    .quotas
+                    .iter()
+                    .find(|f| f.flavor == *flavor)
+                    .map_or(0, |f| f.nominal),
+                None => u32::MAX,
+            };
+            let borrowed = count.saturating_sub(nominal);
+            additions.push((
+                queue.clone(),
+                f64::from(count) * dt,
+                f64::from(borrowed) * dt,
+            ));
+        }
+        for (queue, used, borrowed) in additions {
+            let entry = self.queue_device_ms.entry(queue).or_default();
+            entry.0 += used;
+            entry.1 += borrowed;
+        }
+    }
+
+    fn sample(&mut self, at: i64) {
+        let mut pending = [0u32; 3];
+        for &job in &self.pending {
+            let qos = self.requests[job as usize].qos;
+            if let Some(i) = Qos::ALL.iter().position(|q| *q == qos) {
+                pending[i] += 1;
+            }
+        }
+        let mut busy = vec![0u32; self.fleet.pools.len()];
+        for node in &self.nodes {
+            busy[node.pool] += node.busy.iter().filter(|b| b.is_some()).count() as u32;
+        }
+        self.samples.push(Sample {
+            t_s: at as f64 / 1000.0,
+            pending,
+            busy,
+        });
+    }
+
+    /// One scheduling cycle at `now`: the leader's policy on the view.
+    fn cycle(&mut self, now: i64) {
+        self.cycles += 1;
+        let view = self.view(now);
+        let decision = policy::schedule(&view, self.profile, &self.config.policy, now);
+        for p in &decision.placements {
+            if let Some(job) = job_index(&view.pending[p.job].id) {
+                self.start(job, p.node, &p.device_ids, now);
+            }
+        }
+        if !decision.placements.is_empty() {
+            let jobs = &self.jobs;
+            self.pending
+                .retain(|&j| matches!(jobs[j as usize].phase, Phase::Pending));
+        }
+        for p in &decision.preemptions {
+            let (Some(victim), Some(for_job)) = (job_index(&p.job_id), job_index(&p.for_job))
+            else {
+                continue;
+            };
+            self.jobs[for_job as usize].nominated = true;
+            self.preempt(victim, now);
+        }
+    }
+
+    fn start(&mut self, job: u32, node: usize, devices: &[u32], now: i64) {
+        let pool = self.nodes[node].pool;
+        let flavor = &self.fleet.pools[pool].flavor;
+        let request = &self.requests[job as usize];
+        let steps_per_s = self
+            .profile
+            .steps_per_s(&request.model, flavor, request.tp)
+            .max(1e-9);
+        for &d in devices {
+            self.nodes[node].busy[d as usize] = Some(job);
+        }
+        self.free_devices -= devices.len() as u64;
+        *self
+            .in_use
+            .entry((request.queue.clone(), flavor.clone()))
+            .or_default() += devices.len() as u32;
+        let j = &mut self.jobs[job as usize];
+        let reload = if j.steps_done > 0 {
+            ms(self.config.reload_s)
+        } else {
+            0
+        };
+        let run = Run {
+            node,
+            devices: devices.to_vec(),
+            placed_ms: now,
+            compute_ms: now + reload,
+            steps_per_s,
+            steps_at_start: j.steps_done,
+            preempting: false,
+            stops_after: None,
+        };
+        let left = request.steps.saturating_sub(j.steps_done);
+        let finish = run.compute_ms + ms(f64::from(left) / steps_per_s);
+        j.run += 1;
+        j.nominated = false;
+        j.first_start_ms.get_or_insert(now);
+        j.phase = Phase::Running(run);
+        self.running.insert(job);
+        self.events.push(Reverse((
+            finish,
+            EventKind::Finish,
+            job,
+            self.jobs[job as usize].run,
+        )));
+    }
+
+    /// Tells a running job to checkpoint: it stops at its next step
+    /// boundary, unless that is its last.
+    fn preempt(&mut self, job: u32, now: i64) {
+        let total = self.requests[job as usize].steps;
+        let checkpoint = ms(self.config.checkpoint_s);
+        let j = &mut self.jobs[job as usize];
+        let Phase::Running(run) = &mut j.phase else {
+            return;
+        };
+        if run.preempting {
+            return;
+        }
+        run.preempting = true;
+        let boundary = steps_by(run, now.max(run.compute_ms)) + 1;
+        if run.steps_at_start + boundary >= total {
+            return;
+        }
+        run.stops_after = Some(boundary);
+        let at = run.compute_ms + ms(f64::from(boundary) / run.steps_per_s) + checkpoint;
+        self.events
+            .push(Reverse((at.max(now), EventKind::Stopped, job, j.run)));
+    }
+
+    /// What the leader's policy would see now.
+    fn view(&self, now: i64) -> ClusterView {
+        let nodes: Vec<NodeView> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let pool = &self.fleet.pools[n.pool];
+                let devices: Vec<u32> = (0..n.busy.len() as u32).collect();
+                let free = devices
+                    .iter()
+                    .copied()
+                    .filter(|&d| n.busy[d as usize].is_none())
+                    .collect();
+                NodeView {
+                    name: n.name.clone(),
+                    cordoned: false,
+                    models: pool.models.clone(),
+                    groups: vec![GroupView {
+                        flavor: pool.flavor.clone(),
+                        devices,
+                        free,
+                        memory_bytes: pool.memory_bytes,
+                    }],
+                    simulated: true,
+                }
+            })
+            .collect();
+        let mut queues: Vec<_> = self
+            .queues
+            .iter()
+            .map(|q| scheduling::queue_config(q, self.budget_used_s(q, now), now))
+            .collect();
+        if !queues.iter().any(|q| q.name == DEFAULT_QUEUE) {
+            queues.push(scheduling::default_queue(&nodes));
+        }
+        let running = self
+            .running
+            .iter()
+            .filter_map(|&job| {
+                let Phase::Running(run) = &self.jobs[job as usize].phase else {
+                    return None;
+                };
+                let request = &self.requests[job as usize];
+                let node = &self.nodes[run.node];
+                let done = run.steps_at_start + steps_by(run, now);
+                Some(RunningJob {
+                    id: job_id(job),
+                    queue: request.queue.clone(),
+                    qos: request.qos,
+                    flavor: self.fleet.pools[node.pool].flavor.clone(),
+                    node: node.name.clone(),
+                    devices: run.devices.clone(),
+                    started_at_ms: run.placed_ms,
+                    preempting: run.preempting,
+                    remaining_s: f64::from(request.steps.saturating_sub(done)) / run.steps_per_s,
+                })
+            })
+            .collect();
+        let pending = self
+            .pending
+            .iter()
+            .map(|&job| {
+                let request = &self.requests[job as usize];
+                let j = &self.jobs[job as usize];
+                PendingJob {
+                    id: job_id(job),
+                    queue: request.queue.clone(),
+                    qos: request.qos,
+                    priority: request.priority,
+                    tp: request.tp,
+                    model: request.model.clone(),
+                    steps_left: request.steps.saturating_sub(j.steps_done),
+                    waiting_since_ms: j.waiting_since_ms,
+                    nominated: j.nominated,
+                    position: u64::from(job),
+                    memory: j.memory,
+                }
+            })
+            .collect();
+        ClusterView {
+            queues,
+            nodes,
+            running,
+            pending,
+        }
+    }
+
+    /// Device-seconds of `queue`'s budget used in the period of `now`, as
+    /// the state counts them: ended runs charged to the period, plus what
+    /// running work used since the later of its start and the period's.
+    fn budget_used_s(&self, queue: &pb::Queue, now: i64) -> Option<f64> {
+        let budget = queue.budget.as_ref()?;
+        let period = genfleet_scheduler::state::budget_period(budget, now);
+        let start = genfleet_scheduler::state::budget_period_start_ms(budget, period);
+        let mut used_ms = self
+            .budget_charged
+            .get(&queue.name)
+            .filter(|(p, _)| *p == period)
+            .map_or(0.0, |(_, ms)| *ms);
+        for &job in &self.running {
+            if self.requests[job as usize].queue != queue.name {
+                continue;
+            }
+            if let Phase::Running(run) = &self.jobs[job as usize].phase {
+                used_ms +=
+                    (now - run.placed_ms.max(start)).max(0) as f64 * run.devices.len() as f64;
+            }
+        }
+        Some(used_ms / 1000.0)
+    }
+
+    fn finish(mut self, now: i64) -> SimOutcome {
+        // Runs still going at the horizon have held their devices so far.
+        for &job in &self.running {
+            if let Phase::Running(run) = &self.jobs[job as usize].phase {
+                let held = (now - run.placed_ms).max(0) as f64 * run.devices.len() as f64;
+                self.busy_device_ms[self.nodes[run.node].pool] += held;
+            }
+        }
+        let jobs = self
+            .jobs
+            .iter()
+            .zip(self.requests)
+            .map(|(j, r)| JobOutcome {
+                queue: r.queue.clone(),
+                qos: r.qos,
+                arrival_s: r.arrival_s,
+                first_start_s: j.first_start_ms.map(|t| t as f64 / 1000.0),
+                end_s: j.end_ms.map(|t| t as f64 / 1000.0),
+                preemptions: j.preemptions,
+            })
+            .collect();
+        SimOutcome {
+            jobs,
+            duration_s: now as f64 / 1000.0,
+            busy_device_s: self.busy_device_ms.iter().map(|m| m / 1000.0).collect(),
+            queue_device_s: self
+                .queue_device_ms
+                .iter()
+                .map(|(q, (used, borrowed))| (q.clone(), (used / 1000.0, borrowed / 1000.0)))
+                .collect(),
+            samples: self.samples,
+            cycles: self.cycles,
+        }
+    }
+}
+
+/// Whole steps a run has done by `at`.
+fn steps_by(run: &Run, at: i64) -> u32 {
+    let seconds = (at - run.compute_ms).max(0) as f64 / 1000.0;
+    (seconds * run.steps_per_s + 1e-9).floor() as u32
+}
+
+fn job_id(job: u32) -> String {
+    format!("j{job}")
+}
+
+fn job_index(id: &str) -> Option<u32> {
+    id.strip_prefix('j')?.parse().ok()
+}

@@ -1,0 +1,295 @@
+//! The jobs a plan replays: a trace file (CSV with a header, or JSON
+//! lines), each row checked as the scheduler checks a submission, so a plan
+//! never runs a job the real cluster would refuse.
+//!
+//! Columns (CSV header names, JSON keys): `arrival_s` (seconds from the
+//! start, at least 0), `queue`, `qos` (interactive, standard, batch),
+//! `model`, `frames`, `size` (WIDTHxHEIGHT), `steps`, `tp`, and optionally
+//! `priority` (-1000..1000, default 0) and `guidance` (default 5; 1 turns
+//! classifier-free guidance off, halving the batch).
+
+use std::path::Path;
+
+use genfleet_proto as pb;
+use genfleet_scheduler::policy::Qos;
+use genfleet_scheduler::spec;
+use serde::Deserialize;
+
+use super::InputError;
+
+/// One job of the workload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRequest {
+    /// Seconds after the start of the plan.
+    pub arrival_s: f64,
+    pub queue: String,
+    pub qos: Qos,
+    pub priority: i32,
+    pub model: String,
+    pub frames: u32,
+    pub width: u32,
+    pub height: u32,
+    pub steps: u32,
+    pub tp: u32,
+    pub guidance: f32,
+}
+
+impl JobRequest {
+    /// The job as the scheduler would hold it (for its memory estimate).
+    pub fn spec(&self) -> pb::JobSpec {
+        spec::with_defaults(pb::JobSpec {
+            prompt: "planned".into(),
+            model: self.model.clone(),
+            queue: self.queue.clone(),
+            qos: self.qos.label().to_string(),
+            priority: self.priority,
+            frames: self.frames,
+            width: self.width,
+            height: self.height,
+            steps: self.steps,
+            tp: self.tp,
+            guidance: self.guidance,
+            ..Default::default()
+        })
+    }
+}
+
+/// A row as written, before it is checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Row {
+    arrival_s: f64,
+    queue: String,
+    qos: String,
+    model: String,
+    frames: u32,
+    size: String,
+    steps: u32,
+    tp: u32,
+    #[serde(default)]
+    priority: Option<i32>,
+    #[serde(default)]
+    guidance: Option<f32>,
+}
+
+const DEFAULT_GUIDANCE: f32 = 5.0;
+
+impl Row {
+    /// The request, or which field is wrong and why.
+    fn check(self) -> Result<JobRequest, (&'static str, String)> {
+        if !self.arrival_s.is_finite() || self.arrival_s < 0.0 {
+            return Err((
+                "arrival_s",
+                format!("{} is not a time of at least 0 seconds", self.arrival_s),
+            ));
+        }
+        let qos = Qos::parse(&self.qos).ok_or_else(|| {
+            (
+                "qos",
+                format!("{:?} is not interactive, standard or batch", self.qos),
+            )
+        })?;
+        let (width, height) = crate::cli::parse_size(&self.size).map_err(|e| ("size", e))?;
+        // The wire format reads tp 0 as "one device"; a trace says what it means.
+        if self.tp == 0 {
+            return Err(("tp", "0: a job needs at least 1 device".into()));
+        }
+        let request = JobRequest {
+            arrival_s: self.arrival_s,
+            queue: self.queue,
+            qos,
+            priority: self.priority.unwrap_or(0),
+            model: self.model,
+            frames: self.frames,
+            width,
+            height,
+            steps: self.steps,
+            tp: self.tp,
+            guidance: self.guidance.unwrap_or(DEFAULT_GUIDANCE),
+        };
+        // What the scheduler would refuse at submission, refused here with
+        // its own words.
+        spec::validate(&request.spec()).map_err(|e| (field_of(&e), e.to_string()))?;
+        Ok(request)
+    }
+}
+
+/// The trace column a submission error is about.
+fn field_of(error: &spec::SpecError) -> &'static str {
+    use spec::SpecError as E;
+    match error {
+        E::Frames(_) => "frames",
+        E::Side { .. } | E::TooLarge { .. } => "size",
+        E::Steps(_) => "steps",
+        E::TensorParallel(_) => "tp",
+        E::Guidance(_) => "guidance",
+        E::Priority(_) => "priority",
+        E::Qos(_) => "qos",
+        E::Name { field, .. } => field,
+        _ => "row",
+    }
+}
+
+/// Reads a trace: `.csv` (with a header row) or JSON lines (`.jsonl`,
+/// `.json`, `.ndjson`). Rows may come in any order; they are sorted by
+/// arrival.
+pub fn read_trace(path: &Path) -> Result<Vec<JobRequest>, InputError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| InputError::io(&file, e))?;
+    let csv = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let mut jobs = if csv {
+        parse_csv(&file, &text)?
+    } else {
+        parse_json_lines(&file, &text)?
+    };
+    if jobs.is_empty() {
+        return Err(InputError::at(&file, 0, "row", "the trace has no jobs"));
+    }
+    jobs.sort_by(|a, b| a.arrival_s.total_cmp(&b.arrival_s));
+    Ok(jobs)
+}
+
+pub fn parse_csv(file: &str, text: &str) -> Result<Vec<JobRequest>, InputError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| InputError::at(file, 1, "header", &e.to_string()))?
+        .clone();
+    let mut jobs = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            InputError::at(file, line, "row", &csv_error_text(&e))
+        })?;
+        let line = record.position().map_or(0, |p| p.line());
+        let row: Row = record
+            .deserialize(Some(&headers))
+            .map_err(|e| InputError::at(file, line, csv_field(&e), &csv_error_text(&e)))?;
+        let job = row
+            .check()
+            .map_err(|(field, why)| InputError::at(file, line, field, &why))?;
+        jobs.push(job);
+    }
+    Ok(jobs)
+}
+
+/// The field a CSV error is about, where it says.
+fn csv_field(e: &csv::Error) -> &'static str {
+    let text = e.to_string();
+    for field in [
+        "arrival_s",
+        "queue",
+        "qos",
+        "model",
+        "frames",
+        "size",
+        "steps",
+        "tp",
+        "priority",
+        "guidance",
+    ] {
+        if text.contains(&format!("`{field}`")) || text.contains(&format!("field {field}")) {
+            return field;
+        }
+    }
+    "row"
+}
+
+fn csv_error_text(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::Deserialize { err, .. } => err.to_string(),
+        _ => e.to_string(),
+    }
+}
+
+pub fn parse_json_lines(file: &str, text: &str) -> Result<Vec<JobRequest>, InputError> {
+    let mut jobs = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line_no = index as u64 + 1;
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        // serde's message names the field (e.g. "missing field `queue`").
+        let row: Row = serde_json::from_str(trimmed)
+            .map_err(|e| InputError::at(file, line_no, "row", &e.to_string()))?;
+        let job = row
+            .check()
+            .map_err(|(field, why): (&str, String)| InputError::at(file, line_no, field, &why))?;
+        jobs.push(job);
+    }
+    Ok(jobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "arrival_s,queue,qos,model,frames,size,steps,tp,priority\n";
+
+    #[test]
+    fn csv_and_json_lines_read_the_same_jobs() {
+        let csv = format!("{HEADER}0.5,product,interactive,tiny,17,256x256,20,1,5\n1,research,batch,medium,33,512x512,30,2,\n");
+        let jobs = parse_csv("t.csv", &csv).expect("valid");
+        assert_eq!(jobs.len(), 2);
+        assert_eq!((jobs[0].qos, jobs[0].priority), (Qos::Interactive, 5));
+        assert_eq!((jobs[1].width, jobs[1].tp, jobs[1].priority), (512, 2, 0));
+        let json = r#"{"arrival_s":0.5,"queue":"product","qos":"interactive","model":"tiny","frames":17,"size":"256x256","steps":20,"tp":1,"priority":5}
+# a comment
+{"arrival_s":1,"queue":"research","qos":"batch","model":"medium","frames":33,"size":"512x512","steps":30,"tp":2}"#;
+        assert_eq!(parse_json_lines("t.jsonl", json).expect("valid"), jobs);
+    }
+
+    #[test]
+    fn a_bad_row_names_the_file_line_and_field() {
+        for (row, field, words) in [
+            (
+                "-1,a,batch,tiny,17,256x256,20,1,0",
+                "arrival_s",
+                "at least 0",
+            ),
+            (
+                "0,a,urgent,tiny,17,256x256,20,1,0",
+                "qos",
+                "interactive, standard or batch",
+            ),
+            ("0,a,batch,tiny,17,250x256,20,1,0", "size", "width"),
+            ("0,a,batch,tiny,0,256x256,20,1,0", "frames", "frames"),
+            ("0,a,batch,tiny,17,256x256,20,0,0", "tp", "tp"),
+            (
+                "0,a,batch,tiny,17,256x256,20,1,5000",
+                "priority",
+                "priority",
+            ),
+            ("0,A B,batch,tiny,17,256x256,20,1,0", "queue", "queue"),
+            ("0,a,batch,tiny,17,256,20,1,0", "size", "WIDTHxHEIGHT"),
+        ] {
+            let text = format!("{HEADER}0,ok,batch,tiny,17,256x256,20,1,0\n{row}\n");
+            let err = parse_csv("trace.csv", &text).expect_err(row).to_string();
+            assert!(
+                err.starts_with("trace.csv:3: ") && err.contains(field) && err.contains(words),
+                "{row}: {err}"
+            );
+        }
+        let err = parse_csv(
+            "trace.csv",
+            &format!("{HEADER}zero,a,batch,tiny,17,256x256,20,1,0\n"),
+        )
+        .expect_err("not a number")
+        .to_string();
+        assert!(err.starts_with("trace.csv:2: "), "{err}");
+        let err = parse_json_lines("t.jsonl", "{\"arrival_s\": 1}\n")
+            .expect_err("missing")
+            .to_string();
+        assert!(
+            err.starts_with("t.jsonl:1: ") && err.contains("missing field"),
+            "{err}"
+        );
+    }
+}
