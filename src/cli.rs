@@ -76,18 +76,43 @@ pub struct PlanArgs {
     /// every job goes to the implicit `default` queue.
     #[arg(long)]
     pub queues: Option<PathBuf>,
-    /// The workload: a trace, CSV with a header or JSON lines.
+    /// The workload as a trace: CSV with a header, or JSON lines.
+    #[arg(
+        long,
+        required_unless_present = "generate",
+        conflicts_with = "generate"
+    )]
+    pub trace: Option<PathBuf>,
+    /// The workload as a description: rates, daily shape, bursts, size mix
+    /// and a seed (YAML).
     #[arg(long)]
-    pub trace: PathBuf,
+    pub generate: Option<PathBuf>,
     /// A service-level target, e.g. `interactive.p95_wait<=30s` or
     /// `research.p50_e2e<=1h` (a class or a queue; p50, p95 or p99; wait
     /// or e2e). Repeat for more.
     #[arg(long = "target")]
     pub targets: Vec<String>,
+    /// Rates (steps per second of a model on a flavor at a tp) to plan
+    /// with, over the leader's seeded ones (YAML; docs/planning.md).
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
     /// Write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Stop the simulation here (e.g. 24h); default: when every job ended.
+    /// Write everything here: report.json, report.html (one file, charts
+    /// inline), queue-depth.svg, utilization.svg, wait-cdf.svg.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Size the fleet: node counts to try for a pool, FLAVOR=MIN..MAX or
+    /// FLAVOR=A,B,C; repeat for more pools (every combination is run).
+    #[arg(long = "sweep")]
+    pub sweeps: Vec<String>,
+    /// What-if: run the same workload on this fleet too and compare.
+    #[arg(long, conflicts_with = "sweeps")]
+    pub compare: Option<PathBuf>,
+    /// Stop the simulation here (e.g. 24h); default: when every job ended,
+    /// or at twice the arrivals' span (at least an hour after the last
+    /// arrival) for a fleet too small to finish.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub horizon: Option<Duration>,
     /// Time a preempted job spends writing its checkpoint.

@@ -35,6 +35,7 @@ fn job(arrival_s: f64, queue: &str, qos: Qos, steps: u32, tp: u32) -> JobRequest
         steps,
         tp,
         guidance: 5.0,
+        line: 0,
     }
 }
 

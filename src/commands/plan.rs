@@ -1,15 +1,31 @@
-//! `genfleet plan`: read the inputs, simulate, print the table, write JSON.
+//! `genfleet plan`: read the inputs, simulate (one fleet, a what-if pair,
+//! or a sweep), print the tables, write the JSON, charts and HTML.
+
+use std::path::Path;
 
 use anyhow::{bail, Context};
-use genfleet_scheduler::policy::{PolicyConfig, Profile};
+use genfleet_proto as pb;
+use genfleet_scheduler::policy::PolicyConfig;
 
 use crate::cli::PlanArgs;
-use crate::plan::engine::{SimConfig, Simulation};
+use crate::plan::charts;
+use crate::plan::engine::{SimConfig, SimOutcome, Simulation};
+use crate::plan::fleet::Fleet;
 use crate::plan::report::{self, Report, Target};
-use crate::plan::{fleet, workload};
+use crate::plan::sweep::{self, SweepAxis};
+use crate::plan::table::{render, sweep_table};
+use crate::plan::workload::JobRequest;
+use crate::plan::{fleet, generator, profile_file, workload};
 
-pub fn run(args: PlanArgs) -> anyhow::Result<()> {
-    let fleet = fleet::read_fleet(&args.fleet)?;
+/// Everything but the fleet, read and checked.
+struct Inputs {
+    queues: Vec<pb::Queue>,
+    jobs: Vec<JobRequest>,
+    targets: Vec<Target>,
+    config: SimConfig,
+}
+
+fn read_inputs(args: &PlanArgs, fleet: &Fleet) -> anyhow::Result<Inputs> {
     let queues = match &args.queues {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -18,7 +34,23 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
         }
         None => Vec::new(),
     };
-    let trace = workload::read_trace(&args.trace)?;
+    let jobs = match (&args.trace, &args.generate) {
+        (Some(path), _) => workload::read_trace(path)?,
+        (None, Some(path)) => generator::read_generator(path)?,
+        (None, None) => bail!("give the workload: --trace FILE or --generate FILE"),
+    };
+    let queues_file = args
+        .queues
+        .as_ref()
+        .map_or(String::new(), |p| p.display().to_string());
+    let jobs_file = args
+        .trace
+        .as_ref()
+        .or(args.generate.as_ref())
+        .map_or(String::new(), |p| p.display().to_string());
+    let other = args.compare.as_deref().map(fleet::read_fleet).transpose()?;
+    let fleets: Vec<&Fleet> = std::iter::once(fleet).chain(other.as_ref()).collect();
+    crate::plan::check_references(&fleets, &queues_file, &queues, &jobs_file, &jobs)?;
     let targets = args
         .targets
         .iter()
@@ -36,11 +68,43 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
         horizon_s: args.horizon.map(|h| h.as_secs_f64()),
         ..SimConfig::default()
     };
-    let profile = Profile::seeded();
+    Ok(Inputs {
+        queues,
+        jobs,
+        targets,
+        config,
+    })
+}
+
+/// One fleet's run and its report.
+fn simulate(
+    args: &PlanArgs,
+    inputs: &Inputs,
+    fleet: &Fleet,
+) -> anyhow::Result<(SimOutcome, Report)> {
+    let profile = profile_file::plan_profile(fleet, args.profile.as_deref())?;
+    let outcome = Simulation::new(
+        fleet,
+        &inputs.queues,
+        &inputs.jobs,
+        &profile,
+        &inputs.config,
+    )
+    .run(&mut |_| {});
+    let report = report::report(&outcome, fleet, &inputs.targets).map_err(anyhow::Error::msg)?;
+    Ok((outcome, report))
+}
+
+pub fn run(args: PlanArgs) -> anyhow::Result<()> {
+    let fleet = fleet::read_fleet(&args.fleet)?;
+    let inputs = read_inputs(&args, &fleet)?;
+    if !args.sweeps.is_empty() {
+        return run_sweep(&args, &inputs, &fleet);
+    }
     let started = std::time::Instant::now();
-    let outcome = Simulation::new(&fleet, &queues, &trace, &profile, &config).run(&mut |_| {});
-    let report = report::report(&outcome, &fleet, &targets).map_err(anyhow::Error::msg)?;
-    print!("{}", render(&report));
+    let (outcome, report) = simulate(&args, &inputs, &fleet)?;
+    let table = render(&report);
+    print!("{table}");
     println!(
         "simulated {:.1} h in {:.2} s ({} cycles)",
         report.duration_s / 3600.0,
@@ -48,9 +112,19 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
         report.cycles
     );
     if let Some(path) = &args.json {
-        let json = serde_json::to_vec_pretty(&report)?;
-        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        write(path, &serde_json::to_vec_pretty(&report)?)?;
         println!("report written to {}", path.display());
+    }
+    if let Some(dir) = &args.out {
+        write_outputs(dir, &report, &table, &outcome, &fleet)?;
+        println!("report, charts and HTML written to {}", dir.display());
+    }
+    if let Some(path) = &args.compare {
+        let other = fleet::read_fleet(path)?;
+        let (_, theirs) = simulate(&args, &inputs, &other)?;
+        println!("\nwhat-if: the same workload on {}\n", path.display());
+        print!("{}", render(&theirs));
+        print!("{}", compare(&args.fleet, &report, path, &theirs));
     }
     if !report.all_targets_met() {
         bail!("not every target was met");
@@ -58,85 +132,139 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn render(r: &Report) -> String {
-    let mut out = String::new();
+/// The two fleets' headline figures side by side.
+fn compare(a_path: &Path, a: &Report, b_path: &Path, b: &Report) -> String {
+    let name = |p: &Path| {
+        p.file_name().map_or_else(
+            || p.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    };
+    let mut out = format!("\n{:<28} {:>16} {:>16}\n", "", name(a_path), name(b_path));
     out.push_str(&format!(
-        "{} jobs: {} completed, {} started and not done, {} never started; {} preemptions\n\n",
-        r.jobs, r.completed, r.running_at_end, r.pending_at_end, r.preemptions
+        "{:<28} {:>16.2} {:>16.2}\n",
+        "cost", a.cost, b.cost
     ));
-    out.push_str(&format!(
-        "{:<14} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
-        "CLASS/QUEUE", "JOBS", "WAIT p50", "p95", "p99", "E2E p50", "p95", "p99"
-    ));
-    for g in r.classes.iter().chain(&r.queues) {
+    for (ca, cb) in a.classes.iter().zip(&b.classes) {
         out.push_str(&format!(
-            "{:<14} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
-            g.name,
-            g.jobs,
-            seconds(g.wait_s.p50),
-            seconds(g.wait_s.p95),
-            seconds(g.wait_s.p99),
-            seconds(g.end_to_end_s.p50),
-            seconds(g.end_to_end_s.p95),
-            seconds(g.end_to_end_s.p99),
+            "{:<28} {:>16} {:>16}\n",
+            format!("{} wait p95", ca.name),
+            crate::plan::table::seconds(ca.wait_s.p95),
+            crate::plan::table::seconds(cb.wait_s.p95)
         ));
     }
-    out.push('\n');
+    let met = |r: &Report| {
+        format!(
+            "{}/{}",
+            r.targets.iter().filter(|t| t.met).count(),
+            r.targets.len()
+        )
+    };
     out.push_str(&format!(
-        "{:<20} {:>8} {:>12} {:>12}\n",
-        "FLAVOR", "DEVICES", "UTILIZATION", "COST"
+        "{:<28} {:>16} {:>16}\n",
+        "targets met",
+        met(a),
+        met(b)
     ));
-    for f in &r.flavors {
-        out.push_str(&format!(
-            "{:<20} {:>8} {:>11.1}% {:>12.2}\n",
-            f.flavor,
-            f.devices,
-            f.utilization * 100.0,
-            f.cost
-        ));
-    }
-    out.push_str(&format!(
-        "{:<20} {:>8} {:>12} {:>12.2}\n",
-        "total", "", "", r.cost
-    ));
-    if !r.queue_use.is_empty() {
-        out.push('\n');
-        out.push_str(&format!(
-            "{:<14} {:>12} {:>9}\n",
-            "QUEUE", "DEVICE-H", "BORROWED"
-        ));
-        for q in &r.queue_use {
-            out.push_str(&format!(
-                "{:<14} {:>12.1} {:>8.1}%\n",
-                q.queue,
-                q.device_hours,
-                q.borrowed_share * 100.0
-            ));
-        }
-    }
-    if !r.targets.is_empty() {
-        out.push('\n');
-        for t in &r.targets {
-            out.push_str(&format!(
-                "{} {}: {}\n",
-                if t.met { "met   " } else { "MISSED" },
-                t.target,
-                seconds(t.actual_s)
-            ));
-        }
-    }
     out
 }
 
-/// Seconds as a short human figure: 850ms, 12.3s, 4.2m, 1.5h.
-fn seconds(s: f64) -> String {
-    if s < 1.0 {
-        format!("{:.0}ms", s * 1000.0)
-    } else if s < 120.0 {
-        format!("{s:.1}s")
-    } else if s < 7200.0 {
-        format!("{:.1}m", s / 60.0)
-    } else {
-        format!("{:.1}h", s / 3600.0)
+fn run_sweep(args: &PlanArgs, inputs: &Inputs, base: &Fleet) -> anyhow::Result<()> {
+    if inputs.targets.is_empty() {
+        bail!("a sweep looks for the cheapest fleet that meets the targets: give at least one --target");
     }
+    let axes = args
+        .sweeps
+        .iter()
+        .map(|s| SweepAxis::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let fleets = sweep::fleets(base, &axes).map_err(anyhow::Error::msg)?;
+    let bar = indicatif::ProgressBar::new(fleets.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} fleets, {eta} left")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut points = Vec::with_capacity(fleets.len());
+    for (label, fleet) in &fleets {
+        let (_, report) = simulate(args, inputs, fleet)?;
+        points.push(sweep::point(label.clone(), fleet, &report));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    print!("{}", sweep_table(&points));
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        write(
+            &dir.join("sweep.json"),
+            &serde_json::to_vec_pretty(&points)?,
+        )?;
+        let svg =
+            charts::cost_curve(&points).map_err(|e| anyhow::anyhow!("drawing sweep.svg: {e}"))?;
+        write(&dir.join("sweep.svg"), svg.as_bytes())?;
+        println!("sweep written to {}", dir.display());
+    }
+    match sweep::cheapest(&points) {
+        Some(best) => {
+            let fleet: Vec<String> = best
+                .nodes
+                .iter()
+                .map(|(f, n)| format!("{n} {f} node(s)"))
+                .collect();
+            println!(
+                "cheapest fleet that meets every target: {} at {:.2} per hour",
+                fleet.join(" + "),
+                best.cost_per_hour
+            );
+            Ok(())
+        }
+        None => bail!("no fleet of the sweep met every target: widen the ranges"),
+    }
+}
+
+/// The JSON, the SVG charts and the HTML report in `dir`.
+fn write_outputs(
+    dir: &Path,
+    report: &Report,
+    table: &str,
+    outcome: &SimOutcome,
+    fleet: &Fleet,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let charts = [
+        (
+            "Jobs waiting",
+            "queue-depth.svg",
+            charts::queue_depth(outcome),
+        ),
+        (
+            "Devices busy",
+            "utilization.svg",
+            charts::utilization(outcome, fleet),
+        ),
+        (
+            "Wait before the first step",
+            "wait-cdf.svg",
+            charts::wait_cdf(outcome),
+        ),
+    ];
+    let mut inline = Vec::new();
+    for (title, file, svg) in charts {
+        let svg = svg.map_err(|e| anyhow::anyhow!("drawing {file}: {e}"))?;
+        write(&dir.join(file), svg.as_bytes())?;
+        inline.push((title, svg));
+    }
+    write(
+        &dir.join("report.json"),
+        &serde_json::to_vec_pretty(report)?,
+    )?;
+    write(
+        &dir.join("report.html"),
+        charts::html(report, table, &inline).as_bytes(),
+    )?;
+    Ok(())
+}
+
+fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }

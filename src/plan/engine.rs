@@ -14,17 +14,17 @@
 //! after anything changes, and every tick while jobs wait (ageing).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap};
 
 use genfleet_proto as pb;
 use genfleet_scheduler::policy::{
-    self, ClusterView, GroupView, MemoryNeed, NodeView, PendingJob, PolicyConfig, Profile, Qos,
-    RunningJob,
+    self, GroupView, MemoryNeed, NodeView, PendingJob, PolicyConfig, Profile, Qos, RunningJob,
 };
 use genfleet_scheduler::scheduling;
 use genfleet_scheduler::spec::DEFAULT_QUEUE;
 
 use super::fleet::Fleet;
+use super::view::LiveView;
 use super::workload::JobRequest;
 
 /// Knobs of the simulation (the policy's own are in `policy`).
@@ -38,7 +38,8 @@ pub struct SimConfig {
     /// The scheduling tick: a cycle runs at the first tick after a change.
     pub cycle_s: f64,
     /// Stop here (jobs not ended are reported as such); `None`: when every
-    /// job has ended.
+    /// job has ended, or at twice the arrivals' span (at least an hour
+    /// after the last arrival), whichever comes first.
     pub horizon_s: Option<f64>,
     /// Points of the time series (queue depth, utilization) to keep.
     pub samples: usize,
@@ -159,10 +160,8 @@ pub struct Simulation<'a> {
     nodes: Vec<SimNode>,
     jobs: Vec<SimJob>,
     events: BinaryHeap<Event>,
-    /// Indexes of jobs waiting, in no order.
-    pending: Vec<u32>,
-    /// Indexes of jobs running (ordered: the view is deterministic).
-    running: BTreeSet<u32>,
+    /// The policy's view, with the jobs waiting and running.
+    live: LiveView,
     next_arrival: usize,
     /// Per queue: device-ms used and beyond nominal, and per flavor in use.
     in_use: BTreeMap<(String, String), u32>,
@@ -208,7 +207,26 @@ impl<'a> Simulation<'a> {
                 });
             }
         }
-        let jobs = requests
+        let views = nodes
+            .iter()
+            .map(|n: &SimNode| {
+                let pool = &fleet.pools[n.pool];
+                let devices: Vec<u32> = (0..n.busy.len() as u32).collect();
+                NodeView {
+                    name: n.name.clone(),
+                    cordoned: false,
+                    models: pool.models.clone(),
+                    groups: vec![GroupView {
+                        flavor: pool.flavor.clone(),
+                        free: devices.clone(),
+                        devices,
+                        memory_bytes: pool.memory_bytes,
+                    }],
+                    simulated: true,
+                }
+            })
+            .collect();
+        let jobs: Vec<SimJob> = requests
             .iter()
             .map(|r| SimJob {
                 phase: Phase::Future,
@@ -231,8 +249,7 @@ impl<'a> Simulation<'a> {
             nodes,
             jobs,
             events: BinaryHeap::new(),
-            pending: Vec::new(),
-            running: BTreeSet::new(),
+            live: LiveView::new(views, requests.len()),
             next_arrival: 0,
             in_use: BTreeMap::new(),
             queue_device_ms: BTreeMap::new(),
@@ -254,11 +271,15 @@ impl<'a> Simulation<'a> {
     /// every interval anyway (ageing, minimum runtimes).
     pub fn run(mut self, progress: &mut dyn FnMut(f64)) -> SimOutcome {
         let interval = ms(self.config.cycle_s).max(1);
-        let horizon = self.config.horizon_s.map(ms);
         let last_arrival = self.requests.last().map_or(0, arrival_ms);
-        let sample_every = (horizon.unwrap_or(last_arrival).max(interval)
-            / self.config.samples.max(1) as i64)
-            .max(interval);
+        // Without a horizon: twice the arrivals' span (at least an hour
+        // more), so that a fleet too small for the workload still ends.
+        let horizon = self
+            .config
+            .horizon_s
+            .map_or(last_arrival + last_arrival.max(3_600_000), ms);
+        let sample_every =
+            (horizon.max(interval) / self.config.samples.max(1) as i64).max(interval);
         let mut now = 0i64;
         let mut last_cycle = -interval;
         let mut dirty = false;
@@ -276,15 +297,14 @@ impl<'a> Simulation<'a> {
                 && arrival_ms(&self.requests[self.next_arrival]) <= now
             {
                 let job = self.next_arrival as u32;
-                self.jobs[self.next_arrival].phase = Phase::Pending;
-                self.pending.push(job);
+                self.make_pending(job);
                 self.next_arrival += 1;
                 dirty = true;
             }
             let since = now - last_cycle;
             let due = since >= MIN_CYCLE_GAP_MS
                 && ((dirty && (self.free_devices > 0 || since >= interval))
-                    || (!self.pending.is_empty() && since >= interval));
+                    || (!self.live.pending().is_empty() && since >= interval));
             if due {
                 self.cycle(now);
                 last_cycle = now;
@@ -312,16 +332,16 @@ impl<'a> Simulation<'a> {
                 };
                 consider(last_cycle + wait);
             }
-            if !self.pending.is_empty() {
+            if !self.live.pending().is_empty() {
                 consider(last_cycle + interval);
             }
             let Some(next) = next else {
                 break;
             };
             let next = next.max(now + 1);
-            if let Some(h) = horizon.filter(|h| next > *h) {
-                self.account(now, h);
-                now = h;
+            if next > horizon {
+                self.account(now, horizon);
+                now = horizon;
                 break;
             }
             self.account(now, next);
@@ -355,7 +375,7 @@ impl<'a> Simulation<'a> {
                 j.steps_done = (r.steps_at_start + done).min(total.saturating_sub(1));
                 j.waiting_since_ms = at;
                 j.preemptions += 1;
-                self.pending.push(job);
+                self.make_pending(job);
             }
         }
         true
@@ -363,6 +383,7 @@ impl<'a> Simulation<'a> {
 
     /// Gives a run's devices back and books its use.
     fn release(&mut self, job: u32, run: &Run, at: i64) {
+        self.live.remove_running(job, run.node, &run.devices);
         let node = &mut self.nodes[run.node];
         for &d in &run.devices {
             node.busy[d as usize] = None;
@@ -371,7 +392,6 @@ impl<'a> Simulation<'a> {
         let pool = node.pool;
         let held_ms = (at - run.placed_ms).max(0) as f64 * run.devices.len() as f64;
         self.busy_device_ms[pool] += held_ms;
-        self.running.remove(&job);
         let request = &self.requests[job as usize];
         let flavor = self.fleet.pools[pool].flavor.clone();
         if let Some(count) = self.in_use.get_mut(&(request.queue.clone(), flavor)) {
@@ -439,7 +459,7 @@ impl<'a> Simulation<'a> {
 
     fn sample(&mut self, at: i64) {
         let mut pending = [0u32; 3];
-        for &job in &self.pending {
+        for &job in self.live.pending() {
             let qos = self.requests[job as usize].qos;
             if let Some(i) = Qos::ALL.iter().position(|q| *q == qos) {
                 pending[i] += 1;
@@ -459,17 +479,20 @@ impl<'a> Simulation<'a> {
     /// One scheduling cycle at `now`: the leader's policy on the view.
     fn cycle(&mut self, now: i64) {
         self.cycles += 1;
-        let view = self.view(now);
-        let decision = policy::schedule(&view, self.profile, &self.config.policy, now);
-        for p in &decision.placements {
-            if let Some(job) = job_index(&view.pending[p.job].id) {
-                self.start(job, p.node, &p.device_ids, now);
-            }
+        self.refresh_view(now);
+        let decision = policy::schedule(&self.live.view, self.profile, &self.config.policy, now);
+        let placed: Vec<(u32, usize, Vec<u32>)> = decision
+            .placements
+            .into_iter()
+            .map(|p| (self.live.pending()[p.job], p.node, p.device_ids))
+            .collect();
+        for (job, node, devices) in &placed {
+            self.start(*job, *node, devices, now);
         }
-        if !decision.placements.is_empty() {
+        if !placed.is_empty() {
             let jobs = &self.jobs;
-            self.pending
-                .retain(|&j| matches!(jobs[j as usize].phase, Phase::Pending));
+            self.live
+                .retain_pending(|j| matches!(jobs[j as usize].phase, Phase::Pending));
         }
         for p in &decision.preemptions {
             let (Some(victim), Some(for_job)) = (job_index(&p.job_id), job_index(&p.for_job))
@@ -518,8 +541,19 @@ impl<'a> Simulation<'a> {
         j.run += 1;
         j.nominated = false;
         j.first_start_ms.get_or_insert(now);
+        let entry = RunningJob {
+            id: job_id(job),
+            queue: request.queue.clone(),
+            qos: request.qos,
+            flavor: flavor.clone(),
+            node: self.nodes[node].name.clone(),
+            devices: devices.to_vec(),
+            started_at_ms: now,
+            preempting: false,
+            remaining_s: f64::from(left) / steps_per_s,
+        };
         j.phase = Phase::Running(run);
-        self.running.insert(job);
+        self.live.add_running(job, entry, node, devices);
         self.events.push(Reverse((
             finish,
             EventKind::Finish,
@@ -546,95 +580,57 @@ impl<'a> Simulation<'a> {
             return;
         }
         run.stops_after = Some(boundary);
+        if let Some(entry) = self.live.running_entry(job) {
+            entry.preempting = true;
+        }
         let at = run.compute_ms + ms(f64::from(boundary) / run.steps_per_s) + checkpoint;
         self.events
             .push(Reverse((at.max(now), EventKind::Stopped, job, j.run)));
     }
 
-    /// What the leader's policy would see now.
-    fn view(&self, now: i64) -> ClusterView {
-        let nodes: Vec<NodeView> = self
-            .nodes
-            .iter()
-            .map(|n| {
-                let pool = &self.fleet.pools[n.pool];
-                let devices: Vec<u32> = (0..n.busy.len() as u32).collect();
-                let free = devices
-                    .iter()
-                    .copied()
-                    .filter(|&d| n.busy[d as usize].is_none())
-                    .collect();
-                NodeView {
-                    name: n.name.clone(),
-                    cordoned: false,
-                    models: pool.models.clone(),
-                    groups: vec![GroupView {
-                        flavor: pool.flavor.clone(),
-                        devices,
-                        free,
-                        memory_bytes: pool.memory_bytes,
-                    }],
-                    simulated: true,
-                }
-            })
-            .collect();
+    /// A job starts waiting (it arrived, or it stopped for a preemption).
+    fn make_pending(&mut self, job: u32) {
+        let request = &self.requests[job as usize];
+        let j = &mut self.jobs[job as usize];
+        j.phase = Phase::Pending;
+        let entry = PendingJob {
+            id: job_id(job),
+            queue: request.queue.clone(),
+            qos: request.qos,
+            priority: request.priority,
+            tp: request.tp,
+            model: request.model.clone(),
+            steps_left: request.steps.saturating_sub(j.steps_done),
+            waiting_since_ms: j.waiting_since_ms,
+            nominated: j.nominated,
+            position: u64::from(job),
+            memory: j.memory,
+        };
+        self.live.add_pending(job, entry);
+    }
+
+    /// Brings what changes with time into the view: queues' budgets, the
+    /// running jobs' remaining time, nominations.
+    fn refresh_view(&mut self, now: i64) {
         let mut queues: Vec<_> = self
             .queues
             .iter()
             .map(|q| scheduling::queue_config(q, self.budget_used_s(q, now), now))
             .collect();
         if !queues.iter().any(|q| q.name == DEFAULT_QUEUE) {
-            queues.push(scheduling::default_queue(&nodes));
+            queues.push(scheduling::default_queue(&self.live.view.nodes));
         }
-        let running = self
-            .running
-            .iter()
-            .filter_map(|&job| {
-                let Phase::Running(run) = &self.jobs[job as usize].phase else {
-                    return None;
-                };
-                let request = &self.requests[job as usize];
-                let node = &self.nodes[run.node];
+        self.live.view.queues = queues;
+        let (jobs, requests) = (&self.jobs, self.requests);
+        for (job, entry) in self.live.running_entries() {
+            if let Phase::Running(run) = &jobs[job as usize].phase {
                 let done = run.steps_at_start + steps_by(run, now);
-                Some(RunningJob {
-                    id: job_id(job),
-                    queue: request.queue.clone(),
-                    qos: request.qos,
-                    flavor: self.fleet.pools[node.pool].flavor.clone(),
-                    node: node.name.clone(),
-                    devices: run.devices.clone(),
-                    started_at_ms: run.placed_ms,
-                    preempting: run.preempting,
-                    remaining_s: f64::from(request.steps.saturating_sub(done)) / run.steps_per_s,
-                })
-            })
-            .collect();
-        let pending = self
-            .pending
-            .iter()
-            .map(|&job| {
-                let request = &self.requests[job as usize];
-                let j = &self.jobs[job as usize];
-                PendingJob {
-                    id: job_id(job),
-                    queue: request.queue.clone(),
-                    qos: request.qos,
-                    priority: request.priority,
-                    tp: request.tp,
-                    model: request.model.clone(),
-                    steps_left: request.steps.saturating_sub(j.steps_done),
-                    waiting_since_ms: j.waiting_since_ms,
-                    nominated: j.nominated,
-                    position: u64::from(job),
-                    memory: j.memory,
-                }
-            })
-            .collect();
-        ClusterView {
-            queues,
-            nodes,
-            running,
-            pending,
+                let left = requests[job as usize].steps.saturating_sub(done);
+                entry.remaining_s = f64::from(left) / run.steps_per_s;
+            }
+        }
+        for (job, entry) in self.live.pending_entries() {
+            entry.nominated = jobs[job as usize].nominated;
         }
     }
 
@@ -650,7 +646,7 @@ impl<'a> Simulation<'a> {
             .get(&queue.name)
             .filter(|(p, _)| *p == period)
             .map_or(0.0, |(_, ms)| *ms);
-        for &job in &self.running {
+        for &job in self.live.running() {
             if self.requests[job as usize].queue != queue.name {
                 continue;
             }
@@ -664,7 +660,7 @@ impl<'a> Simulation<'a> {
 
     fn finish(mut self, now: i64) -> SimOutcome {
         // Runs still going at the horizon have held their devices so far.
-        for &job in &self.running {
+        for &job in self.live.running() {
             if let Phase::Running(run) = &self.jobs[job as usize].phase {
                 let held = (now - run.placed_ms).max(0) as f64 * run.devices.len() as f64;
                 self.busy_device_ms[self.nodes[run.node].pool] += held;

@@ -7,12 +7,23 @@
 //!
 //! - `fleet`: the fleet file (pools of nodes of a flavor, with prices);
 //! - `workload`: the trace (CSV or JSON lines), checked row by row;
+//! - `generator`: a workload from rates, a daily shape, bursts and a size mix;
+//! - `profile_file`: the rates jobs run at (seeded, or measured);
 //! - `engine`: the simulation;
-//! - `report`: quantiles, utilization, cost, targets, conservation checks.
+//! - `report`: quantiles, utilization, cost, targets, conservation checks;
+//! - `charts`: SVG charts and the one-file HTML report;
+//! - `sweep`: fleets of several sizes, the cheapest that meets the targets;
+//! - `table`: the text tables.
 
+pub mod charts;
 pub mod engine;
 pub mod fleet;
+pub mod generator;
+pub mod profile_file;
 pub mod report;
+pub mod sweep;
+pub mod table;
+mod view;
 pub mod workload;
 
 use std::fmt;
@@ -57,3 +68,56 @@ impl fmt::Display for InputError {
 }
 
 impl std::error::Error for InputError {}
+
+/// What the inputs refer to exists: every queue's flavors are in one of
+/// the fleets (the plan's, and the what-if one), every job's queue is a
+/// queue (only `default` without a queues file, as on a cluster where none
+/// was applied), and some pool serves every job's model.
+pub fn check_references(
+    fleets: &[&fleet::Fleet],
+    queues_file: &str,
+    queues: &[genfleet_proto::Queue],
+    jobs_file: &str,
+    jobs: &[workload::JobRequest],
+) -> Result<(), InputError> {
+    let pools: Vec<&fleet::Pool> = fleets.iter().flat_map(|f| &f.pools).collect();
+    let mut flavors: Vec<&str> = pools.iter().map(|p| p.flavor.as_str()).collect();
+    flavors.dedup();
+    for q in queues {
+        for quota in &q.quotas {
+            if !flavors.contains(&quota.flavor.as_str()) {
+                return Err(InputError::at(
+                    queues_file,
+                    0,
+                    &format!("queue {}: quotas.{}", q.name, quota.flavor),
+                    &format!(
+                        "no pool of the fleet has this flavor (it has {})",
+                        flavors.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    for job in jobs {
+        let known = queues.iter().any(|q| q.name == job.queue)
+            || (job.queue == genfleet_scheduler::spec::DEFAULT_QUEUE
+                && !queues.iter().any(|q| q.name == job.queue));
+        if !known {
+            let why = if queues.is_empty() {
+                format!("{:?} is not a queue: give the queues with --queues (without them only `default` exists)", job.queue)
+            } else {
+                format!("{:?} is not a queue of {queues_file}", job.queue)
+            };
+            return Err(InputError::at(jobs_file, job.line, "queue", &why));
+        }
+        if !pools.iter().any(|p| p.models.contains(&job.model)) {
+            return Err(InputError::at(
+                jobs_file,
+                job.line,
+                "model",
+                &format!("no pool of the fleet serves model {:?}", job.model),
+            ));
+        }
+    }
+    Ok(())
+}

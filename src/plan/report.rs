@@ -144,6 +144,7 @@ impl Target {
 pub struct TargetResult {
     pub target: String,
     pub actual_s: f64,
+    pub limit_s: f64,
     pub met: bool,
 }
 
@@ -261,6 +262,7 @@ pub fn report(outcome: &SimOutcome, fleet: &Fleet, targets: &[Target]) -> Result
         results.push(TargetResult {
             target: render_target(t),
             actual_s: actual,
+            limit_s: t.max_s,
             met: actual <= t.max_s && !unfinished,
         });
     }

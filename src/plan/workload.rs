@@ -32,6 +32,8 @@ pub struct JobRequest {
     pub steps: u32,
     pub tp: u32,
     pub guidance: f32,
+    /// Its line in the trace file (0: generated).
+    pub line: u64,
 }
 
 impl JobRequest {
@@ -106,6 +108,7 @@ impl Row {
             steps: self.steps,
             tp: self.tp,
             guidance: self.guidance.unwrap_or(DEFAULT_GUIDANCE),
+            line: 0,
         };
         // What the scheduler would refuse at submission, refused here with
         // its own words.
@@ -171,9 +174,10 @@ pub fn parse_csv(file: &str, text: &str) -> Result<Vec<JobRequest>, InputError> 
         let row: Row = record
             .deserialize(Some(&headers))
             .map_err(|e| InputError::at(file, line, csv_field(&e), &csv_error_text(&e)))?;
-        let job = row
+        let mut job = row
             .check()
             .map_err(|(field, why)| InputError::at(file, line, field, &why))?;
+        job.line = line;
         jobs.push(job);
     }
     Ok(jobs)
@@ -219,9 +223,10 @@ pub fn parse_json_lines(file: &str, text: &str) -> Result<Vec<JobRequest>, Input
         // serde's message names the field (e.g. "missing field `queue`").
         let row: Row = serde_json::from_str(trimmed)
             .map_err(|e| InputError::at(file, line_no, "row", &e.to_string()))?;
-        let job = row
+        let mut job = row
             .check()
             .map_err(|(field, why): (&str, String)| InputError::at(file, line_no, field, &why))?;
+        job.line = line_no;
         jobs.push(job);
     }
     Ok(jobs)
@@ -243,7 +248,15 @@ mod tests {
         let json = r#"{"arrival_s":0.5,"queue":"product","qos":"interactive","model":"tiny","frames":17,"size":"256x256","steps":20,"tp":1,"priority":5}
 # a comment
 {"arrival_s":1,"queue":"research","qos":"batch","model":"medium","frames":33,"size":"512x512","steps":30,"tp":2}"#;
-        assert_eq!(parse_json_lines("t.jsonl", json).expect("valid"), jobs);
+        let from_json = parse_json_lines("t.jsonl", json).expect("valid");
+        assert_eq!((jobs[0].line, jobs[1].line), (2, 3), "CSV lines");
+        assert_eq!((from_json[0].line, from_json[1].line), (1, 3), "JSON lines");
+        let unlined = |jobs: Vec<JobRequest>| {
+            jobs.into_iter()
+                .map(|j| JobRequest { line: 0, ..j })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(unlined(from_json), unlined(jobs));
     }
 
     #[test]

@@ -1,0 +1,101 @@
+//! Throughput profiles for plans: the steps per second of a model on a
+//! flavor at a tensor-parallel degree, the figures the leader's policy
+//! ranks flavors by and the simulation runs jobs at. A plan starts from
+//! the leader's seeded profile and takes the fleet's prices as the
+//! device costs; a profile file overrides rates (measured ones, ideally).
+//!
+//! ```yaml
+//! rates:
+//!   - { model: wan2.1-1.3b, flavor: nvidia-h100-80gb, tp: 1, steps_per_s: 0.45 }
+//!   - { model: wan2.1-1.3b, flavor: nvidia-h100-80gb, tp: 2, steps_per_s: 0.8 }
+//! ```
+//!
+//! A rate not given for tp > 1 is derived from tp 1 as the leader does
+//! (85% of linear per doubling); a model or flavor never given runs at
+//! 1 step/s.
+
+use std::path::Path;
+
+use genfleet_scheduler::policy::Profile;
+use serde::Deserialize;
+
+use super::fleet::Fleet;
+use super::InputError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileDoc {
+    rates: Vec<RateDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateDoc {
+    model: String,
+    flavor: String,
+    tp: u32,
+    steps_per_s: f64,
+}
+
+/// The leader's seeded profile with the fleet's prices as device costs,
+/// and the rates of `file` if given.
+pub fn plan_profile(fleet: &Fleet, file: Option<&Path>) -> Result<Profile, InputError> {
+    let mut profile = Profile::seeded();
+    for pool in &fleet.pools {
+        profile.set_cost(&pool.flavor, pool.price_per_device_hour);
+    }
+    if let Some(path) = file {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| InputError::io(&name, e))?;
+        apply_rates(&mut profile, &name, &text)?;
+    }
+    Ok(profile)
+}
+
+pub fn apply_rates(profile: &mut Profile, file: &str, text: &str) -> Result<(), InputError> {
+    let doc: ProfileDoc = serde_yaml_ng::from_str(text).map_err(|e| {
+        let line = e.location().map_or(0, |l| l.line() as u64);
+        InputError::at(file, line, "profile", &e.to_string())
+    })?;
+    for (i, rate) in doc.rates.into_iter().enumerate() {
+        let at = |field: &str, why: String| {
+            InputError::at(file, 0, &format!("rates[{i}].{field}"), &why)
+        };
+        if rate.tp == 0 || rate.tp > 16 {
+            return Err(at("tp", format!("{}: give between 1 and 16", rate.tp)));
+        }
+        if !rate.steps_per_s.is_finite() || rate.steps_per_s <= 0.0 {
+            return Err(at(
+                "steps_per_s",
+                format!("{}: give a positive rate", rate.steps_per_s),
+            ));
+        }
+        profile.set(&rate.model, &rate.flavor, rate.tp, rate.steps_per_s);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_override_the_seeded_ones_and_bad_ones_are_named() {
+        let mut profile = Profile::seeded();
+        apply_rates(
+            &mut profile,
+            "p.yaml",
+            "rates:\n  - { model: wan2.1-1.3b, flavor: nvidia-l4, tp: 1, steps_per_s: 0.1 }\n",
+        )
+        .expect("valid");
+        assert_eq!(profile.steps_per_s("wan2.1-1.3b", "nvidia-l4", 1), 0.1);
+        assert!(profile.steps_per_s("wan2.1-1.3b", "nvidia-l4", 2) > 0.1);
+        let err = apply_rates(
+            &mut profile,
+            "p.yaml",
+            "rates:\n  - { model: a, flavor: b, tp: 1, steps_per_s: 0 }\n",
+        )
+        .expect_err("zero");
+        assert!(err.to_string().contains("rates[0].steps_per_s"), "{err}");
+    }
+}

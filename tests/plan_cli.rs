@@ -1,0 +1,215 @@
+//! `genfleet plan` as a planner runs it: the shipped example files, the
+//! outputs on disk, a sweep, and inputs that are wrong in the ways real
+//! ones are.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::cli;
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/examples/plan")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path: PathBuf = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn the_example_plan_prints_its_table_and_writes_json_charts_and_html() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let (fleet, queues, trace) = (
+        example("fleet.yaml"),
+        example("queues.yaml"),
+        example("trace.csv"),
+    );
+    let (ok, stdout, stderr) = cli(&[
+        "plan",
+        "--fleet",
+        &fleet,
+        "--queues",
+        &queues,
+        "--trace",
+        &trace,
+        "--target",
+        "interactive.p95_wait<=30s",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(ok, "{stderr}");
+    for expected in [
+        "CLASS/QUEUE",
+        "interactive",
+        "research",
+        "nvidia-h100-80gb",
+        "met    interactive.p95_wait<=30s",
+    ] {
+        assert!(stdout.contains(expected), "{expected}: {stdout}");
+    }
+    let rows = std::fs::read_to_string(&trace)
+        .expect("trace")
+        .lines()
+        .count() as u64
+        - 1;
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("json"))
+            .expect("valid json");
+    assert_eq!(json["jobs"].as_u64(), Some(rows));
+    assert_eq!(
+        json["completed"].as_u64(),
+        Some(rows),
+        "the example fleet finishes its trace"
+    );
+    assert_eq!(json["targets"][0]["met"].as_bool(), Some(true));
+    for chart in ["queue-depth.svg", "utilization.svg", "wait-cdf.svg"] {
+        let svg = std::fs::read_to_string(out.join(chart)).expect(chart);
+        assert!(
+            svg.starts_with("<svg") && svg.contains("<polyline"),
+            "{chart}"
+        );
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).expect("html");
+    assert_eq!(html.matches("<svg").count(), 3, "the charts are inline");
+    assert!(!html.contains("src=\"http"), "self-contained");
+}
+
+#[test]
+fn a_sweep_finds_the_cheapest_fleet_that_meets_the_targets() {
+    let (fleet, queues, trace) = (
+        example("fleet.yaml"),
+        example("queues.yaml"),
+        example("trace.csv"),
+    );
+    let plan = |target: &str| {
+        cli(&[
+            "plan",
+            "--fleet",
+            &fleet,
+            "--queues",
+            &queues,
+            "--trace",
+            &trace,
+            "--target",
+            target,
+            "--sweep",
+            "nvidia-h100-80gb=0..2",
+            "--sweep",
+            "nvidia-l4=0,1",
+        ])
+    };
+    let (ok, stdout, stderr) = plan("interactive.p95_wait<=30s");
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("nvidia-h100-80gb x"))
+            .count(),
+        5,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("cheapest fleet that meets every target:"),
+        "{stdout}"
+    );
+    // An impossible target: said so, and a failure.
+    let (ok, _, stderr) = plan("interactive.p50_e2e<=1ms");
+    assert!(
+        !ok && stderr.contains("no fleet of the sweep met every target"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_inputs_name_the_file_line_and_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fleet = example("fleet.yaml");
+    let queues = example("queues.yaml");
+    let header = "arrival_s,queue,qos,model,frames,size,steps,tp\n";
+    let good_row = "0,product,interactive,tiny,17,256x256,20,1\n";
+    let trace = |rows: &str| {
+        write(
+            dir.path(),
+            "trace.csv",
+            &format!("{header}{good_row}{rows}"),
+        )
+    };
+    let plan = |fleet: &str, queues: &str, trace: &str| {
+        cli(&[
+            "plan", "--fleet", fleet, "--queues", queues, "--trace", trace,
+        ])
+    };
+    for (row, expected) in [
+        (
+            "-5,product,batch,tiny,17,256x256,20,1\n",
+            "trace.csv:3: arrival_s:",
+        ),
+        (
+            "1,product,batch,tiny,17,250x256,20,1\n",
+            "trace.csv:3: size:",
+        ),
+        ("1,product,batch,tiny,17,256x256,20,0\n", "trace.csv:3: tp:"),
+        (
+            "1,nobody,batch,tiny,17,256x256,20,1\n",
+            "trace.csv:3: queue: \"nobody\" is not a queue",
+        ),
+        (
+            "1,product,batch,sora,17,256x256,20,1\n",
+            "trace.csv:3: model: no pool of the fleet serves",
+        ),
+    ] {
+        let (ok, _, stderr) = plan(&fleet, &queues, &trace(row));
+        assert!(!ok && stderr.contains(expected), "{row}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let unknown_flavor = write(
+        dir.path(),
+        "queues.yaml",
+        "name: product\nquotas:\n  nvidia-a100-80gb: { nominal: 8 }\n",
+    );
+    let (ok, _, stderr) = plan(&fleet, &unknown_flavor, &trace(""));
+    assert!(
+        !ok && stderr.contains("queues.yaml: queue product: quotas.nvidia-a100-80gb: no pool of the fleet has this flavor"),
+        "{stderr}"
+    );
+    let empty = write(dir.path(), "fleet.yaml", "pools:\n  - {flavor: nvidia-l4, nodes: 0, devices_per_node: 4, price_per_device_hour: 1}\n");
+    let (ok, _, stderr) = plan(&empty, &queues, &trace(""));
+    assert!(
+        !ok && stderr.contains("fleet.yaml: pools: the fleet has no devices"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = cli(&[
+        "plan",
+        "--fleet",
+        &fleet,
+        "--queues",
+        &queues,
+        "--trace",
+        &trace(""),
+        "--target",
+        "interactive.p95<=3s",
+    ]);
+    assert!(!ok && stderr.contains("p95_wait<=30s"), "{stderr}");
+    let (ok, _, stderr) = cli(&[
+        "plan",
+        "--fleet",
+        &fleet,
+        "--queues",
+        &queues,
+        "--trace",
+        &trace(""),
+        "--target",
+        "nobody.p95_wait<=3s",
+    ]);
+    assert!(
+        !ok && stderr.contains("no jobs of a class or queue named \"nobody\""),
+        "{stderr}"
+    );
+}
