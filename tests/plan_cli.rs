@@ -185,31 +185,17 @@ fn bad_inputs_name_the_file_line_and_field() {
         !ok && stderr.contains("fleet.yaml: pools: the fleet has no devices"),
         "{stderr}"
     );
-    let (ok, _, stderr) = cli(&[
-        "plan",
-        "--fleet",
-        &fleet,
-        "--queues",
-        &queues,
-        "--trace",
-        &trace(""),
-        "--target",
-        "interactive.p95<=3s",
-    ]);
-    assert!(!ok && stderr.contains("p95_wait<=30s"), "{stderr}");
-    let (ok, _, stderr) = cli(&[
-        "plan",
-        "--fleet",
-        &fleet,
-        "--queues",
-        &queues,
-        "--trace",
-        &trace(""),
-        "--target",
-        "nobody.p95_wait<=3s",
-    ]);
-    assert!(
-        !ok && stderr.contains("no jobs of a class or queue named \"nobody\""),
-        "{stderr}"
-    );
+    let trace = trace("");
+    for (target, expected) in [
+        ("interactive.p95<=3s", "p95_wait<=30s"),
+        (
+            "nobody.p95_wait<=3s",
+            "no jobs of a class or queue named \"nobody\"",
+        ),
+    ] {
+        let (ok, _, stderr) = cli(&[
+            "plan", "--fleet", &fleet, "--queues", &queues, "--trace", &trace, "--target", target,
+        ]);
+        assert!(!ok && stderr.contains(expected), "{target}: {stderr}");
+    }
 }
