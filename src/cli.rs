@@ -61,10 +61,28 @@ pub enum Command {
     /// Check a video file: its H.264 track, every frame decoded.
     #[command(subcommand)]
     Video(VideoCommand),
+    /// The throughput profile the leader learned from its workers.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
     /// Plan capacity: replay a workload through the scheduling policy on a
     /// described fleet, in simulated time, and report waits, cost and
     /// service-level targets (docs/planning.md).
     Plan(PlanArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Write the leader's step rates as a profile for `genfleet plan --profile`.
+    Export(ProfileExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileExportArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Write it here (YAML); default: standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -199,3 +199,96 @@ fn bad_inputs_name_the_file_line_and_field() {
         assert!(!ok && stderr.contains(expected), "{target}: {stderr}");
     }
 }
+
+/// A live cluster's learned step rates, exported and planned with.
+#[test]
+fn a_profile_exported_from_a_live_cluster_feeds_a_plan() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models");
+    common::init_model(&models);
+    let scheduler = common::start_scheduler(&dir.path().join("scheduler"), "127.0.0.1:0", &[]);
+    let endpoint = scheduler.endpoint.clone();
+    let _worker = common::start_worker(
+        &endpoint,
+        "cpu-node",
+        &models,
+        &dir.path().join("artifacts"),
+    );
+    let (ok, out, err) = cli(&[
+        "submit",
+        "--scheduler",
+        &endpoint,
+        "--prompt",
+        "a kite",
+        "--size",
+        "64x64",
+        "--frames",
+        "9",
+        "--steps",
+        "4",
+        "--watch",
+    ]);
+    assert!(ok && out.contains("completed"), "{out}{err}");
+
+    let profile = dir.path().join("profile.yaml");
+    let profile = profile.to_str().expect("utf-8");
+    let (ok, out, err) = cli(&[
+        "profile",
+        "export",
+        "--scheduler",
+        &endpoint,
+        "--out",
+        profile,
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("rates written to"), "{out}");
+    let text = std::fs::read_to_string(profile).expect("profile");
+    let learned = text
+        .lines()
+        .find(|l| l.contains("model: tiny, flavor: cpu, tp: 1,"))
+        .unwrap_or_else(|| panic!("no tiny-on-cpu rate: {text}"));
+    let rate: f64 = learned
+        .rsplit("steps_per_s: ")
+        .next()
+        .and_then(|r| r.trim_end_matches(" }").parse().ok())
+        .unwrap_or_else(|| panic!("{learned}"));
+    assert!(
+        rate > 0.0 && rate != 2.0,
+        "a measured rate, not the seeded 2.0: {rate}"
+    );
+
+    // The plan runs at that rate: one job of 20 steps alone on a CPU.
+    let fleet = write(
+        dir.path(),
+        "fleet.yaml",
+        "pools:\n  - {flavor: cpu, nodes: 1, devices_per_node: 1, price_per_device_hour: 0.1}\n",
+    );
+    let trace = write(
+        dir.path(),
+        "trace.csv",
+        "arrival_s,queue,qos,model,frames,size,steps,tp\n0,default,standard,tiny,9,64x64,20,1\n",
+    );
+    let out_dir = dir.path().join("plan");
+    let (ok, _, err) = cli(&[
+        "plan",
+        "--fleet",
+        &fleet,
+        "--trace",
+        &trace,
+        "--profile",
+        profile,
+        "--out",
+        out_dir.to_str().expect("utf-8"),
+    ]);
+    assert!(ok, "{err}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).expect("json"))
+            .expect("json");
+    let e2e = json["classes"][0]["end_to_end_s"]["p50"]
+        .as_f64()
+        .expect("e2e");
+    assert!(
+        (e2e - 20.0 / rate).abs() < 0.01 + 0.001 * e2e,
+        "{e2e} s at {rate} steps/s"
+    );
+}

@@ -341,7 +341,7 @@ impl Scheduler {
                 .max_decoding_message_size(MAX_RAFT_MESSAGE),
             )
             .add_service(pb::cluster_service_server::ClusterServiceServer::new(
-                ClusterApi::new(raft.clone(), router.clone()),
+                ClusterApi::new(raft.clone(), router.clone(), sessions.clone()),
             ))
             .add_service(pb::node_service_server::NodeServiceServer::new(
                 NodeApi::new(raft.clone(), router.clone()),

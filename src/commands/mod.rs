@@ -8,6 +8,7 @@ mod kube;
 mod model;
 mod nodes;
 mod plan;
+mod profile;
 mod queues;
 mod sample;
 mod servers;
@@ -34,5 +35,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Kube(command) => kube::run(command),
         Command::Video(command) => video::run(command),
         Command::Plan(args) => plan::run(args),
+        Command::Profile(command) => profile::run(command).await,
     }
 }

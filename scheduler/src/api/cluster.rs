@@ -12,6 +12,7 @@ use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use tonic::{Request, Response, Status};
 
 use super::route::{forwarded, Route, Router};
+use crate::leader::Sessions;
 use crate::raft::{RaftHandle, RaftStatus};
 
 /// How long AddReplica waits for the new replica to catch up and vote.
@@ -21,11 +22,16 @@ const TRANSFER_WAIT: Duration = Duration::from_secs(10);
 pub struct ClusterApi {
     raft: RaftHandle,
     router: Arc<Router>,
+    sessions: Arc<Sessions>,
 }
 
 impl ClusterApi {
-    pub fn new(raft: RaftHandle, router: Arc<Router>) -> Self {
-        Self { raft, router }
+    pub fn new(raft: RaftHandle, router: Arc<Router>, sessions: Arc<Sessions>) -> Self {
+        Self {
+            raft,
+            router,
+            sessions,
+        }
     }
 
     async fn change(
@@ -240,5 +246,28 @@ impl ClusterService for ClusterApi {
             .await?;
         }
         Ok(Response::new(pb::TransferLeaderReply { leader: to }))
+    }
+
+    async fn profile(
+        &self,
+        request: Request<pb::ProfileRequest>,
+    ) -> Result<Response<pb::ProfileReply>, Status> {
+        // The profile is learned by the leader from its workers' reports.
+        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
+            return ClusterServiceClient::new(channel)
+                .profile(forwarded(request.into_inner()))
+                .await;
+        }
+        let profile = self.sessions.profile();
+        let rates = profile
+            .rates()
+            .map(|(model, flavor, tp, steps_per_s)| pb::ProfileRate {
+                model: model.to_string(),
+                flavor: flavor.to_string(),
+                tp,
+                steps_per_s,
+            })
+            .collect();
+        Ok(Response::new(pb::ProfileReply { rates }))
     }
 }

@@ -40,6 +40,13 @@ impl Profile {
         profile
     }
 
+    /// Every rate it holds (seeded or learned): (model, flavor, tp, steps/s).
+    pub fn rates(&self) -> impl Iterator<Item = (&str, &str, u32, f64)> + '_ {
+        self.steps_per_s
+            .iter()
+            .map(|((model, flavor, tp), rate)| (model.as_str(), flavor.as_str(), *tp, *rate))
+    }
+
     pub fn set(&mut self, model: &str, flavor: &str, tp: u32, steps_per_s: f64) {
         self.steps_per_s
             .insert((model.into(), flavor.into(), tp), steps_per_s);
