@@ -164,6 +164,10 @@ fn bad_inputs_name_the_file_line_and_field() {
             "1,product,batch,sora,17,256x256,20,1\n",
             "trace.csv:3: model: no pool of the fleet serves",
         ),
+        (
+            "1,product,batch,tiny,17,256x256,20,16\n",
+            "trace.csv:3: tp: 16: the widest node",
+        ),
     ] {
         let (ok, _, stderr) = plan(&fleet, &queues, &trace(row));
         assert!(!ok && stderr.contains(expected), "{row}: {stderr}");

@@ -30,7 +30,19 @@ fn read_inputs(args: &PlanArgs, fleet: &Fleet) -> anyhow::Result<Inputs> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            crate::queue_file::parse(&path.display().to_string(), &text)?
+            let file = path.display().to_string();
+            let mut queues: Vec<pb::Queue> = Vec::new();
+            for queue in crate::queue_file::parse(&file, &text)? {
+                // What `genfleet queue apply` would refuse, refused here.
+                let name = queue.name.clone();
+                let queue = genfleet_scheduler::state::validate_queue(queue)
+                    .map_err(|why| anyhow::anyhow!("{file}: queue {name}: {why}"))?;
+                if queues.iter().any(|q| q.name == queue.name) {
+                    bail!("{file}: queue {name} is given twice");
+                }
+                queues.push(queue);
+            }
+            queues
         }
         None => Vec::new(),
     };

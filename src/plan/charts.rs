@@ -110,7 +110,7 @@ pub fn utilization(outcome: &SimOutcome, fleet: &Fleet) -> Result<String, String
         .iter()
         .enumerate()
         .map(|(p, pool)| {
-            let devices = f64::from(pool.nodes * pool.devices_per_node).max(1.0);
+            let devices = (f64::from(pool.nodes) * f64::from(pool.devices_per_node)).max(1.0);
             let points = outcome
                 .samples
                 .iter()

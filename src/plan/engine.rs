@@ -310,15 +310,13 @@ impl<'a> Simulation<'a> {
                 last_cycle = now;
                 dirty = false;
             }
-            while now >= next_sample {
-                self.sample(next_sample);
-                next_sample += sample_every;
-            }
             if now - reported >= 3_600_000 {
                 progress(now as f64 / 1000.0);
                 reported = now;
             }
-            // The next moment something happens or a cycle is due.
+            // The next moment something happens or a cycle is due (events
+            // of runs since stopped or replaced do not count).
+            self.drop_stale_events();
             let mut next: Option<i64> = self.events.peek().map(|Reverse((at, ..))| *at);
             let mut consider = |t: i64| next = Some(next.map_or(t, |n| n.min(t)));
             if let Some(r) = self.requests.get(self.next_arrival) {
@@ -336,18 +334,34 @@ impl<'a> Simulation<'a> {
                 consider(last_cycle + interval);
             }
             let Some(next) = next else {
+                self.sample(now);
                 break;
             };
-            let next = next.max(now + 1);
-            if next > horizon {
-                self.account(now, horizon);
-                now = horizon;
-                break;
+            let next = next.max(now + 1).min(horizon.max(now + 1));
+            // The state holds from now until next: sample it there.
+            while next_sample < next {
+                self.sample(next_sample);
+                next_sample += sample_every;
             }
             self.account(now, next);
             now = next;
+            if now >= horizon {
+                break;
+            }
         }
         self.finish(now)
+    }
+
+    /// Drops events at the top of the queue that belong to runs that no
+    /// longer exist (a finish cancelled by a preemption).
+    fn drop_stale_events(&mut self) {
+        while let Some(&Reverse((_, _, job, run))) = self.events.peek() {
+            let j = &self.jobs[job as usize];
+            if j.run == run && matches!(j.phase, Phase::Running(_)) {
+                break;
+            }
+            self.events.pop();
+        }
     }
 
     /// Whether an event changed anything (a stale one does not).
@@ -575,14 +589,18 @@ impl<'a> Simulation<'a> {
             return;
         }
         run.preempting = true;
-        let boundary = steps_by(run, now.max(run.compute_ms)) + 1;
-        if run.steps_at_start + boundary >= total {
-            return;
-        }
-        run.stops_after = Some(boundary);
         if let Some(entry) = self.live.running_entry(job) {
             entry.preempting = true;
         }
+        let boundary = steps_by(run, now.max(run.compute_ms)) + 1;
+        if run.steps_at_start + boundary >= total {
+            // Its next boundary is its last step: it finishes instead.
+            return;
+        }
+        run.stops_after = Some(boundary);
+        // The worker computes no step past the boundary: the run's finish
+        // event no longer holds, even if saving would outlast it.
+        j.run += 1;
         let at = run.compute_ms + ms(f64::from(boundary) / run.steps_per_s) + checkpoint;
         self.events
             .push(Reverse((at.max(now), EventKind::Stopped, job, j.run)));

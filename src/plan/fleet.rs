@@ -24,6 +24,8 @@ use super::InputError;
 
 /// Most devices one node may have (as the scheduler accepts).
 const MAX_DEVICES_PER_NODE: u32 = 64;
+/// Most nodes of one pool (a typo should not exhaust the memory).
+const MAX_NODES_PER_POOL: u32 = 100_000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pool {
@@ -53,7 +55,7 @@ impl Fleet {
     pub fn cost_per_hour(&self) -> f64 {
         self.pools
             .iter()
-            .map(|p| f64::from(p.nodes * p.devices_per_node) * p.price_per_device_hour)
+            .map(|p| (f64::from(p.nodes) * f64::from(p.devices_per_node)) * p.price_per_device_hour)
             .sum()
     }
 
@@ -104,6 +106,21 @@ pub fn parse_fleet(file: &str, text: &str) -> Result<Fleet, InputError> {
             return Err(at(
                 "flavor",
                 format!("{:?} is not a valid flavor name", p.flavor),
+            ));
+        }
+        if let Some(first) = pools.iter().position(|q: &Pool| q.flavor == p.flavor) {
+            return Err(at(
+                "flavor",
+                format!(
+                    "{} is pool {first}'s flavor already: give one pool per flavor",
+                    p.flavor
+                ),
+            ));
+        }
+        if p.nodes > MAX_NODES_PER_POOL {
+            return Err(at(
+                "nodes",
+                format!("{}: give at most {MAX_NODES_PER_POOL}", p.nodes),
             ));
         }
         if p.devices_per_node == 0 || p.devices_per_node > MAX_DEVICES_PER_NODE {
@@ -178,6 +195,7 @@ mod tests {
             ("pools:\n  - {flavor: cpu, nodes: 1, devices_per_node: 1, price_per_device_hour: -1}\n", "pools[0].price_per_device_hour"),
             ("pools:\n  - {flavor: cpu, nodes: 1, devices_per_node: 1, price_per_device_hour: 1, memory: 8G}\n", "pools[0].memory"),
             ("pools:\n  - {flavor: cpu, nodes: 1, devices: 1}\n", "fleet.yaml:2: fleet: pools[0]: unknown field `devices`"),
+            ("pools:\n  - {flavor: cpu, nodes: 1, devices_per_node: 1, price_per_device_hour: 1}\n  - {flavor: cpu, nodes: 2, devices_per_node: 1, price_per_device_hour: 1}\n", "pools[1].flavor: cpu is pool 0's flavor already"),
         ] {
             let err = parse_fleet("fleet.yaml", text).expect_err(text).to_string();
             assert!(err.starts_with("fleet.yaml") && err.contains(expected), "{text}: {err}");

@@ -118,6 +118,24 @@ pub fn check_references(
                 &format!("no pool of the fleet serves model {:?}", job.model),
             ));
         }
+        // The scheduler refuses a gang no node could ever hold.
+        let widest = pools
+            .iter()
+            .filter(|p| p.models.contains(&job.model))
+            .map(|p| p.devices_per_node)
+            .max()
+            .unwrap_or(0);
+        if job.tp > widest {
+            return Err(InputError::at(
+                jobs_file,
+                job.line,
+                "tp",
+                &format!(
+                    "{}: the widest node serving {} has {widest} devices",
+                    job.tp, job.model
+                ),
+            ));
+        }
     }
     Ok(())
 }

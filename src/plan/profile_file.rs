@@ -64,10 +64,10 @@ pub fn apply_rates(profile: &mut Profile, file: &str, text: &str) -> Result<(), 
         if rate.tp == 0 || rate.tp > 16 {
             return Err(at("tp", format!("{}: give between 1 and 16", rate.tp)));
         }
-        if !rate.steps_per_s.is_finite() || rate.steps_per_s <= 0.0 {
+        if !rate.steps_per_s.is_finite() || !(1e-6..=1e6).contains(&rate.steps_per_s) {
             return Err(at(
                 "steps_per_s",
-                format!("{}: give a positive rate", rate.steps_per_s),
+                format!("{}: give a rate between 1e-6 and 1e6", rate.steps_per_s),
             ));
         }
         profile.set(&rate.model, &rate.flavor, rate.tp, rate.steps_per_s);

@@ -52,6 +52,7 @@ impl Quantiles {
 pub struct GroupStats {
     pub name: String,
     pub jobs: u64,
+    pub started: u64,
     pub completed: u64,
     /// Seconds from arrival to first start; a job that never started
     /// counts the time it waited until the end of the run (a lower bound).
@@ -150,7 +151,10 @@ pub struct TargetResult {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// Jobs that arrived before the run ended.
     pub jobs: u64,
+    /// Jobs of the workload that would have arrived after it ended.
+    pub arrived_after_end: u64,
     pub completed: u64,
     pub running_at_end: u64,
     pub pending_at_end: u64,
@@ -183,6 +187,7 @@ fn group(name: &str, jobs: &[&JobOutcome], end_s: f64) -> GroupStats {
     GroupStats {
         name: name.to_string(),
         jobs: jobs.len() as u64,
+        started: jobs.iter().filter(|j| j.first_start_s.is_some()).count() as u64,
         completed: jobs.iter().filter(|j| j.end_s.is_some()).count() as u64,
         wait_s: Quantiles::of(wait),
         end_to_end_s: Quantiles::of(e2e),
@@ -195,16 +200,19 @@ fn group(name: &str, jobs: &[&JobOutcome], end_s: f64) -> GroupStats {
 pub fn report(outcome: &SimOutcome, fleet: &Fleet, targets: &[Target]) -> Result<Report, String> {
     check_conservation(outcome, fleet)?;
     let end = outcome.duration_s;
+    // Jobs that would arrive after the run ended are not part of it.
+    let arrived: Vec<&JobOutcome> = outcome.jobs.iter().filter(|j| j.arrival_s <= end).collect();
     let classes: Vec<GroupStats> = Qos::ALL
         .iter()
         .rev()
         .filter_map(|qos| {
-            let jobs: Vec<&JobOutcome> = outcome.jobs.iter().filter(|j| j.qos == *qos).collect();
+            let jobs: Vec<&JobOutcome> =
+                arrived.iter().copied().filter(|j| j.qos == *qos).collect();
             (!jobs.is_empty()).then(|| group(qos.label(), &jobs, end))
         })
         .collect();
     let mut by_queue: BTreeMap<&str, Vec<&JobOutcome>> = BTreeMap::new();
-    for job in &outcome.jobs {
+    for job in &arrived {
         by_queue.entry(&job.queue).or_default().push(job);
     }
     let queues: Vec<GroupStats> = by_queue
@@ -258,7 +266,11 @@ pub fn report(outcome: &SimOutcome, fleet: &Fleet, targets: &[Target]) -> Result
         };
         // A class whose jobs did not all complete cannot meet an
         // end-to-end target, whatever the completed ones took.
-        let unfinished = t.metric == Metric::EndToEnd && stats.completed < stats.jobs;
+        let unfinished = match t.metric {
+            Metric::EndToEnd => stats.completed < stats.jobs,
+            // A job that never started has no wait to meet a target with.
+            Metric::Wait => stats.started < stats.jobs,
+        };
         results.push(TargetResult {
             target: render_target(t),
             actual_s: actual,
@@ -266,15 +278,15 @@ pub fn report(outcome: &SimOutcome, fleet: &Fleet, targets: &[Target]) -> Result
             met: actual <= t.max_s && !unfinished,
         });
     }
-    let completed = outcome.jobs.iter().filter(|j| j.end_s.is_some()).count() as u64;
-    let started = outcome
-        .jobs
+    let completed = arrived.iter().filter(|j| j.end_s.is_some()).count() as u64;
+    let started = arrived
         .iter()
         .filter(|j| j.first_start_s.is_some() && j.end_s.is_none())
         .count() as u64;
-    let never = outcome.jobs.len() as u64 - completed - started;
+    let never = arrived.len() as u64 - completed - started;
     Ok(Report {
-        jobs: outcome.jobs.len() as u64,
+        jobs: arrived.len() as u64,
+        arrived_after_end: (outcome.jobs.len() - arrived.len()) as u64,
         completed,
         // Started and not ended: running, or pending again after a preemption.
         running_at_end: started,
@@ -328,7 +340,8 @@ pub fn check_conservation(outcome: &SimOutcome, fleet: &Fleet) -> Result<(), Str
         }
     }
     for (pool, busy) in fleet.pools.iter().zip(&outcome.busy_device_s) {
-        let available = f64::from(pool.nodes * pool.devices_per_node) * outcome.duration_s;
+        let available =
+            (f64::from(pool.nodes) * f64::from(pool.devices_per_node)) * outcome.duration_s;
         if *busy > available * (1.0 + 1e-9) + 1e-6 {
             return Err(format!(
                 "{} devices were held {busy:.1} device-seconds of the {available:.1} there were",

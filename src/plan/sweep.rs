@@ -76,7 +76,10 @@ pub fn fleets(base: &Fleet, axes: &[SweepAxis]) -> Result<Vec<SweptFleet>, Strin
             .ok_or_else(|| format!("sweep: the fleet has no pool of flavor {:?}", axis.flavor))?;
         indexes.push(index);
     }
-    let total: usize = axes.iter().map(|a| a.nodes.len()).product();
+    let total = axes
+        .iter()
+        .try_fold(1usize, |n, a| n.checked_mul(a.nodes.len()))
+        .unwrap_or(usize::MAX);
     if total > MAX_FLEETS {
         return Err(format!("sweep: {total} fleets; at most {MAX_FLEETS}"));
     }

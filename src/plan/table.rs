@@ -6,9 +6,16 @@ use super::sweep::SweepPoint;
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "{} jobs: {} completed, {} started and not done, {} never started; {} preemptions\n\n",
+        "{} jobs: {} completed, {} started and not done, {} never started; {} preemptions\n",
         r.jobs, r.completed, r.running_at_end, r.pending_at_end, r.preemptions
     ));
+    if r.arrived_after_end > 0 {
+        out.push_str(&format!(
+            "({} more would have arrived after the end of the run)\n",
+            r.arrived_after_end
+        ));
+    }
+    out.push('\n');
     out.push_str(&format!(
         "{:<14} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
         "CLASS/QUEUE", "JOBS", "WAIT p50", "p95", "p99", "E2E p50", "p95", "p99"

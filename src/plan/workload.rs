@@ -75,14 +75,16 @@ struct Row {
 }
 
 const DEFAULT_GUIDANCE: f32 = 5.0;
+/// Latest arrival a trace may give: a year, in seconds.
+const MAX_ARRIVAL_S: f64 = 366.0 * 86_400.0;
 
 impl Row {
     /// The request, or which field is wrong and why.
     fn check(self) -> Result<JobRequest, (&'static str, String)> {
-        if !self.arrival_s.is_finite() || self.arrival_s < 0.0 {
+        if !self.arrival_s.is_finite() || !(0.0..=MAX_ARRIVAL_S).contains(&self.arrival_s) {
             return Err((
                 "arrival_s",
-                format!("{} is not a time of at least 0 seconds", self.arrival_s),
+                format!("{} is not a time of 0 to a year's seconds", self.arrival_s),
             ));
         }
         let qos = Qos::parse(&self.qos).ok_or_else(|| {
@@ -265,7 +267,7 @@ mod tests {
             (
                 "-1,a,batch,tiny,17,256x256,20,1,0",
                 "arrival_s",
-                "at least 0",
+                "is not a time of 0",
             ),
             (
                 "0,a,urgent,tiny,17,256x256,20,1,0",
