@@ -25,7 +25,9 @@ struct Inputs {
     config: SimConfig,
 }
 
-fn read_inputs(args: &PlanArgs, fleet: &Fleet) -> anyhow::Result<Inputs> {
+/// `fleets`: the plan's fleet and the what-if one, whose flavors and
+/// models the inputs may name.
+fn read_inputs(args: &PlanArgs, fleets: &[&Fleet]) -> anyhow::Result<Inputs> {
     let queues = match &args.queues {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -60,9 +62,7 @@ fn read_inputs(args: &PlanArgs, fleet: &Fleet) -> anyhow::Result<Inputs> {
         .as_ref()
         .or(args.generate.as_ref())
         .map_or(String::new(), |p| p.display().to_string());
-    let other = args.compare.as_deref().map(fleet::read_fleet).transpose()?;
-    let fleets: Vec<&Fleet> = std::iter::once(fleet).chain(other.as_ref()).collect();
-    crate::plan::check_references(&fleets, &queues_file, &queues, &jobs_file, &jobs)?;
+    crate::plan::check_references(fleets, &queues_file, &queues, &jobs_file, &jobs)?;
     let targets = args
         .targets
         .iter()
@@ -109,7 +109,9 @@ fn simulate(
 
 pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     let fleet = fleet::read_fleet(&args.fleet)?;
-    let inputs = read_inputs(&args, &fleet)?;
+    let other = args.compare.as_deref().map(fleet::read_fleet).transpose()?;
+    let fleets: Vec<&Fleet> = std::iter::once(&fleet).chain(other.as_ref()).collect();
+    let inputs = read_inputs(&args, &fleets)?;
     if !args.sweeps.is_empty() {
         return run_sweep(&args, &inputs, &fleet);
     }
@@ -131,9 +133,8 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
         write_outputs(dir, &report, &table, &outcome, &fleet)?;
         println!("report, charts and HTML written to {}", dir.display());
     }
-    if let Some(path) = &args.compare {
-        let other = fleet::read_fleet(path)?;
-        let (_, theirs) = simulate(&args, &inputs, &other)?;
+    if let (Some(path), Some(other)) = (&args.compare, &other) {
+        let (_, theirs) = simulate(&args, &inputs, other)?;
         println!("\nwhat-if: the same workload on {}\n", path.display());
         print!("{}", render(&theirs));
         print!("{}", compare(&args.fleet, &report, path, &theirs));

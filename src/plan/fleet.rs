@@ -17,6 +17,7 @@
 use std::path::Path;
 
 use genfleet_worker::device::flavor::known_memory_bytes;
+use genfleet_worker::device::parse_memory;
 use genfleet_worker::model::PRESETS;
 use serde::Deserialize;
 
@@ -139,10 +140,7 @@ pub fn parse_fleet(file: &str, text: &str) -> Result<Fleet, InputError> {
             ));
         }
         let memory_bytes = match &p.memory {
-            Some(text) => genfleet_worker::device::SimulatedGroup::parse(&format!("x:1:{text}"))
-                .map_err(|_| at("memory", format!("{text:?}: give it like 80GiB")))?
-                .memory_bytes
-                .unwrap_or(0),
+            Some(text) => parse_memory(text.trim()).map_err(|e| at("memory", e))?,
             None => known_memory_bytes(&p.flavor).unwrap_or(0),
         };
         let models = p

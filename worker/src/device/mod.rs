@@ -225,7 +225,7 @@ impl SimulatedGroup {
 }
 
 /// `24GiB`, `512MiB`, `1.5TiB` as bytes.
-fn parse_memory(text: &str) -> Result<u64, String> {
+pub fn parse_memory(text: &str) -> Result<u64, String> {
     let bad = || format!("memory {text:?}: give it like 24GiB, 80GiB or 512MiB");
     let units = [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20)];
     let (number, unit) = units
