@@ -397,8 +397,12 @@ impl Executor {
             .step_seconds
             .with_label_values(&[spec.model.as_str(), tp.as_str()]);
         let first = assignment.checkpoint.as_ref().map_or(0, |c| c.step);
-        for done in first + 1..=spec.steps {
-            tokio::time::sleep(step).await;
+        // Deadlines counted from the start: the timer's rounding on each
+        // sleep must not add up over the steps.
+        let started = tokio::time::Instant::now();
+        for (k, done) in (first + 1..=spec.steps).enumerate() {
+            let k = u32::try_from(k + 1).unwrap_or(u32::MAX);
+            tokio::time::sleep_until(started + step.saturating_mul(k)).await;
             step_seconds.observe(step.as_secs_f64());
             let progress = JobUpdate::Progress {
                 step: done,
