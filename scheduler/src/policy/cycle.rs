@@ -150,7 +150,7 @@ pub(super) struct Cycle<'a> {
     pub(super) flavors: Names,
     pub(super) models: Names,
     /// Per node: the model ids it serves, sorted.
-    pub(super) node_models: Vec<Vec<usize>>,
+    pub(super) node_models: Vec<Rc<[usize]>>,
     pub(super) slots: SlotIndex,
     pub(super) capacity: Vec<u32>,
     /// Per flavor: the most memory of a device and the most devices of
@@ -201,23 +201,32 @@ impl<'a> Cycle<'a> {
         for name in view.queues.iter().flat_map(|q| q.quotas.keys()) {
             flavors.intern(name);
         }
-        for job in &view.running {
-            flavors.intern(&job.flavor);
-        }
-        let node_models: Vec<Vec<usize>> = view
-            .nodes
+        let running_flavors: Vec<usize> = view
+            .running
             .iter()
-            .map(|n| {
-                let mut ids: Vec<usize> = n.models.iter().map(|m| models.intern(m)).collect();
-                ids.sort_unstable();
-                ids.dedup();
-                ids
-            })
+            .map(|job| flavors.intern(&job.flavor))
             .collect();
+        // Nodes of a pool serve the same models: a node whose list equals
+        // the one before shares its ids.
+        let mut node_models: Vec<Rc<[usize]>> = Vec::with_capacity(view.nodes.len());
+        for (i, n) in view.nodes.iter().enumerate() {
+            let same = i > 0 && view.nodes[i - 1].models == n.models;
+            let ids = match node_models.last() {
+                Some(previous) if same => previous.clone(),
+                _ => {
+                    let mut ids: Vec<usize> = n.models.iter().map(|m| models.intern(m)).collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    ids.into()
+                }
+            };
+            node_models.push(ids);
+        }
 
         // One slot per (node, flavor): a gang needs one flavor on one node.
         let mut slots: Vec<Slot> = Vec::new();
-        let mut slot_of: HashMap<(usize, usize), usize> = HashMap::default();
+        let mut slot_of: HashMap<(usize, usize), usize> =
+            HashMap::with_capacity_and_hasher(view.nodes.len(), Default::default());
         let mut capacity = vec![0u32; flavors.names.len()];
         for (n, node) in view.nodes.iter().enumerate() {
             for group in &node.groups {
@@ -268,8 +277,7 @@ impl<'a> Cycle<'a> {
         let mut running = Vec::with_capacity(view.running.len());
         let mut running_by_flavor = vec![Vec::new(); flavors.names.len()];
         let mut work_ahead_s = vec![0.0; flavors.names.len()];
-        for (i, job) in view.running.iter().enumerate() {
-            let flavor = flavors.get(&job.flavor).unwrap_or_default();
+        for (i, (job, &flavor)) in view.running.iter().zip(&running_flavors).enumerate() {
             let slot = node_ids
                 .get(job.node.as_str())
                 .and_then(|n| slot_of.get(&(*n, flavor)).copied());
