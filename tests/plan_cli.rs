@@ -296,3 +296,45 @@ fn a_profile_exported_from_a_live_cluster_feeds_a_plan() {
         "{e2e} s at {rate} steps/s"
     );
 }
+
+/// A model the profile has no rate for on a flavor of the fleet runs at
+/// 1 step/s, and the plan says so.
+#[test]
+fn a_plan_warns_of_rates_it_has_to_assume() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fleet = write(
+        dir.path(),
+        "fleet.yaml",
+        "pools:\n  - {flavor: nvidia-l4, nodes: 1, devices_per_node: 4, price_per_device_hour: 0.8}\n",
+    );
+    let trace = write(
+        dir.path(),
+        "trace.csv",
+        "arrival_s,queue,qos,model,frames,size,steps,tp\n0,default,standard,medium,17,256x256,20,1\n1,default,standard,tiny,17,256x256,20,1\n",
+    );
+    let (ok, _, stderr) = cli(&["plan", "--fleet", &fleet, "--trace", &trace]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("no step rate for medium on nvidia-l4: assuming 1 step/s"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("for tiny"),
+        "the seeded profile has tiny: {stderr}"
+    );
+    let profile = write(
+        dir.path(),
+        "profile.yaml",
+        "rates:\n  - { model: medium, flavor: nvidia-l4, tp: 1, steps_per_s: 2.5 }\n",
+    );
+    let (ok, _, stderr) = cli(&[
+        "plan",
+        "--fleet",
+        &fleet,
+        "--trace",
+        &trace,
+        "--profile",
+        &profile,
+    ]);
+    assert!(ok && !stderr.contains("warning"), "{stderr}");
+}

@@ -95,6 +95,12 @@ fn simulate(
     fleet: &Fleet,
 ) -> anyhow::Result<(SimOutcome, Report)> {
     let profile = profile_file::plan_profile(fleet, args.profile.as_deref())?;
+    for (model, flavor) in profile_file::missing_rates(&profile, fleet, &inputs.jobs) {
+        eprintln!(
+            "warning: no step rate for {model} on {flavor}: assuming 1 step/s (give one with --profile; `genfleet profile export` writes a live cluster's)"
+        );
+    }
+    let bar = simulated_time_bar(inputs);
     let outcome = Simulation::new(
         fleet,
         &inputs.queues,
@@ -102,9 +108,26 @@ fn simulate(
         &profile,
         &inputs.config,
     )
-    .run(&mut |_| {});
+    .run(&mut |now_s| {
+        bar.set_position(now_s as u64);
+        bar.set_message(format!("{:.1} h simulated", now_s / 3600.0));
+    });
+    bar.finish_and_clear();
     let report = report::report(&outcome, fleet, &inputs.targets).map_err(anyhow::Error::msg)?;
     Ok((outcome, report))
+}
+
+/// A bar over simulated time, up to the last arrival (or the horizon);
+/// drawn only on a terminal, and only once a run lasts.
+fn simulated_time_bar(inputs: &Inputs) -> indicatif::ProgressBar {
+    let last_arrival = inputs.jobs.last().map_or(0.0, |j| j.arrival_s);
+    let end_s = inputs.config.horizon_s.unwrap_or(last_arrival).max(1.0);
+    let bar = indicatif::ProgressBar::new(end_s as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {msg}, {eta} left")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 pub fn run(args: PlanArgs) -> anyhow::Result<()> {

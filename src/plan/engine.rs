@@ -284,8 +284,9 @@ impl<'a> Simulation<'a> {
         let mut last_cycle = -interval;
         let mut dirty = false;
         let mut next_sample = 0i64;
-        let mut reported = 0i64;
+        let mut steps = 0u64;
         loop {
+            steps += 1;
             while let Some(&Reverse((at, kind, job, run))) = self.events.peek() {
                 if at > now {
                     break;
@@ -317,9 +318,8 @@ impl<'a> Simulation<'a> {
                 last_cycle = now;
                 dirty = false;
             }
-            if now - reported >= 3_600_000 {
+            if steps % 4096 == 0 {
                 progress(now as f64 / 1000.0);
-                reported = now;
             }
             // The next moment something happens or a cycle is due (events
             // of runs since stopped or replaced do not count).

@@ -193,6 +193,14 @@ pub fn generate(file: &str, text: &str) -> Result<Vec<JobRequest>, InputError> {
             }
         }
     }
+    if jobs.is_empty() {
+        return Err(InputError::at(
+            file,
+            0,
+            "streams",
+            "the streams make no job in the duration: raise a rate or the duration",
+        ));
+    }
     jobs.sort_by(|a, b| a.arrival_s.total_cmp(&b.arrival_s));
     Ok(jobs)
 }
@@ -336,6 +344,7 @@ mod tests {
             ("weight: 3", "weight: 0", "streams[0].mix[0].weight"),
             ("duration: 10h", "duration: 0s", "duration"),
             ("factor: 4", "factor: -4", "streams[0].bursts[0].factor"),
+            ("rate_per_hour: 360", "rate_per_hour: 0", "make no job"),
         ] {
             let err = generate("w.yaml", &DOC.replace(from, to))
                 .expect_err(to)

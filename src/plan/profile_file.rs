@@ -14,12 +14,14 @@
 //! (85% of linear per doubling); a model or flavor never given runs at
 //! 1 step/s.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use genfleet_scheduler::policy::Profile;
 use serde::Deserialize;
 
 use super::fleet::Fleet;
+use super::workload::JobRequest;
 use super::InputError;
 
 #[derive(Debug, Deserialize)]
@@ -50,6 +52,31 @@ pub fn plan_profile(fleet: &Fleet, file: Option<&Path>) -> Result<Profile, Input
         apply_rates(&mut profile, &name, &text)?;
     }
     Ok(profile)
+}
+
+/// (model, flavor) pairs the workload will run that the profile has no
+/// rate for at tp 1 (it would assume a conservative 1 step/s there).
+pub fn missing_rates(
+    profile: &Profile,
+    fleet: &Fleet,
+    jobs: &[JobRequest],
+) -> Vec<(String, String)> {
+    let known: BTreeSet<(&str, &str)> = profile
+        .rates()
+        .filter(|(.., tp, _)| *tp == 1)
+        .map(|(model, flavor, ..)| (model, flavor))
+        .collect();
+    let models: BTreeSet<&str> = jobs.iter().map(|j| j.model.as_str()).collect();
+    let mut missing = Vec::new();
+    for pool in &fleet.pools {
+        for &model in &models {
+            let served = pool.models.iter().any(|m| m == model);
+            if served && !known.contains(&(model, pool.flavor.as_str())) {
+                missing.push((model.to_string(), pool.flavor.clone()));
+            }
+        }
+    }
+    missing
 }
 
 pub fn apply_rates(profile: &mut Profile, file: &str, text: &str) -> Result<(), InputError> {
