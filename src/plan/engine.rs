@@ -318,7 +318,7 @@ impl<'a> Simulation<'a> {
                 last_cycle = now;
                 dirty = false;
             }
-            if steps % 4096 == 0 {
+            if steps.is_multiple_of(4096) {
                 progress(now as f64 / 1000.0);
             }
             // The next moment something happens or a cycle is due (events
