@@ -22,6 +22,22 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// A fleet.yaml of one node of `devices` devices of `flavor`.
+fn one_node_fleet(dir: &Path, flavor: &str, devices: u32, price: f64) -> String {
+    let pool = format!("{{flavor: {flavor}, nodes: 1, devices_per_node: {devices}, price_per_device_hour: {price}}}");
+    write(dir, "fleet.yaml", &format!("pools:\n  - {pool}\n"))
+}
+
+/// A trace.csv of these rows under the documented header.
+fn trace_of(dir: &Path, rows: &[&str]) -> String {
+    let mut text = String::from("arrival_s,queue,qos,model,frames,size,steps,tp\n");
+    for row in rows {
+        text += row;
+        text.push('\n');
+    }
+    write(dir, "trace.csv", &text)
+}
+
 #[test]
 fn the_example_plan_prints_its_table_and_writes_json_charts_and_html() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -262,16 +278,8 @@ fn a_profile_exported_from_a_live_cluster_feeds_a_plan() {
     );
 
     // The plan runs at that rate: one job of 20 steps alone on a CPU.
-    let fleet = write(
-        dir.path(),
-        "fleet.yaml",
-        "pools:\n  - {flavor: cpu, nodes: 1, devices_per_node: 1, price_per_device_hour: 0.1}\n",
-    );
-    let trace = write(
-        dir.path(),
-        "trace.csv",
-        "arrival_s,queue,qos,model,frames,size,steps,tp\n0,default,standard,tiny,9,64x64,20,1\n",
-    );
+    let fleet = one_node_fleet(dir.path(), "cpu", 1, 0.1);
+    let trace = trace_of(dir.path(), &["0,default,standard,tiny,9,64x64,20,1"]);
     let out_dir = dir.path().join("plan");
     let (ok, _, err) = cli(&[
         "plan",
@@ -302,15 +310,13 @@ fn a_profile_exported_from_a_live_cluster_feeds_a_plan() {
 #[test]
 fn a_plan_warns_of_rates_it_has_to_assume() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let fleet = write(
+    let fleet = one_node_fleet(dir.path(), "nvidia-l4", 4, 0.8);
+    let trace = trace_of(
         dir.path(),
-        "fleet.yaml",
-        "pools:\n  - {flavor: nvidia-l4, nodes: 1, devices_per_node: 4, price_per_device_hour: 0.8}\n",
-    );
-    let trace = write(
-        dir.path(),
-        "trace.csv",
-        "arrival_s,queue,qos,model,frames,size,steps,tp\n0,default,standard,medium,17,256x256,20,1\n1,default,standard,tiny,17,256x256,20,1\n",
+        &[
+            "0,default,standard,medium,17,256x256,20,1",
+            "1,default,standard,tiny,17,256x256,20,1",
+        ],
     );
     let (ok, _, stderr) = cli(&["plan", "--fleet", &fleet, "--trace", &trace]);
     assert!(ok, "{stderr}");
