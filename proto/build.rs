@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "genfleet/v1/cluster.proto",
     "genfleet/v1/queues.proto",
     "genfleet/v1/nodes.proto",
+    "genfleet/v1/tenants.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

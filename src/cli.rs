@@ -17,6 +17,10 @@ pub const DEFAULT_SCHEDULER: &str = "http://127.0.0.1:7070";
     about = "A Raft-replicated GPU cluster scheduler for video generation"
 )]
 pub struct Cli {
+    /// The API key client commands present (a cluster with an admin key
+    /// needs one); default: the file $XDG_CONFIG_HOME/genfleet/api-key.
+    #[arg(long, global = true, env = "GENFLEET_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -53,6 +57,14 @@ pub enum Command {
     /// List worker nodes; cordon a node so it takes no new work.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Manage tenants: the teams or customers that submit, and their queues.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Show who the API key in use belongs to.
+    Whoami(ClientArgs),
     /// Show the GPUs this machine has, as a worker here would see them.
     Devices(DevicesArgs),
     /// Kubernetes helpers: print the GenQueue CRD.
@@ -226,6 +238,89 @@ pub struct QueueNameArgs {
     pub name: String,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant, or replace the one of that name.
+    Apply(TenantApplyArgs),
+    /// Every tenant with its queues and limits.
+    List(ClientArgs),
+    /// Delete a tenant (refused while it has keys).
+    Delete(TenantNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TenantApplyArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The tenant's name.
+    pub name: String,
+    /// Queues its jobs may go to, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub queues: Vec<String>,
+    /// Where a job that names no queue goes [default: the first queue].
+    #[arg(long)]
+    pub default_queue: Option<String>,
+    /// The class of a job that names none [default: standard].
+    #[arg(long)]
+    pub default_qos: Option<String>,
+    /// The highest class it may ask for [default: interactive].
+    #[arg(long)]
+    pub max_qos: Option<String>,
+    /// Jobs it may have pending or running at once [default: no limit].
+    #[arg(long)]
+    pub max_unfinished_jobs: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct TenantNameArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The tenant's name.
+    pub name: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a key; its secret is printed once and stored nowhere.
+    Create(KeyCreateArgs),
+    /// Keys by id, role and tenant (never their secrets).
+    List(KeyListArgs),
+    /// Revoke a key: every replica refuses it once the revocation commits.
+    Revoke(KeyIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyCreateArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// admin, tenant or worker.
+    #[arg(long, default_value = "tenant")]
+    pub role: String,
+    /// The tenant a tenant key belongs to.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Who or what holds the key.
+    #[arg(long, default_value = "")]
+    pub description: String,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyListArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Only this tenant's keys.
+    #[arg(long)]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyIdArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The key's id (`genfleet key list`).
+    pub id: String,
+}
+
 #[derive(Debug, Args)]
 pub struct ClientArgs {
     /// Address of any scheduler replica, or several, comma-separated.
@@ -244,6 +339,11 @@ pub struct SchedulerArgs {
     /// gRPC address (clients, workers, peers); port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
+    /// A file holding the bootstrap admin key (the same on every replica):
+    /// with it, every client call must carry a valid key (docs/tenants.md);
+    /// without, none is checked.
+    #[arg(long, env = "GENFLEET_ADMIN_KEY_FILE")]
+    pub admin_key_file: Option<PathBuf>,
     /// HTTP address for /metrics and /healthz.
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
@@ -457,15 +557,17 @@ pub struct SubmitArgs {
     /// Model preset.
     #[arg(long, default_value = "tiny")]
     pub model: String,
-    /// The team's queue (`genfleet queue list`); `default` always exists.
-    #[arg(long, default_value = "default")]
-    pub queue: String,
+    /// The team's queue (`genfleet queue list`); `default` always exists
+    /// [default: `default`, or a tenant key's default queue].
+    #[arg(long)]
+    pub queue: Option<String>,
     /// Devices of one node the job runs on, tensor-parallel.
     #[arg(long, default_value_t = 1)]
     pub tp: u32,
-    /// Class of service: interactive, standard or batch.
-    #[arg(long, default_value = "standard")]
-    pub qos: String,
+    /// Class of service: interactive, standard or batch [default:
+    /// standard, or a tenant key's default class].
+    #[arg(long)]
+    pub qos: Option<String>,
     /// Order among the queue's jobs of one class, higher first (-1000 to 1000).
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     pub priority: i32,

@@ -3,9 +3,63 @@
 
 use std::time::Duration;
 
+use std::sync::OnceLock;
+
 use genfleet_proto as pb;
 use pb::job_service_client::JobServiceClient;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+/// A channel to a scheduler that presents this process's API key.
+pub type SchedulerChannel = InterceptedService<Channel, KeyInterceptor>;
+
+/// The API key every call of this process presents (set once, at start).
+static API_KEY: OnceLock<Option<String>> = OnceLock::new();
+
+/// Sets the key calls present: the flag or GENFLEET_API_KEY if given,
+/// else the file `$XDG_CONFIG_HOME/genfleet/api-key` (or
+/// `~/.config/genfleet/api-key`) if there is one.
+pub fn set_api_key(flag: Option<String>) {
+    let key = flag.or_else(|| {
+        let dir = std::env::var_os("XDG_CONFIG_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".config"))
+            })?;
+        let text = std::fs::read_to_string(dir.join("genfleet").join("api-key")).ok()?;
+        Some(text.trim().to_string())
+    });
+    let _ = API_KEY.set(key.filter(|k| !k.is_empty()));
+}
+
+/// Adds `authorization: Bearer <key>` to every call, if a key is set.
+#[derive(Clone)]
+pub struct KeyInterceptor(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for KeyInterceptor {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+fn key_interceptor() -> Result<KeyInterceptor, ClientError> {
+    let Some(key) = API_KEY.get().cloned().flatten() else {
+        return Ok(KeyInterceptor(None));
+    };
+    let value = format!("Bearer {key}")
+        .parse()
+        .map_err(|_| ClientError::BadKey)?;
+    Ok(KeyInterceptor(Some(value)))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -13,6 +67,10 @@ pub enum ClientError {
     BadAddress { address: String, why: String },
     #[error("cannot reach the scheduler at {address}: {why}\n(is one running? start a local cluster with `genfleet up`, or point --scheduler / GENFLEET_SCHEDULER at a running one)")]
     Unreachable { address: String, why: String },
+    #[error(
+        "the API key is not printable ASCII; check --api-key, GENFLEET_API_KEY or the key file"
+    )]
+    BadKey,
     #[error("the scheduler refused the request ({code}): {message}")]
     Refused { code: String, message: String },
 }
@@ -35,7 +93,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 pub struct Scheduler {
     addresses: Vec<String>,
     current: usize,
-    client: JobServiceClient<Channel>,
+    client: JobServiceClient<SchedulerChannel>,
 }
 
 /// Connects to the first reachable of `addresses` (comma-separated).
@@ -71,12 +129,12 @@ pub async fn connect(addresses: &str) -> Result<Scheduler, ClientError> {
     }))
 }
 
-async fn connect_one(address: &str) -> Result<JobServiceClient<Channel>, ClientError> {
+async fn connect_one(address: &str) -> Result<JobServiceClient<SchedulerChannel>, ClientError> {
     Ok(JobServiceClient::new(channel(address).await?))
 }
 
 /// A gRPC channel to `address`, with errors that name it.
-pub async fn channel(address: &str) -> Result<Channel, ClientError> {
+pub async fn channel(address: &str) -> Result<SchedulerChannel, ClientError> {
     let bad = |why: String| ClientError::BadAddress {
         address: address.to_string(),
         why,
@@ -94,11 +152,11 @@ pub async fn channel(address: &str) -> Result<Channel, ClientError> {
             address: address.to_string(),
             why: error_chain(&e),
         })?;
-    Ok(channel)
+    Ok(InterceptedService::new(channel, key_interceptor()?))
 }
 
 /// A channel to the first reachable of `addresses` (comma-separated).
-pub async fn first_channel(addresses: &str) -> Result<Channel, ClientError> {
+pub async fn first_channel(addresses: &str) -> Result<SchedulerChannel, ClientError> {
     let mut last_error = ClientError::BadAddress {
         address: addresses.to_string(),
         why: "no address given".into(),
@@ -126,7 +184,7 @@ pub fn retryable(status: &tonic::Status) -> bool {
 }
 
 impl Scheduler {
-    pub fn client(&self) -> JobServiceClient<Channel> {
+    pub fn client(&self) -> JobServiceClient<SchedulerChannel> {
         self.client.clone()
     }
 
@@ -134,7 +192,7 @@ impl Scheduler {
     /// over (submits carry a request id, so a retry never makes two jobs).
     pub async fn call<T, F, Fut>(&mut self, mut call: F) -> Result<T, ClientError>
     where
-        F: FnMut(JobServiceClient<Channel>) -> Fut,
+        F: FnMut(JobServiceClient<SchedulerChannel>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let deadline = tokio::time::Instant::now() + RETRY_FOR;

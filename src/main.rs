@@ -8,6 +8,7 @@ use genfleet::cli::{Cli, Command};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    genfleet::client::set_api_key(cli.api_key.clone());
     // Servers log what they do; client commands stay quiet unless asked.
     let default_filter = match cli.command {
         Command::Scheduler(_) | Command::Worker(_) | Command::Up(_) => {

@@ -16,6 +16,7 @@
 //! - `server`: [`Scheduler`], which binds the ports and runs all of the above.
 
 pub mod api;
+pub mod auth;
 mod clock;
 mod error;
 pub mod kube;

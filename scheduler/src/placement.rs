@@ -98,6 +98,7 @@ mod tests {
                 job_id: id.into(),
                 spec: Some(spec),
                 request_id: String::new(),
+                tenant: String::new(),
             }),
         );
     }

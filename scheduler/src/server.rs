@@ -15,8 +15,10 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::route::Router;
 use crate::api::{
-    ClusterApi, JobApi, NodeApi, QueueApi, RaftTransportApi, SessionConfig, WorkerSessionApi,
+    ClusterApi, JobApi, NodeApi, QueueApi, RaftTransportApi, SessionConfig, TenantApi,
+    WorkerSessionApi,
 };
+use crate::auth::{self, Authenticator};
 use crate::kube::KubeMode;
 use crate::leader::{self, LeaderConfig, Sessions};
 use crate::metrics::{JobStateCollector, Metrics};
@@ -59,6 +61,9 @@ pub struct SchedulerConfig {
     pub preempt_timeout: Duration,
     /// Whether the leader mirrors Kubernetes Nodes and reconciles GenQueues.
     pub kubernetes: KubeMode,
+    /// The bootstrap admin key; `None`: client calls carry no key (a
+    /// laptop's cluster). The same on every replica.
+    pub admin_key: Option<String>,
 }
 
 impl SchedulerConfig {
@@ -81,6 +86,7 @@ impl SchedulerConfig {
             // Explicit in a library default: embedded and test clusters
             // never reach for a cluster the developer happens to have.
             kubernetes: KubeMode::Off,
+            admin_key: None,
         }
     }
 
@@ -100,6 +106,14 @@ impl SchedulerConfig {
                 "election ticks ({}) must exceed heartbeat ticks ({}), which must be at least 1",
                 self.election_ticks, self.heartbeat_ticks
             ));
+        }
+        if let Some(key) = &self.admin_key {
+            if key.trim().chars().count() < crate::auth::MIN_ADMIN_KEY_CHARS {
+                return bad(format!(
+                    "the admin key must have at least {} characters (e.g. `openssl rand -hex 32`)",
+                    crate::auth::MIN_ADMIN_KEY_CHARS
+                ));
+            }
         }
         if !self.peers.is_empty() && !self.peers.contains_key(&self.id) {
             return bad(format!(
@@ -313,17 +327,34 @@ impl Scheduler {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
+        let auth = Authenticator::new(raft.clone(), config.admin_key.as_deref().map(str::trim));
+        if !auth.enforced() && !config.listen.ip().is_loopback() {
+            tracing::warn!(
+                listen = %config.listen,
+                "NO API KEYS: anyone who reaches this address can submit, read and cancel any job \
+                 and change queues and nodes; give --admin-key-file (docs/tenants.md)"
+            );
+        }
         let grpc = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .add_service(pb::job_service_server::JobServiceServer::new(JobApi::new(
-                raft.clone(),
-                router.clone(),
-                sessions.clone(),
-                verdicts.clone(),
-                metrics.clone(),
-                stop.clone(),
-            )))
+            .add_service(pb::job_service_server::JobServiceServer::with_interceptor(
+                JobApi::new(
+                    raft.clone(),
+                    router.clone(),
+                    sessions.clone(),
+                    verdicts.clone(),
+                    metrics.clone(),
+                    stop.clone(),
+                ),
+                auth.interceptor(auth::clients),
+            ))
+            .add_service(
+                pb::tenant_service_server::TenantServiceServer::with_interceptor(
+                    TenantApi::new(raft.clone(), router.clone(), auth.enforced()),
+                    auth.interceptor(auth::anyone),
+                ),
+            )
             .add_service(pb::worker_session_server::WorkerSessionServer::new(
                 WorkerSessionApi::new(
                     raft.clone(),
@@ -340,15 +371,24 @@ impl Scheduler {
                 ))
                 .max_decoding_message_size(MAX_RAFT_MESSAGE),
             )
-            .add_service(pb::cluster_service_server::ClusterServiceServer::new(
-                ClusterApi::new(raft.clone(), router.clone(), sessions.clone()),
-            ))
-            .add_service(pb::node_service_server::NodeServiceServer::new(
-                NodeApi::new(raft.clone(), router.clone()),
-            ))
-            .add_service(pb::queue_service_server::QueueServiceServer::new(
-                QueueApi::new(raft.clone(), router.clone()),
-            ))
+            .add_service(
+                pb::cluster_service_server::ClusterServiceServer::with_interceptor(
+                    ClusterApi::new(raft.clone(), router.clone(), sessions.clone()),
+                    auth.interceptor(auth::admins),
+                ),
+            )
+            .add_service(
+                pb::node_service_server::NodeServiceServer::with_interceptor(
+                    NodeApi::new(raft.clone(), router.clone()),
+                    auth.interceptor(auth::admins),
+                ),
+            )
+            .add_service(
+                pb::queue_service_server::QueueServiceServer::with_interceptor(
+                    QueueApi::new(raft.clone(), router.clone()),
+                    auth.interceptor(auth::admins),
+                ),
+            )
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), stopped(stop.clone()));
         let servers = async { grpc.await.map_err(Error::from) };
         tokio::pin!(servers);

@@ -21,8 +21,8 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         fps: args.fps,
         model: args.model,
         tp: args.tp,
-        queue: args.queue,
-        qos: args.qos,
+        queue: args.queue.unwrap_or_default(),
+        qos: args.qos.unwrap_or_default(),
         priority: args.priority,
     };
     // Checked here too, so a typo is caught before any network call.

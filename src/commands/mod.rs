@@ -12,6 +12,7 @@ mod profile;
 mod queues;
 mod sample;
 mod servers;
+mod tenants;
 mod video;
 
 use crate::cli::Command;
@@ -31,6 +32,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Cluster(command) => cluster::run(command).await,
         Command::Queue(command) => queues::run(command).await,
         Command::Node(command) => nodes::run(command).await,
+        Command::Tenant(command) => tenants::run_tenant(command).await,
+        Command::Key(command) => tenants::run_key(command).await,
+        Command::Whoami(args) => tenants::whoami(args).await,
         Command::Devices(args) => devices::run(args),
         Command::Kube(command) => kube::run(command),
         Command::Video(command) => video::run(command),

@@ -28,6 +28,11 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     config.min_runtime = args.min_runtime;
     config.preempt_timeout = args.preempt_timeout;
     config.kubernetes = args.kubernetes;
+    if let Some(path) = &args.admin_key_file {
+        let key = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the admin key from {}", path.display()))?;
+        config.admin_key = Some(key.trim().to_string());
+    }
     let scheduler = Scheduler::bind(config).await?;
     let shutdown = shutdown_on_signals();
     let status = scheduler.status_reader();

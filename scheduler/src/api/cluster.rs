@@ -143,7 +143,7 @@ impl ClusterService for ClusterApi {
     ) -> Result<Response<pb::MembershipReply>, Status> {
         if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
             return ClusterServiceClient::new(channel)
-                .add_replica(forwarded(request.into_inner()))
+                .add_replica(forwarded(request))
                 .await;
         }
         let add = request.into_inner();
@@ -203,7 +203,7 @@ impl ClusterService for ClusterApi {
     ) -> Result<Response<pb::MembershipReply>, Status> {
         if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
             return ClusterServiceClient::new(channel)
-                .remove_replica(forwarded(request.into_inner()))
+                .remove_replica(forwarded(request))
                 .await;
         }
         let id = request.into_inner().id;
@@ -227,7 +227,7 @@ impl ClusterService for ClusterApi {
     ) -> Result<Response<pb::TransferLeaderReply>, Status> {
         if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
             return ClusterServiceClient::new(channel)
-                .transfer_leader(forwarded(request.into_inner()))
+                .transfer_leader(forwarded(request))
                 .await;
         }
         let to = request.into_inner().id;
@@ -255,7 +255,7 @@ impl ClusterService for ClusterApi {
         // The profile is learned by the leader from its workers' reports.
         if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
             return ClusterServiceClient::new(channel)
-                .profile(forwarded(request.into_inner()))
+                .profile(forwarded(request))
                 .await;
         }
         let profile = self.sessions.profile();

@@ -70,6 +70,28 @@ impl JobApi {
     async fn propose(&self, kind: pb::command::Kind) -> Result<Outcome, Status> {
         super::propose(&self.raft, &self.router, kind).await
     }
+
+    /// A tenant's job without a queue or class gets the tenant's defaults
+    /// (apply checks that it may use what it asked for).
+    fn tenant_defaults(&self, tenant: &str, mut spec: pb::JobSpec) -> pb::JobSpec {
+        if tenant.is_empty() {
+            return spec;
+        }
+        let defaults = self.raft.read(|state| {
+            state
+                .tenant(tenant)
+                .map(|t| (t.default_queue.clone(), t.default_qos.clone()))
+        });
+        if let Some((queue, qos)) = defaults {
+            if spec.queue.is_empty() {
+                spec.queue = queue;
+            }
+            if spec.qos.is_empty() {
+                spec.qos = qos;
+            }
+        }
+        spec
+    }
 }
 
 /// What the leader knows beyond the replicated state: live progress from
@@ -103,6 +125,18 @@ impl LeaderView<'_> {
     }
 }
 
+/// The job, if `caller` may see it: a tenant sees its own jobs only, and
+/// another's is "not found" (never "forbidden", which would confirm it).
+fn visible<'s>(
+    state: &'s State,
+    id: &str,
+    caller: &crate::auth::Caller,
+) -> Option<&'s crate::state::Job> {
+    state
+        .job(id)
+        .filter(|job| caller.tenant().is_none_or(|t| job.tenant == t))
+}
+
 fn not_found(id: &str) -> Status {
     Status::not_found(format!(
         "no job with id {id:?}; `genfleet jobs` lists the jobs"
@@ -117,9 +151,10 @@ impl JobService for JobApi {
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
             return JobServiceClient::new(channel)
-                .submit(forwarded(request.into_inner()))
+                .submit(forwarded(request))
                 .await;
         }
+        let caller = crate::auth::caller(&request)?;
         let request = request.into_inner();
         if request.request_id.len() > MAX_REQUEST_ID_LEN {
             return Err(Status::invalid_argument(format!(
@@ -130,7 +165,8 @@ impl JobService for JobApi {
         let spec = request
             .spec
             .ok_or_else(|| Status::invalid_argument("the request has no job spec"))?;
-        let spec = spec::with_defaults(spec);
+        let tenant = caller.tenant().unwrap_or_default().to_string();
+        let spec = spec::with_defaults(self.tenant_defaults(&tenant, spec));
         spec::validate(&spec).map_err(|e| Status::invalid_argument(e.to_string()))?;
         if let Some(why) = self.raft.read(|s| s.impossible_gang(&spec.queue, spec.tp)) {
             return Err(Status::invalid_argument(why));
@@ -141,6 +177,7 @@ impl JobService for JobApi {
                 job_id,
                 spec: Some(spec),
                 request_id: request.request_id,
+                tenant,
             }))
             .await?;
         let Outcome::Job(job) = outcome else {
@@ -158,14 +195,15 @@ impl JobService for JobApi {
 
     async fn get(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
         if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
-            return JobServiceClient::new(channel)
-                .get(forwarded(request.into_inner()))
-                .await;
+            return JobServiceClient::new(channel).get(forwarded(request)).await;
         }
+        let caller = crate::auth::caller(&request)?;
         let id = request.into_inner().id;
         self.readable().await?;
         self.raft
-            .read(|state| state.job(&id).map(|job| self.leader_view().job(state, job)))
+            .read(|state| {
+                visible(state, &id, &caller).map(|job| self.leader_view().job(state, job))
+            })
             .map(Response::new)
             .ok_or_else(|| not_found(&id))
     }
@@ -176,14 +214,16 @@ impl JobService for JobApi {
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
         if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
             return JobServiceClient::new(channel)
-                .list(forwarded(request.into_inner()))
+                .list(forwarded(request))
                 .await;
         }
+        let caller = crate::auth::caller(&request)?;
         let wanted = request.into_inner().states;
         self.readable().await?;
         let jobs = self.raft.read(|state| {
             state
                 .jobs()
+                .filter(|j| caller.tenant().is_none_or(|t| j.tenant == t))
                 .filter(|j| wanted.is_empty() || wanted.contains(&(j.state as i32)))
                 .map(|j| self.leader_view().job(state, j))
                 .collect::<Vec<_>>()
@@ -197,12 +237,16 @@ impl JobService for JobApi {
     ) -> Result<Response<pb::Job>, Status> {
         if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
             return JobServiceClient::new(channel)
-                .cancel(forwarded(request.into_inner()))
+                .cancel(forwarded(request))
                 .await;
         }
+        let caller = crate::auth::caller(&request)?;
         let id = request.into_inner().id;
         self.readable().await?;
-        if self.raft.read(|state| state.job(&id).is_none()) {
+        if self
+            .raft
+            .read(|state| visible(state, &id, &caller).is_none())
+        {
             return Err(not_found(&id));
         }
         let outcome = self
@@ -224,18 +268,18 @@ impl JobService for JobApi {
     ) -> Result<Response<Self::WatchStream>, Status> {
         if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
             let upstream = JobServiceClient::new(channel)
-                .watch(forwarded(request.into_inner()))
+                .watch(forwarded(request))
                 .await?
                 .into_inner();
             return Ok(Response::new(relay(upstream)));
         }
+        let caller = crate::auth::caller(&request)?;
         let id = request.into_inner().id;
         self.readable().await?;
         // Subscribe before reading, so no change falls between the two.
         let events = self.raft.subscribe();
         let first = self.raft.read(|state| {
-            state
-                .job(&id)
+            visible(state, &id, &caller)
                 .map(|job| (state.applied_index(), self.leader_view().job(state, job)))
         });
         let (index, job) = first.ok_or_else(|| not_found(&id))?;

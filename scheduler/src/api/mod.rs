@@ -6,6 +6,7 @@ mod nodes;
 mod queues;
 mod raft_transport;
 pub mod route;
+mod tenants;
 mod workers;
 
 pub use cluster::ClusterApi;
@@ -13,6 +14,7 @@ pub use jobs::JobApi;
 pub use nodes::NodeApi;
 pub use queues::QueueApi;
 pub use raft_transport::RaftTransportApi;
+pub use tenants::TenantApi;
 pub use workers::{SessionConfig, WorkerSessionApi};
 
 use tonic::Status;
@@ -24,14 +26,20 @@ use crate::state::Rejection;
 pub(crate) fn rejection_status(r: &Rejection) -> Status {
     let message = r.to_string();
     match r {
-        Rejection::UnknownJob(_) | Rejection::UnknownNode(_) | Rejection::UnknownQueue(_) => {
-            Status::not_found(message)
-        }
+        Rejection::UnknownJob(_)
+        | Rejection::UnknownNode(_)
+        | Rejection::UnknownQueue(_)
+        | Rejection::UnknownTenant(_)
+        | Rejection::UnknownKey(_) => Status::not_found(message),
+        Rejection::TenantLimit { .. } => Status::permission_denied(message),
+        Rejection::TenantBusy { .. } => Status::resource_exhausted(message),
         Rejection::DuplicateJob(_) => Status::already_exists(message),
         Rejection::Spec(_)
         | Rejection::Registration(_)
         | Rejection::Malformed(_)
         | Rejection::InvalidQueue(_)
+        | Rejection::InvalidTenant(_)
+        | Rejection::InvalidKey(_)
         | Rejection::BadCheckpoint { .. } => Status::invalid_argument(message),
         Rejection::UnsupportedVersion(_) => Status::internal(message),
         Rejection::AlreadyEnded { .. }
@@ -40,6 +48,7 @@ pub(crate) fn rejection_status(r: &Rejection) -> Status {
         | Rejection::StaleLease { .. }
         | Rejection::Placement { .. }
         | Rejection::QueueInUse { .. }
+        | Rejection::TenantInUse { .. }
         | Rejection::NotPreempting(_) => Status::failed_precondition(message),
     }
 }

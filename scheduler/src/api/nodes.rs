@@ -45,7 +45,7 @@ impl NodeService for NodeApi {
     ) -> Result<Response<pb::ListNodesResponse>, Status> {
         if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
             return NodeServiceClient::new(channel)
-                .list(forwarded(request.into_inner()))
+                .list(forwarded(request))
                 .await;
         }
         self.raft
@@ -64,7 +64,7 @@ impl NodeService for NodeApi {
     ) -> Result<Response<pb::NodeInfo>, Status> {
         if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
             return NodeServiceClient::new(channel)
-                .cordon(forwarded(request.into_inner()))
+                .cordon(forwarded(request))
                 .await;
         }
         let request = request.into_inner();

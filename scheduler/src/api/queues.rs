@@ -34,7 +34,7 @@ impl QueueService for QueueApi {
     ) -> Result<Response<pb::Queue>, Status> {
         if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
             return QueueServiceClient::new(channel)
-                .apply(forwarded(request.into_inner()))
+                .apply(forwarded(request))
                 .await;
         }
         let queue = request
@@ -58,7 +58,7 @@ impl QueueService for QueueApi {
     ) -> Result<Response<pb::ListQueuesResponse>, Status> {
         if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
             return QueueServiceClient::new(channel)
-                .list(forwarded(request.into_inner()))
+                .list(forwarded(request))
                 .await;
         }
         self.raft
@@ -86,7 +86,7 @@ impl QueueService for QueueApi {
     ) -> Result<Response<pb::DeleteQueueResponse>, Status> {
         if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
             return QueueServiceClient::new(channel)
-                .delete(forwarded(request.into_inner()))
+                .delete(forwarded(request))
                 .await;
         }
         let name = request.into_inner().name;

@@ -97,11 +97,15 @@ impl Router {
     }
 }
 
-/// `inner` as a request to forward to the leader.
-pub fn forwarded<T>(inner: T) -> Request<T> {
-    let mut request = Request::new(inner);
-    request
-        .metadata_mut()
-        .insert(FORWARDED, "1".parse().expect("a valid header value"));
-    request
+/// `request` as one to forward to the leader: its key goes along (the
+/// leader checks it again), nothing else of its metadata does.
+pub fn forwarded<T>(request: Request<T>) -> Request<T> {
+    let key = request.metadata().get(crate::auth::AUTHORIZATION).cloned();
+    let mut forwarded = Request::new(request.into_inner());
+    let metadata = forwarded.metadata_mut();
+    metadata.insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    if let Some(key) = key {
+        metadata.insert(crate::auth::AUTHORIZATION, key);
+    }
+    forwarded
 }

@@ -52,6 +52,18 @@ pub struct Job {
     pub preemptions: u32,
     /// When the running job was told to checkpoint.
     pub preempted_at_ms: i64,
+    /// The tenant that submitted it; empty: an admin.
+    pub tenant: String,
+}
+
+/// The idempotency map's key: a request id is its tenant's own, so one
+/// tenant's retry never answers with another's job.
+pub(super) fn request_key(tenant: &str, request_id: &str) -> String {
+    if tenant.is_empty() {
+        request_id.to_string()
+    } else {
+        format!("{tenant}\u{0}{request_id}")
+    }
 }
 
 impl Job {
@@ -80,6 +92,7 @@ impl Job {
             queued_at_ms: self.queued_at_ms,
             preemptions: self.preemptions,
             preempted_at_ms: self.preempted_at_ms,
+            tenant: self.tenant.clone(),
         }
     }
 
@@ -100,10 +113,8 @@ impl State {
         c: &pb::SubmitJob,
         at_ms: i64,
     ) -> Result<Outcome, Rejection> {
-        let retried = self
-            .requests
-            .get(&c.request_id)
-            .and_then(|id| self.jobs.get(id));
+        let request = request_key(&c.tenant, &c.request_id);
+        let retried = self.requests.get(&request).and_then(|id| self.jobs.get(id));
         if let Some(existing) = retried {
             // A retry of a submit that was applied already: the same job.
             return Ok(Outcome::Job(Box::new(existing.clone())));
@@ -115,6 +126,9 @@ impl State {
         spec::validate(&spec)?;
         if !self.queue_exists(&spec.queue) {
             return Err(Rejection::UnknownQueue(spec.queue.clone()));
+        }
+        if !c.tenant.is_empty() {
+            self.check_tenant_submit(&c.tenant, &spec)?;
         }
         if !genfleet_proto::is_valid_name(&c.job_id) {
             return Err(Rejection::Malformed("a job id must be a valid name"));
@@ -147,9 +161,10 @@ impl State {
             queued_at_ms: at_ms,
             preemptions: 0,
             preempted_at_ms: 0,
+            tenant: c.tenant.clone(),
         };
         if !c.request_id.is_empty() {
-            self.requests.insert(c.request_id.clone(), job.id.clone());
+            self.requests.insert(request, job.id.clone());
         }
         self.pending.insert(position, job.id.clone());
         self.jobs.insert(job.id.clone(), job.clone());

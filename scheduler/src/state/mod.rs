@@ -9,6 +9,7 @@ mod jobs;
 mod nodes;
 mod queues;
 mod snapshot;
+mod tenants;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,6 +20,7 @@ pub use jobs::Job;
 pub use nodes::{Node, CORDONED_BY_KUBERNETES};
 pub use queues::{budget_period, budget_period_start_ms, validate_queue};
 pub use snapshot::{SnapshotError, STATE_SNAPSHOT_VERSION};
+pub use tenants::validate_tenant;
 
 use crate::spec::SpecError;
 
@@ -74,6 +76,20 @@ pub enum Rejection {
     NotPreempting(String),
     #[error("checkpoint of job {job} refused: {why}")]
     BadCheckpoint { job: String, why: String },
+    #[error("invalid tenant: {0}")]
+    InvalidTenant(String),
+    #[error("no tenant named {0:?}; `genfleet tenant list` shows the tenants")]
+    UnknownTenant(String),
+    #[error("tenant {tenant} still has {keys} keys; revoke them first")]
+    TenantInUse { tenant: String, keys: usize },
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+    #[error("no key with id {0:?}; `genfleet key list` shows the keys")]
+    UnknownKey(String),
+    #[error("tenant {tenant}: {why}")]
+    TenantLimit { tenant: String, why: String },
+    #[error("tenant {tenant} has {jobs} unfinished jobs, its limit; wait for some to end")]
+    TenantBusy { tenant: String, jobs: usize },
 }
 
 /// What an applied command did, for the one who proposed it.
@@ -89,6 +105,10 @@ pub enum Outcome {
     Preempted(Vec<Result<(), Rejection>>),
     /// A queue as stored after an apply.
     Queue(pb::Queue),
+    /// A tenant as stored after an apply.
+    Tenant(pb::Tenant),
+    /// A key as stored (its hash, not its secret).
+    Key(pb::ApiKey),
     /// Accepted, nothing to report (e.g. a progress report).
     Done,
 }
@@ -109,6 +129,10 @@ pub struct State {
     queues: BTreeMap<String, pb::Queue>,
     /// Budgeted queues' use in their current period, by queue.
     budget_usage: BTreeMap<String, pb::BudgetUsage>,
+    /// Tenants by name.
+    tenants: BTreeMap<String, pb::Tenant>,
+    /// API keys (hashes only) by id.
+    keys: BTreeMap<String, pb::ApiKey>,
     next_position: u64,
     last_lease_epoch: u64,
     applied_index: u64,
@@ -150,6 +174,10 @@ impl State {
             Kind::CordonNode(c) => self.cordon_node(c),
             Kind::RequeueJob(c) => self.requeue_job(c, at_ms),
             Kind::NodeDraining(c) => self.node_draining(c),
+            Kind::UpsertTenant(c) => self.upsert_tenant(c),
+            Kind::DeleteTenant(c) => self.delete_tenant(&c.name),
+            Kind::CreateKey(c) => self.create_key(c),
+            Kind::RevokeKey(c) => self.revoke_key(&c.id),
         }
     }
 

@@ -76,6 +76,8 @@ impl State {
                 .collect(),
             queues: self.queues.values().cloned().collect(),
             budget_usage: self.budget_usage.values().cloned().collect(),
+            tenants: self.tenants.values().cloned().collect(),
+            keys: self.keys.values().cloned().collect(),
         }
     }
 
@@ -101,9 +103,8 @@ impl State {
                 state.pending.insert(job.position, job.id.clone());
             }
             if !job.request_id.is_empty() {
-                state
-                    .requests
-                    .insert(job.request_id.clone(), job.id.clone());
+                let key = super::jobs::request_key(&job.tenant, &job.request_id);
+                state.requests.insert(key, job.id.clone());
             }
             state.jobs.insert(job.id.clone(), job);
         }
@@ -138,6 +139,16 @@ impl State {
             .budget_usage
             .into_iter()
             .map(|u| (u.queue.clone(), u))
+            .collect();
+        state.tenants = snapshot
+            .tenants
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect();
+        state.keys = snapshot
+            .keys
+            .into_iter()
+            .map(|k| (k.id.clone(), k))
             .collect();
         Ok(state)
     }
@@ -188,5 +199,6 @@ fn job_from_stored(stored: pb::StoredJob) -> Result<Job, SnapshotError> {
         },
         preemptions: job.preemptions,
         preempted_at_ms: job.preempted_at_ms,
+        tenant: job.tenant,
     })
 }

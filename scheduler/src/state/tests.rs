@@ -29,6 +29,7 @@ fn submit(id: &str, tp: u32) -> pb::command::Kind {
         job_id: id.into(),
         spec: Some(spec(tp)),
         request_id: String::new(),
+        tenant: String::new(),
     })
 }
 
@@ -370,6 +371,7 @@ fn a_retried_submit_with_the_same_request_id_returns_the_first_job() {
             job_id: job_id.into(),
             spec: Some(spec(1)),
             request_id: "req-1".into(),
+            tenant: String::new(),
         })
     };
     let r = run(&mut s, vec![with_key("j1"), with_key("j2")]);
@@ -460,6 +462,7 @@ fn submit_to(id: &str, queue: &str) -> pb::command::Kind {
         job_id: id.into(),
         spec: Some(spec),
         request_id: String::new(),
+        tenant: String::new(),
     })
 }
 
@@ -846,4 +849,190 @@ fn leases_are_charged_to_their_queues_budget_period_by_period() {
     assert_eq!(s.budget_charged_ms("q", 0), 0, "period 0 is over");
     // Queues without a budget are not tracked.
     assert_eq!(s.budget_used_s(70_000).get("default"), None);
+}
+
+fn apply_tenant(
+    name: &str,
+    queues: &[&str],
+    max_qos: &str,
+    max_unfinished: u32,
+) -> pb::command::Kind {
+    pb::command::Kind::UpsertTenant(pb::UpsertTenant {
+        tenant: Some(pb::Tenant {
+            name: name.into(),
+            queues: queues.iter().map(|q| q.to_string()).collect(),
+            max_qos: max_qos.into(),
+            max_unfinished_jobs: max_unfinished,
+            ..Default::default()
+        }),
+    })
+}
+
+fn tenant_submit(
+    id: &str,
+    tenant: &str,
+    queue: &str,
+    qos: &str,
+    request: &str,
+) -> pb::command::Kind {
+    pb::command::Kind::SubmitJob(pb::SubmitJob {
+        job_id: id.into(),
+        spec: Some(pb::JobSpec {
+            queue: queue.into(),
+            qos: qos.into(),
+            ..spec(1)
+        }),
+        request_id: request.into(),
+        tenant: tenant.into(),
+    })
+}
+
+fn create_key(id: &str, role: pb::Role, tenant: &str) -> pb::command::Kind {
+    pb::command::Kind::CreateKey(pb::CreateKey {
+        key: Some(pb::ApiKey {
+            id: id.into(),
+            role: role as i32,
+            tenant: tenant.into(),
+            secret_sha256: vec![7; 32],
+            ..Default::default()
+        }),
+    })
+}
+
+#[test]
+fn a_tenant_submits_only_where_and_as_much_as_it_may() {
+    let mut state = State::default();
+    let results = run(
+        &mut state,
+        vec![
+            apply_queue("red", 1),
+            apply_tenant("alpha", &["red"], "standard", 2),
+            tenant_submit("j-1", "alpha", "red", "standard", ""),
+            tenant_submit("j-2", "alpha", "default", "standard", ""),
+            tenant_submit("j-3", "alpha", "red", "interactive", ""),
+            tenant_submit("j-4", "alpha", "red", "batch", ""),
+            tenant_submit("j-5", "alpha", "red", "batch", ""),
+            tenant_submit("j-6", "nobody", "red", "batch", ""),
+        ],
+    );
+    assert!(results[2].is_ok(), "{:?}", results[2]);
+    assert!(
+        matches!(&results[3], Err(Rejection::TenantLimit { why, .. }) if why.contains("queue default")),
+        "{:?}",
+        results[3]
+    );
+    assert!(
+        matches!(&results[4], Err(Rejection::TenantLimit { why, .. }) if why.contains("above its highest")),
+        "{:?}",
+        results[4]
+    );
+    assert!(results[5].is_ok(), "{:?}", results[5]);
+    assert_eq!(
+        results[6],
+        Err(Rejection::TenantBusy {
+            tenant: "alpha".into(),
+            jobs: 2
+        })
+    );
+    assert_eq!(results[7], Err(Rejection::UnknownTenant("nobody".into())));
+    assert_eq!(state.job("j-1").map(|j| j.tenant.as_str()), Some("alpha"));
+    // A cancelled job makes room.
+    let results = run(
+        &mut state,
+        vec![
+            pb::command::Kind::CancelJob(pb::CancelJob {
+                job_id: "j-1".into(),
+            }),
+            tenant_submit("j-7", "alpha", "red", "batch", ""),
+        ],
+    );
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+}
+
+#[test]
+fn request_ids_are_each_tenants_own() {
+    let mut state = State::default();
+    let results = run(
+        &mut state,
+        vec![
+            apply_queue("red", 1),
+            apply_tenant("alpha", &["red"], "", 0),
+            apply_tenant("beta", &["red"], "", 0),
+            tenant_submit("j-a", "alpha", "red", "standard", "same-id"),
+            tenant_submit("j-b", "beta", "red", "standard", "same-id"),
+            tenant_submit("j-a2", "alpha", "red", "standard", "same-id"),
+        ],
+    );
+    let id = |r: &Result<Outcome, Rejection>| match r {
+        Ok(Outcome::Job(job)) => job.id.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(id(&results[3]), "j-a");
+    assert_eq!(id(&results[4]), "j-b", "beta's request id is not alpha's");
+    assert_eq!(id(&results[5]), "j-a", "alpha's retry: its first job");
+    let restored = State::from_snapshot_bytes(&state.encode_snapshot()).expect("snapshot");
+    let mut restored = restored;
+    let again = run(
+        &mut restored,
+        vec![tenant_submit("j-b2", "beta", "red", "standard", "same-id")],
+    );
+    assert_eq!(id(&again[0]), "j-b", "the scoping survives a snapshot");
+}
+
+#[test]
+fn keys_are_created_revoked_and_kept_in_snapshots() {
+    let mut state = State::default();
+    let results = run(
+        &mut state,
+        vec![
+            apply_queue("red", 1),
+            apply_tenant("alpha", &["red"], "", 0),
+            create_key("k1", pb::Role::Tenant, "alpha"),
+            create_key("k2", pb::Role::Admin, ""),
+            create_key("k3", pb::Role::Tenant, "nobody"),
+            create_key("k4", pb::Role::Admin, "alpha"),
+            create_key("k5", pb::Role::Unspecified, ""),
+            create_key("k1", pb::Role::Tenant, "alpha"),
+            apply_tenant("beta", &["blue"], "", 0),
+            apply_tenant("gamma", &["red"], "galactic", 0),
+        ],
+    );
+    assert!(results[2].is_ok() && results[3].is_ok(), "{results:?}");
+    assert_eq!(results[4], Err(Rejection::UnknownTenant("nobody".into())));
+    for refused in &results[5..8] {
+        assert!(
+            matches!(refused, Err(Rejection::InvalidKey(_))),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(results[8], Err(Rejection::UnknownQueue("blue".into())));
+    assert!(
+        matches!(&results[9], Err(Rejection::InvalidTenant(why)) if why.contains("not a class"))
+    );
+
+    let restored = State::from_snapshot_bytes(&state.encode_snapshot()).expect("snapshot");
+    assert_eq!(restored.hash(), state.hash());
+    assert!(restored.key("k1").is_some() && restored.tenant("alpha").is_some());
+
+    let results = run(
+        &mut state,
+        vec![
+            pb::command::Kind::DeleteTenant(pb::DeleteTenant {
+                name: "alpha".into(),
+            }),
+            pb::command::Kind::RevokeKey(pb::RevokeKey { id: "k1".into() }),
+            pb::command::Kind::RevokeKey(pb::RevokeKey { id: "k1".into() }),
+            pb::command::Kind::DeleteTenant(pb::DeleteTenant {
+                name: "alpha".into(),
+            }),
+        ],
+    );
+    assert!(matches!(
+        results[0],
+        Err(Rejection::TenantInUse { keys: 1, .. })
+    ));
+    assert!(results[1].is_ok());
+    assert_eq!(results[2], Err(Rejection::UnknownKey("k1".into())));
+    assert!(results[3].is_ok() && state.tenant("alpha").is_none());
+    assert!(state.key("k1").is_none() && state.key("k2").is_some());
 }

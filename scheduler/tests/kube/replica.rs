@@ -121,6 +121,7 @@ pub fn submit(id: &str, queue: &str) -> pb::command::Kind {
             ..Default::default()
         })),
         request_id: String::new(),
+        tenant: String::new(),
     })
 }
 

@@ -558,6 +558,7 @@ fn submit_command(job_id: &str, request_id: &str) -> pb::Command {
             job_id: job_id.into(),
             spec: Some(spec),
             request_id: request_id.into(),
+            tenant: String::new(),
         })),
     }
 }

@@ -1,0 +1,178 @@
+//! `genfleet tenant`, `genfleet key` and `genfleet whoami`.
+
+use genfleet_proto as pb;
+use pb::tenant_service_client::TenantServiceClient;
+
+use crate::cli::{ClientArgs, KeyCommand, TenantCommand};
+use crate::client::{first_channel, ClientError, SchedulerChannel};
+
+async fn connect(client: &ClientArgs) -> anyhow::Result<TenantServiceClient<SchedulerChannel>> {
+    Ok(TenantServiceClient::new(
+        first_channel(&client.scheduler).await?,
+    ))
+}
+
+fn role(text: &str) -> anyhow::Result<pb::Role> {
+    match text {
+        "admin" => Ok(pb::Role::Admin),
+        "tenant" => Ok(pb::Role::Tenant),
+        "worker" => Ok(pb::Role::Worker),
+        other => anyhow::bail!("--role {other:?}: give admin, tenant or worker"),
+    }
+}
+
+fn role_label(role: pb::Role) -> &'static str {
+    match role {
+        pb::Role::Admin => "admin",
+        pb::Role::Tenant => "tenant",
+        pb::Role::Worker => "worker",
+        pb::Role::Unspecified => "-",
+    }
+}
+
+pub async fn run_tenant(command: TenantCommand) -> anyhow::Result<()> {
+    match command {
+        TenantCommand::Apply(args) => {
+            let tenant = pb::Tenant {
+                name: args.name,
+                queues: args.queues,
+                default_queue: args.default_queue.unwrap_or_default(),
+                default_qos: args.default_qos.unwrap_or_default(),
+                max_qos: args.max_qos.unwrap_or_default(),
+                max_unfinished_jobs: args.max_unfinished_jobs.unwrap_or(0),
+            };
+            let applied = connect(&args.client)
+                .await?
+                .apply(pb::ApplyTenantRequest {
+                    tenant: Some(tenant),
+                })
+                .await
+                .map_err(ClientError::from)?
+                .into_inner();
+            println!("tenant {} applied", applied.name);
+        }
+        TenantCommand::List(args) => {
+            let list = connect(&args)
+                .await?
+                .list(pb::ListTenantsRequest {})
+                .await
+                .map_err(ClientError::from)?
+                .into_inner();
+            println!(
+                "{:<20} {:<30} {:<16} {:<12} {:<12} MAX UNFINISHED",
+                "NAME", "QUEUES", "DEFAULT QUEUE", "DEFAULT QOS", "MAX QOS"
+            );
+            for t in list.tenants {
+                let limit = match t.max_unfinished_jobs {
+                    0 => "-".to_string(),
+                    n => n.to_string(),
+                };
+                println!(
+                    "{:<20} {:<30} {:<16} {:<12} {:<12} {}",
+                    t.name,
+                    t.queues.join(","),
+                    t.default_queue,
+                    t.default_qos,
+                    t.max_qos,
+                    limit
+                );
+            }
+        }
+        TenantCommand::Delete(args) => {
+            connect(&args.client)
+                .await?
+                .delete(pb::DeleteTenantRequest {
+                    name: args.name.clone(),
+                })
+                .await
+                .map_err(ClientError::from)?;
+            println!("tenant {} deleted", args.name);
+        }
+    }
+    Ok(())
+}
+
+pub async fn run_key(command: KeyCommand) -> anyhow::Result<()> {
+    match command {
+        KeyCommand::Create(args) => {
+            let request = pb::CreateKeyRequest {
+                role: role(&args.role)? as i32,
+                tenant: args.tenant.unwrap_or_default(),
+                description: args.description,
+            };
+            let created = connect(&args.client)
+                .await?
+                .create_key(request)
+                .await
+                .map_err(ClientError::from)?
+                .into_inner();
+            let id = created.key.map(|k| k.id).unwrap_or_default();
+            // The secret on stdout alone, so that scripts can capture it.
+            println!("{}", created.secret);
+            eprintln!("key {id} created; its secret is shown once, above: keep it now");
+        }
+        KeyCommand::List(args) => {
+            let list = connect(&args.client)
+                .await?
+                .list_keys(pb::ListKeysRequest {
+                    tenant: args.tenant.unwrap_or_default(),
+                })
+                .await
+                .map_err(ClientError::from)?
+                .into_inner();
+            println!(
+                "{:<14} {:<8} {:<20} {:<22} DESCRIPTION",
+                "ID", "ROLE", "TENANT", "CREATED"
+            );
+            for k in list.keys {
+                let created = humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH
+                        + std::time::Duration::from_millis(k.created_at_ms.max(0) as u64),
+                );
+                let tenant = if k.tenant.is_empty() { "-" } else { &k.tenant };
+                println!(
+                    "{:<14} {:<8} {:<20} {:<22} {}",
+                    k.id,
+                    role_label(k.role()),
+                    tenant,
+                    created.to_string(),
+                    k.description
+                );
+            }
+        }
+        KeyCommand::Revoke(args) => {
+            connect(&args.client)
+                .await?
+                .revoke_key(pb::RevokeKeyRequest {
+                    id: args.id.clone(),
+                })
+                .await
+                .map_err(ClientError::from)?;
+            println!("key {} revoked", args.id);
+        }
+    }
+    Ok(())
+}
+
+pub async fn whoami(args: ClientArgs) -> anyhow::Result<()> {
+    let me = connect(&args)
+        .await?
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .map_err(ClientError::from)?
+        .into_inner();
+    if !me.enforced {
+        println!("admin (this cluster checks no API keys)");
+        return Ok(());
+    }
+    let key = if me.key_id.is_empty() {
+        "the bootstrap admin key".to_string()
+    } else {
+        format!("key {}", me.key_id)
+    };
+    match me.role() {
+        pb::Role::Tenant => println!("tenant {} ({key})", me.tenant),
+        role => println!("{} ({key})", role_label(role)),
+    }
+    Ok(())
+}
