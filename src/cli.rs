@@ -344,6 +344,14 @@ pub struct SchedulerArgs {
     /// without, none is checked.
     #[arg(long, env = "GENFLEET_ADMIN_KEY_FILE")]
     pub admin_key_file: Option<PathBuf>,
+    /// HTTP address of the OpenAI-compatible Videos API (/v1/videos);
+    /// port 0 picks a free port. Without it, no REST API.
+    #[arg(long, env = "GENFLEET_API_LISTEN")]
+    pub api_listen: Option<SocketAddr>,
+    /// Where the workers store artifacts (a directory, or
+    /// s3://bucket/prefix), for the API's content downloads.
+    #[arg(long, default_value = "genfleet-data/artifacts")]
+    pub artifacts: String,
     /// HTTP address for /metrics and /healthz.
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,

@@ -17,6 +17,7 @@ pub mod client;
 pub mod cluster;
 pub mod commands;
 pub mod http;
+pub mod openai;
 pub mod plan;
 pub mod queue_file;
 pub mod render;

@@ -44,12 +44,21 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         &shutdown,
     )
     .await?;
+    let api = serve_openai_api(
+        args.api_listen,
+        &format!("http://{}", scheduler.grpc_addr()),
+        &args.artifacts,
+        &shutdown,
+    )
+    .await?;
     println!(
-        "genfleet scheduler {} ready: grpc=http://{}{}",
+        "genfleet scheduler {} ready: grpc=http://{}{}{}",
         membership.id,
         scheduler.grpc_addr(),
         metrics
             .map(|a| format!(" metrics=http://{a}/metrics"))
+            .unwrap_or_default(),
+        api.map(|a| format!(" api=http://{a}/v1"))
             .unwrap_or_default()
     );
     scheduler.run(stopped(shutdown)).await?;
@@ -133,6 +142,31 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     );
     stopped(shutdown).await;
     cluster.stop().await
+}
+
+/// Serves the OpenAI-compatible Videos API if an address is given, in
+/// front of the gRPC API at `grpc`; returns the bound address.
+async fn serve_openai_api(
+    addr: Option<std::net::SocketAddr>,
+    grpc: &str,
+    artifacts: &str,
+    shutdown: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    let Some(addr) = addr else { return Ok(None) };
+    let store = genfleet_worker::artifacts::ArtifactStore::open(artifacts)
+        .with_context(|| format!("opening the artifact store {artifacts}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for the API on {addr}"))?;
+    let bound = listener.local_addr().ok();
+    let grpc = grpc.to_string();
+    let shutdown = stopped(shutdown.clone());
+    tokio::spawn(async move {
+        if let Err(e) = crate::openai::serve(listener, &grpc, store, shutdown).await {
+            tracing::error!(error = %e, "API server stopped");
+        }
+    });
+    Ok(bound)
 }
 
 /// Serves /metrics, /healthz and /readyz if an address is given; returns

@@ -260,6 +260,29 @@ impl JobService for JobApi {
         Ok(Response::new(job.to_proto()))
     }
 
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteJobRequest>,
+    ) -> Result<Response<pb::DeleteJobResponse>, Status> {
+        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
+            return JobServiceClient::new(channel)
+                .delete(forwarded(request))
+                .await;
+        }
+        let caller = crate::auth::caller(&request)?;
+        let id = request.into_inner().id;
+        self.readable().await?;
+        if self
+            .raft
+            .read(|state| visible(state, &id, &caller).is_none())
+        {
+            return Err(not_found(&id));
+        }
+        self.propose(pb::command::Kind::DeleteJob(pb::DeleteJob { job_id: id }))
+            .await?;
+        Ok(Response::new(pb::DeleteJobResponse {}))
+    }
+
     type WatchStream = ReceiverStream<Result<pb::JobEvent, Status>>;
 
     async fn watch(

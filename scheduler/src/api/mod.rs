@@ -44,6 +44,7 @@ pub(crate) fn rejection_status(r: &Rejection) -> Status {
         Rejection::UnsupportedVersion(_) => Status::internal(message),
         Rejection::AlreadyEnded { .. }
         | Rejection::NotPending { .. }
+        | Rejection::NotEnded { .. }
         | Rejection::NodeDown(_)
         | Rejection::StaleLease { .. }
         | Rejection::Placement { .. }

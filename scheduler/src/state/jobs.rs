@@ -190,6 +190,25 @@ impl State {
         Ok(Outcome::Job(Box::new(job)))
     }
 
+    pub(super) fn delete_job(&mut self, job_id: &str) -> Result<Outcome, Rejection> {
+        let job = self
+            .jobs
+            .get(job_id)
+            .ok_or_else(|| Rejection::UnknownJob(job_id.to_string()))?;
+        if !job.state.is_terminal() {
+            return Err(Rejection::NotEnded {
+                job: job_id.to_string(),
+                state: job.state.label(),
+            });
+        }
+        if !job.request_id.is_empty() {
+            self.requests
+                .remove(&request_key(&job.tenant, &job.request_id));
+        }
+        self.jobs.remove(job_id);
+        Ok(Outcome::Done)
+    }
+
     /// Applies a batch of placements, each on its own: one that no longer
     /// fits (the job left pending, the node went down, devices got taken) is
     /// rejected without affecting the others.

@@ -38,6 +38,8 @@ pub enum Rejection {
     UnknownJob(String),
     #[error("job {job} has already ended ({state})")]
     AlreadyEnded { job: String, state: &'static str },
+    #[error("job {job} is {state}: cancel it before deleting it")]
+    NotEnded { job: String, state: &'static str },
     #[error("job {job} is {state}, not pending")]
     NotPending { job: String, state: &'static str },
     #[error("no node named {0:?} is registered")]
@@ -161,6 +163,7 @@ impl State {
         match kind {
             Kind::SubmitJob(c) => self.submit_job(c, at_ms),
             Kind::CancelJob(c) => self.cancel_job(&c.job_id, at_ms),
+            Kind::DeleteJob(c) => self.delete_job(&c.job_id),
             Kind::RegisterNode(c) => self.register_node(c, at_ms),
             Kind::NodeDown(c) => self.node_down(&c.node, at_ms),
             Kind::Assign(c) => Ok(self.assign(c, at_ms)),

@@ -1,0 +1,320 @@
+//! The OpenAI-compatible Videos API over HTTP, on every scheduler replica:
+//! each call becomes a call of this replica's own gRPC job API with the
+//! caller's key, so authentication, tenant isolation, validation and
+//! forwarding to the leader are the gRPC API's, not a second copy.
+//!
+//! - `POST /v1/videos` (multipart form or JSON): create
+//! - `GET /v1/videos/{id}`, `GET /v1/videos` (after, limit, order)
+//! - `DELETE /v1/videos/{id}`: cancel if still running, then remove
+//! - `GET /v1/videos/{id}/content?variant=video|thumbnail|spritesheet`
+
+mod video;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use genfleet_proto as pb;
+use genfleet_worker::artifacts::ArtifactStore;
+use pb::job_service_client::JobServiceClient;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+
+pub use video::{frames_for, ApiError, Video};
+
+/// Longest list page a client may ask for.
+const MAX_PAGE: usize = 100;
+const DEFAULT_PAGE: usize = 20;
+/// Bounds of the poll interval the SDK is told to wait.
+const MIN_POLL_MS: u64 = 500;
+const MAX_POLL_MS: u64 = 10_000;
+
+#[derive(Clone)]
+struct Api {
+    jobs: JobServiceClient<Channel>,
+    store: Arc<ArtifactStore>,
+    models: Arc<Vec<&'static str>>,
+}
+
+/// Serves the API on `listener` until `shutdown`, calling the gRPC API at
+/// `grpc` (this replica's) and reading artifacts from `store`.
+pub async fn serve(
+    listener: TcpListener,
+    grpc: &str,
+    store: ArtifactStore,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let channel = tonic::transport::Endpoint::from_shared(grpc.to_string())?.connect_lazy();
+    let api = Api {
+        jobs: JobServiceClient::new(channel),
+        store: Arc::new(store),
+        models: Arc::new(genfleet_worker::model::config::PRESETS.to_vec()),
+    };
+    let app = Router::new()
+        .route("/v1/videos", get(list).post(create))
+        .route("/v1/videos/{id}", get(retrieve).delete(delete))
+        .route("/v1/videos/{id}/content", get(content))
+        .fallback(|| async {
+            ApiError {
+                status: StatusCode::NOT_FOUND,
+                message: "no such endpoint; genfleet serves /v1/videos".into(),
+                param: None,
+                code: None,
+            }
+        })
+        .with_state(api);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// `inner` as a gRPC request carrying the HTTP caller's key.
+fn grpc<T>(headers: &HeaderMap, inner: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(inner);
+    if let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+    {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+fn status_error(status: tonic::Status) -> ApiError {
+    ApiError::from_status(&status)
+}
+
+/// The video, with the poll interval the SDK's poller honours: about half
+/// the time a queued job is expected to wait, else a second.
+fn video_response(job: &pb::Job) -> Response {
+    let poll_ms = match (job.state(), job.eta_seconds) {
+        (pb::JobState::Pending, Some(eta)) if eta.is_finite() && eta > 0.0 => {
+            ((eta * 500.0) as u64).clamp(MIN_POLL_MS, MAX_POLL_MS)
+        }
+        _ => 1000,
+    };
+    let mut response = Json(video::video(job)).into_response();
+    response
+        .headers_mut()
+        .insert("openai-poll-after-ms", HeaderValue::from(poll_ms));
+    response
+}
+
+async fn create(State(api): State<Api>, request: Request) -> Result<Response, ApiError> {
+    let headers = request.headers().clone();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let fields = if content_type.starts_with("multipart/form-data") {
+        let mut form = Multipart::from_request(request, &())
+            .await
+            .map_err(|e| ApiError::bad("body", format!("not a multipart form: {e}")))?;
+        let mut fields = BTreeMap::new();
+        while let Some(field) = form
+            .next_field()
+            .await
+            .map_err(|e| ApiError::bad("body", format!("a bad multipart form: {e}")))?
+        {
+            let name = field.name().unwrap_or_default().to_string();
+            if field.file_name().is_some() {
+                return Err(ApiError::bad(
+                    &name,
+                    format!("{name}: file uploads are not supported"),
+                ));
+            }
+            let text = field
+                .text()
+                .await
+                .map_err(|e| ApiError::bad(&name, format!("{name}: {e}")))?;
+            fields.insert(name, text);
+        }
+        fields
+    } else {
+        let body = Bytes::from_request(request, &())
+            .await
+            .map_err(|e| ApiError::bad("body", e.to_string()))?;
+        let value: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad("body", format!("the body is not JSON: {e}")))?;
+        video::fields_of_json(&value)?
+    };
+    let spec = video::spec_from(&fields, &api.models)?;
+    let submit = pb::SubmitRequest {
+        spec: Some(spec),
+        request_id: String::new(),
+    };
+    let job = api
+        .jobs
+        .clone()
+        .submit(grpc(&headers, submit))
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .job
+        .ok_or_else(|| status_error(tonic::Status::internal("submit returned no job")))?;
+    Ok(video_response(&job))
+}
+
+async fn get_job(api: &Api, headers: &HeaderMap, id: &str) -> Result<pb::Job, ApiError> {
+    api.jobs
+        .clone()
+        .get(grpc(headers, pb::GetJobRequest { id: id.to_string() }))
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(status_error)
+}
+
+async fn retrieve(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    Ok(video_response(&get_job(&api, &headers, &id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    after: Option<String>,
+    limit: Option<usize>,
+    order: Option<String>,
+}
+
+async fn list(
+    State(api): State<Api>,
+    Query(params): Query<ListParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::bad(
+            "limit",
+            format!("limit must be 1 to {MAX_PAGE}"),
+        ));
+    }
+    let newest_first = match params.order.as_deref() {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(other) => {
+            return Err(ApiError::bad(
+                "order",
+                format!("order {other:?}: asc or desc"),
+            ))
+        }
+    };
+    let mut jobs = api
+        .jobs
+        .clone()
+        .list(grpc(&headers, pb::ListJobsRequest::default()))
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .jobs;
+    // Creation order, ties by id: a stable order to page through.
+    jobs.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+    if newest_first {
+        jobs.reverse();
+    }
+    let start = match &params.after {
+        Some(after) => jobs
+            .iter()
+            .position(|j| &j.id == after)
+            .map(|i| i + 1)
+            .ok_or_else(|| ApiError::bad("after", format!("no video {after:?} to list after")))?,
+        None => 0,
+    };
+    let page: Vec<Video> = jobs
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(video::video)
+        .collect();
+    let has_more = start + page.len() < jobs.len();
+    let body = json!({
+        "object": "list",
+        "first_id": page.first().map(|v| v.id.clone()),
+        "last_id": page.last().map(|v| v.id.clone()),
+        "has_more": has_more,
+        "data": page,
+    });
+    Ok(Json(body).into_response())
+}
+
+async fn delete(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let job = get_job(&api, &headers, &id).await?;
+    let mut jobs = api.jobs.clone();
+    if !job.state().is_terminal() {
+        jobs.cancel(grpc(&headers, pb::CancelJobRequest { id: id.clone() }))
+            .await
+            .map_err(status_error)?;
+    }
+    jobs.delete(grpc(&headers, pb::DeleteJobRequest { id: id.clone() }))
+        .await
+        .map_err(status_error)?;
+    Ok(Json(json!({"id": id, "object": "video.deleted", "deleted": true})).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ContentParams {
+    variant: Option<String>,
+}
+
+async fn content(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Query(params): Query<ContentParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let variant = params.variant.unwrap_or_else(|| "video".into());
+    if !["video", "thumbnail", "spritesheet"].contains(&variant.as_str()) {
+        return Err(ApiError::bad(
+            "variant",
+            format!("variant {variant:?}: video, thumbnail or spritesheet"),
+        ));
+    }
+    let job = get_job(&api, &headers, &id).await?;
+    if job.state() != pb::JobState::Completed {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            message: format!(
+                "video {id} is {}: its content is there once it completes",
+                job.state().label()
+            ),
+            param: None,
+            code: Some("video_not_ready"),
+        });
+    }
+    let artifact = job
+        .artifacts
+        .iter()
+        .find(|a| a.kind == variant)
+        .ok_or_else(|| ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("video {id} has no {variant} (simulated devices make none)"),
+            param: Some("variant".into()),
+            code: None,
+        })?;
+    let bytes = api.store.get(&artifact.uri).await.map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: format!("cannot read {}: {e}", artifact.uri),
+        param: None,
+        code: None,
+    })?;
+    let content_type = HeaderValue::from_str(&artifact.content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+}
