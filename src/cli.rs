@@ -612,6 +612,9 @@ pub struct UpArgs {
     /// HTTP address for /metrics of the scheduler and workers.
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub metrics_listen: SocketAddr,
+    /// HTTP address of the OpenAI-compatible Videos API (/v1/videos).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub api_listen: SocketAddr,
     /// Workers to run (each one CPU job at a time).
     #[arg(long, default_value_t = 1)]
     pub workers: u32,

@@ -123,11 +123,17 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     })
     .await?;
     let shutdown = shutdown_on_signals();
+    let artifacts = cluster.artifact_dir.to_string_lossy().to_string();
+    let api = serve_openai_api(Some(args.api_listen), &cluster.endpoint, &artifacts, &shutdown)
+        .await?;
     println!(
         "genfleet is up: {} scheduler replica(s) and {} worker(s) in this process",
         args.replicas, args.workers
     );
-    println!("  API      {}", cluster.endpoint);
+    println!("  gRPC     {}", cluster.endpoint);
+    if let Some(addr) = api {
+        println!("  OpenAI   http://{addr}/v1 (Videos API: POST /v1/videos)");
+    }
     if let Some(addr) = cluster.metrics_addr {
         println!("  metrics  http://{addr}/metrics");
     }
