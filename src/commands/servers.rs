@@ -124,8 +124,13 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     .await?;
     let shutdown = shutdown_on_signals();
     let artifacts = cluster.artifact_dir.to_string_lossy().to_string();
-    let api = serve_openai_api(Some(args.api_listen), &cluster.endpoint, &artifacts, &shutdown)
-        .await?;
+    let api = serve_openai_api(
+        Some(args.api_listen),
+        &cluster.endpoint,
+        &artifacts,
+        &shutdown,
+    )
+    .await?;
     println!(
         "genfleet is up: {} scheduler replica(s) and {} worker(s) in this process",
         args.replicas, args.workers

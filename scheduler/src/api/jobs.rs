@@ -71,6 +71,16 @@ impl JobApi {
         super::propose(&self.raft, &self.router, kind).await
     }
 
+    /// After a linearizable read: whether `caller` may see job `id`
+    /// ("not found" if it does not exist or is another tenant's).
+    async fn check_visible(&self, caller: &crate::auth::Caller, id: &str) -> Result<(), Status> {
+        self.readable().await?;
+        if self.raft.read(|state| visible(state, id, caller).is_none()) {
+            return Err(not_found(id));
+        }
+        Ok(())
+    }
+
     /// A tenant's job without a queue or class gets the tenant's defaults
     /// (apply checks that it may use what it asked for).
     fn tenant_defaults(&self, tenant: &str, mut spec: pb::JobSpec) -> pb::JobSpec {
@@ -242,13 +252,7 @@ impl JobService for JobApi {
         }
         let caller = crate::auth::caller(&request)?;
         let id = request.into_inner().id;
-        self.readable().await?;
-        if self
-            .raft
-            .read(|state| visible(state, &id, &caller).is_none())
-        {
-            return Err(not_found(&id));
-        }
+        self.check_visible(&caller, &id).await?;
         let outcome = self
             .propose(pb::command::Kind::CancelJob(pb::CancelJob { job_id: id }))
             .await?;
@@ -271,13 +275,7 @@ impl JobService for JobApi {
         }
         let caller = crate::auth::caller(&request)?;
         let id = request.into_inner().id;
-        self.readable().await?;
-        if self
-            .raft
-            .read(|state| visible(state, &id, &caller).is_none())
-        {
-            return Err(not_found(&id));
-        }
+        self.check_visible(&caller, &id).await?;
         self.propose(pb::command::Kind::DeleteJob(pb::DeleteJob { job_id: id }))
             .await?;
         Ok(Response::new(pb::DeleteJobResponse {}))
