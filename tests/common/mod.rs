@@ -363,7 +363,9 @@ pub async fn watch_until(
     what: &str,
     done: impl Fn(&pb::Job) -> bool,
 ) -> pb::Job {
-    within(120, what, async {
+    // The last event seen, to say where the job was on a timeout.
+    let last = std::sync::Mutex::new(None::<pb::Job>);
+    let watched = tokio::time::timeout(Duration::from_secs(120), async {
         let mut stream = jobs
             .watch(pb::WatchJobRequest { id: id.into() })
             .await
@@ -378,10 +380,15 @@ pub async fn watch_until(
                 !job.state().is_terminal(),
                 "{id} ended before: {what}: {job:?}"
             );
+            *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(job);
         }
         panic!("the watch of {id} ended before: {what}");
     })
-    .await
+    .await;
+    watched.unwrap_or_else(|_| {
+        let last = last.lock().unwrap_or_else(|e| e.into_inner()).take();
+        panic!("timed out after 120s: {what}; last seen of {id}: {last:?}")
+    })
 }
 
 /// The job as the scheduler has it now.
