@@ -51,13 +51,8 @@ impl JobApi {
         }
     }
 
-    /// Confirms this replica still leads before it reads (raft's
-    /// ReadIndex): a leader cut off from the others cannot answer stale.
     async fn readable(&self) -> Result<(), Status> {
-        self.raft
-            .linearizable_read()
-            .await
-            .map_err(|e| self.router.refusal(&e))
+        super::readable(&self.raft, &self.router).await
     }
 
     fn leader_view(&self) -> LeaderView<'_> {

@@ -69,6 +69,17 @@ pub(crate) async fn propose(
     applied.result.map_err(|r| rejection_status(&r))
 }
 
+/// Confirms this replica still leads before it reads (raft's ReadIndex):
+/// a leader cut off from the others cannot answer stale.
+pub(crate) async fn readable(
+    raft: &crate::raft::RaftHandle,
+    router: &route::Router,
+) -> Result<(), Status> {
+    raft.linearizable_read()
+        .await
+        .map_err(|e| router.refusal(&e))
+}
+
 /// The gRPC status for a command that could not go through raft.
 pub(crate) fn propose_status(e: &ProposeError) -> Status {
     Status::unavailable(e.to_string())

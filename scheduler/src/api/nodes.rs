@@ -48,10 +48,7 @@ impl NodeService for NodeApi {
                 .list(forwarded(request))
                 .await;
         }
-        self.raft
-            .linearizable_read()
-            .await
-            .map_err(|e| self.router.refusal(&e))?;
+        super::readable(&self.raft, &self.router).await?;
         let nodes = self
             .raft
             .read(|state| state.nodes().map(|n| node_info(state, n)).collect());

@@ -61,10 +61,7 @@ impl QueueService for QueueApi {
                 .list(forwarded(request))
                 .await;
         }
-        self.raft
-            .linearizable_read()
-            .await
-            .map_err(|e| self.router.refusal(&e))?;
+        super::readable(&self.raft, &self.router).await?;
         let now_ms = crate::clock::unix_ms();
         let (queues, used) = self.raft.read(|state| {
             let queues = state.queues().cloned().collect();

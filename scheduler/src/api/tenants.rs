@@ -34,10 +34,7 @@ impl TenantApi {
     }
 
     async fn readable(&self) -> Result<(), Status> {
-        self.raft
-            .linearizable_read()
-            .await
-            .map_err(|e| self.router.refusal(&e))
+        super::readable(&self.raft, &self.router).await
     }
 }
 
