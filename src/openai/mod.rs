@@ -90,10 +90,6 @@ fn grpc<T>(headers: &HeaderMap, inner: T) -> tonic::Request<T> {
     request
 }
 
-fn status_error(status: tonic::Status) -> ApiError {
-    ApiError::from_status(&status)
-}
-
 /// The video, with the poll interval the SDK's poller honours: about half
 /// the time a queued job is expected to wait, else a second.
 fn video_response(job: &pb::Job) -> Response {
@@ -158,11 +154,10 @@ async fn create(State(api): State<Api>, request: Request) -> Result<Response, Ap
         .jobs
         .clone()
         .submit(grpc(&headers, submit))
-        .await
-        .map_err(status_error)?
+        .await?
         .into_inner()
         .job
-        .ok_or_else(|| status_error(tonic::Status::internal("submit returned no job")))?;
+        .ok_or_else(|| tonic::Status::internal("submit returned no job"))?;
     Ok(video_response(&job))
 }
 
@@ -172,7 +167,7 @@ async fn get_job(api: &Api, headers: &HeaderMap, id: &str) -> Result<pb::Job, Ap
         .get(grpc(headers, pb::GetJobRequest { id: id.to_string() }))
         .await
         .map(tonic::Response::into_inner)
-        .map_err(status_error)
+        .map_err(ApiError::from)
 }
 
 async fn retrieve(
@@ -216,8 +211,7 @@ async fn list(
         .jobs
         .clone()
         .list(grpc(&headers, pb::ListJobsRequest::default()))
-        .await
-        .map_err(status_error)?
+        .await?
         .into_inner()
         .jobs;
     // Creation order, ties by id: a stable order to page through.
@@ -259,12 +253,10 @@ async fn delete(
     let mut jobs = api.jobs.clone();
     if !job.state().is_terminal() {
         jobs.cancel(grpc(&headers, pb::CancelJobRequest { id: id.clone() }))
-            .await
-            .map_err(status_error)?;
+            .await?;
     }
     jobs.delete(grpc(&headers, pb::DeleteJobRequest { id: id.clone() }))
-        .await
-        .map_err(status_error)?;
+        .await?;
     Ok(Json(json!({"id": id, "object": "video.deleted", "deleted": true})).into_response())
 }
 

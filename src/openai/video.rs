@@ -40,7 +40,7 @@ impl ApiError {
     }
 
     /// A gRPC answer as the HTTP status and error type OpenAI would use.
-    pub fn from_status(status: &tonic::Status) -> Self {
+    fn from_status(status: &tonic::Status) -> Self {
         use tonic::Code;
         let (http, code) = match status.code() {
             Code::InvalidArgument => (StatusCode::BAD_REQUEST, None),
@@ -58,6 +58,12 @@ impl ApiError {
             param: None,
             code,
         }
+    }
+}
+
+impl From<tonic::Status> for ApiError {
+    fn from(status: tonic::Status) -> Self {
+        Self::from_status(&status)
     }
 }
 
