@@ -12,7 +12,7 @@ mod tools;
 use std::path::Path;
 use std::process::Command;
 
-use common::{check_mp4, cli, init_model, spawn_ready, start_worker};
+use common::{check_mp4, cli, http_request, init_model, spawn_ready, start_worker};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const ADMIN_KEY: &str = "openai-test-admin-key-0123456789";
@@ -34,27 +34,14 @@ fn png_size(path: &Path) -> (u32, u32) {
     (reader.info().width, reader.info().height)
 }
 
-/// An HTTP request over a plain socket: (status, body).
+/// An HTTP request with the key and a JSON body: (status, body).
 fn http(method: &str, url: &str, key: &str, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").expect("http url");
-    let (host, path) = rest.split_once('/').expect("a path");
-    let mut stream = std::net::TcpStream::connect(host).expect("connect");
-    write!(
-        stream,
-        "{method} /{path} HTTP/1.0\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("a status");
-    (status, body.to_string())
+    let bearer = format!("Bearer {key}");
+    let headers = [
+        ("Authorization", bearer.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    http_request(method, url, &headers, body)
 }
 
 #[test]

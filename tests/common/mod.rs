@@ -245,6 +245,17 @@ pub fn http_get(url: &str) -> String {
 /// The status code and body of an HTTP GET of `url`, over a plain socket:
 /// enough for /metrics and the probes without an HTTP client dependency.
 pub fn http_response(url: &str) -> (u16, String) {
+    http_request("GET", url, &[], "")
+}
+
+/// The status code and body of an HTTP/1.0 request with these extra
+/// headers and body (Content-Length is added when there is a body).
+pub fn http_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("an http:// url");
     let (host, path) = rest
@@ -255,7 +266,14 @@ pub fn http_response(url: &str) -> (u16, String) {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").expect("send request");
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\n");
+    for (name, value) in headers {
+        head += &format!("{name}: {value}\r\n");
+    }
+    if !body.is_empty() {
+        head += &format!("Content-Length: {}\r\n", body.len());
+    }
+    write!(stream, "{head}\r\n{body}").expect("send request");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read response");
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
@@ -263,7 +281,7 @@ pub fn http_response(url: &str) -> (u16, String) {
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("GET {url}: no status code in {head:?}"));
+        .unwrap_or_else(|| panic!("{method} {url}: no status code in {head:?}"));
     (status, body.to_string())
 }
 
