@@ -166,6 +166,12 @@ impl State {
         if !c.request_id.is_empty() {
             self.requests.insert(request, job.id.clone());
         }
+        if !job.tenant.is_empty() {
+            *self
+                .unfinished_by_tenant
+                .entry(job.tenant.clone())
+                .or_default() += 1;
+        }
         self.pending.insert(position, job.id.clone());
         self.jobs.insert(job.id.clone(), job.clone());
         self.mark_changed(&c.job_id);
@@ -433,6 +439,11 @@ impl State {
             .jobs
             .get_mut(job_id)
             .ok_or_else(|| Rejection::UnknownJob(job_id.to_string()))?;
+        if !job.state.is_terminal() {
+            if let Some(count) = self.unfinished_by_tenant.get_mut(&job.tenant) {
+                *count = count.saturating_sub(1);
+            }
+        }
         job.state = state;
         job.finished_at_ms = at_ms;
         job.message = message.to_string();

@@ -135,6 +135,9 @@ pub struct State {
     tenants: BTreeMap<String, pb::Tenant>,
     /// API keys (hashes only) by id.
     keys: BTreeMap<String, pb::ApiKey>,
+    /// Jobs not ended per tenant, for its limit: kept at submit and end
+    /// (derived from `jobs`, so rebuilt from a snapshot, not stored).
+    unfinished_by_tenant: HashMap<String, usize>,
     next_position: u64,
     last_lease_epoch: u64,
     applied_index: u64,

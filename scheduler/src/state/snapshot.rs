@@ -106,6 +106,12 @@ impl State {
                 let key = super::jobs::request_key(&job.tenant, &job.request_id);
                 state.requests.insert(key, job.id.clone());
             }
+            if !job.tenant.is_empty() && !job.state.is_terminal() {
+                *state
+                    .unfinished_by_tenant
+                    .entry(job.tenant.clone())
+                    .or_default() += 1;
+            }
             state.jobs.insert(job.id.clone(), job);
         }
         for n in snapshot.nodes {

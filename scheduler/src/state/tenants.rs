@@ -206,11 +206,7 @@ impl State {
             )));
         }
         if t.max_unfinished_jobs > 0 {
-            let unfinished = self
-                .jobs
-                .values()
-                .filter(|j| j.tenant == tenant && !j.state.is_terminal())
-                .count();
+            let unfinished = self.unfinished_by_tenant.get(tenant).copied().unwrap_or(0);
             if unfinished >= t.max_unfinished_jobs as usize {
                 return Err(Rejection::TenantBusy {
                     tenant: tenant.to_string(),
