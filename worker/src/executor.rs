@@ -102,8 +102,42 @@ pub enum JobUpdate {
     Stopped,
 }
 
-/// An update of the job holding `lease`.
-pub type LeasedUpdate = (pb::JobLease, JobUpdate);
+/// An update from one run of the job holding `lease`.
+#[derive(Debug)]
+pub struct RunUpdate {
+    pub lease: pb::JobLease,
+    /// Which run: a job stopped and assigned again under the same lease
+    /// has two, and the first one's end must not end the second.
+    pub run: u64,
+    pub update: JobUpdate,
+}
+
+/// Where one run of a job sends its updates.
+#[derive(Clone)]
+pub struct Reporter {
+    lease: pb::JobLease,
+    run: u64,
+    updates: mpsc::UnboundedSender<RunUpdate>,
+}
+
+impl Reporter {
+    pub fn new(lease: pb::JobLease, run: u64, updates: mpsc::UnboundedSender<RunUpdate>) -> Self {
+        Self {
+            lease,
+            run,
+            updates,
+        }
+    }
+
+    /// Sends `update`; a session that is gone has nobody to tell.
+    fn send(&self, update: JobUpdate) {
+        let _ = self.updates.send(RunUpdate {
+            lease: self.lease.clone(),
+            run: self.run,
+            update,
+        });
+    }
+}
 
 /// Shared by all jobs of a worker: loaded models and the artifact store.
 pub struct Executor {
@@ -161,14 +195,14 @@ impl Executor {
         self: Arc<Self>,
         assignment: pb::Assignment,
         stop: Arc<StopSignal>,
-        updates: mpsc::UnboundedSender<LeasedUpdate>,
+        reporter: Reporter,
     ) {
-        let lease = lease_of(&assignment);
+        let job = assignment.job_id.clone();
         self.metrics.jobs_running.inc();
         let outcome = if self.simulated {
-            self.simulate(&assignment, &stop, &updates).await
+            self.simulate(&assignment, &stop, &reporter).await
         } else {
-            self.clone().execute(&assignment, &stop, &updates).await
+            self.clone().execute(&assignment, &stop, &reporter).await
         };
         let update = match outcome {
             Ok(RunEnd::Finished(artifacts)) => JobUpdate::Finished { artifacts },
@@ -182,27 +216,26 @@ impl Executor {
         let result = match &update {
             JobUpdate::Finished { .. } => "completed",
             JobUpdate::Failed { message } => {
-                tracing::warn!(job = %lease.job_id, %message, "job failed");
+                tracing::warn!(%job, %message, "job failed");
                 "failed"
             }
             JobUpdate::Checkpointed { checkpoint } => {
-                tracing::info!(job = %lease.job_id, step = checkpoint.step, uri = %checkpoint.uri, "job checkpointed");
+                tracing::info!(%job, step = checkpoint.step, uri = %checkpoint.uri, "job checkpointed");
                 "checkpointed"
             }
             _ => "stopped",
         };
         self.metrics.jobs.with_label_values(&[result]).inc();
-        let _ = updates.send((lease, update));
+        reporter.send(update);
     }
 
     async fn execute(
         self: Arc<Self>,
         assignment: &pb::Assignment,
         stop: &Arc<StopSignal>,
-        updates: &mpsc::UnboundedSender<LeasedUpdate>,
+        reporter: &Reporter,
     ) -> Result<RunEnd, RunError> {
         let spec = assignment.spec.clone().ok_or(RunError::NoSpec)?;
-        let lease = lease_of(assignment);
         let request = GenerateRequest {
             prompt: spec.prompt.clone(),
             negative_prompt: spec.negative_prompt.clone(),
@@ -216,7 +249,7 @@ impl Executor {
         let saved = self.read_checkpoint(assignment).await;
         let this = self.clone();
         let stop = stop.clone();
-        let updates = updates.clone();
+        let reporter = reporter.clone();
         let model = spec.model.clone();
         let fps = spec.fps;
         let tp = spec.tp.max(1) as usize;
@@ -274,7 +307,7 @@ impl Executor {
                     step: p.done as u32,
                     total: p.total as u32,
                 };
-                let _ = updates.send((lease.clone(), progress));
+                reporter.send(progress);
                 match stop.requested() {
                     Some(_) => ControlFlow::Break(()),
                     None => ControlFlow::Continue(()),
@@ -381,10 +414,9 @@ impl Executor {
         &self,
         assignment: &pb::Assignment,
         stop: &Arc<StopSignal>,
-        updates: &mpsc::UnboundedSender<LeasedUpdate>,
+        reporter: &Reporter,
     ) -> Result<RunEnd, RunError> {
         let spec = assignment.spec.as_ref().ok_or(RunError::NoSpec)?;
-        let lease = lease_of(assignment);
         let seconds = assignment.step_seconds;
         let step = if seconds.is_finite() && seconds > 0.0 {
             Duration::from_secs_f64(seconds.min(MAX_SIMULATED_STEP_SECONDS))
@@ -408,7 +440,7 @@ impl Executor {
                 step: done,
                 total: spec.steps,
             };
-            let _ = updates.send((lease.clone(), progress));
+            reporter.send(progress);
             match stop.requested() {
                 _ if done == spec.steps => break,
                 Some(StopRequest::Cancel) => return Ok(RunEnd::Stopped),
@@ -461,13 +493,5 @@ impl Executor {
         if let Ok(mut map) = self.pipelines.lock() {
             map.retain(|(_, d), _| *d == ComputeDevice::Cpu || !devices.contains(d));
         }
-    }
-}
-
-/// The lease an assignment runs under.
-fn lease_of(assignment: &pb::Assignment) -> pb::JobLease {
-    pb::JobLease {
-        job_id: assignment.job_id.clone(),
-        lease_epoch: assignment.lease_epoch,
     }
 }

@@ -24,7 +24,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 use tonic::Streaming;
 
-use crate::executor::{Executor, JobUpdate, LeasedUpdate, StopSignal};
+use crate::executor::{Executor, JobUpdate, Reporter, RunUpdate, StopSignal};
 use crate::metrics::WorkerMetrics;
 
 const OUTBOUND: usize = 64;
@@ -44,6 +44,9 @@ pub struct Identity {
 
 struct RunningJob {
     epoch: u64,
+    /// This run's number: updates from an earlier run of the same lease
+    /// (stopped, then assigned again) are not this run's.
+    run: u64,
     stop: Arc<StopSignal>,
 }
 
@@ -72,7 +75,9 @@ pub struct SessionLoop {
     running: HashMap<String, RunningJob>,
     /// Final reports (Finished, Failed, Checkpointed) not yet acknowledged, by job.
     outbox: HashMap<String, (u64, pb::WorkerMessage)>,
-    updates: mpsc::UnboundedSender<LeasedUpdate>,
+    updates: mpsc::UnboundedSender<RunUpdate>,
+    /// The number the next run gets.
+    next_run: u64,
 }
 
 type Shutdown<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
@@ -86,7 +91,7 @@ impl SessionLoop {
         metrics: WorkerMetrics,
         reconnect_max: Duration,
         drain_timeout: Duration,
-    ) -> (Self, mpsc::UnboundedReceiver<LeasedUpdate>) {
+    ) -> (Self, mpsc::UnboundedReceiver<RunUpdate>) {
         let (updates, updates_rx) = mpsc::unbounded_channel();
         let this = Self {
             scheduler: schedulers.first().cloned().unwrap_or_default(),
@@ -102,6 +107,7 @@ impl SessionLoop {
             running: HashMap::new(),
             outbox: HashMap::new(),
             updates,
+            next_run: 0,
         };
         (this, updates_rx)
     }
@@ -110,7 +116,7 @@ impl SessionLoop {
     /// that follows it, then stops the jobs still running.
     pub async fn run(
         mut self,
-        mut updates: mpsc::UnboundedReceiver<LeasedUpdate>,
+        mut updates: mpsc::UnboundedReceiver<RunUpdate>,
         mut shutdown: Shutdown<'_>,
     ) {
         let mut retry = FIRST_RETRY;
@@ -257,7 +263,7 @@ impl SessionLoop {
         &mut self,
         tx: mpsc::Sender<pb::WorkerMessage>,
         mut inbound: Streaming<pb::SchedulerMessage>,
-        updates: &mut mpsc::UnboundedReceiver<LeasedUpdate>,
+        updates: &mut mpsc::UnboundedReceiver<RunUpdate>,
         mut shutdown: Shutdown<'_>,
     ) -> SessionEnd {
         let mut heartbeat = tokio::time::interval(DEFAULT_HEARTBEAT);
@@ -359,18 +365,25 @@ impl SessionLoop {
             // Sent before the scheduler heard of the drain: hand it back.
             stop.checkpoint();
         }
+        let run = self.next_run;
+        self.next_run += 1;
+        let reporter = Reporter::new(
+            pb::JobLease {
+                job_id: job.clone(),
+                lease_epoch: epoch,
+            },
+            run,
+            self.updates.clone(),
+        );
         self.running.insert(
             job,
             RunningJob {
                 epoch,
+                run,
                 stop: stop.clone(),
             },
         );
-        tokio::spawn(
-            self.executor
-                .clone()
-                .run(assignment, stop, self.updates.clone()),
-        );
+        tokio::spawn(self.executor.clone().run(assignment, stop, reporter));
     }
 
     /// Drops what is held for `lease`; cancels the job if `cancel`.
@@ -388,8 +401,11 @@ impl SessionLoop {
     }
 
     /// Records a job's update; returns the message to send, if connected.
-    fn record(&mut self, (lease, update): LeasedUpdate) -> Option<Up> {
-        let current = self.running.get(&lease.job_id).map(|r| r.epoch) == Some(lease.lease_epoch);
+    fn record(&mut self, RunUpdate { lease, run, update }: RunUpdate) -> Option<Up> {
+        let current = self
+            .running
+            .get(&lease.job_id)
+            .is_some_and(|r| r.epoch == lease.lease_epoch && r.run == run);
         match update {
             JobUpdate::Progress { step, total } if current => Some(Up::Progress(pb::Progress {
                 lease: Some(lease),
@@ -484,4 +500,103 @@ fn source_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifacts::ArtifactStore;
+    use crate::device::compute::DeviceTable;
+
+    fn session(dir: &std::path::Path) -> (SessionLoop, mpsc::UnboundedReceiver<RunUpdate>) {
+        let metrics = WorkerMetrics::new("node-a").expect("metrics");
+        let store = ArtifactStore::local(dir).expect("store");
+        let executor = Arc::new(Executor::new(
+            dir.to_path_buf(),
+            store,
+            metrics.clone(),
+            DeviceTable::default(),
+            true,
+        ));
+        let identity = Identity {
+            node: "node-a".into(),
+            instance: "i".into(),
+            devices: Vec::new(),
+            models: Vec::new(),
+        };
+        SessionLoop::new(
+            vec!["http://127.0.0.1:9".into()],
+            identity,
+            executor,
+            metrics,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        )
+    }
+
+    fn assignment(job: &str, epoch: u64) -> pb::Assignment {
+        pb::Assignment {
+            job_id: job.into(),
+            lease_epoch: epoch,
+            ..Default::default()
+        }
+    }
+
+    fn update(job: &str, epoch: u64, run: u64, update: JobUpdate) -> RunUpdate {
+        RunUpdate {
+            lease: pb::JobLease {
+                job_id: job.into(),
+                lease_epoch: epoch,
+            },
+            run,
+            update,
+        }
+    }
+
+    /// A job stopped and assigned again under the same lease (the
+    /// scheduler acting on a stale view, then on the fresh one) runs twice;
+    /// the first run ending must not make the session forget the second,
+    /// or the job's progress and result are dropped and it never ends.
+    #[tokio::test]
+    async fn the_end_of_a_stopped_run_does_not_end_its_successor() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut session, _updates) = session(dir.path());
+        session.start(assignment("j-1", 1));
+        let first = session.running["j-1"].run;
+        let lease = pb::JobLease {
+            job_id: "j-1".into(),
+            lease_epoch: 1,
+        };
+        session.forget(&lease, true);
+        session.start(assignment("j-1", 1));
+        let second = session.running["j-1"].run;
+        assert_ne!(first, second);
+
+        assert!(session
+            .record(update("j-1", 1, first, JobUpdate::Stopped))
+            .is_none());
+        assert!(
+            session.running.contains_key("j-1"),
+            "the second run is still tracked"
+        );
+        let progress = JobUpdate::Progress { step: 1, total: 4 };
+        assert!(matches!(
+            session.record(update("j-1", 1, second, progress)),
+            Some(Up::Progress(p)) if p.step == 1
+        ));
+        let finished = JobUpdate::Finished {
+            artifacts: Vec::new(),
+        };
+        assert!(matches!(
+            session.record(update("j-1", 1, second, finished)),
+            Some(Up::Finished(_))
+        ));
+        assert!(session.outbox.contains_key("j-1"));
+        // A late report of the first run changes nothing.
+        let late = JobUpdate::Failed {
+            message: "stopped".into(),
+        };
+        assert!(session.record(update("j-1", 1, first, late)).is_none());
+        assert!(session.outbox.contains_key("j-1"));
+    }
 }

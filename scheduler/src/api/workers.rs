@@ -229,7 +229,7 @@ impl Session {
                 event = events.recv() => {
                     let delivered = match event {
                         Ok(event) if event.index == 0 => true,
-                        Ok(event) => self.reconcile(&event.job).await,
+                        Ok(event) => self.reconcile_now(&event.job.id).await,
                         Err(broadcast::error::RecvError::Lagged(_)) => self.reconcile_all().await,
                         Err(broadcast::error::RecvError::Closed) => return "raft replica stopped".into(),
                     };
@@ -466,16 +466,7 @@ impl Session {
             .cloned()
             .collect();
         for id in unknown {
-            let epoch = self.sent.remove(&id).unwrap_or_default();
-            let lease = pb::JobLease {
-                job_id: id,
-                lease_epoch: epoch,
-            };
-            let stop = Down::Stop(pb::StopJob {
-                lease: Some(lease),
-                reason: "the scheduler has no such job".into(),
-            });
-            if !self.send(stop).await {
+            if !self.stop_unknown(&id).await {
                 return false;
             }
         }
@@ -485,6 +476,33 @@ impl Session {
             }
         }
         true
+    }
+
+    /// Reconciles job `id` as the state has it now. An event is only a
+    /// hint that the job changed: it may be older than what this session
+    /// has already read (events queue up while `reconcile_all` reads), and
+    /// acting on its copy would stop and resend a job the worker runs.
+    async fn reconcile_now(&mut self, id: &str) -> bool {
+        let job = self.raft.read(|state| state.job(id).map(|j| j.to_proto()));
+        match job {
+            Some(job) => self.reconcile(&job).await,
+            None if self.sent.contains_key(id) => self.stop_unknown(id).await,
+            None => true,
+        }
+    }
+
+    /// Stops a job the worker holds that the state no longer has.
+    async fn stop_unknown(&mut self, id: &str) -> bool {
+        let epoch = self.sent.remove(id).unwrap_or_default();
+        let lease = pb::JobLease {
+            job_id: id.to_string(),
+            lease_epoch: epoch,
+        };
+        let stop = Down::Stop(pb::StopJob {
+            lease: Some(lease),
+            reason: "the scheduler has no such job".into(),
+        });
+        self.send(stop).await
     }
 
     /// Sends what makes the worker agree with `job`'s state; false if the
