@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use std::sync::OnceLock;
+use std::sync::RwLock;
 
 use genfleet_proto as pb;
 use pb::job_service_client::JobServiceClient;
@@ -14,23 +14,31 @@ use tonic::transport::{Channel, Endpoint};
 /// A channel to a scheduler that presents this process's API key.
 pub type SchedulerChannel = InterceptedService<Channel, KeyInterceptor>;
 
-/// The API key every call of this process presents (set once, at start).
-static API_KEY: OnceLock<Option<String>> = OnceLock::new();
+/// The API key every call of this process presents: set at start, and by
+/// the commands that run their own cluster (`demo`).
+static API_KEY: RwLock<Option<String>> = RwLock::new(None);
 
 /// Sets the key calls present: the flag or GENFLEET_API_KEY if given,
 /// else the file `$XDG_CONFIG_HOME/genfleet/api-key` (or
 /// `~/.config/genfleet/api-key`) if there is one.
 pub fn set_api_key(flag: Option<String>) {
-    let key = flag.or_else(|| {
-        let dir = std::env::var_os("XDG_CONFIG_HOME")
-            .map(std::path::PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".config"))
-            })?;
-        let text = std::fs::read_to_string(dir.join("genfleet").join("api-key")).ok()?;
-        Some(text.trim().to_string())
-    });
-    let _ = API_KEY.set(key.filter(|k| !k.is_empty()));
+    let key = flag.or_else(|| std::fs::read_to_string(key_file()?).ok());
+    use_api_key(key);
+}
+
+/// Makes every later call of this process present `key`.
+pub fn use_api_key(key: Option<String>) {
+    let key = key.map(|k| k.trim().to_string()).filter(|k| !k.is_empty());
+    *API_KEY.write().unwrap_or_else(|e| e.into_inner()) = key;
+}
+
+/// Where the CLI looks for its key when neither the flag nor the
+/// environment gives one.
+pub fn key_file() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".config")))?;
+    Some(dir.join("genfleet").join("api-key"))
 }
 
 /// Adds `authorization: Bearer <key>` to every call, if a key is set.
@@ -52,7 +60,8 @@ impl tonic::service::Interceptor for KeyInterceptor {
 }
 
 fn key_interceptor() -> Result<KeyInterceptor, ClientError> {
-    let Some(key) = API_KEY.get().cloned().flatten() else {
+    let key = API_KEY.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let Some(key) = key else {
         return Ok(KeyInterceptor(None));
     };
     let value = format!("Bearer {key}")

@@ -27,6 +27,9 @@ pub struct LocalClusterConfig {
     pub replicas: u32,
     /// Model preset created (from seed 0) if missing.
     pub model: String,
+    /// The key the schedulers take as the admin's (see [`local_admin_key`]);
+    /// None runs them without keys.
+    pub admin_key: Option<String>,
 }
 
 pub struct LocalCluster {
@@ -53,6 +56,41 @@ pub async fn ensure_model(models: &Path, preset: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The admin key of the local cluster kept in `data_dir`: read from
+/// `<data_dir>/admin-key`, or made and written there (readable by the owner
+/// only) the first time, so a local cluster has keys without any setup and
+/// keeps the same one across restarts.
+pub fn local_admin_key(data_dir: &Path) -> anyhow::Result<(String, PathBuf)> {
+    let path = data_dir.join("admin-key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok((text.trim().to_string(), path)),
+        Ok(_) => anyhow::bail!(
+            "{} is empty: delete it and a new admin key is made",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let (_, key) = genfleet_scheduler::auth::generate_key();
+    write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
+    Ok((key, path))
+}
+
+/// Writes a new file that only its owner can read; never replaces one.
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
 impl LocalCluster {
     pub async fn start(config: LocalClusterConfig) -> anyhow::Result<Self> {
         let models = config.data_dir.join("models");
@@ -76,6 +114,7 @@ impl LocalCluster {
             scheduler_config.id = id;
             // One process: a worker that is gone is gone for good.
             scheduler_config.worker_grace = Duration::from_secs(5);
+            scheduler_config.admin_key = config.admin_key.clone();
             bound.push(Scheduler::bind(scheduler_config).await?);
         }
         let peers: BTreeMap<u64, String> = bound

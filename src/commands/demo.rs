@@ -28,6 +28,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "genfleet demo: a scheduler and a worker in this process, data in {}",
         args.data_dir.display()
     );
+    // The demo's cluster has keys like any other; the demo is its admin.
+    let (admin_key, _) = crate::cluster::local_admin_key(&args.data_dir)?;
+    crate::client::use_api_key(Some(admin_key.clone()));
     let cluster = LocalCluster::start(LocalClusterConfig {
         data_dir: args.data_dir.clone(),
         listen: "127.0.0.1:0".parse()?,
@@ -35,6 +38,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         workers: 1,
         replicas: 1,
         model: "tiny".into(),
+        admin_key: Some(admin_key),
     })
     .await?;
     let result = generate(&cluster.endpoint, &args).await;

@@ -113,6 +113,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let (admin_key, key_path) = crate::cluster::local_admin_key(&args.data_dir)?;
     let cluster = LocalCluster::start(LocalClusterConfig {
         data_dir: args.data_dir.clone(),
         listen: args.listen,
@@ -120,8 +121,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         workers: args.workers,
         replicas: args.replicas,
         model: "tiny".into(),
+        admin_key: Some(admin_key.clone()),
     })
     .await?;
+    let key_note = share_admin_key(&admin_key, &key_path);
     let shutdown = shutdown_on_signals();
     let artifacts = cluster.artifact_dir.to_string_lossy().to_string();
     let api = serve_openai_api(
@@ -143,6 +146,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         println!("  metrics  http://{addr}/metrics");
     }
     println!("  videos   {}", cluster.artifact_dir.display());
+    println!("  key      {key_note}");
     println!(
         "try:  genfleet submit --scheduler {} --prompt \"a lighthouse in a storm\" --watch",
         cluster.endpoint
@@ -153,6 +157,38 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     );
     stopped(shutdown).await;
     cluster.stop().await
+}
+
+/// Lets the CLI in other shells use the local cluster's admin key: writes
+/// it to the CLI's key file when there is none (never over another key);
+/// returns what to tell the user.
+fn share_admin_key(key: &str, key_path: &std::path::Path) -> String {
+    let export = format!(
+        "export GENFLEET_API_KEY=$(cat {}) (the admin key)",
+        key_path.display()
+    );
+    let Some(file) = crate::client::key_file() else {
+        return export;
+    };
+    match std::fs::read_to_string(&file) {
+        Ok(text) if text.trim() == key => {
+            format!("{} (the admin key; the CLI uses it)", file.display())
+        }
+        Ok(_) => format!("{} holds another key; {export}", file.display()),
+        Err(_) => {
+            let written = file
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|_| crate::cluster::write_private(&file, key));
+            match written {
+                Ok(()) => format!("{} (the admin key, written for the CLI)", file.display()),
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "cannot write the CLI's key file");
+                    export
+                }
+            }
+        }
+    }
 }
 
 /// Serves the OpenAI-compatible Videos API if an address is given, in

@@ -90,6 +90,19 @@ pub fn spawn_ready_with_env(
     env: &[(&str, &str)],
     ready_marker: &str,
 ) -> (Proc, String) {
+    let (proc, mut lines) = spawn_until(name, args, env, ready_marker);
+    let ready = lines.pop().unwrap_or_default();
+    (proc, ready)
+}
+
+/// [`spawn_ready_with_env`], returning every stdout line up to and
+/// including the one containing `ready_marker`.
+pub fn spawn_until(
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    ready_marker: &str,
+) -> (Proc, Vec<String>) {
     let mut command = Command::new(BIN);
     without_aws_settings(&mut command);
     let mut child = command
@@ -119,10 +132,16 @@ pub fn spawn_ready_with_env(
         child,
         name: name.to_string(),
     };
+    let mut lines = Vec::new();
     loop {
         match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) if line.contains(ready_marker) => return (proc, line),
-            Ok(_) => {}
+            Ok(line) => {
+                let ready = line.contains(ready_marker);
+                lines.push(line);
+                if ready {
+                    return (proc, lines);
+                }
+            }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 panic!("{name} exited before printing {ready_marker:?}; see its log above")
             }
