@@ -21,6 +21,10 @@ pub struct Cli {
     /// needs one); default: the file $XDG_CONFIG_HOME/genfleet/api-key.
     #[arg(long, global = true, env = "GENFLEET_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// The CA certificate (PEM) that https:// schedulers' certificates must
+    /// chain to, e.g. the ca.crt of `genfleet certs init`.
+    #[arg(long, global = true, env = "GENFLEET_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -70,6 +74,9 @@ pub enum Command {
     /// Kubernetes helpers: print the GenQueue CRD.
     #[command(subcommand)]
     Kube(KubeCommand),
+    /// Make a development CA and certificates for TLS.
+    #[command(subcommand)]
+    Certs(CertsCommand),
     /// Check a video file: its H.264 track, every frame decoded.
     #[command(subcommand)]
     Video(VideoCommand),
@@ -344,6 +351,11 @@ pub struct SchedulerArgs {
     /// without, none is checked.
     #[arg(long, env = "GENFLEET_ADMIN_KEY_FILE")]
     pub admin_key_file: Option<PathBuf>,
+    /// A folder with tls.crt, tls.key and ca.crt (as a Kubernetes TLS
+    /// Secret mounts them): gRPC and the REST API over TLS, workers and
+    /// peer replicas must present certificates from that CA (docs/tls.md).
+    #[arg(long, env = "GENFLEET_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
     /// HTTP address of the OpenAI-compatible Videos API (/v1/videos);
     /// port 0 picks a free port. Without it, no REST API.
     #[arg(long, env = "GENFLEET_API_LISTEN")]
@@ -497,6 +509,11 @@ pub struct ReplicaIdArgs {
 pub struct WorkerArgs {
     #[command(flatten)]
     pub client: ClientArgs,
+    /// A folder with this worker's client certificate (tls.crt, tls.key)
+    /// and the cluster's ca.crt: needed to register with schedulers that
+    /// use TLS (docs/tls.md).
+    #[arg(long, env = "GENFLEET_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
     /// Node name (defaults to the host name).
     #[arg(long, env = "GENFLEET_NODE")]
     pub node: Option<String>,
@@ -763,4 +780,25 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Make a CA and certificates for schedulers and workers (for a local
+    /// or test cluster; bring real ones to production, docs/tls.md).
+    Init(CertsInitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CertsInitArgs {
+    /// Where to write them (refused if it already holds a CA).
+    #[arg(long, default_value = "genfleet-certs")]
+    pub dir: PathBuf,
+    /// DNS names or IP addresses clients reach the schedulers at, besides
+    /// localhost (comma-separated or repeated).
+    #[arg(long = "host", value_delimiter = ',')]
+    pub hosts: Vec<String>,
+    /// How long the certificates are valid.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
 }

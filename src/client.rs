@@ -9,7 +9,7 @@ use genfleet_proto as pb;
 use pb::job_service_client::JobServiceClient;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// A channel to a scheduler that presents this process's API key.
 pub type SchedulerChannel = InterceptedService<Channel, KeyInterceptor>;
@@ -24,6 +24,20 @@ static API_KEY: RwLock<Option<String>> = RwLock::new(None);
 pub fn set_api_key(flag: Option<String>) {
     let key = flag.or_else(|| std::fs::read_to_string(key_file()?).ok());
     use_api_key(key);
+}
+
+/// The CA certificate (PEM) that https:// schedulers must chain to.
+static TLS_CA: RwLock<Option<Vec<u8>>> = RwLock::new(None);
+
+/// Makes calls to https:// schedulers trust the CA in `path` (and only
+/// it): a cluster's own CA, as `genfleet certs init` makes one.
+pub fn set_tls_ca(path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let ca = match path {
+        Some(path) => Some(genfleet_proto::tls::read_pem(path, "CERTIFICATE")?),
+        None => None,
+    };
+    *TLS_CA.write().unwrap_or_else(|e| e.into_inner()) = ca;
+    Ok(())
 }
 
 /// Makes every later call of this process present `key`.
@@ -86,9 +100,16 @@ pub enum ClientError {
 
 impl From<tonic::Status> for ClientError {
     fn from(s: tonic::Status) -> Self {
+        let mut message = s.message().to_string();
+        // What plain HTTP/2 gets back from a TLS port.
+        if message.contains("h2 protocol error") {
+            message.push_str(
+                " (does the scheduler serve TLS? then use its https:// address and --tls-ca)",
+            );
+        }
         ClientError::Refused {
             code: format!("{:?}", s.code()).to_lowercase(),
-            message: s.message().to_string(),
+            message,
         }
     }
 }
@@ -151,7 +172,19 @@ pub async fn channel(address: &str) -> Result<SchedulerChannel, ClientError> {
     if !(address.starts_with("http://") || address.starts_with("https://")) {
         return Err(bad("it must start with http:// or https://".into()));
     }
-    let endpoint = Endpoint::from_shared(address.to_string())
+    let ca = TLS_CA.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let tls = match ca {
+        Some(ca) => Some(genfleet_proto::tls::api_client(&ca)),
+        None if address.starts_with("https://") => {
+            return Err(bad(
+                "an https:// scheduler needs the CA its certificate chains to: \
+                 give --tls-ca FILE or GENFLEET_TLS_CA"
+                    .into(),
+            ))
+        }
+        None => None,
+    };
+    let endpoint = genfleet_proto::tls::endpoint(address, tls.as_ref())
         .map_err(|e| bad(e.to_string()))?
         .connect_timeout(Duration::from_secs(3));
     let channel = endpoint

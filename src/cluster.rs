@@ -148,6 +148,7 @@ impl LocalCluster {
                 reconnect_max: Duration::from_secs(2),
                 sysfs_root: genfleet_worker::device::default_sysfs_root(),
                 drain_timeout: Duration::from_secs(10),
+                tls: None,
             })?;
             registries.push(worker.metrics_registry());
             others.push(tokio::spawn(worker.run(stopped(stop_rx.clone()))));

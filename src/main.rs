@@ -9,6 +9,10 @@ use genfleet::cli::{Cli, Command};
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     genfleet::client::set_api_key(cli.api_key.clone());
+    if let Err(e) = genfleet::client::set_tls_ca(cli.tls_ca.as_deref()) {
+        eprintln!("genfleet: {e:#}");
+        return std::process::ExitCode::FAILURE;
+    }
     // Servers log what they do; client commands stay quiet unless asked.
     let default_filter = match cli.command {
         Command::Scheduler(_) | Command::Worker(_) | Command::Up(_) => {

@@ -17,6 +17,7 @@ pub mod v1 {
 pub use v1::*;
 
 pub mod models;
+pub mod tls;
 
 /// Longest name of a node, model, queue or flavor.
 pub const MAX_NAME_LEN: usize = 63;

@@ -195,6 +195,24 @@ impl Authenticator {
     }
 }
 
+/// Admits workers and peer replicas. With TLS on, the caller must have
+/// presented a client certificate, which the TLS handshake has already
+/// checked against the cluster's CA: without one a worker cannot register
+/// and a process cannot send raft messages. Without TLS, anyone may (a
+/// laptop's cluster; the scheduler warns when such a one is reachable from
+/// other machines).
+pub fn cluster_members(tls: bool) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |request: Request<()>| {
+        if tls && request.peer_certs().is_none_or(|certs| certs.is_empty()) {
+            return Err(Status::unauthenticated(
+                "workers and scheduler replicas must present a client certificate \
+                 signed by the cluster's CA (mutual TLS; see docs/tls.md)",
+            ));
+        }
+        Ok(request)
+    }
+}
+
 /// Any authenticated caller.
 pub fn anyone(_: &Caller) -> Result<(), Status> {
     Ok(())

@@ -64,6 +64,9 @@ pub struct SchedulerConfig {
     /// The bootstrap admin key; `None`: client calls carry no key (a
     /// laptop's cluster). The same on every replica.
     pub admin_key: Option<String>,
+    /// This replica's certificate, key and CA: TLS for clients, mutual TLS
+    /// with workers and peers. `None`: plain TCP (a laptop's cluster).
+    pub tls: Option<genfleet_proto::tls::TlsDir>,
 }
 
 impl SchedulerConfig {
@@ -87,6 +90,7 @@ impl SchedulerConfig {
             // never reach for a cluster the developer happens to have.
             kubernetes: KubeMode::Off,
             admin_key: None,
+            tls: None,
         }
     }
 
@@ -261,6 +265,7 @@ impl Scheduler {
             incarnation: rand::random(),
         };
         let runtime = tokio::runtime::Handle::current();
+        let peer_tls = config.tls.as_ref().map(|t| t.client());
         // Even a replica alone gets a peer transport: replicas can be added.
         let (raft, raft_thread) = raft::spawn(
             replica_config,
@@ -268,7 +273,12 @@ impl Scheduler {
             metrics.clone(),
             |handle| {
                 let book = AddressBook::new(configured.clone(), handle.shared_state());
-                Box::new(PeerTransport::new(config.id, book, runtime))
+                Box::new(PeerTransport::new(
+                    config.id,
+                    book,
+                    runtime,
+                    peer_tls.clone(),
+                ))
             },
         )?;
         let book = AddressBook::new(configured, raft.shared_state());
@@ -277,7 +287,7 @@ impl Scheduler {
         metrics
             .registry
             .register(Box::new(JobStateCollector::new(raft.shared_state())?))?;
-        let router = Arc::new(Router::new(raft.clone(), book));
+        let router = Arc::new(Router::new(raft.clone(), book, peer_tls.clone()));
         tracing::info!(id = config.id, data = %config.data_dir.display(), "raft replica started");
 
         let sessions = Arc::new(Sessions::default());
@@ -335,7 +345,20 @@ impl Scheduler {
                  and change queues and nodes; give --admin-key-file (docs/tenants.md)"
             );
         }
-        let grpc = tonic::transport::Server::builder()
+        if config.tls.is_none() && !config.listen.ip().is_loopback() {
+            tracing::warn!(
+                listen = %config.listen,
+                "NO TLS: calls, keys, raft traffic and worker sessions cross the network in \
+                 the clear, and any process that reaches this address can register as a \
+                 worker or speak raft; give --tls-dir (docs/tls.md)"
+            );
+        }
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &config.tls {
+            builder = builder.tls_config(tls.server())?;
+        }
+        let members = auth::cluster_members(config.tls.is_some());
+        let grpc = builder
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(pb::job_service_server::JobServiceServer::with_interceptor(
@@ -355,22 +378,26 @@ impl Scheduler {
                     auth.interceptor(auth::anyone),
                 ),
             )
-            .add_service(pb::worker_session_server::WorkerSessionServer::new(
-                WorkerSessionApi::new(
-                    raft.clone(),
-                    router.clone(),
-                    sessions.clone(),
-                    metrics.clone(),
-                    session_config,
-                    stop.clone(),
-                ),
-            ))
             .add_service(
+                pb::worker_session_server::WorkerSessionServer::with_interceptor(
+                    WorkerSessionApi::new(
+                        raft.clone(),
+                        router.clone(),
+                        sessions.clone(),
+                        metrics.clone(),
+                        session_config,
+                        stop.clone(),
+                    ),
+                    members.clone(),
+                ),
+            )
+            .add_service(tonic::service::interceptor::InterceptedService::new(
                 pb::raft_transport_server::RaftTransportServer::new(RaftTransportApi::new(
                     raft.clone(),
                 ))
                 .max_decoding_message_size(MAX_RAFT_MESSAGE),
-            )
+                members,
+            ))
             .add_service(
                 pb::cluster_service_server::ClusterServiceServer::with_interceptor(
                     ClusterApi::new(raft.clone(), router.clone(), sessions.clone()),

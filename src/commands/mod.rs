@@ -1,5 +1,6 @@
 //! One function per subcommand.
 
+mod certs;
 mod cluster;
 mod demo;
 mod devices;
@@ -37,6 +38,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Whoami(args) => tenants::whoami(args).await,
         Command::Devices(args) => devices::run(args),
         Command::Kube(command) => kube::run(command),
+        Command::Certs(crate::cli::CertsCommand::Init(args)) => certs::init(args),
         Command::Video(command) => video::run(command),
         Command::Plan(args) => plan::run(args),
         Command::Profile(command) => profile::run(command).await,

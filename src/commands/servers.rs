@@ -28,11 +28,16 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     config.min_runtime = args.min_runtime;
     config.preempt_timeout = args.preempt_timeout;
     config.kubernetes = args.kubernetes;
+    if let Some(dir) = &args.tls_dir {
+        config.tls = Some(genfleet_proto::tls::TlsDir::load(dir)?);
+    }
     if let Some(path) = &args.admin_key_file {
         let key = std::fs::read_to_string(path)
             .with_context(|| format!("reading the admin key from {}", path.display()))?;
         config.admin_key = Some(key.trim().to_string());
     }
+    let tls = config.tls.clone();
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let scheduler = Scheduler::bind(config).await?;
     let shutdown = shutdown_on_signals();
     let status = scheduler.status_reader();
@@ -46,19 +51,20 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     .await?;
     let api = serve_openai_api(
         args.api_listen,
-        &format!("http://{}", scheduler.grpc_addr()),
+        &format!("{scheme}://{}", scheduler.grpc_addr()),
         &args.artifacts,
+        tls,
         &shutdown,
     )
     .await?;
     println!(
-        "genfleet scheduler {} ready: grpc=http://{}{}{}",
+        "genfleet scheduler {} ready: grpc={scheme}://{}{}{}",
         membership.id,
         scheduler.grpc_addr(),
         metrics
             .map(|a| format!(" metrics=http://{a}/metrics"))
             .unwrap_or_default(),
-        api.map(|a| format!(" api=http://{a}/v1"))
+        api.map(|a| format!(" api={scheme}://{a}/v1"))
             .unwrap_or_default()
     );
     scheduler.run(stopped(shutdown)).await?;
@@ -70,7 +76,12 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         Some(node) => node,
         None => default_node_name(),
     };
+    let tls = match &args.tls_dir {
+        Some(dir) => Some(genfleet_proto::tls::TlsDir::load(dir)?),
+        None => None,
+    };
     let worker = Worker::new(WorkerConfig {
+        tls,
         node: node.clone(),
         scheduler: args.client.scheduler.clone(),
         model_root: args.models,
@@ -131,6 +142,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         Some(args.api_listen),
         &cluster.endpoint,
         &artifacts,
+        None,
         &shutdown,
     )
     .await?;
@@ -197,6 +209,7 @@ async fn serve_openai_api(
     addr: Option<std::net::SocketAddr>,
     grpc: &str,
     artifacts: &str,
+    tls: Option<genfleet_proto::tls::TlsDir>,
     shutdown: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<std::net::SocketAddr>> {
     let Some(addr) = addr else { return Ok(None) };
@@ -209,7 +222,7 @@ async fn serve_openai_api(
     let grpc = grpc.to_string();
     let shutdown = stopped(shutdown.clone());
     tokio::spawn(async move {
-        if let Err(e) = crate::openai::serve(listener, &grpc, store, shutdown).await {
+        if let Err(e) = crate::openai::serve(listener, &grpc, store, tls, shutdown).await {
             tracing::error!(error = %e, "API server stopped");
         }
     });

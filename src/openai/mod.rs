@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use genfleet_proto as pb;
+use genfleet_proto::tls::TlsDir;
 use genfleet_worker::artifacts::ArtifactStore;
 use pb::job_service_client::JobServiceClient;
 use serde::Deserialize;
@@ -45,14 +46,21 @@ struct Api {
 }
 
 /// Serves the API on `listener` until `shutdown`, calling the gRPC API at
-/// `grpc` (this replica's) and reading artifacts from `store`.
+/// `grpc` (this replica's) and reading artifacts from `store`; over TLS
+/// with the replica's certificate when `tls` is given.
 pub async fn serve(
     listener: TcpListener,
     grpc: &str,
     store: ArtifactStore,
+    tls: Option<TlsDir>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let channel = tonic::transport::Endpoint::from_shared(grpc.to_string())?.connect_lazy();
+    // This replica's own gRPC port, on loopback: its certificate must name
+    // localhost (docs/tls.md).
+    let grpc_tls = tls
+        .as_ref()
+        .map(|t| genfleet_proto::tls::api_client(t.ca_pem()).domain_name(LOOPBACK_NAME));
+    let channel = genfleet_proto::tls::endpoint(grpc, grpc_tls.as_ref())?.connect_lazy();
     let api = Api {
         jobs: JobServiceClient::new(channel),
         store: Arc::new(store),
@@ -71,11 +79,33 @@ pub async fn serve(
             }
         })
         .with_state(api);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    let Some(tls) = tls else {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        return Ok(());
+    };
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem(
+        tls.cert_pem().to_vec(),
+        tls.key_pem().to_vec(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("TLS for the API with {}: {e}", tls.dir.display()))?;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, config)?
+        .handle(handle)
+        .serve(app.into_make_service())
         .await?;
     Ok(())
 }
+
+/// The name the API front checks its own replica's certificate against.
+const LOOPBACK_NAME: &str = "localhost";
 
 /// `inner` as a gRPC request carrying the HTTP caller's key.
 fn grpc<T>(headers: &HeaderMap, inner: T) -> tonic::Request<T> {

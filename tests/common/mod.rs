@@ -178,6 +178,8 @@ pub struct SchedulerProc {
     pub endpoint: String,
     /// `http://.../metrics` if started with `--metrics-listen`.
     pub metrics: Option<String>,
+    /// `http(s)://.../v1` if started with `--api-listen`.
+    pub api: Option<String>,
 }
 
 /// The value of `key=` in a ready line.
@@ -198,6 +200,7 @@ pub fn start_scheduler(data_dir: &Path, listen: &str, extra: &[&str]) -> Schedul
         proc,
         endpoint,
         metrics: field(&line, "metrics="),
+        api: field(&line, "api="),
     }
 }
 

@@ -62,6 +62,9 @@ pub struct WorkerConfig {
     /// Root of the sysfs to find amdgpu devices under (`/`; a container may
     /// mount the host's elsewhere).
     pub sysfs_root: PathBuf,
+    /// This worker's client certificate, key and the cluster's CA (mutual
+    /// TLS with the schedulers); `None`: plain TCP.
+    pub tls: Option<genfleet_proto::tls::TlsDir>,
 }
 
 /// The NVIDIA GPUs CUDA can open, grouped by flavor; a GPU NVML found that
@@ -153,6 +156,13 @@ impl Worker {
             )));
         }
         let schedulers = scheduler_addresses(&config.scheduler)?;
+        if config.tls.is_none() && schedulers.iter().any(|s| s.starts_with("https://")) {
+            return Err(WorkerError::Config(
+                "the scheduler is https:// but this worker has no certificate: give --tls-dir \
+                 (a worker must present a client certificate to register; docs/tls.md)"
+                    .into(),
+            ));
+        }
         let simulated = !config.simulate.is_empty();
         // GPUs are found and watched; jobs run on them only in a build that
         // can (NVIDIA with the `cuda` feature).
@@ -287,6 +297,7 @@ impl Worker {
             self.metrics,
             self.config.reconnect_max,
             self.config.drain_timeout,
+            self.config.tls.as_ref().map(|t| t.client()),
         );
         let shutdown = std::pin::pin!(shutdown);
         session.run(updates, shutdown).await;

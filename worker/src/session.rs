@@ -21,7 +21,7 @@ use pb::worker_message::Msg as Up;
 use pb::worker_session_client::WorkerSessionClient;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
+use tonic::transport::ClientTlsConfig;
 use tonic::Streaming;
 
 use crate::executor::{Executor, JobUpdate, Reporter, RunUpdate, StopSignal};
@@ -78,6 +78,8 @@ pub struct SessionLoop {
     updates: mpsc::UnboundedSender<RunUpdate>,
     /// The number the next run gets.
     next_run: u64,
+    /// Mutual TLS with the schedulers, when the cluster uses TLS.
+    tls: Option<ClientTlsConfig>,
 }
 
 type Shutdown<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
@@ -91,6 +93,7 @@ impl SessionLoop {
         metrics: WorkerMetrics,
         reconnect_max: Duration,
         drain_timeout: Duration,
+        tls: Option<ClientTlsConfig>,
     ) -> (Self, mpsc::UnboundedReceiver<RunUpdate>) {
         let (updates, updates_rx) = mpsc::unbounded_channel();
         let this = Self {
@@ -108,6 +111,7 @@ impl SessionLoop {
             outbox: HashMap::new(),
             updates,
             next_run: 0,
+            tls,
         };
         (this, updates_rx)
     }
@@ -201,7 +205,7 @@ impl SessionLoop {
                 address
             }
         };
-        let endpoint = Endpoint::from_shared(self.scheduler.clone())
+        let endpoint = genfleet_proto::tls::endpoint(&self.scheduler, self.tls.as_ref())
             .map_err(|e| format!("bad scheduler address: {e}"))?
             .connect_timeout(Duration::from_secs(3))
             .http2_keep_alive_interval(Duration::from_secs(10))
@@ -531,6 +535,7 @@ mod tests {
             metrics,
             Duration::from_secs(1),
             Duration::from_secs(1),
+            None,
         )
     }
 

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tonic::metadata::MetadataMap;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig};
 use tonic::{Request, Status};
 
 use super::propose_status;
@@ -28,14 +28,17 @@ pub struct Router {
     raft: RaftHandle,
     book: AddressBook,
     channels: Mutex<HashMap<String, Channel>>,
+    /// How this replica dials the leader when the cluster uses TLS.
+    tls: Option<ClientTlsConfig>,
 }
 
 impl Router {
-    pub fn new(raft: RaftHandle, book: AddressBook) -> Self {
+    pub fn new(raft: RaftHandle, book: AddressBook, tls: Option<ClientTlsConfig>) -> Self {
         Self {
             raft,
             book,
             channels: Mutex::default(),
+            tls,
         }
     }
 
@@ -88,8 +91,8 @@ impl Router {
         if let Some(channel) = channels.get(address) {
             return Ok(channel.clone());
         }
-        let channel = Endpoint::from_shared(address.to_string())
-            .map_err(|e| Status::internal(format!("leader address {address:?}: {e}")))?
+        let channel = genfleet_proto::tls::endpoint(address, self.tls.as_ref())
+            .map_err(|e| Status::internal(format!("leader address: {e}")))?
             .connect_timeout(Duration::from_secs(1))
             .connect_lazy();
         channels.insert(address.to_string(), channel.clone());

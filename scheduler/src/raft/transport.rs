@@ -12,7 +12,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
+use tonic::transport::ClientTlsConfig;
 
 use super::replica::{Feedback, Transport};
 use crate::state::State;
@@ -64,19 +64,27 @@ pub struct PeerTransport {
     book: AddressBook,
     links: HashMap<u64, Link>,
     runtime: tokio::runtime::Handle,
+    /// Mutual TLS with the peers, when the cluster uses TLS.
+    tls: Option<ClientTlsConfig>,
     feedback_tx: std_mpsc::Sender<Feedback>,
     feedback_rx: std_mpsc::Receiver<Feedback>,
 }
 
 impl PeerTransport {
     /// A transport for replica `id`; its link tasks run on `runtime`.
-    pub fn new(id: u64, book: AddressBook, runtime: tokio::runtime::Handle) -> Self {
+    pub fn new(
+        id: u64,
+        book: AddressBook,
+        runtime: tokio::runtime::Handle,
+        tls: Option<ClientTlsConfig>,
+    ) -> Self {
         let (feedback_tx, feedback_rx) = std_mpsc::channel();
         Self {
             id,
             book,
             links: HashMap::new(),
             runtime,
+            tls,
             feedback_tx,
             feedback_rx,
         }
@@ -91,7 +99,12 @@ impl PeerTransport {
             .is_none_or(|l| l.address != address || l.queue.is_closed());
         if stale {
             let (queue, rx) = mpsc::channel(QUEUE);
-            let task = run_link(self.id, to, address.clone(), rx, self.feedback_tx.clone());
+            let peer = Peer {
+                id: to,
+                address: address.clone(),
+                tls: self.tls.clone(),
+            };
+            let task = run_link(self.id, peer, rx, self.feedback_tx.clone());
             self.runtime.spawn(task);
             self.links.insert(to, Link { address, queue });
         }
@@ -129,13 +142,20 @@ impl Transport for PeerTransport {
 }
 
 /// Keeps a stream to one peer and sends what is queued for it, in batches.
+/// A replica to send to, and how to reach it.
+struct Peer {
+    id: u64,
+    address: String,
+    tls: Option<ClientTlsConfig>,
+}
+
 async fn run_link(
     from: u64,
-    to: u64,
-    address: String,
+    peer: Peer,
     mut queue: mpsc::Receiver<Message>,
     feedback: std_mpsc::Sender<Feedback>,
 ) {
+    let (to, address) = (peer.id, peer.address.clone());
     let mut waiting: Option<Message> = None;
     loop {
         let first = match waiting.take() {
@@ -145,7 +165,7 @@ async fn run_link(
                 None => return, // the transport dropped this link
             },
         };
-        let client = match connect(&address).await {
+        let client = match connect(&address, peer.tls.as_ref()).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(to, %address, error = %e, "raft peer unreachable");
@@ -198,8 +218,11 @@ async fn run_link(
     }
 }
 
-async fn connect(address: &str) -> Result<RaftTransportClient<tonic::transport::Channel>, String> {
-    let endpoint = Endpoint::from_shared(address.to_string())
+async fn connect(
+    address: &str,
+    tls: Option<&ClientTlsConfig>,
+) -> Result<RaftTransportClient<tonic::transport::Channel>, String> {
+    let endpoint = genfleet_proto::tls::endpoint(address, tls)
         .map_err(|e| e.to_string())?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
