@@ -20,9 +20,14 @@ static API_KEY: RwLock<Option<String>> = RwLock::new(None);
 
 /// Sets the key calls present: the flag or GENFLEET_API_KEY if given,
 /// else the file `$XDG_CONFIG_HOME/genfleet/api-key` (or
-/// `~/.config/genfleet/api-key`) if there is one.
+/// `~/.config/genfleet/api-key`) if there is one, else the scheduler's
+/// admin key file named by GENFLEET_ADMIN_KEY_FILE (a CLI run in a
+/// scheduler pod).
 pub fn set_api_key(flag: Option<String>) {
-    let key = flag.or_else(|| std::fs::read_to_string(key_file()?).ok());
+    // Last, inside a scheduler's pod or shell: its admin key file.
+    let key = flag
+        .or_else(|| std::fs::read_to_string(key_file()?).ok())
+        .or_else(|| std::fs::read_to_string(std::env::var_os("GENFLEET_ADMIN_KEY_FILE")?).ok());
     use_api_key(key);
 }
 

@@ -9,7 +9,12 @@ use genfleet::cli::{Cli, Command};
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     genfleet::client::set_api_key(cli.api_key.clone());
-    if let Err(e) = genfleet::client::set_tls_ca(cli.tls_ca.as_deref()) {
+    // Inside a scheduler's pod or shell: trust its CA.
+    let tls_ca = cli.tls_ca.clone().or_else(|| {
+        let dir = std::path::PathBuf::from(std::env::var_os("GENFLEET_TLS_DIR")?);
+        Some(dir.join(genfleet_proto::tls::CA_FILE))
+    });
+    if let Err(e) = genfleet::client::set_tls_ca(tls_ca.as_deref()) {
         eprintln!("genfleet: {e:#}");
         return std::process::ExitCode::FAILURE;
     }

@@ -21,7 +21,10 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use objects::{assert_scheduler, assert_worker, find, selects, strings, AMD, NVIDIA};
+use objects::{
+    assert_scheduler, assert_secret_file, assert_worker, container, find, selects, strings, AMD,
+    NVIDIA,
+};
 use tools::{documents, find_python, find_tool, kubectl, render, required, validate_strict};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -93,6 +96,57 @@ fn both_vendors_combine_in_one_kustomization() {
             a["metadata"]["name"],
             b["metadata"]["name"]
         );
+    }
+}
+
+/// The TLS component on a cluster with both vendors: every worker
+/// DaemonSet and the scheduler read their certificates from their Secret.
+#[test]
+fn the_tls_component_mounts_certificates_for_every_part() {
+    let (Some(kubectl), Some(validator)) = (
+        kubectl(),
+        required("kubernetes-validate", find_tool("kubernetes-validate")),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let up = "../".repeat(dir.path().components().count() - 1);
+    let repo = format!("{up}{}", ROOT.trim_start_matches('/'));
+    let kustomization = format!(
+        "resources:\n  - {repo}/deploy/overlays/nvidia\n  - {repo}/deploy/overlays/amd/worker\n\
+         components:\n  - {repo}/deploy/components/tls\n"
+    );
+    std::fs::write(dir.path().join("kustomization.yaml"), kustomization)
+        .expect("write kustomization.yaml");
+    let yaml = render(&kubectl, dir.path());
+    validate_strict(&validator, "nvidia + amd + components/tls", &yaml);
+    let objects = documents(&yaml);
+    assert_scheduler(&objects, "with TLS");
+    let parts = [
+        (
+            "StatefulSet",
+            "genfleet-scheduler",
+            "scheduler",
+            "genfleet-scheduler-tls",
+        ),
+        (
+            "DaemonSet",
+            "genfleet-worker-nvidia",
+            "worker",
+            "genfleet-worker-tls",
+        ),
+        (
+            "DaemonSet",
+            "genfleet-worker-amd",
+            "worker",
+            "genfleet-worker-tls",
+        ),
+    ];
+    for (kind, name, role, secret) in parts {
+        let pod = &find(&objects, kind, name)["spec"]["template"]["spec"];
+        let what = format!("{kind} {name}");
+        let c = container(pod, role, &what);
+        assert_secret_file(pod, c, "GENFLEET_TLS_DIR", secret, &what);
     }
 }
 

@@ -46,7 +46,7 @@ pub fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
         })
 }
 
-fn container<'a>(pod: &'a Value, name: &str, what: &str) -> &'a Value {
+pub fn container<'a>(pod: &'a Value, name: &str, what: &str) -> &'a Value {
     pod["containers"]
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["name"] == name))
@@ -95,6 +95,32 @@ fn mount_path<'a>(c: &'a Value, volume: &str, what: &str) -> &'a Value {
         .as_array()
         .and_then(|ms| ms.iter().find(|m| m["name"] == volume))
         .unwrap_or_else(|| panic!("{what}: volume {volume} is not mounted"))
+}
+
+/// The path in env `name` of container `c` lies on a read-only mount of
+/// Secret `secret` (not optional), readable by the pod's group.
+pub fn assert_secret_file(pod: &Value, c: &Value, name: &str, secret: &str, what: &str) {
+    let path = env(c, name, what)["value"].as_str().unwrap_or("");
+    let volume = pod["volumes"]
+        .as_array()
+        .and_then(|vs| vs.iter().find(|v| v["secret"]["secretName"] == secret))
+        .unwrap_or_else(|| panic!("{what}: no volume of Secret {secret}"));
+    assert_ne!(
+        volume["secret"]["optional"], true,
+        "{what}: {secret} optional"
+    );
+    let mode = volume["secret"]["defaultMode"].as_u64().unwrap_or(0o644);
+    assert!(
+        mode & 0o040 != 0,
+        "{what}: {secret} unreadable by fsGroup ({mode:o})"
+    );
+    let mount = mount_path(c, volume["name"].as_str().unwrap_or(""), what);
+    let at = mount["mountPath"].as_str().unwrap_or("");
+    assert_eq!(mount["readOnly"], true, "{what}: {secret} mounted writable");
+    assert!(
+        !at.is_empty() && path.starts_with(at),
+        "{what}: {name}={path} is not on the mount of {secret} ({at})"
+    );
 }
 
 /// Non-root uid 65532, seccomp RuntimeDefault, and per container a read-only
@@ -221,6 +247,33 @@ pub fn assert_scheduler(objects: &[Value], what: &str) {
         "{what}: metrics port"
     );
     assert_health_probes(c, metrics, what);
+    let api = port_number(flag(c, "--api-listen", what), what);
+    assert_eq!(container_port(c, "api", what), api, "{what}: api port");
+    let client_service = find(objects, "Service", "genfleet-scheduler");
+    assert!(
+        client_service["spec"]["ports"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["targetPort"] == "api")),
+        "{what}: the client Service does not expose the REST API"
+    );
+    // The API's downloads read the store the workers write.
+    assert_eq!(
+        flag(c, "--artifacts", what),
+        "$(GENFLEET_ARTIFACTS)",
+        "{what}"
+    );
+    assert_eq!(
+        env(c, "GENFLEET_ARTIFACTS", what)["valueFrom"]["configMapKeyRef"]["name"],
+        "genfleet-config",
+        "{what}: GENFLEET_ARTIFACTS"
+    );
+    assert_secret_file(
+        pod,
+        c,
+        "GENFLEET_ADMIN_KEY_FILE",
+        "genfleet-admin-key",
+        what,
+    );
     assert_eq!(
         env(c, "POD_NAME", what)["valueFrom"]["fieldRef"]["fieldPath"],
         "metadata.name",
