@@ -20,6 +20,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", root.join(proto).display());
     }
     let descriptors = protox::compile(PROTOS, [&root])?;
+    // JSON for `-o json|yaml`: serde impls that follow the proto3 JSON
+    // mapping (enums by name), with the .proto's snake_case field names
+    // as the REST API uses them.
+    let encoded = prost::Message::encode_to_vec(&descriptors);
+    pbjson_build::Builder::new()
+        .register_descriptors(&encoded)?
+        .preserve_proto_field_names()
+        .build(&[".genfleet.v1"])?;
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::output::OutputArgs;
 use clap::{Args, Parser, Subcommand};
 use genfleet_worker::device::SimulatedGroup;
 
@@ -68,7 +69,7 @@ pub enum Command {
     #[command(subcommand)]
     Key(KeyCommand),
     /// Show who the API key in use belongs to.
-    Whoami(ClientArgs),
+    Whoami(ListArgs),
     /// Show the GPUs this machine has, as a worker here would see them.
     Devices(DevicesArgs),
     /// Kubernetes helpers: print the GenQueue CRD.
@@ -203,7 +204,7 @@ pub struct DevicesArgs {
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
     /// Every node with its devices, what is busy, and whether it is cordoned.
-    List(ClientArgs),
+    List(ListArgs),
     /// Give the node no new work; what runs there finishes.
     Cordon(NodeNameArgs),
     /// Give the node work again.
@@ -214,6 +215,8 @@ pub enum NodeCommand {
 pub struct NodeNameArgs {
     #[command(flatten)]
     pub client: ClientArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// The node's name (as its worker registered it).
     pub name: String,
 }
@@ -223,7 +226,7 @@ pub enum QueueCommand {
     /// Create or replace queues from a YAML file (one queue per document).
     Apply(QueueApplyArgs),
     /// Every queue with its cohort, weight and quotas.
-    List(ClientArgs),
+    List(ListArgs),
     /// Delete a queue (refused while unfinished jobs name it).
     Delete(QueueNameArgs),
 }
@@ -250,7 +253,7 @@ pub enum TenantCommand {
     /// Create a tenant, or replace the one of that name.
     Apply(TenantApplyArgs),
     /// Every tenant with its queues and limits.
-    List(ClientArgs),
+    List(ListArgs),
     /// Delete a tenant (refused while it has keys).
     Delete(TenantNameArgs),
 }
@@ -300,6 +303,8 @@ pub enum KeyCommand {
 pub struct KeyCreateArgs {
     #[command(flatten)]
     pub client: ClientArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// admin, tenant or worker.
     #[arg(long, default_value = "tenant")]
     pub role: String,
@@ -315,6 +320,8 @@ pub struct KeyCreateArgs {
 pub struct KeyListArgs {
     #[command(flatten)]
     pub client: ClientArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Only this tenant's keys.
     #[arg(long)]
     pub tenant: Option<String>,
@@ -333,6 +340,15 @@ pub struct ClientArgs {
     /// Address of any scheduler replica, or several, comma-separated.
     #[arg(long, env = "GENFLEET_SCHEDULER", default_value = DEFAULT_SCHEDULER)]
     pub scheduler: String,
+}
+
+/// A client command that prints objects.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -476,7 +492,7 @@ pub fn parse_peers(s: &str) -> Result<Peers, String> {
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
     /// Every replica's role, term, indexes, lag and state hash.
-    Status(ClientArgs),
+    Status(ListArgs),
     /// Add a replica (start it first with `genfleet scheduler --join`); returns once it votes.
     AddReplica(ReplicaArgs),
     /// Remove a replica from the cluster.
@@ -556,6 +572,8 @@ pub struct WorkerArgs {
 pub struct SubmitArgs {
     #[command(flatten)]
     pub client: ClientArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// What the video should show.
     #[arg(long)]
     pub prompt: String,
@@ -605,6 +623,8 @@ pub struct SubmitArgs {
 pub struct JobsArgs {
     #[command(flatten)]
     pub client: ClientArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Only jobs in this state (pending, running, completed, failed, cancelled); repeatable.
     #[arg(long = "state")]
     pub states: Vec<String>,
@@ -614,6 +634,8 @@ pub struct JobsArgs {
 pub struct JobIdArgs {
     #[command(flatten)]
     pub client: ClientArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Job id, as `genfleet jobs` shows it.
     pub id: String,
 }

@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod commands;
 pub mod http;
 pub mod openai;
+pub mod output;
 pub mod plan;
 pub mod queue_file;
 pub mod render;

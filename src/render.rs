@@ -89,6 +89,43 @@ pub fn job_table(jobs: &[pb::Job]) -> String {
     table(["ID", "STATE", "STEP", "NODE", "AGE", "DETAIL"], &rows)
 }
 
+/// `genfleet jobs -o wide`: where each job queued, for whom, and what it asks.
+pub fn job_table_wide(jobs: &[pb::Job]) -> String {
+    let dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let rows: Vec<[String; 11]> = jobs
+        .iter()
+        .map(|j| {
+            let spec = j.spec.clone().unwrap_or_default();
+            [
+                j.id.clone(),
+                j.state().label().to_string(),
+                format!("{}/{}", j.step, steps(j)),
+                dash(&j.node),
+                dash(&spec.queue),
+                dash(&spec.qos),
+                dash(&j.tenant),
+                dash(&spec.model),
+                format!("{}x{}x{}", spec.width, spec.height, spec.frames),
+                age(j.created_at_ms),
+                detail(j),
+            ]
+        })
+        .collect();
+    table(
+        [
+            "ID", "STATE", "STEP", "NODE", "QUEUE", "QOS", "TENANT", "MODEL", "SIZE", "AGE",
+            "DETAIL",
+        ],
+        &rows,
+    )
+}
+
 /// `genfleet queue list`: one line per queue, its quotas as
 /// flavor=nominal(+borrow, lend).
 /// `budget_used_hours`: device-hours used this period, by budgeted queue.
@@ -141,8 +178,34 @@ pub fn queue_table(
     table(["QUEUE", "COHORT", "WEIGHT", "BUDGET", "QUOTAS"], &rows)
 }
 
-pub fn node_table(nodes: &[pb::NodeInfo]) -> String {
-    let rows: Vec<[String; 4]> = nodes
+/// `genfleet node list`; `wide` adds the models and running jobs.
+pub fn node_table(nodes: &[pb::NodeInfo], wide: bool) -> String {
+    if wide {
+        let rows: Vec<[String; 5]> = node_rows(nodes)
+            .into_iter()
+            .zip(nodes)
+            .map(|([name, status, busy, devices], n)| {
+                let jobs = if n.jobs.is_empty() {
+                    "-".into()
+                } else {
+                    n.jobs.join(",")
+                };
+                [
+                    name,
+                    status,
+                    busy,
+                    n.models.join(","),
+                    format!("{devices}  jobs: {jobs}"),
+                ]
+            })
+            .collect();
+        return table(["NODE", "STATUS", "BUSY", "MODELS", "DEVICES"], &rows);
+    }
+    table(["NODE", "STATUS", "BUSY", "DEVICES"], &node_rows(nodes))
+}
+
+fn node_rows(nodes: &[pb::NodeInfo]) -> Vec<[String; 4]> {
+    nodes
         .iter()
         .map(|n| {
             let status = match (n.up, n.cordoned, n.draining) {
@@ -173,8 +236,7 @@ pub fn node_table(nodes: &[pb::NodeInfo]) -> String {
                 devices.join(", "),
             ]
         })
-        .collect();
-    table(["NODE", "STATUS", "BUSY", "DEVICES"], &rows)
+        .collect()
 }
 
 /// A machine's GPUs with their telemetry (`genfleet devices`).

@@ -112,3 +112,90 @@ fn up_makes_an_admin_key_that_the_cli_in_another_shell_uses() {
     let (ok, _, err) = cli_with_config(&config, &["jobs", "--scheduler", &endpoint]);
     assert!(ok, "the first key file's key no longer works: {err}");
 }
+
+/// Runs the CLI as the admin of `config`; its stdout, which must be there.
+fn succeed(config: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = cli_with_config(config, args);
+    assert!(ok, "{args:?}: {err}");
+    out
+}
+
+#[test]
+fn client_commands_print_json_and_yaml_for_scripts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config");
+    let (_proc, endpoint, _) = up(&dir.path().join("data"), &config);
+    let ep = endpoint.as_str();
+
+    let submitted = succeed(
+        &config,
+        &[
+            "submit",
+            "--scheduler",
+            ep,
+            "--prompt",
+            "a kite",
+            "--steps",
+            "2",
+            "--frames",
+            "5",
+            "--size",
+            "64x48",
+            "-o",
+            "json",
+        ],
+    );
+    let job: serde_json::Value = serde_json::from_str(&submitted).expect("submit -o json");
+    let id = job["id"].as_str().expect("an id").to_string();
+    assert!(id.starts_with("j-"), "{job}");
+    assert_eq!(job["spec"]["prompt"], "a kite");
+
+    // The watch ends with the job as JSON, its state by name.
+    let watched = succeed(&config, &["watch", &id, "--scheduler", ep, "-o", "json"]);
+    let job: serde_json::Value = serde_json::from_str(&watched).expect("watch -o json");
+    assert_eq!(job["state"], "JOB_STATE_COMPLETED", "{job}");
+    assert!(
+        job["artifacts"].as_array().is_some_and(|a| a.len() == 3),
+        "{job}"
+    );
+
+    let listed = succeed(&config, &["jobs", "--scheduler", ep, "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&listed).expect("jobs -o json");
+    assert!(
+        list["items"]
+            .as_array()
+            .is_some_and(|jobs| jobs.iter().any(|j| j["id"] == id.as_str())),
+        "{list}"
+    );
+    let yaml = succeed(&config, &["get", &id, "--scheduler", ep, "-o", "yaml"]);
+    let job: serde_json::Value = serde_yaml_ng::from_str(&yaml).expect("get -o yaml");
+    assert_eq!(job["id"], id.as_str(), "{yaml}");
+    let nodes = succeed(&config, &["node", "list", "--scheduler", ep, "-o", "yaml"]);
+    let nodes: serde_json::Value = serde_yaml_ng::from_str(&nodes).expect("node list -o yaml");
+    assert_eq!(nodes["items"][0]["name"], "local-0", "{nodes}");
+    let me = succeed(&config, &["whoami", "--scheduler", ep, "-o", "json"]);
+    let me: serde_json::Value = serde_json::from_str(&me).expect("whoami -o json");
+    assert_eq!(me["role"], "ROLE_ADMIN", "{me}");
+
+    let wide = succeed(&config, &["jobs", "--scheduler", ep, "-o", "wide"]);
+    let header = wide.lines().next().unwrap_or_default();
+    for column in ["QUEUE", "QOS", "TENANT", "MODEL"] {
+        assert!(header.contains(column), "{header}");
+    }
+    let (ok, _, err) = cli_with_config(&config, &["jobs", "--scheduler", ep, "-o", "xml"]);
+    assert!(!ok && err.contains("xml"), "{err}");
+
+    // A reader that goes away (`| head`) is no error.
+    let mut child = Command::new(BIN)
+        .args(["jobs", "--scheduler", ep, "-o", "json"])
+        .env("XDG_CONFIG_HOME", &config)
+        .env_remove("GENFLEET_API_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run genfleet");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("panicked"), "{err}");
+}

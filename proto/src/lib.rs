@@ -12,6 +12,7 @@
 /// Everything of package `genfleet.v1`.
 pub mod v1 {
     tonic::include_proto!("genfleet.v1");
+    include!(concat!(env!("OUT_DIR"), "/genfleet.v1.serde.rs"));
 }
 
 pub use v1::*;

@@ -5,10 +5,11 @@ use pb::cluster_service_client::ClusterServiceClient;
 
 use crate::cli::ClusterCommand;
 use crate::client::{channel, first_channel, ClientError};
+use crate::output::{self, Format};
 
 pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
     match command {
-        ClusterCommand::Status(args) => status(&args.scheduler).await,
+        ClusterCommand::Status(args) => status(&args.client.scheduler, args.output.output).await,
         ClusterCommand::AddReplica(args) => {
             let mut client =
                 ClusterServiceClient::new(first_channel(&args.client.scheduler).await?);
@@ -51,8 +52,20 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
     }
 }
 
+/// A replica as `-o json|yaml` prints it: its address and its own status,
+/// or why it did not answer.
+#[derive(serde::Serialize)]
+struct ReplicaItem<'a> {
+    id: u64,
+    address: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'a pb::ReplicaStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
 /// Asks one replica for the members, then every member for its own view.
-async fn status(addresses: &str) -> anyhow::Result<()> {
+async fn status(addresses: &str, format: Format) -> anyhow::Result<()> {
     let mut first = ClusterServiceClient::new(first_channel(addresses).await?);
     let seed = first
         .status(pb::ReplicaStatusRequest {})
@@ -67,8 +80,16 @@ async fn status(addresses: &str) -> anyhow::Result<()> {
         };
         rows.push((member.clone(), status));
     }
-    println!("{}", status_table(&seed, &rows));
-    Ok(())
+    let items: Vec<ReplicaItem> = rows
+        .iter()
+        .map(|(member, status)| ReplicaItem {
+            id: member.id,
+            address: &member.address,
+            status: status.as_ref().ok(),
+            error: status.as_ref().err().map(String::as_str),
+        })
+        .collect();
+    output::list(format, &items, |_| status_table(&seed, &rows))
 }
 
 async fn member_status(address: &str) -> Result<pb::ReplicaStatus, ClientError> {

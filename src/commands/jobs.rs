@@ -6,6 +6,7 @@ use pb::JobState;
 
 use crate::cli::{JobIdArgs, JobsArgs, SubmitArgs};
 use crate::client::{connect, retryable, ClientError, Scheduler};
+use crate::output::{self, Format};
 use crate::render;
 
 pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
@@ -29,13 +30,22 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     genfleet_scheduler::spec::validate(&genfleet_scheduler::spec::with_defaults(spec.clone()))?;
     let mut scheduler = connect(&args.client.scheduler).await?;
     let job = scheduler.submit(spec).await?;
+    let format = args.output.output;
     if !args.watch {
-        println!("{}", job.id);
-        return Ok(());
+        return output::object(format, &job, || job.id.clone());
     }
     eprintln!("submitted {}", job.id);
-    let job = follow(&mut scheduler, &job.id, &render::job_bar(&job.id, 1)).await?;
-    finish_message(&job)
+    let job = follow(&mut scheduler, &job.id, &bar(format, &job.id)).await?;
+    finish_message(&job, format)
+}
+
+/// A progress bar on the terminal; none when the output is for programs.
+fn bar(format: Format, id: &str) -> indicatif::ProgressBar {
+    if format.structured() {
+        indicatif::ProgressBar::hidden()
+    } else {
+        render::job_bar(id, 1)
+    }
 }
 
 pub async fn list(args: JobsArgs) -> anyhow::Result<()> {
@@ -60,12 +70,13 @@ pub async fn list(args: JobsArgs) -> anyhow::Result<()> {
         })
         .await?
         .jobs;
-    if jobs.is_empty() {
-        println!("no jobs");
-    } else {
-        println!("{}", render::job_table(&jobs));
-    }
-    Ok(())
+    output::list(args.output.output, &jobs, |wide| {
+        match (jobs.is_empty(), wide) {
+            (true, _) => "no jobs".into(),
+            (false, false) => render::job_table(&jobs),
+            (false, true) => render::job_table_wide(&jobs),
+        }
+    })
 }
 
 pub async fn get(args: JobIdArgs) -> anyhow::Result<()> {
@@ -77,14 +88,14 @@ pub async fn get(args: JobIdArgs) -> anyhow::Result<()> {
             async move { c.get(request).await }
         })
         .await?;
-    println!("{}", render::job_details(&job));
-    Ok(())
+    output::object(args.output.output, &job, || render::job_details(&job))
 }
 
 pub async fn watch(args: JobIdArgs) -> anyhow::Result<()> {
     let mut scheduler = connect(&args.client.scheduler).await?;
-    let job = follow(&mut scheduler, &args.id, &render::job_bar(&args.id, 1)).await?;
-    finish_message(&job)
+    let format = args.output.output;
+    let job = follow(&mut scheduler, &args.id, &bar(format, &args.id)).await?;
+    finish_message(&job, format)
 }
 
 pub async fn cancel(args: JobIdArgs) -> anyhow::Result<()> {
@@ -96,8 +107,9 @@ pub async fn cancel(args: JobIdArgs) -> anyhow::Result<()> {
             async move { c.cancel(request).await }
         })
         .await?;
-    println!("{} {}", job.id, job.state().label());
-    Ok(())
+    output::object(args.output.output, &job, || {
+        format!("{} {}", job.id, job.state().label())
+    })
 }
 
 /// Follows a job on `bar` until it ends; returns it as it ended. A watch
@@ -145,11 +157,16 @@ pub async fn follow(
 /// Broken watch streams a follow opens again before it gives up.
 const MAX_WATCH_BREAKS: u32 = 20;
 
-/// Prints where the results are; an error if the job did not complete.
-fn finish_message(job: &pb::Job) -> anyhow::Result<()> {
+/// Prints where the results are (the job itself for programs, however it
+/// ended); an error if the job did not complete.
+fn finish_message(job: &pb::Job, format: Format) -> anyhow::Result<()> {
+    if format.structured() {
+        output::object(format, job, String::new)?;
+    } else if job.state() == JobState::Completed {
+        output::print(&render::job_details(job))?;
+    }
     if job.state() != JobState::Completed {
         bail!("job {} {}: {}", job.id, job.state().label(), job.message);
     }
-    println!("{}", render::job_details(job));
     Ok(())
 }

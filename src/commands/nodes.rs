@@ -5,20 +5,22 @@ use pb::node_service_client::NodeServiceClient;
 
 use crate::cli::{NodeCommand, NodeNameArgs};
 use crate::client::{first_channel, ClientError};
+use crate::output;
 use crate::render;
 
 pub async fn run(command: NodeCommand) -> anyhow::Result<()> {
     match command {
         NodeCommand::List(args) => {
-            let mut client = NodeServiceClient::new(first_channel(&args.scheduler).await?);
+            let mut client = NodeServiceClient::new(first_channel(&args.client.scheduler).await?);
             let nodes = client
                 .list(pb::ListNodesRequest {})
                 .await
                 .map_err(ClientError::from)?
                 .into_inner()
                 .nodes;
-            println!("{}", render::node_table(&nodes));
-            Ok(())
+            output::list(args.output.output, &nodes, |wide| {
+                render::node_table(&nodes, wide)
+            })
         }
         NodeCommand::Cordon(args) => cordon(args, true).await,
         NodeCommand::Uncordon(args) => cordon(args, false).await,
@@ -36,6 +38,9 @@ async fn cordon(args: NodeNameArgs, cordoned: bool) -> anyhow::Result<()> {
         .map_err(ClientError::from)?
         .into_inner();
     let running = node.jobs.len();
+    if args.output.output.structured() {
+        return output::object(args.output.output, &node, String::new);
+    }
     if cordoned {
         println!(
             "node {} cordoned: it takes no new work ({running} running jobs finish there)",

@@ -5,7 +5,17 @@ use pb::queue_service_client::QueueServiceClient;
 
 use crate::cli::QueueCommand;
 use crate::client::{first_channel, ClientError};
-use crate::{queue_file, render};
+use crate::{output, queue_file, render};
+
+/// A queue as `-o json|yaml` prints it: its spec and the device-hours its
+/// budget has used this period.
+#[derive(serde::Serialize)]
+struct QueueItem<'a> {
+    #[serde(flatten)]
+    queue: &'a pb::Queue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    budget_used_hours: Option<f64>,
+}
 
 pub async fn run(command: QueueCommand) -> anyhow::Result<()> {
     match command {
@@ -33,17 +43,23 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<()> {
             Ok(())
         }
         QueueCommand::List(args) => {
-            let mut client = QueueServiceClient::new(first_channel(&args.scheduler).await?);
+            let mut client = QueueServiceClient::new(first_channel(&args.client.scheduler).await?);
             let list = client
                 .list(pb::ListQueuesRequest {})
                 .await
                 .map_err(ClientError::from)?
                 .into_inner();
-            println!(
-                "{}",
+            let items: Vec<QueueItem> = list
+                .queues
+                .iter()
+                .map(|queue| QueueItem {
+                    queue,
+                    budget_used_hours: list.budget_used_hours.get(&queue.name).copied(),
+                })
+                .collect();
+            output::list(args.output.output, &items, |_| {
                 render::queue_table(&list.queues, &list.budget_used_hours)
-            );
-            Ok(())
+            })
         }
         QueueCommand::Delete(args) => {
             let mut client = QueueServiceClient::new(first_channel(&args.client.scheduler).await?);

@@ -3,8 +3,9 @@
 use genfleet_proto as pb;
 use pb::tenant_service_client::TenantServiceClient;
 
-use crate::cli::{ClientArgs, KeyCommand, TenantCommand};
+use crate::cli::{ClientArgs, KeyCommand, ListArgs, TenantCommand};
 use crate::client::{first_channel, ClientError, SchedulerChannel};
+use crate::output;
 
 async fn connect(client: &ClientArgs) -> anyhow::Result<TenantServiceClient<SchedulerChannel>> {
     Ok(TenantServiceClient::new(
@@ -52,31 +53,15 @@ pub async fn run_tenant(command: TenantCommand) -> anyhow::Result<()> {
             println!("tenant {} applied", applied.name);
         }
         TenantCommand::List(args) => {
-            let list = connect(&args)
+            let list = connect(&args.client)
                 .await?
                 .list(pb::ListTenantsRequest {})
                 .await
                 .map_err(ClientError::from)?
                 .into_inner();
-            println!(
-                "{:<20} {:<30} {:<16} {:<12} {:<12} MAX UNFINISHED",
-                "NAME", "QUEUES", "DEFAULT QUEUE", "DEFAULT QOS", "MAX QOS"
-            );
-            for t in list.tenants {
-                let limit = match t.max_unfinished_jobs {
-                    0 => "-".to_string(),
-                    n => n.to_string(),
-                };
-                println!(
-                    "{:<20} {:<30} {:<16} {:<12} {:<12} {}",
-                    t.name,
-                    t.queues.join(","),
-                    t.default_queue,
-                    t.default_qos,
-                    t.max_qos,
-                    limit
-                );
-            }
+            output::list(args.output.output, &list.tenants, |_| {
+                tenant_table(&list.tenants)
+            })?;
         }
         TenantCommand::Delete(args) => {
             connect(&args.client)
@@ -106,9 +91,14 @@ pub async fn run_key(command: KeyCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(ClientError::from)?
                 .into_inner();
-            let id = created.key.map(|k| k.id).unwrap_or_default();
-            // The secret on stdout alone, so that scripts can capture it.
-            println!("{}", created.secret);
+            let id = created
+                .key
+                .as_ref()
+                .map(|k| k.id.clone())
+                .unwrap_or_default();
+            // The secret on stdout alone (or the key and its secret as an
+            // object), so that scripts can capture it.
+            output::object(args.output.output, &created, || created.secret.clone())?;
             eprintln!("key {id} created; its secret is shown once, above: keep it now");
         }
         KeyCommand::List(args) => {
@@ -120,25 +110,7 @@ pub async fn run_key(command: KeyCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(ClientError::from)?
                 .into_inner();
-            println!(
-                "{:<14} {:<8} {:<20} {:<22} DESCRIPTION",
-                "ID", "ROLE", "TENANT", "CREATED"
-            );
-            for k in list.keys {
-                let created = humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH
-                        + std::time::Duration::from_millis(k.created_at_ms.max(0) as u64),
-                );
-                let tenant = if k.tenant.is_empty() { "-" } else { &k.tenant };
-                println!(
-                    "{:<14} {:<8} {:<20} {:<22} {}",
-                    k.id,
-                    role_label(k.role()),
-                    tenant,
-                    created.to_string(),
-                    k.description
-                );
-            }
+            output::list(args.output.output, &list.keys, |_| key_table(&list.keys))?;
         }
         KeyCommand::Revoke(args) => {
             connect(&args.client)
@@ -154,13 +126,17 @@ pub async fn run_key(command: KeyCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn whoami(args: ClientArgs) -> anyhow::Result<()> {
-    let me = connect(&args)
+pub async fn whoami(args: ListArgs) -> anyhow::Result<()> {
+    let format = args.output.output;
+    let me = connect(&args.client)
         .await?
         .who_am_i(pb::WhoAmIRequest {})
         .await
         .map_err(ClientError::from)?
         .into_inner();
+    if format.structured() {
+        return output::object(format, &me, String::new);
+    }
     if !me.enforced {
         println!("admin (this cluster checks no API keys)");
         return Ok(());
@@ -175,4 +151,49 @@ pub async fn whoami(args: ClientArgs) -> anyhow::Result<()> {
         role => println!("{} ({key})", role_label(role)),
     }
     Ok(())
+}
+
+fn tenant_table(tenants: &[pb::Tenant]) -> String {
+    let mut lines = vec![format!(
+        "{:<20} {:<30} {:<16} {:<12} {:<12} MAX UNFINISHED",
+        "NAME", "QUEUES", "DEFAULT QUEUE", "DEFAULT QOS", "MAX QOS"
+    )];
+    for t in tenants {
+        let limit = match t.max_unfinished_jobs {
+            0 => "-".to_string(),
+            n => n.to_string(),
+        };
+        lines.push(format!(
+            "{:<20} {:<30} {:<16} {:<12} {:<12} {}",
+            t.name,
+            t.queues.join(","),
+            t.default_queue,
+            t.default_qos,
+            t.max_qos,
+            limit
+        ));
+    }
+    lines.join("\n")
+}
+
+fn key_table(keys: &[pb::ApiKey]) -> String {
+    let mut lines = vec![format!(
+        "{:<14} {:<8} {:<20} {:<22} DESCRIPTION",
+        "ID", "ROLE", "TENANT", "CREATED"
+    )];
+    for k in keys {
+        let created = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(k.created_at_ms.max(0) as u64),
+        );
+        let tenant = if k.tenant.is_empty() { "-" } else { &k.tenant };
+        lines.push(format!(
+            "{:<14} {:<8} {:<20} {:<22} {}",
+            k.id,
+            role_label(k.role()),
+            tenant,
+            created.to_string(),
+            k.description
+        ));
+    }
+    lines.join("\n")
 }

@@ -131,7 +131,10 @@ impl TenantService for TenantApi {
         let create = pb::CreateKey { key: Some(key) };
         match self.propose(pb::command::Kind::CreateKey(create)).await? {
             Outcome::Key(key) => Ok(Response::new(pb::CreateKeyResponse {
-                key: Some(key),
+                key: Some(pb::ApiKey {
+                    secret_sha256: Vec::new(),
+                    ..key
+                }),
                 secret,
             })),
             other => Err(unexpected("key create", other)),
@@ -154,7 +157,11 @@ impl TenantService for TenantApi {
             state
                 .keys()
                 .filter(|k| tenant.is_empty() || k.tenant == tenant)
-                .cloned()
+                .map(|k| pb::ApiKey {
+                    // The hash stays in the state: a listing never needs it.
+                    secret_sha256: Vec::new(),
+                    ..k.clone()
+                })
                 .collect()
         });
         Ok(Response::new(pb::ListKeysResponse { keys }))
