@@ -168,6 +168,13 @@ fn the_openai_sdk_makes_lists_downloads_and_deletes_videos() {
     assert_eq!(seen["other_tenant"], "not found");
     assert_eq!(seen["other_list"], serde_json::json!([]));
     assert_eq!(seen["wrong_key"], "refused");
+    let remix = &seen["remix"];
+    assert_eq!(remix["status"], "completed", "{seen}");
+    assert_eq!(remix["remixed_from"], created["id"], "{seen}");
+    assert_eq!(remix["prompt"], "a red kite over a calm sea");
+    assert_eq!(remix["size"], created["size"]);
+    assert_eq!(remix["seconds"], created["seconds"]);
+    assert_eq!(seen["other_remix"], "not found");
     assert_eq!(seen["deleted"], true);
     assert_eq!(seen["after_delete"], "not found");
 

@@ -148,6 +148,9 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
     if spec.priority.abs() > MAX_PRIORITY {
         return Err(SpecError::Priority(spec.priority));
     }
+    if !spec.remix_of.is_empty() {
+        validate_name("remix_of", &spec.remix_of)?;
+    }
     Ok(())
 }
 

@@ -25,6 +25,7 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         queue: args.queue.unwrap_or_default(),
         qos: args.qos.unwrap_or_default(),
         priority: args.priority,
+        remix_of: String::new(),
     };
     // Checked here too, so a typo is caught before any network call.
     genfleet_scheduler::spec::validate(&genfleet_scheduler::spec::with_defaults(spec.clone()))?;

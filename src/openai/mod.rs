@@ -18,7 +18,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use genfleet_proto as pb;
 use genfleet_proto::tls::TlsDir;
@@ -70,6 +70,7 @@ pub async fn serve(
         .route("/v1/videos", get(list).post(create))
         .route("/v1/videos/{id}", get(retrieve).delete(delete))
         .route("/v1/videos/{id}/content", get(content))
+        .route("/v1/videos/{id}/remix", post(remix))
         .fallback(|| async {
             ApiError {
                 status: StatusCode::NOT_FOUND,
@@ -176,6 +177,59 @@ async fn create(State(api): State<Api>, request: Request) -> Result<Response, Ap
         video::fields_of_json(&value)?
     };
     let spec = video::spec_from(&fields, &api.models)?;
+    let submit = pb::SubmitRequest {
+        spec: Some(spec),
+        request_id: String::new(),
+    };
+    let job = api
+        .jobs
+        .clone()
+        .submit(grpc(&headers, submit))
+        .await?
+        .into_inner()
+        .job
+        .ok_or_else(|| tonic::Status::internal("submit returned no job"))?;
+    Ok(video_response(&job))
+}
+
+/// A new video from a completed one: its model, size, length, steps, seed
+/// and guidance, with a new prompt. The same seed starts from the same
+/// noise, so the composition carries over as far as the model keeps it
+/// (docs/openai-api.md).
+async fn remix(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad("body", format!("the body is not JSON: {e}")))?;
+    let fields = video::fields_of_json(&value)?;
+    if let Some(unknown) = fields.keys().find(|k| k.as_str() != "prompt") {
+        return Err(ApiError::bad(
+            unknown,
+            format!("a remix takes only a prompt, not {unknown:?}"),
+        ));
+    }
+    let prompt = fields.get("prompt").cloned().unwrap_or_default();
+    let source = get_job(&api, &headers, &id).await?;
+    if source.state() != pb::JobState::Completed {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            message: format!(
+                "video {id} is {}: only a completed video can be remixed",
+                source.state().label()
+            ),
+            param: None,
+            code: Some("video_not_ready"),
+        });
+    }
+    let spec = pb::JobSpec {
+        prompt,
+        remix_of: id,
+        ..source.spec.unwrap_or_default()
+    };
+    video::check(&spec)?;
     let submit = pb::SubmitRequest {
         spec: Some(spec),
         request_id: String::new(),
@@ -330,13 +384,21 @@ async fn content(
             param: Some("variant".into()),
             code: None,
         })?;
-    let bytes = api.store.get(&artifact.uri).await.map_err(|e| ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        message: format!("cannot read {}: {e}", artifact.uri),
-        param: None,
-        code: None,
-    })?;
+    let (size, stream) = api
+        .store
+        .get_stream(&artifact.uri)
+        .await
+        .map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("cannot read {}: {e}", artifact.uri),
+            param: None,
+            code: None,
+        })?;
     let content_type = HeaderValue::from_str(&artifact.content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
-    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+    let headers = [
+        (header::CONTENT_TYPE, content_type),
+        (header::CONTENT_LENGTH, HeaderValue::from(size)),
+    ];
+    Ok((headers, axum::body::Body::from_stream(stream)).into_response())
 }

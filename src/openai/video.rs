@@ -149,7 +149,7 @@ pub fn video(job: &pb::Job) -> Video {
         seconds: (spec.frames.saturating_sub(1) / fps).to_string(),
         size: format!("{}x{}", spec.width, spec.height),
         prompt: spec.prompt.clone(),
-        remixed_from_video_id: None,
+        remixed_from_video_id: Some(spec.remix_of.clone()).filter(|r| !r.is_empty()),
         error,
         queue: spec.queue.clone(),
         qos: spec.qos.clone(),
@@ -257,7 +257,15 @@ pub fn spec_from(
         queue: fields.get("queue").cloned().unwrap_or_default(),
         qos: fields.get("qos").cloned().unwrap_or_default(),
         priority: number(fields, "priority")?.unwrap_or(0),
+        remix_of: String::new(),
     };
+    check(&job)?;
+    Ok(job)
+}
+
+/// `job` checked as the scheduler checks it, an error naming the parameter
+/// of the Videos API that set what is wrong.
+pub fn check(job: &pb::JobSpec) -> Result<(), ApiError> {
     spec::validate(&spec::with_defaults(job.clone())).map_err(|e| {
         let param = match &e {
             SpecError::EmptyPrompt | SpecError::PromptTooLong { .. } => "prompt",
@@ -274,14 +282,17 @@ pub fn spec_from(
         };
         let message = match &e {
             SpecError::Frames(_) | SpecError::TooLarge { .. } => format!(
-                "{seconds} s at {fps} fps is {} frames of {width}x{height}: {e}",
-                job.frames
+                "{} s at {} fps is {} frames of {}x{}: {e}",
+                job.frames.saturating_sub(1) / job.fps.max(1),
+                job.fps,
+                job.frames,
+                job.width,
+                job.height
             ),
             _ => e.to_string(),
         };
         ApiError::bad(param, message)
-    })?;
-    Ok(job)
+    })
 }
 
 /// Text fields of a JSON object (numbers and booleans as their text).

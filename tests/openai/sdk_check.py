@@ -89,6 +89,23 @@ try:
 except openai.AuthenticationError:
     seen["wrong_key"] = "refused"
 
+# A remix: the same settings (and seed) with a new prompt; another tenant
+# cannot remix what it cannot see.
+remix = client.videos.remix(video.id, prompt="a red kite over a calm sea")
+remix = client.videos.poll(remix.id, poll_interval_ms=200)
+seen["remix"] = {
+    "status": remix.status,
+    "remixed_from": remix.remixed_from_video_id,
+    "prompt": remix.prompt,
+    "size": remix.size,
+    "seconds": remix.seconds,
+}
+try:
+    other.videos.remix(video.id, prompt="mine now")
+    seen["other_remix"] = "accepted"
+except openai.NotFoundError:
+    seen["other_remix"] = "not found"
+
 # Delete, then it is gone.
 deleted = client.videos.delete(video.id)
 seen["deleted"] = deleted.deleted

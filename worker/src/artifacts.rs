@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use futures::{StreamExt, TryStreamExt};
 use genfleet_proto as pb;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
@@ -45,6 +46,9 @@ pub enum ArtifactError {
     #[error("artifact store {base} does not take writes: {why}")]
     Unreachable { base: String, why: String },
 }
+
+/// An object's bytes as they arrive.
+pub type ByteStream = futures::stream::BoxStream<'static, Result<bytes::Bytes, ArtifactError>>;
 
 #[derive(Clone)]
 pub struct ArtifactStore {
@@ -135,6 +139,23 @@ impl ArtifactStore {
     /// Reads an object this store (or another worker's view of the same
     /// store) wrote, by its URI.
     pub async fn get(&self, uri: &str) -> Result<Vec<u8>, ArtifactError> {
+        let path = self.path_of(uri)?;
+        let bytes = self.store.get(&path).await?.bytes().await?;
+        Ok(bytes.to_vec())
+    }
+
+    /// The object at `uri` as it arrives from the store, and its size: a
+    /// download is sent on without holding the whole file in memory.
+    pub async fn get_stream(&self, uri: &str) -> Result<(u64, ByteStream), ArtifactError> {
+        let path = self.path_of(uri)?;
+        let result = self.store.get(&path).await?;
+        let size = result.meta.size;
+        let stream = result.into_stream().map_err(ArtifactError::from).boxed();
+        Ok((size, stream))
+    }
+
+    /// The path in the store of `uri`, which must be under its root.
+    fn path_of(&self, uri: &str) -> Result<ObjectPath, ArtifactError> {
         let elsewhere = || ArtifactError::Elsewhere {
             uri: uri.to_string(),
             base: self.base_uri.clone(),
@@ -143,9 +164,7 @@ impl ArtifactStore {
             .strip_prefix(&self.base_uri)
             .and_then(|rest| rest.strip_prefix('/'))
             .ok_or_else(elsewhere)?;
-        let path = ObjectPath::parse(relative).map_err(|_| elsewhere())?;
-        let bytes = self.store.get(&path).await?.bytes().await?;
-        Ok(bytes.to_vec())
+        ObjectPath::parse(relative).map_err(|_| elsewhere())
     }
 
     /// Writes `bytes` as `<job>/<name>` and describes the result.
