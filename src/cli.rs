@@ -530,6 +530,11 @@ pub struct WorkerArgs {
     /// use TLS (docs/tls.md).
     #[arg(long, env = "GENFLEET_TLS_DIR")]
     pub tls_dir: Option<PathBuf>,
+    /// Interactive jobs store a low-resolution preview of their video after
+    /// this fraction of their steps (the Videos API serves it while they
+    /// run); 0 turns previews off.
+    #[arg(long, default_value_t = 0.25)]
+    pub preview_at: f64,
     /// Node name (defaults to the host name).
     #[arg(long, env = "GENFLEET_NODE")]
     pub node: Option<String>,

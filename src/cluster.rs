@@ -149,6 +149,7 @@ impl LocalCluster {
                 sysfs_root: genfleet_worker::device::default_sysfs_root(),
                 drain_timeout: Duration::from_secs(10),
                 tls: None,
+                preview_at: 0.25,
             })?;
             registries.push(worker.metrics_registry());
             others.push(tokio::spawn(worker.run(stopped(stop_rx.clone()))));

@@ -82,6 +82,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     };
     let worker = Worker::new(WorkerConfig {
         tls,
+        preview_at: args.preview_at,
         node: node.clone(),
         scheduler: args.client.scheduler.clone(),
         model_root: args.models,

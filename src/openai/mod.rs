@@ -31,6 +31,10 @@ use tonic::transport::Channel;
 
 pub use video::{frames_for, ApiError, Video};
 
+/// Content variants of a completed video, and of a preview.
+const FINAL_VARIANTS: [&str; 3] = ["video", "thumbnail", "spritesheet"];
+const PREVIEW_VARIANTS: [&str; 2] = ["preview", "preview_thumbnail"];
+
 /// Longest list page a client may ask for.
 const MAX_PAGE: usize = 100;
 const DEFAULT_PAGE: usize = 20;
@@ -356,14 +360,21 @@ async fn content(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let variant = params.variant.unwrap_or_else(|| "video".into());
-    if !["video", "thumbnail", "spritesheet"].contains(&variant.as_str()) {
+    let preview = PREVIEW_VARIANTS.contains(&variant.as_str());
+    if !preview && !FINAL_VARIANTS.contains(&variant.as_str()) {
         return Err(ApiError::bad(
             "variant",
-            format!("variant {variant:?}: video, thumbnail or spritesheet"),
+            format!(
+                "variant {variant:?}: {} or {}",
+                FINAL_VARIANTS.join(", "),
+                PREVIEW_VARIANTS.join(", ")
+            ),
         ));
     }
     let job = get_job(&api, &headers, &id).await?;
-    if job.state() != pb::JobState::Completed {
+    // A preview is served as soon as it is there; the final files once
+    // the video completes.
+    if !preview && job.state() != pb::JobState::Completed {
         return Err(ApiError {
             status: StatusCode::CONFLICT,
             message: format!(
@@ -380,7 +391,13 @@ async fn content(
         .find(|a| a.kind == variant)
         .ok_or_else(|| ApiError {
             status: StatusCode::NOT_FOUND,
-            message: format!("video {id} has no {variant} (simulated devices make none)"),
+            message: if preview {
+                format!(
+                    "video {id} has no preview (yet): interactive jobs make one part way through"
+                )
+            } else {
+                format!("video {id} has no {variant} (simulated devices make none)")
+            },
             param: Some("variant".into()),
             code: None,
         })?;

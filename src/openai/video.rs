@@ -109,6 +109,9 @@ pub struct Video {
     pub queue: String,
     pub qos: String,
     pub pending_reason: Option<String>,
+    /// Whether a preview is there (`variant=preview` and
+    /// `variant=preview_thumbnail`), while the job runs and after.
+    pub has_preview: bool,
 }
 
 /// Frames for `seconds` at `fps`: a first frame, then `fps` per second.
@@ -155,6 +158,7 @@ pub fn video(job: &pb::Job) -> Video {
         qos: spec.qos.clone(),
         pending_reason: (state == pb::JobState::Pending && !job.pending_reason.is_empty())
             .then(|| job.pending_reason.clone()),
+        has_preview: job.artifacts.iter().any(|a| a.kind == "preview"),
     }
 }
 

@@ -278,6 +278,19 @@ pub fn http_request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
+    let (status, body) = http_request_bytes(method, url, headers, body);
+    let body = String::from_utf8(body)
+        .unwrap_or_else(|e| panic!("{method} {url}: the body is not text: {e}"));
+    (status, body)
+}
+
+/// [`http_request`] for a body that need not be text.
+pub fn http_request_bytes(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<u8>) {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("an http:// url");
     let (host, path) = rest
@@ -296,15 +309,19 @@ pub fn http_request(
         head += &format!("Content-Length: {}\r\n", body.len());
     }
     write!(stream, "{head}\r\n{body}").expect("send request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("read response");
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("{method} {url}: not an HTTP response"));
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("{method} {url}: no status code in {head:?}"));
-    (status, body.to_string())
+    (status, response[split + 4..].to_vec())
 }
 
 /// A client of the scheduler at `endpoint` (which is listening already:

@@ -21,7 +21,7 @@ use crate::device::compute::{ComputeDevice, DeviceTable};
 use crate::metrics::WorkerMetrics;
 use crate::model::{
     generate_parallel, Checkpoint, Denoised, GenerateRequest, Generated, ModelError, Pipeline,
-    StepProgress,
+    StepProgress, Video,
 };
 use crate::video;
 
@@ -88,6 +88,10 @@ pub enum JobUpdate {
         step: u32,
         total: u32,
     },
+    /// A preview of the running job was stored.
+    Preview {
+        artifacts: Vec<pb::Artifact>,
+    },
     Finished {
         artifacts: Vec<pb::Artifact>,
     },
@@ -150,6 +154,9 @@ pub struct Executor {
     devices: DeviceTable,
     /// Simulated devices: jobs only wait out their steps.
     simulated: bool,
+    /// Fraction of an interactive job's steps after which it stores a
+    /// preview; 0: none.
+    preview_at: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +186,7 @@ impl Executor {
         metrics: WorkerMetrics,
         devices: DeviceTable,
         simulated: bool,
+        preview_at: f64,
     ) -> Self {
         Self {
             model_root,
@@ -187,7 +195,62 @@ impl Executor {
             metrics,
             devices,
             simulated,
+            preview_at,
         }
+    }
+
+    /// The step after which `spec`'s job stores a preview: interactive
+    /// jobs only (someone is waiting to see it), and never the last step.
+    fn preview_step(&self, spec: &pb::JobSpec, from_step: u32) -> Option<u32> {
+        if self.preview_at <= 0.0 || spec.qos != "interactive" || spec.steps < 2 {
+            return None;
+        }
+        let step =
+            ((self.preview_at * f64::from(spec.steps)).ceil() as u32).clamp(1, spec.steps - 1);
+        // A resumed run past it made its preview before it was preempted.
+        (step > from_step).then_some(step)
+    }
+
+    /// Encodes `video` as a preview and stores it in the background; the
+    /// task reports it through `reporter`. A preview that fails is logged:
+    /// the job goes on.
+    fn store_preview(
+        self: &Arc<Self>,
+        job: &str,
+        video: &Video,
+        fps: u32,
+        reporter: &Reporter,
+        runtime: &tokio::runtime::Handle,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let small = video::half_resolution(video);
+        let encoded =
+            video::encode_mp4(&small, fps).and_then(|mp4| Ok((mp4, video::thumbnail_png(&small)?)));
+        let (mp4, thumbnail) = match encoded {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!(%job, error = %e, "preview not made");
+                return None;
+            }
+        };
+        let (this, job, reporter) = (self.clone(), job.to_string(), reporter.clone());
+        Some(runtime.spawn(async move {
+            let files = [
+                ("preview.mp4", "preview", "video/mp4", mp4),
+                ("preview.png", "preview_thumbnail", "image/png", thumbnail),
+            ];
+            let mut artifacts = Vec::with_capacity(files.len());
+            for (name, kind, content_type, bytes) in files {
+                match this.store.put(&job, name, kind, content_type, bytes).await {
+                    Ok(artifact) => artifacts.push(artifact),
+                    Err(e) => {
+                        tracing::warn!(%job, error = %e, "preview not stored");
+                        return;
+                    }
+                }
+            }
+            tracing::info!(%job, "preview stored");
+            reporter.send(JobUpdate::Preview { artifacts });
+        }))
     }
 
     /// Runs `assignment` to its end, sending updates; never panics on job errors.
@@ -264,94 +327,115 @@ impl Executor {
                 devices.len()
             )));
         }
+        let from_step = assignment.checkpoint.as_ref().map_or(0, |c| c.step);
+        let preview_step = self.preview_step(&spec, from_step);
+        let runtime = tokio::runtime::Handle::current();
         // The model and the encoder are CPU-bound: off the async threads.
-        let rendered = tokio::task::spawn_blocking(move || -> Result<Rendered, RunError> {
-            let model_error = |source| RunError::Model {
-                model: model.clone(),
-                source,
-            };
-            let dir = crate::model::weights::model_dir(&this.model_root, &model);
-            let config = crate::model::weights::read_manifest(&dir)
-                .map_err(model_error)?
-                .config;
-            // Read to the host: each rank moves it to its own device.
-            let checkpoint = saved.and_then(|bytes| {
-                let [c, t, h, w] =
-                    config.latent_shape(request.frames, request.height, request.width);
-                let shape = [1, c, t, h, w];
-                match Checkpoint::from_bytes(&bytes, &model, &request, &shape, &Device::Cpu) {
-                    Ok(c) => {
-                        this.metrics
-                            .checkpoint_loads
-                            .with_label_values(&["resumed"])
-                            .inc();
-                        tracing::info!(%job, step = c.step, "resuming from a checkpoint");
-                        Some(c)
-                    }
-                    Err(e) => {
-                        this.checkpoint_unreadable(&job, &e.to_string());
-                        None
-                    }
-                }
-            });
-            let tp_label = tp.to_string();
-            let step_seconds = this
-                .metrics
-                .step_seconds
-                .with_label_values(&[model.as_str(), tp_label.as_str()]);
-            let mut last = Instant::now();
-            let mut on_step = |p: StepProgress| {
-                step_seconds.observe(last.elapsed().as_secs_f64());
-                last = Instant::now();
-                let progress = JobUpdate::Progress {
-                    step: p.done as u32,
-                    total: p.total as u32,
+        let (rendered, preview_task) = tokio::task::spawn_blocking(move || {
+            let mut preview_task = None;
+            let rendered = (|| -> Result<Rendered, RunError> {
+                let model_error = |source| RunError::Model {
+                    model: model.clone(),
+                    source,
                 };
-                reporter.send(progress);
-                match stop.requested() {
-                    Some(_) => ControlFlow::Break(()),
-                    None => ControlFlow::Continue(()),
-                }
-            };
-            // A gang: the DiT split over `tp` ranks on this node (threads
-            // on the CPU, NCCL across GPUs), each loading its slices onto
-            // its device; rank 0 decodes. One device: the cached model.
-            let generated = if tp > 1 {
-                this.evict_from(&devices);
-                let devices = devices
-                    .iter()
-                    .map(|d| d.open())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(RunError::Devices)?;
-                generate_parallel(&dir, &devices, &request, checkpoint, &mut on_step)
-            } else {
-                let pipeline = this.pipeline(&model, devices[0])?;
-                pipeline
-                    .resume(&request, checkpoint, &mut on_step)
-                    .and_then(|denoised| match denoised {
-                        Denoised::Finished(latent) => {
-                            let video = pipeline.decode(&latent, &request)?;
-                            Ok(Generated::Finished { latent, video })
+                let dir = crate::model::weights::model_dir(&this.model_root, &model);
+                let config = crate::model::weights::read_manifest(&dir)
+                    .map_err(model_error)?
+                    .config;
+                // Read to the host: each rank moves it to its own device.
+                let checkpoint = saved.and_then(|bytes| {
+                    let [c, t, h, w] =
+                        config.latent_shape(request.frames, request.height, request.width);
+                    let shape = [1, c, t, h, w];
+                    match Checkpoint::from_bytes(&bytes, &model, &request, &shape, &Device::Cpu) {
+                        Ok(c) => {
+                            this.metrics
+                                .checkpoint_loads
+                                .with_label_values(&["resumed"])
+                                .inc();
+                            tracing::info!(%job, step = c.step, "resuming from a checkpoint");
+                            Some(c)
                         }
-                        Denoised::Stopped(c) => Ok(Generated::Stopped(c)),
-                    })
-            }
-            .map_err(model_error)?;
-            match (generated, stop.requested()) {
-                (Generated::Finished { video, .. }, _) => Ok(Rendered::Video(
-                    video::encode_mp4(&video, fps)?,
-                    video::thumbnail_png(&video)?,
-                    video::spritesheet_png(&video)?,
-                )),
-                (Generated::Stopped(c), Some(StopRequest::Checkpoint)) => {
-                    let bytes = c.to_bytes(&model, &request).map_err(model_error)?;
-                    Ok(Rendered::Checkpoint(bytes, c.step as u32))
+                        Err(e) => {
+                            this.checkpoint_unreadable(&job, &e.to_string());
+                            None
+                        }
+                    }
+                });
+                let tp_label = tp.to_string();
+                let step_seconds = this
+                    .metrics
+                    .step_seconds
+                    .with_label_values(&[model.as_str(), tp_label.as_str()]);
+                let mut last = Instant::now();
+                let mut on_step = |p: StepProgress| {
+                    step_seconds.observe(last.elapsed().as_secs_f64());
+                    if preview_step == Some(p.done as u32) {
+                        match (p.preview)() {
+                            Ok(video) => {
+                                preview_task =
+                                    this.store_preview(&job, &video, fps, &reporter, &runtime);
+                            }
+                            Err(e) => tracing::warn!(%job, error = %e, "preview not decoded"),
+                        }
+                    }
+                    last = Instant::now();
+                    let progress = JobUpdate::Progress {
+                        step: p.done as u32,
+                        total: p.total as u32,
+                    };
+                    reporter.send(progress);
+                    match stop.requested() {
+                        Some(_) => ControlFlow::Break(()),
+                        None => ControlFlow::Continue(()),
+                    }
+                };
+                // A gang: the DiT split over `tp` ranks on this node (threads
+                // on the CPU, NCCL across GPUs), each loading its slices onto
+                // its device; rank 0 decodes. One device: the cached model.
+                let generated = if tp > 1 {
+                    this.evict_from(&devices);
+                    let devices = devices
+                        .iter()
+                        .map(|d| d.open())
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(RunError::Devices)?;
+                    generate_parallel(&dir, &devices, &request, checkpoint, &mut on_step)
+                } else {
+                    let pipeline = this.pipeline(&model, devices[0])?;
+                    pipeline
+                        .resume(&request, checkpoint, &mut on_step)
+                        .and_then(|denoised| match denoised {
+                            Denoised::Finished(latent) => {
+                                let video = pipeline.decode(&latent, &request)?;
+                                Ok(Generated::Finished { latent, video })
+                            }
+                            Denoised::Stopped(c) => Ok(Generated::Stopped(c)),
+                        })
                 }
-                (Generated::Stopped(_), _) => Ok(Rendered::Stopped),
-            }
+                .map_err(model_error)?;
+                match (generated, stop.requested()) {
+                    (Generated::Finished { video, .. }, _) => Ok(Rendered::Video(
+                        video::encode_mp4(&video, fps)?,
+                        video::thumbnail_png(&video)?,
+                        video::spritesheet_png(&video)?,
+                    )),
+                    (Generated::Stopped(c), Some(StopRequest::Checkpoint)) => {
+                        let bytes = c.to_bytes(&model, &request).map_err(model_error)?;
+                        Ok(Rendered::Checkpoint(bytes, c.step as u32))
+                    }
+                    (Generated::Stopped(_), _) => Ok(Rendered::Stopped),
+                }
+            })();
+            (rendered, preview_task)
         })
         .await
-        .map_err(|e| RunError::Task(e.to_string()))??;
+        .map_err(|e| RunError::Task(e.to_string()))?;
+        // The preview is reported before the result that ends the job.
+        if let Some(task) = preview_task {
+            let _ = task.await;
+        }
+        let rendered = rendered?;
         let job = &assignment.job_id;
         match rendered {
             Rendered::Video(mp4, thumbnail, sprites) => {

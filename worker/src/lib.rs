@@ -65,6 +65,9 @@ pub struct WorkerConfig {
     /// This worker's client certificate, key and the cluster's CA (mutual
     /// TLS with the schedulers); `None`: plain TCP.
     pub tls: Option<genfleet_proto::tls::TlsDir>,
+    /// Interactive jobs store a preview of their video after this fraction
+    /// of their steps (0 < f < 1); 0: no previews.
+    pub preview_at: f64,
 }
 
 /// The NVIDIA GPUs CUDA can open, grouped by flavor; a GPU NVML found that
@@ -227,12 +230,19 @@ impl Worker {
                 .set(i64::from(group.count));
         }
         let store = ArtifactStore::open(&config.artifacts)?;
+        if !(0.0..1.0).contains(&config.preview_at) {
+            return Err(WorkerError::Config(format!(
+                "preview at {} of the steps: give a fraction from 0 (no previews) to below 1",
+                config.preview_at
+            )));
+        }
         let executor = Arc::new(Executor::new(
             config.model_root.clone(),
             store.clone(),
             metrics.clone(),
             table,
             simulated,
+            config.preview_at,
         ));
         let identity = Identity {
             node: config.node.clone(),

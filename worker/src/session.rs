@@ -416,6 +416,12 @@ impl SessionLoop {
                 step,
                 total_steps: total,
             })),
+            JobUpdate::Preview { artifacts } if current => Some(Up::Preview(pb::Preview {
+                lease: Some(lease),
+                artifacts,
+            })),
+            // A preview of a run that ended: nobody needs it.
+            JobUpdate::Preview { .. } => None,
             JobUpdate::Progress { .. } | JobUpdate::Stopped => {
                 if current {
                     self.running.remove(&lease.job_id);
@@ -521,6 +527,7 @@ mod tests {
             metrics.clone(),
             DeviceTable::default(),
             true,
+            0.0,
         ));
         let identity = Identity {
             node: "node-a".into(),

@@ -250,6 +250,7 @@ impl Session {
                 Ok(())
             }
             Some(Up::Progress(p)) => self.on_progress(p).await,
+            Some(Up::Preview(p)) => self.on_preview(p).await,
             Some(Up::Finished(f)) => {
                 let lease = f.lease.clone().unwrap_or_default();
                 if f.artifacts.len() > MAX_ARTIFACTS
@@ -365,6 +366,40 @@ impl Session {
                 .await;
         }
         Ok(())
+    }
+
+    /// Records a running job's preview. Best effort: one that cannot be
+    /// recorded (the lease moved on, bad URIs) is dropped and logged, and
+    /// the job runs on.
+    async fn on_preview(&mut self, p: pb::Preview) -> Result<(), EndReason> {
+        let lease = p.lease.clone().unwrap_or_default();
+        if self.sent.get(&lease.job_id) != Some(&lease.lease_epoch) {
+            return Ok(());
+        }
+        if p.artifacts.len() > crate::state::PREVIEW_KINDS.len()
+            || p.artifacts
+                .iter()
+                .any(|a| a.uri.is_empty() || a.uri.len() > MAX_URI_LEN)
+        {
+            tracing::warn!(node = %self.node, job = %lease.job_id, "a preview with bad artifacts was dropped");
+            return Ok(());
+        }
+        let preview = pb::JobPreview {
+            lease: Some(lease.clone()),
+            artifacts: p.artifacts,
+        };
+        let command = pb::Command {
+            kind: Some(pb::command::Kind::JobPreview(preview)),
+        };
+        match self.raft.propose(command).await {
+            Ok(applied) => {
+                if let Err(why) = applied.result {
+                    tracing::info!(job = %lease.job_id, %why, "preview not recorded");
+                }
+                Ok(())
+            }
+            Err(e) => Err(format!("a preview could not be written: {e}")),
+        }
     }
 
     /// Learns a step time from two progress reports of one job (the first

@@ -287,11 +287,30 @@ impl State {
     ) -> Result<Outcome, Rejection> {
         let lease = required(&c.lease, "finish without a lease")?;
         let job = self.leased_job_mut(lease)?;
-        job.artifacts = c.artifacts.clone();
+        // The preview stays beside the final files.
+        let previews = job.artifacts.iter().filter(|a| is_preview(a)).cloned();
+        let finals = c.artifacts.iter().filter(|a| !is_preview(a)).cloned();
+        job.artifacts = finals.chain(previews).collect();
         job.step = job.spec.steps;
         self.release_devices(&lease.job_id, at_ms);
         let job = self.end_job(&lease.job_id, JobState::Completed, at_ms, "")?;
         Ok(Outcome::Job(Box::new(job)))
+    }
+
+    /// A running job's preview: replaces the one it had, if any.
+    pub(super) fn job_preview(&mut self, c: &pb::JobPreview) -> Result<Outcome, Rejection> {
+        let lease = required(&c.lease, "preview without a lease")?;
+        if c.artifacts.is_empty() || !c.artifacts.iter().all(is_preview) {
+            return Err(Rejection::Malformed(
+                "a preview lists only preview and preview_thumbnail artifacts",
+            ));
+        }
+        let job = self.leased_job_mut(lease)?;
+        job.artifacts.retain(|a| !is_preview(a));
+        job.artifacts.extend(c.artifacts.iter().cloned());
+        let id = job.id.clone();
+        self.mark_changed(&id);
+        Ok(Outcome::Done)
     }
 
     pub(super) fn job_failed(
@@ -452,4 +471,11 @@ impl State {
         self.mark_changed(job_id);
         Ok(job)
     }
+}
+
+/// Kinds of the files a job's preview is made of.
+pub const PREVIEW_KINDS: [&str; 2] = ["preview", "preview_thumbnail"];
+
+fn is_preview(artifact: &pb::Artifact) -> bool {
+    PREVIEW_KINDS.contains(&artifact.kind.as_str())
 }

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use genfleet_proto as pb;
 use pb::JobState;
 
-pub use jobs::Job;
+pub use jobs::{Job, PREVIEW_KINDS};
 pub use nodes::{Node, CORDONED_BY_KUBERNETES};
 pub use queues::{budget_period, budget_period_start_ms, validate_queue};
 pub use snapshot::{SnapshotError, STATE_SNAPSHOT_VERSION};
@@ -172,6 +172,7 @@ impl State {
             Kind::Assign(c) => Ok(self.assign(c, at_ms)),
             Kind::JobProgress(c) => self.job_progress(c),
             Kind::JobFinished(c) => self.job_finished(c, at_ms),
+            Kind::JobPreview(c) => self.job_preview(c),
             Kind::JobFailed(c) => self.job_failed(c, at_ms),
             Kind::UpsertQueue(c) => self.upsert_queue(c),
             Kind::DeleteQueue(c) => self.delete_queue(&c.name),

@@ -1036,3 +1036,90 @@ fn keys_are_created_revoked_and_kept_in_snapshots() {
     assert!(results[3].is_ok() && state.tenant("alpha").is_none());
     assert!(state.key("k1").is_none() && state.key("k2").is_some());
 }
+
+fn preview(job: &str, epoch: u64, version: u32) -> pb::command::Kind {
+    let artifact = |kind: &str, name: &str| pb::Artifact {
+        kind: kind.into(),
+        uri: format!("file:///tmp/{job}/{name}-{version}"),
+        size_bytes: 5,
+        content_type: "video/mp4".into(),
+    };
+    pb::command::Kind::JobPreview(pb::JobPreview {
+        lease: lease(job, epoch),
+        artifacts: vec![
+            artifact("preview", "preview.mp4"),
+            artifact("preview_thumbnail", "preview.png"),
+        ],
+    })
+}
+
+#[test]
+fn a_preview_is_kept_while_running_replaced_by_a_newer_one_and_kept_at_the_end() {
+    let mut s = State::default();
+    let r = run(
+        &mut s,
+        vec![
+            register("n1", "i1", 1),
+            submit("j1", 1),
+            assign("j1", "n1", &[0]),
+        ],
+    );
+    let epoch = assigned_epoch(&r[2]);
+    let results = run(
+        &mut s,
+        vec![
+            preview("j1", epoch, 1),
+            preview("j1", epoch, 2),
+            preview("j1", epoch + 1, 3),
+        ],
+    );
+    assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
+    assert!(
+        matches!(results[2], Err(Rejection::StaleLease { .. })),
+        "another lease's preview: {:?}",
+        results[2]
+    );
+    let uris = |s: &State| -> Vec<String> {
+        s.job("j1")
+            .expect("job")
+            .artifacts
+            .iter()
+            .map(|a| a.uri.clone())
+            .collect()
+    };
+    assert_eq!(
+        uris(&s),
+        [
+            "file:///tmp/j1/preview.mp4-2",
+            "file:///tmp/j1/preview.png-2"
+        ],
+        "the newer preview replaces the older"
+    );
+    // Only preview kinds are a preview.
+    let mut bad = preview("j1", epoch, 4);
+    if let pb::command::Kind::JobPreview(p) = &mut bad {
+        p.artifacts[0].kind = "video".into();
+    }
+    assert!(matches!(
+        run(&mut s, vec![bad]).remove(0),
+        Err(Rejection::Malformed(_))
+    ));
+
+    // It survives a snapshot, and the job's end keeps it beside the video.
+    let mut s = State::from_snapshot_bytes(&s.encode_snapshot()).expect("decodes");
+    run(&mut s, vec![finished("j1", epoch)])
+        .remove(0)
+        .expect("finish");
+    let kinds: Vec<String> = s
+        .job("j1")
+        .expect("job")
+        .artifacts
+        .iter()
+        .map(|a| a.kind.clone())
+        .collect();
+    assert_eq!(kinds, ["video", "preview", "preview_thumbnail"]);
+    // A preview after the end is refused.
+    assert!(run(&mut s, vec![preview("j1", epoch, 5)])
+        .remove(0)
+        .is_err());
+}

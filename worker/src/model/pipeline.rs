@@ -43,10 +43,19 @@ pub struct Video {
 }
 
 /// Where the sampler is after a step: step `done` of `total` finished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StepProgress {
+#[derive(Clone, Copy)]
+pub struct StepProgress<'a> {
     pub done: usize,
     pub total: usize,
+    /// Decodes the sampler's current estimate of the final video (a
+    /// preview); the run itself is not changed by calling it.
+    pub preview: &'a dyn Fn() -> Result<Video, ModelError>,
+}
+
+impl std::fmt::Debug for StepProgress<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StepProgress({}/{})", self.done, self.total)
+    }
 }
 
 /// Where a denoising run ended.
@@ -257,15 +266,21 @@ impl Pipeline {
         let conditioning = self.condition(request)?;
         for i in from_step..schedule.steps() {
             let _span = tracing::debug_span!("denoise_step", step = i).entered();
+            let before = latent.clone();
             latent = self.step(
                 &conditioning,
-                &latent,
+                &before,
                 schedule.timestep(i),
                 schedule.delta(i),
             )?;
+            let preview = || {
+                let estimate = estimate_final(&before, &latent, &schedule, i)?;
+                self.decode(&estimate, request)
+            };
             let progress = StepProgress {
                 done: i + 1,
                 total: schedule.steps(),
+                preview: &preview,
             };
             if on_step(progress).is_break() && i + 1 < schedule.steps() {
                 return Ok(Denoised::Stopped(Checkpoint {
@@ -340,6 +355,19 @@ impl Pipeline {
     }
 }
 
+/// The final latent as step `i` predicts it. The flow moves x from noise
+/// (sigma 1) to data (sigma 0) along v = noise - data, so data = x - sigma * v;
+/// v is what step `i` moved by: (after - before) / delta.
+fn estimate_final(
+    before: &Tensor,
+    after: &Tensor,
+    schedule: &FlowSchedule,
+    i: usize,
+) -> Result<Tensor, ModelError> {
+    let velocity = ((after - before)? / schedule.delta(i))?;
+    Ok((after - (velocity * schedule.sigma(i + 1))?)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +434,54 @@ mod tests {
             video.frames,
             run(&p, &request("a cat", 1)).frames,
             "prompt matters"
+        );
+    }
+
+    /// A preview decodes the estimate of the final video part way through:
+    /// a full video of the request's size, nearer the final one than the
+    /// noise is, the final one itself at the last step; and making one
+    /// leaves the run's video bit for bit as it was.
+    #[test]
+    fn a_preview_estimates_the_video_and_leaves_the_run_unchanged() {
+        let (_root, p) = tiny();
+        let mut r = request("a lighthouse", 5);
+        r.steps = 6;
+        let plain = run(&p, &r);
+        let mut previews = Vec::new();
+        let with_previews = p
+            .generate(&r, &mut |s| {
+                previews.push((s.preview)().expect("preview"));
+                ControlFlow::Continue(())
+            })
+            .expect("generate")
+            .expect("ran");
+        assert_eq!(
+            with_previews.frames, plain.frames,
+            "a preview changed the video"
+        );
+        assert_eq!(previews.len(), 6);
+        for preview in &previews {
+            assert_eq!(preview.frames.len(), r.frames);
+            assert_eq!((preview.width, preview.height), (r.width, r.height));
+        }
+        assert_eq!(
+            previews[5].frames, plain.frames,
+            "at the end, the estimate is the video"
+        );
+        // Later estimates are nearer the video than the first.
+        let distance = |v: &Video| -> u64 {
+            v.frames
+                .iter()
+                .flatten()
+                .zip(plain.frames.iter().flatten())
+                .map(|(a, b)| u64::from(a.abs_diff(*b)))
+                .sum()
+        };
+        assert!(
+            distance(&previews[4]) < distance(&previews[0]),
+            "{} vs {}",
+            distance(&previews[4]),
+            distance(&previews[0])
         );
     }
 

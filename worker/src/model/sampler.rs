@@ -34,6 +34,11 @@ impl FlowSchedule {
         self.sigmas[i] * TRAIN_TIMESTEPS
     }
 
+    /// The noise level after `i` steps: 1 at the start, 0 at the end.
+    pub fn sigma(&self, i: usize) -> f64 {
+        self.sigmas[i]
+    }
+
     /// sigma_{i+1} - sigma_i: the (negative) Euler step size of step `i`.
     pub fn delta(&self, i: usize) -> f64 {
         self.sigmas[i + 1] - self.sigmas[i]

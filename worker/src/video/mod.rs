@@ -3,11 +3,13 @@
 
 mod h264;
 mod mp4_mux;
+mod preview;
 mod probe;
 mod thumbnail;
 
 pub use h264::{encode_h264, EncodedFrame};
 pub use mp4_mux::mux_mp4;
+pub use preview::half_resolution;
 pub use probe::{probe_mp4, Mp4Summary};
 pub use thumbnail::{spritesheet_png, thumbnail_png};
 
