@@ -477,9 +477,10 @@ async fn requeue_overdue_preemptions(raft: &RaftHandle, timeout: Duration) {
 
 /// Promotes learners to voters once they have caught up with the leader's
 /// log (a new replica joins as a learner so it cannot hold up commits while
-/// it copies the log).
+/// it copies the log). One promotion at a time: each is awaited until
+/// applied, so the next status no longer lists a promoted learner and
+/// nothing is proposed twice.
 pub async fn membership_loop(raft: RaftHandle, mut stop: watch::Receiver<bool>) {
-    let mut promoting: BTreeSet<u64> = BTreeSet::new();
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -487,7 +488,6 @@ pub async fn membership_loop(raft: RaftHandle, mut stop: watch::Receiver<bool>) 
         }
         let status = raft.status();
         if !status.leader_ready {
-            promoting.clear();
             continue;
         }
         for learner in &status.learners {
@@ -495,11 +495,13 @@ pub async fn membership_loop(raft: RaftHandle, mut stop: watch::Receiver<bool>) 
                 .progress
                 .iter()
                 .any(|p| p.id == *learner && p.matched >= status.commit);
-            if !caught_up || !promoting.insert(*learner) {
+            if !caught_up {
                 continue;
             }
-            let mut change = raft::eraftpb::ConfChangeSingle::default();
-            change.node_id = *learner;
+            let mut change = raft::eraftpb::ConfChangeSingle {
+                node_id: *learner,
+                ..Default::default()
+            };
             change.set_change_type(raft::eraftpb::ConfChangeType::AddNode);
             let mut cc = raft::eraftpb::ConfChangeV2::default();
             cc.set_changes(vec![change].into());
@@ -509,7 +511,6 @@ pub async fn membership_loop(raft: RaftHandle, mut stop: watch::Receiver<bool>) 
                 }
                 Err(e) => tracing::warn!(replica = learner, error = %e, "promotion not proposed"),
             }
-            promoting.remove(learner);
         }
     }
 }

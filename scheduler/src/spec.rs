@@ -145,7 +145,8 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
     if qos(spec).is_none() {
         return Err(SpecError::Qos(spec.qos.clone()));
     }
-    if spec.priority.abs() > MAX_PRIORITY {
+    // A range, not abs(): abs(i32::MIN) overflows.
+    if !(-MAX_PRIORITY..=MAX_PRIORITY).contains(&spec.priority) {
         return Err(SpecError::Priority(spec.priority));
     }
     if !spec.remix_of.is_empty() {
@@ -206,6 +207,12 @@ mod tests {
                 "2001 characters",
             ),
             ("zero frames", |s| s.frames = 0, "frames = 0"),
+            (
+                "the lowest i32 priority",
+                |s| s.priority = i32::MIN,
+                "outside -1000..=1000",
+            ),
+            ("priority 1001", |s| s.priority = 1001, "outside"),
             ("absurd frames", |s| s.frames = 100_000, "frames = 100000"),
             ("odd width", |s| s.width = 250, "width = 250"),
             ("zero height", |s| s.height = 0, "height = 0"),

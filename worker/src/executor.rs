@@ -106,6 +106,10 @@ pub enum JobUpdate {
     Stopped,
 }
 
+/// One model on one device: loaded by the first job that needs it.
+#[derive(Default)]
+struct ModelSlot(Mutex<Option<Arc<Pipeline>>>);
+
 /// An update from one run of the job holding `lease`.
 #[derive(Debug)]
 pub struct RunUpdate {
@@ -146,8 +150,10 @@ impl Reporter {
 /// Shared by all jobs of a worker: loaded models and the artifact store.
 pub struct Executor {
     model_root: PathBuf,
-    /// Loaded models by (name, device).
-    pipelines: Mutex<HashMap<(String, ComputeDevice), Arc<Pipeline>>>,
+    /// Models by (name, device), each behind its own lock: a model is
+    /// loaded once however many jobs ask for it at the same time, and a
+    /// load does not hold up jobs of other models.
+    pipelines: Mutex<HashMap<(String, ComputeDevice), Arc<ModelSlot>>>,
     store: ArtifactStore,
     metrics: WorkerMetrics,
     /// What the scheduler's device numbers are on this node.
@@ -545,37 +551,70 @@ impl Executor {
     /// keeps one model: loading another there drops the one it had (the
     /// scheduler counts one model's weights per job, not a cache).
     fn pipeline(&self, name: &str, device: ComputeDevice) -> Result<Arc<Pipeline>, RunError> {
+        let key = (name.to_string(), device);
+        let slot = {
+            // A panic elsewhere while holding these locks leaves the map
+            // as it was: keep using it rather than reloading every time.
+            let mut map = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+            if !map.contains_key(&key) && device != ComputeDevice::Cpu {
+                map.retain(|(_, d), _| *d != device);
+            }
+            map.entry(key).or_default().clone()
+        };
+        let mut loaded = slot.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pipeline) = loaded.as_ref() {
+            return Ok(pipeline.clone());
+        }
         let model_error = |source| RunError::Model {
             model: name.to_string(),
             source,
         };
-        let key = (name.to_string(), device);
-        if let Some(p) = self
-            .pipelines
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&key).cloned())
-        {
-            return Ok(p);
-        }
         let dir = crate::model::weights::model_dir(&self.model_root, name);
         let opened = device.open().map_err(RunError::Devices)?;
         let (_, pipeline) = Pipeline::load(&dir, &opened).map_err(model_error)?;
         let pipeline = Arc::new(pipeline);
-        if let Ok(mut map) = self.pipelines.lock() {
-            if device != ComputeDevice::Cpu {
-                map.retain(|(_, d), _| *d != device);
-            }
-            map.insert(key, pipeline.clone());
-        }
+        *loaded = Some(pipeline.clone());
         Ok(pipeline)
     }
 
     /// Drops the models cached on the GPUs of a gang that is about to load
     /// its own slices there.
     fn evict_from(&self, devices: &[ComputeDevice]) {
-        if let Ok(mut map) = self.pipelines.lock() {
-            map.retain(|(_, d), _| *d == ComputeDevice::Cpu || !devices.contains(d));
-        }
+        let mut map = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|(_, d), _| *d == ComputeDevice::Cpu || !devices.contains(d));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two jobs that start at once on a model not loaded yet share one
+    /// load (before, each loaded its own copy: twice the memory and time).
+    #[test]
+    fn a_model_is_loaded_once_for_jobs_that_start_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        crate::model::init_model(dir.path(), "tiny", 0, false).expect("init");
+        let store = ArtifactStore::local(&dir.path().join("artifacts")).expect("store");
+        let metrics = WorkerMetrics::new("n").expect("metrics");
+        let executor = Executor::new(
+            dir.path().to_path_buf(),
+            store,
+            metrics,
+            DeviceTable::default(),
+            false,
+            0.0,
+        );
+        let start = std::sync::Barrier::new(2);
+        let (a, b) = std::thread::scope(|scope| {
+            let load = || {
+                start.wait();
+                executor.pipeline("tiny", ComputeDevice::Cpu).expect("load")
+            };
+            let a = scope.spawn(load);
+            let b = scope.spawn(load);
+            (a.join().expect("thread"), b.join().expect("thread"))
+        });
+        assert!(Arc::ptr_eq(&a, &b), "the model was loaded twice");
     }
 }

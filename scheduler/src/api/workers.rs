@@ -179,6 +179,21 @@ struct Session {
     _guard: SessionGuard,
 }
 
+/// Cuts `text` to at most `max` bytes, at a character boundary (a worker's
+/// message may be any UTF-8).
+fn clip(text: &mut String, max: usize) {
+    let end = text.floor_char_boundary(max);
+    text.truncate(end);
+}
+
+/// Whether a progress report to `step` (of `total`) goes to the log, the
+/// last one there being at `last`: coarse progress only, about every
+/// quarter of the run. Any numbers a worker sends are safe here.
+fn worth_replicating(last: u32, step: u32, total: u32) -> bool {
+    let stride = (total / 4).max(1);
+    step >= last.saturating_add(stride)
+}
+
 /// Why a session ended, for the log.
 type EndReason = String;
 
@@ -253,7 +268,8 @@ impl Session {
             Some(Up::Preview(p)) => self.on_preview(p).await,
             Some(Up::Finished(f)) => {
                 let lease = f.lease.clone().unwrap_or_default();
-                if f.artifacts.len() > MAX_ARTIFACTS
+                if f.artifacts.is_empty()
+                    || f.artifacts.len() > MAX_ARTIFACTS
                     || f.artifacts
                         .iter()
                         .any(|a| a.uri.is_empty() || a.uri.len() > MAX_URI_LEN)
@@ -309,7 +325,7 @@ impl Session {
             }
             Some(Up::Failed(mut f)) => {
                 let lease = f.lease.clone().unwrap_or_default();
-                f.message.truncate(MAX_MESSAGE_LEN);
+                clip(&mut f.message, MAX_MESSAGE_LEN);
                 let failed = pb::JobFailed {
                     lease: f.lease,
                     message: f.message,
@@ -348,14 +364,12 @@ impl Session {
             self.sessions.overlay(&mut job);
             self.raft.publish(JobEvent { index: 0, job });
         }
-        // The log gets coarse progress only: about every quarter of the run.
-        let stride = (p.total_steps / 4).max(1);
         let last = self
             .replicated_steps
             .get(&lease.job_id)
             .copied()
             .unwrap_or(0);
-        if p.step >= last + stride {
+        if worth_replicating(last, p.step, p.total_steps) {
             self.replicated_steps.insert(lease.job_id.clone(), p.step);
             let progress = pb::JobProgress {
                 lease: Some(lease.clone()),
@@ -617,5 +631,33 @@ impl Session {
             .send(Ok(pb::SchedulerMessage { msg: Some(message) }))
             .await
             .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_clipped_at_a_character_boundary() {
+        // A 3-byte character across the limit.
+        let mut text = format!("{}€ and more", "a".repeat(MAX_MESSAGE_LEN - 1));
+        clip(&mut text, MAX_MESSAGE_LEN);
+        assert_eq!(text.len(), MAX_MESSAGE_LEN - 1);
+        let mut short = "fine".to_string();
+        clip(&mut short, MAX_MESSAGE_LEN);
+        assert_eq!(short, "fine");
+    }
+
+    #[test]
+    fn progress_numbers_from_a_worker_cannot_overflow() {
+        // Near u32::MAX the sum saturates instead of overflowing.
+        assert!(worth_replicating(u32::MAX - 1, u32::MAX, 8));
+        assert!(!worth_replicating(u32::MAX - 1, u32::MAX - 1, 8));
+        assert!(worth_replicating(0, 1, 4));
+        assert!(!worth_replicating(4, 4, 16));
+        assert!(worth_replicating(4, 8, 16));
+        // A run of 0 steps reported: a stride of 1, nothing overflows.
+        assert!(worth_replicating(0, 1, 0));
     }
 }
