@@ -199,6 +199,8 @@ pub struct DevicesArgs {
     /// Where amdgpu's sysfs is (a container may see the host's elsewhere).
     #[arg(long, default_value = "/")]
     pub sysfs_root: PathBuf,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -372,6 +374,16 @@ pub struct SchedulerArgs {
     /// peer replicas must present certificates from that CA (docs/tls.md).
     #[arg(long, env = "GENFLEET_TLS_DIR")]
     pub tls_dir: Option<PathBuf>,
+    /// Ended jobs (completed, failed, cancelled) leave the state after this
+    /// long; their files stay in the artifact store.
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    pub retain_ended_for: Duration,
+    /// At most this many ended jobs are kept, the newest.
+    #[arg(long, default_value_t = 100_000)]
+    pub retain_ended_max: usize,
+    /// How often the leader removes the ended jobs retention lets go.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub retention_every: Duration,
     /// HTTP address of the OpenAI-compatible Videos API (/v1/videos);
     /// port 0 picks a free port. Without it, no REST API.
     #[arg(long, env = "GENFLEET_API_LISTEN")]
@@ -633,6 +645,12 @@ pub struct JobsArgs {
     /// Only jobs in this state (pending, running, completed, failed, cancelled); repeatable.
     #[arg(long = "state")]
     pub states: Vec<String>,
+    /// Only jobs of this queue.
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// At most this many jobs, the newest (default: every job, page by page).
+    #[arg(long)]
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -755,6 +773,8 @@ pub struct ModelInitArgs {
 pub struct ModelDirArgs {
     #[arg(long, default_value = "genfleet-data/models")]
     pub dir: PathBuf,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Parses `WIDTHxHEIGHT`.

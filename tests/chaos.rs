@@ -550,15 +550,7 @@ async fn no_acknowledged_job_is_lost_or_doubled_under_crashes_and_partitions() {
     };
 
     let mut c = client(&cluster.endpoint(1)).await;
-    let jobs = within(
-        30,
-        "list after recovery",
-        c.list(pb::ListJobsRequest::default()),
-    )
-    .await
-    .expect("list")
-    .into_inner()
-    .jobs;
+    let jobs = list(&mut c).await;
     let recorder = recorder.lock().expect("lock");
 
     // 1. Every acknowledged submission exists exactly once.

@@ -6,6 +6,9 @@ mod common;
 use common::*;
 use genfleet_proto::JobState;
 
+/// A metric, its labels and the value it must have.
+type Expected<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_submitted_over_grpc_runs_to_a_valid_video() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -60,7 +63,7 @@ async fn a_job_submitted_over_grpc_runs_to_a_valid_video() {
 
     // Both processes account for the two jobs on /metrics.
     let text = http_get(scheduler.metrics.as_deref().expect("scheduler metrics url"));
-    let expected: [(&str, &[(&str, &str)], f64); 5] = [
+    let expected: [Expected; 5] = [
         ("genfleet_jobs", &[("state", "completed")], 2.0),
         ("genfleet_jobs", &[("state", "pending")], 0.0),
         ("genfleet_jobs_submitted_total", &[], 2.0),

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod placement;
 pub mod policy;
 pub mod raft;
+pub mod retention;
 pub mod scheduling;
 mod server;
 pub mod spec;

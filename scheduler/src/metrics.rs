@@ -25,6 +25,8 @@ pub struct Metrics {
     pub proposals: IntCounterVec,
     pub proposal_seconds: Histogram,
     pub jobs_submitted: IntCounter,
+    /// Ended jobs retention removed from the state.
+    pub jobs_forgotten: IntCounter,
     pub schedule_cycle_seconds: Histogram,
     pub workers_connected: IntGauge,
     /// Pending jobs after the last cycle, by queue, class and reason.
@@ -87,6 +89,10 @@ impl Metrics {
                 exponential_buckets(0.0005, 2.0, 16)?,
             )?,
             jobs_submitted: IntCounter::new("genfleet_jobs_submitted_total", "Jobs accepted")?,
+            jobs_forgotten: IntCounter::new(
+                "genfleet_jobs_forgotten_total",
+                "Ended jobs removed from the state by retention",
+            )?,
             schedule_cycle_seconds: secs(
                 "genfleet_schedule_cycle_seconds",
                 "Time to compute one scheduling cycle",
@@ -183,6 +189,7 @@ impl Metrics {
         m.registry.register(Box::new(m.proposals.clone()))?;
         m.registry.register(Box::new(m.proposal_seconds.clone()))?;
         m.registry.register(Box::new(m.jobs_submitted.clone()))?;
+        m.registry.register(Box::new(m.jobs_forgotten.clone()))?;
         m.registry
             .register(Box::new(m.schedule_cycle_seconds.clone()))?;
         m.registry.register(Box::new(m.workers_connected.clone()))?;

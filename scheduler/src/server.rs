@@ -67,6 +67,8 @@ pub struct SchedulerConfig {
     /// This replica's certificate, key and CA: TLS for clients, mutual TLS
     /// with workers and peers. `None`: plain TCP (a laptop's cluster).
     pub tls: Option<genfleet_proto::tls::TlsDir>,
+    /// How long ended jobs stay in the state, and how many.
+    pub retention: crate::retention::Retention,
 }
 
 impl SchedulerConfig {
@@ -91,6 +93,7 @@ impl SchedulerConfig {
             kubernetes: KubeMode::Off,
             admin_key: None,
             tls: None,
+            retention: crate::retention::Retention::default(),
         }
     }
 
@@ -318,6 +321,12 @@ impl Scheduler {
                 stop.clone(),
             )),
             tokio::spawn(leader::membership_loop(raft.clone(), stop.clone())),
+            tokio::spawn(crate::retention::retention_loop(
+                raft.clone(),
+                config.retention,
+                metrics.clone(),
+                stop.clone(),
+            )),
         ];
         if let Some(client) = self.kube {
             loops.push(tokio::spawn(crate::kube::leader_loop(

@@ -4,11 +4,15 @@
 use genfleet_worker::device::{self, GpuWatch};
 
 use crate::cli::DevicesArgs;
+use crate::output;
 use crate::render;
 
 pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
     let watch = GpuWatch::open(&args.sysfs_root);
     let gpus = watch.gpus();
+    if args.output.output.structured() {
+        return output::list(args.output.output, gpus, |_| String::new());
+    }
     if gpus.is_empty() {
         println!(
             "no GPUs: NVML did not load or saw none, and no amdgpu card is under {}",

@@ -63,14 +63,31 @@ pub async fn list(args: JobsArgs) -> anyhow::Result<()> {
         }
     }
     let mut scheduler = connect(&args.client.scheduler).await?;
-    let request = pb::ListJobsRequest { states };
-    let jobs = scheduler
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.list(request).await }
-        })
-        .await?
-        .jobs;
+    // Page by page, newest first, until --limit or the end.
+    let mut jobs = Vec::new();
+    let mut request = pb::ListJobsRequest {
+        states,
+        queue: args.queue.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    loop {
+        let left = args.limit.map(|l| l.saturating_sub(jobs.len()));
+        if left == Some(0) {
+            break;
+        }
+        request.page_size = left.map_or(0, |l| l.min(1000) as u32);
+        let page = scheduler
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.list(request).await }
+            })
+            .await?;
+        jobs.extend(page.jobs);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
     output::list(args.output.output, &jobs, |wide| {
         match (jobs.is_empty(), wide) {
             (true, _) => "no jobs".into(),

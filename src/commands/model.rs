@@ -4,6 +4,15 @@ use anyhow::Context;
 use genfleet_worker::model;
 
 use crate::cli::ModelCommand;
+use crate::output;
+
+/// A model as `-o json|yaml` prints it: its name and its config.json.
+#[derive(serde::Serialize)]
+struct ModelItem {
+    name: String,
+    #[serde(flatten)]
+    manifest: model::weights::ModelManifest,
+}
 
 pub async fn run(command: ModelCommand) -> anyhow::Result<()> {
     match command {
@@ -28,24 +37,36 @@ pub async fn run(command: ModelCommand) -> anyhow::Result<()> {
         }
         ModelCommand::Sample(args) => super::sample::run(args).await?,
         ModelCommand::List(args) => {
-            let names = model::available_models(&args.dir);
-            if names.is_empty() {
-                println!(
-                    "no models in {} (create one with `genfleet model init`)",
-                    args.dir.display()
-                );
+            let mut models = Vec::new();
+            for name in model::available_models(&args.dir) {
+                let dir = model::weights::model_dir(&args.dir, &name);
+                models.push(ModelItem {
+                    manifest: model::weights::read_manifest(&dir)?,
+                    name,
+                });
             }
-            for name in names {
-                let manifest =
-                    model::weights::read_manifest(&model::weights::model_dir(&args.dir, &name))?;
-                println!(
-                    "{name}\t{:.1} M parameters\tseed {}\tdim {} x {} blocks",
-                    manifest.parameters as f64 / 1e6,
-                    manifest.seed,
-                    manifest.config.dim,
-                    manifest.config.depth
-                );
-            }
+            output::list(args.output.output, &models, |_| {
+                if models.is_empty() {
+                    return format!(
+                        "no models in {} (create one with `genfleet model init`)",
+                        args.dir.display()
+                    );
+                }
+                let lines: Vec<String> = models
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "{}\t{:.1} M parameters\tseed {}\tdim {} x {} blocks",
+                            m.name,
+                            m.manifest.parameters as f64 / 1e6,
+                            m.manifest.seed,
+                            m.manifest.config.dim,
+                            m.manifest.config.depth
+                        )
+                    })
+                    .collect();
+                lines.join("\n")
+            })?;
         }
     }
     Ok(())

@@ -31,6 +31,12 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     if let Some(dir) = &args.tls_dir {
         config.tls = Some(genfleet_proto::tls::TlsDir::load(dir)?);
     }
+    config.retention.max_age = args.retain_ended_for;
+    config.retention.max_ended = args.retain_ended_max;
+    if args.retention_every.is_zero() {
+        anyhow::bail!("--retention-every must be longer than 0");
+    }
+    config.retention.every = args.retention_every;
     if let Some(path) = &args.admin_key_file {
         let key = std::fs::read_to_string(path)
             .with_context(|| format!("reading the admin key from {}", path.display()))?;

@@ -181,19 +181,7 @@ async fn create(State(api): State<Api>, request: Request) -> Result<Response, Ap
         video::fields_of_json(&value)?
     };
     let spec = video::spec_from(&fields, &api.models)?;
-    let submit = pb::SubmitRequest {
-        spec: Some(spec),
-        request_id: String::new(),
-    };
-    let job = api
-        .jobs
-        .clone()
-        .submit(grpc(&headers, submit))
-        .await?
-        .into_inner()
-        .job
-        .ok_or_else(|| tonic::Status::internal("submit returned no job"))?;
-    Ok(video_response(&job))
+    submit_video(&api, &headers, spec).await
 }
 
 /// A new video from a completed one: its model, size, length, steps, seed
@@ -234,6 +222,15 @@ async fn remix(
         ..source.spec.unwrap_or_default()
     };
     video::check(&spec)?;
+    submit_video(&api, &headers, spec).await
+}
+
+/// Submits `spec` as the caller; answers with the new video.
+async fn submit_video(
+    api: &Api,
+    headers: &HeaderMap,
+    spec: pb::JobSpec,
+) -> Result<Response, ApiError> {
     let submit = pb::SubmitRequest {
         spec: Some(spec),
         request_id: String::new(),
@@ -241,7 +238,7 @@ async fn remix(
     let job = api
         .jobs
         .clone()
-        .submit(grpc(&headers, submit))
+        .submit(grpc(headers, submit))
         .await?
         .into_inner()
         .job
@@ -295,33 +292,35 @@ async fn list(
             ))
         }
     };
-    let mut jobs = api
+    // `after` names a video: the page continues after its place in the order.
+    let page_token = match &params.after {
+        Some(after) => {
+            let job = get_job(&api, &headers, after)
+                .await
+                .map_err(|e| match e.status {
+                    StatusCode::NOT_FOUND => {
+                        ApiError::bad("after", format!("no video {after:?} to list after"))
+                    }
+                    _ => e,
+                })?;
+            format!("{}.{}", job.created_at_ms, job.id)
+        }
+        None => String::new(),
+    };
+    let request = pb::ListJobsRequest {
+        page_size: limit as u32,
+        page_token,
+        oldest_first: !newest_first,
+        ..Default::default()
+    };
+    let listed = api
         .jobs
         .clone()
-        .list(grpc(&headers, pb::ListJobsRequest::default()))
+        .list(grpc(&headers, request))
         .await?
-        .into_inner()
-        .jobs;
-    // Creation order, ties by id: a stable order to page through.
-    jobs.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
-    if newest_first {
-        jobs.reverse();
-    }
-    let start = match &params.after {
-        Some(after) => jobs
-            .iter()
-            .position(|j| &j.id == after)
-            .map(|i| i + 1)
-            .ok_or_else(|| ApiError::bad("after", format!("no video {after:?} to list after")))?,
-        None => 0,
-    };
-    let page: Vec<Video> = jobs
-        .iter()
-        .skip(start)
-        .take(limit)
-        .map(video::video)
-        .collect();
-    let has_more = start + page.len() < jobs.len();
+        .into_inner();
+    let page: Vec<Video> = listed.jobs.iter().map(video::video).collect();
+    let has_more = !listed.next_page_token.is_empty();
     let body = json!({
         "object": "list",
         "first_id": page.first().map(|v| v.id.clone()),

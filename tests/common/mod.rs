@@ -460,12 +460,21 @@ pub async fn get_job(client: &mut JobServiceClient<Channel>, id: &str) -> pb::Jo
     .into_inner()
 }
 
+/// Every job, page by page.
 pub async fn list(client: &mut JobServiceClient<Channel>) -> Vec<pb::Job> {
-    within(30, "list jobs", client.list(pb::ListJobsRequest::default()))
-        .await
-        .expect("list")
-        .into_inner()
-        .jobs
+    let mut jobs = Vec::new();
+    let mut request = pb::ListJobsRequest::default();
+    loop {
+        let page = within(30, "list jobs", client.list(request.clone()))
+            .await
+            .expect("list")
+            .into_inner();
+        jobs.extend(page.jobs);
+        if page.next_page_token.is_empty() {
+            return jobs;
+        }
+        request.page_token = page.next_page_token;
+    }
 }
 
 /// The local path of a `file://` artifact of `kind`.

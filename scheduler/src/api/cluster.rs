@@ -75,8 +75,10 @@ impl ClusterApi {
 }
 
 fn single(id: u64, kind: ConfChangeType) -> ConfChangeSingle {
-    let mut change = ConfChangeSingle::default();
-    change.node_id = id;
+    let mut change = ConfChangeSingle {
+        node_id: id,
+        ..Default::default()
+    };
     change.set_change_type(kind);
     change
 }

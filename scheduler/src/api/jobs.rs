@@ -10,6 +10,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::paging;
 use super::route::{forwarded, Route, Router};
 use crate::leader::Sessions;
 use crate::metrics::Metrics;
@@ -223,17 +224,30 @@ impl JobService for JobApi {
                 .await;
         }
         let caller = crate::auth::caller(&request)?;
-        let wanted = request.into_inner().states;
+        let asked = request.into_inner();
+        let after = paging::parse_token(&asked.page_token)?;
+        let size = paging::page_size(asked.page_size);
         self.readable().await?;
-        let jobs = self.raft.read(|state| {
-            state
+        let (jobs, next_page_token) = self.raft.read(|state| {
+            let matching = state
                 .jobs()
                 .filter(|j| caller.tenant().is_none_or(|t| j.tenant == t))
-                .filter(|j| wanted.is_empty() || wanted.contains(&(j.state as i32)))
-                .map(|j| self.leader_view().job(state, j))
-                .collect::<Vec<_>>()
+                .filter(|j| asked.states.is_empty() || asked.states.contains(&(j.state as i32)))
+                .filter(|j| asked.queue.is_empty() || j.spec.queue == asked.queue)
+                .map(|j| ((j.created_at_ms, j.id.clone()), j))
+                .collect();
+            let (page, next) = paging::page(matching, after.as_ref(), size, asked.oldest_first);
+            let view = self.leader_view();
+            let jobs = page
+                .into_iter()
+                .map(|j| view.job(state, j))
+                .collect::<Vec<_>>();
+            (jobs, next)
         });
-        Ok(Response::new(pb::ListJobsResponse { jobs }))
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs,
+            next_page_token,
+        }))
     }
 
     async fn cancel(

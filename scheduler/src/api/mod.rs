@@ -3,6 +3,7 @@
 mod cluster;
 mod jobs;
 mod nodes;
+mod paging;
 mod queues;
 mod raft_transport;
 pub mod route;

@@ -144,8 +144,10 @@ impl LogStorage {
             }
             None => match bootstrap {
                 Bootstrap::NewCluster(members) => {
-                    let mut conf = ConfState::default();
-                    conf.voters = members.keys().copied().collect();
+                    let conf = ConfState {
+                        voters: members.keys().copied().collect(),
+                        ..Default::default()
+                    };
                     // The addresses stay out of the replicated state: each
                     // replica may have been given its own route to a peer,
                     // and the state must be equal everywhere. Membership
@@ -439,8 +441,10 @@ impl raft::Storage for LogStorage {
                 StorageError::SnapshotTemporarilyUnavailable,
             ));
         }
-        let mut snapshot = Snapshot::default();
-        snapshot.data = state.encode_snapshot().into();
+        let mut snapshot = Snapshot {
+            data: state.encode_snapshot().into(),
+            ..Default::default()
+        };
         drop(state);
         let meta = snapshot.mut_metadata();
         meta.index = index;

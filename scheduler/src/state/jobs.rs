@@ -196,6 +196,33 @@ impl State {
         Ok(Outcome::Job(Box::new(job)))
     }
 
+    /// Retention: removes the ended jobs among `ids`; others are kept.
+    pub(super) fn forget_jobs(&mut self, ids: &[String]) -> Outcome {
+        let forgotten = ids.iter().filter(|id| self.delete_job(id).is_ok()).count();
+        Outcome::Forgotten(forgotten)
+    }
+
+    /// Ended jobs that retention removes now: those that ended before
+    /// `ended_before_ms`, and the oldest beyond the newest `keep`; oldest
+    /// first, at most `limit`.
+    pub fn expired_jobs(&self, ended_before_ms: i64, keep: usize, limit: usize) -> Vec<String> {
+        let mut ended: Vec<(i64, &str)> = self
+            .jobs
+            .values()
+            .filter(|j| j.state.is_terminal())
+            .map(|j| (j.finished_at_ms, j.id.as_str()))
+            .collect();
+        ended.sort_unstable();
+        let over = ended.len().saturating_sub(keep);
+        ended
+            .iter()
+            .enumerate()
+            .take_while(|(i, (finished, _))| *i < over || *finished < ended_before_ms)
+            .take(limit)
+            .map(|(_, (_, id))| id.to_string())
+            .collect()
+    }
+
     pub(super) fn delete_job(&mut self, job_id: &str) -> Result<Outcome, Rejection> {
         let job = self
             .jobs

@@ -111,6 +111,8 @@ pub enum Outcome {
     Tenant(pb::Tenant),
     /// A key as stored (its hash, not its secret).
     Key(pb::ApiKey),
+    /// Retention removed this many ended jobs.
+    Forgotten(usize),
     /// Accepted, nothing to report (e.g. a progress report).
     Done,
 }
@@ -173,6 +175,7 @@ impl State {
             Kind::JobProgress(c) => self.job_progress(c),
             Kind::JobFinished(c) => self.job_finished(c, at_ms),
             Kind::JobPreview(c) => self.job_preview(c),
+            Kind::ForgetJobs(c) => Ok(self.forget_jobs(&c.job_ids)),
             Kind::JobFailed(c) => self.job_failed(c, at_ms),
             Kind::UpsertQueue(c) => self.upsert_queue(c),
             Kind::DeleteQueue(c) => self.delete_queue(&c.name),

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 use genfleet_proto as pb;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Vendor {
     Nvidia,
     Amd,
@@ -32,7 +33,7 @@ impl Vendor {
 }
 
 /// What a GPU reports now; `None` where it does not say.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Telemetry {
     pub memory_used_bytes: Option<u64>,
     pub busy_percent: Option<u32>,
@@ -41,7 +42,7 @@ pub struct Telemetry {
 }
 
 /// One discovered GPU.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct GpuInfo {
     pub vendor: Vendor,
     /// Its index among the node's GPUs of its vendor.

@@ -68,8 +68,10 @@ impl Replica {
             let mut cc = ConfChange::default();
             cc.merge_from_bytes(&entry.data).map_err(wrap)?;
             // genfleet proposes only V2 changes; a legacy one is its V2 twin.
-            let mut single = raft::eraftpb::ConfChangeSingle::default();
-            single.node_id = cc.node_id;
+            let mut single = raft::eraftpb::ConfChangeSingle {
+                node_id: cc.node_id,
+                ..Default::default()
+            };
             single.set_change_type(cc.get_change_type());
             let mut v2 = ConfChangeV2::default();
             v2.set_changes(vec![single].into());
