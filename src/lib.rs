@@ -16,6 +16,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod commands;
+pub mod fuzz;
 pub mod http;
 pub mod openai;
 pub mod output;

@@ -3,7 +3,7 @@
 mod cluster;
 mod jobs;
 mod nodes;
-mod paging;
+pub mod paging;
 mod queues;
 mod raft_transport;
 pub mod route;
@@ -14,9 +14,9 @@ pub use cluster::ClusterApi;
 pub use jobs::JobApi;
 pub use nodes::NodeApi;
 pub use queues::QueueApi;
-pub use raft_transport::RaftTransportApi;
+pub use raft_transport::{parse_peer_message, RaftTransportApi};
 pub use tenants::TenantApi;
-pub use workers::{SessionConfig, WorkerSessionApi};
+pub use workers::{check_worker_message, SessionConfig, WorkerSessionApi};
 
 use tonic::Status;
 

@@ -34,12 +34,7 @@ impl RaftTransport for RaftTransportApi {
                 }
             };
             for bytes in batch.messages {
-                let message = raft::eraftpb::Message::parse_from_bytes(&bytes).map_err(|e| {
-                    Status::invalid_argument(format!(
-                        "replica {} sent bytes that are not a raft message: {e}",
-                        batch.from
-                    ))
-                })?;
+                let message = parse_peer_message(batch.from, &bytes)?;
                 self.raft
                     .step(message)
                     .map_err(|e| Status::unavailable(e.to_string()))?;
@@ -47,4 +42,14 @@ impl RaftTransport for RaftTransportApi {
         }
         Ok(Response::new(pb::RaftAck {}))
     }
+}
+
+/// A raft message from the bytes replica `from` sent; refused when they
+/// are not one.
+pub fn parse_peer_message(from: u64, bytes: &[u8]) -> Result<raft::eraftpb::Message, Status> {
+    raft::eraftpb::Message::parse_from_bytes(bytes).map_err(|e| {
+        Status::invalid_argument(format!(
+            "replica {from} sent bytes that are not a raft message: {e}"
+        ))
+    })
 }

@@ -179,6 +179,37 @@ struct Session {
     _guard: SessionGuard,
 }
 
+/// Why a worker's result cannot be recorded as sent, if it cannot.
+fn result_refusal(f: &pb::Finished) -> Option<String> {
+    let bad = f.artifacts.is_empty()
+        || f.artifacts.len() > MAX_ARTIFACTS
+        || f.artifacts
+            .iter()
+            .any(|a| a.uri.is_empty() || a.uri.len() > MAX_URI_LEN);
+    bad.then(|| {
+        format!("a result must list 1 to {MAX_ARTIFACTS} artifacts with URIs of at most {MAX_URI_LEN} bytes")
+    })
+}
+
+/// The checks a session makes of a worker's message before it acts on it,
+/// without a session (the fuzzing campaign): what it would refuse.
+pub fn check_worker_message(message: &pb::WorkerMessage) -> Option<String> {
+    match &message.msg {
+        Some(Up::Failed(f)) => {
+            let mut text = f.message.clone();
+            clip(&mut text, MAX_MESSAGE_LEN);
+            None
+        }
+        Some(Up::Progress(p)) => {
+            worth_replicating(0, p.step, p.total_steps);
+            worth_replicating(u32::MAX, p.step, p.total_steps);
+            None
+        }
+        Some(Up::Finished(f)) => result_refusal(f),
+        _ => None,
+    }
+}
+
 /// Cuts `text` to at most `max` bytes, at a character boundary (a worker's
 /// message may be any UTF-8).
 fn clip(text: &mut String, max: usize) {
@@ -268,13 +299,7 @@ impl Session {
             Some(Up::Preview(p)) => self.on_preview(p).await,
             Some(Up::Finished(f)) => {
                 let lease = f.lease.clone().unwrap_or_default();
-                if f.artifacts.is_empty()
-                    || f.artifacts.len() > MAX_ARTIFACTS
-                    || f.artifacts
-                        .iter()
-                        .any(|a| a.uri.is_empty() || a.uri.len() > MAX_URI_LEN)
-                {
-                    let why = format!("a result must list 1 to {MAX_ARTIFACTS} artifacts with URIs of at most {MAX_URI_LEN} bytes");
+                if let Some(why) = result_refusal(&f) {
                     return self.report_failure(lease, why).await;
                 }
                 let finished = pb::JobFinished {

@@ -5,6 +5,7 @@
 //! again here, so a decision made on a stale view is rejected whole, never
 //! half-applied, and every replica rejects it the same way.
 
+mod invariants;
 mod jobs;
 mod nodes;
 mod queues;

@@ -1190,3 +1190,36 @@ fn with_retention_the_state_stays_flat_over_a_long_run() {
         "the snapshot grew from {early} to {late} bytes"
     );
 }
+
+#[test]
+fn the_invariants_hold_through_a_run_and_catch_a_broken_state() {
+    let mut s = State::default();
+    let r = run(
+        &mut s,
+        vec![
+            register("n1", "i1", 2),
+            submit("j1", 1),
+            submit("j2", 1),
+            assign("j1", "n1", &[0]),
+        ],
+    );
+    let epoch = assigned_epoch(&r[3]);
+    s.check_invariants().expect("after assign");
+    run(&mut s, vec![finished("j1", epoch), cancel("j2")]);
+    s.check_invariants().expect("after the end");
+
+    let mut broken = s.clone();
+    broken
+        .nodes
+        .get_mut("n1")
+        .expect("node")
+        .busy
+        .insert(1, "j2".into());
+    assert!(
+        broken.check_invariants().is_err(),
+        "a device held by an ended job"
+    );
+    let mut broken = s.clone();
+    broken.pending.insert(99, "j1".into());
+    assert!(broken.check_invariants().is_err(), "a completed job queued");
+}
