@@ -16,4 +16,13 @@ export GENFLEET_REQUIRE_FFPROBE=1
 bash .ci/install-test-tools.sh
 export GENFLEET_REQUIRE_TOOLS=1
 
+# Formatting and lints first: cheap, and a warning is a failure here.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    rustup component add rustfmt clippy
+fi
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The NCCL backend builds without a CUDA toolkit: keep it compiling.
+cargo clippy -p genfleet-worker --features nccl --all-targets --locked -- -D warnings
+
 cargo test --workspace --locked

@@ -331,7 +331,7 @@ impl CommandFuzz {
         let accepted = self.state.apply(self.applied, &entry).is_ok();
         self.state.check_invariants()?;
         let running = self.state.jobs().any(|j| j.state == pb::JobState::Running);
-        if self.applied % 500 == 0 {
+        if self.applied.is_multiple_of(500) {
             let restored = State::from_snapshot_bytes(&self.state.encode_snapshot())
                 .map_err(|e| format!("a snapshot does not decode: {e}"))?;
             if restored.hash() != self.state.hash() {

@@ -195,7 +195,8 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: Vec<(&str, fn(&mut JobSpec), &str)> = vec![
+        type Case = (&'static str, fn(&mut JobSpec), &'static str);
+        let cases: Vec<Case> = vec![
             (
                 "empty prompt",
                 |s| s.prompt = "  ".into(),

@@ -282,7 +282,7 @@ impl Sim {
             }
         }
         self.deliver();
-        if self.now_ms % TICK_MS == 0 {
+        if self.now_ms.is_multiple_of(TICK_MS) {
             for node in self.nodes.values_mut() {
                 if let Some(replica) = node.replica.as_ref() {
                     replica.with(|r| r.tick());
@@ -426,8 +426,10 @@ impl Sim {
         kind: ConfChangeType,
     ) -> oneshot::Receiver<Result<Applied, ProposeError>> {
         let leader = self.leader().expect("a leader to change membership");
-        let mut single = ConfChangeSingle::default();
-        single.node_id = id;
+        let mut single = ConfChangeSingle {
+            node_id: id,
+            ..Default::default()
+        };
         single.set_change_type(kind);
         let mut change = ConfChangeV2::default();
         change.set_changes(vec![single].into());

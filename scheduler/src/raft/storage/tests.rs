@@ -2,11 +2,12 @@ use super::*;
 use raft::Storage;
 
 fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
-    let mut e = Entry::default();
-    e.index = index;
-    e.term = term;
-    e.data = data.to_vec().into();
-    e
+    Entry {
+        index,
+        term,
+        data: data.to_vec().into(),
+        ..Default::default()
+    }
 }
 
 fn open(dir: &Path, bootstrap: Bootstrap) -> Opened {
@@ -39,10 +40,12 @@ fn entries_and_hard_state_survive_reopen() {
             (s.first_index().ok(), s.last_index().ok()),
             (Some(2), Some(1))
         );
-        let mut hs = HardState::default();
-        hs.term = 2;
-        hs.vote = 1;
-        hs.commit = 3;
+        let hs = HardState {
+            term: 2,
+            vote: 1,
+            commit: 3,
+            ..Default::default()
+        };
         s.append(&[entry(2, 2, b"a"), entry(3, 2, b"b")], Some(&hs))
             .expect("append");
     }
@@ -126,8 +129,10 @@ fn a_snapshot_from_the_leader_replaces_the_whole_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut leader_state = State::default();
     leader_state.apply_membership(20, 3, Some("http://c:7070"));
-    let mut snapshot = Snapshot::default();
-    snapshot.data = leader_state.encode_snapshot().into();
+    let mut snapshot = Snapshot {
+        data: leader_state.encode_snapshot().into(),
+        ..Default::default()
+    };
     snapshot.mut_metadata().index = 20;
     snapshot.mut_metadata().term = 3;
     snapshot.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
