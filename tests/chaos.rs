@@ -10,6 +10,9 @@
 //! - every replica ends with the same state.
 //!
 //! GENFLEET_CHAOS_SECONDS sets how long faults are injected (default 20).
+//! Run for 10 minutes or more it is the soak: it also samples memory, file
+//! descriptors and threads of every replica process and of the test's own
+//! (clients and workers), prints them per minute, and checks they stay flat.
 
 mod common;
 
@@ -107,6 +110,11 @@ impl Cluster {
         ];
         self.procs
             .insert(id, start_scheduler(&data, &listen, &args).proc);
+    }
+
+    /// (replica, its process id) of the replicas running now.
+    fn pids(&self) -> Vec<(u64, u32)> {
+        self.procs.iter().map(|(id, p)| (*id, p.pid())).collect()
     }
 
     fn kill(&mut self, id: u64) {
@@ -494,8 +502,10 @@ async fn no_acknowledged_job_is_lost_or_doubled_under_crashes_and_partitions() {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(2026);
     let mut faults = Vec::new();
+    let mut usage = Usage::default();
     let mut round = 0;
     while started.elapsed() < Duration::from_secs(seconds) {
+        usage.sample(started.elapsed(), &cluster.pids());
         round += 1;
         match round % 3 {
             1 => {
@@ -655,4 +665,106 @@ async fn no_acknowledged_job_is_lost_or_doubled_under_crashes_and_partitions() {
         recorder.acked.len()
     );
     assert!(completed > 0, "the workers completed jobs");
+    usage.report();
+    if seconds >= 300 {
+        usage.assert_flat();
+    }
+}
+
+/// One look at a process: resident memory (KiB), open files, threads.
+#[derive(Debug, Clone, Copy, Default)]
+struct ProcessUsage {
+    rss_kib: u64,
+    fds: u64,
+    threads: u64,
+}
+
+fn process_usage(pid: &str) -> Option<ProcessUsage> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
+    Some(ProcessUsage {
+        rss_kib: field("VmRSS:")?,
+        fds,
+        threads: field("Threads:")?,
+    })
+}
+
+/// The largest figures seen per minute, for the replicas (whichever
+/// process each was at the time) and for the test process.
+#[derive(Default)]
+struct Usage {
+    replicas: BTreeMap<u64, ProcessUsage>,
+    test: BTreeMap<u64, ProcessUsage>,
+}
+
+impl Usage {
+    fn sample(&mut self, at: Duration, pids: &[(u64, u32)]) {
+        let minute = at.as_secs() / 60;
+        let max = |into: &mut ProcessUsage, u: ProcessUsage| {
+            into.rss_kib = into.rss_kib.max(u.rss_kib);
+            into.fds = into.fds.max(u.fds);
+            into.threads = into.threads.max(u.threads);
+        };
+        for (_, pid) in pids {
+            if let Some(u) = process_usage(&pid.to_string()) {
+                max(self.replicas.entry(minute).or_default(), u);
+            }
+        }
+        if let Some(u) = process_usage("self") {
+            max(self.test.entry(minute).or_default(), u);
+        }
+    }
+
+    fn report(&self) {
+        println!(
+            "minute  replica: max RSS MiB, fds, threads   test process: RSS MiB, fds, threads"
+        );
+        for (minute, r) in &self.replicas {
+            let t = self.test.get(minute).copied().unwrap_or_default();
+            println!(
+                "{minute:>6}  {:>8.1} {:>5} {:>5}   {:>8.1} {:>5} {:>5}",
+                r.rss_kib as f64 / 1024.0,
+                r.fds,
+                r.threads,
+                t.rss_kib as f64 / 1024.0,
+                t.fds,
+                t.threads
+            );
+        }
+    }
+
+    /// The last full minute against the first: no figure grows by half
+    /// (a leak would, over ten minutes of faults), file descriptors by at
+    /// most a few dozen.
+    fn assert_flat(&self) {
+        for (what, per_minute) in [("replicas", &self.replicas), ("test process", &self.test)] {
+            let minutes: Vec<&ProcessUsage> = per_minute.values().collect();
+            assert!(minutes.len() >= 3, "{what}: too few minutes sampled");
+            let (first, last) = (minutes[0], minutes[minutes.len() - 2]);
+            assert!(
+                last.rss_kib <= first.rss_kib * 3 / 2 + 16 * 1024,
+                "{what}: memory grew from {} to {} KiB",
+                first.rss_kib,
+                last.rss_kib
+            );
+            assert!(
+                last.threads <= first.threads * 3 / 2 + 4,
+                "{what}: threads grew from {} to {}",
+                first.threads,
+                last.threads
+            );
+            assert!(
+                last.fds <= first.fds + 32,
+                "{what}: open files grew from {} to {}",
+                first.fds,
+                last.fds
+            );
+        }
+    }
 }

@@ -37,6 +37,11 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process as `kill -9` would and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
