@@ -30,6 +30,10 @@ async fn main() -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
+        // A log nobody reads (stderr closed) must not take the process
+        // down: tracing-subscriber would report the failed write with
+        // eprintln!, which panics on a broken pipe.
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match genfleet::commands::run(cli.command).await {

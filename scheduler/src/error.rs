@@ -22,6 +22,8 @@ pub enum Error {
     },
     #[error("raft replica: {0}")]
     Raft(#[from] crate::raft::DriverError),
+    #[error("the raft replica stopped: {0}; restart this replica once that is fixed (its log on disk is intact)")]
+    Halted(String),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("gRPC server: {0}")]

@@ -428,10 +428,29 @@ impl Scheduler {
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), stopped(stop.clone()));
         let servers = async { grpc.await.map_err(Error::from) };
         tokio::pin!(servers);
+        // A replica whose raft log cannot be written (a full disk) stops
+        // serving and exits with the reason: it corrupts nothing, and its
+        // supervisor restarts it, from its log, once there is room again.
+        let mut status = raft.watch_status();
+        let halted = async move {
+            let why = match status.wait_for(|s| s.stopped.is_some()).await {
+                Ok(s) => s.stopped.clone(),
+                Err(_) => None,
+            };
+            match why {
+                Some(why) => why,
+                None => std::future::pending().await,
+            }
+        };
         let served = tokio::select! {
             _ = shutdown => {
                 let _ = stop_tx.send(true);
                 servers.await
+            }
+            why = halted => {
+                let _ = stop_tx.send(true);
+                let _ = servers.await;
+                Err(Error::Halted(why))
             }
             result = &mut servers => result,
         };
@@ -440,8 +459,10 @@ impl Scheduler {
             let _ = task.await;
         }
         drop(raft);
-        raft_thread.stop().await?;
+        let stopped = raft_thread.stop().await;
         tracing::info!(id = config.id, "scheduler stopped");
-        served
+        // The serving outcome first: it says why a halted replica stopped.
+        served?;
+        Ok(stopped?)
     }
 }

@@ -96,6 +96,9 @@ impl Driver {
         let result = self.run_loop();
         if let Err(e) = &result {
             tracing::error!(error = %e, id = self.replica.id(), "raft replica stopped");
+            // Callers are told why from now on, and readiness fails.
+            let why = e.to_string();
+            self.status.send_modify(|s| s.stopped = Some(why));
         }
         self.replica.fail_all();
         result

@@ -72,6 +72,9 @@ pub struct RaftStatus {
     pub learners: Vec<u64>,
     /// Replication progress of every member (on the leader only).
     pub progress: Vec<PeerProgress>,
+    /// Why the raft thread stopped, if it stopped on an error (a raft log
+    /// that cannot be written: a full disk). The replica takes no more work.
+    pub stopped: Option<String>,
 }
 
 impl RaftStatus {
@@ -80,6 +83,9 @@ impl RaftStatus {
     /// the current term, so requests it forwards find a leader and its
     /// reads are not from an older term.
     pub fn readiness(&self) -> Result<(), NotReady> {
+        if let Some(why) = &self.stopped {
+            return Err(NotReady::Stopped(why.clone()));
+        }
         if self.leader.is_none() {
             return Err(NotReady::NoLeader);
         }
@@ -109,6 +115,8 @@ pub enum NotReady {
     NotMember { id: u64 },
     #[error("applied index {applied} is from an older term than {term}")]
     OlderTerm { applied: u64, term: u64 },
+    #[error("the raft replica stopped: {0}")]
+    Stopped(String),
 }
 
 /// How far the leader has replicated to one member.
@@ -151,6 +159,9 @@ pub enum ProposeError {
     ReadTimeout,
     #[error("the raft replica has stopped")]
     Stopped,
+    /// Stopped on an error: the replica refuses work until it is restarted.
+    #[error("this replica stopped and takes no more work until it is restarted: {0}")]
+    Halted(String),
 }
 
 /// Messages into the raft thread.
@@ -191,7 +202,10 @@ impl RaftHandle {
         self.inbox
             .send(Input::Propose { command, reply })
             .map_err(|_| ProposeError::Stopped)?;
-        let result = applied.await.unwrap_or(Err(ProposeError::Stopped));
+        let result = applied
+            .await
+            .unwrap_or(Err(ProposeError::Stopped))
+            .map_err(|e| self.halted_or(e));
         let label = match &result {
             Ok(Applied { result: Ok(_), .. }) => {
                 timer.observe_duration();
@@ -203,6 +217,22 @@ impl RaftHandle {
         };
         self.metrics.proposals.with_label_values(&[label]).inc();
         result
+    }
+
+    /// Refuses at once when the replica stopped on an error.
+    fn check_running(&self) -> Result<(), ProposeError> {
+        match &self.status.borrow().stopped {
+            Some(why) => Err(ProposeError::Halted(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// `e`, or why the replica stopped when it stopped on an error.
+    fn halted_or(&self, e: ProposeError) -> ProposeError {
+        match (&e, &self.status.borrow().stopped) {
+            (ProposeError::Stopped, Some(why)) => ProposeError::Halted(why.clone()),
+            _ => e,
+        }
     }
 
     /// Proposes a membership change and waits until it is applied.
@@ -219,6 +249,7 @@ impl RaftHandle {
     /// before the call (raft's ReadIndex): a read of the state after this is
     /// linearizable, on followers too.
     pub async fn linearizable_read(&self) -> Result<(), ProposeError> {
+        self.check_running()?;
         let mut status = self.status.clone();
         // Without a known leader there is nobody to confirm the read index.
         let leader_known = tokio::time::timeout(LEADER_WAIT, async {
@@ -305,6 +336,7 @@ impl RaftHandle {
     /// Reads are served only by a ready leader: a replica that just started
     /// has not replayed its log yet, and a follower may lag.
     pub async fn ready_leader(&self) -> Result<(), ProposeError> {
+        self.check_running()?;
         let mut status = self.status.clone();
         let id = status.borrow().id;
         let waited = tokio::time::timeout(LEADER_WAIT, async {
@@ -334,6 +366,7 @@ mod tests {
     /// Replica 2 in term 5, applied up to 12.
     fn status(leader: Option<u64>, voters: &[u64], learners: &[u64], current: bool) -> RaftStatus {
         RaftStatus {
+            stopped: None,
             id: 2,
             role: Role::Follower,
             leader,

@@ -464,6 +464,7 @@ impl Replica {
             voters: sorted(&conf.voters),
             learners: sorted(&conf.learners),
             progress,
+            stopped: None,
         };
         self.metrics.raft_term.set(status.term as i64);
         self.metrics.raft_commit_index.set(status.commit as i64);
