@@ -6,7 +6,7 @@
 //! - `spec`: what a job may ask for, checked at submit and at apply.
 //! - `state/`: the replicated state machine (jobs, nodes) and its commands.
 //! - `raft/`: the raft-rs node, its log on disk (raft-engine), the thread that drives it.
-//! - `placement`: why a job waits before the first scheduling cycle has judged it.
+//! - `pending_reason`: why a job waits before the first scheduling cycle has judged it.
 //! - `policy/`: the scheduling policy as a pure function (quotas, QoS, gangs).
 //! - `leader`: work only the leader does: scheduling cycles, worker liveness.
 //! - `scheduling`: the policy's view of the state, and the last cycle's verdicts.
@@ -22,8 +22,9 @@ mod error;
 pub mod kube;
 mod leader;
 pub mod metrics;
-pub mod placement;
+pub mod pending_reason;
 pub mod policy;
+pub mod qos;
 pub mod raft;
 pub mod retention;
 pub mod scheduling;

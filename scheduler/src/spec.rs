@@ -68,11 +68,11 @@ pub enum SpecError {
 pub const MAX_PRIORITY: i32 = 1000;
 
 /// The job's class; a spec without one (older log entries) is standard.
-pub fn qos(spec: &JobSpec) -> Option<crate::policy::Qos> {
+pub fn qos(spec: &JobSpec) -> Option<crate::qos::Qos> {
     if spec.qos.is_empty() {
-        return Some(crate::policy::Qos::Standard);
+        return Some(crate::qos::Qos::Standard);
     }
-    crate::policy::Qos::parse(&spec.qos)
+    crate::qos::Qos::parse(&spec.qos)
 }
 
 /// Fills the fields whose zero value means "the default".
@@ -90,7 +90,7 @@ pub fn with_defaults(mut spec: JobSpec) -> JobSpec {
         spec.tp = 1;
     }
     if spec.qos.is_empty() {
-        spec.qos = crate::policy::Qos::Standard.label().to_string();
+        spec.qos = crate::qos::Qos::Standard.label().to_string();
     }
     spec
 }

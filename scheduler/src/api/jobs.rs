@@ -14,7 +14,7 @@ use super::paging;
 use super::route::{forwarded, Route, Router};
 use crate::leader::Sessions;
 use crate::metrics::Metrics;
-use crate::placement;
+use crate::pending_reason;
 use crate::raft::RaftHandle;
 use crate::scheduling::{self, LastVerdicts};
 use crate::spec;
@@ -122,7 +122,7 @@ impl LeaderView<'_> {
                 // Not seen by a cycle yet (or no worker connected).
                 None => {
                     let connected = self.sessions.connected();
-                    view.pending_reason = placement::pending_reason(state, &connected, job);
+                    view.pending_reason = pending_reason::pending_reason(state, &connected, job);
                 }
             }
         }

@@ -8,40 +8,7 @@ use std::sync::Arc;
 use genfleet_proto::models::gib;
 pub use genfleet_proto::models::MemoryNeed;
 
-/// Quality-of-service class; the order of the variants is their rank.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Qos {
-    /// Fills idle capacity, never preempts, is preempted first.
-    Batch,
-    /// Reclaims its queue's nominal quota from borrowers.
-    Standard,
-    /// Someone waits in a chat: may preempt batch and borrowed work.
-    Interactive,
-}
-
-impl Qos {
-    pub const ALL: [Qos; 3] = [Qos::Batch, Qos::Standard, Qos::Interactive];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Qos::Batch => "batch",
-            Qos::Standard => "standard",
-            Qos::Interactive => "interactive",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Qos> {
-        Qos::ALL.into_iter().find(|q| q.label() == text)
-    }
-
-    /// One class up (ageing), interactive stays interactive.
-    pub fn promoted(self) -> Qos {
-        match self {
-            Qos::Batch => Qos::Standard,
-            Qos::Standard | Qos::Interactive => Qos::Interactive,
-        }
-    }
-}
+pub use crate::qos::Qos;
 
 /// A queue's share of one flavor, in devices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

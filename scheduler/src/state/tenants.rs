@@ -7,7 +7,7 @@ use genfleet_proto as pb;
 use pb::Role;
 
 use super::{Outcome, Rejection, State};
-use crate::policy::Qos;
+use crate::qos::Qos;
 use crate::spec::DEFAULT_QUEUE;
 
 /// Bounds that keep a tenant or key sane (and a peer from bloating the state).

@@ -9,7 +9,7 @@ use candle_core::safetensors::Load;
 use candle_core::{DType, Device, Tensor};
 use safetensors::SafeTensors;
 
-use super::pipeline::GenerateRequest;
+use super::request::GenerateRequest;
 use super::ModelError;
 
 const LATENT: &str = "latent";

@@ -91,7 +91,7 @@ pub fn generate_parallel(
                     if result.is_err() {
                         comm.abandon();
                     }
-                    result
+                    (result.map(drop), comm.saw_rank_leave())
                 })
             })
             .collect();
@@ -114,39 +114,44 @@ pub fn generate_parallel(
         if result.is_err() {
             first_comm.abandon();
         }
+        let first_saw_leave = first_comm.saw_rank_leave();
         // Rank 0 leaves the group before waiting for the others: if it
         // failed mid-step, ranks still in an all-reduce then fail too.
         drop((first, first_comm));
         let others = others
             .into_iter()
-            .map(|rank| match rank.join() {
-                Ok(result) => result.map(drop),
-                Err(_) => Err(ModelError::InvalidConfig(
-                    "a tensor-parallel rank panicked".into(),
-                )),
+            .enumerate()
+            .map(|(i, rank)| match rank.join() {
+                Ok(outcome) => outcome,
+                Err(_) => (
+                    Err(ModelError::RankFailed {
+                        rank: i + 1,
+                        why: "it panicked".into(),
+                    }),
+                    false,
+                ),
             })
             .collect();
-        first_cause(result, others)
+        first_cause((result, first_saw_leave), others)
     })
 }
 
 /// Rank 0's result, unless a rank failed: then the error that started it
 /// rather than the others' reports that a rank left them.
-fn first_cause<T>(
-    rank0: Result<T, ModelError>,
-    others: Vec<Result<(), ModelError>>,
-) -> Result<T, ModelError> {
-    let is_echo = |e: &ModelError| e.to_string().contains(crate::parallel::RANK_LEFT);
+fn first_cause<T>(rank0: Outcome<T>, others: Vec<Outcome<()>>) -> Result<T, ModelError> {
+    let (rank0, rank0_echo) = rank0;
     let (done, rank0_error) = match rank0 {
         Ok(done) => (Some(done), None),
-        Err(e) => (None, Some(e)),
+        Err(e) => (None, Some((e, rank0_echo))),
     };
     let mut echo = None;
-    for e in rank0_error
-        .into_iter()
-        .chain(others.into_iter().filter_map(Result::err))
-    {
-        if !is_echo(&e) {
+    let errors = rank0_error.into_iter().chain(
+        others
+            .into_iter()
+            .filter_map(|(result, saw_leave)| result.err().map(|e| (e, saw_leave))),
+    );
+    for (e, saw_leave) in errors {
+        if !saw_leave {
             return Err(e);
         }
         echo.get_or_insert(e);
@@ -157,6 +162,10 @@ fn first_cause<T>(
         (None, None) => Err(ModelError::InvalidConfig("a group of no ranks".into())),
     }
 }
+
+/// How a rank's run ended, and whether it saw another rank leave the group
+/// (then its error is an echo of that rank's, not a cause).
+type Outcome<T> = (Result<T, ModelError>, bool);
 
 /// Whether any rank wants to stop after this step (rank 0 decides); the
 /// vote is summed where the rank computes.
@@ -187,14 +196,18 @@ mod tests {
     use super::*;
     use crate::parallel::RANK_LEFT;
 
-    fn left(rank: usize) -> Result<(), ModelError> {
-        Err(ModelError::Candle(candle_core::Error::Msg(format!(
-            "rank {rank} {RANK_LEFT}"
-        ))))
+    /// A rank that failed because rank `rank` left: an echo.
+    fn left(rank: usize) -> Outcome<()> {
+        (
+            Err(ModelError::Candle(candle_core::Error::Msg(format!(
+                "rank {rank} {RANK_LEFT}"
+            )))),
+            true,
+        )
     }
 
-    fn failed(why: &str) -> Result<(), ModelError> {
-        Err(ModelError::InvalidConfig(why.into()))
+    fn failed(why: &str) -> Outcome<()> {
+        (Err(ModelError::InvalidConfig(why.into())), false)
     }
 
     #[test]
@@ -206,7 +219,7 @@ mod tests {
         let cause = first_cause(failed("rank 0's error"), vec![failed("rank 1's error")]);
         assert!(cause.is_err_and(|e| e.to_string().contains("rank 0's error")));
         // Only echoes (the cause lost with a panic): still an error.
-        assert!(first_cause(Ok(()), vec![left(1)]).is_err());
-        assert!(first_cause(Ok(()), vec![Ok(()), Ok(())]).is_ok());
+        assert!(first_cause((Ok(()), false), vec![left(1)]).is_err());
+        assert!(first_cause((Ok(()), false), vec![(Ok(()), false), (Ok(()), false)]).is_ok());
     }
 }

@@ -9,6 +9,7 @@ mod dit;
 mod group;
 mod layers;
 mod pipeline;
+mod request;
 pub mod rng;
 mod rope;
 pub mod sampler;
@@ -41,4 +42,6 @@ pub enum ModelError {
     Candle(#[from] candle_core::Error),
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    #[error("tensor-parallel rank {rank} failed: {why}")]
+    RankFailed { rank: usize, why: String },
 }

@@ -13,26 +13,13 @@ use super::config::ModelConfig;
 use super::decoder::Decoder;
 use super::dit::Dit;
 use super::layers::{mask_to_bias, TpBuilder};
+pub use super::request::GenerateRequest;
 use super::rng::SeededRng;
 use super::sampler::FlowSchedule;
 use super::text::TextEncoder;
 use super::weights::{load_weights, open_sharded, ModelManifest};
 use super::ModelError;
 use crate::parallel::{Communicator, Solo};
-
-/// What to generate; sizes in pixels and frames.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GenerateRequest {
-    pub prompt: String,
-    pub negative_prompt: String,
-    pub frames: usize,
-    pub width: usize,
-    pub height: usize,
-    pub steps: usize,
-    pub seed: u64,
-    /// Classifier-free guidance scale; 1 disables the unconditional pass.
-    pub guidance: f64,
-}
 
 /// Decoded frames, each `height * width * 3` bytes of RGB.
 #[derive(Debug, Clone)]

@@ -14,6 +14,7 @@
 #[cfg(any(feature = "nccl", feature = "cuda"))]
 pub mod nccl;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use candle_core::{Result, Tensor};
@@ -34,6 +35,11 @@ pub trait Communicator: Send + Sync {
     /// the same for the thread backend; NCCL needs its communicators
     /// aborted.
     fn abandon(&self) {}
+    /// Whether an all-reduce of this rank failed because another rank left
+    /// the group: its own failure is then an echo of that rank's, not a cause.
+    fn saw_rank_leave(&self) -> bool {
+        false
+    }
 }
 
 /// A group of one: no parallelism.
@@ -57,6 +63,8 @@ impl Communicator for Solo {
 pub struct ThreadGroup {
     rank: usize,
     shared: Arc<Shared>,
+    /// An all-reduce of this rank failed because another rank left.
+    saw_leave: AtomicBool,
 }
 
 struct Shared {
@@ -119,12 +127,28 @@ impl ThreadGroup {
             .map(|rank| ThreadGroup {
                 rank,
                 shared: shared.clone(),
+                saw_leave: AtomicBool::new(false),
             })
             .collect()
     }
 }
 
+impl ThreadGroup {
+    /// [`Shared::barrier`], noting when it failed because a rank left.
+    fn barrier<'a>(&'a self, round: MutexGuard<'a, Round>) -> Result<MutexGuard<'a, Round>> {
+        let waited = self.shared.barrier(round);
+        if waited.is_err() {
+            self.saw_leave.store(true, Ordering::Relaxed);
+        }
+        waited
+    }
+}
+
 impl Communicator for ThreadGroup {
+    fn saw_rank_leave(&self) -> bool {
+        self.saw_leave.load(Ordering::Relaxed)
+    }
+
     fn rank(&self) -> usize {
         self.rank
     }
@@ -142,7 +166,7 @@ impl Communicator for ThreadGroup {
             .to_vec1::<f32>()?;
         let mut round = self.shared.lock();
         round.slots[self.rank] = mine;
-        let round = self.shared.barrier(round)?;
+        let round = self.barrier(round)?;
         // Summed in rank order on every rank: all get the same bits.
         let sum = {
             let slots = &round.slots;
@@ -162,7 +186,7 @@ impl Communicator for ThreadGroup {
             sum
         };
         // Nobody writes the next round's slot before all have read this one.
-        drop(self.shared.barrier(round)?);
+        drop(self.barrier(round)?);
         Tensor::from_vec(sum, t.shape(), t.device())?.to_dtype(t.dtype())
     }
 }

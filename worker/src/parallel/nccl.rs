@@ -29,6 +29,8 @@ use super::{Communicator, RANK_LEFT};
 pub struct NcclGroup {
     rank: usize,
     shared: Arc<Shared>,
+    /// An all-reduce of this rank failed because another rank left.
+    saw_leave: std::sync::atomic::AtomicBool,
 }
 
 /// Every rank's communicator (`None` once the group was abandoned) and
@@ -94,6 +96,7 @@ impl NcclGroup {
             .map(|rank| NcclGroup {
                 rank,
                 shared: shared.clone(),
+                saw_leave: std::sync::atomic::AtomicBool::new(false),
             })
             .collect())
     }
@@ -104,6 +107,8 @@ impl NcclGroup {
         match lock(&self.shared.comms[self.rank]).as_ref() {
             Some(SendComm(comm)) => f(comm),
             None => {
+                self.saw_leave
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 let left = lock(&self.shared.left).unwrap_or(self.rank);
                 Err(candle_core::Error::Msg(format!(
                     "tensor-parallel rank {left} {RANK_LEFT}"
@@ -143,6 +148,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Communicator for NcclGroup {
+    fn saw_rank_leave(&self) -> bool {
+        self.saw_leave.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn rank(&self) -> usize {
         self.rank
     }
