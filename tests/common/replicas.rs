@@ -84,6 +84,11 @@ impl Replicas {
         self.procs.insert(id, started.proc);
     }
 
+    /// The process id of replica `id`, if it runs.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.procs.get(&id).map(|p| p.pid())
+    }
+
     pub fn kill(&mut self, id: u64) {
         if let Some(mut p) = self.procs.remove(&id) {
             p.kill();
