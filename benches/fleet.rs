@@ -11,6 +11,11 @@
 //!
 //!     cargo bench --bench fleet                              # 1,000 nodes, 30 s
 //!     FLEET_NODES=10000 FLEET_SECONDS=60 cargo bench --bench fleet
+//!     FLEET_SECONDS=600 FLEET_RETAIN=2000 cargo bench --bench fleet  # a soak
+//!
+//! The leader's memory, open files and threads are sampled every 10 s and
+//! printed; with FLEET_RETAIN (ended jobs kept) the state stays bounded and
+//! so should they.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -182,7 +187,11 @@ async fn main() {
     let nodes: usize = env("FLEET_NODES", 1000);
     let seconds: u64 = env("FLEET_SECONDS", 30);
     let load: f64 = env("FLEET_LOAD", 0.7);
-    let replicas = Replicas::new(3, &["--retain-ended-max", "1000000"]);
+    let retain: String = env("FLEET_RETAIN", "1000000".to_string());
+    let replicas = Replicas::new(
+        3,
+        &["--retain-ended-max", &retain, "--retention-every", "2s"],
+    );
     replicas.converged(&[1, 2, 3]).await;
     let leader = replicas.leader().await.expect("a leader");
     let leader_endpoint = replicas.endpoint(leader);
@@ -277,7 +286,25 @@ async fn main() {
     let interval = Duration::from_secs_f64(1.0 / rate);
     let mut next = tokio::time::Instant::now();
     let mut peak_rss = 0;
+    let mut samples: Vec<(u64, u64, usize, u64)> = Vec::new();
+    let mut next_sample = Instant::now();
     while started.elapsed() < Duration::from_secs(seconds) {
+        if Instant::now() >= next_sample {
+            next_sample += Duration::from_secs(10);
+            let (_, rss) = cpu_and_rss(leader_pid);
+            let fds = std::fs::read_dir(format!("/proc/{leader_pid}/fd")).map_or(0, |d| d.count());
+            let threads = std::fs::read_to_string(format!("/proc/{leader_pid}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("Threads:"))?
+                        .trim()
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or(0);
+            samples.push((started.elapsed().as_secs(), rss, fds, threads));
+        }
         next += interval;
         tokio::time::sleep_until(next).await;
         let request = pb::SubmitRequest {
