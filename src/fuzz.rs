@@ -335,12 +335,44 @@ impl CommandFuzz {
             let restored = State::from_snapshot_bytes(&self.state.encode_snapshot())
                 .map_err(|e| format!("a snapshot does not decode: {e}"))?;
             if restored.hash() != self.state.hash() {
-                return Err("a snapshot restores another state".into());
+                return Err(format!(
+                    "a snapshot restores another state: {}",
+                    snapshot_difference(&self.state.to_snapshot(), &restored.to_snapshot())
+                ));
             }
             restored.check_invariants()?;
         }
         Ok((accepted, running))
     }
+}
+
+/// Where two snapshots of the state differ, described.
+fn snapshot_difference(a: &pb::StateSnapshot, b: &pb::StateSnapshot) -> String {
+    for (x, y) in a.jobs.iter().zip(&b.jobs) {
+        if x != y {
+            return format!("job before {x:?}\nafter {y:?}");
+        }
+    }
+    for (x, y) in a.nodes.iter().zip(&b.nodes) {
+        if x != y {
+            return format!("node before {x:?}\nafter {y:?}");
+        }
+    }
+    let parts = [
+        ("jobs", a.jobs.len() != b.jobs.len()),
+        ("nodes", a.nodes.len() != b.nodes.len()),
+        ("queues", a.queues != b.queues),
+        ("budget usage", a.budget_usage != b.budget_usage),
+        ("tenants", a.tenants != b.tenants),
+        ("keys", a.keys != b.keys),
+        ("members", a.members != b.members),
+        (
+            "positions and leases",
+            (a.next_position, a.last_lease_epoch) != (b.next_position, b.last_lease_epoch),
+        ),
+    ];
+    let differ: Vec<&str> = parts.iter().filter(|(_, d)| *d).map(|(n, _)| *n).collect();
+    format!("{differ:?}")
 }
 
 /// A command over a few jobs, nodes and tenants, so they meet.

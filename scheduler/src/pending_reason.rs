@@ -49,7 +49,7 @@ mod tests {
         let index = state.applied_index() + 1;
         let entry = pb::LogEntry {
             version: LOG_ENTRY_VERSION,
-            at_ms: 0,
+            at_ms: 1,
             command: Some(pb::Command { kind: Some(kind) }),
         };
         state.apply(index, &entry).expect("command accepted");

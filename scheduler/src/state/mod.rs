@@ -160,6 +160,13 @@ impl State {
             return Err(Rejection::UnsupportedVersion(entry.version));
         }
         let at_ms = entry.at_ms;
+        // Every entry is stamped with its proposer's clock; 0 would also
+        // read as "not set" in the job times a snapshot carries.
+        if at_ms <= 0 {
+            return Err(Rejection::Malformed(
+                "a log entry without the time it was proposed",
+            ));
+        }
         use pb::command::Kind;
         let kind = entry
             .command

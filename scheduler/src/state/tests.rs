@@ -1223,3 +1223,14 @@ fn the_invariants_hold_through_a_run_and_catch_a_broken_state() {
     broken.pending.insert(99, "j1".into());
     assert!(broken.check_invariants().is_err(), "a completed job queued");
 }
+
+/// Found by the fuzzing campaign: an entry stamped at 0 set a requeued
+/// job's queue time to 0, which a snapshot restores as its creation time,
+/// so replicas restored from a snapshot disagreed with the others.
+#[test]
+fn an_entry_without_a_time_is_refused() {
+    let mut s = State::default();
+    let result = s.apply(1, &entry(submit("j1", 1), 0));
+    assert!(matches!(result, Err(Rejection::Malformed(_))), "{result:?}");
+    assert!(s.job("j1").is_none());
+}
