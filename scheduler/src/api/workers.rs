@@ -275,6 +275,9 @@ impl Session {
                 event = events.recv() => {
                     let delivered = match event {
                         Ok(event) if event.index == 0 => true,
+                        // Only this node's jobs, and those it was sent, concern it.
+                        Ok(event) if event.job.node != self.node
+                            && !self.sent.contains_key(&event.job.id) => true,
                         Ok(event) => self.reconcile_now(&event.job.id).await,
                         Err(broadcast::error::RecvError::Lagged(_)) => self.reconcile_all().await,
                         Err(broadcast::error::RecvError::Closed) => return "raft replica stopped".into(),
