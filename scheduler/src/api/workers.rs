@@ -181,13 +181,13 @@ struct Session {
 
 /// Why a worker's result cannot be recorded as sent, if it cannot.
 fn result_refusal(f: &pb::Finished) -> Option<String> {
-    let bad = f.artifacts.is_empty()
-        || f.artifacts.len() > MAX_ARTIFACTS
+    // None is fine: simulated devices make no files.
+    let bad = f.artifacts.len() > MAX_ARTIFACTS
         || f.artifacts
             .iter()
             .any(|a| a.uri.is_empty() || a.uri.len() > MAX_URI_LEN);
     bad.then(|| {
-        format!("a result must list 1 to {MAX_ARTIFACTS} artifacts with URIs of at most {MAX_URI_LEN} bytes")
+        format!("a result may list at most {MAX_ARTIFACTS} artifacts, each with a URI of 1 to {MAX_URI_LEN} bytes")
     })
 }
 
@@ -675,6 +675,29 @@ mod tests {
         let mut short = "fine".to_string();
         clip(&mut short, MAX_MESSAGE_LEN);
         assert_eq!(short, "fine");
+    }
+
+    /// The refusal says what is refused: too many files or bad URIs; a
+    /// result with none (simulated devices) is fine.
+    #[test]
+    fn a_result_is_refused_as_its_message_says() {
+        let artifact = |uri: &str| pb::Artifact {
+            uri: uri.into(),
+            ..Default::default()
+        };
+        let result = |artifacts| pb::Finished {
+            lease: None,
+            artifacts,
+        };
+        assert!(result_refusal(&result(Vec::new())).is_none());
+        assert!(result_refusal(&result(vec![artifact("file:///v")])).is_none());
+        let too_many = result(vec![artifact("file:///v"); MAX_ARTIFACTS + 1]);
+        let why = result_refusal(&too_many).expect("refused");
+        assert!(
+            why.contains(&format!("at most {MAX_ARTIFACTS} artifacts")),
+            "{why}"
+        );
+        assert!(result_refusal(&result(vec![artifact("")])).is_some());
     }
 
     #[test]
