@@ -147,6 +147,15 @@ async fn run_job(a: pb::Assignment, tx: mpsc::Sender<pb::WorkerMessage>, progres
         .await;
 }
 
+/// A channel to `endpoint`; the benchmark cannot go on without one.
+async fn connect(endpoint: &str) -> Channel {
+    Channel::from_shared(endpoint.to_string())
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect")
+}
+
 /// CPU seconds (user + system) and resident memory (KiB) of process `pid`.
 fn cpu_and_rss(pid: u32) -> (f64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -204,13 +213,7 @@ async fn main() {
     let mut channel = None;
     for i in 0..nodes {
         if i.is_multiple_of(NODES_PER_CHANNEL) {
-            channel = Some(
-                Channel::from_shared(leader_endpoint.clone())
-                    .expect("uri")
-                    .connect()
-                    .await
-                    .expect("connect"),
-            );
+            channel = Some(connect(&leader_endpoint).await);
         }
         let channel = channel.clone().expect("a channel");
         tokio::spawn(node(
@@ -220,39 +223,18 @@ async fn main() {
             stop.clone(),
         ));
     }
-    let mut cluster = ClusterServiceClient::new(
-        Channel::from_shared(leader_endpoint.clone())
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect"),
-    );
-    let mut jobs = JobServiceClient::new(
-        Channel::from_shared(leader_endpoint.clone())
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect"),
-    );
+    // One channel for the benchmark's own calls to the leader.
+    let leader_channel = connect(&leader_endpoint).await;
+    let mut cluster = ClusterServiceClient::new(leader_channel.clone());
+    let mut jobs = JobServiceClient::new(leader_channel.clone());
+    let mut node_service = pb::node_service_client::NodeServiceClient::new(leader_channel);
     // Wait until every node is registered.
     loop {
-        let status = cluster
-            .status(pb::ReplicaStatusRequest {})
+        let listed = node_service
+            .list(pb::ListNodesRequest {})
             .await
-            .expect("status")
-            .into_inner();
-        let _ = status;
-        let listed = pb::node_service_client::NodeServiceClient::new(
-            Channel::from_shared(leader_endpoint.clone())
-                .expect("uri")
-                .connect()
-                .await
-                .expect("connect"),
-        )
-        .list(pb::ListNodesRequest {})
-        .await
-        .map(|r| r.into_inner().nodes.len())
-        .unwrap_or(0);
+            .map(|r| r.into_inner().nodes.len())
+            .unwrap_or(0);
         if listed >= nodes {
             break;
         }

@@ -272,7 +272,7 @@ pub fn gpu_table(gpus: &[genfleet_worker::device::GpuInfo]) -> String {
 }
 
 /// Columns padded to their widest cell; the last one is left as is.
-fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     let header = header.map(String::from);
     let mut widths = header.clone().map(|h| h.chars().count());
     for row in rows {

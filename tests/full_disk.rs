@@ -60,14 +60,22 @@ fn spawn_capped(
 
 /// Waits for `child` to exit, at most `secs`; its exit status.
 fn wait_exit(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
-    for _ in 0..secs * 10 {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pid = child.id().to_string();
+    std::thread::scope(|scope| {
+        let waiting = &mut *child;
+        scope.spawn(move || {
+            let _ = tx.send(waiting.wait());
+        });
+        match rx.recv_timeout(Duration::from_secs(secs)) {
+            Ok(status) => status.expect("wait"),
+            Err(_) => {
+                // Still running: kill it so the waiting thread returns.
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                panic!("the process did not exit within {secs}s")
+            }
         }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    panic!("the process did not exit within {secs}s");
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

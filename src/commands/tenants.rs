@@ -5,7 +5,7 @@ use pb::tenant_service_client::TenantServiceClient;
 
 use crate::cli::{ClientArgs, KeyCommand, ListArgs, TenantCommand};
 use crate::client::{first_channel, ClientError, SchedulerChannel};
-use crate::output;
+use crate::{output, render};
 
 async fn connect(client: &ClientArgs) -> anyhow::Result<TenantServiceClient<SchedulerChannel>> {
     Ok(TenantServiceClient::new(
@@ -154,46 +154,51 @@ pub async fn whoami(args: ListArgs) -> anyhow::Result<()> {
 }
 
 fn tenant_table(tenants: &[pb::Tenant]) -> String {
-    let mut lines = vec![format!(
-        "{:<20} {:<30} {:<16} {:<12} {:<12} MAX UNFINISHED",
-        "NAME", "QUEUES", "DEFAULT QUEUE", "DEFAULT QOS", "MAX QOS"
-    )];
-    for t in tenants {
-        let limit = match t.max_unfinished_jobs {
-            0 => "-".to_string(),
-            n => n.to_string(),
-        };
-        lines.push(format!(
-            "{:<20} {:<30} {:<16} {:<12} {:<12} {}",
-            t.name,
-            t.queues.join(","),
-            t.default_queue,
-            t.default_qos,
-            t.max_qos,
-            limit
-        ));
-    }
-    lines.join("\n")
+    let rows: Vec<[String; 6]> = tenants
+        .iter()
+        .map(|t| {
+            let limit = match t.max_unfinished_jobs {
+                0 => "-".to_string(),
+                n => n.to_string(),
+            };
+            [
+                t.name.clone(),
+                t.queues.join(","),
+                t.default_queue.clone(),
+                t.default_qos.clone(),
+                t.max_qos.clone(),
+                limit,
+            ]
+        })
+        .collect();
+    let header = [
+        "NAME",
+        "QUEUES",
+        "DEFAULT QUEUE",
+        "DEFAULT QOS",
+        "MAX QOS",
+        "MAX UNFINISHED",
+    ];
+    render::table(header, &rows)
 }
 
 fn key_table(keys: &[pb::ApiKey]) -> String {
-    let mut lines = vec![format!(
-        "{:<14} {:<8} {:<20} {:<22} DESCRIPTION",
-        "ID", "ROLE", "TENANT", "CREATED"
-    )];
-    for k in keys {
-        let created = humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(k.created_at_ms.max(0) as u64),
-        );
-        let tenant = if k.tenant.is_empty() { "-" } else { &k.tenant };
-        lines.push(format!(
-            "{:<14} {:<8} {:<20} {:<22} {}",
-            k.id,
-            role_label(k.role()),
-            tenant,
-            created.to_string(),
-            k.description
-        ));
-    }
-    lines.join("\n")
+    let rows: Vec<[String; 5]> = keys
+        .iter()
+        .map(|k| {
+            let created = humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH
+                    + std::time::Duration::from_millis(k.created_at_ms.max(0) as u64),
+            );
+            let tenant = if k.tenant.is_empty() { "-" } else { &k.tenant };
+            [
+                k.id.clone(),
+                role_label(k.role()).to_string(),
+                tenant.to_string(),
+                created.to_string(),
+                k.description.clone(),
+            ]
+        })
+        .collect();
+    render::table(["ID", "ROLE", "TENANT", "CREATED", "DESCRIPTION"], &rows)
 }
