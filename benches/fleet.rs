@@ -1,16 +1,17 @@
 //! The whole control plane at fleet scale: three scheduler replicas (real
 //! processes) against FLEET_NODES simulated nodes of 8 devices each, all
 //! sessions opened from this process (a channel per 100 nodes), each node
-//! running what it is given: a progress report per step at the leader's
-//! step estimate, then the result. A steady stream of submissions keeps
-//! the fleet about FLEET_LOAD busy for FLEET_SECONDS.
+//! running what it is given: a progress report per step, FLEET_STEPS steps
+//! of FLEET_STEP_SECONDS each, then the result. A steady stream of
+//! submissions keeps the fleet about FLEET_LOAD busy for FLEET_SECONDS
+//! (it fills up over the first job's length).
 //!
 //! Prints the figures, then RESULT lines: submit-to-start p50 and p99, the
 //! leader's CPU share and memory, raft entries per job, and the progress
 //! reports per second the leader absorbed.
 //!
-//!     cargo bench --bench fleet                              # 1,000 nodes, 30 s
-//!     FLEET_NODES=10000 FLEET_SECONDS=60 cargo bench --bench fleet
+//!     cargo bench --bench fleet                              # 1,000 nodes, 60 s
+//!     FLEET_NODES=10000 FLEET_SECONDS=90 cargo bench --bench fleet
 //!     FLEET_SECONDS=600 FLEET_RETAIN=2000 cargo bench --bench fleet  # a soak
 //!
 //! The leader's memory, open files and threads are sampled every 10 s and
@@ -36,9 +37,12 @@ use tonic::transport::Channel;
 
 const DEVICES_PER_NODE: u32 = 8;
 const NODES_PER_CHANNEL: usize = 100;
-/// Steps of every job, and how long a step takes when the leader gives no
-/// estimate.
-const STEPS: u32 = 8;
+/// A job's shape: steps, and seconds per step on a simulated device.
+#[derive(Clone, Copy)]
+struct JobShape {
+    steps: u32,
+    step: Duration,
+}
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -52,6 +56,7 @@ fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
 async fn node(
     name: String,
     channel: Channel,
+    shape: JobShape,
     progress: Arc<AtomicU64>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -92,7 +97,7 @@ async fn node(
                 Ok(Some(pb::SchedulerMessage { msg: Some(Down::Assignment(a)) })) => {
                     let tx = tx.clone();
                     let progress = progress.clone();
-                    tokio::spawn(run_job(a, tx, progress));
+                    tokio::spawn(run_job(a, shape, tx, progress));
                 }
                 Ok(Some(_)) => {}
                 _ => return,
@@ -101,24 +106,24 @@ async fn node(
     }
 }
 
-/// A simulated job: a step every `step_seconds`, reported; then done.
-async fn run_job(a: pb::Assignment, tx: mpsc::Sender<pb::WorkerMessage>, progress: Arc<AtomicU64>) {
+/// A simulated job: a step every `shape.step`, reported; then done.
+async fn run_job(
+    a: pb::Assignment,
+    shape: JobShape,
+    tx: mpsc::Sender<pb::WorkerMessage>,
+    progress: Arc<AtomicU64>,
+) {
     let lease = pb::JobLease {
         job_id: a.job_id.clone(),
         lease_epoch: a.lease_epoch,
     };
-    let step = if a.step_seconds.is_finite() && a.step_seconds > 0.0 {
-        Duration::from_secs_f64(a.step_seconds.min(5.0))
-    } else {
-        Duration::from_millis(250)
-    };
     let started = tokio::time::Instant::now();
-    for done in 1..=STEPS {
-        tokio::time::sleep_until(started + step * done).await;
+    for done in 1..=shape.steps {
+        tokio::time::sleep_until(started + shape.step * done).await;
         let report = pb::Progress {
             lease: Some(lease.clone()),
             step: done,
-            total_steps: STEPS,
+            total_steps: shape.steps,
         };
         if tx
             .send(pb::WorkerMessage {
@@ -194,8 +199,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() {
     let nodes: usize = env("FLEET_NODES", 1000);
-    let seconds: u64 = env("FLEET_SECONDS", 30);
+    let seconds: u64 = env("FLEET_SECONDS", 60);
     let load: f64 = env("FLEET_LOAD", 0.7);
+    let shape = JobShape {
+        steps: env("FLEET_STEPS", 16u32).max(1),
+        step: Duration::from_secs_f64(env("FLEET_STEP_SECONDS", 2.0f64).max(0.001)),
+    };
     let retain: String = env("FLEET_RETAIN", "1000000".to_string());
     let replicas = Replicas::new(
         3,
@@ -219,6 +228,7 @@ async fn main() {
         tokio::spawn(node(
             format!("sim-{i:05}"),
             channel,
+            shape,
             progress.clone(),
             stop.clone(),
         ));
@@ -250,9 +260,9 @@ async fn main() {
         opened.elapsed().as_secs_f64()
     );
 
-    // A job holds one device for STEPS steps of about 0.25 s: this rate keeps
-    // about `load` of the fleet busy.
-    let job_seconds = f64::from(STEPS) * 0.25;
+    // A job holds one device for its steps: this rate keeps about `load`
+    // of the fleet busy.
+    let job_seconds = f64::from(shape.steps) * shape.step.as_secs_f64();
     let rate = load * (nodes as f64 * f64::from(DEVICES_PER_NODE)) / job_seconds;
     let applied_before = cluster
         .status(pb::ReplicaStatusRequest {})
@@ -291,7 +301,7 @@ async fn main() {
         tokio::time::sleep_until(next).await;
         let request = pb::SubmitRequest {
             spec: Some(pb::JobSpec {
-                steps: STEPS,
+                steps: shape.steps,
                 ..common::small_spec("a fleet job", submitted)
             }),
             request_id: String::new(),

@@ -2,6 +2,7 @@
 
 mod cluster;
 mod jobs;
+mod node_events;
 mod nodes;
 pub mod paging;
 mod queues;

@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::node_events::{NodeEvent, NodeEvents, Subscription};
 use super::rejection_status;
 use super::route::Router;
 use crate::leader::{SessionGuard, Sessions};
@@ -45,6 +46,7 @@ pub struct SessionConfig {
 pub struct WorkerSessionApi {
     raft: RaftHandle,
     router: Arc<Router>,
+    node_events: Arc<NodeEvents>,
     sessions: Arc<Sessions>,
     metrics: Metrics,
     config: SessionConfig,
@@ -61,6 +63,7 @@ impl WorkerSessionApi {
         stop: watch::Receiver<bool>,
     ) -> Self {
         Self {
+            node_events: NodeEvents::start(&raft),
             raft,
             router,
             sessions,
@@ -101,7 +104,7 @@ impl WorkerSession for WorkerSessionApi {
             }
         };
         // Subscribe before registering, so no change after it is missed.
-        let events = self.raft.subscribe();
+        let events = self.node_events.subscribe(&register.node);
         let command = pb::command::Kind::RegisterNode(pb::RegisterNode {
             node: register.node.clone(),
             instance: register.instance.clone(),
@@ -232,7 +235,7 @@ impl Session {
     async fn run(
         mut self,
         mut inbound: Streaming<pb::WorkerMessage>,
-        mut events: broadcast::Receiver<JobEvent>,
+        mut events: Subscription,
         mut stop: watch::Receiver<bool>,
     ) -> EndReason {
         let mut status = self.raft.watch_status();
@@ -272,14 +275,12 @@ impl Session {
                         Ok(Err(status)) => return format!("stream error: {}", status.message()),
                     }
                 }
-                event = events.recv() => {
+                event = events.events.recv() => {
                     let delivered = match event {
-                        Ok(event) if event.index == 0 => true,
-                        // Only this node's jobs, and those it was sent, concern it.
-                        Ok(event) if event.job.node != self.node
-                            && !self.sent.contains_key(&event.job.id) => true,
-                        Ok(event) => self.reconcile_now(&event.job.id).await,
-                        Err(broadcast::error::RecvError::Lagged(_)) => self.reconcile_all().await,
+                        Ok(NodeEvent::Job(id)) => self.reconcile_now(&id).await,
+                        Ok(NodeEvent::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                            self.reconcile_all().await
+                        }
                         Err(broadcast::error::RecvError::Closed) => return "raft replica stopped".into(),
                     };
                     if !delivered {
@@ -526,9 +527,15 @@ impl Session {
 
     /// Brings the worker in line with the state for every job it runs or should.
     async fn reconcile_all(&mut self) -> bool {
+        // The jobs that run here hold its devices: no scan of every job.
         let jobs: Vec<pb::Job> = self.raft.read(|state| {
-            state
-                .jobs()
+            let here = state
+                .node(&self.node)
+                .into_iter()
+                .flat_map(|n| n.busy.values());
+            let ids: std::collections::BTreeSet<&String> = here.chain(self.sent.keys()).collect();
+            ids.into_iter()
+                .filter_map(|id| state.job(id))
                 .filter(|j| {
                     (j.state == JobState::Running && j.node == self.node)
                         || self.sent.contains_key(&j.id)

@@ -17,6 +17,13 @@ use crate::state::{Outcome, State};
 /// Shortest time between two scheduling cycles.
 const MIN_CYCLE_GAP: Duration = Duration::from_millis(5);
 
+/// The gap after a cycle that took `took`: at least as long as the cycle,
+/// so that on a large fleet cycles take at most half a core and the
+/// sessions and the log keep the rest.
+fn cycle_gap(took: Duration) -> Duration {
+    took.max(MIN_CYCLE_GAP)
+}
+
 /// Places pending jobs while this replica leads; stops when `stop` changes.
 /// A cycle runs on every change while a connected node has a free device;
 /// otherwise once per `cycle_interval`, to keep reasons and ETAs fresh.
@@ -35,6 +42,7 @@ pub async fn scheduling_loop(
         .unwrap_or_else(Instant::now);
     let policy = config.policy.clone();
     let mut was_leading = false;
+    let mut gap = MIN_CYCLE_GAP;
     loop {
         let woken = sessions.changed.notified();
         tokio::select! {
@@ -46,8 +54,8 @@ pub async fn scheduling_loop(
         // Under a stream of writes the state changes thousands of times a
         // second: let changes gather rather than run a cycle for each.
         let since = last_cycle.elapsed();
-        if since < MIN_CYCLE_GAP {
-            tokio::time::sleep(MIN_CYCLE_GAP - since).await;
+        if since < gap {
+            tokio::time::sleep(gap - since).await;
         }
         if !raft.is_leader() {
             if std::mem::take(&mut was_leading) {
@@ -81,6 +89,7 @@ pub async fn scheduling_loop(
             )
         });
         timer.observe_duration();
+        gap = cycle_gap(last_cycle.elapsed());
         let changed = verdicts.replace(outcome.verdicts);
         publish_verdicts(&raft, &changed);
         metrics.pending_jobs.reset();
@@ -235,5 +244,19 @@ fn log_assignments(placements: &[pb::Placement], result: Result<Outcome, crate::
             }
         }
         other => tracing::warn!(?other, "unexpected outcome of an assign"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slow_cycle_is_followed_by_a_gap_as_long() {
+        assert_eq!(cycle_gap(Duration::from_micros(300)), MIN_CYCLE_GAP);
+        assert_eq!(
+            cycle_gap(Duration::from_millis(80)),
+            Duration::from_millis(80)
+        );
     }
 }
