@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::history::{check, Answer, Event, Model, Op};
+use common::history::{check, check_forgetting, Answer, Event, Model, Op};
 
 fn ev(op: Op, answer: Answer, invoked: u64, returned: Option<u64>) -> Event {
     Event {
@@ -117,5 +117,42 @@ fn bad_histories_fail() {
     for (name, history) in cases {
         let verdict = check(&history);
         assert!(verdict.is_err(), "{name}: accepted a bad history");
+    }
+}
+
+#[test]
+fn with_retention_only_ended_jobs_vanish_and_never_return() {
+    let forgotten_after_end = vec![
+        ev(Op::Submit, Answer::Submitted, 0, Some(1)),
+        ev(Op::Get, Answer::Saw(Model::Ended), 2, Some(3)),
+        ev(Op::Get, Answer::NotFound, 4, Some(5)),
+        ev(Op::Cancel, Answer::NotFound, 6, Some(7)),
+    ];
+    assert!(check_forgetting(&forgotten_after_end).is_ok());
+    assert!(
+        check(&forgotten_after_end).is_err(),
+        "without retention an ended job stays"
+    );
+    let bad: Vec<(&str, Vec<Event>)> = vec![
+        (
+            "a forgotten job is found again",
+            vec![
+                ev(Op::Submit, Answer::Submitted, 0, Some(1)),
+                ev(Op::Get, Answer::NotFound, 2, Some(3)),
+                ev(Op::Get, Answer::Saw(Model::Ended), 4, Some(5)),
+            ],
+        ),
+        (
+            "a forgotten job is cancelled",
+            vec![
+                ev(Op::Submit, Answer::Submitted, 0, Some(1)),
+                ev(Op::Cancel, Answer::AlreadyEnded, 2, Some(3)),
+                ev(Op::Get, Answer::NotFound, 4, Some(5)),
+                ev(Op::Cancel, Answer::Cancelled, 6, Some(7)),
+            ],
+        ),
+    ];
+    for (name, history) in bad {
+        assert!(check_forgetting(&history).is_err(), "{name}: accepted");
     }
 }

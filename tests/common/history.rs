@@ -7,6 +7,10 @@
 //! so the model allows live -> ended before any operation. An operation
 //! whose answer was lost (a timeout, a failover) may take effect at any
 //! point after it began, or never.
+//!
+//! With retention on, the cluster forgets ended jobs: `check_forgetting`
+//! also lets a cancelled or ended job become forgotten (found no more) at
+//! any moment, and never come back.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -16,6 +20,8 @@ pub enum Model {
     Live,
     Cancelled,
     Ended,
+    /// Ended, then removed by retention.
+    Forgotten,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,14 +57,22 @@ pub struct Event {
     pub returned: Option<u64>,
 }
 
+/// The states a job may have reached from `state` with no operation:
+/// a worker may end a live job, retention may forget an ended one.
+fn unprompted(state: Model, forgetting: bool) -> Vec<Model> {
+    let mut reached = vec![state];
+    if state == Model::Live {
+        reached.push(Model::Ended);
+    }
+    if forgetting && matches!(state, Model::Live | Model::Cancelled | Model::Ended) {
+        reached.push(Model::Forgotten);
+    }
+    reached
+}
+
 /// The states `op` with `answer` may lead to from `state`.
-fn step(state: Model, op: &Op, answer: Answer) -> Vec<Model> {
-    // A live job may have ended (a worker finished it) just before.
-    let starts: Vec<Model> = if state == Model::Live {
-        vec![Model::Live, Model::Ended]
-    } else {
-        vec![state]
-    };
+fn step(state: Model, op: &Op, answer: Answer, forgetting: bool) -> Vec<Model> {
+    let starts = unprompted(state, forgetting);
     let mut next = Vec::new();
     for s in starts {
         match (op, answer) {
@@ -75,7 +89,9 @@ fn step(state: Model, op: &Op, answer: Answer) -> Vec<Model> {
             (Op::Cancel, Answer::AlreadyEnded) if matches!(s, Model::Cancelled | Model::Ended) => {
                 next.push(s)
             }
-            (Op::Cancel, Answer::NotFound) | (Op::Get, Answer::NotFound) if s == Model::Absent => {
+            (Op::Cancel, Answer::NotFound) | (Op::Get, Answer::NotFound)
+                if matches!(s, Model::Absent | Model::Forgotten) =>
+            {
                 next.push(s)
             }
             (Op::Cancel, Answer::Unknown) => {
@@ -95,12 +111,21 @@ fn step(state: Model, op: &Op, answer: Answer) -> Vec<Model> {
 /// Checks every job's history; returns the first job that is not
 /// linearizable, with its events.
 pub fn check(events: &[Event]) -> Result<(), String> {
+    check_with(events, false)
+}
+
+/// As [`check`], for a cluster whose retention forgets ended jobs.
+pub fn check_forgetting(events: &[Event]) -> Result<(), String> {
+    check_with(events, true)
+}
+
+fn check_with(events: &[Event], forgetting: bool) -> Result<(), String> {
     let mut by_job: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
     for e in events {
         by_job.entry(e.job.as_str()).or_default().push(e);
     }
     for (job, history) in by_job {
-        if !linearizable(&history) {
+        if !linearizable(&history, forgetting) {
             let lines: Vec<String> = history.iter().map(|e| format!("  {e:?}")).collect();
             return Err(format!(
                 "job {job} has no linearization:\n{}",
@@ -111,19 +136,25 @@ pub fn check(events: &[Event]) -> Result<(), String> {
     Ok(())
 }
 
-fn linearizable(history: &[&Event]) -> bool {
+fn linearizable(history: &[&Event], forgetting: bool) -> bool {
     assert!(
         history.len() <= 128,
         "a job's history of {} operations is too long to search",
         history.len()
     );
     let mut seen = HashSet::new();
-    search(history, 0u128, Model::Absent, &mut seen)
+    search(history, 0u128, Model::Absent, forgetting, &mut seen)
 }
 
 /// Depth-first search over linearization orders; `done` marks the events
 /// placed so far.
-fn search(history: &[&Event], done: u128, state: Model, seen: &mut HashSet<(u128, Model)>) -> bool {
+fn search(
+    history: &[&Event],
+    done: u128,
+    state: Model,
+    forgetting: bool,
+    seen: &mut HashSet<(u128, Model)>,
+) -> bool {
     // Finished when every answered event is placed (unanswered ones may
     // never have happened).
     let pending_answered = history
@@ -148,8 +179,8 @@ fn search(history: &[&Event], done: u128, state: Model, seen: &mut HashSet<(u128
         if done & (1 << i) != 0 || event.invoked > horizon {
             continue;
         }
-        for next in step(state, &event.op, event.answer) {
-            if search(history, done | (1 << i), next, seen) {
+        for next in step(state, &event.op, event.answer, forgetting) {
+            if search(history, done | (1 << i), next, forgetting, seen) {
                 return true;
             }
         }
