@@ -18,6 +18,7 @@ pub mod model;
 pub mod parallel;
 mod session;
 pub mod video;
+pub mod world;
 
 /// The tensor library the model is written in, for callers that handle
 /// its tensors (the CLI's `model sample`).
