@@ -71,10 +71,7 @@ fn motion_words(motion: Motion) -> (&'static [&'static str], &'static [&'static 
             &["stays still", "sits still", "rests"],
             &["standing still", "not moving", "resting"],
         ),
-        Motion::Bounce => (
-            &["bounces", "hops up and down"],
-            &["bouncing", "hopping"],
-        ),
+        Motion::Bounce => (&["bounces", "hops up and down"], &["bouncing", "hopping"]),
         Motion::Grow => (
             &["grows", "gets bigger", "expands"],
             &["growing", "getting bigger", "expanding"],
@@ -112,7 +109,11 @@ pub fn caption(scene: &Scene, rng: &mut SeededRng) -> String {
         if form == 0 {
             format!("{} {}", noun_phrase(o, rng, true), pick(verbs, rng))
         } else {
-            format!("{} {}", noun_phrase(o, rng, form == 1), pick(participles, rng))
+            format!(
+                "{} {}",
+                noun_phrase(o, rng, form == 1),
+                pick(participles, rng)
+            )
         }
     };
     let form = rng.next_u64() % 3;
@@ -130,14 +131,16 @@ pub fn caption(scene: &Scene, rng: &mut SeededRng) -> String {
 /// Every word a caption can contain, in a fixed order: the trained text
 /// encoder's vocabulary.
 pub fn vocabulary() -> Vec<String> {
-    let mut words: Vec<&str> = vec![
-        "a", "on", "background", "against", "backdrop", "and", "the",
-    ];
+    let mut words: Vec<&str> = vec!["a", "on", "background", "against", "backdrop", "and", "the"];
     let phrases = Shape::ALL
         .iter()
         .flat_map(|s| shape_words(*s).iter())
         .chain(Colour::ALL.iter().flat_map(|c| colour_words(*c).iter()))
-        .chain(Background::ALL.iter().flat_map(|b| background_words(*b).iter()))
+        .chain(
+            Background::ALL
+                .iter()
+                .flat_map(|b| background_words(*b).iter()),
+        )
         .chain(Size::ALL.iter().flat_map(|s| size_words(*s).iter()))
         .chain(Motion::ALL.iter().flat_map(|m| {
             let (verbs, participles) = motion_words(*m);
@@ -204,7 +207,10 @@ mod tests {
         for motion in Motion::ALL {
             for _ in 0..50 {
                 let c = caption(&scene(motion, true), &mut rng);
-                for word in c.split(|ch: char| !ch.is_alphanumeric()).filter(|w| !w.is_empty()) {
+                for word in c
+                    .split(|ch: char| !ch.is_alphanumeric())
+                    .filter(|w| !w.is_empty())
+                {
                     assert!(vocabulary.iter().any(|v| v == word), "{word:?} of {c:?}");
                 }
             }

@@ -234,7 +234,12 @@ mod tests {
         }
         // The measurements are what scores models: on the world itself
         // they must be right nearly always.
-        assert!(wrong.len() <= 3, "{} of 300 wrong:\n{}", wrong.len(), wrong.join("\n"));
+        assert!(
+            wrong.len() <= 3,
+            "{} of 300 wrong:\n{}",
+            wrong.len(),
+            wrong.join("\n")
+        );
     }
 
     #[test]

@@ -95,7 +95,10 @@ mod tests {
         }
         let combos = Colour::ALL.len() * Shape::ALL.len() * Motion::ALL.len();
         let held = combos - trained.len();
-        assert!((combos / 10..combos / 5).contains(&held), "{held} of {combos} held out");
+        assert!(
+            (combos / 10..combos / 5).contains(&held),
+            "{held} of {combos} held out"
+        );
         for c in Colour::ALL {
             assert!(trained.iter().any(|t| t.0 == c), "{c:?} never trained");
         }
