@@ -707,6 +707,57 @@ pub enum ModelCommand {
     /// Generate one video directly on a device (no cluster): time its
     /// steps, save its final latent, compare it with another device's.
     Sample(ModelSampleArgs),
+    /// Train the `world` preset on the procedural world (shapes, colours,
+    /// motions) and save it as <dir>/world; resumes from its checkpoint.
+    Train(ModelTrainArgs),
+    /// Generate videos for held-out captions and score what they show:
+    /// colour, background, motion, shape and size, read from the pixels.
+    Eval(ModelEvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModelTrainArgs {
+    #[arg(long, default_value = "genfleet-data/models")]
+    pub dir: PathBuf,
+    /// Where checkpoints go (default: <dir>/.train-world).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 2026)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 600)]
+    pub autoencoder_steps: usize,
+    #[arg(long, default_value_t = 3000)]
+    pub dit_steps: usize,
+    /// Clips per step.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub batch: u64,
+    /// Side of the square clips in pixels, a multiple of 16.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    #[arg(long, default_value_t = 17, value_parser = clap::value_parser!(u64).range(1..=65))]
+    pub frames: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelEvalArgs {
+    #[arg(long, default_value = "genfleet-data/models")]
+    pub dir: PathBuf,
+    /// The model (a folder under --dir).
+    #[arg(long, default_value = "world")]
+    pub model: String,
+    /// Held-out captions to generate and score.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub captions: u64,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub steps: u64,
+    /// Classifier-free guidance scale (1 turns it off).
+    #[arg(long, default_value_t = 4.0)]
+    pub guidance: f64,
+    /// Print every caption and what its video showed.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,7 @@ mod queues;
 mod sample;
 mod servers;
 mod tenants;
+mod train;
 mod video;
 
 use crate::cli::Command;

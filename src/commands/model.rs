@@ -36,6 +36,8 @@ pub async fn run(command: ModelCommand) -> anyhow::Result<()> {
             );
         }
         ModelCommand::Sample(args) => super::sample::run(args).await?,
+        ModelCommand::Train(args) => super::train::train(args).await?,
+        ModelCommand::Eval(args) => super::train::eval(args).await?,
         ModelCommand::List(args) => {
             let mut models = Vec::new();
             for name in model::available_models(&args.dir) {

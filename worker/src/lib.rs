@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod parallel;
 mod session;
+pub mod train;
 pub mod video;
 pub mod world;
 

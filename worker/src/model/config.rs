@@ -50,6 +50,11 @@ pub struct ModelConfig {
     pub freq_dim: usize,
     /// Text encoder: vocabulary (hashed words), width, layers, heads, tokens.
     pub text_vocab: usize,
+    /// The known words of a model trained on a fixed vocabulary: word `i`
+    /// is token `2 + i` and any other word one unknown-word token. Empty:
+    /// words are hashed into `text_vocab` tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub words: Vec<String>,
     pub text_dim: usize,
     pub text_layers: usize,
     pub text_heads: usize,
@@ -69,7 +74,7 @@ pub struct ModelConfig {
 }
 
 /// Names of the built-in presets, smallest first.
-pub const PRESETS: &[&str] = &["tiny", "small", "medium", "wan2.1-1.3b"];
+pub const PRESETS: &[&str] = &["tiny", "world", "small", "medium", "wan2.1-1.3b"];
 
 impl ModelConfig {
     /// A built-in preset by name.
@@ -85,6 +90,7 @@ impl ModelConfig {
             depth,
             freq_dim: 256,
             text_vocab: 8192,
+            words: Vec::new(),
             text_dim: dim,
             text_layers: 2,
             text_heads: heads,
@@ -111,6 +117,21 @@ impl ModelConfig {
                 decoder_channels: [32, 32, 16, 16],
                 ..base(128, 512, 4, 4)
             }),
+            // Trained here on the procedural world (`genfleet model train`):
+            // tiny's transformer over a word vocabulary, for 64x64 clips.
+            "world" => {
+                let words = crate::world::vocabulary();
+                Some(ModelConfig {
+                    sample_shift: 3.0,
+                    text_vocab: words.len() + 3,
+                    words,
+                    text_dim: 64,
+                    text_heads: 4,
+                    text_len: 24,
+                    decoder_channels: [32, 32, 16, 16],
+                    ..base(128, 512, 4, 4)
+                })
+            }
             "small" => Some(base(256, 1024, 4, 8)),
             "medium" => Some(base(512, 2048, 8, 12)),
             // Wan2.1-T2V-1.3B's transformer shape; its text encoder is umT5-XXL
@@ -176,6 +197,13 @@ impl ModelConfig {
             return Err(format!(
                 "vae stride {:?}: the decoder supports [4, 8, 8]",
                 self.vae_stride
+            ));
+        }
+        if !self.words.is_empty() && self.text_vocab < self.words.len() + 3 {
+            return Err(format!(
+                "text_vocab {} must hold the {} words plus padding, start and unknown",
+                self.text_vocab,
+                self.words.len()
             ));
         }
         if self.text_len < 2

@@ -7,10 +7,11 @@
 //! bilinear skip path from a 1x1 projection of the latent to RGB that
 //! carries the large-scale colour.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Device, Module, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Init, VarBuilder};
 
 use super::config::ModelConfig;
+use super::layers::training;
 
 /// Frames decoded at once: bounds memory for long videos.
 const FRAMES_PER_CHUNK: usize = 8;
@@ -23,8 +24,50 @@ pub struct Decoder {
     temporal_stride: usize,
 }
 
+/// Bilinear upsampling of (N, C, h, w) to (N, C, height, width) with
+/// half-pixel centres, as candle's `upsample_bilinear2d`. That one has no
+/// backward pass; in training the same values come from two matrix
+/// products with the interpolation matrices.
+pub fn upsample_bilinear(x: &Tensor, height: usize, width: usize) -> Result<Tensor> {
+    if !training(x) {
+        return x.upsample_bilinear2d(height, width, false);
+    }
+    let (_, _, h, w) = x.dims4()?;
+    let rows = interpolation(height, h, x.device())?;
+    let columns = interpolation(width, w, x.device())?.t()?;
+    rows.broadcast_matmul(&x.broadcast_matmul(&columns)?)
+}
+
+/// The (out, input) matrix of linear interpolation between sample
+/// centres, clamped at the edges.
+fn interpolation(out: usize, input: usize, device: &Device) -> Result<Tensor> {
+    let mut m = vec![0f32; out * input];
+    let scale = input as f64 / out as f64;
+    for i in 0..out {
+        let source = ((i as f64 + 0.5) * scale - 0.5).max(0.0);
+        let lo = (source.floor() as usize).min(input - 1);
+        let hi = (lo + 1).min(input - 1);
+        let weight = (source - lo as f64) as f32;
+        m[i * input + lo] += 1.0 - weight;
+        m[i * input + hi] += weight;
+    }
+    Tensor::from_vec(m, (out, input), device)
+}
+
 /// A conv with weights of std `gain * sqrt(2 / fan_in)`.
 fn conv(cin: usize, cout: usize, kernel: usize, gain: f64, vb: VarBuilder) -> Result<Conv2d> {
+    strided_conv(cin, cout, kernel, 1, gain, vb)
+}
+
+/// [`conv`] moving `stride` pixels at a time (the training encoder's).
+pub(crate) fn strided_conv(
+    cin: usize,
+    cout: usize,
+    kernel: usize,
+    stride: usize,
+    gain: f64,
+    vb: VarBuilder,
+) -> Result<Conv2d> {
     let fan_in = (cin * kernel * kernel) as f64;
     let weight = vb.get_with_hints(
         (cout, cin, kernel, kernel),
@@ -37,6 +80,7 @@ fn conv(cin: usize, cout: usize, kernel: usize, gain: f64, vb: VarBuilder) -> Re
     let bias = vb.get_with_hints(cout, "bias", Init::Const(0.0))?;
     let config = Conv2dConfig {
         padding: kernel / 2,
+        stride,
         ..Default::default()
     };
     Ok(Conv2d::new(weight, Some(bias), config))
@@ -98,13 +142,35 @@ impl Decoder {
         let mut scale = 1;
         for stage in &self.stages {
             scale *= 2;
-            x = x.upsample_bilinear2d(h * scale, w * scale, false)?;
+            x = upsample_bilinear(&x, h * scale, w * scale)?;
             x = stage.forward(&x)?.silu()?;
         }
-        let skip = self
-            .skip
-            .forward(z)?
-            .upsample_bilinear2d(h * scale, w * scale, false)?;
+        let skip = upsample_bilinear(&self.skip.forward(z)?, h * scale, w * scale)?;
         candle_nn::ops::sigmoid(&(self.conv_out.forward(&x)? + skip)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Var;
+
+    #[test]
+    fn trained_upsampling_computes_what_inference_does() {
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 4, 5), &Device::Cpu).expect("x");
+        let var = Var::from_tensor(&x).expect("var");
+        for (h, w) in [(8, 10), (32, 40), (4, 5)] {
+            let fast = x.upsample_bilinear2d(h, w, false).expect("native");
+            let trained = upsample_bilinear(var.as_tensor(), h, w).expect("matmul");
+            let diff = (fast - &trained)
+                .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
+                .expect("diff");
+            assert!(diff < 1e-5, "{h}x{w}: differs by {diff}");
+            let grads = trained
+                .sum_all()
+                .and_then(|s| s.backward())
+                .expect("backward");
+            assert!(grads.get(var.as_tensor()).is_some(), "no gradient");
+        }
     }
 }

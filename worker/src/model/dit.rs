@@ -16,8 +16,8 @@ use candle_nn::{Init, Linear};
 
 use super::config::ModelConfig;
 use super::layers::{
-    attention, linear, merge_heads, modulate, split_heads, FeedForward, LayerNorm, RmsNorm,
-    RowParallel, TpBuilder,
+    attention, linear, merge_heads, modulate, split_heads, training, FeedForward, LayerNorm,
+    RmsNorm, RowParallel, TpBuilder,
 };
 use super::rope::rope_tables;
 
@@ -60,8 +60,13 @@ impl Attention {
     /// Self-attention with rotary positions. x: (B, N, C), cos/sin: (N, D/2).
     fn self_attention(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         let (q, k, v) = self.project(x, x)?;
-        let q = candle_nn::rotary_emb::rope_i(&q, cos, sin)?;
-        let k = candle_nn::rotary_emb::rope_i(&k, cos, sin)?;
+        let rope = if training(&q) {
+            candle_nn::rotary_emb::rope_i_slow
+        } else {
+            candle_nn::rotary_emb::rope_i
+        };
+        let q = rope(&q, cos, sin)?;
+        let k = rope(&k, cos, sin)?;
         self.o.forward(&merge_heads(&attention(&q, &k, &v, None)?)?)
     }
 

@@ -34,6 +34,14 @@ pub fn linear(in_dim: usize, out_dim: usize, gain: f64, vb: VarBuilder) -> Resul
     Ok(Linear::new(weight, Some(bias)))
 }
 
+/// Whether gradients flow through `x` (it depends on a variable being
+/// trained). The fused kernels (ours in `cpu_kernels`, candle's norms,
+/// softmax, RoPE and bilinear upsampling) have no backward pass, so
+/// training takes candle's composed ops, which compute the same values.
+pub fn training(x: &Tensor) -> bool {
+    x.track_op()
+}
+
 /// RMSNorm with a learned scale (Zhang and Sennrich, 2019).
 #[derive(Debug, Clone)]
 pub struct RmsNorm {
@@ -51,6 +59,9 @@ impl RmsNorm {
 
     /// x: (.., dim)
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if training(x) || training(&self.weight) {
+            return candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps);
+        }
         candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)
     }
 }
@@ -82,6 +93,9 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if training(x) || training(&self.weight) {
+            return candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, self.eps);
+        }
         candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, self.eps)
     }
 }
@@ -263,8 +277,13 @@ impl FeedForward {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.down
-            .forward(&super::cpu_kernels::gelu_tanh(&self.up.forward(x)?)?)
+        let up = self.up.forward(x)?;
+        let hidden = if training(&up) {
+            up.gelu()?
+        } else {
+            super::cpu_kernels::gelu_tanh(&up)?
+        };
+        self.down.forward(&hidden)
     }
 }
 
@@ -292,7 +311,8 @@ pub fn merge_heads(x: &Tensor) -> Result<Tensor> {
 /// (B, H, Nq, Nk) and added to the scores (0 keeps, -inf-like drops).
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     let scale = 1.0 / (q.dim(D::Minus1)? as f64).sqrt();
-    if super::cpu_kernels::has_fused_attention(q) {
+    let trained = [q, k, v].iter().any(|t| training(t));
+    if super::cpu_kernels::has_fused_attention(q) && !trained {
         return super::cpu_kernels::attention(q, k, v, bias, scale as f32);
     }
     chunked_attention(q, k, v, bias, scale)
@@ -325,7 +345,11 @@ fn chunked_attention(
         if let Some(bias) = bias {
             scores = scores.broadcast_add(bias)?;
         }
-        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+        let weights = if training(&scores) {
+            candle_nn::ops::softmax(&scores, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores)?
+        };
         outputs.push(weights.matmul(v)?);
     }
     if outputs.len() == 1 {

@@ -4,16 +4,16 @@
 pub mod checkpoint;
 pub mod config;
 mod cpu_kernels;
-mod decoder;
-mod dit;
+pub(crate) mod decoder;
+pub(crate) mod dit;
 mod group;
-mod layers;
+pub(crate) mod layers;
 mod pipeline;
 mod request;
 pub mod rng;
 mod rope;
 pub mod sampler;
-mod text;
+pub(crate) mod text;
 pub mod weights;
 
 use std::path::PathBuf;

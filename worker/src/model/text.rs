@@ -15,20 +15,71 @@ use super::layers::{self, attention, linear, merge_heads, split_heads, FeedForwa
 const PAD: u32 = 0;
 const BOS: u32 = 1;
 
+/// How prompts become token ids.
+#[derive(Debug, Clone)]
+pub enum Tokenizer {
+    /// Each word hashed into `vocab` ids (models made from a seed).
+    Hashed { vocab: usize },
+    /// Known words by position; the rest one unknown-word id (trained models).
+    Words {
+        ids: std::collections::HashMap<String, u32>,
+        unknown: u32,
+    },
+}
+
+impl Tokenizer {
+    pub fn new(config: &ModelConfig) -> Self {
+        if config.words.is_empty() {
+            return Tokenizer::Hashed {
+                vocab: config.text_vocab,
+            };
+        }
+        let ids = config
+            .words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.to_lowercase(), 2 + i as u32))
+            .collect();
+        Tokenizer::Words {
+            ids,
+            unknown: 2 + config.words.len() as u32,
+        }
+    }
+
+    /// Token ids and keep-mask (1 for tokens, 0 for padding), each `len`
+    /// long, the first token BOS.
+    pub fn tokens(&self, prompt: &str, len: usize) -> (Vec<u32>, Vec<f32>) {
+        match self {
+            Tokenizer::Hashed { vocab } => tokenize(prompt, *vocab, len),
+            Tokenizer::Words { ids, unknown } => {
+                let words = prompt
+                    .split(|c: char| !c.is_alphanumeric())
+                    .filter(|w| !w.is_empty())
+                    .map(|w| *ids.get(&w.to_lowercase()).unwrap_or(unknown));
+                padded(words, len)
+            }
+        }
+    }
+}
+
+/// BOS, then `ids` cut to fit, then padding: (ids, keep-mask).
+fn padded(ids: impl Iterator<Item = u32>, len: usize) -> (Vec<u32>, Vec<f32>) {
+    let mut all = vec![BOS];
+    all.extend(ids.take(len.saturating_sub(1)));
+    let mut mask = vec![1.0; all.len()];
+    all.resize(len, PAD);
+    mask.resize(len, 0.0);
+    (all, mask)
+}
+
 /// Token ids and keep-mask (1 for tokens, 0 for padding), each `len` long.
 /// The first token is always BOS, so even an empty prompt attends to one token.
 pub fn tokenize(prompt: &str, vocab: usize, len: usize) -> (Vec<u32>, Vec<f32>) {
-    let mut ids = vec![BOS];
     let words = prompt
         .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty());
-    for word in words.take(len.saturating_sub(1)) {
-        ids.push(2 + (fnv1a(&word.to_lowercase()) % (vocab as u64 - 2)) as u32);
-    }
-    let mut mask = vec![1.0; ids.len()];
-    ids.resize(len, PAD);
-    mask.resize(len, 0.0);
-    (ids, mask)
+        .filter(|w| !w.is_empty())
+        .map(|word| 2 + (fnv1a(&word.to_lowercase()) % (vocab as u64 - 2)) as u32);
+    padded(words, len)
 }
 
 fn fnv1a(s: &str) -> u64 {
@@ -76,7 +127,7 @@ pub struct TextEncoder {
     position: Tensor,
     layers: Vec<EncoderLayer>,
     norm: LayerNorm,
-    vocab: usize,
+    tokenizer: Tokenizer,
     len: usize,
     device: Device,
 }
@@ -108,7 +159,7 @@ impl TextEncoder {
             position,
             layers,
             norm: LayerNorm::new(d, config.eps, vb.pp("norm"))?,
-            vocab: config.text_vocab,
+            tokenizer: Tokenizer::new(config),
             len: config.text_len,
             device: vb.device().clone(),
         })
@@ -119,7 +170,7 @@ impl TextEncoder {
         let mut ids = Vec::with_capacity(prompts.len() * self.len);
         let mut mask = Vec::with_capacity(prompts.len() * self.len);
         for prompt in prompts {
-            let (i, m) = tokenize(prompt, self.vocab, self.len);
+            let (i, m) = self.tokenizer.tokens(prompt, self.len);
             ids.extend(i);
             mask.extend(m);
         }
@@ -158,5 +209,15 @@ mod tests {
         );
         let (long, _) = tokenize(&"word ".repeat(100), 4096, 8);
         assert_eq!(long.len(), 8);
+    }
+
+    #[test]
+    fn known_words_get_their_ids_and_others_the_unknown_one() {
+        let mut config = ModelConfig::preset("tiny").expect("preset");
+        config.words = vec!["red".into(), "ball".into()];
+        let tokenizer = Tokenizer::new(&config);
+        let (ids, mask) = tokenizer.tokens("Red zebra, BALL", 6);
+        assert_eq!(ids, vec![BOS, 2, 4, 3, PAD, PAD]);
+        assert_eq!(mask, vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
     }
 }

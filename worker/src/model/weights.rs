@@ -154,27 +154,37 @@ pub fn init_model(
             created: false,
         });
     }
+    let init = SeededInit::new(seed);
+    let vb = VarBuilder::from_backend(Box::new(init.clone()), DType::F32, Device::Cpu);
+    super::Pipeline::build(&config, vb)?;
+    save_model(root, preset, seed, &config, &init.tensors())
+}
+
+/// Writes model `name` under `root`: its tensors, then its config (a
+/// model is complete once config.json exists). Replaces what was there.
+pub fn save_model(
+    root: &Path,
+    name: &str,
+    seed: u64,
+    config: &ModelConfig,
+    tensors: &HashMap<String, Tensor>,
+) -> Result<InitReport, ModelError> {
+    let dir = model_dir(root, name);
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ModelError::Io { path, source }
     };
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let init = SeededInit::new(seed);
-    let vb = VarBuilder::from_backend(Box::new(init.clone()), DType::F32, Device::Cpu);
-    super::Pipeline::build(&config, vb)?;
-    let tensors = init.tensors();
     let parameters = tensors.values().map(|t| t.elem_count()).sum();
-
-    // Weights first, then the config: a model is complete once config.json exists.
     let weights = dir.join(WEIGHTS_FILE);
     let partial = dir.join(format!("{WEIGHTS_FILE}.partial"));
-    candle_core::safetensors::save(&tensors, &partial)?;
+    candle_core::safetensors::save(tensors, &partial)?;
     std::fs::rename(&partial, &weights).map_err(io(&weights))?;
     let manifest = ModelManifest {
         format: FORMAT,
         seed,
         parameters,
-        config,
+        config: config.clone(),
     };
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| ModelError::BadFile {
         path: dir.join(CONFIG_FILE),

@@ -1,0 +1,512 @@
+//! Trains the `world` preset on the procedural world with candle's autograd
+//! and AdamW, in two stages:
+//!
+//! 1. an autoencoder: the encoder here and the model's own decoder learn to
+//!    carry clips through the latent (reconstruction loss); the latent is
+//!    then rescaled to unit spread, as the sampler's noise assumes;
+//! 2. the text encoder and the DiT, by flow matching on those latents
+//!    (Lipman et al., 2023): from x = (1 - s) z + s e the DiT predicts
+//!    e - z, with a caption one time in ten left empty so that
+//!    classifier-free guidance has an unconditional model to push from.
+//!
+//! Everything comes from the seed: the initial weights (as `model init`
+//! makes them) and every batch (from the seed and the step number), so a
+//! run is reproduced by its command. A checkpoint every few hundred steps
+//! lets an interrupted run resume; AdamW's moments restart on resume, so a
+//! resumed run is close to, not bit-identical with, an uninterrupted one.
+
+mod encoder;
+pub mod eval;
+mod vars;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::model::decoder::Decoder;
+use crate::model::dit::Dit;
+use crate::model::layers::{mask_to_bias, TpBuilder};
+use crate::model::rng::SeededRng;
+use crate::model::text::TextEncoder;
+use crate::model::weights::{save_model, InitReport};
+use crate::model::{ModelConfig, ModelError};
+use crate::parallel::Solo;
+use crate::world::{self, Split};
+use encoder::Encoder;
+use vars::SeededVars;
+
+/// The preset this trains.
+pub const PRESET: &str = "world";
+
+/// What a run does; the defaults make the shipped weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainOptions {
+    pub seed: u64,
+    pub autoencoder_steps: usize,
+    pub dit_steps: usize,
+    /// Clips per step.
+    pub batch: usize,
+    pub autoencoder_learning_rate: f64,
+    pub dit_learning_rate: f64,
+    /// Clip length and side in pixels.
+    pub frames: usize,
+    pub size: usize,
+    pub checkpoint_every: usize,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            seed: 2026,
+            autoencoder_steps: 600,
+            dit_steps: 3000,
+            batch: 8,
+            autoencoder_learning_rate: 2e-3,
+            dit_learning_rate: 4e-4,
+            frames: 17,
+            size: 64,
+            checkpoint_every: 200,
+        }
+    }
+}
+
+/// One step's report.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub stage: &'static str,
+    /// Steps done, over both stages.
+    pub step: usize,
+    pub total: usize,
+    pub loss: f32,
+    pub seconds: f64,
+}
+
+/// Where training checkpoints live under its work directory.
+const CHECKPOINT_WEIGHTS: &str = "checkpoint.safetensors";
+const CHECKPOINT_STATE: &str = "checkpoint.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CheckpointState {
+    options: TrainOptions,
+    step: usize,
+}
+
+/// Names of the tensors training owns but the shipped model does not.
+const ENCODER: &str = "encoder.";
+
+struct Model {
+    vars: SeededVars,
+    config: ModelConfig,
+    text: TextEncoder,
+    dit: Dit,
+    decoder: Decoder,
+    encoder: Encoder,
+}
+
+impl Model {
+    fn new(seed: u64) -> Result<Self, ModelError> {
+        let config = ModelConfig::preset(PRESET).ok_or_else(|| ModelError::UnknownPreset {
+            name: PRESET.into(),
+            known: crate::model::PRESETS.join(", "),
+        })?;
+        let vars = SeededVars::new(seed);
+        let vb = vars.builder();
+        let tp = TpBuilder::slicing(vb.clone(), Arc::new(Solo));
+        Ok(Self {
+            text: TextEncoder::new(&config, vb.pp("text"))?,
+            dit: Dit::new(&config, &tp)?,
+            decoder: Decoder::new(&config, vb.pp("decoder"))?,
+            encoder: Encoder::new(&config, vb.pp("encoder"))?,
+            config,
+            vars,
+        })
+    }
+}
+
+/// Clips of step `step` of a stage: (scene, frames (F, 3, S, S) in [0, 1]).
+fn clips(
+    options: &TrainOptions,
+    stage: u64,
+    step: usize,
+) -> Result<Vec<(world::Scene, Tensor)>, ModelError> {
+    let seed = options.seed ^ (stage << 56) ^ step as u64;
+    let scenes: Vec<world::Scene> = (0..options.batch)
+        .map(|i| world::scene(Split::Train, &mut SeededRng::for_name(seed, &i.to_string())))
+        .collect();
+    let rendered: Vec<Vec<f32>> = scenes
+        .par_iter()
+        .map(|s| {
+            let frames = s.render(options.frames, options.size);
+            // (F, S, S, 3) bytes -> (F, 3, S, S) in [0, 1]
+            let (f, n) = (frames.len(), options.size * options.size);
+            let mut out = vec![0f32; f * 3 * n];
+            for (t, frame) in frames.iter().enumerate() {
+                for (p, rgb) in frame.chunks_exact(3).enumerate() {
+                    for c in 0..3 {
+                        out[(t * 3 + c) * n + p] = f32::from(rgb[c]) / 255.0;
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    let shape = (options.frames, 3, options.size, options.size);
+    scenes
+        .into_iter()
+        .zip(rendered)
+        .map(|(s, data)| Ok((s, Tensor::from_vec(data, shape, &Device::Cpu)?)))
+        .collect()
+}
+
+fn mse(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    (a - b)?.sqr()?.mean_all()
+}
+
+/// One autoencoder step's loss: reconstruction of every frame from the
+/// key frames' latents, plus a little pull of the latent towards zero
+/// (it keeps its spread bounded for the rescale).
+fn autoencoder_loss(model: &Model, clips: &[(world::Scene, Tensor)]) -> Result<Tensor, ModelError> {
+    let mut total: Option<Tensor> = None;
+    for (_, frames) in clips {
+        let z = model.encoder.encode(frames)?;
+        let decoded = model.decoder.decode(&z, frames.dim(0)?)?;
+        let loss = (mse(&decoded, frames)? + (z.sqr()?.mean_all()? * 1e-4)?)?;
+        total = Some(match total {
+            Some(t) => (t + loss)?,
+            None => loss,
+        });
+    }
+    let total = total.ok_or_else(|| ModelError::InvalidConfig("a batch of no clips".into()))?;
+    Ok((total / clips.len() as f64)?)
+}
+
+/// The latents of `clips`, out of the gradient's way: (B, C, T, h, w).
+fn latents(model: &Model, clips: &[(world::Scene, Tensor)]) -> Result<Tensor, ModelError> {
+    let z: Vec<Tensor> = clips
+        .iter()
+        .map(|(_, f)| model.encoder.encode(f).map(|z| z.detach()))
+        .collect::<candle_core::Result<_>>()?;
+    Ok(Tensor::stack(&z, 0)?)
+}
+
+/// Makes the latent's spread 1: the encoder's output divided by its
+/// standard deviation, the decoder's inputs multiplied by it.
+fn normalize_latent(model: &Model, options: &TrainOptions) -> Result<f64, ModelError> {
+    let z = latents(model, &clips(options, 3, 0)?)?;
+    let std = f64::from(z.flatten_all()?.var(0)?.sqrt()?.to_scalar::<f32>()?).max(1e-3);
+    let vars = &model.vars;
+    vars.scale("encoder.conv_out.weight", 1.0 / std)?;
+    vars.scale("encoder.conv_out.bias", 1.0 / std)?;
+    vars.scale("decoder.conv_in.weight", std)?;
+    vars.scale("decoder.skip.weight", std)?;
+    Ok(std)
+}
+
+/// One flow-matching step's loss.
+fn flow_loss(
+    model: &Model,
+    clips: &[(world::Scene, Tensor)],
+    rng: &mut SeededRng,
+) -> Result<Tensor, ModelError> {
+    let z = latents(model, clips)?;
+    let b = clips.len();
+    let device = z.device();
+    // Noise levels from a logit-normal (Esser et al., 2024): most
+    // training where the sampler spends its steps.
+    let sigmas: Vec<f32> = (0..b)
+        .map(|_| (1.0 / (1.0 + (-rng.normal()).exp())) as f32)
+        .collect();
+    let sigma = Tensor::from_vec(sigmas.clone(), (b, 1, 1, 1, 1), device)?;
+    let noise = Tensor::from_vec(rng.normals(z.elem_count()), z.shape(), device)?;
+    let x = (z.broadcast_mul(&(1.0 - &sigma)?)? + noise.broadcast_mul(&sigma)?)?;
+    let target = (&noise - &z)?;
+    let prompts: Vec<String> = clips
+        .iter()
+        .map(|(scene, _)| {
+            if rng.uniform() < 0.1 {
+                String::new()
+            } else {
+                world::caption(scene, rng)
+            }
+        })
+        .collect();
+    let prompts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let (tokens, mask) = model.text.encode(&prompts)?;
+    let text = model.dit.embed_text(&tokens)?;
+    let bias = mask_to_bias(&mask)?;
+    let t = Tensor::from_vec(
+        sigmas
+            .iter()
+            .map(|s| s * crate::model::sampler::TRAIN_TIMESTEPS as f32)
+            .collect(),
+        b,
+        device,
+    )?;
+    let predicted = model.dit.forward(&x, &t, &text, &bias)?;
+    Ok(mse(&predicted, &target)?)
+}
+
+fn adamw(vars: Vec<candle_core::Var>, lr: f64) -> Result<AdamW, ModelError> {
+    let params = ParamsAdamW {
+        lr,
+        weight_decay: 0.0,
+        ..Default::default()
+    };
+    Ok(AdamW::new(vars, params)?)
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
+    move |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn save_checkpoint(
+    model: &Model,
+    options: &TrainOptions,
+    step: usize,
+    work: &Path,
+) -> Result<(), ModelError> {
+    std::fs::create_dir_all(work).map_err(io(work))?;
+    let weights = work.join(CHECKPOINT_WEIGHTS);
+    let partial = work.join(format!("{CHECKPOINT_WEIGHTS}.partial"));
+    model.vars.map().save(&partial)?;
+    std::fs::rename(&partial, &weights).map_err(io(&weights))?;
+    let state = CheckpointState {
+        options: options.clone(),
+        step,
+    };
+    let path = work.join(CHECKPOINT_STATE);
+    let json =
+        serde_json::to_vec_pretty(&state).map_err(|e| ModelError::Checkpoint(e.to_string()))?;
+    std::fs::write(&path, json).map_err(io(&path))
+}
+
+/// The step to resume from: that of the checkpoint in `work` if it was made
+/// with the same options (its weights are then loaded), else 0.
+fn resume(model: &Model, options: &TrainOptions, work: &Path) -> Result<usize, ModelError> {
+    let path = work.join(CHECKPOINT_STATE);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(0);
+    };
+    let state: CheckpointState =
+        serde_json::from_slice(&bytes).map_err(|e| ModelError::BadFile {
+            path: path.clone(),
+            why: e.to_string(),
+        })?;
+    if &state.options != options {
+        return Err(ModelError::Checkpoint(format!(
+            "{} was made with other options ({:?}); remove it or pass the same options",
+            path.display(),
+            state.options
+        )));
+    }
+    let weights = work.join(CHECKPOINT_WEIGHTS);
+    let tensors = candle_core::safetensors::load(&weights, &Device::Cpu).map_err(|e| {
+        ModelError::BadFile {
+            path: weights.clone(),
+            why: e.to_string(),
+        }
+    })?;
+    let data = model
+        .vars
+        .map()
+        .data()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    for (name, var) in data.iter() {
+        let saved = tensors.get(name).ok_or_else(|| ModelError::BadFile {
+            path: weights.clone(),
+            why: format!("no tensor {name}"),
+        })?;
+        var.set(saved)?;
+    }
+    Ok(state.step)
+}
+
+/// What a finished run made.
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    pub model: InitReport,
+    pub final_loss: f32,
+    pub latent_std: Option<f64>,
+}
+
+/// Trains from `options`, checkpointing in `work`, and saves the model as
+/// `<models>/world`. `on_progress` hears every step.
+pub fn train(
+    options: &TrainOptions,
+    work: &Path,
+    models: &Path,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<TrainReport, ModelError> {
+    if options.batch == 0 || options.frames == 0 || !options.size.is_multiple_of(16) {
+        return Err(ModelError::InvalidConfig(
+            "training needs a batch of at least 1, at least one frame and a size that is a multiple of 16".into(),
+        ));
+    }
+    let model = Model::new(options.seed)?;
+    let start = resume(&model, options, work)?;
+    let total = options.autoencoder_steps + options.dit_steps;
+    let mut autoencoder = adamw(
+        model.vars.matching(&[ENCODER, "decoder."], false),
+        options.autoencoder_learning_rate,
+    )?;
+    let mut dit = adamw(
+        model.vars.matching(&[ENCODER, "decoder."], true),
+        options.dit_learning_rate,
+    )?;
+    let began = Instant::now();
+    let (mut final_loss, mut latent_std) = (f32::NAN, None);
+    for step in start..total {
+        let in_autoencoder = step < options.autoencoder_steps;
+        if step == options.autoencoder_steps {
+            latent_std = Some(normalize_latent(&model, options)?);
+        }
+        let (stage, loss) = if in_autoencoder {
+            let loss = autoencoder_loss(&model, &clips(options, 1, step)?)?;
+            autoencoder.backward_step(&loss)?;
+            ("autoencoder", loss)
+        } else {
+            let mut rng = SeededRng::for_name(options.seed, &format!("flow-{step}"));
+            let loss = flow_loss(&model, &clips(options, 2, step)?, &mut rng)?;
+            dit.backward_step(&loss)?;
+            ("diffusion", loss)
+        };
+        final_loss = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        if !final_loss.is_finite() {
+            return Err(ModelError::InvalidConfig(format!(
+                "the {stage} loss became {final_loss} at step {step}; lower the learning rate"
+            )));
+        }
+        on_progress(&Progress {
+            stage,
+            step: step + 1,
+            total,
+            loss: final_loss,
+            seconds: began.elapsed().as_secs_f64(),
+        });
+        if (step + 1) % options.checkpoint_every.max(1) == 0 {
+            save_checkpoint(&model, options, step + 1, work)?;
+        }
+    }
+    let tensors = model
+        .vars
+        .map()
+        .data()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|(name, _)| !name.starts_with(ENCODER))
+        .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
+        .collect();
+    let report = save_model(models, PRESET, options.seed, &model.config, &tensors)?;
+    Ok(TrainReport {
+        model: report,
+        final_loss,
+        latent_std,
+    })
+}
+
+/// The mean of the last `n` losses.
+pub fn mean_tail(losses: &[f32], n: usize) -> f32 {
+    let tail = &losses[losses.len().saturating_sub(n)..];
+    tail.iter().sum::<f32>() / tail.len().max(1) as f32
+}
+
+/// Where `genfleet model train` keeps its checkpoints by default.
+pub fn default_work_dir(models: &Path) -> PathBuf {
+    models.join(".train-world")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quick(autoencoder_steps: usize, dit_steps: usize) -> TrainOptions {
+        TrainOptions {
+            autoencoder_steps,
+            dit_steps,
+            batch: 2,
+            frames: 5,
+            size: 32,
+            checkpoint_every: 1000,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_few_steps_of_each_stage_lower_the_loss() {
+        // One fixed batch, seen again and again: its loss must fall.
+        let options = quick(25, 25);
+        let mut losses: Vec<(&'static str, f32)> = Vec::new();
+        let model = Model::new(options.seed).expect("model");
+        let batch = clips(&options, 1, 0).expect("clips");
+        let mut opt = adamw(
+            model.vars.matching(&[ENCODER, "decoder."], false),
+            options.autoencoder_learning_rate,
+        )
+        .expect("adamw");
+        for _ in 0..options.autoencoder_steps {
+            let loss = autoencoder_loss(&model, &batch).expect("loss");
+            opt.backward_step(&loss).expect("step");
+            losses.push(("ae", loss.to_scalar::<f32>().expect("scalar")));
+        }
+        normalize_latent(&model, &options).expect("normalize");
+        let mut opt = adamw(
+            model.vars.matching(&[ENCODER, "decoder."], true),
+            options.dit_learning_rate * 5.0,
+        )
+        .expect("adamw");
+        for _ in 0..options.dit_steps {
+            let mut rng = SeededRng::new(9);
+            let loss = flow_loss(&model, &batch, &mut rng).expect("loss");
+            opt.backward_step(&loss).expect("step");
+            losses.push(("flow", loss.to_scalar::<f32>().expect("scalar")));
+        }
+        for stage in ["ae", "flow"] {
+            let l: Vec<f32> = losses
+                .iter()
+                .filter(|(s, _)| *s == stage)
+                .map(|(_, l)| *l)
+                .collect();
+            let (first, last) = (l[0], mean_tail(&l, 3));
+            assert!(
+                last < 0.7 * first,
+                "{stage} loss went from {first} to {last}: {l:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_run_saves_a_model_the_pipeline_loads_and_resumes_from_its_checkpoint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (work, models) = (dir.path().join("work"), dir.path().join("models"));
+        let options = TrainOptions {
+            checkpoint_every: 2,
+            ..quick(2, 2)
+        };
+        let mut steps = Vec::new();
+        let report = train(&options, &work, &models, &mut |p| steps.push(p.step)).expect("train");
+        assert_eq!(steps, vec![1, 2, 3, 4]);
+        assert!(report.latent_std.is_some());
+        let (manifest, _pipeline) =
+            crate::model::Pipeline::load(&report.model.dir, &Device::Cpu).expect("load");
+        assert_eq!(manifest.config.name, PRESET);
+
+        // The checkpoint is at the end: a rerun resumes there and trains no more.
+        let mut again = Vec::new();
+        train(&options, &work, &models, &mut |p| again.push(p.step)).expect("rerun");
+        assert!(again.is_empty(), "resumed run trained {again:?}");
+
+        let other = TrainOptions { seed: 1, ..options };
+        let refused = train(&other, &work, &models, &mut |_| {});
+        assert!(matches!(refused, Err(ModelError::Checkpoint(_))));
+    }
+}
