@@ -724,9 +724,9 @@ pub struct ModelTrainArgs {
     pub work_dir: Option<PathBuf>,
     #[arg(long, default_value_t = 2026)]
     pub seed: u64,
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 400)]
     pub autoencoder_steps: usize,
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 4000)]
     pub dit_steps: usize,
     /// Clips per step.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]

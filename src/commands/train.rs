@@ -42,16 +42,22 @@ pub async fn train(args: ModelTrainArgs) -> anyhow::Result<()> {
                     p.stage,
                     train::mean_tail(&recent, 20)
                 ));
-                // A line per 100 steps stays in the log when not on a terminal.
+                // A line per 100 steps stays in the log, on a terminal
+                // above the bar (a hidden bar prints nothing, so println).
                 if p.step % 100 == 0 {
-                    bar.println(format!(
+                    let line = format!(
                         "step {}/{} {} loss {:.4} ({:.0} s)",
                         p.step,
                         p.total,
                         p.stage,
                         train::mean_tail(&recent, 100),
                         p.seconds
-                    ));
+                    );
+                    if bar.is_hidden() {
+                        println!("{line}");
+                    } else {
+                        bar.println(line);
+                    }
                 }
             })
         }

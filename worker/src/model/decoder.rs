@@ -136,7 +136,7 @@ impl Decoder {
     }
 
     /// (N, C, h, w) -> (N, 3, 8h, 8w)
-    fn decode_frames(&self, z: &Tensor) -> Result<Tensor> {
+    pub(crate) fn decode_frames(&self, z: &Tensor) -> Result<Tensor> {
         let (_, _, h, w) = z.dims4()?;
         let mut x = self.conv_in.forward(z)?.silu()?;
         let mut scale = 1;

@@ -35,15 +35,18 @@ impl Encoder {
         })
     }
 
-    /// frames: (F, 3, H, W) in [0, 1] -> latent (C, T, H/8, W/8), T = 1 + (F-1)/4.
-    pub fn encode(&self, frames: &Tensor) -> Result<Tensor> {
-        let count = frames.dim(0)?;
-        let keys: Vec<u32> = (0..count)
+    /// The frames a latent frame each stands for: 0, 4, 8, ...
+    pub fn key_frames(&self, frames: &Tensor) -> Result<Tensor> {
+        let keys: Vec<u32> = (0..frames.dim(0)?)
             .step_by(self.temporal_stride)
             .map(|f| f as u32)
             .collect();
-        let keys = Tensor::new(keys.as_slice(), frames.device())?;
-        let mut x = (frames.index_select(&keys, 0)? - 0.5)?;
+        frames.index_select(&Tensor::new(keys.as_slice(), frames.device())?, 0)
+    }
+
+    /// frames: (F, 3, H, W) in [0, 1] -> latent (C, T, H/8, W/8), T = 1 + (F-1)/4.
+    pub fn encode(&self, frames: &Tensor) -> Result<Tensor> {
+        let mut x = (self.key_frames(frames)? - 0.5)?;
         for stage in &self.stages {
             x = stage.forward(&x)?.silu()?;
         }

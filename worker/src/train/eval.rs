@@ -93,3 +93,36 @@ pub fn evaluate(
     }
     Ok(cases)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn every_caption_is_generated_measured_and_counted() {
+        let pipeline = Pipeline::seeded(crate::train::PRESET, 1, &Device::Cpu).expect("model");
+        let options = EvalOptions {
+            captions: 3,
+            seed: 4,
+            steps: 2,
+            guidance: 2.0,
+            frames: 5,
+            size: 32,
+        };
+        let mut heard = Vec::new();
+        let cases = evaluate(&pipeline, &options, &mut |i, _| heard.push(i)).expect("eval");
+        assert_eq!(heard, vec![0, 1, 2]);
+        assert!(cases.iter().all(|c| !c.caption.is_empty()));
+        // Against themselves, the expectations score 100%.
+        let perfect: Vec<EvalCase> = cases
+            .iter()
+            .map(|c| EvalCase {
+                measured: c.expected.clone(),
+                ..c.clone()
+            })
+            .collect();
+        let a = accuracy(&perfect);
+        assert_eq!((a.colour, a.background, a.motion), (1.0, 1.0, 1.0));
+    }
+}
