@@ -303,7 +303,7 @@ async fn list(
                     }
                     _ => e,
                 })?;
-            genfleet_scheduler::api::paging::token(&(job.created_at_ms, job.id))
+            genfleet_scheduler::api::paging::token(&(job.created_at_ms, job.position))
         }
         None => String::new(),
     };

@@ -234,7 +234,7 @@ impl JobService for JobApi {
                 .filter(|j| caller.tenant().is_none_or(|t| j.tenant == t))
                 .filter(|j| asked.states.is_empty() || asked.states.contains(&(j.state as i32)))
                 .filter(|j| asked.queue.is_empty() || j.spec.queue == asked.queue)
-                .map(|j| ((j.created_at_ms, j.id.clone()), j))
+                .map(|j| ((j.created_at_ms, j.position), j))
                 .collect();
             let (page, next) = paging::page(matching, after.as_ref(), size, asked.oldest_first);
             let view = self.leader_view();

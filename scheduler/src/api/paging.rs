@@ -1,8 +1,9 @@
-//! Pages of the job list: ordered by (creation time, id), newest first
-//! unless asked otherwise, each page ending with a token that says where
-//! the next one starts. A token is "<created_at_ms>.<id>" of the page's
-//! last job: a job that has gone since (deleted, retained away) still
-//! marks a place in the order.
+//! Pages of the job list: ordered by (creation time, submission position),
+//! newest first unless asked otherwise, each page ending with a token that
+//! says where the next one starts. A token is "<created_at_ms>.<position>"
+//! of the page's last job: a job that has gone since (deleted, retained
+//! away) still marks a place in the order. Jobs submitted within one
+//! millisecond keep their submission order.
 
 use tonic::Status;
 
@@ -11,8 +12,8 @@ pub const DEFAULT_PAGE: usize = 500;
 /// Most jobs in one page (well within gRPC's 4 MiB messages).
 pub const MAX_PAGE: usize = 1000;
 
-/// A place in the order of jobs.
-pub type Key = (i64, String);
+/// A place in the order of jobs: (created_at_ms, position).
+pub type Key = (i64, u64);
 
 /// The page size asked for, or why it cannot be served.
 pub fn page_size(asked: u32) -> usize {
@@ -33,12 +34,10 @@ pub fn parse_token(token: &str) -> Result<Option<Key>, Status> {
     }
     let bad =
         || Status::invalid_argument(format!("page_token {token:?} is not one a list returned"));
-    let (ms, id) = token.split_once('.').ok_or_else(bad)?;
+    let (ms, position) = token.split_once('.').ok_or_else(bad)?;
     let ms = ms.parse().map_err(|_| bad())?;
-    if !genfleet_proto::is_valid_name(id) {
-        return Err(bad());
-    }
-    Ok(Some((ms, id.to_string())))
+    let position = position.parse().map_err(|_| bad())?;
+    Ok(Some((ms, position)))
 }
 
 /// The page of `items` (each with its key) after `after`, in the order
@@ -58,7 +57,7 @@ pub fn page<T>(
             }
         });
     }
-    items.sort_by(|a, b| a.0.cmp(&b.0));
+    items.sort_by_key(|(key, _)| *key);
     if !oldest_first {
         items.reverse();
     }
@@ -76,8 +75,8 @@ mod tests {
     use super::*;
 
     fn keys(n: i64) -> Vec<(Key, i64)> {
-        // Two jobs per millisecond: ties broken by id.
-        (0..n).map(|i| ((i / 2, format!("j-{i:03}")), i)).collect()
+        // Two jobs per millisecond: ties broken by position.
+        (0..n).map(|i| ((i / 2, i as u64), i)).collect()
     }
 
     #[test]
@@ -111,7 +110,7 @@ mod tests {
         assert!(next.is_empty());
         assert_eq!(page_size(0), DEFAULT_PAGE);
         assert_eq!(page_size(5000), MAX_PAGE);
-        for bad in ["x", "12", "a.j-1", "12.", "12.../x"] {
+        for bad in ["x", "12", "a.5", "12.", "12.j-1", "12.-3"] {
             assert!(parse_token(bad).is_err(), "{bad}");
         }
     }

@@ -93,6 +93,7 @@ impl Job {
             preemptions: self.preemptions,
             preempted_at_ms: self.preempted_at_ms,
             tenant: self.tenant.clone(),
+            position: self.position,
         }
     }
 

@@ -303,9 +303,16 @@ fn resume(model: &Model, options: &TrainOptions, work: &Path) -> Result<usize, M
             path: path.clone(),
             why: e.to_string(),
         })?;
-    if &state.options != options {
+    // More (or fewer) diffusion steps extend (or end) the same run; any
+    // other change makes another run.
+    let same_run = TrainOptions {
+        dit_steps: options.dit_steps,
+        ..state.options.clone()
+    };
+    if &same_run != options {
         return Err(ModelError::Checkpoint(format!(
-            "{} was made with other options ({:?}); remove it or pass the same options",
+            "{} was made with other options ({:?}); remove it or pass the same options \
+             (only --dit-steps may change)",
             path.display(),
             state.options
         )));
@@ -398,6 +405,10 @@ pub fn train(
         if (step + 1) % options.checkpoint_every.max(1) == 0 {
             save_checkpoint(&model, options, step + 1, work)?;
         }
+    }
+    // The end is a checkpoint too: a longer run continues from it.
+    if total > start && !total.is_multiple_of(options.checkpoint_every.max(1)) {
+        save_checkpoint(&model, options, total, work)?;
     }
     let tensors = model
         .vars
@@ -507,6 +518,15 @@ mod tests {
         let mut again = Vec::new();
         train(&options, &work, &models, &mut |p| again.push(p.step)).expect("rerun");
         assert!(again.is_empty(), "resumed run trained {again:?}");
+
+        // More diffusion steps extend the run from where it stopped.
+        let longer = TrainOptions {
+            dit_steps: 3,
+            ..options.clone()
+        };
+        let mut extended = Vec::new();
+        train(&longer, &work, &models, &mut |p| extended.push(p.step)).expect("extend");
+        assert_eq!(extended, vec![5]);
 
         let other = TrainOptions { seed: 1, ..options };
         let refused = train(&other, &work, &models, &mut |_| {});
