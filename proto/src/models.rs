@@ -105,6 +105,15 @@ pub const MODEL_SHAPES: &[ModelShape] = &[
         [32, 32, 16, 16],
         4,
     ),
+    // Trained on the procedural world: tiny's transformer, a word
+    // vocabulary (89 words and 3 special tokens), 64-wide text.
+    preset(
+        "world",
+        (128, 512, 4, 4),
+        (92, 64, 2, 4, 24),
+        [32, 32, 16, 16],
+        4,
+    ),
     preset(
         "small",
         (256, 1024, 4, 8),
