@@ -12,6 +12,8 @@
 //! - `statefulset`: a scheduler replica's raft id and peers from its StatefulSet pod.
 //! - `signal`: graceful shutdown on Ctrl-C / SIGTERM.
 
+#[macro_use]
+pub mod output;
 pub mod cli;
 pub mod client;
 pub mod cluster;
@@ -19,7 +21,6 @@ pub mod commands;
 pub mod fuzz;
 pub mod http;
 pub mod openai;
-pub mod output;
 pub mod plan;
 pub mod queue_file;
 pub mod render;

@@ -15,7 +15,7 @@ async fn main() -> std::process::ExitCode {
         Some(dir.join(genfleet_proto::tls::CA_FILE))
     });
     if let Err(e) = genfleet::client::set_tls_ca(tls_ca.as_deref()) {
-        eprintln!("genfleet: {e:#}");
+        genfleet::say_err!("genfleet: {e:#}");
         return std::process::ExitCode::FAILURE;
     }
     // Servers log what they do; client commands stay quiet unless asked.
@@ -39,7 +39,7 @@ async fn main() -> std::process::ExitCode {
     match genfleet::commands::run(cli.command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("genfleet: {e:#}");
+            genfleet::say_err!("genfleet: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -71,6 +71,44 @@ fn encode<T: Serialize>(format: Format, value: &T) -> anyhow::Result<String> {
     })
 }
 
+/// `println!` for a reader that may go away (`genfleet jobs | head`, a
+/// terminal closed under `genfleet up`): a line that cannot be written is
+/// dropped. `println!` panics on the broken pipe, which takes a server
+/// down with it.
+#[macro_export]
+macro_rules! say {
+    () => {
+        $crate::output::line(std::io::stdout(), format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::line(std::io::stdout(), format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` that drops a line nobody can read, as `say!` does.
+#[macro_export]
+macro_rules! say_err {
+    ($($arg:tt)*) => {
+        $crate::output::line(std::io::stderr(), format_args!($($arg)*))
+    };
+}
+
+/// Writes one line to `to`; what cannot be written is dropped (see `say!`).
+pub fn line(to: impl Write, args: std::fmt::Arguments) {
+    let mut to = to;
+    let _ = to
+        .write_fmt(args)
+        .and_then(|()| to.write_all(b"\n"))
+        .and_then(|()| to.flush());
+}
+
+/// Writes `text` as it is (no newline added) to stdout, dropping it when
+/// the reader went away.
+pub fn text(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 /// Writes `text` and a newline to stdout. A reader that went away (`| head`)
 /// ends the output quietly instead of a panic.
 pub fn print(text: &str) -> anyhow::Result<()> {

@@ -8,10 +8,10 @@ pub fn shutdown_on_signals() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
-        eprintln!("genfleet: shutting down (press Ctrl-C again to stop at once)");
+        say_err!("genfleet: shutting down (press Ctrl-C again to stop at once)");
         let _ = tx.send(true);
         wait_for_signal().await;
-        eprintln!("genfleet: stopping now");
+        say_err!("genfleet: stopping now");
         std::process::exit(130);
     });
     rx

@@ -91,19 +91,19 @@ pub fn init(args: CertsInitArgs) -> anyhow::Result<()> {
     // Last: its presence says the folder is complete.
     write(&ca_path, ca_pem.as_bytes(), false)?;
 
-    println!(
+    say!(
         "a development CA and certificates, valid {} days, in {}:",
         args.days,
         dir.display()
     );
-    println!("  ca.crt, ca.key       the CA (keep ca.key private; clients trust ca.crt)");
-    println!(
+    say!("  ca.crt, ca.key       the CA (keep ca.key private; clients trust ca.crt)");
+    say!(
         "  scheduler/           --tls-dir of every scheduler replica (names: {})",
         hosts.join(", ")
     );
-    println!("  worker/              --tls-dir of every worker (a client certificate)");
-    println!("then: genfleet scheduler --tls-dir {0}/scheduler ...; genfleet worker --tls-dir {0}/worker --scheduler https://HOST:7070 ...;", dir.display());
-    println!(
+    say!("  worker/              --tls-dir of every worker (a client certificate)");
+    say!("then: genfleet scheduler --tls-dir {0}/scheduler ...; genfleet worker --tls-dir {0}/worker --scheduler https://HOST:7070 ...;", dir.display());
+    say!(
         "      genfleet --tls-ca {}/ca.crt jobs --scheduler https://HOST:7070",
         dir.display()
     );

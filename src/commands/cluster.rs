@@ -22,9 +22,11 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(ClientError::from)?
                 .into_inner();
-            println!(
+            say!(
                 "replica {} at {} votes; voters {:?}",
-                args.id, args.address, reply.voters
+                args.id,
+                args.address,
+                reply.voters
             );
             Ok(())
         }
@@ -36,7 +38,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(ClientError::from)?
                 .into_inner();
-            println!("replica {} removed; voters {:?}", args.id, reply.voters);
+            say!("replica {} removed; voters {:?}", args.id, reply.voters);
             Ok(())
         }
         ClusterCommand::TransferLeader(args) => {
@@ -46,7 +48,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
                 .transfer_leader(pb::TransferLeaderRequest { id: args.id })
                 .await
                 .map_err(ClientError::from)?;
-            println!("replica {} leads", args.id);
+            say!("replica {} leads", args.id);
             Ok(())
         }
     }

@@ -24,7 +24,7 @@ const PROMPTS: &[&str] = &[
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    println!(
+    say!(
         "genfleet demo: a scheduler and a worker in this process, data in {}",
         args.data_dir.display()
     );
@@ -45,13 +45,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     cluster.stop().await?;
     let jobs = result?;
 
-    println!();
+    say!();
     let mut failed = 0;
     for job in &jobs {
         let prompt = job.spec.as_ref().map(|s| s.prompt.as_str()).unwrap_or("");
         if job.state() != JobState::Completed {
             failed += 1;
-            println!(
+            say!(
                 "{} {}: {} ({prompt})",
                 job.id,
                 job.state().label(),
@@ -59,16 +59,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             );
             continue;
         }
-        println!("{}  \"{prompt}\"", job.id);
+        say!("{}  \"{prompt}\"", job.id);
         for artifact in &job.artifacts {
-            println!(
+            say!(
                 "    {:<10} {}",
                 artifact.kind,
                 render::location(&artifact.uri)
             );
         }
     }
-    println!(
+    say!(
         "\n{} videos in {:.0?}",
         jobs.len() - failed,
         started.elapsed()

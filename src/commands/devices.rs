@@ -14,18 +14,18 @@ pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
         return output::list(args.output.output, gpus, |_| String::new());
     }
     if gpus.is_empty() {
-        println!(
+        say!(
             "no GPUs: NVML did not load or saw none, and no amdgpu card is under {}",
             args.sysfs_root.join("sys/class/drm").display()
         );
     } else {
-        println!("{}", render::gpu_table(gpus));
+        say!("{}", render::gpu_table(gpus));
     }
     print_cuda_view(gpus);
     let cpu = device::discover(1);
     let memory = cpu.first().map_or(0, |g| g.memory_bytes);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!(
+    say!(
         "cpu: {threads} threads, {:.1} GiB memory ({})",
         memory as f64 / (1u64 << 30) as f64,
         if cfg!(feature = "cuda") {
@@ -46,13 +46,13 @@ fn print_cuda_view(gpus: &[device::GpuInfo]) {
             for gpu in nvidia {
                 match device::cuda::ordinal_of(gpu, &addresses) {
                     Some(ordinal) => {
-                        println!("nvidia:{} is cuda:{ordinal}: offered for jobs", gpu.index)
+                        say!("nvidia:{} is cuda:{ordinal}: offered for jobs", gpu.index)
                     }
-                    None => println!("nvidia:{} is not visible to CUDA: not offered", gpu.index),
+                    None => say!("nvidia:{} is not visible to CUDA: not offered", gpu.index),
                 }
             }
         }
-        Err(why) => println!("CUDA cannot be used ({why}): no GPU is offered"),
+        Err(why) => say!("CUDA cannot be used ({why}): no GPU is offered"),
     }
 }
 

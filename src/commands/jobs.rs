@@ -35,7 +35,7 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     if !args.watch {
         return output::object(format, &job, || job.id.clone());
     }
-    eprintln!("submitted {}", job.id);
+    say_err!("submitted {}", job.id);
     let job = follow(&mut scheduler, &job.id, &bar(format, &job.id)).await?;
     finish_message(&job, format)
 }

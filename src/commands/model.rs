@@ -28,7 +28,7 @@ pub async fn run(command: ModelCommand) -> anyhow::Result<()> {
             } else {
                 "kept existing"
             };
-            println!(
+            say!(
                 "{verb} model {} ({:.1} M parameters) in {}",
                 args.preset,
                 report.parameters as f64 / 1e6,

@@ -42,12 +42,12 @@ async fn cordon(args: NodeNameArgs, cordoned: bool) -> anyhow::Result<()> {
         return output::object(args.output.output, &node, String::new);
     }
     if cordoned {
-        println!(
+        say!(
             "node {} cordoned: it takes no new work ({running} running jobs finish there)",
             node.name
         );
     } else {
-        println!("node {} uncordoned", node.name);
+        say!("node {} uncordoned", node.name);
     }
     Ok(())
 }

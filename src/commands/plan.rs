@@ -96,7 +96,7 @@ fn simulate(
 ) -> anyhow::Result<(SimOutcome, Report)> {
     let profile = profile_file::plan_profile(fleet, args.profile.as_deref())?;
     for (model, flavor) in profile_file::missing_rates(&profile, fleet, &inputs.jobs) {
-        eprintln!(
+        say_err!(
             "warning: no step rate for {model} on {flavor}: assuming 1 step/s (give one with --profile; `genfleet profile export` writes a live cluster's)"
         );
     }
@@ -141,8 +141,8 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let (outcome, report) = simulate(&args, &inputs, &fleet)?;
     let table = render(&report);
-    print!("{table}");
-    println!(
+    crate::output::text(&table);
+    say!(
         "simulated {:.1} h in {:.2} s ({} cycles)",
         report.duration_s / 3600.0,
         started.elapsed().as_secs_f64(),
@@ -150,17 +150,17 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     );
     if let Some(path) = &args.json {
         write(path, &serde_json::to_vec_pretty(&report)?)?;
-        println!("report written to {}", path.display());
+        say!("report written to {}", path.display());
     }
     if let Some(dir) = &args.out {
         write_outputs(dir, &report, &table, &outcome, &fleet)?;
-        println!("report, charts and HTML written to {}", dir.display());
+        say!("report, charts and HTML written to {}", dir.display());
     }
     if let (Some(path), Some(other)) = (&args.compare, &other) {
         let (_, theirs) = simulate(&args, &inputs, other)?;
-        println!("\nwhat-if: the same workload on {}\n", path.display());
-        print!("{}", render(&theirs));
-        print!("{}", compare(&args.fleet, &report, path, &theirs));
+        say!("\nwhat-if: the same workload on {}\n", path.display());
+        crate::output::text(&format!("{}", render(&theirs)));
+        crate::output::text(&format!("{}", compare(&args.fleet, &report, path, &theirs)));
     }
     if !report.all_targets_met() {
         bail!("not every target was met");
@@ -228,7 +228,7 @@ fn run_sweep(args: &PlanArgs, inputs: &Inputs, base: &Fleet) -> anyhow::Result<(
         bar.inc(1);
     }
     bar.finish_and_clear();
-    print!("{}", sweep_table(&points));
+    crate::output::text(&format!("{}", sweep_table(&points)));
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         write(
@@ -238,7 +238,7 @@ fn run_sweep(args: &PlanArgs, inputs: &Inputs, base: &Fleet) -> anyhow::Result<(
         let svg =
             charts::cost_curve(&points).map_err(|e| anyhow::anyhow!("drawing sweep.svg: {e}"))?;
         write(&dir.join("sweep.svg"), svg.as_bytes())?;
-        println!("sweep written to {}", dir.display());
+        say!("sweep written to {}", dir.display());
     }
     match sweep::cheapest(&points) {
         Some(best) => {
@@ -247,7 +247,7 @@ fn run_sweep(args: &PlanArgs, inputs: &Inputs, base: &Fleet) -> anyhow::Result<(
                 .iter()
                 .map(|(f, n)| format!("{n} {f} node(s)"))
                 .collect();
-            println!(
+            say!(
                 "cheapest fleet that meets every target: {} at {:.2} per hour",
                 fleet.join(" + "),
                 best.cost_per_hour

@@ -23,9 +23,9 @@ pub async fn run(command: ProfileCommand) -> anyhow::Result<()> {
                 Some(path) => {
                     std::fs::write(path, &text)
                         .with_context(|| format!("writing {}", path.display()))?;
-                    println!("{} rates written to {}", reply.rates.len(), path.display());
+                    say!("{} rates written to {}", reply.rates.len(), path.display());
                 }
-                None => print!("{text}"),
+                None => crate::output::text(&text),
             }
             Ok(())
         }

@@ -38,7 +38,7 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<()> {
                     .await
                     .map_err(|e| anyhow::anyhow!("queue {name}: {}", ClientError::from(e)))?
                     .into_inner();
-                println!("queue {} applied", applied.name);
+                say!("queue {} applied", applied.name);
             }
             Ok(())
         }
@@ -69,7 +69,7 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(ClientError::from)?;
-            println!("queue {} deleted", args.name);
+            say!("queue {} deleted", args.name);
             Ok(())
         }
     }

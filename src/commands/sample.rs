@@ -87,7 +87,7 @@ fn sample(args: &ModelSampleArgs) -> anyhow::Result<()> {
     };
     let mut sorted = run.steps.clone();
     sorted.sort_by(f64::total_cmp);
-    println!(
+    say!(
         "{} on {} x{} ({:?}): loaded in {:.2} s; {} steps of {}x{}x{}, first {:.3} s, median {:.3} s",
         args.model,
         args.device,
@@ -105,12 +105,12 @@ fn sample(args: &ModelSampleArgs) -> anyhow::Result<()> {
         let tensors = HashMap::from([(LATENT.to_string(), run.latent.clone())]);
         candle_core::safetensors::save(&tensors, path)
             .with_context(|| format!("writing {}", path.display()))?;
-        println!("latent written to {}", path.display());
+        say!("latent written to {}", path.display());
     }
     if let Some(path) = &args.video {
         let mp4 = genfleet_worker::video::encode_mp4(&run.video, 8)?;
         std::fs::write(path, mp4).with_context(|| format!("writing {}", path.display()))?;
-        println!("video written to {}", path.display());
+        say!("video written to {}", path.display());
     }
     if let Some(path) = &args.against {
         let tolerance = args
@@ -229,7 +229,7 @@ fn compare(latent: &Tensor, path: &Path, tolerance: f64) -> anyhow::Result<()> {
     } else {
         "OUTSIDE"
     };
-    println!(
+    say!(
         "against {}: largest difference {difference:.3e}, {relative:.3e} of the largest value {scale:.3}: {verdict} the tolerance {tolerance:.0e}",
         path.display()
     );

@@ -63,7 +63,7 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         &shutdown,
     )
     .await?;
-    println!(
+    say!(
         "genfleet scheduler {} ready: grpc={scheme}://{}{}{}",
         membership.id,
         scheduler.grpc_addr(),
@@ -114,7 +114,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         &shutdown,
     )
     .await?;
-    println!(
+    say!(
         "genfleet worker ready: node={node} models={} artifacts={} scheduler={}{}",
         worker.models().join(","),
         worker.artifact_store(),
@@ -124,7 +124,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             .unwrap_or_default()
     );
     for notice in worker.notices() {
-        println!("note: {notice}");
+        say!("note: {notice}");
     }
     worker.run(stopped(shutdown)).await;
     Ok(())
@@ -153,24 +153,25 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         &shutdown,
     )
     .await?;
-    println!(
+    say!(
         "genfleet is up: {} scheduler replica(s) and {} worker(s) in this process",
-        args.replicas, args.workers
+        args.replicas,
+        args.workers
     );
-    println!("  gRPC     {}", cluster.endpoint);
+    say!("  gRPC     {}", cluster.endpoint);
     if let Some(addr) = api {
-        println!("  OpenAI   http://{addr}/v1 (Videos API: POST /v1/videos)");
+        say!("  OpenAI   http://{addr}/v1 (Videos API: POST /v1/videos)");
     }
     if let Some(addr) = cluster.metrics_addr {
-        println!("  metrics  http://{addr}/metrics");
+        say!("  metrics  http://{addr}/metrics");
     }
-    println!("  videos   {}", cluster.artifact_dir.display());
-    println!("  key      {key_note}");
-    println!(
+    say!("  videos   {}", cluster.artifact_dir.display());
+    say!("  key      {key_note}");
+    say!(
         "try:  genfleet submit --scheduler {} --prompt \"a lighthouse in a storm\" --watch",
         cluster.endpoint
     );
-    println!(
+    say!(
         "Ctrl-C stops it; jobs and their state survive in {}",
         args.data_dir.display()
     );

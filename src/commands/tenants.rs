@@ -50,7 +50,7 @@ pub async fn run_tenant(command: TenantCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(ClientError::from)?
                 .into_inner();
-            println!("tenant {} applied", applied.name);
+            say!("tenant {} applied", applied.name);
         }
         TenantCommand::List(args) => {
             let list = connect(&args.client)
@@ -71,7 +71,7 @@ pub async fn run_tenant(command: TenantCommand) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(ClientError::from)?;
-            println!("tenant {} deleted", args.name);
+            say!("tenant {} deleted", args.name);
         }
     }
     Ok(())
@@ -99,7 +99,7 @@ pub async fn run_key(command: KeyCommand) -> anyhow::Result<()> {
             // The secret on stdout alone (or the key and its secret as an
             // object), so that scripts can capture it.
             output::object(args.output.output, &created, || created.secret.clone())?;
-            eprintln!("key {id} created; its secret is shown once, above: keep it now");
+            say_err!("key {id} created; its secret is shown once, above: keep it now");
         }
         KeyCommand::List(args) => {
             let list = connect(&args.client)
@@ -120,7 +120,7 @@ pub async fn run_key(command: KeyCommand) -> anyhow::Result<()> {
                 })
                 .await
                 .map_err(ClientError::from)?;
-            println!("key {} revoked", args.id);
+            say!("key {} revoked", args.id);
         }
     }
     Ok(())
@@ -138,7 +138,7 @@ pub async fn whoami(args: ListArgs) -> anyhow::Result<()> {
         return output::object(format, &me, String::new);
     }
     if !me.enforced {
-        println!("admin (this cluster checks no API keys)");
+        say!("admin (this cluster checks no API keys)");
         return Ok(());
     }
     let key = if me.key_id.is_empty() {
@@ -147,8 +147,8 @@ pub async fn whoami(args: ListArgs) -> anyhow::Result<()> {
         format!("key {}", me.key_id)
     };
     match me.role() {
-        pb::Role::Tenant => println!("tenant {} ({key})", me.tenant),
-        role => println!("{} ({key})", role_label(role)),
+        pb::Role::Tenant => say!("tenant {} ({key})", me.tenant),
+        role => say!("{} ({key})", role_label(role)),
     }
     Ok(())
 }

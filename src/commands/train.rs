@@ -54,7 +54,7 @@ pub async fn train(args: ModelTrainArgs) -> anyhow::Result<()> {
                         p.seconds
                     );
                     if bar.is_hidden() {
-                        println!("{line}");
+                        say!("{line}");
                     } else {
                         bar.println(line);
                     }
@@ -65,7 +65,7 @@ pub async fn train(args: ModelTrainArgs) -> anyhow::Result<()> {
     .await
     .context("training task")??;
     bar.finish_and_clear();
-    println!(
+    say!(
         "trained model world ({:.1} M parameters) in {}; final loss {:.4}",
         report.model.parameters as f64 / 1e6,
         report.model.dir.display(),
@@ -89,7 +89,7 @@ pub async fn eval(args: ModelEvalArgs) -> anyhow::Result<()> {
         let (_, pipeline) = Pipeline::load(&dir, &genfleet_worker::candle_core::Device::Cpu)?;
         eval::evaluate(&pipeline, &options, &mut |i, case| {
             if verbose {
-                println!(
+                say!(
                     "{:>4} {:?}\n     expected {:?}\n     measured {:?}",
                     i + 1,
                     case.caption,
@@ -102,7 +102,7 @@ pub async fn eval(args: ModelEvalArgs) -> anyhow::Result<()> {
     .await
     .context("evaluation task")??;
     let a = eval::accuracy(&cases);
-    println!("{} held-out captions of model {}", cases.len(), args.model);
+    say!("{} held-out captions of model {}", cases.len(), args.model);
     let rows = [
         ("colour", a.colour),
         ("background", a.background),
@@ -111,10 +111,10 @@ pub async fn eval(args: ModelEvalArgs) -> anyhow::Result<()> {
         ("size", a.size),
     ];
     for (name, value) in rows {
-        println!("  {name:<10} {:>5.1}%", value * 100.0);
+        say!("  {name:<10} {:>5.1}%", value * 100.0);
     }
     for (name, value) in rows {
-        println!("RESULT eval_{name}_accuracy {:.1} %", value * 100.0);
+        say!("RESULT eval_{name}_accuracy {:.1} %", value * 100.0);
     }
     Ok(())
 }

@@ -16,9 +16,13 @@ fn check(args: VideoCheckArgs) -> anyhow::Result<()> {
     let bytes = std::fs::read(&args.file).with_context(|| format!("reading {path}"))?;
     let video = probe_mp4(&bytes).with_context(|| format!("{path}"))?;
     let [r, g, b] = video.mean_rgb;
-    println!(
+    say!(
         "{path}: H.264 {}x{}, {} frames at {} fps, {} decoded, mean RGB {r:.0} {g:.0} {b:.0}",
-        video.width, video.height, video.frames, video.fps, video.decoded
+        video.width,
+        video.height,
+        video.frames,
+        video.fps,
+        video.decoded
     );
     let mut wrong = Vec::new();
     if video.decoded != video.frames {
