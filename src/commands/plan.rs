@@ -159,8 +159,8 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     if let (Some(path), Some(other)) = (&args.compare, &other) {
         let (_, theirs) = simulate(&args, &inputs, other)?;
         say!("\nwhat-if: the same workload on {}\n", path.display());
-        crate::output::text(&format!("{}", render(&theirs)));
-        crate::output::text(&format!("{}", compare(&args.fleet, &report, path, &theirs)));
+        crate::output::text(&render(&theirs));
+        crate::output::text(&compare(&args.fleet, &report, path, &theirs));
     }
     if !report.all_targets_met() {
         bail!("not every target was met");
@@ -228,7 +228,7 @@ fn run_sweep(args: &PlanArgs, inputs: &Inputs, base: &Fleet) -> anyhow::Result<(
         bar.inc(1);
     }
     bar.finish_and_clear();
-    crate::output::text(&format!("{}", sweep_table(&points)));
+    crate::output::text(&sweep_table(&points));
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         write(
