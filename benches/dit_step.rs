@@ -2,8 +2,10 @@
 //! (both classifier-free-guidance branches in one batch of 2, then the Euler
 //! update), timed step by step through its progress callback.
 //!
-//! CPU cases: the tiny and medium presets at tensor-parallel degrees 1, 2
-//! and 4 (ranks are threads sharing a CPU all-reduce, as on a CPU worker).
+//! CPU cases: the trained world model (its shipped weights, at the 64x64 it
+//! was trained at), then the tiny and medium presets, at tensor-parallel
+//! degrees 1, 2 and 4 (ranks are threads sharing a CPU all-reduce, as on a
+//! CPU worker).
 //!
 //! GPU cases, where the bench is built with the `cuda` feature and CUDA
 //! device 0 opens: the tiny preset at its CPU size (a quick sanity line),
@@ -42,7 +44,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use genfleet_worker::model::sampler::FlowSchedule;
-use genfleet_worker::model::{init_model, GenerateRequest, Pipeline};
+use genfleet_worker::model::{init_model, shipped, GenerateRequest, Pipeline};
 use genfleet_worker::parallel::{Communicator, Solo, ThreadGroup};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -87,9 +89,24 @@ impl Case {
         }
     }
 
+    /// The trained model at the size it was trained at.
+    fn world() -> Self {
+        Self {
+            preset: "world",
+            frames: 17,
+            width: 64,
+            height: 64,
+        }
+    }
+
     fn request(&self, steps: usize) -> GenerateRequest {
+        let prompt = if self.preset == "world" {
+            "a small red circle moves to the left on a navy background"
+        } else {
+            "a red fox running through fresh snow"
+        };
         GenerateRequest {
-            prompt: "a red fox running through fresh snow".into(),
+            prompt: prompt.into(),
             negative_prompt: String::new(),
             frames: self.frames,
             width: self.width,
@@ -181,8 +198,15 @@ fn time_denoise(
     Ok(times.split_off(WARMUP_STEPS.min(times.len())))
 }
 
-/// Seconds of each step after the warm-up, as rank 0 of `tp` CPU ranks saw them.
-fn time_cpu_steps(case: &Case, tp: usize, request: &GenerateRequest) -> Result<Vec<f64>, BoxError> {
+/// Seconds of each step after the warm-up, as rank 0 of `tp` CPU ranks saw
+/// them. The ranks read their slices of `installed` (a model directory)
+/// where given, else slice weights made from seed 0.
+fn time_cpu_steps(
+    case: &Case,
+    tp: usize,
+    request: &GenerateRequest,
+    installed: Option<&Path>,
+) -> Result<Vec<f64>, BoxError> {
     std::thread::scope(|scope| {
         let ranks: Vec<_> = ThreadGroup::new(tp)
             .into_iter()
@@ -190,7 +214,10 @@ fn time_cpu_steps(case: &Case, tp: usize, request: &GenerateRequest) -> Result<V
                 let rank = comm.rank();
                 let handle = scope.spawn(move || -> Result<Vec<f64>, BoxError> {
                     let comm: Arc<dyn Communicator> = Arc::new(comm);
-                    let pipeline = Pipeline::seeded_parallel(case.preset, 0, &Device::Cpu, comm)?;
+                    let pipeline = match installed {
+                        Some(dir) => Pipeline::load_rank(dir, &Device::Cpu, comm)?.1,
+                        None => Pipeline::seeded_parallel(case.preset, 0, &Device::Cpu, comm)?,
+                    };
                     time_denoise(&pipeline, request, &Device::Cpu)
                 });
                 (rank, handle)
@@ -214,8 +241,8 @@ fn time_cpu_steps(case: &Case, tp: usize, request: &GenerateRequest) -> Result<V
     })
 }
 
-/// The model directory the reference loads for `case`: weights from seed 0,
-/// as the candle pipelines here use.
+/// The model directory the reference loads for `case`: its shipped trained
+/// weights, or weights from seed 0, as the candle pipelines here use.
 fn reference_model(case: &Case, scratch: &Path) -> Result<PathBuf, BoxError> {
     Ok(init_model(&scratch.join("models"), case.preset, 0, false)?.dir)
 }
@@ -505,8 +532,13 @@ fn run_cpu_case(
     let request = case.request(WARMUP_STEPS + settings.timed);
     let shape = case.shape();
     let mut candle_tp1 = None;
+    // A trained model runs its shipped weights, as a worker has them.
+    let installed = match shipped::weights(case.preset) {
+        Some(_) => Some(reference_model(case, scratch)?),
+        None => None,
+    };
     for tp in [1, 2, 4] {
-        let stats = Stats::of(time_cpu_steps(case, tp, &request)?)?;
+        let stats = Stats::of(time_cpu_steps(case, tp, &request, installed.as_deref())?)?;
         let name = format!("{}_{shape}_tp{tp}", case.preset);
         println!(
             "dit_step {name}: CFG batch 2, {} timed steps on {threads} CPU threads: {stats}",
@@ -636,7 +668,11 @@ fn main() -> Result<(), BoxError> {
     let mut results = Vec::new();
 
     if settings.devices != Devices::Cuda {
-        let cases = [Case::at_cpu_size("tiny"), Case::at_cpu_size("medium")];
+        let cases = [
+            Case::world(),
+            Case::at_cpu_size("tiny"),
+            Case::at_cpu_size("medium"),
+        ];
         for case in cases.iter().filter(|c| settings.wants(c.preset)) {
             run_cpu_case(case, &settings, python.as_deref(), &scratch, &mut results)?;
         }

@@ -585,6 +585,14 @@ pub struct WorkerArgs {
     pub metrics_listen: Option<SocketAddr>,
 }
 
+impl SubmitArgs {
+    /// --size, or the model's own default.
+    pub fn size(&self) -> (u32, u32) {
+        self.size
+            .unwrap_or_else(|| genfleet_proto::models::default_size(&self.model))
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
     #[command(flatten)]
@@ -600,9 +608,10 @@ pub struct SubmitArgs {
     /// Number of frames.
     #[arg(long, default_value_t = 17)]
     pub frames: u32,
-    /// WIDTHxHEIGHT in pixels, multiples of 16.
-    #[arg(long, default_value = "256x256", value_parser = parse_size)]
-    pub size: (u32, u32),
+    /// WIDTHxHEIGHT in pixels, multiples of 16 [default: 64x64 for world,
+    /// the size it was trained at; 256x256 for the seeded presets].
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<(u32, u32)>,
     /// Denoising steps.
     #[arg(long, default_value_t = 20)]
     pub steps: u32,
@@ -614,8 +623,9 @@ pub struct SubmitArgs {
     /// Frames per second of the video.
     #[arg(long, default_value_t = 8)]
     pub fps: u32,
-    /// Model preset.
-    #[arg(long, default_value = "tiny")]
+    /// The model: world (trained, shipped with genfleet) or a seeded
+    /// preset (tiny, small, ...).
+    #[arg(long, default_value = "world")]
     pub model: String,
     /// The team's queue (`genfleet queue list`); `default` always exists
     /// [default: `default`, or a tenant key's default queue].
@@ -760,12 +770,20 @@ pub struct ModelEvalArgs {
     pub verbose: bool,
 }
 
+impl ModelSampleArgs {
+    /// --size, or the model's own default.
+    pub fn size(&self) -> (u32, u32) {
+        self.size
+            .unwrap_or_else(|| genfleet_proto::models::default_size(&self.model))
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ModelSampleArgs {
     #[arg(long, default_value = "genfleet-data/models")]
     pub dir: PathBuf,
     /// The model (a folder under --dir).
-    #[arg(long, default_value = "tiny")]
+    #[arg(long, default_value = "world")]
     pub model: String,
     /// cpu, cuda or cuda:N (needs a build with the `cuda` feature).
     #[arg(long, default_value = "cpu")]
@@ -774,11 +792,15 @@ pub struct ModelSampleArgs {
     /// host): checks the sharded model on a machine with one GPU.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
     pub tp: u32,
-    #[arg(long, default_value = "a red fox running through fresh snow")]
+    #[arg(
+        long,
+        default_value = "a small red circle moves to the left on a navy background"
+    )]
     pub prompt: String,
-    /// WIDTHxHEIGHT, multiples of 16.
-    #[arg(long, default_value = "256x256", value_parser = parse_size)]
-    pub size: (u32, u32),
+    /// WIDTHxHEIGHT, multiples of 16 [default: 64x64 for world, 256x256
+    /// for the seeded presets].
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<(u32, u32)>,
     #[arg(long, default_value_t = 17)]
     pub frames: u32,
     #[arg(long, default_value_t = 4)]
@@ -808,9 +830,11 @@ pub struct ModelSampleArgs {
 
 #[derive(Debug, Args)]
 pub struct ModelInitArgs {
-    /// Preset: tiny, small, medium, wan2.1-1.3b.
-    #[arg(long, default_value = "tiny")]
-    pub preset: String,
+    /// Presets, comma-separated: world (the trained weights shipped with
+    /// genfleet; --seed does not apply), tiny, small, medium, wan2.1-1.3b
+    /// (made from --seed).
+    #[arg(long, default_value = "world", value_delimiter = ',')]
+    pub preset: Vec<String>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long, default_value = "genfleet-data/models")]

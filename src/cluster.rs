@@ -15,6 +15,11 @@ use tokio::task::JoinHandle;
 
 use crate::signal::stopped;
 
+/// What `genfleet up` and `genfleet demo` serve: the trained model (the
+/// default) and the smallest seeded preset (for benchmarks and sizes
+/// `world` was not trained at).
+pub const LOCAL_MODELS: [&str; 2] = ["world", "tiny"];
+
 #[derive(Debug, Clone)]
 pub struct LocalClusterConfig {
     /// Holds `scheduler/` (raft log), `models/` and `artifacts/`.
@@ -25,8 +30,9 @@ pub struct LocalClusterConfig {
     /// Scheduler replicas; the first listens on `listen`, the others on the
     /// ports after it (or on free ports when `listen`'s port is 0).
     pub replicas: u32,
-    /// Model preset created (from seed 0) if missing.
-    pub model: String,
+    /// Models created under `models/` if missing (`world`'s shipped
+    /// weights, the seeded presets from seed 0).
+    pub models: Vec<String>,
     /// The key the schedulers take as the admin's (see [`local_admin_key`]);
     /// None runs them without keys.
     pub admin_key: Option<String>,
@@ -95,7 +101,9 @@ impl LocalCluster {
     pub async fn start(config: LocalClusterConfig) -> anyhow::Result<Self> {
         let models = config.data_dir.join("models");
         let artifact_dir = config.data_dir.join("artifacts");
-        ensure_model(&models, &config.model).await?;
+        for model in &config.models {
+            ensure_model(&models, model).await?;
+        }
 
         let replicas = config.replicas.max(1);
         let mut bound = Vec::new();

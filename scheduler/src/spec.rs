@@ -21,7 +21,8 @@ pub const MAX_GUIDANCE: f32 = 30.0;
 pub const MAX_TP: u32 = 16;
 use genfleet_proto::MAX_NAME_LEN;
 
-pub const DEFAULT_MODEL: &str = "tiny";
+/// The trained model (`genfleet model train`), shipped in the binary.
+pub const DEFAULT_MODEL: &str = "world";
 pub const DEFAULT_QUEUE: &str = "default";
 pub const DEFAULT_FPS: u32 = 8;
 

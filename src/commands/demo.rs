@@ -5,6 +5,8 @@ use std::time::Instant;
 use anyhow::bail;
 use futures::future::join_all;
 use genfleet_proto as pb;
+use genfleet_worker::model::rng::SeededRng;
+use genfleet_worker::world::{self, Split};
 use indicatif::MultiProgress;
 use pb::JobState;
 
@@ -14,13 +16,21 @@ use crate::client::{connect, ClientError};
 use crate::cluster::{LocalCluster, LocalClusterConfig};
 use crate::render;
 
-const PROMPTS: &[&str] = &[
-    "a lighthouse on a cliff in a storm at night",
-    "a red fox running through fresh snow",
-    "timelapse of clouds over a mountain lake",
-    "a paper boat drifting down a rainy street",
-    "neon signs flickering in a quiet alley",
-];
+/// The demo's model: trained on the procedural world, so its prompts come
+/// from that world's captions.
+const MODEL: &str = "world";
+
+/// Classifier-free guidance: the trained model follows its prompt best
+/// between 4 and 7 (docs/world-model.md).
+const GUIDANCE: f32 = 5.0;
+
+/// Prompt `i` of the demo: the caption of a scene of the world, drawn from
+/// the combinations training never showed together.
+fn prompt(i: u32) -> String {
+    let mut rng = SeededRng::for_name(0xde30, &i.to_string());
+    let scene = world::scene(Split::HeldOut, &mut rng);
+    world::caption(&scene, &mut rng)
+}
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -37,7 +47,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         metrics_listen: None,
         workers: 1,
         replicas: 1,
-        model: "tiny".into(),
+        models: crate::cluster::LOCAL_MODELS.map(String::from).to_vec(),
         admin_key: Some(admin_key),
     })
     .await?;
@@ -62,15 +72,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         say!("{}  \"{prompt}\"", job.id);
         for artifact in &job.artifacts {
             say!(
-                "    {:<10} {}",
+                "    {:<11} {}",
                 artifact.kind,
                 render::location(&artifact.uri)
             );
         }
     }
+    let made = jobs.len() - failed;
     say!(
-        "\n{} videos in {:.0?}",
-        jobs.len() - failed,
+        "\n{made} video{} in {:.0?}",
+        if made == 1 { "" } else { "s" },
         started.elapsed()
     );
     if failed > 0 {
@@ -84,16 +95,17 @@ async fn generate(endpoint: &str, args: &DemoArgs) -> Result<Vec<pb::Job>, Clien
     let mut scheduler = connect(endpoint).await?;
     let mut ids = Vec::new();
     for i in 0..args.jobs {
+        let (width, height) = pb::models::default_size(MODEL);
         let spec = pb::JobSpec {
-            prompt: PROMPTS[i as usize % PROMPTS.len()].to_string(),
+            prompt: prompt(i),
             frames: 17,
-            width: 256,
-            height: 256,
+            width,
+            height,
             steps: args.steps,
             seed: u64::from(i),
-            guidance: 5.0,
+            guidance: GUIDANCE,
             fps: 8,
-            model: "tiny".into(),
+            model: MODEL.into(),
             ..Default::default()
         };
         let job = scheduler.submit(spec).await?;

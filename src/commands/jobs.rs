@@ -10,12 +10,13 @@ use crate::output::{self, Format};
 use crate::render;
 
 pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
+    let (width, height) = args.size();
     let spec = pb::JobSpec {
         prompt: args.prompt,
         negative_prompt: args.negative_prompt,
         frames: args.frames,
-        width: args.size.0,
-        height: args.size.1,
+        width,
+        height,
         steps: args.steps,
         seed: args.seed,
         guidance: args.guidance,

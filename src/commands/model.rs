@@ -17,23 +17,25 @@ struct ModelItem {
 pub async fn run(command: ModelCommand) -> anyhow::Result<()> {
     match command {
         ModelCommand::Init(args) => {
-            let (dir, preset) = (args.dir.clone(), args.preset.clone());
-            let report = tokio::task::spawn_blocking(move || {
-                model::init_model(&dir, &preset, args.seed, args.force)
-            })
-            .await
-            .context("model init task")??;
-            let verb = if report.created {
-                "created"
-            } else {
-                "kept existing"
-            };
-            say!(
-                "{verb} model {} ({:.1} M parameters) in {}",
-                args.preset,
-                report.parameters as f64 / 1e6,
-                report.dir.display()
-            );
+            for preset in args.preset {
+                let dir = args.dir.clone();
+                let name = preset.clone();
+                let report = tokio::task::spawn_blocking(move || {
+                    model::init_model(&dir, &name, args.seed, args.force)
+                })
+                .await
+                .context("model init task")??;
+                let verb = match (report.created, model::shipped::weights(&preset)) {
+                    (false, _) => "kept existing",
+                    (true, Some(_)) => "installed the trained",
+                    (true, None) => "created",
+                };
+                say!(
+                    "{verb} model {preset} ({:.1} M parameters) in {}",
+                    report.parameters as f64 / 1e6,
+                    report.dir.display()
+                );
+            }
         }
         ModelCommand::Sample(args) => super::sample::run(args).await?,
         ModelCommand::Train(args) => super::train::train(args).await?,
@@ -58,9 +60,14 @@ pub async fn run(command: ModelCommand) -> anyhow::Result<()> {
                     .iter()
                     .map(|m| {
                         format!(
-                            "{}\t{:.1} M parameters\tseed {}\tdim {} x {} blocks",
+                            "{}\t{:.1} M parameters\t{} {}\tdim {} x {} blocks",
                             m.name,
                             m.manifest.parameters as f64 / 1e6,
+                            if m.manifest.trained {
+                                "trained from seed"
+                            } else {
+                                "seed"
+                            },
                             m.manifest.seed,
                             m.manifest.config.dim,
                             m.manifest.config.depth

@@ -37,7 +37,7 @@ pub async fn run(args: ModelSampleArgs) -> anyhow::Result<()> {
 }
 
 fn check_request(args: &ModelSampleArgs) -> anyhow::Result<()> {
-    let (width, height) = args.size;
+    let (width, height) = args.size();
     if width == 0 || height == 0 || width % 16 != 0 || height % 16 != 0 {
         bail!("size {width}x{height}: give multiples of 16 on both sides");
     }
@@ -74,8 +74,8 @@ fn sample(args: &ModelSampleArgs) -> anyhow::Result<()> {
         prompt: args.prompt.clone(),
         negative_prompt: String::new(),
         frames: args.frames as usize,
-        width: args.size.0 as usize,
-        height: args.size.1 as usize,
+        width: args.size().0 as usize,
+        height: args.size().1 as usize,
         steps: args.steps as usize,
         seed: args.seed,
         guidance: f64::from(args.guidance),

@@ -138,7 +138,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         metrics_listen: Some(args.metrics_listen),
         workers: args.workers,
         replicas: args.replicas,
-        model: "tiny".into(),
+        models: crate::cluster::LOCAL_MODELS.map(String::from).to_vec(),
         admin_key: Some(admin_key.clone()),
     })
     .await?;
@@ -168,7 +168,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     say!("  videos   {}", cluster.artifact_dir.display());
     say!("  key      {key_note}");
     say!(
-        "try:  genfleet submit --scheduler {} --prompt \"a lighthouse in a storm\" --watch",
+        "try:  genfleet submit --scheduler {} --prompt \"a small red circle moves to the left on a navy background\" --watch",
         cluster.endpoint
     );
     say!(

@@ -12,8 +12,6 @@ use serde_json::{json, Value};
 
 /// Seconds of video when a request gives none (OpenAI's default).
 pub const DEFAULT_SECONDS: u32 = 4;
-/// Size when a request gives none: what the CPU presets make in seconds.
-pub const DEFAULT_SIZE: &str = "256x256";
 /// Frames per second when a request gives none (the CLI's default too).
 pub const DEFAULT_FPS: u32 = spec::DEFAULT_FPS;
 /// Denoising steps and guidance when a request gives none (as the CLI).
@@ -236,7 +234,13 @@ pub fn spec_from(
         return Err(ApiError::bad("seconds", "seconds must be at least 1"));
     }
     let fps: u32 = number(fields, "fps")?.unwrap_or(DEFAULT_FPS);
-    let size = fields.get("size").map_or(DEFAULT_SIZE, String::as_str);
+    let default_size = {
+        let (w, h) = pb::models::default_size(&model);
+        format!("{w}x{h}")
+    };
+    let size = fields
+        .get("size")
+        .map_or(default_size.as_str(), String::as_str);
     let (width, height) = size
         .split_once('x')
         .and_then(|(w, h)| Some((w.trim().parse().ok()?, h.trim().parse().ok()?)))
@@ -327,7 +331,7 @@ pub fn fields_of_json(body: &Value) -> Result<BTreeMap<String, String>, ApiError
 mod tests {
     use super::*;
 
-    const MODELS: &[&str] = &["tiny", "small"];
+    const MODELS: &[&str] = &["world", "tiny", "small"];
 
     fn fields(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -352,8 +356,15 @@ mod tests {
             (spec.frames, spec.width, spec.height, spec.fps),
             (25, 320, 192, 12)
         );
+        // Without a model or size: the trained model at its own size.
         let spec = spec_from(&fields(&[("prompt", "a kite")]), MODELS).expect("valid");
-        assert_eq!((spec.frames, spec.width, spec.height), (33, 256, 256));
+        assert_eq!(
+            (spec.model.as_str(), spec.frames, spec.width, spec.height),
+            ("world", 33, 64, 64)
+        );
+        let tiny = fields(&[("prompt", "a kite"), ("model", "tiny")]);
+        let spec = spec_from(&tiny, MODELS).expect("valid");
+        assert_eq!((spec.width, spec.height), (256, 256));
     }
 
     #[test]

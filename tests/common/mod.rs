@@ -219,10 +219,11 @@ pub fn apply_queues(endpoint: &str, dir: &Path, text: &str) {
     assert!(ok, "queue apply failed: {err}");
 }
 
-/// Creates the tiny model's weights under `models` with the CLI.
+/// Creates the models a worker serves under `models` with the CLI: the
+/// trained `world` (jobs that name no model) and the seeded `tiny`.
 pub fn init_model(models: &Path) {
     let status = Command::new(BIN)
-        .args(["model", "init", "--preset", "tiny", "--dir"])
+        .args(["model", "init", "--preset", "world,tiny", "--dir"])
         .arg(models)
         .stdout(Stdio::null())
         .status()

@@ -1,8 +1,9 @@
-//! Tensor parallelism on CPU: the tiny preset split over 2 and 4 ranks
-//! (threads sharing a CPU all-reduce) samples the same latent as one rank,
-//! within 1e-4 relative (f32): the sums only change order. Ranks that read
-//! their slices of a saved model from its file sample what ranks that
-//! slice whole seeded weights do.
+//! Tensor parallelism on CPU: the tiny preset (seeded) and the world
+//! preset (the trained weights shipped with genfleet, read from their
+//! file) split over 2 and 4 ranks (threads sharing a CPU all-reduce)
+//! sample the same latent as one rank, within 1e-4 relative (f32): the
+//! sums only change order. Ranks that read their slices of a saved model
+//! from its file sample what ranks that slice whole seeded weights do.
 
 mod common;
 
@@ -16,11 +17,6 @@ use genfleet_worker::parallel::{Communicator, ThreadGroup};
 /// The tiny preset's weights from seed 5, built in memory for one rank.
 fn seeded(comm: Arc<dyn Communicator>) -> Pipeline {
     Pipeline::seeded_parallel("tiny", 5, &Device::Cpu, comm).expect("model")
-}
-
-/// The final latent of every rank of a group of `size`.
-fn sample(size: usize) -> Vec<Vec<f32>> {
-    sample_with(size, &seeded)
 }
 
 /// As [`sample`], each rank's pipeline made by `build`.
@@ -47,10 +43,29 @@ fn sample_with(
 
 #[test]
 fn two_and_four_ranks_sample_the_latent_of_one() {
-    let one = sample(1).remove(0);
+    agree_with_one_rank("tiny", &seeded);
+}
+
+#[test]
+fn the_trained_model_on_two_and_four_ranks_samples_the_latent_of_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = init_model(dir.path(), "world", 0, false).expect("init");
+    let loaded = |comm| {
+        let (manifest, pipeline) =
+            Pipeline::load_rank(&report.dir, &Device::Cpu, comm).expect("sharded load");
+        assert!(manifest.trained, "world is the trained model");
+        pipeline
+    };
+    agree_with_one_rank("world", &loaded);
+}
+
+/// Ranks of groups of 2 and 4 agree with each other, and with one rank
+/// within 1e-4 relative.
+fn agree_with_one_rank(model: &str, build: &(dyn Fn(Arc<dyn Communicator>) -> Pipeline + Sync)) {
+    let one = sample_with(1, build).remove(0);
     let norm = one.iter().map(|x| x * x).sum::<f32>().sqrt();
     for size in [2, 4] {
-        let ranks = sample(size);
+        let ranks = sample_with(size, build);
         for (rank, latent) in ranks.iter().enumerate() {
             assert_eq!(
                 latent, &ranks[0],
@@ -64,10 +79,10 @@ fn two_and_four_ranks_sample_the_latent_of_one() {
             .sum::<f32>()
             .sqrt();
         let relative = diff / norm;
-        eprintln!("tp {size}: relative difference {relative:e}");
+        eprintln!("{model} tp {size}: relative difference {relative:e}");
         assert!(
             relative <= 1e-4,
-            "tp {size}: relative difference {relative}"
+            "{model} tp {size}: relative difference {relative}"
         );
     }
 }

@@ -13,6 +13,7 @@ mod request;
 pub mod rng;
 mod rope;
 pub mod sampler;
+pub mod shipped;
 pub(crate) mod text;
 pub mod weights;
 

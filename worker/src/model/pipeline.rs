@@ -374,8 +374,13 @@ mod tests {
     }
 
     fn tiny() -> (tempfile::TempDir, Pipeline) {
+        installed("tiny")
+    }
+
+    /// Model `name` as a worker has it: installed by `init_model`, loaded.
+    fn installed(name: &str) -> (tempfile::TempDir, Pipeline) {
         let root = tempfile::tempdir().expect("tempdir");
-        let report = init_model(root.path(), "tiny", 0, false).expect("init");
+        let report = init_model(root.path(), name, 0, false).expect("init");
         let (_, pipeline) = Pipeline::load(&report.dir, &Device::Cpu).expect("load");
         (root, pipeline)
     }
@@ -474,8 +479,14 @@ mod tests {
 
     #[test]
     fn a_job_stopped_at_a_step_and_resumed_elsewhere_makes_the_same_video() {
-        let (_root, p) = tiny();
-        let r = request("a heron", 7);
+        stopped_and_resumed_makes_the_same_video("tiny", "a heron");
+        // The trained model, on a prompt of its world.
+        stopped_and_resumed_makes_the_same_video("world", "a red circle moves to the left");
+    }
+
+    fn stopped_and_resumed_makes_the_same_video(model: &str, prompt: &str) {
+        let (_root, p) = installed(model);
+        let r = request(prompt, 7);
         let whole = run(&p, &r);
         for stop_after in 1..r.steps {
             let stopped = p
@@ -493,11 +504,11 @@ mod tests {
             assert_eq!(checkpoint.step, stop_after);
             // Through bytes, as it goes through the artifact store, and
             // into a second pipeline loaded from the same weights.
-            let bytes = checkpoint.to_bytes("tiny", &r).expect("encode");
-            let (_other_root, other) = tiny();
+            let bytes = checkpoint.to_bytes(model, &r).expect("encode");
+            let (_other_root, other) = installed(model);
             let shape = other.latent_shape(&r);
             let restored =
-                Checkpoint::from_bytes(&bytes, "tiny", &r, &shape, &Device::Cpu).expect("decode");
+                Checkpoint::from_bytes(&bytes, model, &r, &shape, &Device::Cpu).expect("decode");
             let resumed = other
                 .resume(&r, Some(restored), &mut |_| ControlFlow::Continue(()))
                 .expect("resume");
@@ -507,7 +518,7 @@ mod tests {
             let video = other.decode(&latent, &r).expect("decode video");
             assert_eq!(
                 video.frames, whole.frames,
-                "stopped after step {stop_after}"
+                "{model} stopped after step {stop_after}"
             );
         }
     }

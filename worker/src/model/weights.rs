@@ -28,7 +28,11 @@ const FORMAT: u32 = 1;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelManifest {
     pub format: u32,
+    /// The seed the weights were made from, or trained from.
     pub seed: u64,
+    /// Trained (by `genfleet model train`), not made from the seed.
+    #[serde(default)]
+    pub trained: bool,
     pub parameters: usize,
     pub config: ModelConfig,
 }
@@ -133,8 +137,19 @@ pub struct InitReport {
     pub created: bool,
 }
 
-/// Creates the weights of preset `preset` from `seed` under `root`, unless
-/// they exist already (then nothing is written unless `overwrite`).
+/// How a model's weights were made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// From this seed, by `genfleet model init`.
+    Seeded(u64),
+    /// By `genfleet model train`, from this seed.
+    Trained(u64),
+}
+
+/// Creates the weights of preset `preset` under `root`, unless they exist
+/// already (then nothing is written unless `overwrite`): the shipped
+/// trained weights for a preset that has them, else weights made from
+/// `seed`.
 pub fn init_model(
     root: &Path,
     preset: &str,
@@ -154,10 +169,15 @@ pub fn init_model(
             created: false,
         });
     }
+    if let Some(bytes) = super::shipped::weights(preset) {
+        let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)?;
+        let origin = Origin::Trained(super::shipped::WORLD_TRAINING_SEED);
+        return save_model(root, preset, origin, &config, &tensors);
+    }
     let init = SeededInit::new(seed);
     let vb = VarBuilder::from_backend(Box::new(init.clone()), DType::F32, Device::Cpu);
     super::Pipeline::build(&config, vb)?;
-    save_model(root, preset, seed, &config, &init.tensors())
+    save_model(root, preset, Origin::Seeded(seed), &config, &init.tensors())
 }
 
 /// Writes model `name` under `root`: its tensors, then its config (a
@@ -165,7 +185,7 @@ pub fn init_model(
 pub fn save_model(
     root: &Path,
     name: &str,
-    seed: u64,
+    origin: Origin,
     config: &ModelConfig,
     tensors: &HashMap<String, Tensor>,
 ) -> Result<InitReport, ModelError> {
@@ -180,9 +200,14 @@ pub fn save_model(
     let partial = dir.join(format!("{WEIGHTS_FILE}.partial"));
     candle_core::safetensors::save(tensors, &partial)?;
     std::fs::rename(&partial, &weights).map_err(io(&weights))?;
+    let (seed, trained) = match origin {
+        Origin::Seeded(seed) => (seed, false),
+        Origin::Trained(seed) => (seed, true),
+    };
     let manifest = ModelManifest {
         format: FORMAT,
         seed,
+        trained,
         parameters,
         config: config.clone(),
     };

@@ -33,7 +33,7 @@ use crate::model::dit::Dit;
 use crate::model::layers::{mask_to_bias, TpBuilder};
 use crate::model::rng::SeededRng;
 use crate::model::text::TextEncoder;
-use crate::model::weights::{save_model, InitReport};
+use crate::model::weights::{save_model, InitReport, Origin};
 use crate::model::{ModelConfig, ModelError};
 use crate::parallel::Solo;
 use crate::world::{self, Split};
@@ -420,7 +420,13 @@ pub fn train(
         .filter(|(name, _)| !name.starts_with(ENCODER))
         .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
         .collect();
-    let report = save_model(models, PRESET, options.seed, &model.config, &tensors)?;
+    let report = save_model(
+        models,
+        PRESET,
+        Origin::Trained(options.seed),
+        &model.config,
+        &tensors,
+    )?;
     Ok(TrainReport {
         model: report,
         final_loss,
@@ -531,5 +537,48 @@ mod tests {
         let other = TrainOptions { seed: 1, ..options };
         let refused = train(&other, &work, &models, &mut |_| {});
         assert!(matches!(refused, Err(ModelError::Checkpoint(_))));
+    }
+
+    /// Training takes candle's composed ops (they have gradients), the
+    /// worker its fused kernels: the same weights must compute the same
+    /// velocity both ways, or the model is trained on one function and
+    /// sampled from another.
+    #[test]
+    fn the_trained_path_computes_what_inference_does() {
+        let model = Model::new(3).expect("model");
+        let frozen: std::collections::HashMap<String, Tensor> = model
+            .vars
+            .map()
+            .data()
+            .lock()
+            .expect("vars")
+            .iter()
+            .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+            .collect();
+        let vb = candle_nn::VarBuilder::from_tensors(frozen, DType::F32, &Device::Cpu);
+        let tp = TpBuilder::slicing(vb.clone(), Arc::new(Solo));
+        let text = TextEncoder::new(&model.config, vb.pp("text")).expect("text");
+        let dit = Dit::new(&model.config, &tp).expect("dit");
+
+        let x = Tensor::randn(0f32, 1.0, (2, 16, 5, 8, 8), &Device::Cpu).expect("x");
+        let t = Tensor::new(&[700f32, 120.0], &Device::Cpu).expect("t");
+        let prompts = [
+            "a red circle moves to the left",
+            "a big blue square on a gray background",
+        ];
+        let velocity = |text: &TextEncoder, dit: &Dit| {
+            let (tokens, mask) = text.encode(&prompts).expect("encode");
+            let embedded = dit.embed_text(&tokens).expect("embed");
+            let bias = mask_to_bias(&mask).expect("bias");
+            dit.forward(&x, &t, &embedded, &bias).expect("forward")
+        };
+        let trained = velocity(&model.text, &model.dit);
+        let served = velocity(&text, &dit);
+        let diff = (trained - served)
+            .and_then(|d| d.abs())
+            .and_then(|d| d.max_all())
+            .and_then(|d| d.to_scalar::<f32>())
+            .expect("diff");
+        assert!(diff < 1e-4, "the paths differ by {diff}");
     }
 }
