@@ -12,6 +12,7 @@ use genfleet_worker::{Worker, WorkerConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::timeout;
 
 use crate::signal::stopped;
 
@@ -43,10 +44,20 @@ pub struct LocalCluster {
     pub endpoint: String,
     pub metrics_addr: Option<SocketAddr>,
     pub artifact_dir: PathBuf,
-    stop: watch::Sender<bool>,
+    /// Stops the workers (they drain first, while the schedulers serve).
+    stop_workers: watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
+    /// Stops the schedulers and the metrics server, once the workers are done.
+    stop_schedulers: watch::Sender<bool>,
     schedulers: Vec<JoinHandle<Result<(), genfleet_scheduler::Error>>>,
     others: Vec<JoinHandle<()>>,
 }
+
+/// How long the embedded workers have to checkpoint their jobs on a stop.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long past the drain a worker or a scheduler may take to end before
+/// the stop goes on without it: a stop always ends.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Creates the model's weights under `models` unless they are there.
 pub async fn ensure_model(models: &Path, preset: &str) -> anyhow::Result<()> {
@@ -131,7 +142,8 @@ impl LocalCluster {
             .map(|(i, s)| (i as u64 + 1, format!("http://{}", s.grpc_addr())))
             .collect();
         let endpoint = peers.values().cloned().collect::<Vec<_>>().join(",");
-        let (stop, stop_rx) = watch::channel(false);
+        let (stop_schedulers, stop_rx) = watch::channel(false);
+        let (stop_workers, stop_workers_rx) = watch::channel(false);
         let mut registries = Vec::new();
         let mut schedulers = Vec::new();
         for scheduler in bound {
@@ -144,7 +156,7 @@ impl LocalCluster {
             schedulers.push(tokio::spawn(scheduler.run(stopped(stop_rx.clone()))));
         }
 
-        let mut others = Vec::new();
+        let mut workers = Vec::new();
         for i in 0..config.workers {
             let worker = Worker::new(WorkerConfig {
                 node: format!("local-{i}"),
@@ -155,13 +167,15 @@ impl LocalCluster {
                 simulate: Vec::new(),
                 reconnect_max: Duration::from_secs(2),
                 sysfs_root: genfleet_worker::device::default_sysfs_root(),
-                drain_timeout: Duration::from_secs(10),
+                drain_timeout: DRAIN_TIMEOUT,
                 tls: None,
                 preview_at: 0.25,
             })?;
             registries.push(worker.metrics_registry());
-            others.push(tokio::spawn(worker.run(stopped(stop_rx.clone()))));
+            workers.push(tokio::spawn(worker.run(stopped(stop_workers_rx.clone()))));
         }
+
+        let mut others = Vec::new();
 
         let mut metrics_addr = None;
         if let Some(addr) = config.metrics_listen {
@@ -180,20 +194,43 @@ impl LocalCluster {
             endpoint,
             metrics_addr,
             artifact_dir,
-            stop,
+            stop_workers,
+            workers,
+            stop_schedulers,
             schedulers,
             others,
         })
     }
 
-    /// Stops workers and scheduler and waits for them.
+    /// The first scheduler replica's address.
+    pub fn first_replica(&self) -> &str {
+        self.endpoint.split(',').next().unwrap_or(&self.endpoint)
+    }
+
+    /// Stops the cluster as a fleet is stopped: the workers drain first
+    /// (checkpointing their jobs while the schedulers still record it),
+    /// then the schedulers stop. Each part gets a deadline and is left
+    /// behind past it, so a stop always ends.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(true);
+        let _ = self.stop_workers.send(true);
+        for worker in self.workers {
+            if timeout(DRAIN_TIMEOUT + STOP_GRACE, worker).await.is_err() {
+                tracing::warn!(
+                    "a worker did not stop after its drain deadline; stopping without it"
+                );
+            }
+        }
+        let _ = self.stop_schedulers.send(true);
         for task in self.others {
-            let _ = task.await;
+            let _ = timeout(STOP_GRACE, task).await;
         }
         for scheduler in self.schedulers {
-            scheduler.await.context("scheduler task")??;
+            match timeout(STOP_GRACE, scheduler).await {
+                Ok(ended) => ended.context("scheduler task")??,
+                Err(_) => {
+                    tracing::warn!("a scheduler replica did not stop in time; stopping without it")
+                }
+            }
         }
         Ok(())
     }

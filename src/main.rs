@@ -5,8 +5,25 @@ use tracing_subscriber::EnvFilter;
 
 use genfleet::cli::{Cli, Command};
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            genfleet::say_err!("genfleet: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run());
+    // A stop that passed its deadlines may leave work behind (a job still
+    // computing on a blocking thread): it must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
+}
+
+async fn run() -> std::process::ExitCode {
     let cli = Cli::parse();
     genfleet::client::set_api_key(cli.api_key.clone());
     // Inside a scheduler's pod or shell: trust its CA.

@@ -13,9 +13,14 @@ use common::*;
 /// Starts `genfleet up` on free ports with `config` as XDG_CONFIG_HOME;
 /// returns the process, its gRPC endpoint and its printed lines.
 fn up(data: &Path, config: &Path) -> (Proc, String, Vec<String>) {
+    up_with(data, config, &[])
+}
+
+/// [`up`] with more arguments.
+fn up_with(data: &Path, config: &Path, extra: &[&str]) -> (Proc, String, Vec<String>) {
     let data = data.to_string_lossy().to_string();
     let config = config.to_string_lossy().to_string();
-    let args = [
+    let mut args = vec![
         "up",
         "--data-dir",
         &data,
@@ -26,6 +31,7 @@ fn up(data: &Path, config: &Path) -> (Proc, String, Vec<String>) {
         "--api-listen",
         "127.0.0.1:0",
     ];
+    args.extend(extra);
     let (proc, lines) = spawn_until("up", &args, &[("XDG_CONFIG_HOME", &config)], "  key ");
     let endpoint = lines
         .iter()
@@ -198,4 +204,71 @@ fn client_commands_print_json_and_yaml_for_scripts() {
     let out = child.wait_with_output().expect("wait");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && !err.contains("panicked"), "{err}");
+}
+
+/// SIGTERM while a job runs (Ctrl-C, `docker stop` and a pod's end take
+/// the same path): the worker checkpoints the job while the schedulers
+/// still serve, then the schedulers stop and the process exits. Started
+/// again on the same data, the cluster finishes the job. (Before, the
+/// schedulers stopped first and the draining worker kept the process alive
+/// until SIGKILL.)
+#[test]
+fn up_exits_on_sigterm_while_a_job_runs_and_finishes_it_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, config) = (dir.path().join("data"), dir.path().join("config"));
+    let (mut proc, endpoint, _) = up_with(&data, &config, &["--replicas", "3"]);
+    let submitted = succeed(
+        &config,
+        &[
+            "submit",
+            "--scheduler",
+            &endpoint,
+            "--prompt",
+            "a long one",
+            "--model",
+            "tiny",
+            "--size",
+            "128x96",
+            "--frames",
+            "9",
+            "--steps",
+            "200",
+            "-o",
+            "json",
+        ],
+    );
+    let job: serde_json::Value = serde_json::from_str(&submitted).expect("submit -o json");
+    let id = job["id"].as_str().expect("an id").to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let got = succeed(
+            &config,
+            &["get", &id, "--scheduler", &endpoint, "-o", "json"],
+        );
+        let job: serde_json::Value = serde_json::from_str(&got).expect("get -o json");
+        let step = job["step"].as_u64().unwrap_or(0);
+        if job["state"] == "JOB_STATE_RUNNING" && step >= 1 {
+            break;
+        }
+        assert!(
+            job["state"] != "JOB_STATE_COMPLETED",
+            "the job ended before the signal: make it longer"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never ran: {job}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    let status = proc.terminate(60);
+    assert!(status.success(), "genfleet up exited with {status}");
+
+    let (_proc, endpoint, _) = up_with(&data, &config, &["--replicas", "3"]);
+    let watched = succeed(
+        &config,
+        &["watch", &id, "--scheduler", &endpoint, "-o", "json"],
+    );
+    let job: serde_json::Value = serde_json::from_str(&watched).expect("watch -o json");
+    assert_eq!(job["state"], "JOB_STATE_COMPLETED", "{job}");
 }

@@ -403,6 +403,7 @@ impl Scheduler {
             .add_service(tonic::service::interceptor::InterceptedService::new(
                 pb::raft_transport_server::RaftTransportServer::new(RaftTransportApi::new(
                     raft.clone(),
+                    stop.clone(),
                 ))
                 .max_decoding_message_size(MAX_RAFT_MESSAGE),
                 members,

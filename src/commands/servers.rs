@@ -145,9 +145,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let key_note = share_admin_key(&admin_key, &key_path);
     let shutdown = shutdown_on_signals();
     let artifacts = cluster.artifact_dir.to_string_lossy().to_string();
+    // One replica's address: the API server dials one, and a follower
+    // forwards to the leader.
     let api = serve_openai_api(
         Some(args.api_listen),
-        &cluster.endpoint,
+        cluster.first_replica(),
         &artifacts,
         None,
         &shutdown,

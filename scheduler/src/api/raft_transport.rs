@@ -3,17 +3,21 @@
 use genfleet_proto as pb;
 use pb::raft_transport_server::RaftTransport;
 use protobuf::Message as _;
+use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::raft::RaftHandle;
 
 pub struct RaftTransportApi {
     raft: RaftHandle,
+    /// Turns true when the replica stops: a peer's stream is long-lived,
+    /// and the server's graceful stop waits for every open stream.
+    stop: watch::Receiver<bool>,
 }
 
 impl RaftTransportApi {
-    pub fn new(raft: RaftHandle) -> Self {
-        Self { raft }
+    pub fn new(raft: RaftHandle, stop: watch::Receiver<bool>) -> Self {
+        Self { raft, stop }
     }
 }
 
@@ -24,8 +28,15 @@ impl RaftTransport for RaftTransportApi {
         request: Request<Streaming<pb::RaftBatch>>,
     ) -> Result<Response<pb::RaftAck>, Status> {
         let mut batches = request.into_inner();
+        let mut stop = self.stop.clone();
         loop {
-            let batch = match batches.message().await {
+            let next = tokio::select! {
+                next = batches.message() => next,
+                _ = stop.wait_for(|stopping| *stopping) => {
+                    return Err(Status::unavailable("the replica is stopping"));
+                }
+            };
+            let batch = match next {
                 Ok(Some(batch)) => batch,
                 Ok(None) => break,
                 Err(status) => {
