@@ -621,7 +621,8 @@ pub struct SubmitArgs {
     #[arg(long, default_value_t = 5.0)]
     pub guidance: f32,
     /// Frames per second of the video.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(genfleet_scheduler::spec::MAX_FPS)))]
     pub fps: u32,
     /// The model: world (trained, shipped with genfleet) or a seeded
     /// preset (tiny, small, ...).
@@ -632,7 +633,8 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub queue: Option<String>,
     /// Devices of one node the job runs on, tensor-parallel.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(genfleet_scheduler::spec::MAX_TP)))]
     pub tp: u32,
     /// Class of service: interactive, standard or batch [default:
     /// standard, or a tenant key's default class].
@@ -691,7 +693,7 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 1)]
     pub workers: u32,
     /// Scheduler replicas (raft); their ports follow --listen's.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub replicas: u32,
 }
 

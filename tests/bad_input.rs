@@ -153,6 +153,22 @@ async fn the_cli_says_what_was_wrong() {
             vec!["submit", "--scheduler", s, "--prompt", "x", "--frames", "0"],
             "frames = 0",
         ),
+        // Zeros the user typed are refused, not replaced by the defaults.
+        (
+            "zero devices",
+            vec!["submit", "--scheduler", s, "--prompt", "x", "--tp", "0"],
+            "invalid value '0' for '--tp",
+        ),
+        (
+            "zero frame rate",
+            vec!["submit", "--scheduler", s, "--prompt", "x", "--fps", "0"],
+            "invalid value '0' for '--fps",
+        ),
+        (
+            "no replicas",
+            vec!["up", "--replicas", "0"],
+            "invalid value '0' for '--replicas",
+        ),
         (
             "unknown job",
             vec!["get", "--scheduler", s, "j-missing"],

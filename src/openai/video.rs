@@ -234,6 +234,18 @@ pub fn spec_from(
         return Err(ApiError::bad("seconds", "seconds must be at least 1"));
     }
     let fps: u32 = number(fields, "fps")?.unwrap_or(DEFAULT_FPS);
+    // A form can tell a zero that was sent from a field left out: a zero
+    // is refused here, not taken for the default as the wire format's is.
+    if fps == 0 {
+        return Err(ApiError::bad("fps", SpecError::Fps(0).to_string()));
+    }
+    let tp: u32 = number(fields, "tp")?.unwrap_or(1);
+    if tp == 0 {
+        return Err(ApiError::bad(
+            "tp",
+            SpecError::TensorParallel(0).to_string(),
+        ));
+    }
     let default_size = {
         let (w, h) = pb::models::default_size(&model);
         format!("{w}x{h}")
@@ -261,7 +273,7 @@ pub fn spec_from(
         guidance: number(fields, "guidance")?.unwrap_or(DEFAULT_GUIDANCE),
         fps,
         model,
-        tp: number(fields, "tp")?.unwrap_or(0),
+        tp,
         queue: fields.get("queue").cloned().unwrap_or_default(),
         qos: fields.get("qos").cloned().unwrap_or_default(),
         priority: number(fields, "priority")?.unwrap_or(0),
@@ -377,6 +389,8 @@ mod tests {
             (vec![("prompt", "x"), ("seconds", "0")], "seconds"),
             (vec![("prompt", "x"), ("seconds", "60")], "seconds"),
             (vec![("prompt", "x"), ("steps", "many")], "steps"),
+            (vec![("prompt", "x"), ("fps", "0")], "fps"),
+            (vec![("prompt", "x"), ("tp", "0")], "tp"),
             (vec![("prompt", "x"), ("qos", "urgent")], "qos"),
             (vec![("prompt", "x"), ("colour", "red")], "colour"),
         ] {
