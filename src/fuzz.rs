@@ -419,7 +419,7 @@ fn command(rng: &mut StdRng) -> pb::command::Kind {
                 free_memory_bytes: None,
                 simulated: false,
             }],
-            models: vec!["tiny".into()],
+            models: vec![genfleet_scheduler::spec::DEFAULT_MODEL.into()],
         }),
         5 => Kind::NodeDown(pb::NodeDown {
             node,

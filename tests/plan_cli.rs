@@ -240,6 +240,8 @@ fn a_profile_exported_from_a_live_cluster_feeds_a_plan() {
         &endpoint,
         "--prompt",
         "a kite",
+        "--model",
+        "tiny",
         "--size",
         "64x64",
         "--frames",

@@ -18,6 +18,11 @@ fn queues_are_managed_with_the_cli_and_checked_at_submit() {
     .expect("write queue file");
     let file = file.to_string_lossy().to_string();
 
+    // `default` always exists, and is listed before anything is applied.
+    let (ok, out, err) = cli(&["queue", "list", "--scheduler", endpoint]);
+    assert!(ok, "{err}");
+    assert!(out.lines().any(|l| l.starts_with("default ")), "{out}");
+
     let (ok, out, err) = cli(&["queue", "apply", "-f", &file, "--scheduler", endpoint]);
     assert!(ok, "{err}");
     assert!(out.contains("queue research applied") && out.contains("queue product applied"));
@@ -25,6 +30,7 @@ fn queues_are_managed_with_the_cli_and_checked_at_submit() {
     let (ok, out, err) = cli(&["queue", "list", "--scheduler", endpoint]);
     assert!(ok, "{err}");
     let research = out.lines().find(|l| l.starts_with("research")).expect(&out);
+    assert!(out.lines().any(|l| l.starts_with("default ")), "{out}");
     assert!(
         research.contains("lab") && research.contains("cpu=2 borrow<=1"),
         "{out}"

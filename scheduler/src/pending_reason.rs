@@ -71,7 +71,7 @@ mod tests {
                         simulated: false,
                     })
                     .collect(),
-                models: vec!["tiny".into()],
+                models: vec![crate::spec::DEFAULT_MODEL.into()],
             }),
         );
     }

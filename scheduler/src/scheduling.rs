@@ -214,6 +214,31 @@ pub fn view(
     }
 }
 
+/// The implicit `default` queue as `genfleet queue list` shows it (when
+/// none was applied): every device of every flavor of the nodes that are up
+/// as its nominal quota, as [`default_queue`] gives the policy.
+pub fn implicit_default_queue(state: &State) -> genfleet_proto::Queue {
+    let mut capacity: std::collections::BTreeMap<&str, u32> = Default::default();
+    for node in state.nodes().filter(|n| n.up) {
+        for group in &node.devices {
+            *capacity.entry(&group.flavor).or_default() += group.count;
+        }
+    }
+    genfleet_proto::Queue {
+        name: DEFAULT_QUEUE.into(),
+        weight: 1,
+        quotas: capacity
+            .into_iter()
+            .map(|(flavor, nominal)| genfleet_proto::FlavorQuota {
+                flavor: flavor.to_string(),
+                nominal,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
 /// The implicit `default` queue (when none was applied): every device of
 /// every flavor of `nodes` as its nominal quota.
 pub fn default_queue(nodes: &[NodeView]) -> QueueConfig {

@@ -64,7 +64,11 @@ impl QueueService for QueueApi {
         super::readable(&self.raft, &self.router).await?;
         let now_ms = crate::clock::unix_ms();
         let (queues, used) = self.raft.read(|state| {
-            let queues = state.queues().cloned().collect();
+            let mut queues: Vec<pb::Queue> = state.queues().cloned().collect();
+            // `default` always exists: listed even where nobody applied it.
+            if !queues.iter().any(|q| q.name == crate::spec::DEFAULT_QUEUE) {
+                queues.insert(0, crate::scheduling::implicit_default_queue(state));
+            }
             (queues, state.budget_used_s(now_ms))
         });
         let budget_used_hours = used

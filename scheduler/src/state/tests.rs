@@ -44,7 +44,7 @@ fn register(node: &str, instance: &str, devices: u32) -> pb::command::Kind {
             free_memory_bytes: Some(20 << 30),
             simulated: false,
         }],
-        models: vec!["tiny".into()],
+        models: vec![crate::spec::DEFAULT_MODEL.into()],
     })
 }
 
