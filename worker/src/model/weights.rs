@@ -180,6 +180,27 @@ pub fn init_model(
     save_model(root, preset, Origin::Seeded(seed), &config, &init.tensors())
 }
 
+/// The error of an I/O step on `path`, naming it.
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
+    move |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `path` by `write`-ing `<path>.partial` and renaming it over
+/// `path`: a crash leaves the old file or the new one, never half of one.
+pub(crate) fn replace_file(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), ModelError>,
+) -> Result<(), ModelError> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    write(&partial)?;
+    std::fs::rename(&partial, path).map_err(io_error(path))
+}
+
 /// Writes model `name` under `root`: its tensors, then its config (a
 /// model is complete once config.json exists). Replaces what was there.
 pub fn save_model(
@@ -190,16 +211,11 @@ pub fn save_model(
     tensors: &HashMap<String, Tensor>,
 ) -> Result<InitReport, ModelError> {
     let dir = model_dir(root, name);
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ModelError::Io { path, source }
-    };
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
     let parameters = tensors.values().map(|t| t.elem_count()).sum();
-    let weights = dir.join(WEIGHTS_FILE);
-    let partial = dir.join(format!("{WEIGHTS_FILE}.partial"));
-    candle_core::safetensors::save(tensors, &partial)?;
-    std::fs::rename(&partial, &weights).map_err(io(&weights))?;
+    replace_file(&dir.join(WEIGHTS_FILE), |partial| {
+        Ok(candle_core::safetensors::save(tensors, partial)?)
+    })?;
     let (seed, trained) = match origin {
         Origin::Seeded(seed) => (seed, false),
         Origin::Trained(seed) => (seed, true),
@@ -216,7 +232,7 @@ pub fn save_model(
         why: e.to_string(),
     })?;
     let config_path = dir.join(CONFIG_FILE);
-    std::fs::write(&config_path, json).map_err(io(&config_path))?;
+    std::fs::write(&config_path, json).map_err(io_error(&config_path))?;
     Ok(InitReport {
         dir,
         parameters,

@@ -33,7 +33,7 @@ use crate::model::dit::Dit;
 use crate::model::layers::{mask_to_bias, TpBuilder};
 use crate::model::rng::SeededRng;
 use crate::model::text::TextEncoder;
-use crate::model::weights::{save_model, InitReport, Origin};
+use crate::model::weights::{io_error, replace_file, save_model, InitReport, Origin};
 use crate::model::{ModelConfig, ModelError};
 use crate::parallel::Solo;
 use crate::world::{self, Split};
@@ -98,6 +98,8 @@ struct CheckpointState {
 
 /// Names of the tensors training owns but the shipped model does not.
 const ENCODER: &str = "encoder.";
+/// Names of the tensors the first stage trains; the second trains the rest.
+const AUTOENCODER: [&str; 2] = [ENCODER, "decoder."];
 
 struct Model {
     vars: SeededVars,
@@ -263,24 +265,16 @@ fn adamw(vars: Vec<candle_core::Var>, lr: f64) -> Result<AdamW, ModelError> {
     Ok(AdamW::new(vars, params)?)
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
-    move |source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 fn save_checkpoint(
     model: &Model,
     options: &TrainOptions,
     step: usize,
     work: &Path,
 ) -> Result<(), ModelError> {
-    std::fs::create_dir_all(work).map_err(io(work))?;
-    let weights = work.join(CHECKPOINT_WEIGHTS);
-    let partial = work.join(format!("{CHECKPOINT_WEIGHTS}.partial"));
-    model.vars.map().save(&partial)?;
-    std::fs::rename(&partial, &weights).map_err(io(&weights))?;
+    std::fs::create_dir_all(work).map_err(io_error(work))?;
+    replace_file(&work.join(CHECKPOINT_WEIGHTS), |partial| {
+        Ok(model.vars.map().save(partial)?)
+    })?;
     let state = CheckpointState {
         options: options.clone(),
         step,
@@ -288,7 +282,7 @@ fn save_checkpoint(
     let path = work.join(CHECKPOINT_STATE);
     let json =
         serde_json::to_vec_pretty(&state).map_err(|e| ModelError::Checkpoint(e.to_string()))?;
-    std::fs::write(&path, json).map_err(io(&path))
+    std::fs::write(&path, json).map_err(io_error(&path))
 }
 
 /// The step to resume from: that of the checkpoint in `work` if it was made
@@ -365,11 +359,11 @@ pub fn train(
     let start = resume(&model, options, work)?;
     let total = options.autoencoder_steps + options.dit_steps;
     let mut autoencoder = adamw(
-        model.vars.matching(&[ENCODER, "decoder."], false),
+        model.vars.with_prefix(&AUTOENCODER),
         options.autoencoder_learning_rate,
     )?;
     let mut dit = adamw(
-        model.vars.matching(&[ENCODER, "decoder."], true),
+        model.vars.without_prefix(&AUTOENCODER),
         options.dit_learning_rate,
     )?;
     let began = Instant::now();
@@ -469,7 +463,7 @@ mod tests {
         let model = Model::new(options.seed).expect("model");
         let batch = clips(&options, 1, 0).expect("clips");
         let mut opt = adamw(
-            model.vars.matching(&[ENCODER, "decoder."], false),
+            model.vars.with_prefix(&AUTOENCODER),
             options.autoencoder_learning_rate,
         )
         .expect("adamw");
@@ -480,7 +474,7 @@ mod tests {
         }
         normalize_latent(&model, &options).expect("normalize");
         let mut opt = adamw(
-            model.vars.matching(&[ENCODER, "decoder."], true),
+            model.vars.without_prefix(&AUTOENCODER),
             options.dit_learning_rate * 5.0,
         )
         .expect("adamw");

@@ -32,14 +32,19 @@ impl SeededVars {
         &self.vars
     }
 
-    /// The variables whose names start with one of `prefixes` (all when
-    /// empty), in name order.
-    pub fn matching(&self, prefixes: &[&str], exclude: bool) -> Vec<Var> {
+    /// The variables whose names start with one of `prefixes`, in name order.
+    pub fn with_prefix(&self, prefixes: &[&str]) -> Vec<Var> {
+        self.filtered(|name| prefixes.iter().any(|p| name.starts_with(p)))
+    }
+
+    /// The variables whose names start with none of `prefixes`, in name order.
+    pub fn without_prefix(&self, prefixes: &[&str]) -> Vec<Var> {
+        self.filtered(|name| !prefixes.iter().any(|p| name.starts_with(p)))
+    }
+
+    fn filtered(&self, keep: impl Fn(&str) -> bool) -> Vec<Var> {
         let data = self.vars.data().lock().unwrap_or_else(|e| e.into_inner());
-        let mut named: Vec<(&String, &Var)> = data
-            .iter()
-            .filter(|(name, _)| prefixes.iter().any(|p| name.starts_with(p)) != exclude)
-            .collect();
+        let mut named: Vec<(&String, &Var)> = data.iter().filter(|(name, _)| keep(name)).collect();
         named.sort_by(|a, b| a.0.cmp(b.0));
         named.into_iter().map(|(_, v)| v.clone()).collect()
     }
