@@ -750,6 +750,12 @@ pub struct ModelTrainArgs {
     pub frames: u64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvalSplit {
+    HeldOut,
+    Train,
+}
+
 #[derive(Debug, Args)]
 pub struct ModelEvalArgs {
     #[arg(long, default_value = "genfleet-data/models")]
@@ -757,9 +763,13 @@ pub struct ModelEvalArgs {
     /// The model (a folder under --dir).
     #[arg(long, default_value = "world")]
     pub model: String,
-    /// Held-out captions to generate and score.
+    /// Captions to generate and score.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub captions: u64,
+    /// held-out: combinations training never showed (the test); train:
+    /// combinations it showed (how well the model fits what it saw).
+    #[arg(long, value_enum, default_value_t = EvalSplit::HeldOut)]
+    pub split: EvalSplit,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]

@@ -4,8 +4,9 @@
 use anyhow::Context;
 use genfleet_worker::model::{self, Pipeline};
 use genfleet_worker::train::{self, eval, TrainOptions};
+use genfleet_worker::world::Split;
 
-use crate::cli::{ModelEvalArgs, ModelTrainArgs};
+use crate::cli::{EvalSplit, ModelEvalArgs, ModelTrainArgs};
 
 pub async fn train(args: ModelTrainArgs) -> anyhow::Result<()> {
     let options = TrainOptions {
@@ -77,6 +78,10 @@ pub async fn train(args: ModelTrainArgs) -> anyhow::Result<()> {
 pub async fn eval(args: ModelEvalArgs) -> anyhow::Result<()> {
     let dir = model::weights::model_dir(&args.dir, &args.model);
     let options = eval::EvalOptions {
+        split: match args.split {
+            EvalSplit::HeldOut => Split::HeldOut,
+            EvalSplit::Train => Split::Train,
+        },
         captions: args.captions as usize,
         seed: args.seed,
         steps: args.steps as usize,
@@ -102,7 +107,11 @@ pub async fn eval(args: ModelEvalArgs) -> anyhow::Result<()> {
     .await
     .context("evaluation task")??;
     let a = eval::accuracy(&cases);
-    say!("{} held-out captions of model {}", cases.len(), args.model);
+    let which = match args.split {
+        EvalSplit::HeldOut => "held-out",
+        EvalSplit::Train => "training",
+    };
+    say!("{} {which} captions of model {}", cases.len(), args.model);
     let rows = [
         ("colour", a.colour),
         ("background", a.background),

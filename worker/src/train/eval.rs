@@ -1,6 +1,7 @@
 //! `genfleet model eval`: generates a video for each of N held-out captions
-//! (combinations training never showed) and measures whether it shows
-//! what its caption says (see `world::measure`).
+//! (combinations training never showed; or, to see how well the model fits
+//! what it saw, training's) and measures whether it shows what its caption
+//! says (see `world::measure`).
 
 use std::ops::ControlFlow;
 
@@ -12,6 +13,9 @@ use crate::world::{self, Split};
 /// How a run is asked for.
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
+    /// Held-out combinations (the test), or training's (how well the
+    /// model fits what it saw).
+    pub split: Split,
     pub captions: usize,
     pub seed: u64,
     pub steps: usize,
@@ -61,7 +65,7 @@ pub fn evaluate(
     let mut rng = SeededRng::new(options.seed);
     let mut cases = Vec::with_capacity(options.captions);
     for i in 0..options.captions {
-        let scene = world::scene(Split::HeldOut, &mut rng);
+        let scene = world::one_object_scene(options.split, &mut rng);
         let caption = world::caption(&scene, &mut rng);
         let request = GenerateRequest {
             prompt: caption.clone(),
@@ -103,6 +107,7 @@ mod tests {
     fn every_caption_is_generated_measured_and_counted() {
         let pipeline = Pipeline::seeded(crate::train::PRESET, 1, &Device::Cpu).expect("model");
         let options = EvalOptions {
+            split: Split::HeldOut,
             captions: 3,
             seed: 4,
             steps: 2,

@@ -55,9 +55,8 @@ fn object(split: Split, rng: &mut SeededRng) -> Object {
 /// A random scene of `split`. Training scenes have a second object one
 /// time in five, of another colour.
 pub fn scene(split: Split, rng: &mut SeededRng) -> Scene {
-    let background = choose(&Background::ALL, rng);
-    let first = object(split, rng);
-    let mut objects = vec![first];
+    let mut scene = one_object_scene(split, rng);
+    let first = scene.objects[0];
     if split == Split::Train && rng.uniform() < 0.2 {
         let second = loop {
             let o = object(split, rng);
@@ -65,11 +64,17 @@ pub fn scene(split: Split, rng: &mut SeededRng) -> Scene {
                 break o;
             }
         };
-        objects.push(second);
+        scene.objects.push(second);
     }
+    scene
+}
+
+/// A random scene of `split` with one object (what evaluation measures).
+pub fn one_object_scene(split: Split, rng: &mut SeededRng) -> Scene {
+    let background = choose(&Background::ALL, rng);
     Scene {
         background,
-        objects,
+        objects: vec![object(split, rng)],
     }
 }
 
