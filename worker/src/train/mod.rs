@@ -1,5 +1,5 @@
 //! Trains the `world` preset on the procedural world with candle's autograd
-//! and AdamW, in two stages:
+//! and Adam, in two stages:
 //!
 //! 1. an autoencoder: the encoder here and the model's own decoder learn to
 //!    carry clips through the latent (reconstruction loss); the latent is
@@ -10,13 +10,14 @@
 //!    classifier-free guidance has an unconditional model to push from.
 //!
 //! Everything comes from the seed: the initial weights (as `model init`
-//! makes them) and every batch (from the seed and the step number), so a
-//! run is reproduced by its command. A checkpoint every few hundred steps
-//! lets an interrupted run resume; AdamW's moments restart on resume, so a
-//! resumed run is close to, not bit-identical with, an uninterrupted one.
+//! makes the seeded presets) and every batch (from the seed and the step
+//! number), so a run is reproduced by its command. A checkpoint every few
+//! hundred steps holds the weights and the optimizer's moments, so an
+//! interrupted run resumes to the weights an uninterrupted one makes.
 
 mod encoder;
 pub mod eval;
+mod optimizer;
 mod vars;
 
 use std::path::{Path, PathBuf};
@@ -24,7 +25,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,7 @@ use crate::model::{ModelConfig, ModelError};
 use crate::parallel::Solo;
 use crate::world::{self, Split};
 use encoder::Encoder;
+use optimizer::Adam;
 use vars::SeededVars;
 
 /// The preset this trains.
@@ -88,13 +89,28 @@ pub struct Progress {
 
 /// Where training checkpoints live under its work directory.
 const CHECKPOINT_WEIGHTS: &str = "checkpoint.safetensors";
+const CHECKPOINT_MOMENTS: &str = "optimizer.safetensors";
 const CHECKPOINT_STATE: &str = "checkpoint.json";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct CheckpointState {
     options: TrainOptions,
     step: usize,
+    /// Steps each optimizer (autoencoder, diffusion) has taken; absent in
+    /// checkpoints made before their moments were saved.
+    #[serde(default)]
+    optimizer_steps: Option<[u64; 2]>,
 }
+
+/// The two stages' optimizers, and the prefixes of their moments in a
+/// checkpoint.
+struct Optimizers {
+    autoencoder: Adam,
+    dit: Adam,
+}
+
+const AUTOENCODER_MOMENTS: &str = "autoencoder/";
+const DIT_MOMENTS: &str = "dit/";
 
 /// Names of the tensors training owns but the shipped model does not.
 const ENCODER: &str = "encoder.";
@@ -256,17 +272,24 @@ fn flow_loss(
     Ok(mse(&predicted, &target)?)
 }
 
-fn adamw(vars: Vec<candle_core::Var>, lr: f64) -> Result<AdamW, ModelError> {
-    let params = ParamsAdamW {
-        lr,
-        weight_decay: 0.0,
-        ..Default::default()
-    };
-    Ok(AdamW::new(vars, params)?)
+impl Optimizers {
+    fn new(model: &Model, options: &TrainOptions) -> Result<Self, ModelError> {
+        Ok(Self {
+            autoencoder: Adam::new(
+                model.vars.with_prefix(&AUTOENCODER),
+                options.autoencoder_learning_rate,
+            )?,
+            dit: Adam::new(
+                model.vars.without_prefix(&AUTOENCODER),
+                options.dit_learning_rate,
+            )?,
+        })
+    }
 }
 
 fn save_checkpoint(
     model: &Model,
+    optimizers: &Optimizers,
     options: &TrainOptions,
     step: usize,
     work: &Path,
@@ -275,9 +298,15 @@ fn save_checkpoint(
     replace_file(&work.join(CHECKPOINT_WEIGHTS), |partial| {
         Ok(model.vars.map().save(partial)?)
     })?;
+    let mut moments = optimizers.autoencoder.moments(AUTOENCODER_MOMENTS);
+    moments.extend(optimizers.dit.moments(DIT_MOMENTS));
+    replace_file(&work.join(CHECKPOINT_MOMENTS), |partial| {
+        Ok(candle_core::safetensors::save(&moments, partial)?)
+    })?;
     let state = CheckpointState {
         options: options.clone(),
         step,
+        optimizer_steps: Some([optimizers.autoencoder.steps(), optimizers.dit.steps()]),
     };
     let path = work.join(CHECKPOINT_STATE);
     let json =
@@ -286,8 +315,14 @@ fn save_checkpoint(
 }
 
 /// The step to resume from: that of the checkpoint in `work` if it was made
-/// with the same options (its weights are then loaded), else 0.
-fn resume(model: &Model, options: &TrainOptions, work: &Path) -> Result<usize, ModelError> {
+/// with the same options (its weights and the optimizers' moments are then
+/// loaded), else 0.
+fn resume(
+    model: &Model,
+    optimizers: &mut Optimizers,
+    options: &TrainOptions,
+    work: &Path,
+) -> Result<usize, ModelError> {
     let path = work.join(CHECKPOINT_STATE);
     let Ok(bytes) = std::fs::read(&path) else {
         return Ok(0);
@@ -331,6 +366,24 @@ fn resume(model: &Model, options: &TrainOptions, work: &Path) -> Result<usize, M
         })?;
         var.set(saved)?;
     }
+    drop(data);
+    if let Some([autoencoder_steps, dit_steps]) = state.optimizer_steps {
+        let path = work.join(CHECKPOINT_MOMENTS);
+        let bad = |why: String| ModelError::BadFile {
+            path: path.clone(),
+            why,
+        };
+        let moments =
+            candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| bad(e.to_string()))?;
+        optimizers
+            .autoencoder
+            .restore(&moments, AUTOENCODER_MOMENTS, autoencoder_steps)
+            .map_err(bad)?;
+        optimizers
+            .dit
+            .restore(&moments, DIT_MOMENTS, dit_steps)
+            .map_err(bad)?;
+    }
     Ok(state.step)
 }
 
@@ -356,16 +409,9 @@ pub fn train(
         ));
     }
     let model = Model::new(options.seed)?;
-    let start = resume(&model, options, work)?;
+    let mut optimizers = Optimizers::new(&model, options)?;
+    let start = resume(&model, &mut optimizers, options, work)?;
     let total = options.autoencoder_steps + options.dit_steps;
-    let mut autoencoder = adamw(
-        model.vars.with_prefix(&AUTOENCODER),
-        options.autoencoder_learning_rate,
-    )?;
-    let mut dit = adamw(
-        model.vars.without_prefix(&AUTOENCODER),
-        options.dit_learning_rate,
-    )?;
     let began = Instant::now();
     let (mut final_loss, mut latent_std) = (f32::NAN, None);
     for step in start..total {
@@ -375,12 +421,12 @@ pub fn train(
         }
         let (stage, loss) = if in_autoencoder {
             let loss = autoencoder_loss(&model, &clips(options, 1, step)?)?;
-            autoencoder.backward_step(&loss)?;
+            optimizers.autoencoder.backward_step(&loss)?;
             ("autoencoder", loss)
         } else {
             let mut rng = SeededRng::for_name(options.seed, &format!("flow-{step}"));
             let loss = flow_loss(&model, &clips(options, 2, step)?, &mut rng)?;
-            dit.backward_step(&loss)?;
+            optimizers.dit.backward_step(&loss)?;
             ("diffusion", loss)
         };
         final_loss = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
@@ -397,12 +443,12 @@ pub fn train(
             seconds: began.elapsed().as_secs_f64(),
         });
         if (step + 1) % options.checkpoint_every.max(1) == 0 {
-            save_checkpoint(&model, options, step + 1, work)?;
+            save_checkpoint(&model, &optimizers, options, step + 1, work)?;
         }
     }
     // The end is a checkpoint too: a longer run continues from it.
     if total > start && !total.is_multiple_of(options.checkpoint_every.max(1)) {
-        save_checkpoint(&model, options, total, work)?;
+        save_checkpoint(&model, &optimizers, options, total, work)?;
     }
     let tensors = model
         .vars
@@ -462,22 +508,22 @@ mod tests {
         let mut losses: Vec<(&'static str, f32)> = Vec::new();
         let model = Model::new(options.seed).expect("model");
         let batch = clips(&options, 1, 0).expect("clips");
-        let mut opt = adamw(
+        let mut opt = Adam::new(
             model.vars.with_prefix(&AUTOENCODER),
             options.autoencoder_learning_rate,
         )
-        .expect("adamw");
+        .expect("adam");
         for _ in 0..options.autoencoder_steps {
             let loss = autoencoder_loss(&model, &batch).expect("loss");
             opt.backward_step(&loss).expect("step");
             losses.push(("ae", loss.to_scalar::<f32>().expect("scalar")));
         }
         normalize_latent(&model, &options).expect("normalize");
-        let mut opt = adamw(
+        let mut opt = Adam::new(
             model.vars.without_prefix(&AUTOENCODER),
             options.dit_learning_rate * 5.0,
         )
-        .expect("adamw");
+        .expect("adam");
         for _ in 0..options.dit_steps {
             let mut rng = SeededRng::new(9);
             let loss = flow_loss(&model, &batch, &mut rng).expect("loss");
@@ -531,6 +577,33 @@ mod tests {
         let other = TrainOptions { seed: 1, ..options };
         let refused = train(&other, &work, &models, &mut |_| {});
         assert!(matches!(refused, Err(ModelError::Checkpoint(_))));
+    }
+
+    /// A run stopped at a checkpoint and resumed makes the weights an
+    /// uninterrupted run makes: the checkpoint holds the optimizers'
+    /// moments, not only the weights.
+    #[test]
+    fn a_resumed_run_makes_the_weights_of_an_uninterrupted_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let weights = |name: &str, runs: &[TrainOptions]| {
+            let (work, models) = (
+                dir.path().join(name),
+                dir.path().join(format!("{name}-models")),
+            );
+            let mut report = None;
+            for options in runs {
+                report = Some(train(options, &work, &models, &mut |_| {}).expect("train"));
+            }
+            let file = report
+                .expect("a run")
+                .model
+                .dir
+                .join(crate::model::weights::WEIGHTS_FILE);
+            std::fs::read(file).expect("weights")
+        };
+        let whole = weights("whole", &[quick(2, 4)]);
+        let resumed = weights("resumed", &[quick(2, 2), quick(2, 4)]);
+        assert!(whole == resumed, "the resumed run's weights differ");
     }
 
     /// Training takes candle's composed ops (they have gradients), the

@@ -32,21 +32,27 @@ impl SeededVars {
         &self.vars
     }
 
-    /// The variables whose names start with one of `prefixes`, in name order.
-    pub fn with_prefix(&self, prefixes: &[&str]) -> Vec<Var> {
+    /// The variables whose names start with one of `prefixes`, by name in
+    /// name order.
+    pub fn with_prefix(&self, prefixes: &[&str]) -> Vec<(String, Var)> {
         self.filtered(|name| prefixes.iter().any(|p| name.starts_with(p)))
     }
 
-    /// The variables whose names start with none of `prefixes`, in name order.
-    pub fn without_prefix(&self, prefixes: &[&str]) -> Vec<Var> {
+    /// The variables whose names start with none of `prefixes`, by name in
+    /// name order.
+    pub fn without_prefix(&self, prefixes: &[&str]) -> Vec<(String, Var)> {
         self.filtered(|name| !prefixes.iter().any(|p| name.starts_with(p)))
     }
 
-    fn filtered(&self, keep: impl Fn(&str) -> bool) -> Vec<Var> {
+    fn filtered(&self, keep: impl Fn(&str) -> bool) -> Vec<(String, Var)> {
         let data = self.vars.data().lock().unwrap_or_else(|e| e.into_inner());
-        let mut named: Vec<(&String, &Var)> = data.iter().filter(|(name, _)| keep(name)).collect();
-        named.sort_by(|a, b| a.0.cmp(b.0));
-        named.into_iter().map(|(_, v)| v.clone()).collect()
+        let mut named: Vec<(String, Var)> = data
+            .iter()
+            .filter(|(name, _)| keep(name))
+            .map(|(name, var)| (name.clone(), var.clone()))
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named
     }
 }
 
