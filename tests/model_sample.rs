@@ -25,7 +25,7 @@ fn a_sampled_latent_matches_itself_and_not_another_seed() {
     let (ok, out, err) = sample(&["--latent", &latent, "--video", &video]);
     assert!(ok, "{err}");
     assert!(
-        out.contains("tiny on cpu x1 (F32)") && out.contains("2 steps of 64x48x9"),
+        out.contains("world on cpu x1 (F32)") && out.contains("2 steps of 64x48x9"),
         "{out}"
     );
 
@@ -42,7 +42,7 @@ fn a_sampled_latent_matches_itself_and_not_another_seed() {
         let (ok, out, err) = sample(&["--tp", tp, "--against", &latent]);
         assert!(ok, "tp {tp}: {err}");
         assert!(
-            out.contains(&format!("tiny on cpu x{tp}")) && out.contains("within"),
+            out.contains(&format!("world on cpu x{tp}")) && out.contains("within"),
             "{out}"
         );
     }
