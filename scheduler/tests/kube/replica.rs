@@ -103,7 +103,7 @@ pub fn register(node: &str, flavor: &str, devices: u32) -> pb::command::Kind {
             free_memory_bytes: None,
             simulated: true,
         }],
-        models: vec!["tiny".into()],
+        models: vec![genfleet_scheduler::spec::DEFAULT_MODEL.into()],
     })
 }
 
