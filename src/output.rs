@@ -94,8 +94,7 @@ macro_rules! say_err {
 }
 
 /// Writes one line to `to`; what cannot be written is dropped (see `say!`).
-pub fn line(to: impl Write, args: std::fmt::Arguments) {
-    let mut to = to;
+pub fn line(mut to: impl Write, args: std::fmt::Arguments) {
     let _ = to
         .write_fmt(args)
         .and_then(|()| to.write_all(b"\n"))

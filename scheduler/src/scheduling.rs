@@ -218,16 +218,11 @@ pub fn view(
 /// none was applied): every device of every flavor of the nodes that are up
 /// as its nominal quota, as [`default_queue`] gives the policy.
 pub fn implicit_default_queue(state: &State) -> genfleet_proto::Queue {
-    let mut capacity: std::collections::BTreeMap<&str, u32> = Default::default();
-    for node in state.nodes().filter(|n| n.up) {
-        for group in &node.devices {
-            *capacity.entry(&group.flavor).or_default() += group.count;
-        }
-    }
+    let groups = state.nodes().filter(|n| n.up).flat_map(|n| &n.devices);
     genfleet_proto::Queue {
         name: DEFAULT_QUEUE.into(),
         weight: 1,
-        quotas: capacity
+        quotas: devices_by_flavor(groups.map(|g| (g.flavor.as_str(), g.count)))
             .into_iter()
             .map(|(flavor, nominal)| genfleet_proto::FlavorQuota {
                 flavor: flavor.to_string(),
@@ -242,15 +237,12 @@ pub fn implicit_default_queue(state: &State) -> genfleet_proto::Queue {
 /// The implicit `default` queue (when none was applied): every device of
 /// every flavor of `nodes` as its nominal quota.
 pub fn default_queue(nodes: &[NodeView]) -> QueueConfig {
-    let mut capacity: HashMap<&str, u32> = HashMap::new();
-    for group in nodes.iter().flat_map(|n| &n.groups) {
-        *capacity.entry(&group.flavor).or_default() += group.devices.len() as u32;
-    }
+    let groups = nodes.iter().flat_map(|n| &n.groups);
     QueueConfig {
         name: DEFAULT_QUEUE.into(),
         cohort: None,
         weight: 1,
-        quotas: capacity
+        quotas: devices_by_flavor(groups.map(|g| (g.flavor.as_str(), g.devices.len() as u32)))
             .into_iter()
             .map(|(flavor, devices)| {
                 let quota = FlavorQuota {
@@ -262,6 +254,18 @@ pub fn default_queue(nodes: &[NodeView]) -> QueueConfig {
             .collect(),
         budget: None,
     }
+}
+
+/// Devices per flavor, summed over (flavor, devices) groups: the implicit
+/// `default` queue's quota, for the policy and for `queue list` alike.
+fn devices_by_flavor<'a>(
+    groups: impl Iterator<Item = (&'a str, u32)>,
+) -> std::collections::BTreeMap<&'a str, u32> {
+    let mut capacity = std::collections::BTreeMap::new();
+    for (flavor, devices) in groups {
+        *capacity.entry(flavor).or_default() += devices;
+    }
+    capacity
 }
 
 /// A queue as the policy sees it; `used_s`: device-seconds of its budget

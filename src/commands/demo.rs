@@ -94,8 +94,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 async fn generate(endpoint: &str, args: &DemoArgs) -> Result<Vec<pb::Job>, ClientError> {
     let mut scheduler = connect(endpoint).await?;
     let mut ids = Vec::new();
+    let (width, height) = pb::models::default_size(MODEL);
     for i in 0..args.jobs {
-        let (width, height) = pb::models::default_size(MODEL);
         let spec = pb::JobSpec {
             prompt: prompt(i),
             frames: 17,
