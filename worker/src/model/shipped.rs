@@ -3,13 +3,11 @@
 //! has the command, the seed and what it reaches). Every other preset is
 //! made from a seed.
 
-/// The seed `genfleet model train` made the shipped `world` weights from.
-pub const WORLD_TRAINING_SEED: u64 = 2026;
-
-/// The shipped weights (safetensors) of `preset`, if it has trained ones.
-pub fn weights(preset: &str) -> Option<&'static [u8]> {
+/// The shipped weights (safetensors) of `preset`, if it has trained ones,
+/// and the seed `genfleet model train` made them from.
+pub fn weights(preset: &str) -> Option<(&'static [u8], u64)> {
     match preset {
-        "world" => Some(include_bytes!("../../weights/world.safetensors")),
+        "world" => Some((include_bytes!("../../weights/world.safetensors"), 2026)),
         _ => None,
     }
 }
@@ -26,7 +24,7 @@ mod tests {
     /// each of its shape, and they make a video.
     #[test]
     fn the_shipped_world_weights_build_the_world_pipeline() {
-        let bytes = weights("world").expect("world ships weights");
+        let (bytes, _) = weights("world").expect("world ships weights");
         let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu).expect("load");
         let config = ModelConfig::preset("world").expect("preset");
         let vb = VarBuilder::from_tensors(tensors, candle_core::DType::F32, &Device::Cpu);

@@ -169,10 +169,9 @@ pub fn init_model(
             created: false,
         });
     }
-    if let Some(bytes) = super::shipped::weights(preset) {
+    if let Some((bytes, seed)) = super::shipped::weights(preset) {
         let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)?;
-        let origin = Origin::Trained(super::shipped::WORLD_TRAINING_SEED);
-        return save_model(root, preset, origin, &config, &tensors);
+        return save_model(root, preset, Origin::Trained(seed), &config, &tensors);
     }
     let init = SeededInit::new(seed);
     let vb = VarBuilder::from_backend(Box::new(init.clone()), DType::F32, Device::Cpu);
