@@ -101,13 +101,6 @@ pub fn line(mut to: impl Write, args: std::fmt::Arguments) {
         .and_then(|()| to.flush());
 }
 
-/// Writes `text` as it is (no newline added) to stdout, dropping it when
-/// the reader went away.
-pub fn text(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
-}
-
 /// Writes `text` and a newline to stdout. A reader that went away (`| head`)
 /// ends the output quietly instead of a panic.
 pub fn print(text: &str) -> anyhow::Result<()> {
