@@ -57,8 +57,12 @@ impl Adam {
             let Some(g) = grads.get(&slot.var) else {
                 continue;
             };
-            slot.m = ((&slot.m * BETA1)? + (g * (1.0 - BETA1))?)?;
-            slot.v = ((&slot.v * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?;
+            // A gradient remembers the graph it was computed through; a
+            // moment built on it would keep every step's graph, and with
+            // it every step's activations, alive (gigabytes a minute).
+            let g = g.detach();
+            slot.m = ((&slot.m * BETA1)? + (&g * (1.0 - BETA1))?)?.detach();
+            slot.v = ((&slot.v * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?.detach();
             let step = ((&slot.m / c1)? / ((&slot.v / c2)?.sqrt()? + EPS)?)?;
             slot.var
                 .set(&slot.var.as_tensor().sub(&(step * self.lr)?)?)?;
@@ -137,5 +141,24 @@ mod tests {
             assert!((x - y).abs() < 1e-6, "{a:?} vs {b:?}");
         }
         assert_eq!(adam.steps(), 5);
+    }
+
+    /// A moment that kept its gradient's graph would hold every step's
+    /// activations alive: a training run grew by gigabytes a minute until
+    /// the kernel killed it.
+    #[test]
+    fn moments_hold_no_graph_from_step_to_step() {
+        let x =
+            Var::from_tensor(&Tensor::new(&[1.0f32, -2.0], &Device::Cpu).expect("x")).expect("var");
+        let mut adam = Adam::new(vec![("x".into(), x.clone())], 0.1).expect("adam");
+        for _ in 0..2 {
+            let loss = (x.as_tensor().exp().expect("exp") * 3.0)
+                .and_then(|t| t.sum_all())
+                .expect("loss");
+            adam.backward_step(&loss).expect("step");
+        }
+        for (name, moment) in adam.moments("") {
+            assert!(!moment.track_op(), "moment {name} keeps a graph");
+        }
     }
 }
