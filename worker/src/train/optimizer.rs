@@ -60,9 +60,10 @@ impl Adam {
             // A gradient remembers the graph it was computed through; a
             // moment built on it would keep every step's graph, and with
             // it every step's activations, alive (gigabytes a minute).
+            // Detached, it makes moments that hold no graph either.
             let g = g.detach();
-            slot.m = ((&slot.m * BETA1)? + (&g * (1.0 - BETA1))?)?.detach();
-            slot.v = ((&slot.v * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?.detach();
+            slot.m = ((&slot.m * BETA1)? + (&g * (1.0 - BETA1))?)?;
+            slot.v = ((&slot.v * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?;
             let step = ((&slot.m / c1)? / ((&slot.v / c2)?.sqrt()? + EPS)?)?;
             slot.var
                 .set(&slot.var.as_tensor().sub(&(step * self.lr)?)?)?;
