@@ -101,10 +101,12 @@ pub fn line(mut to: impl Write, args: std::fmt::Arguments) {
         .and_then(|()| to.flush());
 }
 
-/// Writes `text` and a newline to stdout. A reader that went away (`| head`)
-/// ends the output quietly instead of a panic.
+/// Writes `text` to stdout, ending in one newline whether or not it
+/// brought its own (tables are rendered with theirs). A reader that went
+/// away (`| head`) ends the output quietly instead of a panic.
 pub fn print(text: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
+    let text = text.trim_end_matches('\n');
     match writeln!(out, "{text}").and_then(|_| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),

@@ -141,7 +141,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let (outcome, report) = simulate(&args, &inputs, &fleet)?;
     let table = render(&report);
-    crate::output::print(table.trim_end_matches('\n'))?;
+    crate::output::print(&table)?;
     say!(
         "simulated {:.1} h in {:.2} s ({} cycles)",
         report.duration_s / 3600.0,
@@ -159,8 +159,8 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     if let (Some(path), Some(other)) = (&args.compare, &other) {
         let (_, theirs) = simulate(&args, &inputs, other)?;
         say!("\nwhat-if: the same workload on {}\n", path.display());
-        crate::output::print(render(&theirs).trim_end_matches('\n'))?;
-        crate::output::print(compare(&args.fleet, &report, path, &theirs).trim_end_matches('\n'))?;
+        crate::output::print(&render(&theirs))?;
+        crate::output::print(&compare(&args.fleet, &report, path, &theirs))?;
     }
     if !report.all_targets_met() {
         bail!("not every target was met");
@@ -228,7 +228,7 @@ fn run_sweep(args: &PlanArgs, inputs: &Inputs, base: &Fleet) -> anyhow::Result<(
         bar.inc(1);
     }
     bar.finish_and_clear();
-    crate::output::print(sweep_table(&points).trim_end_matches('\n'))?;
+    crate::output::print(&sweep_table(&points))?;
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         write(

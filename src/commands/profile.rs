@@ -25,7 +25,7 @@ pub async fn run(command: ProfileCommand) -> anyhow::Result<()> {
                         .with_context(|| format!("writing {}", path.display()))?;
                     say!("{} rates written to {}", reply.rates.len(), path.display());
                 }
-                None => crate::output::print(text.trim_end_matches('\n'))?,
+                None => crate::output::print(&text)?,
             }
             Ok(())
         }
