@@ -81,6 +81,9 @@ class Dit:
         hp, wp = height // ph, width // pw
         tokens = x.reshape(b, c, frames, hp, ph, wp, pw).permute(0, 2, 3, 5, 1, 4, 6)
         h = self.linear(tokens.reshape(b, frames * hp * wp, c * ph * pw), "patch_embedding")
+        if self.c.get("absolute_positions", False):
+            cos, sin = rope_tables(self.c["dim"], (frames, hp, wp), self.c["rope_theta"])
+            h = h + torch.cat([sin, cos], dim=1).to(device=x.device, dtype=x.dtype)
 
         # The timestep features and RoPE tables are made in f32 (f64) and
         # cast to the DiT's dtype, as candle does.

@@ -738,7 +738,7 @@ pub struct ModelTrainArgs {
     pub seed: u64,
     #[arg(long, default_value_t = 400)]
     pub autoencoder_steps: usize,
-    #[arg(long, default_value_t = 4000)]
+    #[arg(long, default_value_t = 6000)]
     pub dit_steps: usize,
     /// Clips per step.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]

@@ -65,6 +65,12 @@ pub struct ModelConfig {
     pub eps: f64,
     /// Base of the rotary position frequencies.
     pub rope_theta: f64,
+    /// Whether patch embeddings get fixed sinusoidal absolute positions
+    /// besides RoPE (Wan has RoPE only). The trained `world` model does:
+    /// without them it learned colours but not where things are or which
+    /// way they move.
+    #[serde(default)]
+    pub absolute_positions: bool,
     /// Timestep shift of the flow-matching schedule (Wan2.1 uses 5 at 480p).
     pub sample_shift: f64,
     /// What it computes in on a GPU (model directories written before this
@@ -98,6 +104,7 @@ impl ModelConfig {
             decoder_channels: [64, 48, 32, 16],
             eps: 1e-6,
             rope_theta: 10_000.0,
+            absolute_positions: false,
             sample_shift: 5.0,
             // The small presets stay f32 on GPUs too, so that a GPU run can
             // be compared with the CPU's closely; the large ones are served
@@ -123,6 +130,7 @@ impl ModelConfig {
                 let words = crate::world::vocabulary();
                 Some(ModelConfig {
                     sample_shift: 3.0,
+                    absolute_positions: true,
                     text_vocab: words.len() + 3,
                     words,
                     text_dim: 64,

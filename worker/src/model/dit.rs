@@ -19,7 +19,7 @@ use super::layers::{
     attention, linear, merge_heads, modulate, split_heads, training, FeedForward, LayerNorm,
     RmsNorm, RowParallel, TpBuilder,
 };
-use super::rope::rope_tables;
+use super::rope::{position_table, rope_tables};
 
 struct Attention {
     q: Linear,
@@ -214,7 +214,11 @@ impl Dit {
         let (b, _c, frames, height, width) = x.dims5()?;
         let [_, ph, pw] = self.config.patch;
         let grid = (frames, height / ph, width / pw);
-        let tokens = self.patch_embedding.forward(&self.patchify(x)?)?;
+        let mut tokens = self.patch_embedding.forward(&self.patchify(x)?)?;
+        if self.config.absolute_positions {
+            let table = position_table(self.config.dim, grid, self.config.rope_theta, x.device())?;
+            tokens = tokens.broadcast_add(&table.to_dtype(x.dtype())?)?;
+        }
 
         let e = self.time_embedding.1.forward(
             &self

@@ -14,13 +14,15 @@ pub struct FlowSchedule {
 /// Training timesteps the model's time embedding is scaled to.
 pub const TRAIN_TIMESTEPS: f64 = 1000.0;
 
+/// Moves a noise level `s` in [0, 1] towards high noise by `shift`.
+pub fn shifted(s: f64, shift: f64) -> f64 {
+    shift * s / (1.0 + (shift - 1.0) * s)
+}
+
 impl FlowSchedule {
     pub fn new(steps: usize, shift: f64) -> Self {
         let sigmas = (0..=steps)
-            .map(|i| {
-                let s = 1.0 - i as f64 / steps as f64;
-                shift * s / (1.0 + (shift - 1.0) * s)
-            })
+            .map(|i| shifted(1.0 - i as f64 / steps as f64, shift))
             .collect();
         Self { sigmas }
     }

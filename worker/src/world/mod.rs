@@ -53,14 +53,15 @@ fn object(split: Split, rng: &mut SeededRng) -> Object {
 }
 
 /// A random scene of `split`. Training scenes have a second object one
-/// time in five, of another colour.
+/// time in five, of another colour and moving another way (two objects
+/// moving alike would lie one over the other).
 pub fn scene(split: Split, rng: &mut SeededRng) -> Scene {
     let mut scene = one_object_scene(split, rng);
     let first = scene.objects[0];
     if split == Split::Train && rng.uniform() < 0.2 {
         let second = loop {
             let o = object(split, rng);
-            if o.colour != first.colour {
+            if o.colour != first.colour && o.motion != first.motion {
                 break o;
             }
         };

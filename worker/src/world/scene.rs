@@ -146,9 +146,16 @@ pub struct Scene {
 /// How far a moving object travels over a clip, as a share of the frame.
 pub const TRAVEL: f32 = 0.45;
 
+/// How far an object may start from where its motion usually starts, along
+/// each axis, as a share of the frame. Small, so that the caption says
+/// nearly all there is to say about where the object is: what the model
+/// cannot learn from the caption it has to leave to the noise.
+pub const JITTER: f32 = 0.08;
+
 impl Object {
-    /// A random object with these attributes, placed so that its whole
-    /// path stays inside the frame.
+    /// A random object with these attributes, starting near its motion's
+    /// usual place (moving objects cross the middle of the frame, the rest
+    /// keep to its centre); its whole path stays inside the frame.
     pub fn placed(
         shape: Shape,
         colour: Colour,
@@ -156,18 +163,16 @@ impl Object {
         motion: Motion,
         rng: &mut SeededRng,
     ) -> Self {
-        let r = size.radius() * 1.5;
-        let mut span = |lo: f32, hi: f32| lo + (hi - lo) * rng.uniform() as f32;
-        let (lo, hi) = (r + 0.02, 1.0 - r - 0.02);
+        let mut near = |centre: f32| centre + JITTER * (2.0 * rng.uniform() as f32 - 1.0);
+        let half = TRAVEL / 2.0;
         let anchor = match motion {
-            Motion::Left => (span(lo + TRAVEL, hi), span(lo, hi)),
-            Motion::Right => (span(lo, hi - TRAVEL), span(lo, hi)),
-            Motion::Up => (span(lo, hi), span(lo + TRAVEL, hi)),
-            Motion::Down => (span(lo, hi), span(lo, hi - TRAVEL)),
-            Motion::Bounce => (span(lo, hi), span(lo + 0.2, hi)),
-            Motion::Orbit => (span(lo + 0.2, hi - 0.2), span(lo + 0.2, hi - 0.2)),
-            Motion::Grow | Motion::Shrink => (span(0.35, 0.65), span(0.35, 0.65)),
-            Motion::Still => (span(lo, hi), span(lo, hi)),
+            Motion::Left => (near(0.5 + half), near(0.5)),
+            Motion::Right => (near(0.5 - half), near(0.5)),
+            Motion::Up => (near(0.5), near(0.5 + half)),
+            Motion::Down => (near(0.5), near(0.5 - half)),
+            // The floor it hops from, below the middle.
+            Motion::Bounce => (near(0.5), near(0.65)),
+            Motion::Orbit | Motion::Grow | Motion::Shrink | Motion::Still => (near(0.5), near(0.5)),
         };
         Self {
             shape,
