@@ -75,9 +75,13 @@ pub enum Command {
     /// Kubernetes helpers: print the GenQueue CRD.
     #[command(subcommand)]
     Kube(KubeCommand),
-    /// Make a development CA and certificates for TLS.
+    /// Make a development CA and certificates for TLS, or issue more from one.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Make the cluster secret the replicas prove themselves with, and
+    /// worker keys derived from it (docs/security.md).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Check a video file: its H.264 track, every frame decoded.
     #[command(subcommand)]
     Video(VideoCommand),
@@ -316,6 +320,10 @@ pub struct KeyCreateArgs {
     /// Who or what holds the key.
     #[arg(long, default_value = "")]
     pub description: String,
+    /// The nodes a worker key may register: a node name, a prefix ending
+    /// in `*` (`gpu-*`), or `*` for any node.
+    #[arg(long)]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -374,6 +382,11 @@ pub struct SchedulerArgs {
     /// peer replicas must present certificates from that CA (docs/tls.md).
     #[arg(long, env = "GENFLEET_TLS_DIR")]
     pub tls_dir: Option<PathBuf>,
+    /// A file with the cluster secret (`genfleet secrets init` makes one),
+    /// the same on every replica: replicas prove themselves to each other
+    /// with it, and it checks the workers' derived keys (docs/security.md).
+    #[arg(long, env = "GENFLEET_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
     /// Ended jobs (completed, failed, cancelled) leave the state after this
     /// long; their files stay in the artifact store.
     #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
@@ -542,6 +555,11 @@ pub struct WorkerArgs {
     /// use TLS (docs/tls.md).
     #[arg(long, env = "GENFLEET_TLS_DIR")]
     pub tls_dir: Option<PathBuf>,
+    /// A file with this worker's key: one derived from the cluster secret
+    /// (`genfleet secrets worker-key`) or a stored one (`genfleet key create
+    /// --role worker --node ...`). Not needed with a worker certificate.
+    #[arg(long, env = "GENFLEET_WORKER_KEY_FILE")]
+    pub worker_key_file: Option<PathBuf>,
     /// Interactive jobs store a low-resolution preview of their video after
     /// this fraction of their steps (the Videos API serves it while they
     /// run); 0 turns previews off.
@@ -921,6 +939,57 @@ pub enum CertsCommand {
     /// Make a CA and certificates for schedulers and workers (for a local
     /// or test cluster; bring real ones to production, docs/tls.md).
     Init(CertsInitArgs),
+    /// Issue one more certificate from an existing CA: one replica's, or a
+    /// worker's for some nodes.
+    Issue(CertsIssueArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CertsIssueArgs {
+    /// The folder with the CA (ca.crt and ca.key), as `certs init` made it.
+    #[arg(long)]
+    pub ca_dir: PathBuf,
+    /// A scheduler replica's certificate, for this raft id.
+    #[arg(long, required_unless_present = "worker", conflicts_with = "worker")]
+    pub replica: Option<u64>,
+    /// A worker's certificate, for these nodes: a name, a prefix ending in
+    /// `*`, or `*`.
+    #[arg(long)]
+    pub worker: Option<String>,
+    /// Where to write tls.crt, tls.key and ca.crt (refused if it holds a certificate).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// For a replica: DNS names or IP addresses it is reached at, besides
+    /// localhost (comma-separated or repeated).
+    #[arg(long = "host", value_delimiter = ',')]
+    pub hosts: Vec<String>,
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Make a cluster secret and a worker key for any node, in a folder.
+    Init(SecretsInitArgs),
+    /// Print a worker key for some nodes, derived from the cluster secret.
+    WorkerKey(WorkerKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SecretsInitArgs {
+    /// Where to write `cluster-secret` and `worker-key` (refused if either exists).
+    #[arg(long, default_value = "genfleet-secrets")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerKeyArgs {
+    #[arg(long, env = "GENFLEET_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: PathBuf,
+    /// The nodes the key may register: a node name, a prefix ending in
+    /// `*` (`gpu-*`), or `*` for any node.
+    #[arg(long)]
+    pub node: String,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use genfleet_scheduler::auth::cluster_secret::ClusterSecret;
+use genfleet_scheduler::auth::NodePattern;
 use genfleet_scheduler::{Scheduler, SchedulerConfig};
 use genfleet_worker::{Worker, WorkerConfig};
 use tokio::net::TcpListener;
@@ -37,6 +39,10 @@ pub struct LocalClusterConfig {
     /// The key the schedulers take as the admin's (see [`local_admin_key`]);
     /// None runs them without keys.
     pub admin_key: Option<String>,
+    /// The cluster secret of the replicas (see [`local_cluster_secret`]);
+    /// the workers get keys derived from it for their own nodes. None: the
+    /// replicas and workers prove nothing (an open cluster without keys).
+    pub cluster_secret: Option<ClusterSecret>,
 }
 
 pub struct LocalCluster {
@@ -79,20 +85,38 @@ pub async fn ensure_model(models: &Path, preset: &str) -> anyhow::Result<()> {
 /// keeps the same one across restarts.
 pub fn local_admin_key(data_dir: &Path) -> anyhow::Result<(String, PathBuf)> {
     let path = data_dir.join("admin-key");
-    match std::fs::read_to_string(&path) {
-        Ok(text) if !text.trim().is_empty() => return Ok((text.trim().to_string(), path)),
+    let key = kept_or_made(&path, || genfleet_scheduler::auth::generate_key().1)?;
+    Ok((key, path))
+}
+
+/// The cluster secret of the local cluster kept in `data_dir`, made the
+/// first time as the admin key is: replicas and workers prove themselves
+/// with no setup.
+pub fn local_cluster_secret(data_dir: &Path) -> anyhow::Result<ClusterSecret> {
+    let path = data_dir.join("cluster-secret");
+    let text = kept_or_made(&path, ClusterSecret::generate)?;
+    ClusterSecret::from_text(&text)
+        .with_context(|| format!("the cluster secret in {}", path.display()))
+}
+
+/// The first line of the file at `path`, or `make()`'s text written there
+/// (readable by its owner only) when there is no such file.
+fn kept_or_made(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_string()),
         Ok(_) => anyhow::bail!(
-            "{} is empty: delete it and a new admin key is made",
+            "{} is empty: delete it and a new one is made",
             path.display()
         ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
-    let (_, key) = genfleet_scheduler::auth::generate_key();
-    write_private(&path, &key).with_context(|| format!("writing {}", path.display()))?;
-    Ok((key, path))
+    if let Some(dir) = path.parent() {
+        crate::private_dir::create(dir)?;
+    }
+    let text = make();
+    write_private(path, &text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(text)
 }
 
 /// Writes a new file that only its owner can read; never replaces one.
@@ -110,11 +134,15 @@ pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 
 impl LocalCluster {
     pub async fn start(config: LocalClusterConfig) -> anyhow::Result<Self> {
+        crate::private_dir::create(&config.data_dir)?;
         let models = config.data_dir.join("models");
         let artifact_dir = config.data_dir.join("artifacts");
         for model in &config.models {
             ensure_model(&models, model).await?;
         }
+        // Workers' files must lie in this store, under their jobs' folders.
+        let store = genfleet_worker::artifacts::ArtifactStore::local(&artifact_dir)
+            .with_context(|| format!("the artifact folder {}", artifact_dir.display()))?;
 
         let replicas = config.replicas.max(1);
         let mut bound = Vec::new();
@@ -134,6 +162,8 @@ impl LocalCluster {
             // One process: a worker that is gone is gone for good.
             scheduler_config.worker_grace = Duration::from_secs(5);
             scheduler_config.admin_key = config.admin_key.clone();
+            scheduler_config.cluster_secret = config.cluster_secret.clone();
+            scheduler_config.artifact_store = Some(store.base_uri().to_string());
             bound.push(Scheduler::bind(scheduler_config).await?);
         }
         let peers: BTreeMap<u64, String> = bound
@@ -158,8 +188,14 @@ impl LocalCluster {
 
         let mut workers = Vec::new();
         for i in 0..config.workers {
+            let node = format!("local-{i}");
+            let worker_key = config
+                .cluster_secret
+                .as_ref()
+                .map(|s| s.worker_key(&NodePattern::Exact(node.clone())));
             let worker = Worker::new(WorkerConfig {
-                node: format!("local-{i}"),
+                worker_key,
+                node,
                 scheduler: endpoint.clone(),
                 model_root: models.clone(),
                 artifacts: artifact_dir.to_string_lossy().into_owned(),
@@ -179,6 +215,7 @@ impl LocalCluster {
 
         let mut metrics_addr = None;
         if let Some(addr) = config.metrics_listen {
+            crate::commands::warn_metrics_exposed(addr);
             let listener = TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen for metrics on {addr}"))?;

@@ -11,6 +11,7 @@
 //! - `http`: `/metrics` and `/healthz` for every process, `/readyz` for replicas and workers.
 //! - `statefulset`: a scheduler replica's raft id and peers from its StatefulSet pod.
 //! - `signal`: graceful shutdown on Ctrl-C / SIGTERM.
+//! - `private_dir`: the long-running roles' files are their owner's alone.
 
 #[macro_use]
 pub mod output;
@@ -22,6 +23,7 @@ pub mod fuzz;
 pub mod http;
 pub mod openai;
 pub mod plan;
+pub mod private_dir;
 pub mod queue_file;
 pub mod render;
 pub mod signal;

@@ -289,7 +289,12 @@ async fn a_worker_that_lies_is_refused_or_told_to_stop() {
         },
     )
     .await;
-    assert!(stop.reason.contains("stale lease"), "{}", stop.reason);
+    // Placed on the liar's node by now or not: either way not its lease.
+    assert!(
+        stop.reason.contains("stale lease") || stop.reason.contains("not leased to this node"),
+        "{}",
+        stop.reason
+    );
     let after = c
         .get(pb::GetJobRequest { id: job.id.clone() })
         .await

@@ -512,8 +512,10 @@ fn finished(lease: &pb::JobLease) -> pb::WorkerMessage {
             lease: Some(lease.clone()),
             artifacts: vec![pb::Artifact {
                 kind: "video".into(),
+                // In the job's own folder (the scheduler takes no other),
+                // named by the lease that made it.
                 uri: format!(
-                    "file:///fake/{}/{}/video.mp4",
+                    "file:///fake/{}/video-{}.mp4",
                     lease.job_id, lease.lease_epoch
                 ),
                 size_bytes: 1,
@@ -684,7 +686,7 @@ async fn no_acknowledged_job_is_lost_or_doubled_under_crashes_and_partitions() {
         );
     }
     for job in jobs.iter().filter(|j| j.state() == pb::JobState::Completed) {
-        let expected = format!("file:///fake/{}/{}/video.mp4", job.id, job.lease_epoch);
+        let expected = format!("file:///fake/{}/video-{}.mp4", job.id, job.lease_epoch);
         assert_eq!(
             job.artifacts.first().map(|a| a.uri.as_str()),
             Some(expected.as_str()),

@@ -179,6 +179,13 @@ async fn a_full_artifact_store_fails_only_the_job_that_did_not_fit() {
     let (big, _) = watch_to_end(&mut jobs, &big.id, 120).await;
     assert_eq!(big.state(), pb::JobState::Failed);
     assert!(big.message.contains("storing artifacts"), "{}", big.message);
+    // The tenant is told what failed, not where this server keeps files.
+    let store = std::fs::canonicalize(&artifacts).expect("the artifact folder");
+    assert!(
+        !big.message.contains(&*store.to_string_lossy()),
+        "a server path reached the tenant: {}",
+        big.message
+    );
     let small = pb::JobSpec {
         frames: 1,
         width: 32,

@@ -12,7 +12,7 @@ mod tools;
 use std::path::Path;
 use std::process::Command;
 
-use common::{check_mp4, cli, http_request, init_model, spawn_ready, start_worker};
+use common::{check_mp4, cli, http_request, init_model, spawn_ready, start_worker_with};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const ADMIN_KEY: &str = "openai-test-admin-key-0123456789";
@@ -66,6 +66,11 @@ fn the_openai_sdk_makes_lists_downloads_and_deletes_videos() {
     let data = dir.path().join("scheduler").to_string_lossy().to_string();
     let artifacts_arg = artifacts.to_string_lossy().to_string();
     let key_arg = key_file.to_string_lossy().to_string();
+    let secrets = dir.path().join("secrets");
+    let (ok, _, err) = cli(&["secrets", "init", "--dir", &secrets.to_string_lossy()]);
+    assert!(ok, "secrets init: {err}");
+    let secret_arg = secrets.join("cluster-secret").to_string_lossy().to_string();
+    let worker_key_arg = secrets.join("worker-key").to_string_lossy().to_string();
     let (_scheduler, line) = spawn_ready(
         "scheduler",
         &[
@@ -80,6 +85,8 @@ fn the_openai_sdk_makes_lists_downloads_and_deletes_videos() {
             &artifacts_arg,
             "--admin-key-file",
             &key_arg,
+            "--cluster-secret-file",
+            &secret_arg,
         ],
         "ready: grpc=",
     );
@@ -90,8 +97,14 @@ fn the_openai_sdk_makes_lists_downloads_and_deletes_videos() {
             .unwrap_or_else(|| panic!("no {key} in {line:?}"))
     };
     let (endpoint, api) = (field("grpc="), field("api="));
-    // The worker has no key: worker sessions are not checked by keys.
-    let _worker = start_worker(&endpoint, "cpu-node", &models, &artifacts);
+    // The worker proves itself with a key derived from the cluster secret.
+    let (_worker, _) = start_worker_with(
+        &endpoint,
+        "cpu-node",
+        &models,
+        &artifacts,
+        &["--worker-key-file", &worker_key_arg],
+    );
 
     let queues = dir.path().join("queues.yaml");
     std::fs::write(

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::replicas::Replicas;
-use common::BIN;
+use common::{cli, BIN};
 
 const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
 
@@ -53,7 +53,20 @@ fn tenants_see_only_their_jobs_and_revoked_keys_are_refused_everywhere() {
     let key_file = config.join("admin.key");
     std::fs::write(&key_file, format!("{ADMIN_KEY}\n")).expect("write the admin key");
     let key_file = key_file.to_string_lossy().to_string();
-    let mut replicas = Replicas::new(3, &["--admin-key-file", &key_file]);
+    // Replicas of a cluster with keys prove themselves to each other too.
+    let secrets = config.join("secrets");
+    let (ok, _, err) = cli(&["secrets", "init", "--dir", &secrets.to_string_lossy()]);
+    assert!(ok, "secrets init: {err}");
+    let secret_file = secrets.join("cluster-secret").to_string_lossy().to_string();
+    let mut replicas = Replicas::new(
+        3,
+        &[
+            "--admin-key-file",
+            &key_file,
+            "--cluster-secret-file",
+            &secret_file,
+        ],
+    );
     let ep = replicas.endpoint(1);
     let ep = ep.as_str();
     let call = |key: Option<&str>, args: &[&str]| {

@@ -260,3 +260,100 @@ async fn the_rest_api_serves_over_tls_with_the_replicas_certificate() {
     let refused = https_get(port, &other.join("ca.crt"), "/v1/videos").await;
     assert!(refused.is_err(), "{refused:?}");
 }
+
+/// Sends one raft batch claiming to be from `from` over `channel`.
+async fn raft_batch_from(
+    channel: tonic::transport::Channel,
+    from: u64,
+) -> Result<(), tonic::Status> {
+    pb::raft_transport_client::RaftTransportClient::new(channel)
+        .send(tokio_stream::iter(vec![pb::RaftBatch {
+            from,
+            messages: Vec::new(),
+        }]))
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_carry_the_role_and_the_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    certs_init(&certs);
+    let ca = certs.join("ca.crt");
+    let issue = |args: &[&str], out: &str| {
+        let out = dir.path().join(out);
+        let ca_dir = certs.to_string_lossy().to_string();
+        let out_text = out.to_string_lossy().to_string();
+        let mut all = vec!["certs", "issue", "--ca-dir", &ca_dir, "--out", &out_text];
+        all.extend_from_slice(args);
+        let (ok, said, err) = cli(&all);
+        assert!(ok, "certs issue {args:?}: {err}");
+        assert!(said.contains("spiffe://genfleet/"), "{said}");
+        out
+    };
+    let replica_2 = issue(&["--replica", "2"], "replica-2");
+    let node_x = issue(&["--worker", "node-x"], "node-x");
+    let tls = certs.join("scheduler").to_string_lossy().to_string();
+    let scheduler = start_scheduler(
+        &dir.path().join("scheduler"),
+        "127.0.0.1:0",
+        &["--tls-dir", &tls],
+    );
+    let port = port_of(&scheduler.endpoint);
+    let channel = |identity: &Path| {
+        let identity = identity.to_path_buf();
+        let ca = ca.clone();
+        async move { raw_channel(port, &ca, Some(&identity)).await }
+    };
+
+    // A worker's certificate cannot speak raft.
+    let worker = channel(&certs.join("worker"))
+        .await
+        .expect("TLS as a worker");
+    let status = raft_batch_from(worker, 1)
+        .await
+        .expect_err("raft with a worker certificate");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    // Replica 2's certificate cannot send as replica 3, nor as itself to
+    // a cluster it is no member of.
+    let as_3 = raft_batch_from(channel(&replica_2).await.expect("TLS"), 3)
+        .await
+        .expect_err("replica 2 sending as 3");
+    assert_eq!(as_3.code(), tonic::Code::PermissionDenied, "{as_3:?}");
+    assert!(as_3.message().contains("proved replica 2"), "{as_3:?}");
+    let as_2 = raft_batch_from(channel(&replica_2).await.expect("TLS"), 2)
+        .await
+        .expect_err("a replica that is no member");
+    assert!(as_2.message().contains("not a member"), "{as_2:?}");
+    // A worker certificate for node-x registers node-x only.
+    let register = |node: &str| pb::WorkerMessage {
+        msg: Some(pb::worker_message::Msg::Register(pb::Register {
+            node: node.into(),
+            instance: "i".into(),
+            ..Default::default()
+        })),
+    };
+    let other = pb::worker_session_client::WorkerSessionClient::new(
+        channel(&node_x).await.expect("TLS as node-x"),
+    )
+    .session(tokio_stream::iter(vec![register("node-y")]))
+    .await
+    .expect_err("node-x's certificate registering node-y");
+    assert_eq!(other.code(), tonic::Code::PermissionDenied, "{other:?}");
+    let own = pb::worker_session_client::WorkerSessionClient::new(
+        channel(&node_x).await.expect("TLS as node-x"),
+    )
+    .session(tokio_stream::iter(vec![register("node-x")]))
+    .await;
+    // Its registration has no devices: refused as a registration, not as a caller.
+    if let Err(status) = own {
+        assert!(
+            !matches!(
+                status.code(),
+                tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
+            ),
+            "{status:?}"
+        );
+    }
+}

@@ -4,6 +4,8 @@
 //!
 //! # Layout
 //! - `spec`: what a job may ask for, checked at submit and at apply.
+//! - `node_pattern`: which nodes a worker credential may register.
+//! - `auth/`: who is calling each port: keys, the cluster secret's credentials, certificates.
 //! - `state/`: the replicated state machine (jobs, nodes) and its commands.
 //! - `raft/`: the raft-rs node, its log on disk (raft-engine), the thread that drives it.
 //! - `pending_reason`: why a job waits before the first scheduling cycle has judged it.
@@ -22,6 +24,7 @@ mod error;
 pub mod kube;
 mod leader;
 pub mod metrics;
+pub mod node_pattern;
 pub mod pending_reason;
 pub mod policy;
 pub mod qos;
@@ -34,4 +37,4 @@ pub mod state;
 
 pub use error::Error;
 pub use leader::Sessions;
-pub use server::{Scheduler, SchedulerConfig, StatusReader};
+pub use server::{warn_if_exposed, Exposure, Scheduler, SchedulerConfig, StatusReader};

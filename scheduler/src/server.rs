@@ -18,6 +18,7 @@ use crate::api::{
     ClusterApi, JobApi, NodeApi, QueueApi, RaftTransportApi, SessionConfig, TenantApi,
     WorkerSessionApi,
 };
+use crate::auth::cluster_secret::ClusterSecret;
 use crate::auth::{self, Authenticator};
 use crate::kube::KubeMode;
 use crate::leader::{self, LeaderConfig, Sessions};
@@ -28,8 +29,12 @@ use crate::raft::{self, Bootstrap, NotReady, RaftStatus, ReplicaConfig};
 use crate::scheduling::LastVerdicts;
 use crate::Error;
 
-/// Largest gRPC message between replicas (snapshots of big states).
+/// Largest gRPC message between replicas (snapshots of big states); read
+/// only from a caller proved to be a replica.
 const MAX_RAFT_MESSAGE: usize = 512 * 1024 * 1024;
+/// Largest HTTP/2 header list a caller may send (its credential travels
+/// in it): all that is held of a caller before it has proved itself.
+const MAX_HEADER_LIST: u32 = 16 * 1024;
 
 /// Everything a scheduler replica needs to start.
 #[derive(Debug, Clone)]
@@ -67,6 +72,14 @@ pub struct SchedulerConfig {
     /// This replica's certificate, key and CA: TLS for clients, mutual TLS
     /// with workers and peers. `None`: plain TCP (a laptop's cluster).
     pub tls: Option<genfleet_proto::tls::TlsDir>,
+    /// The secret replicas prove themselves with and check workers' derived
+    /// keys against; the same on every replica. `None` with no admin key
+    /// and no TLS: an open cluster (a laptop's).
+    pub cluster_secret: Option<ClusterSecret>,
+    /// The artifact store's root URI (`file:///...`, `s3://bucket/prefix`):
+    /// workers' results and checkpoints must lie under `<root>/<job id>/`.
+    /// `None`: under `<any root>/<job id>/`.
+    pub artifact_store: Option<String>,
     /// How long ended jobs stay in the state, and how many.
     pub retention: crate::retention::Retention,
 }
@@ -93,6 +106,8 @@ impl SchedulerConfig {
             kubernetes: KubeMode::Off,
             admin_key: None,
             tls: None,
+            cluster_secret: None,
+            artifact_store: None,
             retention: crate::retention::Retention::default(),
         }
     }
@@ -142,6 +157,15 @@ impl SchedulerConfig {
                 "peer {id}'s address {address:?} must start with http:// or https://"
             ));
         }
+        let keyed = self.admin_key.is_some() || self.tls.is_some();
+        if keyed && self.cluster_secret.is_none() && self.tls.is_none() && self.peers.len() > 1 {
+            return bad(
+                "replicas must prove who they are to each other: give every replica the \
+                        same --cluster-secret-file, or --tls-dir with replica certificates \
+                        (docs/security.md)"
+                    .into(),
+            );
+        }
         if self.peers.contains_key(&0) {
             return bad("peer id 0 is not allowed".into());
         }
@@ -188,6 +212,21 @@ impl StatusReader {
     }
 }
 
+/// The raft log and snapshots hold every prompt and key hash: the data
+/// folder is its owner's alone (an existing one is narrowed to that).
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700).create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    builder.create(dir)
+}
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
     TcpListener::bind(addr)
         .await
@@ -197,7 +236,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
 impl Scheduler {
     pub async fn bind(config: SchedulerConfig) -> Result<Self, Error> {
         config.validate()?;
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
+        create_private_dir(&config.data_dir).map_err(|source| Error::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
@@ -269,6 +308,10 @@ impl Scheduler {
         };
         let runtime = tokio::runtime::Handle::current();
         let peer_tls = config.tls.as_ref().map(|t| t.client());
+        let credential = config
+            .cluster_secret
+            .as_ref()
+            .map(|secret| secret.replica_credential(config.id));
         // Even a replica alone gets a peer transport: replicas can be added.
         let (raft, raft_thread) = raft::spawn(
             replica_config,
@@ -281,9 +324,11 @@ impl Scheduler {
                     book,
                     runtime,
                     peer_tls.clone(),
+                    credential.as_deref(),
                 ))
             },
         )?;
+        let configured_ids = configured.keys().copied().collect();
         let book = AddressBook::new(configured, raft.shared_state());
         // Set once: `run` consumes the scheduler, so it starts one replica.
         let _ = self.status.0.set(raft.watch_status());
@@ -346,28 +391,25 @@ impl Scheduler {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let auth = Authenticator::new(raft.clone(), config.admin_key.as_deref().map(str::trim));
-        if !auth.enforced() && !config.listen.ip().is_loopback() {
-            tracing::warn!(
-                listen = %config.listen,
-                "NO API KEYS: anyone who reaches this address can submit, read and cancel any job \
-                 and change queues and nodes; give --admin-key-file (docs/tenants.md)"
-            );
-        }
-        if config.tls.is_none() && !config.listen.ip().is_loopback() {
-            tracing::warn!(
-                listen = %config.listen,
-                "NO TLS: calls, keys, raft traffic and worker sessions cross the network in \
-                 the clear, and any process that reaches this address can register as a \
-                 worker or speak raft; give --tls-dir (docs/tls.md)"
-            );
-        }
+        let auth = Authenticator::new(
+            raft.clone(),
+            config.admin_key.as_deref().map(str::trim),
+            config.cluster_secret.clone(),
+            config.tls.is_some(),
+        );
+        warn_if_exposed(
+            "gRPC (clients, workers, replicas)",
+            config.listen,
+            &Exposure::of(&auth, config.tls.is_some()),
+        );
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = &config.tls {
             builder = builder.tls_config(tls.server())?;
         }
-        let members = auth::cluster_members(config.tls.is_some());
         let grpc = builder
+            // Before a caller has proved itself it can make this replica
+            // hold its headers and no more: every interceptor runs on them.
+            .http2_max_header_list_size(MAX_HEADER_LIST)
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(pb::job_service_server::JobServiceServer::with_interceptor(
@@ -395,18 +437,20 @@ impl Scheduler {
                         sessions.clone(),
                         metrics.clone(),
                         session_config,
+                        config.artifact_store.clone(),
                         stop.clone(),
                     ),
-                    members.clone(),
+                    auth.worker_interceptor(),
                 ),
             )
             .add_service(tonic::service::interceptor::InterceptedService::new(
                 pb::raft_transport_server::RaftTransportServer::new(RaftTransportApi::new(
                     raft.clone(),
+                    configured_ids,
                     stop.clone(),
                 ))
                 .max_decoding_message_size(MAX_RAFT_MESSAGE),
-                members,
+                auth.replica_interceptor(),
             ))
             .add_service(
                 pb::cluster_service_server::ClusterServiceServer::with_interceptor(
@@ -465,5 +509,94 @@ impl Scheduler {
         // The serving outcome first: it says why a halted replica stopped.
         served?;
         Ok(stopped?)
+    }
+}
+
+/// What a listener lacks, for the warning it logs off loopback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exposure {
+    /// No admin key: client calls are not checked.
+    pub no_keys: bool,
+    /// Nobody is checked: no admin key, no cluster secret, no TLS.
+    pub open: bool,
+    pub no_tls: bool,
+}
+
+impl Exposure {
+    pub fn of(auth: &Authenticator, tls: bool) -> Self {
+        Self {
+            no_keys: !auth.enforced(),
+            open: auth.open(),
+            no_tls: !tls,
+        }
+    }
+
+    /// The warnings a listener on `addr` deserves; none on loopback.
+    pub fn warnings(&self, addr: SocketAddr) -> Vec<&'static str> {
+        if addr.ip().is_loopback() {
+            return Vec::new();
+        }
+        let mut warnings = Vec::new();
+        if self.open {
+            warnings.push(
+                "OPEN CLUSTER: no admin key, no cluster secret, no TLS: anyone who reaches this \
+                 address is an admin, and can register as any worker and speak raft as any \
+                 replica; give --admin-key-file and --cluster-secret-file (docs/security.md)",
+            );
+        } else if self.no_keys {
+            warnings.push(
+                "NO API KEYS: anyone who reaches this address can submit, read and cancel any \
+                 job and change queues, nodes, tenants and keys; give --admin-key-file \
+                 (docs/tenants.md)",
+            );
+        }
+        if self.no_tls {
+            warnings.push(
+                "NO TLS: calls, keys and job data cross the network in the clear; give \
+                 --tls-dir (docs/tls.md)",
+            );
+        }
+        warnings
+    }
+}
+
+/// Logs, loudly, what anyone who reaches `addr` could do.
+pub fn warn_if_exposed(what: &str, addr: SocketAddr, exposure: &Exposure) {
+    for warning in exposure.warnings(addr) {
+        tracing::warn!(listener = what, listen = %addr, "{warning}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_listeners_off_loopback_are_called_out() {
+        let open = Exposure {
+            no_keys: true,
+            open: true,
+            no_tls: true,
+        };
+        let loopback: SocketAddr = "127.0.0.1:7070".parse().expect("addr");
+        let everyone: SocketAddr = "0.0.0.0:7070".parse().expect("addr");
+        assert!(open.warnings(loopback).is_empty());
+        let said = open.warnings(everyone).join(" ");
+        assert!(
+            said.contains("OPEN CLUSTER") && said.contains("NO TLS"),
+            "{said}"
+        );
+        let keyed = Exposure {
+            no_keys: false,
+            open: false,
+            no_tls: false,
+        };
+        assert!(keyed.warnings(everyone).is_empty());
+        let secret_only = Exposure {
+            no_keys: true,
+            open: false,
+            no_tls: false,
+        };
+        assert!(secret_only.warnings(everyone)[0].contains("NO API KEYS"));
     }
 }

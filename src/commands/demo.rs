@@ -49,6 +49,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         replicas: 1,
         models: crate::cluster::LOCAL_MODELS.map(String::from).to_vec(),
         admin_key: Some(admin_key),
+        cluster_secret: Some(crate::cluster::local_cluster_secret(&args.data_dir)?),
     })
     .await?;
     let result = generate(&cluster.endpoint, &args).await;

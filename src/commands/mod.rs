@@ -12,6 +12,7 @@ mod plan;
 mod profile;
 mod queues;
 mod sample;
+mod secrets;
 mod servers;
 mod tenants;
 mod train;
@@ -19,7 +20,15 @@ mod video;
 
 use crate::cli::Command;
 
+pub use servers::warn_metrics_exposed;
+
 pub async fn run(command: Command) -> anyhow::Result<()> {
+    if matches!(
+        command,
+        Command::Scheduler(_) | Command::Worker(_) | Command::Up(_) | Command::Demo(_)
+    ) {
+        crate::private_dir::restrict_new_files();
+    }
     match command {
         Command::Scheduler(args) => servers::scheduler(args).await,
         Command::Worker(args) => servers::worker(args).await,
@@ -40,6 +49,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Devices(args) => devices::run(args),
         Command::Kube(command) => kube::run(command),
         Command::Certs(crate::cli::CertsCommand::Init(args)) => certs::init(args),
+        Command::Certs(crate::cli::CertsCommand::Issue(args)) => certs::issue(args),
+        Command::Secrets(command) => secrets::run(command),
         Command::Video(command) => video::run(command),
         Command::Plan(args) => plan::run(args),
         Command::Profile(command) => profile::run(command).await,

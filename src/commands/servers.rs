@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use genfleet_scheduler::{Scheduler, SchedulerConfig};
+use genfleet_scheduler::auth::cluster_secret::ClusterSecret;
+use genfleet_scheduler::{warn_if_exposed, Exposure, Scheduler, SchedulerConfig};
 use genfleet_worker::{Worker, WorkerConfig};
 use tokio::net::TcpListener;
 
@@ -42,6 +43,26 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
             .with_context(|| format!("reading the admin key from {}", path.display()))?;
         config.admin_key = Some(key.trim().to_string());
     }
+    if let Some(path) = &args.cluster_secret_file {
+        config.cluster_secret = Some(ClusterSecret::load(path)?);
+    }
+    // The REST API serves files from the store, so its root is known:
+    // workers' files must then lie there. Without the API, the scheduler
+    // may not see the workers' store, and holds them to their jobs'
+    // folders only.
+    let store = match args.api_listen {
+        Some(_) => Some(
+            genfleet_worker::artifacts::ArtifactStore::open(&args.artifacts)
+                .with_context(|| format!("opening the artifact store {}", args.artifacts))?,
+        ),
+        None => None,
+    };
+    config.artifact_store = store.as_ref().map(|s| s.base_uri().to_string());
+    let exposure = Exposure {
+        no_keys: config.admin_key.is_none(),
+        open: config.admin_key.is_none() && config.cluster_secret.is_none() && config.tls.is_none(),
+        no_tls: config.tls.is_none(),
+    };
     let tls = config.tls.clone();
     let scheme = if tls.is_some() { "https" } else { "http" };
     let scheduler = Scheduler::bind(config).await?;
@@ -55,14 +76,20 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         &shutdown,
     )
     .await?;
-    let api = serve_openai_api(
-        args.api_listen,
-        &format!("{scheme}://{}", scheduler.grpc_addr()),
-        &args.artifacts,
-        tls,
-        &shutdown,
-    )
-    .await?;
+    let api = match (args.api_listen, store) {
+        (Some(addr), Some(store)) => {
+            warn_if_exposed("REST API", addr, &exposure);
+            serve_openai_api(
+                addr,
+                &format!("{scheme}://{}", scheduler.grpc_addr()),
+                store,
+                tls,
+                &shutdown,
+            )
+            .await?
+        }
+        _ => None,
+    };
     say!(
         "genfleet scheduler {} ready: grpc={scheme}://{}{}{}",
         membership.id,
@@ -86,8 +113,22 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         Some(dir) => Some(genfleet_proto::tls::TlsDir::load(dir)?),
         None => None,
     };
+    let worker_key = match &args.worker_key_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the worker key from {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    // Every tenant's videos: the local store is this user's alone.
+    if !args.artifacts.starts_with("s3://") {
+        crate::private_dir::create(std::path::Path::new(&args.artifacts))?;
+    }
     let worker = Worker::new(WorkerConfig {
         tls,
+        worker_key,
         preview_at: args.preview_at,
         node: node.clone(),
         scheduler: args.client.scheduler.clone(),
@@ -132,6 +173,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let (admin_key, key_path) = crate::cluster::local_admin_key(&args.data_dir)?;
+    let cluster_secret = crate::cluster::local_cluster_secret(&args.data_dir)?;
     let cluster = LocalCluster::start(LocalClusterConfig {
         data_dir: args.data_dir.clone(),
         listen: args.listen,
@@ -140,17 +182,25 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         replicas: args.replicas,
         models: crate::cluster::LOCAL_MODELS.map(String::from).to_vec(),
         admin_key: Some(admin_key.clone()),
+        cluster_secret: Some(cluster_secret),
     })
     .await?;
     let key_note = share_admin_key(&admin_key, &key_path);
     let shutdown = shutdown_on_signals();
-    let artifacts = cluster.artifact_dir.to_string_lossy().to_string();
+    let store = genfleet_worker::artifacts::ArtifactStore::local(&cluster.artifact_dir)?;
+    // Keys on, no TLS: what the REST API lacks when reached from elsewhere.
+    let exposure = Exposure {
+        no_keys: false,
+        open: false,
+        no_tls: true,
+    };
+    warn_if_exposed("REST API", args.api_listen, &exposure);
     // One replica's address: the API server dials one, and a follower
     // forwards to the leader.
     let api = serve_openai_api(
-        Some(args.api_listen),
+        args.api_listen,
         cluster.first_replica(),
-        &artifacts,
+        store,
         None,
         &shutdown,
     )
@@ -216,15 +266,12 @@ fn share_admin_key(key: &str, key_path: &std::path::Path) -> String {
 /// Serves the OpenAI-compatible Videos API if an address is given, in
 /// front of the gRPC API at `grpc`; returns the bound address.
 async fn serve_openai_api(
-    addr: Option<std::net::SocketAddr>,
+    addr: std::net::SocketAddr,
     grpc: &str,
-    artifacts: &str,
+    store: genfleet_worker::artifacts::ArtifactStore,
     tls: Option<genfleet_proto::tls::TlsDir>,
     shutdown: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<std::net::SocketAddr>> {
-    let Some(addr) = addr else { return Ok(None) };
-    let store = genfleet_worker::artifacts::ArtifactStore::open(artifacts)
-        .with_context(|| format!("opening the artifact store {artifacts}"))?;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen for the API on {addr}"))?;
@@ -248,6 +295,7 @@ async fn serve_metrics(
     shutdown: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<std::net::SocketAddr>> {
     let Some(addr) = addr else { return Ok(None) };
+    warn_metrics_exposed(addr);
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen for metrics on {addr}"))?;
@@ -264,6 +312,20 @@ async fn serve_metrics(
         }
     });
     Ok(bound)
+}
+
+/// Metrics and health are served to anyone who reaches them: say so when
+/// that is more than this machine.
+pub fn warn_metrics_exposed(addr: std::net::SocketAddr) {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            listener = "metrics",
+            listen = %addr,
+            "UNAUTHENTICATED METRICS: anyone who reaches this address reads /metrics (queue and \
+             node names, job counts, raft indexes; no prompts, keys or job ids); let only \
+             Prometheus and the kubelet reach it (docs/security.md)"
+        );
+    }
 }
 
 /// The replica's raft id and peers: derived from its StatefulSet pod with

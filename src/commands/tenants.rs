@@ -27,6 +27,7 @@ fn role_label(role: pb::Role) -> &'static str {
         pb::Role::Admin => "admin",
         pb::Role::Tenant => "tenant",
         pb::Role::Worker => "worker",
+        pb::Role::Replica => "replica",
         pb::Role::Unspecified => "-",
     }
 }
@@ -80,10 +81,17 @@ pub async fn run_tenant(command: TenantCommand) -> anyhow::Result<()> {
 pub async fn run_key(command: KeyCommand) -> anyhow::Result<()> {
     match command {
         KeyCommand::Create(args) => {
+            let role = role(&args.role)?;
+            if role == pb::Role::Worker && args.node.is_none() {
+                anyhow::bail!(
+                    "a worker key names the nodes it may register: give --node NAME, --node 'PREFIX*' or --node '*'"
+                );
+            }
             let request = pb::CreateKeyRequest {
-                role: role(&args.role)? as i32,
+                role: role as i32,
                 tenant: args.tenant.unwrap_or_default(),
                 description: args.description,
+                node: args.node.unwrap_or_default(),
             };
             let created = connect(&args.client)
                 .await?
@@ -190,11 +198,15 @@ fn key_table(keys: &[pb::ApiKey]) -> String {
                 std::time::UNIX_EPOCH
                     + std::time::Duration::from_millis(k.created_at_ms.max(0) as u64),
             );
-            let tenant = if k.tenant.is_empty() { "-" } else { &k.tenant };
+            let tenant = match (k.tenant.as_str(), k.node.as_str()) {
+                ("", "") => "-".to_string(),
+                ("", nodes) => format!("nodes {nodes}"),
+                (tenant, _) => tenant.to_string(),
+            };
             [
                 k.id.clone(),
                 role_label(k.role()).to_string(),
-                tenant.to_string(),
+                tenant,
                 created.to_string(),
                 k.description.clone(),
             ]

@@ -22,8 +22,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use genfleet_proto as pb;
 use genfleet_proto::tls::TlsDir;
+use genfleet_scheduler::api::artifact_rules::file_of_job;
 use genfleet_worker::artifacts::ArtifactStore;
 use pb::job_service_client::JobServiceClient;
+use pb::tenant_service_client::TenantServiceClient;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -45,6 +47,8 @@ const MAX_POLL_MS: u64 = 10_000;
 #[derive(Clone)]
 struct Api {
     jobs: JobServiceClient<Channel>,
+    /// Checks a caller's key before a request's body is read.
+    tenants: TenantServiceClient<Channel>,
     store: Arc<ArtifactStore>,
     models: Arc<Vec<&'static str>>,
 }
@@ -66,7 +70,8 @@ pub async fn serve(
         .map(|t| genfleet_proto::tls::api_client(t.ca_pem()).domain_name(LOOPBACK_NAME));
     let channel = genfleet_proto::tls::endpoint(grpc, grpc_tls.as_ref())?.connect_lazy();
     let api = Api {
-        jobs: JobServiceClient::new(channel),
+        jobs: JobServiceClient::new(channel.clone()),
+        tenants: TenantServiceClient::new(channel),
         store: Arc::new(store),
         models: Arc::new(genfleet_worker::model::config::PRESETS.to_vec()),
     };
@@ -83,6 +88,10 @@ pub async fn serve(
                 code: None,
             }
         })
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            known_caller_first,
+        ))
         .with_state(api);
     let Some(tls) = tls else {
         axum::serve(listener, app)
@@ -107,6 +116,24 @@ pub async fn serve(
         .serve(app.into_make_service())
         .await?;
     Ok(())
+}
+
+/// A request with a body (a create, a remix: up to 2 MiB of form) is read
+/// only once its key is known good: a caller without one holds no memory
+/// here. Requests without a body go straight on (the gRPC call checks them).
+async fn known_caller_first(
+    State(api): State<Api>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.method() == axum::http::Method::POST {
+        let mut tenants = api.tenants.clone();
+        let check = tenants.who_am_i(grpc(request.headers(), pb::WhoAmIRequest {}));
+        if let Err(status) = check.await {
+            return ApiError::from(status).into_response();
+        }
+    }
+    next.run(request).await
 }
 
 /// The name the API front checks its own replica's certificate against.
@@ -400,15 +427,25 @@ async fn content(
             param: Some("variant".into()),
             code: None,
         })?;
+    // A tenant is told what is missing, never where the server keeps it.
+    let unreadable = || ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: format!("the {variant} of video {id} cannot be read from the artifact store"),
+        param: None,
+        code: None,
+    };
+    // Only the job's own files: a URI outside its folder is not served.
+    if file_of_job(api.store.base_uri(), &job.id, &artifact.uri).is_none() {
+        tracing::warn!(job = %job.id, uri = %artifact.uri, "refused to serve a file outside the job's folder");
+        return Err(unreadable());
+    }
     let (size, stream) = api
         .store
         .get_stream(&artifact.uri)
         .await
-        .map_err(|e| ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: format!("cannot read {}: {e}", artifact.uri),
-            param: None,
-            code: None,
+        .map_err(|e| {
+            tracing::warn!(job = %job.id, uri = %artifact.uri, error = %e, "cannot read a video's file");
+            unreadable()
         })?;
     let content_type = HeaderValue::from_str(&artifact.content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));

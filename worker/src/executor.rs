@@ -259,6 +259,23 @@ impl Executor {
         }))
     }
 
+    /// `message` as the job's tenant may read it: the artifact store's and
+    /// the model folder's places on this server named, not spelled out.
+    fn without_paths(&self, message: String) -> String {
+        let root = self.model_root.display().to_string();
+        let base = self.store.base_uri();
+        let mut message = message.replace(base, "<artifact store>");
+        // A local store's errors name its files by path, not by URI.
+        if let Some(dir) = base.strip_prefix("file://").filter(|d| d.len() > 1) {
+            message = message.replace(dir, "<artifact store>");
+        }
+        if root.is_empty() {
+            message
+        } else {
+            message.replace(&root, "<models>")
+        }
+    }
+
     /// Runs `assignment` to its end, sending updates; never panics on job errors.
     pub async fn run(
         self: Arc<Self>,
@@ -277,17 +294,18 @@ impl Executor {
             Ok(RunEnd::Finished(artifacts)) => JobUpdate::Finished { artifacts },
             Ok(RunEnd::Checkpointed(checkpoint)) => JobUpdate::Checkpointed { checkpoint },
             Ok(RunEnd::Stopped) => JobUpdate::Stopped,
-            Err(e) => JobUpdate::Failed {
-                message: e.to_string(),
-            },
+            Err(e) => {
+                tracing::warn!(%job, error = %e, "job failed");
+                JobUpdate::Failed {
+                    message: self.without_paths(e.to_string()),
+                }
+            }
         };
         self.metrics.jobs_running.dec();
         let result = match &update {
             JobUpdate::Finished { .. } => "completed",
-            JobUpdate::Failed { message } => {
-                tracing::warn!(%job, %message, "job failed");
-                "failed"
-            }
+            // Logged above, with the paths the tenant's message leaves out.
+            JobUpdate::Failed { .. } => "failed",
             JobUpdate::Checkpointed { checkpoint } => {
                 tracing::info!(%job, step = checkpoint.step, uri = %checkpoint.uri, "job checkpointed");
                 "checkpointed"

@@ -67,6 +67,10 @@ pub struct WorkerConfig {
     /// This worker's client certificate, key and the cluster's CA (mutual
     /// TLS with the schedulers); `None`: plain TCP.
     pub tls: Option<genfleet_proto::tls::TlsDir>,
+    /// The worker key it opens sessions with (`gfw_...` from the cluster
+    /// secret, or a stored `gf_...` worker key); `None`: none (an open
+    /// cluster, or a certificate that names this worker).
+    pub worker_key: Option<String>,
     /// Interactive jobs store a preview of their video after this fraction
     /// of their steps (0 < f < 1); 0: no previews.
     pub preview_at: f64,
@@ -142,6 +146,7 @@ pub struct Worker {
     gpus: Option<device::GpuWatch>,
     /// What to tell the operator at start about GPUs not offered.
     notices: Vec<String>,
+    credentials: session::Credentials,
 }
 
 impl Worker {
@@ -167,6 +172,15 @@ impl Worker {
                  (a worker must present a client certificate to register; docs/tls.md)"
                     .into(),
             ));
+        }
+        let mut credentials = session::Credentials {
+            tls: config.tls.as_ref().map(|t| t.client()),
+            worker_key: None,
+        };
+        if let Some(key) = &config.worker_key {
+            credentials = credentials
+                .with_worker_key(key)
+                .map_err(WorkerError::Config)?;
         }
         let simulated = !config.simulate.is_empty();
         // GPUs are found and watched; jobs run on them only in a build that
@@ -261,6 +275,7 @@ impl Worker {
             metrics,
             gpus,
             notices,
+            credentials,
         })
     }
 
@@ -309,7 +324,7 @@ impl Worker {
             self.metrics,
             self.config.reconnect_max,
             self.config.drain_timeout,
-            self.config.tls.as_ref().map(|t| t.client()),
+            self.credentials,
         );
         let shutdown = std::pin::pin!(shutdown);
         session.run(updates, shutdown).await;

@@ -78,8 +78,28 @@ pub struct SessionLoop {
     updates: mpsc::UnboundedSender<RunUpdate>,
     /// The number the next run gets.
     next_run: u64,
+    credentials: Credentials,
+}
+
+/// How this worker proves itself to the schedulers.
+#[derive(Clone, Default)]
+pub struct Credentials {
     /// Mutual TLS with the schedulers, when the cluster uses TLS.
-    tls: Option<ClientTlsConfig>,
+    pub tls: Option<ClientTlsConfig>,
+    /// `authorization: Bearer <worker key>` on every session.
+    pub worker_key: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl Credentials {
+    /// A worker key's text as a header value; refused when it is not
+    /// printable ASCII (a key file with stray bytes).
+    pub fn with_worker_key(mut self, key: &str) -> Result<Self, String> {
+        let value = format!("Bearer {}", key.trim())
+            .parse()
+            .map_err(|_| "the worker key is not printable ASCII text".to_string())?;
+        self.worker_key = Some(value);
+        Ok(self)
+    }
 }
 
 type Shutdown<'a> = Pin<&'a mut (dyn Future<Output = ()> + Send)>;
@@ -93,7 +113,7 @@ impl SessionLoop {
         metrics: WorkerMetrics,
         reconnect_max: Duration,
         drain_timeout: Duration,
-        tls: Option<ClientTlsConfig>,
+        credentials: Credentials,
     ) -> (Self, mpsc::UnboundedReceiver<RunUpdate>) {
         let (updates, updates_rx) = mpsc::unbounded_channel();
         let this = Self {
@@ -111,7 +131,7 @@ impl SessionLoop {
             outbox: HashMap::new(),
             updates,
             next_run: 0,
-            tls,
+            credentials,
         };
         (this, updates_rx)
     }
@@ -205,11 +225,12 @@ impl SessionLoop {
                 address
             }
         };
-        let endpoint = genfleet_proto::tls::endpoint(&self.scheduler, self.tls.as_ref())
-            .map_err(|e| format!("bad scheduler address: {e}"))?
-            .connect_timeout(Duration::from_secs(3))
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(10));
+        let endpoint =
+            genfleet_proto::tls::endpoint(&self.scheduler, self.credentials.tls.as_ref())
+                .map_err(|e| format!("bad scheduler address: {e}"))?
+                .connect_timeout(Duration::from_secs(3))
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(Duration::from_secs(10));
         let channel = endpoint
             .connect()
             .await
@@ -239,8 +260,12 @@ impl SessionLoop {
         tx.send(first)
             .await
             .map_err(|_| "session closed before Register".to_string())?;
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(key) = &self.credentials.worker_key {
+            request.metadata_mut().insert("authorization", key.clone());
+        }
         let inbound = client
-            .session(ReceiverStream::new(rx))
+            .session(request)
             .await
             .map_err(|s| self.refused(&s))?
             .into_inner();
@@ -542,7 +567,7 @@ mod tests {
             metrics,
             Duration::from_secs(1),
             Duration::from_secs(1),
-            None,
+            Credentials::default(),
         )
     }
 

@@ -1,5 +1,6 @@
 //! The scheduler's gRPC services and how their failures map to gRPC codes.
 
+pub mod artifact_rules;
 mod cluster;
 mod jobs;
 mod node_events;

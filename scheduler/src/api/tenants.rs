@@ -127,6 +127,7 @@ impl TenantService for TenantApi {
             secret_sha256: auth::sha256(&secret),
             created_at_ms: crate::clock::unix_ms(),
             description: request.description,
+            node: request.node,
         };
         let create = pb::CreateKey { key: Some(key) };
         match self.propose(pb::command::Kind::CreateKey(create)).await? {
@@ -191,7 +192,8 @@ impl TenantService for TenantApi {
         let (role, tenant) = match caller.principal {
             Principal::Admin => (pb::Role::Admin, String::new()),
             Principal::Tenant(t) => (pb::Role::Tenant, t),
-            Principal::Worker => (pb::Role::Worker, String::new()),
+            Principal::Worker(_) => (pb::Role::Worker, String::new()),
+            Principal::Replica(_) => (pb::Role::Replica, String::new()),
         };
         Ok(Response::new(pb::WhoAmIResponse {
             role: role as i32,

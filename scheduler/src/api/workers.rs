@@ -19,9 +19,11 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::artifact_rules::ArtifactRules;
 use super::node_events::{NodeEvent, NodeEvents, Subscription};
 use super::rejection_status;
 use super::route::Router;
+use crate::auth::WorkerCaller;
 use crate::leader::{SessionGuard, Sessions};
 use crate::metrics::Metrics;
 use crate::raft::{JobEvent, ProposeError, RaftHandle};
@@ -50,6 +52,8 @@ pub struct WorkerSessionApi {
     sessions: Arc<Sessions>,
     metrics: Metrics,
     config: SessionConfig,
+    /// Where workers' files must be: see [`ArtifactRules`].
+    artifacts: Arc<ArtifactRules>,
     stop: watch::Receiver<bool>,
 }
 
@@ -60,6 +64,7 @@ impl WorkerSessionApi {
         sessions: Arc<Sessions>,
         metrics: Metrics,
         config: SessionConfig,
+        artifact_store: Option<String>,
         stop: watch::Receiver<bool>,
     ) -> Self {
         Self {
@@ -69,6 +74,7 @@ impl WorkerSessionApi {
             sessions,
             metrics,
             config,
+            artifacts: Arc::new(ArtifactRules::new(artifact_store)),
             stop,
         }
     }
@@ -82,6 +88,11 @@ impl WorkerSession for WorkerSessionApi {
         &self,
         request: Request<Streaming<pb::WorkerMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        let WorkerCaller(may_register) = request
+            .extensions()
+            .get::<WorkerCaller>()
+            .cloned()
+            .ok_or_else(|| Status::internal("the worker session was not authenticated"))?;
         self.raft
             .ready_leader()
             .await
@@ -103,6 +114,12 @@ impl WorkerSession for WorkerSessionApi {
                 ))
             }
         };
+        if !may_register.matches(&register.node) {
+            let node: String = register.node.chars().take(64).collect();
+            return Err(Status::permission_denied(format!(
+                "this worker's credential may register nodes matching '{may_register}', not {node:?}"
+            )));
+        }
         // Subscribe before registering, so no change after it is missed.
         let events = self.node_events.subscribe(&register.node);
         let command = pb::command::Kind::RegisterNode(pb::RegisterNode {
@@ -146,6 +163,7 @@ impl WorkerSession for WorkerSessionApi {
             step_clock: HashMap::new(),
             metrics: self.metrics.clone(),
             config: self.config.clone(),
+            artifacts: self.artifacts.clone(),
             _guard: self.sessions.open(&register.node),
         };
         self.metrics.workers_connected.inc();
@@ -179,6 +197,7 @@ struct Session {
     step_clock: HashMap<String, (u32, Instant)>,
     metrics: Metrics,
     config: SessionConfig,
+    artifacts: Arc<ArtifactRules>,
     _guard: SessionGuard,
 }
 
@@ -303,7 +322,12 @@ impl Session {
             Some(Up::Preview(p)) => self.on_preview(p).await,
             Some(Up::Finished(f)) => {
                 let lease = f.lease.clone().unwrap_or_default();
-                if let Some(why) = result_refusal(&f) {
+                let foreign = || {
+                    f.artifacts
+                        .iter()
+                        .find_map(|a| self.artifacts.refusal(&lease.job_id, &a.uri))
+                };
+                if let Some(why) = result_refusal(&f).or_else(foreign) {
                     return self.report_failure(lease, why).await;
                 }
                 let finished = pb::JobFinished {
@@ -338,11 +362,20 @@ impl Session {
             }
             Some(Up::Checkpointed(c)) => {
                 let lease = c.lease.clone().unwrap_or_default();
-                let uri_len = c.checkpoint.as_ref().map_or(0, |k| k.uri.len());
-                if uri_len > MAX_URI_LEN {
+                let uri = c.checkpoint.as_ref().map_or("", |k| k.uri.as_str());
+                if uri.len() > MAX_URI_LEN {
                     // Checked here so an oversized report never reaches the log.
-                    let why =
-                        format!("a checkpoint URI of {uri_len} bytes (at most {MAX_URI_LEN})");
+                    let why = format!(
+                        "a checkpoint URI of {} bytes (at most {MAX_URI_LEN})",
+                        uri.len()
+                    );
+                    return self.report_failure(lease, why).await;
+                }
+                // Simulated devices checkpoint a step with no file.
+                let foreign = (!uri.is_empty())
+                    .then(|| self.artifacts.refusal(&lease.job_id, uri))
+                    .flatten();
+                if let Some(why) = foreign {
                     return self.report_failure(lease, why).await;
                 }
                 let checkpointed = pb::JobCheckpointed {
@@ -378,7 +411,9 @@ impl Session {
 
     async fn on_progress(&mut self, p: pb::Progress) -> Result<(), EndReason> {
         let lease = p.lease.clone().unwrap_or_default();
-        if self.sent.get(&lease.job_id) != Some(&lease.lease_epoch) {
+        if self.sent.get(&lease.job_id) != Some(&lease.lease_epoch)
+            || self.not_leased_here(&lease).is_some()
+        {
             return self
                 .settle(&lease, "no live lease for this job on this node")
                 .await;
@@ -420,9 +455,12 @@ impl Session {
             return Ok(());
         }
         if p.artifacts.len() > crate::state::PREVIEW_KINDS.len()
-            || p.artifacts
-                .iter()
-                .any(|a| a.uri.is_empty() || a.uri.len() > MAX_URI_LEN)
+            || p.artifacts.iter().any(|a| {
+                a.uri.is_empty()
+                    || a.uri.len() > MAX_URI_LEN
+                    || self.artifacts.refusal(&lease.job_id, &a.uri).is_some()
+            })
+            || self.not_leased_here(&lease).is_some()
         {
             tracing::warn!(node = %self.node, job = %lease.job_id, "a preview with bad artifacts was dropped");
             return Ok(());
@@ -476,12 +514,31 @@ impl Session {
         }
     }
 
+    /// Why a report under `lease` is not this session's to make, if it is
+    /// not: a worker reports on its own node's jobs only, under their live
+    /// lease. The lease epoch changes whenever a job is placed again, so a
+    /// report that passes here and is applied under the same epoch is about
+    /// a job still placed here.
+    fn not_leased_here(&self, lease: &pb::JobLease) -> Option<String> {
+        self.raft.read(|state| match state.job(&lease.job_id) {
+            Some(j) if j.node == self.node && j.lease_epoch == lease.lease_epoch => None,
+            Some(j) if j.node == self.node => Some(format!(
+                "stale lease {} (the job's lease is {} now)",
+                lease.lease_epoch, j.lease_epoch
+            )),
+            _ => Some("this job is not leased to this node".to_string()),
+        })
+    }
+
     /// Writes a worker's report to the log; a refused one settles the lease.
     async fn report(
         &mut self,
         lease: pb::JobLease,
         kind: pb::command::Kind,
     ) -> Result<(), EndReason> {
+        if let Some(why) = self.not_leased_here(&lease) {
+            return self.settle(&lease, &why).await;
+        }
         match self.raft.propose(pb::Command { kind: Some(kind) }).await {
             Ok(applied) => match applied.result {
                 Ok(_) => Ok(()),

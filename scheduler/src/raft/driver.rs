@@ -2,11 +2,11 @@
 //! peer messages from a channel, ticks, handles readies, and publishes the
 //! replica's status.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, watch, Semaphore};
 
 use super::replica::{DriverError, Replica, ReplicaConfig, Transport};
 use super::{Input, RaftHandle};
@@ -59,6 +59,7 @@ pub fn spawn(
     let (status_tx, status) = watch::channel(replica.status());
     let handle = RaftHandle {
         inbox,
+        peer_budget: Arc::new(Semaphore::new(super::PEER_INBOX_BYTES / 1024)),
         state: replica.state(),
         status,
         events,
@@ -155,7 +156,8 @@ impl Driver {
                 self.replica.propose_conf_change(change, reply)
             }
             Input::ReadIndex { reply } => self.replica.read_index(reply),
-            Input::Step(message) => self.replica.step(*message),
+            // The permit goes when the message has been stepped.
+            Input::Step(message, _permit) => self.replica.step(*message),
             Input::TransferLeader(to) => self.replica.transfer_leader(to),
             Input::Shutdown => return false,
         }

@@ -27,6 +27,10 @@ pub use storage::Bootstrap;
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 /// How long a linearizable read waits for its read index.
 const READ_WAIT: Duration = Duration::from_secs(5);
+/// Bytes of peers' raft messages that may wait for the raft thread at
+/// once; past it, the transport stops reading peers' streams until the
+/// thread catches up. A snapshot larger than this waits for an empty inbox.
+pub const PEER_INBOX_BYTES: usize = 256 * 1024 * 1024;
 
 /// The role of this replica in raft, as a label value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,8 +181,12 @@ pub(crate) enum Input {
     ReadIndex {
         reply: oneshot::Sender<Result<u64, ProposeError>>,
     },
-    /// A raft message from a peer.
-    Step(Box<raft::eraftpb::Message>),
+    /// A raft message from a peer, with its share of the inbox's budget
+    /// for peer messages (released once the raft thread has stepped it).
+    Step(
+        Box<raft::eraftpb::Message>,
+        Option<tokio::sync::OwnedSemaphorePermit>,
+    ),
     TransferLeader(u64),
     Shutdown,
 }
@@ -187,6 +195,8 @@ pub(crate) enum Input {
 #[derive(Clone)]
 pub struct RaftHandle {
     inbox: mpsc::Sender<Input>,
+    /// KiB of peer messages that may wait in the inbox at once.
+    peer_budget: Arc<tokio::sync::Semaphore>,
     state: Arc<RwLock<State>>,
     status: watch::Receiver<RaftStatus>,
     events: broadcast::Sender<JobEvent>,
@@ -291,10 +301,24 @@ impl RaftHandle {
         self.status.borrow().id
     }
 
-    /// Hands a peer's raft message to the raft thread.
-    pub fn step(&self, message: raft::eraftpb::Message) -> Result<(), ProposeError> {
+    /// Hands a peer's raft message of `bytes` to the raft thread once the
+    /// inbox has room for it ([`PEER_INBOX_BYTES`] at most wait at once):
+    /// a peer that sends faster than the raft thread steps is slowed down
+    /// (its stream is not read meanwhile) instead of filling memory.
+    pub async fn step(
+        &self,
+        message: raft::eraftpb::Message,
+        bytes: usize,
+    ) -> Result<(), ProposeError> {
+        let kib = bytes.div_ceil(1024).clamp(1, PEER_INBOX_BYTES / 1024) as u32;
+        let permit = self
+            .peer_budget
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .map_err(|_| ProposeError::Stopped)?;
         self.inbox
-            .send(Input::Step(Box::new(message)))
+            .send(Input::Step(Box::new(message), Some(permit)))
             .map_err(|_| ProposeError::Stopped)
     }
 

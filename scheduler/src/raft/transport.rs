@@ -66,6 +66,9 @@ pub struct PeerTransport {
     runtime: tokio::runtime::Handle,
     /// Mutual TLS with the peers, when the cluster uses TLS.
     tls: Option<ClientTlsConfig>,
+    /// This replica's credential (from the cluster secret), sent on every
+    /// stream so the peer knows who speaks before it reads a message.
+    credential: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     feedback_tx: std_mpsc::Sender<Feedback>,
     feedback_rx: std_mpsc::Receiver<Feedback>,
 }
@@ -77,14 +80,19 @@ impl PeerTransport {
         book: AddressBook,
         runtime: tokio::runtime::Handle,
         tls: Option<ClientTlsConfig>,
+        credential: Option<&str>,
     ) -> Self {
         let (feedback_tx, feedback_rx) = std_mpsc::channel();
+        // A credential is hex and ASCII: one that is not is sent as none,
+        // and the peer says so.
+        let credential = credential.and_then(|c| format!("Bearer {c}").parse().ok());
         Self {
             id,
             book,
             links: HashMap::new(),
             runtime,
             tls,
+            credential,
             feedback_tx,
             feedback_rx,
         }
@@ -103,6 +111,7 @@ impl PeerTransport {
                 id: to,
                 address: address.clone(),
                 tls: self.tls.clone(),
+                credential: self.credential.clone(),
             };
             let task = run_link(self.id, peer, rx, self.feedback_tx.clone());
             self.runtime.spawn(task);
@@ -147,6 +156,7 @@ struct Peer {
     id: u64,
     address: String,
     tls: Option<ClientTlsConfig>,
+    credential: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
 async fn run_link(
@@ -179,9 +189,15 @@ async fn run_link(
             }
         };
         let (batches, rx) = mpsc::channel::<pb::RaftBatch>(16);
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(credential) = &peer.credential {
+            request
+                .metadata_mut()
+                .insert(crate::auth::AUTHORIZATION, credential.clone());
+        }
         let mut call = Box::pin(async move {
             let mut client = client;
-            client.send(ReceiverStream::new(rx)).await
+            client.send(request).await
         });
         let mut next = Some(first);
         loop {

@@ -146,11 +146,28 @@ impl State {
             Role::Tenant if !self.tenants.contains_key(&key.tenant) => {
                 return Err(Rejection::UnknownTenant(key.tenant.clone()));
             }
-            Role::Tenant => {}
-            Role::Admin | Role::Worker if key.tenant.is_empty() => {}
-            Role::Admin | Role::Worker => {
+            Role::Admin | Role::Worker if !key.tenant.is_empty() => {
                 return Err(Rejection::InvalidKey(
                     "only a tenant key names a tenant".to_string(),
+                ));
+            }
+            Role::Worker => {
+                if let Err(e) = crate::node_pattern::NodePattern::parse(&key.node) {
+                    return Err(Rejection::InvalidKey(format!(
+                        "a worker key names the nodes it may register (--node): {e}"
+                    )));
+                }
+            }
+            Role::Tenant | Role::Admin if !key.node.is_empty() => {
+                return Err(Rejection::InvalidKey(
+                    "only a worker key names a node".to_string(),
+                ));
+            }
+            Role::Tenant | Role::Admin => {}
+            Role::Replica => {
+                return Err(Rejection::InvalidKey(
+                    "replicas prove themselves with the cluster secret or a certificate, not a key"
+                        .to_string(),
                 ));
             }
             Role::Unspecified => {

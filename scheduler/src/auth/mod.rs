@@ -1,17 +1,32 @@
-//! Who is calling: the bearer key of a request, checked against the
-//! replica's bootstrap admin key and the replicated keys (hashes only).
+//! Who is calling, proved before any request body is read (every check
+//! here runs in a gRPC interceptor, on the request's headers).
 //!
-//! A cluster configured with an admin key checks every call; one without
-//! (a laptop, a test) checks none and treats every caller as an admin.
-//! Keys read `gf_<id>_<secret>`: the id finds the stored hash, the hash of
-//! the whole text must match. Revoking a key removes it from the state, so
-//! a replica refuses it as soon as it has applied the revocation.
+//! - Clients present a bearer key, checked against the replica's bootstrap
+//!   admin key and the replicated keys (hashes only). Keys read
+//!   `gf_<id>_<secret>`: the id finds the stored hash, the hash of the whole
+//!   text must match. Revoking a key removes it from the state, so a replica
+//!   refuses it as soon as it has applied the revocation.
+//! - Workers present a worker key bound to a node pattern (stored, or
+//!   derived from the cluster secret: `cluster_secret`) or a certificate
+//!   that names them (`certificate`).
+//! - Replicas present a credential derived from the cluster secret, or a
+//!   certificate that names them.
+//!
+//! A scheduler with no admin key, no cluster secret and no TLS is open (a
+//! laptop): it checks nothing, and warns when it listens off loopback.
+//! docs/security.md is the threat model.
+
+pub mod certificate;
+pub mod cluster_secret;
 
 use sha2::{Digest, Sha256};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
+pub use crate::node_pattern::NodePattern;
 use crate::raft::RaftHandle;
+use certificate::CertIdentity;
+use cluster_secret::{ClusterSecret, Derived};
 use genfleet_proto as pb;
 
 /// The metadata (HTTP header) a key travels in, as `Bearer <key>`.
@@ -24,7 +39,10 @@ pub const MIN_ADMIN_KEY_CHARS: usize = 24;
 pub enum Principal {
     Admin,
     Tenant(String),
-    Worker,
+    /// A worker that may register the nodes the pattern matches.
+    Worker(NodePattern),
+    /// A scheduler replica; `None`: a credential good for any replica id.
+    Replica(Option<u64>),
 }
 
 /// The caller of one request, put in its extensions by [`Authenticator`].
@@ -73,7 +91,7 @@ pub fn sha256(text: &str) -> Vec<u8> {
 }
 
 /// Equal bytes, in time that does not depend on where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -112,46 +130,90 @@ pub fn presented_key(metadata: &MetadataMap) -> Result<Option<String>, Status> {
 #[derive(Clone)]
 pub struct Authenticator {
     raft: RaftHandle,
-    /// SHA-256 of the bootstrap admin key; `None`: no key is checked.
+    /// SHA-256 of the bootstrap admin key; `None`: client keys are not checked.
     admin_sha256: Option<Vec<u8>>,
+    /// Checks replicas' and derived workers' credentials.
+    secret: Option<ClusterSecret>,
+    /// Whether callers come over TLS and may present certificates.
+    tls: bool,
 }
 
+/// The worker a worker-session call comes from, put in its extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerCaller(pub NodePattern);
+
+/// The replica a raft call comes from (`None`: a credential good for any
+/// member), put in its extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaCaller(pub Option<u64>);
+
 impl Authenticator {
-    pub fn new(raft: RaftHandle, admin_key: Option<&str>) -> Self {
+    pub fn new(
+        raft: RaftHandle,
+        admin_key: Option<&str>,
+        secret: Option<ClusterSecret>,
+        tls: bool,
+    ) -> Self {
         Self {
             raft,
             admin_sha256: admin_key.map(sha256),
+            secret,
+            tls,
         }
     }
 
-    /// Whether calls must carry a key.
+    /// Whether client calls must carry a key.
     pub fn enforced(&self) -> bool {
         self.admin_sha256.is_some()
+    }
+
+    /// A scheduler that checks nobody: no admin key, no cluster secret, no TLS.
+    pub fn open(&self) -> bool {
+        self.admin_sha256.is_none() && self.secret.is_none() && !self.tls
     }
 
     /// The caller `metadata`'s key says; refused if the cluster checks keys
     /// and the key is missing, malformed, unknown or revoked.
     pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
-        let Some(admin) = &self.admin_sha256 else {
-            return Ok(Caller {
-                principal: Principal::Admin,
-                key_id: String::new(),
-            });
-        };
-        let key = presented_key(metadata)?.ok_or_else(|| {
-            Status::unauthenticated(
-                "this cluster needs an API key: pass --api-key or set GENFLEET_API_KEY",
-            )
-        })?;
-        let hash = sha256(&key);
-        if same(&hash, admin) {
+        if self.admin_sha256.is_none() {
             return Ok(Caller {
                 principal: Principal::Admin,
                 key_id: String::new(),
             });
         }
+        let key = presented_key(metadata)?.ok_or_else(|| {
+            Status::unauthenticated(
+                "this cluster needs an API key: pass --api-key or set GENFLEET_API_KEY",
+            )
+        })?;
+        self.caller_of_key(&key)
+    }
+
+    /// Whose key `key` is: the bootstrap admin's, a derived credential's,
+    /// or a stored key's.
+    fn caller_of_key(&self, key: &str) -> Result<Caller, Status> {
         let unknown = || Status::unauthenticated("the API key is not valid (unknown or revoked)");
-        let id = key_id(&key).ok_or_else(unknown)?;
+        let hash = sha256(key);
+        if let Some(admin) = &self.admin_sha256 {
+            if same(&hash, admin) {
+                return Ok(Caller {
+                    principal: Principal::Admin,
+                    key_id: String::new(),
+                });
+            }
+        }
+        if ClusterSecret::looks_derived(key) {
+            let derived = self.secret.as_ref().and_then(|s| s.verify(key));
+            let principal = match derived.ok_or_else(unknown)? {
+                Derived::Replica(id) => Principal::Replica(Some(id)),
+                Derived::Worker(pattern) => Principal::Worker(pattern),
+            };
+            return Ok(Caller {
+                principal,
+                key_id: String::new(),
+            });
+        }
+        let id = key_id(key).ok_or_else(unknown)?;
         let stored = self
             .raft
             .read(|state| state.key(id).cloned())
@@ -171,13 +233,67 @@ impl Authenticator {
         let principal = match stored.role() {
             pb::Role::Admin => Principal::Admin,
             pb::Role::Tenant => Principal::Tenant(stored.tenant),
-            pb::Role::Worker => Principal::Worker,
-            pb::Role::Unspecified => return Err(unknown()),
+            pb::Role::Worker => {
+                Principal::Worker(NodePattern::parse(&stored.node).map_err(|_| unknown())?)
+            }
+            // The state refuses stored replica keys: none can be found.
+            pb::Role::Replica | pb::Role::Unspecified => return Err(unknown()),
         };
         Ok(Caller {
             principal,
             key_id: stored.id,
         })
+    }
+
+    /// What a cluster member's call proves: its certificate's genfleet
+    /// identity if it presented one, else its bearer credential; `None`
+    /// when it presented neither.
+    fn member<T>(&self, request: &Request<T>) -> Result<Option<Principal>, Status> {
+        if self.tls {
+            let named = request
+                .peer_certs()
+                .and_then(|chain| chain.first().map(|leaf| certificate::identities(leaf)))
+                .and_then(|names| names.into_iter().next());
+            match named {
+                Some(CertIdentity::Replica(id)) => return Ok(Some(Principal::Replica(id))),
+                Some(CertIdentity::Worker(pattern)) => return Ok(Some(Principal::Worker(pattern))),
+                None => {}
+            }
+        }
+        match presented_key(request.metadata())? {
+            Some(key) => self.caller_of_key(&key).map(|c| Some(c.principal)),
+            None => Ok(None),
+        }
+    }
+
+    /// The nodes a worker-session call may register.
+    pub fn worker<T>(&self, request: &Request<T>) -> Result<NodePattern, Status> {
+        match self.member(request)? {
+            Some(Principal::Worker(pattern)) => Ok(pattern),
+            None if self.open() => Ok(NodePattern::Any),
+            None => Err(Status::unauthenticated(
+                "a worker session needs a worker key (--worker-key-file) or a client \
+                 certificate that names a worker (docs/security.md)",
+            )),
+            Some(_) => Err(Status::permission_denied(
+                "only a worker key or a worker certificate opens a worker session",
+            )),
+        }
+    }
+
+    /// The replica a raft call comes from (`None`: any member).
+    pub fn replica<T>(&self, request: &Request<T>) -> Result<Option<u64>, Status> {
+        match self.member(request)? {
+            Some(Principal::Replica(id)) => Ok(id),
+            None if self.open() => Ok(None),
+            None => Err(Status::unauthenticated(
+                "raft messages need a replica credential (--cluster-secret-file) or a client \
+                 certificate that names a replica (docs/security.md)",
+            )),
+            Some(_) => Err(Status::permission_denied(
+                "only a scheduler replica may send raft messages",
+            )),
+        }
     }
 
     /// An interceptor that authenticates and then lets `allowed` decide.
@@ -193,23 +309,29 @@ impl Authenticator {
             Ok(request)
         }
     }
-}
 
-/// Admits workers and peer replicas. With TLS on, the caller must have
-/// presented a client certificate, which the TLS handshake has already
-/// checked against the cluster's CA: without one a worker cannot register
-/// and a process cannot send raft messages. Without TLS, anyone may (a
-/// laptop's cluster; the scheduler warns when such a one is reachable from
-/// other machines).
-pub fn cluster_members(tls: bool) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
-    move |request: Request<()>| {
-        if tls && request.peer_certs().is_none_or(|certs| certs.is_empty()) {
-            return Err(Status::unauthenticated(
-                "workers and scheduler replicas must present a client certificate \
-                 signed by the cluster's CA (mutual TLS; see docs/tls.md)",
-            ));
+    /// Admits workers only, and says which nodes they may register.
+    pub fn worker_interceptor(
+        &self,
+    ) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+        let auth = self.clone();
+        move |mut request: Request<()>| {
+            let pattern = auth.worker(&request)?;
+            request.extensions_mut().insert(WorkerCaller(pattern));
+            Ok(request)
         }
-        Ok(request)
+    }
+
+    /// Admits replicas only, and says which one.
+    pub fn replica_interceptor(
+        &self,
+    ) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+        let auth = self.clone();
+        move |mut request: Request<()>| {
+            let replica = auth.replica(&request)?;
+            request.extensions_mut().insert(ReplicaCaller(replica));
+            Ok(request)
+        }
     }
 }
 
@@ -226,8 +348,11 @@ pub fn admins(caller: &Caller) -> Result<(), Status> {
 pub fn clients(caller: &Caller) -> Result<(), Status> {
     match caller.principal {
         Principal::Admin | Principal::Tenant(_) => Ok(()),
-        Principal::Worker => Err(Status::permission_denied(
+        Principal::Worker(_) => Err(Status::permission_denied(
             "a worker key can only open worker sessions",
+        )),
+        Principal::Replica(_) => Err(Status::permission_denied(
+            "a replica credential can only send raft messages",
         )),
     }
 }
