@@ -30,7 +30,13 @@ impl Replica {
                 EntryType::EntryNormal => {
                     let result = match pb::LogEntry::decode(&entry.data[..]) {
                         Ok(log_entry) => state.apply(index, &log_entry),
-                        Err(_) => Err(Rejection::Malformed("log entry is not a genfleet LogEntry")),
+                        Err(_) => {
+                            // Still applied, as nothing: the state's applied
+                            // index must follow raft's (a restart replays
+                            // from it).
+                            state.skip(index);
+                            Err(Rejection::Malformed("log entry is not a genfleet LogEntry"))
+                        }
                     };
                     if let Err(rejection) = &result {
                         tracing::debug!(index, %rejection, "command rejected at apply");

@@ -14,6 +14,7 @@ use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::{broadcast, oneshot};
 
 mod apply;
+mod peer_checks;
 
 use super::storage::{Bootstrap, LogStorage, StorageFailure};
 use super::{Applied, JobEvent, PeerProgress, ProposeError, RaftStatus, Role};
@@ -231,6 +232,11 @@ impl Replica {
     }
 
     pub fn step(&mut self, message: Message) {
+        let log = &self.node.raft.raft_log;
+        if let Some(why) = peer_checks::refusal(&message, log.last_index(), log.committed) {
+            tracing::warn!(from = message.from, %why, "refused a raft message from a peer");
+            return;
+        }
         if let Err(e) = self.node.step(message) {
             tracing::debug!(error = %e, "ignored a raft message");
         }
