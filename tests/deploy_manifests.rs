@@ -3,16 +3,26 @@
 //! `kubernetes-validate --strict`; the rendered objects hold what the
 //! scheduler and workers rely on (raft discovery, probes, the GPU request,
 //! a grace period above the drain timeout, least-privilege RBAC); the
-//! GenQueue examples validate against the CRD's own schema and the invalid
-//! ones are refused with a message naming the field.
+//! credentials reach only the pods that need them (the cluster secret and
+//! the admin key the schedulers, the worker key the workers); the
+//! cert-manager example makes the certificates the TLS component mounts,
+//! with their roles' URI SANs; the GenQueue examples validate against the
+//! CRD's own schema and the invalid ones are refused with a message naming
+//! the field.
 //!
 //! The tools come from PATH or target/test-tools/venv/bin, where
 //! `.ci/install-test-tools.sh` puts them. A missing tool fails the test when
 //! GENFLEET_REQUIRE_TOOLS=1 (as `.ci/test.sh` sets) and skips it otherwise.
 
 // A test crate's root looks for modules beside it, in tests/: point at its own folder.
+#[path = "deploy_manifests/broken.rs"]
+mod broken;
+#[path = "deploy_manifests/cert_manager.rs"]
+mod cert_manager;
 #[path = "deploy_manifests/objects.rs"]
 mod objects;
+#[path = "deploy_manifests/secrets.rs"]
+mod secrets;
 #[path = "deploy_manifests/tools.rs"]
 mod tools;
 
@@ -21,16 +31,34 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use objects::{
-    assert_scheduler, assert_secret_file, assert_worker, container, find, selects, strings, AMD,
-    NVIDIA,
-};
+use cert_manager::{assert_cert_manager, SCHEDULER, WORKER};
+use objects::{assert_scheduler, assert_worker, container, find, selects, strings, AMD, NVIDIA};
+use secrets::{assert_secret_dir, assert_secret_holders};
 use tools::{documents, find_python, find_tool, kubectl, render, required, validate_strict};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn overlay_dir(name: &str) -> PathBuf {
     Path::new(ROOT).join("deploy/overlays").join(name)
+}
+
+/// Renders a kustomization of `resources` and `components` (paths under
+/// the repository) written into a temporary directory, as an operator's
+/// own kustomization would take them.
+fn render_own(kubectl: &Path, resources: &[&str], components: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    // kustomize takes only relative paths: climb to / and descend to the repo.
+    let up = "../".repeat(dir.path().components().count() - 1);
+    let repo = format!("{up}{}", ROOT.trim_start_matches('/'));
+    let list =
+        |paths: &[&str]| -> String { paths.iter().map(|p| format!("  - {repo}/{p}\n")).collect() };
+    let mut kustomization = format!("resources:\n{}", list(resources));
+    if !components.is_empty() {
+        kustomization += &format!("components:\n{}", list(components));
+    }
+    std::fs::write(dir.path().join("kustomization.yaml"), kustomization)
+        .expect("write kustomization.yaml");
+    render(kubectl, dir.path())
 }
 
 #[test]
@@ -54,8 +82,25 @@ fn each_vendor_overlay_has_the_scheduler_and_its_workers() {
     let Some(kubectl) = kubectl() else { return };
     for vendor in [NVIDIA, AMD] {
         let objects = documents(&render(&kubectl, &overlay_dir(vendor.overlay)));
-        assert_scheduler(&objects, &format!("overlays/{}", vendor.overlay));
+        let what = format!("overlays/{}", vendor.overlay);
+        assert_scheduler(&objects, &what);
         assert_worker(&objects, &vendor);
+        assert_secret_holders(&objects, &what);
+        // cert-manager's kinds only where asked for: a cluster without its
+        // CRDs must be able to apply an overlay.
+        let foreign: Vec<&Value> = objects
+            .iter()
+            .filter(|o| {
+                o["apiVersion"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("cert-manager.io/")
+            })
+            .collect();
+        assert!(
+            foreign.is_empty(),
+            "{what}: cert-manager objects {foreign:?}"
+        );
         let daemonsets = objects.iter().filter(|o| o["kind"] == "DaemonSet").count();
         assert_eq!(
             daemonsets, 1,
@@ -70,20 +115,16 @@ fn each_vendor_overlay_has_the_scheduler_and_its_workers() {
 #[test]
 fn both_vendors_combine_in_one_kustomization() {
     let Some(kubectl) = kubectl() else { return };
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    // kustomize takes only relative paths: climb to / and descend to the repo.
-    let up = "../".repeat(dir.path().components().count() - 1);
-    let repo = format!("{up}{}", ROOT.trim_start_matches('/'));
-    let kustomization = format!(
-        "resources:\n  - {repo}/deploy/base\n  - {repo}/deploy/overlays/nvidia/worker\n  \
-         - {repo}/deploy/overlays/amd/worker\n"
-    );
-    std::fs::write(dir.path().join("kustomization.yaml"), kustomization)
-        .expect("write kustomization.yaml");
-    let objects = documents(&render(&kubectl, dir.path()));
+    let resources = [
+        "deploy/base",
+        "deploy/overlays/nvidia/worker",
+        "deploy/overlays/amd/worker",
+    ];
+    let objects = documents(&render_own(&kubectl, &resources, &[]));
     assert_scheduler(&objects, "base + both workers");
     assert_worker(&objects, &NVIDIA);
     assert_worker(&objects, &AMD);
+    assert_secret_holders(&objects, "base + both workers");
     let nvidia = find(&objects, "DaemonSet", "genfleet-worker-nvidia");
     let amd = find(&objects, "DaemonSet", "genfleet-worker-amd");
     for (a, b) in [(nvidia, amd), (amd, nvidia)] {
@@ -99,8 +140,10 @@ fn both_vendors_combine_in_one_kustomization() {
     }
 }
 
-/// The TLS component on a cluster with both vendors: every worker
-/// DaemonSet and the scheduler read their certificates from their Secret.
+/// The TLS component on a cluster with both vendors, its Secrets made by
+/// the cert-manager example: every worker DaemonSet and the scheduler read
+/// their certificates from their Secret, keep their other credentials, and
+/// the Certificates make those Secrets with their roles' URI SANs.
 #[test]
 fn the_tls_component_mounts_certificates_for_every_part() {
     let (Some(kubectl), Some(validator)) = (
@@ -109,44 +152,31 @@ fn the_tls_component_mounts_certificates_for_every_part() {
     ) else {
         return;
     };
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let up = "../".repeat(dir.path().components().count() - 1);
-    let repo = format!("{up}{}", ROOT.trim_start_matches('/'));
-    let kustomization = format!(
-        "resources:\n  - {repo}/deploy/overlays/nvidia\n  - {repo}/deploy/overlays/amd/worker\n\
-         components:\n  - {repo}/deploy/components/tls\n"
-    );
-    std::fs::write(dir.path().join("kustomization.yaml"), kustomization)
-        .expect("write kustomization.yaml");
-    let yaml = render(&kubectl, dir.path());
-    validate_strict(&validator, "nvidia + amd + components/tls", &yaml);
+    let resources = [
+        "deploy/overlays/nvidia",
+        "deploy/overlays/amd/worker",
+        "deploy/components/tls/cert-manager",
+    ];
+    let yaml = render_own(&kubectl, &resources, &["deploy/components/tls"]);
+    let what = "nvidia + amd + components/tls + cert-manager";
+    validate_strict(&validator, what, &yaml);
     let objects = documents(&yaml);
     assert_scheduler(&objects, "with TLS");
+    assert_worker(&objects, &NVIDIA);
+    assert_worker(&objects, &AMD);
+    assert_secret_holders(&objects, what);
+    assert_cert_manager(&objects);
+    // The Secrets the Certificates make are the ones the pods mount.
     let parts = [
-        (
-            "StatefulSet",
-            "genfleet-scheduler",
-            "scheduler",
-            "genfleet-scheduler-tls",
-        ),
-        (
-            "DaemonSet",
-            "genfleet-worker-nvidia",
-            "worker",
-            "genfleet-worker-tls",
-        ),
-        (
-            "DaemonSet",
-            "genfleet-worker-amd",
-            "worker",
-            "genfleet-worker-tls",
-        ),
+        ("StatefulSet", "genfleet-scheduler", "scheduler", &SCHEDULER),
+        ("DaemonSet", "genfleet-worker-nvidia", "worker", &WORKER),
+        ("DaemonSet", "genfleet-worker-amd", "worker", &WORKER),
     ];
-    for (kind, name, role, secret) in parts {
+    for (kind, name, container_name, role) in parts {
         let pod = &find(&objects, kind, name)["spec"]["template"]["spec"];
         let what = format!("{kind} {name}");
-        let c = container(pod, role, &what);
-        assert_secret_file(pod, c, "GENFLEET_TLS_DIR", secret, &what);
+        let c = container(pod, container_name, &what);
+        assert_secret_dir(pod, c, "GENFLEET_TLS_DIR", role.secret, &what);
     }
 }
 

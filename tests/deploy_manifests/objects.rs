@@ -5,6 +5,10 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+use super::secrets::{
+    assert_reads_none, assert_secret_file, ADMIN_KEY, CLUSTER_SECRET, WORKER_KEY,
+};
+
 /// What the scheduler's ClusterRole must grant, and nothing more
 /// (group, resource, verb); the contract in deploy/base/rbac.yaml.
 const SCHEDULER_RIGHTS: &[(&str, &str, &[&str])] = &[
@@ -60,7 +64,7 @@ pub fn strings(v: &Value) -> Vec<&str> {
 }
 
 /// The value of `--flag=value` in a container's args.
-fn flag<'a>(c: &'a Value, flag: &str, what: &str) -> &'a str {
+pub fn flag<'a>(c: &'a Value, flag: &str, what: &str) -> &'a str {
     let prefix = format!("{flag}=");
     strings(&c["args"])
         .into_iter()
@@ -68,7 +72,7 @@ fn flag<'a>(c: &'a Value, flag: &str, what: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{what}: no {flag}=... in args {}", c["args"]))
 }
 
-fn env<'a>(c: &'a Value, name: &str, what: &str) -> &'a Value {
+pub fn env<'a>(c: &'a Value, name: &str, what: &str) -> &'a Value {
     c["env"]
         .as_array()
         .and_then(|e| e.iter().find(|e| e["name"] == name))
@@ -90,37 +94,11 @@ fn container_port(c: &Value, name: &str, what: &str) -> u64 {
         .unwrap_or_else(|| panic!("{what}: no container port named {name}"))
 }
 
-fn mount_path<'a>(c: &'a Value, volume: &str, what: &str) -> &'a Value {
+pub fn mount_path<'a>(c: &'a Value, volume: &str, what: &str) -> &'a Value {
     c["volumeMounts"]
         .as_array()
         .and_then(|ms| ms.iter().find(|m| m["name"] == volume))
         .unwrap_or_else(|| panic!("{what}: volume {volume} is not mounted"))
-}
-
-/// The path in env `name` of container `c` lies on a read-only mount of
-/// Secret `secret` (not optional), readable by the pod's group.
-pub fn assert_secret_file(pod: &Value, c: &Value, name: &str, secret: &str, what: &str) {
-    let path = env(c, name, what)["value"].as_str().unwrap_or("");
-    let volume = pod["volumes"]
-        .as_array()
-        .and_then(|vs| vs.iter().find(|v| v["secret"]["secretName"] == secret))
-        .unwrap_or_else(|| panic!("{what}: no volume of Secret {secret}"));
-    assert_ne!(
-        volume["secret"]["optional"], true,
-        "{what}: {secret} optional"
-    );
-    let mode = volume["secret"]["defaultMode"].as_u64().unwrap_or(0o644);
-    assert!(
-        mode & 0o040 != 0,
-        "{what}: {secret} unreadable by fsGroup ({mode:o})"
-    );
-    let mount = mount_path(c, volume["name"].as_str().unwrap_or(""), what);
-    let at = mount["mountPath"].as_str().unwrap_or("");
-    assert_eq!(mount["readOnly"], true, "{what}: {secret} mounted writable");
-    assert!(
-        !at.is_empty() && path.starts_with(at),
-        "{what}: {name}={path} is not on the mount of {secret} ({at})"
-    );
 }
 
 /// Non-root uid 65532, seccomp RuntimeDefault, and per container a read-only
@@ -267,13 +245,9 @@ pub fn assert_scheduler(objects: &[Value], what: &str) {
         "genfleet-config",
         "{what}: GENFLEET_ARTIFACTS"
     );
-    assert_secret_file(
-        pod,
-        c,
-        "GENFLEET_ADMIN_KEY_FILE",
-        "genfleet-admin-key",
-        what,
-    );
+    assert_secret_file(pod, c, &ADMIN_KEY, what);
+    // Replicas prove their raft id with a credential derived from it.
+    assert_secret_file(pod, c, &CLUSTER_SECRET, what);
     assert_eq!(
         env(c, "POD_NAME", what)["valueFrom"]["fieldRef"]["fieldPath"],
         "metadata.name",
@@ -467,6 +441,10 @@ pub fn assert_worker(objects: &[Value], vendor: &Vendor) {
         "spec.nodeName",
         "{what}: the genfleet node name must be the Kubernetes Node name"
     );
+    // A key for the nodes its pattern matches; never what could mint keys
+    // or administer the cluster.
+    assert_secret_file(pod, c, &WORKER_KEY, what);
+    assert_reads_none(pod, &[CLUSTER_SECRET.secret, ADMIN_KEY.secret], what);
 
     // The scheduler it dials is the client Service, on its grpc port.
     let scheduler = flag(c, "--scheduler", what);

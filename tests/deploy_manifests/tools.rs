@@ -9,10 +9,20 @@ use serde_json::Value;
 
 use super::ROOT;
 
-/// Kinds defined by CRDs (ours, the Prometheus Operator's): kubernetes-validate
-/// ships no schema for them and only warns. GenQueues are checked against
-/// their CRD by `.ci/validate-crd-objects.py` instead.
-const CRD_KINDS: &[&str] = &["GenQueue", "ServiceMonitor", "PodMonitor", "PrometheusRule"];
+/// Kinds defined by CRDs (ours, the Prometheus Operator's, cert-manager's),
+/// with their apiVersion: kubernetes-validate ships no schema for them and
+/// only warns. GenQueues are checked against their CRD by
+/// `.ci/validate-crd-objects.py` instead, cert-manager's objects by
+/// `cert_manager.rs`.
+const CRD_KINDS: &[(&str, &str)] = &[
+    ("GenQueue", "genfleet.dev/v1alpha1"),
+    ("ServiceMonitor", "monitoring.coreos.com/v1"),
+    ("PodMonitor", "monitoring.coreos.com/v1"),
+    ("PrometheusRule", "monitoring.coreos.com/v1"),
+    ("Certificate", "cert-manager.io/v1"),
+    ("Issuer", "cert-manager.io/v1"),
+    ("ClusterIssuer", "cert-manager.io/v1"),
+];
 
 /// `name` on PATH, else in the test-tools venv.
 pub fn find_tool(name: &str) -> Option<PathBuf> {
@@ -119,9 +129,11 @@ pub fn validate_strict(validator: &Path, what: &str, yaml: &str) {
         .lines()
         .filter(|l| l.contains("Couldn't find schema"))
     {
-        let known = CRD_KINDS
-            .iter()
-            .any(|kind| line.contains(&format!("kind {kind} ")));
+        // "Couldn't find schema for kind K with api version V for ...": both
+        // must be known, so that a misspelled version is caught too.
+        let known = CRD_KINDS.iter().any(|(kind, version)| {
+            line.contains(&format!("kind {kind} with api version {version} "))
+        });
         assert!(
             known,
             "{what}: an object has no schema (misspelled apiVersion or kind?): {line}"
