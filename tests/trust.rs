@@ -332,6 +332,26 @@ async fn no_credential_reaches_any_port() {
     let api = keyed.scheduler.api.clone().expect("the REST API");
     let (code, body) = http_response(&format!("{api}/videos"));
     assert_eq!(code, 401, "the REST API without a key: {body}");
+    // A key far longer than any is refused here, and the API front's own
+    // connection to the gRPC port (shared by every caller) survives it.
+    let huge = format!("Bearer gf_{}_b", "a".repeat(100_000));
+    for _ in 0..3 {
+        let (code, body) = http_request(
+            "GET",
+            &format!("{api}/videos"),
+            &[("authorization", &huge)],
+            "",
+        );
+        assert_eq!(code, 401, "a 100 KB key: {body}");
+    }
+    let admin = format!("Bearer {}", keyed.admin);
+    let (code, body) = http_request(
+        "GET",
+        &format!("{api}/videos"),
+        &[("authorization", &admin)],
+        "",
+    );
+    assert_eq!(code, 200, "the admin after the huge keys: {body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -118,6 +118,9 @@ pub async fn serve(
     Ok(())
 }
 
+/// Longest `Authorization` header passed on (keys are under 100 bytes).
+const MAX_AUTHORIZATION_BYTES: usize = 1024;
+
 /// A request with a body (a create, a remix: up to 2 MiB of form) is read
 /// only once its key is known good: a caller without one holds no memory
 /// here. Requests without a body go straight on (the gRPC call checks them).
@@ -126,6 +129,19 @@ async fn known_caller_first(
     request: Request,
     next: axum::middleware::Next,
 ) -> Response {
+    // No key is this long: one that is would be refused by the gRPC port's
+    // 16 KiB header limit, tearing down the connection this front shares
+    // with every other caller's requests.
+    let oversized = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .is_some_and(|key| key.len() > MAX_AUTHORIZATION_BYTES);
+    if oversized {
+        let refused = tonic::Status::unauthenticated(format!(
+            "the API key is not valid (longer than {MAX_AUTHORIZATION_BYTES} bytes)"
+        ));
+        return ApiError::from(refused).into_response();
+    }
     if request.method() == axum::http::Method::POST {
         let mut tenants = api.tenants.clone();
         let check = tenants.who_am_i(grpc(request.headers(), pb::WhoAmIRequest {}));
