@@ -182,13 +182,21 @@ fn check_cycle(
         assert!(use_ <= size, "cohort uses {use_} of {flavor}, lends {size}");
     }
 
-    // Preemption rules: not before the minimum runtime, not by batch,
-    // interactive over batch only.
-    let classes: BTreeMap<&str, Qos> = before
+    // Preemption rules: not before the minimum runtime; interactive over
+    // batch; reclaim (by any class) only of another cohort queue's work
+    // beyond its nominal.
+    let classes: BTreeMap<&str, (Qos, &str)> = before
         .pending
         .iter()
-        .map(|j| (j.id.as_str(), j.qos))
+        .map(|j| (j.id.as_str(), (j.qos, j.queue.as_str())))
         .collect();
+    let cohort_of = |queue: &str| {
+        before
+            .queues
+            .iter()
+            .find(|q| q.name == queue)
+            .and_then(|q| q.cohort.clone())
+    };
     for p in &decision.preemptions {
         let victim = before
             .running
@@ -201,13 +209,20 @@ fn check_cycle(
             "{} preempted before its minimum runtime",
             p.job_id
         );
-        let by = classes[p.for_job.as_str()];
-        assert!(by >= Qos::Standard, "batch job {} preempted", p.for_job);
+        let (by, by_queue) = classes[p.for_job.as_str()];
         if p.reason == PreemptReason::InteractiveOverBatch {
             assert_eq!((by, victim.qos), (Qos::Interactive, Qos::Batch));
-        } else {
-            assert!(victim.qos <= by, "reclaim took a higher class");
+            continue;
         }
+        assert_eq!(p.reason, PreemptReason::ReclaimQuota, "{p:?}");
+        assert_ne!(victim.queue, by_queue, "reclaim within a queue");
+        // (That it takes only borrowed devices is the quota limits above:
+        // the policy counts work nominated for freed devices as used.)
+        let cohort = cohort_of(&victim.queue);
+        assert!(
+            cohort.is_some() && cohort == cohort_of(by_queue),
+            "reclaim across cohorts"
+        );
     }
 }
 
@@ -265,8 +280,8 @@ proptest! {
         simulate(world(queues, &nodes), &arrivals, 24);
     }
 
-    /// Lent quota comes back within one cycle: the lender's job is placed or
-    /// has borrowed work preempted for it.
+    /// Lent quota comes back within one cycle, whatever the class of the
+    /// lender's job: it is placed or has borrowed work preempted for it.
     #[test]
     fn lent_quota_is_reclaimed_within_one_cycle(
         lender_nodes in 1u32..=2,
@@ -274,7 +289,7 @@ proptest! {
         borrowers in 1usize..=3,
         size in prop_oneof![Just(1u32), Just(2), Just(4), Just(8)],
         tp_pick in 0u32..8,
-        class in prop_oneof![Just(Qos::Standard), Just(Qos::Interactive)],
+        class in qos(),
     ) {
         // Quotas are whole nodes and add up to the cluster; the borrowers
         // fill every node (one queue per node), one device per job.
@@ -306,6 +321,53 @@ proptest! {
         w.now_ms += CYCLE_MS;
         let next = schedule(&w.view, &Profile::seeded(), &config(), w.now_ms);
         prop_assert!(placed || next.placements.iter().any(|p| w.view.pending[p.job].id == "mine"), "{next:#?}");
+    }
+
+    /// Nominal quota is a guarantee: once the borrowers' jobs (of any
+    /// class) have run their minimum runtime, a queue with pending work
+    /// (of any class) that fits its nominal runs at least min(nominal,
+    /// demand) after one cycle and the checkpoints it starts.
+    #[test]
+    fn a_queue_below_nominal_runs_its_nominal_after_one_cycle(
+        lender_nodes in 1u32..=2,
+        borrowers in 1usize..=3,
+        size in prop_oneof![Just(2u32), Just(4), Just(8)],
+        borrowed_classes in proptest::collection::vec(qos(), 64),
+        demand in 1u32..=20,
+        class in qos(),
+    ) {
+        let flavor = FLAVORS[0];
+        let mut queues = vec![policy::queue("lender", Some("c"), &[(flavor, policy::nominal(lender_nodes * size))])];
+        for b in 0..borrowers {
+            queues.push(policy::queue(&format!("b{b}"), Some("c"), &[(flavor, policy::nominal(size))]));
+        }
+        let node_count = lender_nodes + borrowers as u32;
+        let nodes: Vec<(usize, u32)> = (0..node_count).map(|_| (0, size)).collect();
+        let mut w = world(queues, &nodes);
+        // The borrowers fill every device, their own and the lender's.
+        let mut k = 0;
+        for n in 0..node_count as usize {
+            let queue = format!("b{}", n % borrowers);
+            for d in 0..size {
+                let class = borrowed_classes[k % borrowed_classes.len()];
+                w.run(&pending(&format!("x{n}-{d}"), &queue, class, 1), &format!("n{n}"), &[d], 0);
+                k += 1;
+            }
+        }
+        w.now_ms = 100 * CYCLE_MS;
+        for j in 0..demand {
+            w.submit(pending(&format!("mine{j}"), "lender", class, 1));
+        }
+        let cfg = config();
+        let first = schedule(&w.view, &Profile::seeded(), &cfg, w.now_ms);
+        w.apply(&first);
+        w.checkpoint();
+        w.now_ms += CYCLE_MS;
+        let second = schedule(&w.view, &Profile::seeded(), &cfg, w.now_ms);
+        w.apply(&second);
+        let running = w.view.running.iter().filter(|j| j.queue == "lender").count() as u32;
+        let guaranteed = (lender_nodes * size).min(demand);
+        prop_assert!(running >= guaranteed, "the lender runs {running}, guaranteed {guaranteed}: {first:#?} {second:#?}");
     }
 
     /// An interactive job never waits for devices batch work of its queue

@@ -17,8 +17,12 @@ pub struct Slot {
     /// Devices held by work told to checkpoint and stop.
     pub releasing: u32,
     pub cordoned: bool,
-    /// Held for one job this cycle (preemption or starvation).
+    /// Held this cycle (for preemptors or a starving job): closed to placement.
     pub held: bool,
+    /// Devices promised this cycle to jobs that preempt work here: more
+    /// preemptors may share the slot while its free and releasing devices
+    /// cover every promise.
+    pub promised: u32,
 }
 
 pub struct SlotIndex {
@@ -126,6 +130,7 @@ mod tests {
             releasing: 0,
             cordoned: false,
             held: false,
+            promised: 0,
         }
     }
 

@@ -242,6 +242,7 @@ impl<'a> Cycle<'a> {
                         releasing: 0,
                         cordoned: node.cordoned,
                         held: false,
+                        promised: 0,
                     });
                     slots.len() - 1
                 });

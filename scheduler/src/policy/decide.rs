@@ -25,6 +25,9 @@ impl Cycle<'_> {
             });
         }
         let mut first: Option<(PendingReason, usize)> = None;
+        // Some flavor has room in the queue's nominal but not in the cohort's
+        // pool: others borrow it.
+        let mut needs_reclaim = false;
         // The candidate flavor with the most memory per device, while none
         // has enough for one rank.
         let mut too_small: Option<usize> = None;
@@ -51,13 +54,22 @@ impl Cycle<'_> {
                     }
                     self.capacity_reason(f, tp, open)
                 }
-                QuotaCheck::NeedsReclaim { .. } | QuotaCheck::Over => PendingReason::OverQuota {
+                QuotaCheck::NeedsReclaim { .. } => {
+                    needs_reclaim = true;
+                    PendingReason::OverQuota {
+                        flavor: self.flavors.names[f].clone(),
+                    }
+                }
+                QuotaCheck::Over => PendingReason::OverQuota {
                     flavor: self.flavors.names[f].clone(),
                 },
             };
             first.get_or_insert((reason, f));
         }
-        if want.qos >= Qos::Standard
+        // Batch preempts only to reclaim its queue's own nominal quota from
+        // borrowers: it searches only when that is why it waits, so it
+        // spends none of the cycle's preemption attempts otherwise.
+        if (want.qos >= Qos::Standard || needs_reclaim)
             && self.preemptors < self.config.max_preemptors_per_cycle
             && self.preempt_attempts < 4 * self.config.max_preemptors_per_cycle.max(1)
         {

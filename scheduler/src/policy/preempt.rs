@@ -2,9 +2,13 @@
 //!
 //! - An interactive job may preempt batch work of its own queue, and
 //!   batch work another queue runs beyond its nominal quota.
-//! - A standard or interactive job whose queue is within its nominal quota
-//!   may reclaim: preempt work of its class or lower that another queue of
-//!   its cohort runs beyond that queue's nominal quota.
+//! - A job of any class whose queue is within its nominal quota (with the
+//!   job) may reclaim: preempt work of any class that another queue of its
+//!   cohort runs beyond that queue's nominal quota. Nominal quota is a
+//!   guarantee, as Kueue's `reclaimWithinCohort: Any` and KAI's and
+//!   Volcano's reclaim make it; preemption by checkpoint loses no work, so
+//!   reclaiming costs the checkpoint and the move. Batch preempts for
+//!   nothing else.
 //! - Work younger than the minimum runtime, or already stopping, is never
 //!   chosen; a victim from another queue never takes that queue below its
 //!   nominal quota (only borrowed capacity is taken back).
@@ -42,7 +46,7 @@ impl Cycle<'_> {
             return Some((r, PreemptReason::InteractiveOverBatch, Some(vq)));
         }
         let within_nominal = self.quota.usage(q, f) + job.tp <= self.quota.nominal(q, f);
-        let reclaim = within_nominal && victim.qos <= job.qos && self.quota.same_cohort(vq, q);
+        let reclaim = within_nominal && self.quota.same_cohort(vq, q);
         reclaim.then_some((r, PreemptReason::ReclaimQuota, Some(vq)))
     }
 
@@ -65,12 +69,16 @@ impl Cycle<'_> {
         let mut best: Option<(Cost, Vec<Victim>)> = None;
         for (slot, mut victims) in by_slot {
             let s = &self.slots.slots[slot];
-            if s.held || s.cordoned || !self.usable(s, job, model) {
+            // A slot held for a starving job is its alone; one held for
+            // preemptors takes more while its devices cover every promise.
+            let starving_hold = s.held && s.promised == 0;
+            if starving_hold || s.cordoned || !self.usable(s, job, model) {
                 continue;
             }
-            let need = job.tp.saturating_sub(s.free.len() as u32 + s.releasing);
-            if need == 0 {
-                continue;
+            let unpromised = (s.free.len() as u32 + s.releasing).saturating_sub(s.promised);
+            let need = job.tp.saturating_sub(unpromised);
+            if need == 0 && s.promised == 0 {
+                continue; // not for preemption: placement finds it
             }
             // Lowest class first, then the youngest (least to carry over).
             victims.sort_by(|a, b| {
@@ -137,6 +145,7 @@ impl Cycle<'_> {
                 for_job: view.pending[job.index()].id.clone(),
             });
         }
+        self.slots.slots[slot].promised += job.tp;
         self.hold(slot);
         self.quota.add(q, f, job.tp);
         self.preemptors += 1;
