@@ -53,7 +53,16 @@ impl Replica {
                     result
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    self.apply_conf_change(&entry, &mut state)?;
+                    let change = decode_conf_change(&entry)?;
+                    // raft-rs may read the state while it applies a change
+                    // (a leader builds a snapshot for a peer that asked for
+                    // one): never under this write lock, or the raft thread
+                    // waits on itself. Between the two, the state is applied
+                    // to the entry before the change, as the log says.
+                    drop(state);
+                    let conf = self.node.apply_conf_change(&change);
+                    state = shared.write().unwrap_or_else(|e| e.into_inner());
+                    self.record_membership(&entry, &change, conf, &mut state);
                     Ok(Outcome::Done)
                 }
             };
@@ -65,37 +74,23 @@ impl Replica {
         Ok(())
     }
 
-    fn apply_conf_change(&mut self, entry: &Entry, state: &mut State) -> Result<(), DriverError> {
-        let wrap = |source| DriverError::ConfChange {
-            index: entry.index,
-            source,
-        };
-        let change = if entry.get_entry_type() == EntryType::EntryConfChange {
-            let mut cc = ConfChange::default();
-            cc.merge_from_bytes(&entry.data).map_err(wrap)?;
-            // genfleet proposes only V2 changes; a legacy one is its V2 twin.
-            let mut single = raft::eraftpb::ConfChangeSingle {
-                node_id: cc.node_id,
-                ..Default::default()
-            };
-            single.set_change_type(cc.get_change_type());
-            let mut v2 = ConfChangeV2::default();
-            v2.set_changes(vec![single].into());
-            v2.context = cc.context;
-            v2
-        } else {
-            let mut cc = ConfChangeV2::default();
-            cc.merge_from_bytes(&entry.data).map_err(wrap)?;
-            cc
-        };
-        let conf = match self.node.apply_conf_change(&change) {
+    /// Records in the state what raft made of membership change `change`
+    /// (the entry at `entry.index`): the members' addresses.
+    fn record_membership(
+        &mut self,
+        entry: &Entry,
+        change: &ConfChangeV2,
+        applied: Result<raft::eraftpb::ConfState, raft::Error>,
+        state: &mut State,
+    ) {
+        let conf = match applied {
             Ok(conf) => conf,
             Err(e) => {
                 // Refused the same way on every replica (e.g. removing a
                 // replica that is not a member): nothing changes.
                 tracing::warn!(index = entry.index, error = %e, "membership change refused");
                 state.skip(entry.index);
-                return Ok(());
+                return;
             }
         };
         let addresses = pb::MembershipContext::decode(&change.context[..]).unwrap_or_default();
@@ -129,6 +124,31 @@ impl Replica {
             state.skip(entry.index);
         }
         self.node.mut_store().set_conf_state(conf);
-        Ok(())
+    }
+}
+
+/// The change entry `entry` holds, as a V2 change.
+fn decode_conf_change(entry: &Entry) -> Result<ConfChangeV2, DriverError> {
+    let wrap = |source| DriverError::ConfChange {
+        index: entry.index,
+        source,
+    };
+    if entry.get_entry_type() == EntryType::EntryConfChange {
+        let mut cc = ConfChange::default();
+        cc.merge_from_bytes(&entry.data).map_err(wrap)?;
+        // genfleet proposes only V2 changes; a legacy one is its V2 twin.
+        let mut single = raft::eraftpb::ConfChangeSingle {
+            node_id: cc.node_id,
+            ..Default::default()
+        };
+        single.set_change_type(cc.get_change_type());
+        let mut v2 = ConfChangeV2::default();
+        v2.set_changes(vec![single].into());
+        v2.context = cc.context;
+        Ok(v2)
+    } else {
+        let mut cc = ConfChangeV2::default();
+        cc.merge_from_bytes(&entry.data).map_err(wrap)?;
+        Ok(cc)
     }
 }

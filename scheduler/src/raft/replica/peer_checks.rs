@@ -40,6 +40,10 @@ pub fn refusal(message: &Message, last_index: u64, committed: u64) -> Option<Str
         _ if message.term == 0 => return Some(format!("a {kind:?} without a term")),
         _ => {}
     }
+    // genfleet's replicas never ask for a snapshot (RawNode::request_snapshot).
+    if message.request_snapshot != 0 {
+        return Some("replicas ask for no snapshots".into());
+    }
     match kind {
         // raft-rs commits to a heartbeat's index as it stands: past the log's
         // end it panics. A true leader never sends one (it caps the commit at
