@@ -5,6 +5,7 @@
 //!
 //!     cargo bench --bench fuzz
 //!     FUZZ_INPUTS=10000000 FUZZ_SEED=7 cargo bench --bench fuzz
+//!     cargo test --bench fuzz      # the same in the debug profile
 
 use std::time::Instant;
 
@@ -32,6 +33,14 @@ fn main() {
     println!(
         "state: {} commands accepted, {} entries applied with a job running",
         report.commands_accepted, report.entries_with_running_jobs
+    );
+    println!(
+        "raft_lying_peer: inputs by the replica's role {:?}, {} entries applied",
+        report.lying_peer_roles, report.lying_peer_entries_applied
+    );
+    println!(
+        "raft_lying_peer: inputs by kind {:?}; the replica's own messages echoed, by type {:?}",
+        report.lying_peer_kinds, report.lying_peer_echoed
     );
     for failure in &report.failures {
         println!("failure: {failure}");
