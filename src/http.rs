@@ -10,6 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use genfleet_scheduler::connections::GuardedListener;
 use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::net::TcpListener;
@@ -41,7 +42,8 @@ pub async fn serve_with_readiness(
     if let Some(readiness) = readiness {
         app = app.route("/readyz", get(move || ready(readiness.clone())));
     }
-    axum::serve(listener, app)
+    // Idle sockets cannot hold this process's files (connections.rs).
+    axum::serve(GuardedListener::new(listener), app)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -675,3 +675,44 @@ async fn the_raft_log_and_keys_are_their_owners_alone() {
         assert_eq!(mode(&path), 0o600, "{}", path.display());
     }
 }
+
+/// How a connection that never sends a byte ends: read until the server
+/// closes it (or 30 s pass).
+fn silent_connection_end(addr: &str) -> std::io::Result<usize> {
+    use std::io::Read;
+    let addr = addr
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1")
+        .to_string();
+    let mut socket = std::net::TcpStream::connect(&addr)?;
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    let mut buffer = [0u8; 1024];
+    // A gRPC server speaks first (its HTTP/2 settings): read on to the end.
+    let mut received = 0;
+    loop {
+        match socket.read(&mut buffer)? {
+            0 => return Ok(received),
+            n => received += n,
+        }
+    }
+}
+
+#[test]
+fn a_connection_that_never_speaks_is_closed() {
+    let keyed = Keyed::start();
+    let api = keyed.scheduler.api.clone().expect("the REST API");
+    let grpc = keyed.scheduler.endpoint.clone();
+    let ends = [grpc, api].map(|addr| std::thread::spawn(move || silent_connection_end(&addr)));
+    for end in ends {
+        match end.join().expect("reader") {
+            Ok(_) => {} // closed by the server
+            Err(e) => assert!(
+                !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "a silent connection was kept open for 30 s: {e}"
+            ),
+        }
+    }
+}

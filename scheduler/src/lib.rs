@@ -15,11 +15,13 @@
 //! - `api/`: gRPC services: jobs (clients), worker sessions, raft transport.
 //! - `kube/`: Kubernetes, on the leader: Nodes mirrored, GenQueues reconciled.
 //! - `metrics`: the scheduler's Prometheus metrics (served by the binary).
+//! - `connections`: how many connections a listener keeps, and for how long a silent one.
 //! - `server`: [`Scheduler`], which binds the ports and runs all of the above.
 
 pub mod api;
 pub mod auth;
 mod clock;
+pub mod connections;
 mod error;
 pub mod kube;
 mod leader;

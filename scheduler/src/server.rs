@@ -11,7 +11,6 @@ use std::time::Duration;
 use genfleet_proto as pb;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::route::Router;
 use crate::api::{
@@ -20,6 +19,7 @@ use crate::api::{
 };
 use crate::auth::cluster_secret::ClusterSecret;
 use crate::auth::{self, Authenticator};
+use crate::connections::GuardedListener;
 use crate::kube::KubeMode;
 use crate::leader::{self, LeaderConfig, Sessions};
 use crate::metrics::{JobStateCollector, Metrics};
@@ -470,7 +470,10 @@ impl Scheduler {
                     auth.interceptor(auth::admins),
                 ),
             )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), stopped(stop.clone()));
+            .serve_with_incoming_shutdown(
+                GuardedListener::new(self.grpc).incoming(),
+                stopped(stop.clone()),
+            );
         let servers = async { grpc.await.map_err(Error::from) };
         tokio::pin!(servers);
         // A replica whose raft log cannot be written (a full disk) stops

@@ -23,6 +23,7 @@ use axum::{Json, Router};
 use genfleet_proto as pb;
 use genfleet_proto::tls::TlsDir;
 use genfleet_scheduler::api::artifact_rules::file_of_job;
+use genfleet_scheduler::connections::GuardedListener;
 use genfleet_worker::artifacts::ArtifactStore;
 use pb::job_service_client::JobServiceClient;
 use pb::tenant_service_client::TenantServiceClient;
@@ -94,7 +95,7 @@ pub async fn serve(
         ))
         .with_state(api);
     let Some(tls) = tls else {
-        axum::serve(listener, app)
+        axum::serve(GuardedListener::new(listener), app)
             .with_graceful_shutdown(shutdown)
             .await?;
         return Ok(());
