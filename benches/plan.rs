@@ -12,10 +12,10 @@
 
 use std::time::Instant;
 
-use genfleet::plan::engine::{SimConfig, Simulation};
-use genfleet::plan::fleet::{Fleet, Pool};
-use genfleet::plan::report::report;
-use genfleet::plan::workload::JobRequest;
+use genfleet_planner::engine::{SimConfig, Simulation};
+use genfleet_planner::fleet::{Fleet, Pool};
+use genfleet_planner::report::report;
+use genfleet_planner::workload::JobRequest;
 use genfleet_proto as pb;
 use genfleet_scheduler::policy::{Profile, Qos};
 use rand::{Rng, SeedableRng};

@@ -12,6 +12,10 @@
 //! - `statefulset`: a scheduler replica's raft id and peers from its StatefulSet pod.
 //! - `signal`: graceful shutdown on Ctrl-C / SIGTERM.
 //! - `private_dir`: the long-running roles' files are their owner's alone.
+//! - `openai/`: the OpenAI-compatible Videos API (REST) in front of a replica.
+//! - `fuzz`: the fuzzing campaign (benches/fuzz.rs, tests/fuzz.rs).
+//!
+//! Capacity planning is its own crate, `genfleet-planner` (planner/).
 
 #[macro_use]
 pub mod output;
@@ -22,7 +26,6 @@ pub mod commands;
 pub mod fuzz;
 pub mod http;
 pub mod openai;
-pub mod plan;
 pub mod private_dir;
 pub mod queue_file;
 pub mod render;

@@ -2,10 +2,10 @@
 //! theory (Erlang C on an M/M/c-shaped workload) and conservation laws on
 //! generated workloads.
 
-use genfleet::plan::engine::{SimConfig, Simulation};
-use genfleet::plan::fleet::{Fleet, Pool};
-use genfleet::plan::report::{check_conservation, report};
-use genfleet::plan::workload::JobRequest;
+use genfleet_planner::engine::{SimConfig, Simulation};
+use genfleet_planner::fleet::{Fleet, Pool};
+use genfleet_planner::report::{check_conservation, report};
+use genfleet_planner::workload::JobRequest;
 use genfleet_proto as pb;
 use genfleet_scheduler::policy::{PolicyConfig, Profile, Qos};
 use proptest::prelude::*;

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{cli, client, init_model, start_scheduler, start_worker_with, submit, watch_to_end};
-use genfleet::plan::report::Quantiles;
+use genfleet_planner::report::Quantiles;
 use genfleet_proto as pb;
 use rand::{Rng, SeedableRng};
 

@@ -168,9 +168,32 @@ pub fn validate_name(field: &'static str, value: &str) -> Result<(), SpecError> 
     }
 }
 
+/// Parses `WIDTHxHEIGHT` (the CLI's --size, a workload's size): one parser
+/// for every place a frame size is written.
+pub fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT, e.g. 256x256"))?;
+    let side = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("{v:?} in {s:?} is not a whole number of pixels"))
+    };
+    Ok((side(w)?, side(h)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse_or_say_why_not() {
+        assert_eq!(parse_size("256x128"), Ok((256, 128)));
+        assert_eq!(parse_size("64X64"), Ok((64, 64)));
+        assert!(parse_size("256").unwrap_err().contains("WIDTHxHEIGHT"));
+        assert!(parse_size("ax2").unwrap_err().contains("\"a\""));
+        assert!(parse_size("-1x2").is_err());
+    }
 
     fn good() -> JobSpec {
         with_defaults(JobSpec {

@@ -8,14 +8,14 @@ use genfleet_proto as pb;
 use genfleet_scheduler::policy::PolicyConfig;
 
 use crate::cli::PlanArgs;
-use crate::plan::charts;
-use crate::plan::engine::{SimConfig, SimOutcome, Simulation};
-use crate::plan::fleet::Fleet;
-use crate::plan::report::{self, Report, Target};
-use crate::plan::sweep::{self, SweepAxis};
-use crate::plan::table::{render, sweep_table};
-use crate::plan::workload::JobRequest;
-use crate::plan::{fleet, generator, profile_file, workload};
+use genfleet_planner::charts;
+use genfleet_planner::engine::{SimConfig, SimOutcome, Simulation};
+use genfleet_planner::fleet::Fleet;
+use genfleet_planner::report::{self, Report, Target};
+use genfleet_planner::sweep::{self, SweepAxis};
+use genfleet_planner::table::{render, sweep_table};
+use genfleet_planner::workload::JobRequest;
+use genfleet_planner::{fleet, generator, profile_file, workload};
 
 /// Everything but the fleet, read and checked.
 struct Inputs {
@@ -62,7 +62,7 @@ fn read_inputs(args: &PlanArgs, fleets: &[&Fleet]) -> anyhow::Result<Inputs> {
         .as_ref()
         .or(args.generate.as_ref())
         .map_or(String::new(), |p| p.display().to_string());
-    crate::plan::check_references(fleets, &queues_file, &queues, &jobs_file, &jobs)?;
+    genfleet_planner::check_references(fleets, &queues_file, &queues, &jobs_file, &jobs)?;
     let targets = args
         .targets
         .iter()
@@ -185,8 +185,8 @@ fn compare(a_path: &Path, a: &Report, b_path: &Path, b: &Report) -> String {
         out.push_str(&format!(
             "{:<28} {:>16} {:>16}\n",
             format!("{} wait p95", ca.name),
-            crate::plan::table::seconds(ca.wait_s.p95),
-            crate::plan::table::seconds(cb.wait_s.p95)
+            genfleet_planner::table::seconds(ca.wait_s.p95),
+            genfleet_planner::table::seconds(cb.wait_s.p95)
         ));
     }
     let met = |r: &Report| {

@@ -127,7 +127,7 @@ pub fn cheapest(points: &[SweepPoint]) -> Option<&SweepPoint> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::fleet::Pool;
+    use crate::fleet::Pool;
 
     #[test]
     fn axes_parse_as_ranges_or_lists() {

@@ -93,7 +93,8 @@ impl Row {
                 format!("{:?} is not interactive, standard or batch", self.qos),
             )
         })?;
-        let (width, height) = crate::cli::parse_size(&self.size).map_err(|e| ("size", e))?;
+        let (width, height) =
+            genfleet_scheduler::spec::parse_size(&self.size).map_err(|e| ("size", e))?;
         // The wire format reads tp 0 as "one device"; a trace says what it means.
         if self.tp == 0 {
             return Err(("tp", "0: a job needs at least 1 device".into()));

@@ -264,7 +264,7 @@ fn check_stream(file: &str, index: usize, s: StreamDoc) -> Result<Stream, InputE
             ));
         }
         let (width, height) =
-            crate::cli::parse_size(&size.size).map_err(|e| at(&field("size"), e))?;
+            genfleet_scheduler::spec::parse_size(&size.size).map_err(|e| at(&field("size"), e))?;
         if size.tp == 0 {
             return Err(at(&field("tp"), "0: a job needs at least 1 device".into()));
         }
