@@ -474,7 +474,7 @@ pub struct StatefulSetArgs {
     #[arg(
         long,
         env = "GENFLEET_PEER_HOST_TEMPLATE",
-        default_value = crate::statefulset::DEFAULT_HOST_TEMPLATE
+        default_value = genfleet_scheduler::kube::statefulset::DEFAULT_HOST_TEMPLATE
     )]
     pub peer_host_template: String,
 }

@@ -9,7 +9,6 @@
 //! - `render`: job and queue tables, details and progress bars.
 //! - `queue_file`: YAML queue files for `genfleet queue apply -f`.
 //! - `http`: `/metrics` and `/healthz` for every process, `/readyz` for replicas and workers.
-//! - `statefulset`: a scheduler replica's raft id and peers from its StatefulSet pod.
 //! - `signal`: graceful shutdown on Ctrl-C / SIGTERM.
 //! - `private_dir`: the long-running roles' files are their owner's alone.
 //! - `openai/`: the OpenAI-compatible Videos API (REST) in front of a replica.
@@ -30,4 +29,3 @@ pub mod private_dir;
 pub mod queue_file;
 pub mod render;
 pub mod signal;
-pub mod statefulset;

@@ -13,7 +13,7 @@ use crate::cli::{SchedulerArgs, UpArgs, WorkerArgs};
 use crate::cluster::{LocalCluster, LocalClusterConfig};
 use crate::http::Readiness;
 use crate::signal::{shutdown_on_signals, stopped};
-use crate::statefulset::{self, Discovery, Membership};
+use genfleet_scheduler::kube::statefulset::{self, Discovery, Membership};
 
 pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     let membership = membership(&args)?;

@@ -8,10 +8,14 @@
 //! pod (KUBERNETES_SERVICE_HOST is set); a kubeconfig alone never switches
 //! it on, so a scheduler started on a laptop does not start managing the
 //! GenQueues of whatever cluster the current context points at.
+//!
+//! `statefulset` is apart from the leader's work: every replica run as a
+//! StatefulSet pod derives its raft id and peers from its pod's name there.
 
 pub mod genqueue;
 pub mod nodes;
 pub mod queues;
+pub mod statefulset;
 
 use std::sync::Arc;
 use std::time::Duration;
