@@ -1,4 +1,4 @@
-//! The fuzzing campaign (src/fuzz.rs) at full length: a million inputs by
+//! The fuzzing campaign (testkit/src/fuzz.rs) at full length: a million inputs by
 //! default, or FUZZ_INPUTS; FUZZ_SEED picks the sequence. Prints what each
 //! target took and, last, the RESULT lines. Exits 1 on any panic or broken
 //! invariant.
@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use genfleet::fuzz::{self, Report};
+use genfleet_testkit::fuzz::{self, Report};
 
 fn main() {
     let env = |name: &str, default: u64| {

@@ -7,14 +7,13 @@
 //! - `cluster`: the embedded local cluster behind `genfleet up` and `genfleet demo`.
 //! - `client`: connecting to a scheduler, with errors that name the address.
 //! - `render`: job and queue tables, details and progress bars.
-//! - `queue_file`: YAML queue files for `genfleet queue apply -f`.
 //! - `http`: `/metrics` and `/healthz` for every process, `/readyz` for replicas and workers.
 //! - `signal`: graceful shutdown on Ctrl-C / SIGTERM.
 //! - `private_dir`: the long-running roles' files are their owner's alone.
 //! - `openai/`: the OpenAI-compatible Videos API (REST) in front of a replica.
-//! - `fuzz`: the fuzzing campaign (benches/fuzz.rs, tests/fuzz.rs).
 //!
-//! Capacity planning is its own crate, `genfleet-planner` (planner/).
+//! Capacity planning is its own crate, `genfleet-planner` (planner/); the
+//! fuzzing campaign lives in `genfleet-testkit` (testkit/), never shipped.
 
 #[macro_use]
 pub mod output;
@@ -22,10 +21,8 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod commands;
-pub mod fuzz;
 pub mod http;
 pub mod openai;
 pub mod private_dir;
-pub mod queue_file;
 pub mod render;
 pub mod signal;

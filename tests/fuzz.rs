@@ -4,7 +4,7 @@
 //! fresh seed each run widens the search over time; a failure prints it so
 //! the run can be repeated.
 
-use genfleet::fuzz::Report;
+use genfleet_testkit::fuzz::Report;
 
 #[test]
 fn a_short_fuzzing_campaign_finds_no_panic_and_no_broken_invariant() {
@@ -13,7 +13,7 @@ fn a_short_fuzzing_campaign_finds_no_panic_and_no_broken_invariant() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random::<u64>);
     let started = std::time::Instant::now();
-    let report = genfleet::fuzz::run(20_000, seed);
+    let report = genfleet_testkit::fuzz::run(20_000, seed);
     eprintln!(
         "FUZZ_SEED={seed}: {:.1} s; inputs {:?}; {} commands accepted, {} entries with a job running; \
          lying peers: {:?} inputs by role, {:?} by kind, echoes of {:?}, {} entries applied",

@@ -5,6 +5,7 @@
 //! # Layout
 //! - `spec`: what a job may ask for, checked at submit and at apply.
 //! - `node_pattern`: which nodes a worker credential may register.
+//! - `queue_file`: queues as YAML documents (`genfleet queue apply -f`).
 //! - `auth/`: who is calling each port: keys, the cluster secret's credentials, certificates.
 //! - `state/`: the replicated state machine (jobs, nodes) and its commands.
 //! - `raft/`: the raft-rs node, its log on disk (raft-engine), the thread that drives it.
@@ -30,6 +31,7 @@ pub mod node_pattern;
 pub mod pending_reason;
 pub mod policy;
 pub mod qos;
+pub mod queue_file;
 pub mod raft;
 pub mod retention;
 pub mod scheduling;

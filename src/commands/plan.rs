@@ -34,7 +34,7 @@ fn read_inputs(args: &PlanArgs, fleets: &[&Fleet]) -> anyhow::Result<Inputs> {
                 .with_context(|| format!("reading {}", path.display()))?;
             let file = path.display().to_string();
             let mut queues: Vec<pb::Queue> = Vec::new();
-            for queue in crate::queue_file::parse(&file, &text)? {
+            for queue in genfleet_scheduler::queue_file::parse(&file, &text)? {
                 // What `genfleet queue apply` would refuse, refused here.
                 let name = queue.name.clone();
                 let queue = genfleet_scheduler::state::validate_queue(queue)

@@ -5,7 +5,8 @@ use pb::queue_service_client::QueueServiceClient;
 
 use crate::cli::QueueCommand;
 use crate::client::{first_channel, ClientError};
-use crate::{output, queue_file, render};
+use crate::{output, render};
+use genfleet_scheduler::queue_file;
 
 /// A queue as `-o json|yaml` prints it: its spec and the device-hours its
 /// budget has used this period.

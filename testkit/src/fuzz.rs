@@ -360,7 +360,7 @@ fn queue_yaml(rng: &mut StdRng) -> Result<(), String> {
     );
     let bytes = mutated(rng, valid.into_bytes());
     let text = String::from_utf8_lossy(&bytes);
-    let _ = crate::queue_file::parse("fuzz", &text);
+    let _ = genfleet_scheduler::queue_file::parse("fuzz", &text);
     Ok(())
 }
 
