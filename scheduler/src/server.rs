@@ -112,6 +112,16 @@ impl SchedulerConfig {
         }
     }
 
+    /// What this replica's listeners lack, for their warnings: the same
+    /// rule the [`Authenticator`] applies (open: nothing is checked).
+    pub fn exposure(&self) -> Exposure {
+        Exposure {
+            no_keys: self.admin_key.is_none(),
+            open: self.admin_key.is_none() && self.cluster_secret.is_none() && self.tls.is_none(),
+            no_tls: self.tls.is_none(),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |why: String| Err(Error::Config(why));
         if self.id == 0 {
@@ -400,7 +410,7 @@ impl Scheduler {
         warn_if_exposed(
             "gRPC (clients, workers, replicas)",
             config.listen,
-            &Exposure::of(&auth, config.tls.is_some()),
+            &config.exposure(),
         );
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = &config.tls {
@@ -526,14 +536,6 @@ pub struct Exposure {
 }
 
 impl Exposure {
-    pub fn of(auth: &Authenticator, tls: bool) -> Self {
-        Self {
-            no_keys: !auth.enforced(),
-            open: auth.open(),
-            no_tls: !tls,
-        }
-    }
-
     /// The warnings a listener on `addr` deserves; none on loopback.
     pub fn warnings(&self, addr: SocketAddr) -> Vec<&'static str> {
         if addr.ip().is_loopback() {

@@ -58,11 +58,7 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         None => None,
     };
     config.artifact_store = store.as_ref().map(|s| s.base_uri().to_string());
-    let exposure = Exposure {
-        no_keys: config.admin_key.is_none(),
-        open: config.admin_key.is_none() && config.cluster_secret.is_none() && config.tls.is_none(),
-        no_tls: config.tls.is_none(),
-    };
+    let exposure = config.exposure();
     let tls = config.tls.clone();
     let scheme = if tls.is_some() { "https" } else { "http" };
     let scheduler = Scheduler::bind(config).await?;
