@@ -9,20 +9,8 @@ use anyhow::Context;
 /// Makes `dir` (and its missing parents) readable by its owner only; an
 /// existing folder is narrowed to that too.
 pub fn create(dir: &Path) -> anyhow::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-        .create(dir)
-        .with_context(|| format!("creating {}", dir.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("making {} its owner's only", dir.display()))?;
-    }
-    Ok(())
+    genfleet_scheduler::files::create_private_dir(dir)
+        .with_context(|| format!("making {} a folder only its owner reads", dir.display()))
 }
 
 /// Files and folders this process makes from now on are readable by its

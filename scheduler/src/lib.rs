@@ -16,6 +16,7 @@
 //! - `api/`: gRPC services: jobs (clients), worker sessions, raft transport.
 //! - `kube/`: Kubernetes, on the leader: Nodes mirrored, GenQueues reconciled.
 //! - `metrics`: the scheduler's Prometheus metrics (served by the binary).
+//! - `files`: folders only their owner may read.
 //! - `connections`: how many connections a listener keeps, and for how long a silent one.
 //! - `server`: [`Scheduler`], which binds the ports and runs all of the above.
 
@@ -24,6 +25,7 @@ pub mod auth;
 mod clock;
 pub mod connections;
 mod error;
+pub mod files;
 pub mod kube;
 mod leader;
 pub mod metrics;

@@ -222,21 +222,6 @@ impl StatusReader {
     }
 }
 
-/// The raft log and snapshots hold every prompt and key hash: the data
-/// folder is its owner's alone (an existing one is narrowed to that).
-fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        builder.mode(0o700).create(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-    }
-    #[cfg(not(unix))]
-    builder.create(dir)
-}
-
 async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
     TcpListener::bind(addr)
         .await
@@ -246,7 +231,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
 impl Scheduler {
     pub async fn bind(config: SchedulerConfig) -> Result<Self, Error> {
         config.validate()?;
-        create_private_dir(&config.data_dir).map_err(|source| Error::DataDir {
+        crate::files::create_private_dir(&config.data_dir).map_err(|source| Error::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
