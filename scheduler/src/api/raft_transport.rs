@@ -17,6 +17,9 @@ use crate::raft::RaftHandle;
 
 pub struct RaftTransportApi {
     raft: RaftHandle,
+    /// The replica's status, read in place for every batch (a clone would
+    /// copy every peer's progress on the raft hot path).
+    status: watch::Receiver<crate::raft::RaftStatus>,
     /// The replicas this one was started with: a joining replica hears
     /// from them before it has learned the membership.
     configured: BTreeSet<u64>,
@@ -28,6 +31,7 @@ pub struct RaftTransportApi {
 impl RaftTransportApi {
     pub fn new(raft: RaftHandle, configured: BTreeSet<u64>, stop: watch::Receiver<bool>) -> Self {
         Self {
+            status: raft.watch_status(),
             raft,
             configured,
             stop,
@@ -38,7 +42,7 @@ impl RaftTransportApi {
     /// of the membership it has applied, or, before it has one (joining),
     /// a replica it was configured with.
     fn is_member(&self, id: u64) -> bool {
-        let status = self.raft.status();
+        let status = self.status.borrow();
         if status.voters.is_empty() && status.learners.is_empty() {
             return self.configured.contains(&id);
         }
