@@ -314,22 +314,26 @@ impl Authenticator {
     pub fn worker_interceptor(
         &self,
     ) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
-        let auth = self.clone();
-        move |mut request: Request<()>| {
-            let pattern = auth.worker(&request)?;
-            request.extensions_mut().insert(WorkerCaller(pattern));
-            Ok(request)
-        }
+        self.member_interceptor(|auth, request| auth.worker(request).map(WorkerCaller))
     }
 
     /// Admits replicas only, and says which one.
     pub fn replica_interceptor(
         &self,
     ) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+        self.member_interceptor(|auth, request| auth.replica(request).map(ReplicaCaller))
+    }
+
+    /// An interceptor that puts what `prove` makes of a member's call in
+    /// its extensions, or refuses it.
+    fn member_interceptor<P: Clone + Send + Sync + 'static>(
+        &self,
+        prove: fn(&Self, &Request<()>) -> Result<P, Status>,
+    ) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
         let auth = self.clone();
         move |mut request: Request<()>| {
-            let replica = auth.replica(&request)?;
-            request.extensions_mut().insert(ReplicaCaller(replica));
+            let proved = prove(&auth, &request)?;
+            request.extensions_mut().insert(proved);
             Ok(request)
         }
     }
