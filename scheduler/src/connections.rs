@@ -152,20 +152,25 @@ impl GuardedListener {
         })
     }
 
-    /// Connections as a stream, for `tonic`'s `serve_with_incoming`. An
-    /// accept that fails (the process is out of files) is retried after a
-    /// pause rather than ending the server.
-    pub fn incoming(self) -> impl Stream<Item = io::Result<Guarded>> + Send + 'static {
-        futures::stream::unfold(self, |listener| async move {
-            loop {
-                match listener.accept().await {
-                    Ok(connection) => return Some((Ok(connection), listener)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accepting a connection failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
+    /// The next connection; an accept that fails (the process is out of
+    /// files) is retried after a pause rather than ending the server.
+    async fn accept_retrying(&self) -> Guarded {
+        loop {
+            match self.accept().await {
+                Ok(connection) => return connection,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
+        }
+    }
+
+    /// Connections as a stream, for `tonic`'s `serve_with_incoming`.
+    pub fn incoming(self) -> impl Stream<Item = io::Result<Guarded>> + Send + 'static {
+        futures::stream::unfold(self, |listener| async move {
+            let connection = listener.accept_retrying().await;
+            Some((Ok(connection), listener))
         })
     }
 }
@@ -175,20 +180,11 @@ impl axum::serve::Listener for GuardedListener {
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match GuardedListener::accept(self).await {
-                Ok(connection) => {
-                    let addr = connection
-                        .peer_addr()
-                        .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
-                    return (connection, addr);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting a connection failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
+        let connection = self.accept_retrying().await;
+        let addr = connection
+            .peer_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+        (connection, addr)
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
