@@ -20,10 +20,13 @@
 #   3. the sharded tiny model at tp 2 with both ranks on the one GPU (the
 #      thread backend on GPU tensors: NCCL refuses two ranks on one device;
 #      NCCL across GPUs needs a machine with two);
-#   4. a local cluster: a scheduler and a worker offering only its GPUs
+#   4. the trained `world` model: its demo request on both (f32: within
+#      1e-3), the video decoded, and held-out captions generated on each
+#      device and scored from their pixels (`genfleet model eval`);
+#   5. a local cluster: a scheduler and a worker offering only its GPUs
 #      (--cpu-slots 0); a tiny and a medium job submitted, run on the GPU,
 #      and their videos decoded;
-#   5. the DiT step benchmark in GPU mode (wan2.1-1.3b at 832x480x33 beside
+#   6. the DiT step benchmark in GPU mode (wan2.1-1.3b at 832x480x33 beside
 #      PyTorch on the same GPU when python3 has torch).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -127,6 +130,37 @@ for model in tiny medium; do
     [ -n "$step_s" ] && results+=("RESULT gpu_check_${model}_step_256x256x17 $step_s s")
 done
 step tiny-tp2-one-gpu sample tiny "$device" tiny-tp2 --tp 2 --against "$work/tiny-cpu.safetensors"
+
+# The trained `world` model: its demo request on the CPU and the GPU (f32:
+# within 1e-3), its video decoded frame by frame, then held-out captions
+# generated on the GPU and scored from their pixels (colour, background,
+# motion, shape, size), beside the same captions generated on the CPU.
+world_request=(--model world --steps 20 --seed 7 --prompt "big golden box moving left, gray backdrop")
+step init-world "$genfleet" model init --dir "$models" --preset world
+world_sample() {
+    local on=$1 name=$2
+    shift 2
+    "$genfleet" model sample --dir "$models" --device "$on" "${world_request[@]}" \
+        --latent "$work/$name.safetensors" --video "$out/$name.mp4" "$@" | tee "$work/$name.txt"
+}
+step world-cpu world_sample cpu world-cpu
+step world-gpu world_sample "$device" world-gpu --against "$work/world-cpu.safetensors"
+step world-gpu-video "$genfleet" video check "$out/world-gpu.mp4" --frames 17 --size 64x64 --fps 8
+diff=$(grep -oE '[0-9.e+-]+ of the largest value' "$work/world-gpu.txt" | cut -d' ' -f1)
+[ -n "$diff" ] && results+=("RESULT gpu_check_world_latent_rel_diff $diff ratio")
+world_eval() {
+    local on=$1
+    "$genfleet" model eval --dir "$models" --device "$on" --captions "${GENFLEET_GPU_CHECK_CAPTIONS:-50}" \
+        | tee "$work/eval-$on.txt"
+}
+step world-eval-cpu world_eval cpu
+step world-eval-gpu world_eval "$device"
+while read -r name value unit; do
+    results+=("RESULT gpu_check_world_${name#eval_}_gpu $value $unit")
+done < <(grep '^RESULT' "$work/eval-$device.txt" | cut -d' ' -f2-)
+while read -r name value unit; do
+    results+=("RESULT gpu_check_world_${name#eval_}_cpu $value $unit")
+done < <(grep '^RESULT' "$work/eval-cpu.txt" | cut -d' ' -f2-)
 
 # A local cluster whose worker offers only the GPU (the CPU too in a rehearsal).
 slots=0

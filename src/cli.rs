@@ -799,6 +799,10 @@ pub struct ModelEvalArgs {
     /// Print every caption and what its video showed.
     #[arg(long)]
     pub verbose: bool,
+    /// cpu, cuda or cuda:N (needs a build with the `cuda` feature): where
+    /// the videos are generated; they are scored on the CPU either way.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 impl ModelSampleArgs {

@@ -2,6 +2,7 @@
 //! trained on the procedural world and scored on captions it never saw.
 
 use anyhow::Context;
+use genfleet_worker::device::compute::ComputeDevice;
 use genfleet_worker::model::{self, Pipeline};
 use genfleet_worker::train::{self, eval, TrainOptions};
 use genfleet_worker::world::Split;
@@ -90,8 +91,13 @@ pub async fn eval(args: ModelEvalArgs) -> anyhow::Result<()> {
         size: 64,
     };
     let verbose = args.verbose;
-    let cases = tokio::task::spawn_blocking(move || {
-        let (_, pipeline) = Pipeline::load(&dir, &genfleet_worker::candle_core::Device::Cpu)?;
+    let device = ComputeDevice::parse(&args.device)
+        .and_then(|d| d.open())
+        .map_err(anyhow::Error::msg)?;
+    let device_name = args.device.clone();
+    let cases = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let (_, pipeline) = Pipeline::load(&dir, &device)
+            .with_context(|| format!("loading the model onto {device_name}"))?;
         eval::evaluate(&pipeline, &options, &mut |i, case| {
             if verbose {
                 say!(
@@ -103,6 +109,7 @@ pub async fn eval(args: ModelEvalArgs) -> anyhow::Result<()> {
                 );
             }
         })
+        .map_err(anyhow::Error::from)
     })
     .await
     .context("evaluation task")??;
@@ -111,7 +118,7 @@ pub async fn eval(args: ModelEvalArgs) -> anyhow::Result<()> {
         EvalSplit::HeldOut => "held-out",
         EvalSplit::Train => "training",
     };
-    say!("{} {which} captions of model {}", cases.len(), args.model);
+    say!("{} {which} captions of model {}, generated on {}", cases.len(), args.model, args.device);
     let rows = [
         ("colour", a.colour),
         ("background", a.background),
