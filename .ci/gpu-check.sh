@@ -31,6 +31,9 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# $OUT keeps the log and a few files (the device tool brings back at most
+# eight): the world and medium GPU videos, the cluster's medium video, and
+# the scheduler's and worker's logs. Everything else stays in $work.
 out=${OUT:-target/gpu-check-out}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -118,12 +121,12 @@ sample() {
     local model=$1 on=$2 name=$3
     shift 3
     "$genfleet" model sample --dir "$models" --model "$model" --device "$on" "${request[@]}" \
-        --latent "$work/$name.safetensors" --video "$out/$name.mp4" "$@" | tee "$work/$name.txt"
+        --latent "$work/$name.safetensors" --video "$work/$name.mp4" "$@" | tee "$work/$name.txt"
 }
 for model in tiny medium; do
     step "$model-cpu" sample "$model" cpu "$model-cpu"
     step "$model-gpu" sample "$model" "$device" "$model-gpu" --against "$work/$model-cpu.safetensors"
-    step "$model-gpu-video" "$genfleet" video check "$out/$model-gpu.mp4" --frames 17 --size 256x256 --fps 8
+    step "$model-gpu-video" "$genfleet" video check "$work/$model-gpu.mp4" --frames 17 --size 256x256 --fps 8
     diff=$(grep -oE '[0-9.e+-]+ of the largest value' "$work/$model-gpu.txt" | cut -d' ' -f1)
     step_s=$(grep -oE 'median [0-9.]+ s' "$work/$model-gpu.txt" | grep -oE '[0-9.]+')
     [ -n "$diff" ] && results+=("RESULT gpu_check_${model}_latent_rel_diff $diff ratio")
@@ -141,11 +144,12 @@ world_sample() {
     local on=$1 name=$2
     shift 2
     "$genfleet" model sample --dir "$models" --device "$on" "${world_request[@]}" \
-        --latent "$work/$name.safetensors" --video "$out/$name.mp4" "$@" | tee "$work/$name.txt"
+        --latent "$work/$name.safetensors" --video "$work/$name.mp4" "$@" | tee "$work/$name.txt"
 }
 step world-cpu world_sample cpu world-cpu
 step world-gpu world_sample "$device" world-gpu --against "$work/world-cpu.safetensors"
-step world-gpu-video "$genfleet" video check "$out/world-gpu.mp4" --frames 17 --size 64x64 --fps 8
+step world-gpu-video "$genfleet" video check "$work/world-gpu.mp4" --frames 17 --size 64x64 --fps 8
+cp "$work/world-gpu.mp4" "$work/medium-gpu.mp4" "$out/" 2>/dev/null
 diff=$(grep -oE '[0-9.e+-]+ of the largest value' "$work/world-gpu.txt" | cut -d' ' -f1)
 [ -n "$diff" ] && results+=("RESULT gpu_check_world_latent_rel_diff $diff ratio")
 world_eval() {
@@ -195,7 +199,7 @@ job() {
     echo "$text" | grep -q "state:     completed" || return 1
     local video
     video=$(echo "$text" | grep -oE '/[^ ]*/video\.mp4' | tail -1)
-    cp "$video" "$out/cluster-$model.mp4"
+    [ "$model" = medium ] && cp "$video" "$out/cluster-$model.mp4"
     "$genfleet" video check "$video" --frames 17 --size 256x256 --fps 8
 }
 step cluster-tiny job tiny
@@ -210,7 +214,23 @@ if [ -n "$bench" ] && [ -x "$bench" ]; then
         GENFLEET_BENCH_DEVICE=cuda GENFLEET_TORCH_PYTHON="${GENFLEET_TORCH_PYTHON:-python3}" \
             GENFLEET_BENCH_STEPS="${GENFLEET_BENCH_STEPS:-5}" "$bench" --bench | tee "$work/bench.txt"
     }
+    # What NVML reports while the benchmark runs: peak power, utilisation,
+    # memory and SM clock, sampled every half second.
+    sampler=
+    if command -v nvidia-smi >/dev/null; then
+        nvidia-smi --query-gpu=power.draw,utilization.gpu,memory.used,clocks.sm,temperature.gpu \
+            --format=csv,noheader,nounits -lms 500 > "$work/nvml.csv" 2>/dev/null &
+        sampler=$!
+    fi
     step bench bench_gpu
+    if [ -n "$sampler" ]; then
+        kill "$sampler" 2>/dev/null
+        wait "$sampler" 2>/dev/null
+        awk -F', *' 'NF >= 5 { n++; if ($1 > p) p = $1; if ($2 > u) u = $2; if ($3 > m) m = $3; if ($4 > c) c = $4; if ($5 > t) t = $5 }
+            END { if (n) printf "NVML during the benchmark (%d samples): peak %.0f W, %d%% utilisation, %d MiB used, SM %d MHz, %d C\n", n, p, u, m, c, t }' \
+            "$work/nvml.csv"
+    fi
+    step devices-after "$genfleet" devices
     while read -r line; do results+=("$line"); done < <(grep '^RESULT' "$work/bench.txt")
 else
     echo "no benchmark binary: the GPU benchmark is skipped"
