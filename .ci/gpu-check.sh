@@ -193,7 +193,7 @@ step worker-registers registered
 job() {
     local model=$1
     local text
-    text=$(timeout 600 "$genfleet" submit --scheduler "$scheduler" --model "$model" --size 256x256 --frames 17 \
+    text=$(timeout "${GENFLEET_GPU_CHECK_JOB_TIMEOUT:-600}" "$genfleet" submit --scheduler "$scheduler" --model "$model" --size 256x256 --frames 17 \
         --steps 8 --prompt "a lighthouse in a storm" --watch) || return 1
     echo "$text" | tail -12
     echo "$text" | grep -q "state:     completed" || return 1
