@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::output::OutputArgs;
 use clap::{Args, Parser, Subcommand};
-use genfleet_scheduler::spec::parse_size;
+use genfleet_scheduler::spec::{self, parse_size};
 use genfleet_worker::device::SimulatedGroup;
 
 pub const DEFAULT_SCHEDULER: &str = "http://127.0.0.1:7070";
@@ -625,19 +625,19 @@ pub struct SubmitArgs {
     #[arg(long, default_value = "")]
     pub negative_prompt: String,
     /// Number of frames.
-    #[arg(long, default_value_t = 17)]
+    #[arg(long, default_value_t = spec::DEFAULT_FRAMES)]
     pub frames: u32,
     /// WIDTHxHEIGHT in pixels, multiples of 16 [default: 64x64 for world,
     /// the size it was trained at; 256x256 for the seeded presets].
     #[arg(long, value_parser = parse_size)]
     pub size: Option<(u32, u32)>,
     /// Denoising steps.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = spec::DEFAULT_STEPS)]
     pub steps: u32,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Classifier-free guidance scale (1 turns it off).
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = spec::DEFAULT_GUIDANCE)]
     pub guidance: f32,
     /// Frames per second of the video.
     #[arg(long, default_value_t = 8,
@@ -725,7 +725,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 3)]
     pub jobs: u32,
     /// Denoising steps per job.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = spec::DEFAULT_STEPS)]
     pub steps: u32,
 }
 
@@ -836,14 +836,14 @@ pub struct ModelSampleArgs {
     /// for the seeded presets].
     #[arg(long, value_parser = parse_size)]
     pub size: Option<(u32, u32)>,
-    #[arg(long, default_value_t = 17)]
+    #[arg(long, default_value_t = spec::DEFAULT_FRAMES)]
     pub frames: u32,
     #[arg(long, default_value_t = 4)]
     pub steps: u32,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Classifier-free guidance scale (1 turns it off).
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = spec::DEFAULT_GUIDANCE)]
     pub guidance: f32,
     /// Write the final latent here (safetensors, f32).
     #[arg(long)]

@@ -17,8 +17,10 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
 use genfleet_proto as pb;
+use genfleet_scheduler::policy::budget::{self, PeriodCharge};
 use genfleet_scheduler::policy::{
-    self, GroupView, MemoryNeed, NodeView, PendingJob, PolicyConfig, Profile, Qos, RunningJob,
+    self, CycleClock, GroupView, MemoryNeed, NodeView, PendingJob, PolicyConfig, Profile, Qos,
+    QueueDevices, RunningJob,
 };
 use genfleet_scheduler::scheduling;
 use genfleet_scheduler::spec::DEFAULT_QUEUE;
@@ -166,8 +168,8 @@ pub struct Simulation<'a> {
     /// Per queue: device-ms used and beyond nominal, and per flavor in use.
     in_use: BTreeMap<(String, String), u32>,
     queue_device_ms: BTreeMap<String, (f64, f64)>,
-    /// Per queue with a budget: (period, device-ms charged for ended runs).
-    budget_charged: BTreeMap<String, (u64, f64)>,
+    /// Per queue with a budget: device-ms charged for ended runs.
+    budget_charged: BTreeMap<String, PeriodCharge>,
     busy_device_ms: Vec<f64>,
     /// Devices no job holds.
     free_devices: u64,
@@ -175,8 +177,6 @@ pub struct Simulation<'a> {
     cycles: u64,
 }
 
-/// The leader's least time between two cycles.
-const MIN_CYCLE_GAP_MS: i64 = 5;
 
 fn ms(seconds: f64) -> i64 {
     (seconds * 1000.0).round() as i64
@@ -266,7 +266,7 @@ impl<'a> Simulation<'a> {
     ///
     /// Cycles follow the leader's loop: after a change (an arrival, a job
     /// ending or stopping) a cycle runs at once when some device is free
-    /// (at least `MIN_CYCLE_GAP` after the last), otherwise once the
+    /// (after the gap of the leader's `CycleClock`), otherwise once the
     /// interval since the last cycle has passed; while jobs wait, one runs
     /// every interval anyway (ageing, minimum runtimes).
     pub fn run(mut self, progress: &mut dyn FnMut(f64)) -> SimOutcome {
@@ -281,7 +281,9 @@ impl<'a> Simulation<'a> {
         let sample_every =
             (horizon.max(interval) / self.config.samples.max(1) as i64).max(interval);
         let mut now = 0i64;
-        let mut last_cycle = -interval;
+        // The leader's clock; a simulated cycle takes no simulated time, so
+        // the gap after it is the least one.
+        let mut clock = CycleClock::new(interval, 0);
         let mut dirty = false;
         let mut next_sample = 0i64;
         let mut steps = 0u64;
@@ -302,10 +304,9 @@ impl<'a> Simulation<'a> {
                 self.next_arrival += 1;
                 dirty = true;
             }
-            let since = now - last_cycle;
-            let due = since >= MIN_CYCLE_GAP_MS
-                && ((dirty && (self.free_devices > 0 || since >= interval))
-                    || (!self.live.pending().is_empty() && since >= interval));
+            let waiting = !self.live.pending().is_empty();
+            let due = (dirty && clock.due(now, self.free_devices > 0))
+                || (waiting && clock.due(now, false));
             if due {
                 // With nothing waiting the policy decides nothing: the
                 // leader's cycle still runs (and counts for the next
@@ -315,7 +316,7 @@ impl<'a> Simulation<'a> {
                 } else {
                     self.cycle(now);
                 }
-                last_cycle = now;
+                clock.ran(now, 0);
                 dirty = false;
             }
             if steps.is_multiple_of(4096) {
@@ -330,15 +331,10 @@ impl<'a> Simulation<'a> {
                 consider(arrival_ms(r));
             }
             if dirty {
-                let wait = if self.free_devices > 0 {
-                    MIN_CYCLE_GAP_MS
-                } else {
-                    interval
-                };
-                consider(last_cycle + wait);
+                consider(clock.next_due_ms(self.free_devices > 0));
             }
             if !self.live.pending().is_empty() {
-                consider(last_cycle + interval);
+                consider(clock.interval_due_ms());
             }
             let Some(next) = next else {
                 self.sample(now);
@@ -421,22 +417,16 @@ impl<'a> Simulation<'a> {
         self.charge_budget(&request.queue.clone(), run, at);
     }
 
-    /// Books an ended run's device-time against its queue's budget period.
+    /// Books an ended run's device-time against its queue's budget period,
+    /// as the state charges an ended lease.
     fn charge_budget(&mut self, queue: &str, run: &Run, at: i64) {
-        let Some(budget) = self.queue(queue).and_then(|q| q.budget.as_ref()) else {
+        let Some(budget) = self.queue(queue).and_then(|q| q.budget) else {
             return;
         };
-        let period = genfleet_scheduler::state::budget_period(budget, at);
-        let start = genfleet_scheduler::state::budget_period_start_ms(budget, period);
-        let used = (at - run.placed_ms.max(start)).max(0) as f64 * run.devices.len() as f64;
-        let entry = self
-            .budget_charged
+        self.budget_charged
             .entry(queue.to_string())
-            .or_insert((period, 0.0));
-        if entry.0 != period {
-            *entry = (period, 0.0);
-        }
-        entry.1 += used;
+            .or_default()
+            .charge(&budget, run.placed_ms, run.devices.len() as u64, at);
     }
 
     fn queue(&self, name: &str) -> Option<&pb::Queue> {
@@ -464,11 +454,14 @@ impl<'a> Simulation<'a> {
                     .map_or(0, |f| f.nominal),
                 None => u32::MAX,
             };
-            let borrowed = count.saturating_sub(nominal);
+            let devices = QueueDevices {
+                nominal,
+                used: count,
+            };
             additions.push((
                 queue.clone(),
                 f64::from(count) * dt,
-                f64::from(borrowed) * dt,
+                f64::from(devices.borrowed()) * dt,
             ));
         }
         for (queue, used, borrowed) in additions {
@@ -664,23 +657,21 @@ impl<'a> Simulation<'a> {
     /// running work used since the later of its start and the period's.
     fn budget_used_s(&self, queue: &pb::Queue, now: i64) -> Option<f64> {
         let budget = queue.budget.as_ref()?;
-        let period = genfleet_scheduler::state::budget_period(budget, now);
-        let start = genfleet_scheduler::state::budget_period_start_ms(budget, period);
-        let mut used_ms = self
+        let charged = self
             .budget_charged
             .get(&queue.name)
-            .filter(|(p, _)| *p == period)
-            .map_or(0.0, |(_, ms)| *ms);
-        for &job in self.live.running() {
+            .copied()
+            .unwrap_or_default();
+        let running = self.live.running().iter().filter_map(|&job| {
             if self.requests[job as usize].queue != queue.name {
-                continue;
+                return None;
             }
-            if let Phase::Running(run) = &self.jobs[job as usize].phase {
-                used_ms +=
-                    (now - run.placed_ms.max(start)).max(0) as f64 * run.devices.len() as f64;
+            match &self.jobs[job as usize].phase {
+                Phase::Running(run) => Some((run.placed_ms, run.devices.len() as u64)),
+                _ => None,
             }
-        }
-        Some(used_ms / 1000.0)
+        });
+        Some(budget::used_s(budget, charged, running, now))
     }
 
     fn finish(mut self, now: i64) -> SimOutcome {

@@ -279,7 +279,7 @@ fn check_stream(file: &str, index: usize, s: StreamDoc) -> Result<Stream, InputE
             height,
             steps: size.steps,
             tp: size.tp,
-            guidance: size.guidance.unwrap_or(5.0),
+            guidance: size.guidance.unwrap_or(spec::DEFAULT_GUIDANCE),
             line: 0,
         };
         spec::validate(&job.spec()).map_err(|e| at(&field("job"), e.to_string()))?;

@@ -74,7 +74,6 @@ struct Row {
     guidance: Option<f32>,
 }
 
-const DEFAULT_GUIDANCE: f32 = 5.0;
 /// Latest arrival a trace may give: a year, in seconds.
 const MAX_ARRIVAL_S: f64 = 366.0 * 86_400.0;
 
@@ -110,7 +109,7 @@ impl Row {
             height,
             steps: self.steps,
             tp: self.tp,
-            guidance: self.guidance.unwrap_or(DEFAULT_GUIDANCE),
+            guidance: self.guidance.unwrap_or(spec::DEFAULT_GUIDANCE),
             line: 0,
         };
         // What the scheduler would refuse at submission, refused here with

@@ -217,12 +217,12 @@ mod tests {
             summary(&outcome.placements),
             vec![("b".into(), "a".into(), vec![0, 1])]
         );
-        let borrower = outcome.queue_devices[&("borrower".to_string(), "cpu".to_string())];
+        let borrower = outcome.queue_devices.get("borrower", "cpu");
         assert_eq!(
             (borrower.nominal, borrower.used, borrower.borrowed()),
             (0, 2, 2)
         );
-        let lender = outcome.queue_devices[&("lender".to_string(), "cpu".to_string())];
+        let lender = outcome.queue_devices.get("lender", "cpu");
         assert_eq!((lender.nominal, lender.used, lender.borrowed()), (2, 0, 0));
     }
 }

@@ -10,7 +10,7 @@ use pb::models::VideoSize;
 use pb::JobState;
 
 use crate::policy::{
-    self, BudgetLeft, ClusterView, Decision, FlavorQuota, GroupView, MemoryNeed, NodeView,
+    self, BudgetLeft, ClusterView, Decision, DeviceUsage, FlavorQuota, GroupView, MemoryNeed, NodeView,
     PendingJob, PolicyConfig, Profile, QueueConfig, RunningJob,
 };
 use crate::spec::{self, DEFAULT_QUEUE};
@@ -28,51 +28,26 @@ pub struct CycleOutcome {
     pub pending_counts: HashMap<(String, &'static str, &'static str), i64>,
     /// (queue, flavor) -> devices: nominal quota, in use, and borrowed (in
     /// use beyond nominal), after this cycle's placements.
-    pub queue_devices: HashMap<(String, String), QueueDevices>,
+    pub queue_devices: DeviceUsage,
     /// Budgeted queues: (name, device-hours per period, used this period).
     pub budgets: Vec<(String, f64, f64)>,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct QueueDevices {
-    pub nominal: u32,
-    pub used: u32,
-}
-
-impl QueueDevices {
-    pub fn borrowed(&self) -> u32 {
-        self.used.saturating_sub(self.nominal)
-    }
-}
-
-fn queue_devices(
-    view: &ClusterView,
-    decision: &Decision,
-) -> HashMap<(String, String), QueueDevices> {
-    let mut devices: HashMap<(String, String), QueueDevices> = HashMap::new();
+fn queue_devices(view: &ClusterView, decision: &Decision) -> DeviceUsage {
+    let mut usage = DeviceUsage::default();
     for queue in &view.queues {
         for (flavor, quota) in &queue.quotas {
-            let entry = devices
-                .entry((queue.name.clone(), flavor.clone()))
-                .or_default();
-            entry.nominal = quota.nominal;
+            usage.quota(&queue.name, flavor, quota.nominal);
         }
     }
-    let running = view
-        .running
-        .iter()
-        .map(|r| (r.queue.as_str(), r.flavor.as_str(), r.devices.len()));
-    let placed = decision.placements.iter().map(|p| {
-        let queue = view.pending[p.job].queue.as_str();
-        (queue, &*p.flavor, p.device_ids.len())
-    });
-    for (queue, flavor, count) in running.chain(placed) {
-        let entry = devices
-            .entry((queue.to_string(), flavor.to_string()))
-            .or_default();
-        entry.used += count as u32;
+    for r in &view.running {
+        usage.add(&r.queue, &r.flavor, r.devices.len() as u32);
     }
-    devices
+    for p in &decision.placements {
+        let queue = &view.pending[p.job].queue;
+        usage.add(queue, &p.flavor, p.device_ids.len() as u32);
+    }
+    usage
 }
 
 /// One cycle over the state.
@@ -272,8 +247,8 @@ fn devices_by_flavor<'a>(
 /// used this period.
 pub fn queue_config(q: &pb::Queue, used_s: Option<f64>, now_ms: i64) -> QueueConfig {
     let budget = q.budget.as_ref().map(|b| {
-        let next = crate::state::budget_period(b, now_ms) + 1;
-        let resets_at_ms = crate::state::budget_period_start_ms(b, next);
+        let next = crate::policy::budget::period_of(b, now_ms) + 1;
+        let resets_at_ms = crate::policy::budget::period_start_ms(b, next);
         BudgetLeft {
             device_s: b.device_hours * 3600.0 - used_s.unwrap_or(0.0),
             resets_in_s: (resets_at_ms - now_ms).max(0) as f64 / 1000.0,

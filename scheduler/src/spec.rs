@@ -25,6 +25,11 @@ use genfleet_proto::MAX_NAME_LEN;
 pub const DEFAULT_MODEL: &str = "world";
 pub const DEFAULT_QUEUE: &str = "default";
 pub const DEFAULT_FPS: u32 = 8;
+/// A job's defaults, for every front (the CLI, the OpenAI-compatible API,
+/// the planner's workloads) that takes a job without them.
+pub const DEFAULT_STEPS: u32 = 20;
+pub const DEFAULT_GUIDANCE: f32 = 5.0;
+pub const DEFAULT_FRAMES: u32 = 17;
 
 /// A job spec that cannot be run, with what was wrong and what is allowed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

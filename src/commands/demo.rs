@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::bail;
 use futures::future::join_all;
 use genfleet_proto as pb;
-use genfleet_worker::model::rng::SeededRng;
+use genfleet_worker::rng::SeededRng;
 use genfleet_worker::world::{self, Split};
 use indicatif::MultiProgress;
 use pb::JobState;

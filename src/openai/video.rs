@@ -15,8 +15,7 @@ pub const DEFAULT_SECONDS: u32 = 4;
 /// Frames per second when a request gives none (the CLI's default too).
 pub const DEFAULT_FPS: u32 = spec::DEFAULT_FPS;
 /// Denoising steps and guidance when a request gives none (as the CLI).
-pub const DEFAULT_STEPS: u32 = 20;
-pub const DEFAULT_GUIDANCE: f32 = 5.0;
+pub use spec::{DEFAULT_GUIDANCE, DEFAULT_STEPS};
 
 /// An error as OpenAI's API answers it: `{"error": {message, type, param, code}}`.
 #[derive(Debug)]
@@ -253,15 +252,8 @@ pub fn spec_from(
     let size = fields
         .get("size")
         .map_or(default_size.as_str(), String::as_str);
-    let (width, height) = size
-        .split_once('x')
-        .and_then(|(w, h)| Some((w.trim().parse().ok()?, h.trim().parse().ok()?)))
-        .ok_or_else(|| {
-            ApiError::bad(
-                "size",
-                format!("size {size:?}: write it as WIDTHxHEIGHT, e.g. 1280x720"),
-            )
-        })?;
+    let (width, height) =
+        spec::parse_size(size).map_err(|why| ApiError::bad("size", format!("size {why}")))?;
     let job = pb::JobSpec {
         prompt,
         negative_prompt: fields.get("negative_prompt").cloned().unwrap_or_default(),

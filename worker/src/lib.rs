@@ -3,6 +3,11 @@
 //! # Layout
 //! - `model/`: the video DiT in candle (presets, weights, text encoder,
 //!   transformer, flow-matching sampler, decoder).
+//! - `world/`: the procedural world the `world` model is trained on, its
+//!   captions and the measurements that score a video (uses `rng`, never
+//!   `model`, so that the model may use its vocabulary).
+//! - `train/`: training and evaluation of the `world` model.
+//! - `rng`: the seeded random source weights, noise and scenes share.
 //! - `video/`: H.264 encoding, MP4 muxing, thumbnails.
 //! - `device`: what the node offers (CPU devices in this build).
 //! - `executor`: runs one job from assignment to stored artifacts.
@@ -16,6 +21,7 @@ pub mod executor;
 pub mod metrics;
 pub mod model;
 pub mod parallel;
+pub mod rng;
 mod session;
 pub mod train;
 pub mod video;

@@ -7,7 +7,6 @@
 //! spec at the next reconcile, even if changed with the CLI. Queues without
 //! an object are left alone.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +22,7 @@ use pb::JobState;
 use super::genqueue::{GenQueue, GenQueueStatus, QueueCondition};
 use super::KubeError;
 use crate::metrics::Metrics;
+use crate::policy::DeviceUsage;
 use crate::raft::RaftHandle;
 use crate::state::{Rejection, State};
 
@@ -252,47 +252,31 @@ async fn write_status(
 pub fn usage(state: &State, name: &str, now_ms: i64) -> GenQueueStatus {
     let mut status = GenQueueStatus::default();
     let queue = state.queues().find(|q| q.name == name);
+    let mut devices = DeviceUsage::default();
+    for quota in queue.iter().flat_map(|q| &q.quotas) {
+        devices.quota(name, &quota.flavor, quota.nominal);
+    }
     for job in state.jobs().filter(|j| j.spec.queue == name) {
         match job.state {
             JobState::Pending => status.pending_jobs += 1,
             JobState::Running => {
                 status.running_jobs += 1;
                 if let Some(group) = crate::scheduling::job_group(state, job) {
-                    *status.used.entry(group.flavor.clone()).or_default() +=
-                        job.device_ids.len() as u32;
+                    devices.add(name, &group.flavor, job.device_ids.len() as u32);
                 }
             }
             _ => {}
         }
     }
-    let nominal: BTreeMap<&str, u32> = queue
-        .map(|q| {
-            q.quotas
-                .iter()
-                .map(|f| (f.flavor.as_str(), f.nominal))
-                .collect()
-        })
-        .unwrap_or_default();
-    for (flavor, used) in &status.used {
-        let over = used.saturating_sub(nominal.get(flavor.as_str()).copied().unwrap_or(0));
-        if over > 0 {
-            status.borrowed.insert(flavor.clone(), over);
-        }
-    }
     let mut parts = Vec::new();
-    let flavors: std::collections::BTreeSet<&str> = nominal
-        .keys()
-        .copied()
-        .chain(status.used.keys().map(String::as_str))
-        .collect();
-    for flavor in flavors {
-        let used = status.used.get(flavor).copied().unwrap_or(0);
-        let mut part = format!(
-            "{flavor} {used}/{}",
-            nominal.get(flavor).copied().unwrap_or(0)
-        );
-        if let Some(borrowed) = status.borrowed.get(flavor) {
-            part.push_str(&format!(" ({borrowed} borrowed)"));
+    for (flavor, d) in devices.of_queue(name) {
+        let mut part = format!("{flavor} {}/{}", d.used, d.nominal);
+        if d.used > 0 {
+            status.used.insert(flavor.to_string(), d.used);
+        }
+        if d.borrowed() > 0 {
+            status.borrowed.insert(flavor.to_string(), d.borrowed());
+            part.push_str(&format!(" ({} borrowed)", d.borrowed()));
         }
         parts.push(part);
     }

@@ -10,19 +10,10 @@ use tokio::sync::watch;
 
 use super::{LeaderConfig, Sessions};
 use crate::metrics::Metrics;
+use crate::policy::CycleClock;
 use crate::raft::RaftHandle;
 use crate::scheduling::{self, LastVerdicts};
 use crate::state::{Outcome, State};
-
-/// Shortest time between two scheduling cycles.
-const MIN_CYCLE_GAP: Duration = Duration::from_millis(5);
-
-/// The gap after a cycle that took `took`: at least as long as the cycle,
-/// so that on a large fleet cycles take at most half a core and the
-/// sessions and the log keep the rest.
-fn cycle_gap(took: Duration) -> Duration {
-    took.max(MIN_CYCLE_GAP)
-}
 
 /// Places pending jobs while this replica leads; stops when `stop` changes.
 /// A cycle runs on every change while a connected node has a free device;
@@ -36,13 +27,12 @@ pub async fn scheduling_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut status = raft.watch_status();
-    // As if the last cycle were one interval ago: the first one runs at once.
-    let mut last_cycle = Instant::now()
-        .checked_sub(config.cycle_interval)
-        .unwrap_or_else(Instant::now);
+    // The clock counts milliseconds of this monotonic clock.
+    let epoch = Instant::now();
+    let now_ms = || epoch.elapsed().as_millis() as i64;
+    let mut clock = CycleClock::new(config.cycle_interval.as_millis() as i64, now_ms());
     let policy = config.policy.clone();
     let mut was_leading = false;
-    let mut gap = MIN_CYCLE_GAP;
     loop {
         let woken = sessions.changed.notified();
         tokio::select! {
@@ -53,9 +43,9 @@ pub async fn scheduling_loop(
         }
         // Under a stream of writes the state changes thousands of times a
         // second: let changes gather rather than run a cycle for each.
-        let since = last_cycle.elapsed();
-        if since < gap {
-            tokio::time::sleep(gap - since).await;
+        let wait_ms = clock.earliest_ms() - now_ms();
+        if wait_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(wait_ms as u64)).await;
         }
         if !raft.is_leader() {
             if std::mem::take(&mut was_leading) {
@@ -73,10 +63,10 @@ pub async fn scheduling_loop(
             continue;
         }
         let free = raft.read(|state| has_free_device(state, &connected));
-        if !free && last_cycle.elapsed() < config.cycle_interval {
+        let started_ms = now_ms();
+        if !clock.due(started_ms, free) {
             continue;
         }
-        last_cycle = Instant::now();
         let timer = metrics.schedule_cycle_seconds.start_timer();
         let profile = sessions.profile();
         let outcome = raft.read(|state| {
@@ -89,7 +79,7 @@ pub async fn scheduling_loop(
             )
         });
         timer.observe_duration();
-        gap = cycle_gap(last_cycle.elapsed());
+        clock.ran(started_ms, now_ms() - started_ms);
         let changed = verdicts.replace(outcome.verdicts);
         publish_verdicts(&raft, &changed);
         metrics.pending_jobs.reset();
@@ -100,7 +90,7 @@ pub async fn scheduling_loop(
                 .set(count);
         }
         metrics.queue_devices.reset();
-        for ((queue, flavor), d) in &outcome.queue_devices {
+        for (queue, flavor, d) in outcome.queue_devices.iter() {
             let kinds = [
                 ("nominal", d.nominal),
                 ("used", d.used),
@@ -109,7 +99,7 @@ pub async fn scheduling_loop(
             for (kind, count) in kinds {
                 metrics
                     .queue_devices
-                    .with_label_values(&[queue.as_str(), flavor.as_str(), kind])
+                    .with_label_values(&[queue, flavor, kind])
                     .set(i64::from(count));
             }
         }
@@ -244,19 +234,5 @@ fn log_assignments(placements: &[pb::Placement], result: Result<Outcome, crate::
             }
         }
         other => tracing::warn!(?other, "unexpected outcome of an assign"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_slow_cycle_is_followed_by_a_gap_as_long() {
-        assert_eq!(cycle_gap(Duration::from_micros(300)), MIN_CYCLE_GAP);
-        assert_eq!(
-            cycle_gap(Duration::from_millis(80)),
-            Duration::from_millis(80)
-        );
     }
 }

@@ -11,16 +11,24 @@
 //! - `cycle`: the cycle: what it knows, and the order jobs get their turn.
 //! - `decide`: one job's turn: place it, or why it waits and for how long.
 //! - `preempt`: what may be preempted for whom.
+//! - `budget`: what a run costs of its queue's device-time budget.
+//! - `usage`: each queue's devices of each flavor: nominal, used, borrowed.
+//! - `cycle_clock`: when a cycle runs (the leader's loop and the planner).
 
+pub mod budget;
 mod capacity;
 mod cycle;
+mod cycle_clock;
 mod decide;
 mod preempt;
 mod profile;
 mod quota;
 mod types;
+mod usage;
 
 pub use cycle::schedule;
+pub use cycle_clock::{CycleClock, MIN_CYCLE_GAP_MS};
 pub use profile::Profile;
 pub use quota::{QuotaBook, QuotaCheck};
 pub use types::*;
+pub use usage::{DeviceUsage, QueueDevices};

@@ -19,7 +19,7 @@ use pb::JobState;
 
 pub use jobs::{Job, PREVIEW_KINDS};
 pub use nodes::{Node, CORDONED_BY_KUBERNETES};
-pub use queues::{budget_period, budget_period_start_ms, validate_queue};
+pub use queues::validate_queue;
 pub use snapshot::{SnapshotError, STATE_SNAPSHOT_VERSION};
 pub use tenants::validate_tenant;
 

@@ -7,6 +7,7 @@ use genfleet_proto as pb;
 use pb::JobState;
 
 use super::{Outcome, Rejection, State};
+use crate::policy::budget::{self, PeriodCharge};
 use crate::spec::DEFAULT_QUEUE;
 
 /// Bounds that keep a queue definition sane (and a peer from bloating
@@ -106,18 +107,6 @@ pub fn validate_queue(mut queue: pb::Queue) -> Result<pb::Queue, String> {
     Ok(queue)
 }
 
-/// The number of the budget period `at_ms` falls in.
-pub fn budget_period(budget: &pb::Budget, at_ms: i64) -> u64 {
-    let period_ms = budget.period_seconds.max(1).saturating_mul(1000);
-    at_ms.max(0) as u64 / period_ms
-}
-
-/// When budget period `period` starts, Unix ms.
-pub fn budget_period_start_ms(budget: &pb::Budget, period: u64) -> i64 {
-    let period_ms = budget.period_seconds.max(1).saturating_mul(1000);
-    period.saturating_mul(period_ms).min(i64::MAX as u64) as i64
-}
-
 impl State {
     pub(super) fn upsert_queue(&mut self, c: &pb::UpsertQueue) -> Result<Outcome, Rejection> {
         let queue = c
@@ -149,56 +138,50 @@ impl State {
         Ok(Outcome::Done)
     }
 
-    /// Charges a lease that ends at `at_ms` to its queue's budget: the
-    /// device time it ran within the current period (what ran before the
-    /// period began belonged to an earlier one).
+    /// Charges a lease that ends at `at_ms` to its queue's budget (the rule
+    /// is `policy::budget`'s, shared with the leader and the planner).
     /// `lease`: when it began, and its devices.
     pub(super) fn charge_budget(&mut self, queue: &str, lease: (i64, u64), at_ms: i64) {
         let Some(budget) = self.queues.get(queue).and_then(|q| q.budget) else {
             return;
         };
         let (leased_at_ms, devices) = lease;
-        let period = budget_period(&budget, at_ms);
-        let from = leased_at_ms.max(budget_period_start_ms(&budget, period));
-        let device_ms = ((at_ms - from).max(0) as u64).saturating_mul(devices);
         let usage = self
             .budget_usage
             .entry(queue.to_string())
             .or_insert_with(|| pb::BudgetUsage {
                 queue: queue.to_string(),
-                period,
-                device_ms: 0,
+                ..Default::default()
             });
-        if usage.period != period {
-            usage.period = period;
-            usage.device_ms = 0;
-        }
-        usage.device_ms = usage.device_ms.saturating_add(device_ms);
+        let mut charge = PeriodCharge::from(&*usage);
+        charge.charge(&budget, leased_at_ms, devices, at_ms);
+        usage.period = charge.period;
+        usage.device_ms = charge.device_ms;
     }
 
     /// Each budgeted queue's use of its current period at `now_ms`, in
     /// device-seconds: ended leases plus running work so far.
     pub fn budget_used_s(&self, now_ms: i64) -> BTreeMap<String, f64> {
-        let mut used: BTreeMap<String, f64> = BTreeMap::new();
-        for queue in self.queues.values() {
-            if let Some(budget) = &queue.budget {
-                let period = budget_period(budget, now_ms);
-                let charged = self.budget_charged_ms(&queue.name, period);
-                used.insert(queue.name.clone(), charged as f64 / 1000.0);
-            }
-        }
+        let mut running: BTreeMap<&str, Vec<(i64, u64)>> = BTreeMap::new();
         for job in self.jobs.values().filter(|j| j.state == JobState::Running) {
-            let (Some(budget), Some(total)) = (
-                self.queues
-                    .get(&job.spec.queue)
-                    .and_then(|q| q.budget.as_ref()),
-                used.get_mut(&job.spec.queue),
-            ) else {
-                continue;
-            };
-            let start = budget_period_start_ms(budget, budget_period(budget, now_ms));
-            let from = job.leased_at_ms.max(start);
-            *total += (now_ms - from).max(0) as f64 / 1000.0 * job.device_ids.len() as f64;
+            running
+                .entry(job.spec.queue.as_str())
+                .or_default()
+                .push((job.leased_at_ms, job.device_ids.len() as u64));
+        }
+        let mut used = BTreeMap::new();
+        for queue in self.queues.values() {
+            let Some(budget) = &queue.budget else { continue };
+            let charged = self
+                .budget_usage
+                .get(&queue.name)
+                .map(PeriodCharge::from)
+                .unwrap_or_default();
+            let runs = running.get(queue.name.as_str()).into_iter().flatten().copied();
+            used.insert(
+                queue.name.clone(),
+                budget::used_s(budget, charged, runs, now_ms),
+            );
         }
         used
     }
@@ -207,8 +190,7 @@ impl State {
     pub fn budget_charged_ms(&self, queue: &str, period: u64) -> u64 {
         self.budget_usage
             .get(queue)
-            .filter(|u| u.period == period)
-            .map_or(0, |u| u.device_ms)
+            .map_or(0, |u| PeriodCharge::from(u).in_period(period))
     }
 
     /// Whether jobs may name `queue`: applied, or the implicit default.

@@ -10,7 +10,6 @@ mod group;
 pub(crate) mod layers;
 mod pipeline;
 mod request;
-pub mod rng;
 mod rope;
 pub mod sampler;
 pub mod shipped;

@@ -14,7 +14,7 @@ use super::decoder::Decoder;
 use super::dit::Dit;
 use super::layers::{mask_to_bias, TpBuilder};
 pub use super::request::GenerateRequest;
-use super::rng::SeededRng;
+use crate::rng::SeededRng;
 use super::sampler::FlowSchedule;
 use super::text::TextEncoder;
 use super::weights::{load_weights, open_sharded, ModelManifest};

@@ -17,7 +17,7 @@ use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::config::{ModelConfig, PRESETS};
-use super::rng::SeededRng;
+use crate::rng::SeededRng;
 use super::ModelError;
 
 pub const CONFIG_FILE: &str = "config.json";

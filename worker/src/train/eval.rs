@@ -5,7 +5,7 @@
 
 use std::ops::ControlFlow;
 
-use crate::model::rng::SeededRng;
+use crate::rng::SeededRng;
 use crate::model::{GenerateRequest, ModelError, Pipeline};
 use crate::world::measure::{measure, Measured};
 use crate::world::{self, Split};

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::decoder::Decoder;
 use crate::model::dit::Dit;
 use crate::model::layers::{mask_to_bias, TpBuilder};
-use crate::model::rng::SeededRng;
+use crate::rng::SeededRng;
 use crate::model::sampler::shifted;
 use crate::model::text::TextEncoder;
 use crate::model::weights::{io_error, replace_file, save_model, InitReport, Origin};

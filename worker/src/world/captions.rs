@@ -4,7 +4,7 @@
 //! model must learn the attributes, not one sentence.
 
 use super::scene::{Background, Colour, Motion, Object, Scene, Shape, Size};
-use crate::model::rng::SeededRng;
+use crate::rng::SeededRng;
 
 fn pick<'a>(options: &[&'a str], rng: &mut SeededRng) -> &'a str {
     options[(rng.next_u64() % options.len() as u64) as usize]

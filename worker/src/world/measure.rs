@@ -210,7 +210,7 @@ fn motion(track: &[&Track]) -> Motion {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::rng::SeededRng;
+    use crate::rng::SeededRng;
     use crate::world::{scene, Split};
 
     #[test]

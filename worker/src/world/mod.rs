@@ -14,7 +14,7 @@ pub mod scene;
 pub use captions::{caption, vocabulary};
 pub use scene::{Background, Colour, Motion, Object, Scene, Shape, Size};
 
-use crate::model::rng::SeededRng;
+use crate::rng::SeededRng;
 
 /// Which clips to draw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

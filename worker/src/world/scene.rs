@@ -1,7 +1,7 @@
 //! What a video of the world shows: one or two flat shapes of a colour and
 //! a size, moving one way over a plain background.
 
-use crate::model::rng::SeededRng;
+use crate::rng::SeededRng;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Shape {
