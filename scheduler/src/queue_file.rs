@@ -14,12 +14,20 @@
 //! quotas:
 //!   nvidia-h100-80gb: { nominal: 8 }
 //! ```
+//!
+//! A document is a GenQueue's spec plus its name, made a queue by the same
+//! rule (`GenQueueSpec::to_queue`); the CRD's camelCase names
+//! (`borrowingLimit`, `deviceHours`) are read too, so a spec can be pasted.
 
 use std::collections::BTreeMap;
 
 use genfleet_proto as pb;
 use serde::Deserialize;
 
+use crate::kube::genqueue::{BudgetSpec, FlavorQuotaSpec, GenQueueSpec, QueueSpecError};
+
+/// One document: a queue's name and a GenQueue's spec, so that what a file
+/// says and what `kubectl apply` says become a queue by one rule.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct QueueDoc {
@@ -29,27 +37,9 @@ struct QueueDoc {
     #[serde(default)]
     weight: Option<u32>,
     #[serde(default)]
-    quotas: BTreeMap<String, QuotaDoc>,
+    quotas: BTreeMap<String, FlavorQuotaSpec>,
     #[serde(default)]
-    budget: Option<BudgetDoc>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BudgetDoc {
-    device_hours: f64,
-    /// A duration: `24h`, `7d`, `30days`.
-    period: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct QuotaDoc {
-    nominal: u32,
-    #[serde(default)]
-    borrowing_limit: Option<u32>,
-    #[serde(default)]
-    lending_limit: Option<u32>,
+    budget: Option<BudgetSpec>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,12 +52,11 @@ pub enum QueueFileError {
     },
     #[error("{0} holds no queue")]
     Empty(String),
-    #[error("{source_name}, queue {index}: budget period {period:?}: {error}")]
-    Period {
+    #[error("{source_name}, queue {index}: {error}")]
+    Spec {
         source_name: String,
         index: usize,
-        period: String,
-        error: humantime::DurationError,
+        error: QueueSpecError,
     },
 }
 
@@ -80,39 +69,20 @@ pub fn parse(source_name: &str, text: &str) -> Result<Vec<pb::Queue>, QueueFileE
             index: i + 1,
             error,
         })?;
-        let budget = match doc.budget {
-            None => None,
-            Some(b) => {
-                let period = humantime::parse_duration(&b.period).map_err(|error| {
-                    QueueFileError::Period {
-                        source_name: source_name.to_string(),
-                        index: i + 1,
-                        period: b.period.clone(),
-                        error,
-                    }
-                })?;
-                Some(pb::Budget {
-                    device_hours: b.device_hours,
-                    period_seconds: period.as_secs(),
-                })
-            }
+        let spec = GenQueueSpec {
+            cohort: doc.cohort,
+            weight: doc.weight,
+            quotas: doc.quotas,
+            budget: doc.budget,
         };
-        queues.push(pb::Queue {
-            budget,
-            name: doc.name,
-            cohort: doc.cohort.unwrap_or_default(),
-            weight: doc.weight.unwrap_or(1),
-            quotas: doc
-                .quotas
-                .into_iter()
-                .map(|(flavor, q)| pb::FlavorQuota {
-                    flavor,
-                    nominal: q.nominal,
-                    borrowing_limit: q.borrowing_limit,
-                    lending_limit: q.lending_limit,
-                })
-                .collect(),
-        });
+        let queue = spec
+            .to_queue(&doc.name)
+            .map_err(|error| QueueFileError::Spec {
+                source_name: source_name.to_string(),
+                index: i + 1,
+                error,
+            })?;
+        queues.push(queue);
     }
     if queues.is_empty() {
         return Err(QueueFileError::Empty(source_name.to_string()));
@@ -164,6 +134,16 @@ mod tests {
             err.contains("queue 1") && err.contains("fortnight"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_genqueue_spec_pasted_into_a_file_makes_the_same_queue() {
+        let snake = "name: a\ncohort: lab\nquotas:\n  cpu: { nominal: 2, borrowing_limit: 1, lending_limit: 1 }\nbudget: { device_hours: 3, period: 24h }\n";
+        let camel = "name: a\ncohort: lab\nquotas:\n  cpu: { nominal: 2, borrowingLimit: 1, lendingLimit: 1 }\nbudget: { deviceHours: 3, period: 24h }\n";
+        assert_eq!(parse("a.yaml", snake).expect("snake"), parse("b.yaml", camel).expect("camel"));
+        let typo = "name: a\nquotas:\n  cpu: { nominal: 2, borowing_limit: 1 }\n";
+        let err = parse("a.yaml", typo).expect_err("typo").to_string();
+        assert!(err.contains("borowing_limit"), "{err}");
     }
 
     #[test]

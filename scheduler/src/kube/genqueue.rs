@@ -49,24 +49,29 @@ pub struct GenQueueSpec {
     pub budget: Option<BudgetSpec>,
 }
 
+// Queue files write these fields in snake_case, the CRD in camelCase; both
+// are read everywhere. Unknown fields are refused: the API server prunes
+// fields its schema lacks, so an object never has any. (Plain comments:
+// doc comments would become the CRD's descriptions.)
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlavorQuotaSpec {
     /// Devices the queue is guaranteed.
     pub nominal: u32,
     /// Most devices it may borrow from its cohort beyond nominal (none: no limit).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, alias = "borrowing_limit", skip_serializing_if = "Option::is_none")]
     pub borrowing_limit: Option<u32>,
     /// Most of its nominal devices it lends to its cohort (none: all unused).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, alias = "lending_limit", skip_serializing_if = "Option::is_none")]
     pub lending_limit: Option<u32>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BudgetSpec {
     /// Device-hours per period, across all flavors.
     #[schemars(range(min = 0.0))]
+    #[serde(alias = "device_hours")]
     pub device_hours: f64,
     /// The period: 24h, 7d, 30days ... (periods are aligned to the Unix epoch).
     pub period: String,
@@ -120,19 +125,28 @@ pub struct QueueCondition {
     pub observed_generation: Option<i64>,
 }
 
-impl GenQueue {
-    /// The genfleet queue this object asks for, checked as `genfleet queue
-    /// apply` checks it; the error names the field.
-    pub fn to_queue(&self) -> Result<pb::Queue, String> {
-        let name = self.metadata.name.clone().unwrap_or_default();
-        let budget = match &self.spec.budget {
+/// A queue spec that names no queue a genfleet queue can be built from.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueSpecError {
+    #[error("budget.period {period:?} is not a duration such as 24h or 7d: {error}")]
+    Period {
+        period: String,
+        error: humantime::DurationError,
+    },
+}
+
+impl GenQueueSpec {
+    /// The genfleet queue `name` with this spec, as the CRD and queue files
+    /// both ask for it (checked later, by `state::validate_queue`).
+    pub fn to_queue(&self, name: &str) -> Result<pb::Queue, QueueSpecError> {
+        let budget = match &self.budget {
             None => None,
             Some(b) => {
-                let period = humantime::parse_duration(&b.period).map_err(|e| {
-                    format!(
-                        "spec.budget.period {:?} is not a duration such as 24h or 7d: {e}",
-                        b.period
-                    )
+                let period = humantime::parse_duration(&b.period).map_err(|error| {
+                    QueueSpecError::Period {
+                        period: b.period.clone(),
+                        error,
+                    }
                 })?;
                 Some(pb::Budget {
                     device_hours: b.device_hours,
@@ -140,12 +154,11 @@ impl GenQueue {
                 })
             }
         };
-        let queue = pb::Queue {
-            name,
-            cohort: self.spec.cohort.clone().unwrap_or_default(),
-            weight: self.spec.weight.unwrap_or(1),
+        Ok(pb::Queue {
+            name: name.to_string(),
+            cohort: self.cohort.clone().unwrap_or_default(),
+            weight: self.weight.unwrap_or(1),
             quotas: self
-                .spec
                 .quotas
                 .iter()
                 .map(|(flavor, q)| pb::FlavorQuota {
@@ -156,7 +169,19 @@ impl GenQueue {
                 })
                 .collect(),
             budget,
-        };
+        })
+    }
+}
+
+impl GenQueue {
+    /// The genfleet queue this object asks for, checked as `genfleet queue
+    /// apply` checks it; the error names the field.
+    pub fn to_queue(&self) -> Result<pb::Queue, String> {
+        let name = self.metadata.name.clone().unwrap_or_default();
+        let queue = self
+            .spec
+            .to_queue(&name)
+            .map_err(|e| format!("spec.{e}"))?;
         crate::state::validate_queue(queue)
     }
 }
