@@ -11,7 +11,7 @@ use prost::Message as _;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use tonic::{Request, Response, Status};
 
-use super::route::{forwarded, Route, Router};
+use super::route::{forward_to_leader, Router};
 use crate::leader::Sessions;
 use crate::raft::{RaftHandle, RaftStatus};
 
@@ -143,11 +143,7 @@ impl ClusterService for ClusterApi {
         &self,
         request: Request<pb::AddReplicaRequest>,
     ) -> Result<Response<pb::MembershipReply>, Status> {
-        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
-            return ClusterServiceClient::new(channel)
-                .add_replica(forwarded(request))
-                .await;
-        }
+        forward_to_leader!(self.router, request, ClusterServiceClient::add_replica);
         let add = request.into_inner();
         if add.id == 0 {
             return Err(Status::invalid_argument("replica id 0 is not allowed"));
@@ -203,11 +199,7 @@ impl ClusterService for ClusterApi {
         &self,
         request: Request<pb::RemoveReplicaRequest>,
     ) -> Result<Response<pb::MembershipReply>, Status> {
-        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
-            return ClusterServiceClient::new(channel)
-                .remove_replica(forwarded(request))
-                .await;
-        }
+        forward_to_leader!(self.router, request, ClusterServiceClient::remove_replica);
         let id = request.into_inner().id;
         let status = self.raft.status();
         if !status.voters.contains(&id) && !status.learners.contains(&id) {
@@ -227,11 +219,7 @@ impl ClusterService for ClusterApi {
         &self,
         request: Request<pb::TransferLeaderRequest>,
     ) -> Result<Response<pb::TransferLeaderReply>, Status> {
-        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
-            return ClusterServiceClient::new(channel)
-                .transfer_leader(forwarded(request))
-                .await;
-        }
+        forward_to_leader!(self.router, request, ClusterServiceClient::transfer_leader);
         let to = request.into_inner().id;
         if !self.raft.status().voters.contains(&to) {
             return Err(Status::not_found(format!("replica {to} is not a voter")));
@@ -255,11 +243,7 @@ impl ClusterService for ClusterApi {
         request: Request<pb::ProfileRequest>,
     ) -> Result<Response<pb::ProfileReply>, Status> {
         // The profile is learned by the leader from its workers' reports.
-        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
-            return ClusterServiceClient::new(channel)
-                .profile(forwarded(request))
-                .await;
-        }
+        forward_to_leader!(self.router, request, ClusterServiceClient::profile);
         let profile = self.sessions.profile();
         let rates = profile
             .rates()

@@ -11,7 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::paging;
-use super::route::{forwarded, Route, Router};
+use super::route::{forward_to_leader, forwarded, Route, Router};
 use crate::leader::Sessions;
 use crate::metrics::Metrics;
 use crate::pending_reason;
@@ -155,11 +155,7 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
-            return JobServiceClient::new(channel)
-                .submit(forwarded(request))
-                .await;
-        }
+        forward_to_leader!(self.router, request, JobServiceClient::submit);
         let caller = crate::auth::caller(&request)?;
         let request = request.into_inner();
         if request.request_id.len() > MAX_REQUEST_ID_LEN {
@@ -200,9 +196,7 @@ impl JobService for JobApi {
     }
 
     async fn get(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
-        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
-            return JobServiceClient::new(channel).get(forwarded(request)).await;
-        }
+        forward_to_leader!(self.router, request, JobServiceClient::get);
         let caller = crate::auth::caller(&request)?;
         let id = request.into_inner().id;
         self.readable().await?;
@@ -218,11 +212,7 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
-            return JobServiceClient::new(channel)
-                .list(forwarded(request))
-                .await;
-        }
+        forward_to_leader!(self.router, request, JobServiceClient::list);
         let caller = crate::auth::caller(&request)?;
         let asked = request.into_inner();
         let after = paging::parse_token(&asked.page_token)?;
@@ -254,11 +244,7 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
-            return JobServiceClient::new(channel)
-                .cancel(forwarded(request))
-                .await;
-        }
+        forward_to_leader!(self.router, request, JobServiceClient::cancel);
         let caller = crate::auth::caller(&request)?;
         let id = request.into_inner().id;
         self.check_visible(&caller, &id).await?;
@@ -277,11 +263,7 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::DeleteJobRequest>,
     ) -> Result<Response<pb::DeleteJobResponse>, Status> {
-        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
-            return JobServiceClient::new(channel)
-                .delete(forwarded(request))
-                .await;
-        }
+        forward_to_leader!(self.router, request, JobServiceClient::delete);
         let caller = crate::auth::caller(&request)?;
         let id = request.into_inner().id;
         self.check_visible(&caller, &id).await?;

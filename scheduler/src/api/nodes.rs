@@ -8,7 +8,7 @@ use pb::node_service_client::NodeServiceClient;
 use pb::node_service_server::NodeService;
 use tonic::{Request, Response, Status};
 
-use super::route::{forwarded, Route, Router};
+use super::route::{forward_to_leader, Router};
 use crate::raft::RaftHandle;
 use crate::state::{Node, State};
 
@@ -43,11 +43,7 @@ impl NodeService for NodeApi {
         &self,
         request: Request<pb::ListNodesRequest>,
     ) -> Result<Response<pb::ListNodesResponse>, Status> {
-        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
-            return NodeServiceClient::new(channel)
-                .list(forwarded(request))
-                .await;
-        }
+        forward_to_leader!(self.router, request, NodeServiceClient::list);
         super::readable(&self.raft, &self.router).await?;
         let nodes = self
             .raft
@@ -59,11 +55,7 @@ impl NodeService for NodeApi {
         &self,
         request: Request<pb::CordonNodeRequest>,
     ) -> Result<Response<pb::NodeInfo>, Status> {
-        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
-            return NodeServiceClient::new(channel)
-                .cordon(forwarded(request))
-                .await;
-        }
+        forward_to_leader!(self.router, request, NodeServiceClient::cordon);
         let request = request.into_inner();
         let cordon = pb::CordonNode {
             node: request.node.clone(),

@@ -7,7 +7,7 @@ use pb::queue_service_client::QueueServiceClient;
 use pb::queue_service_server::QueueService;
 use tonic::{Request, Response, Status};
 
-use super::route::{forwarded, Route, Router};
+use super::route::{forward_to_leader, Router};
 use crate::raft::RaftHandle;
 use crate::state::{validate_queue, Outcome};
 
@@ -32,11 +32,7 @@ impl QueueService for QueueApi {
         &self,
         request: Request<pb::ApplyQueueRequest>,
     ) -> Result<Response<pb::Queue>, Status> {
-        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
-            return QueueServiceClient::new(channel)
-                .apply(forwarded(request))
-                .await;
-        }
+        forward_to_leader!(self.router, request, QueueServiceClient::apply);
         let queue = request
             .into_inner()
             .queue
@@ -56,11 +52,7 @@ impl QueueService for QueueApi {
         &self,
         request: Request<pb::ListQueuesRequest>,
     ) -> Result<Response<pb::ListQueuesResponse>, Status> {
-        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
-            return QueueServiceClient::new(channel)
-                .list(forwarded(request))
-                .await;
-        }
+        forward_to_leader!(self.router, request, QueueServiceClient::list);
         super::readable(&self.raft, &self.router).await?;
         let now_ms = crate::clock::unix_ms();
         let (queues, used) = self.raft.read(|state| {
@@ -85,11 +77,7 @@ impl QueueService for QueueApi {
         &self,
         request: Request<pb::DeleteQueueRequest>,
     ) -> Result<Response<pb::DeleteQueueResponse>, Status> {
-        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
-            return QueueServiceClient::new(channel)
-                .delete(forwarded(request))
-                .await;
-        }
+        forward_to_leader!(self.router, request, QueueServiceClient::delete);
         let name = request.into_inner().name;
         let delete = pb::DeleteQueue { name };
         self.propose(pb::command::Kind::DeleteQueue(delete)).await?;

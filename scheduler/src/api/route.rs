@@ -112,3 +112,20 @@ pub fn forwarded<T>(request: Request<T>) -> Request<T> {
     }
     forwarded
 }
+
+/// Serves the handler's `request` at the leader when this replica follows:
+/// forwards it with `Client::method` and returns the leader's answer from
+/// the enclosing handler. Where this replica leads it does nothing, and the
+/// handler goes on to serve the request itself.
+macro_rules! forward_to_leader {
+    ($router:expr, $request:ident, $client:ident :: $method:ident) => {
+        if let $crate::api::route::Route::Leader(channel) =
+            $router.route($request.metadata()).await?
+        {
+            return $client::new(channel)
+                .$method($crate::api::route::forwarded($request))
+                .await;
+        }
+    };
+}
+pub(crate) use forward_to_leader;

@@ -8,7 +8,7 @@ use pb::tenant_service_client::TenantServiceClient;
 use pb::tenant_service_server::TenantService;
 use tonic::{Request, Response, Status};
 
-use super::route::{forwarded, Route, Router};
+use super::route::{forward_to_leader, Router};
 use crate::auth::{self, Principal};
 use crate::raft::RaftHandle;
 use crate::state::{validate_tenant, Outcome};
@@ -54,11 +54,7 @@ impl TenantService for TenantApi {
         request: Request<pb::ApplyTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
         admin(&request)?;
-        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
-            return TenantServiceClient::new(channel)
-                .apply(forwarded(request))
-                .await;
-        }
+        forward_to_leader!(self.router, request, TenantServiceClient::apply);
         let tenant = request
             .into_inner()
             .tenant
@@ -82,11 +78,7 @@ impl TenantService for TenantApi {
         request: Request<pb::ListTenantsRequest>,
     ) -> Result<Response<pb::ListTenantsResponse>, Status> {
         admin(&request)?;
-        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
-            return TenantServiceClient::new(channel)
-                .list(forwarded(request))
-                .await;
-        }
+        forward_to_leader!(self.router, request, TenantServiceClient::list);
         self.readable().await?;
         let tenants = self.raft.read(|state| state.tenants().cloned().collect());
         Ok(Response::new(pb::ListTenantsResponse { tenants }))
@@ -97,11 +89,7 @@ impl TenantService for TenantApi {
         request: Request<pb::DeleteTenantRequest>,
     ) -> Result<Response<pb::DeleteTenantResponse>, Status> {
         admin(&request)?;
-        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
-            return TenantServiceClient::new(channel)
-                .delete(forwarded(request))
-                .await;
-        }
+        forward_to_leader!(self.router, request, TenantServiceClient::delete);
         let name = request.into_inner().name;
         self.propose(pb::command::Kind::DeleteTenant(pb::DeleteTenant { name }))
             .await?;
@@ -113,11 +101,7 @@ impl TenantService for TenantApi {
         request: Request<pb::CreateKeyRequest>,
     ) -> Result<Response<pb::CreateKeyResponse>, Status> {
         admin(&request)?;
-        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
-            return TenantServiceClient::new(channel)
-                .create_key(forwarded(request))
-                .await;
-        }
+        forward_to_leader!(self.router, request, TenantServiceClient::create_key);
         let request = request.into_inner();
         let (id, secret) = auth::generate_key();
         let key = pb::ApiKey {
@@ -147,11 +131,7 @@ impl TenantService for TenantApi {
         request: Request<pb::ListKeysRequest>,
     ) -> Result<Response<pb::ListKeysResponse>, Status> {
         admin(&request)?;
-        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
-            return TenantServiceClient::new(channel)
-                .list_keys(forwarded(request))
-                .await;
-        }
+        forward_to_leader!(self.router, request, TenantServiceClient::list_keys);
         let tenant = request.into_inner().tenant;
         self.readable().await?;
         let keys = self.raft.read(|state| {
@@ -173,11 +153,7 @@ impl TenantService for TenantApi {
         request: Request<pb::RevokeKeyRequest>,
     ) -> Result<Response<pb::RevokeKeyResponse>, Status> {
         admin(&request)?;
-        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
-            return TenantServiceClient::new(channel)
-                .revoke_key(forwarded(request))
-                .await;
-        }
+        forward_to_leader!(self.router, request, TenantServiceClient::revoke_key);
         let id = request.into_inner().id;
         self.propose(pb::command::Kind::RevokeKey(pb::RevokeKey { id }))
             .await?;
