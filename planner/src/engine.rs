@@ -177,7 +177,6 @@ pub struct Simulation<'a> {
     cycles: u64,
 }
 
-
 fn ms(seconds: f64) -> i64 {
     (seconds * 1000.0).round() as i64
 }

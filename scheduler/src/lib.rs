@@ -35,7 +35,6 @@ pub mod policy;
 pub mod qos;
 pub mod queue_file;
 pub mod raft;
-pub mod retention;
 pub mod scheduling;
 mod server;
 pub mod spec;

@@ -140,7 +140,10 @@ mod tests {
     fn a_genqueue_spec_pasted_into_a_file_makes_the_same_queue() {
         let snake = "name: a\ncohort: lab\nquotas:\n  cpu: { nominal: 2, borrowing_limit: 1, lending_limit: 1 }\nbudget: { device_hours: 3, period: 24h }\n";
         let camel = "name: a\ncohort: lab\nquotas:\n  cpu: { nominal: 2, borrowingLimit: 1, lendingLimit: 1 }\nbudget: { deviceHours: 3, period: 24h }\n";
-        assert_eq!(parse("a.yaml", snake).expect("snake"), parse("b.yaml", camel).expect("camel"));
+        assert_eq!(
+            parse("a.yaml", snake).expect("snake"),
+            parse("b.yaml", camel).expect("camel")
+        );
         let typo = "name: a\nquotas:\n  cpu: { nominal: 2, borowing_limit: 1 }\n";
         let err = parse("a.yaml", typo).expect_err("typo").to_string();
         assert!(err.contains("borowing_limit"), "{err}");

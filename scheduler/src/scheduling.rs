@@ -10,8 +10,8 @@ use pb::models::VideoSize;
 use pb::JobState;
 
 use crate::policy::{
-    self, BudgetLeft, ClusterView, Decision, DeviceUsage, FlavorQuota, GroupView, MemoryNeed, NodeView,
-    PendingJob, PolicyConfig, Profile, QueueConfig, RunningJob,
+    self, BudgetLeft, ClusterView, Decision, DeviceUsage, FlavorQuota, GroupView, MemoryNeed,
+    NodeView, PendingJob, PolicyConfig, Profile, QueueConfig, RunningJob,
 };
 use crate::spec::{self, DEFAULT_QUEUE};
 use crate::state::{Job, State};

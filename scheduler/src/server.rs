@@ -81,7 +81,7 @@ pub struct SchedulerConfig {
     /// `None`: under `<any root>/<job id>/`.
     pub artifact_store: Option<String>,
     /// How long ended jobs stay in the state, and how many.
-    pub retention: crate::retention::Retention,
+    pub retention: crate::leader::Retention,
 }
 
 impl SchedulerConfig {
@@ -108,7 +108,7 @@ impl SchedulerConfig {
             tls: None,
             cluster_secret: None,
             artifact_store: None,
-            retention: crate::retention::Retention::default(),
+            retention: crate::leader::Retention::default(),
         }
     }
 
@@ -361,7 +361,7 @@ impl Scheduler {
                 stop.clone(),
             )),
             tokio::spawn(leader::membership_loop(raft.clone(), stop.clone())),
-            tokio::spawn(crate::retention::retention_loop(
+            tokio::spawn(crate::leader::retention_loop(
                 raft.clone(),
                 config.retention,
                 metrics.clone(),

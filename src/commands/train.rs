@@ -118,7 +118,12 @@ pub async fn eval(args: ModelEvalArgs) -> anyhow::Result<()> {
         EvalSplit::HeldOut => "held-out",
         EvalSplit::Train => "training",
     };
-    say!("{} {which} captions of model {}, generated on {}", cases.len(), args.model, args.device);
+    say!(
+        "{} {which} captions of model {}, generated on {}",
+        cases.len(),
+        args.model,
+        args.device
+    );
     let rows = [
         ("colour", a.colour),
         ("background", a.background),

@@ -3,7 +3,6 @@
 pub mod artifact_rules;
 mod cluster;
 mod jobs;
-mod node_events;
 mod nodes;
 pub mod paging;
 mod queues;
@@ -12,13 +11,14 @@ pub mod route;
 mod tenants;
 mod workers;
 
+pub use crate::leader::worker_session::{check_worker_message, SessionConfig};
 pub use cluster::ClusterApi;
 pub use jobs::JobApi;
 pub use nodes::NodeApi;
 pub use queues::QueueApi;
 pub use raft_transport::{parse_peer_message, RaftTransportApi};
 pub use tenants::TenantApi;
-pub use workers::{check_worker_message, SessionConfig, WorkerSessionApi};
+pub use workers::WorkerSessionApi;
 
 use tonic::Status;
 

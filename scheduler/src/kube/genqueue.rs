@@ -59,10 +59,18 @@ pub struct FlavorQuotaSpec {
     /// Devices the queue is guaranteed.
     pub nominal: u32,
     /// Most devices it may borrow from its cohort beyond nominal (none: no limit).
-    #[serde(default, alias = "borrowing_limit", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "borrowing_limit",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub borrowing_limit: Option<u32>,
     /// Most of its nominal devices it lends to its cohort (none: all unused).
-    #[serde(default, alias = "lending_limit", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "lending_limit",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lending_limit: Option<u32>,
 }
 
@@ -178,10 +186,7 @@ impl GenQueue {
     /// apply` checks it; the error names the field.
     pub fn to_queue(&self) -> Result<pb::Queue, String> {
         let name = self.metadata.name.clone().unwrap_or_default();
-        let queue = self
-            .spec
-            .to_queue(&name)
-            .map_err(|e| format!("spec.{e}"))?;
+        let queue = self.spec.to_queue(&name).map_err(|e| format!("spec.{e}"))?;
         crate::state::validate_queue(queue)
     }
 }

@@ -1,13 +1,17 @@
 //! Work only the leader does, and what it knows that is not replicated:
 //! which workers have a session open here and their latest per-step
 //! progress (`sessions`), the scheduling cycle (`scheduling_loop`),
-//! declaring silent nodes down (`liveness`) and promoting learners
-//! (`membership`).
+//! declaring silent nodes down (`liveness`), promoting learners
+//! (`membership`), each worker's session (`worker_session`, fed by
+//! `node_events`) and forgetting ended jobs (`retention`).
 
 mod liveness;
 mod membership;
+pub mod node_events;
+mod retention;
 mod scheduling_loop;
 mod sessions;
+pub mod worker_session;
 
 use std::time::Duration;
 
@@ -15,6 +19,7 @@ use crate::policy::PolicyConfig;
 
 pub use liveness::liveness_loop;
 pub use membership::membership_loop;
+pub use retention::{retention_loop, Retention};
 pub use scheduling_loop::scheduling_loop;
 pub use sessions::{SessionGuard, Sessions};
 

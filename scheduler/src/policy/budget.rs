@@ -104,7 +104,13 @@ mod tests {
         let budget = minute();
         let mut charge = PeriodCharge::default();
         charge.charge(&budget, 50_000, 2, 70_000);
-        assert_eq!(charge, PeriodCharge { period: 1, device_ms: 20_000 });
+        assert_eq!(
+            charge,
+            PeriodCharge {
+                period: 1,
+                device_ms: 20_000
+            }
+        );
         assert_eq!(charge.in_period(0), 0);
         assert_eq!(charge.in_period(2), 0);
     }
@@ -117,15 +123,31 @@ mod tests {
         charge.charge(&budget, 5_000, 3, 15_000);
         assert_eq!(charge.device_ms, 40_000);
         charge.charge(&budget, 61_000, 1, 62_000);
-        assert_eq!(charge, PeriodCharge { period: 1, device_ms: 1_000 });
+        assert_eq!(
+            charge,
+            PeriodCharge {
+                period: 1,
+                device_ms: 1_000
+            }
+        );
     }
 
     #[test]
     fn use_so_far_counts_ended_and_running_work_of_the_current_period() {
         let budget = minute();
-        let charged = PeriodCharge { period: 1, device_ms: 4_000 };
-        assert_eq!(used_s(&budget, charged, [(55_000, 2), (70_000, 1)], 75_000), 4.0 + 30.0 + 5.0);
-        assert_eq!(used_s(&budget, charged, [], 125_000), 0.0, "period 1 is over");
+        let charged = PeriodCharge {
+            period: 1,
+            device_ms: 4_000,
+        };
+        assert_eq!(
+            used_s(&budget, charged, [(55_000, 2), (70_000, 1)], 75_000),
+            4.0 + 30.0 + 5.0
+        );
+        assert_eq!(
+            used_s(&budget, charged, [], 125_000),
+            0.0,
+            "period 1 is over"
+        );
     }
 
     #[test]

@@ -87,7 +87,10 @@ mod tests {
         clock.ran(0, 1);
         assert!(!clock.due(MIN_CYCLE_GAP_MS - 1, true));
         assert!(clock.due(MIN_CYCLE_GAP_MS, true));
-        assert!(!clock.due(MIN_CYCLE_GAP_MS, false), "no device free: wait the interval");
+        assert!(
+            !clock.due(MIN_CYCLE_GAP_MS, false),
+            "no device free: wait the interval"
+        );
         assert!(clock.due(1_000, false));
         assert_eq!(clock.next_due_ms(true), MIN_CYCLE_GAP_MS);
         assert_eq!(clock.next_due_ms(false), 1_000);
@@ -99,6 +102,10 @@ mod tests {
         clock.ran(1_000, 300);
         assert!(!clock.due(1_299, true));
         assert!(clock.due(1_300, true));
-        assert_eq!(clock.interval_due_ms(), 1_300, "the gap outlasts the interval");
+        assert_eq!(
+            clock.interval_due_ms(),
+            1_300,
+            "the gap outlasts the interval"
+        );
     }
 }

@@ -82,14 +82,35 @@ mod tests {
         assert_eq!(
             a,
             [
-                ("h100", QueueDevices { nominal: 2, used: 3 }),
-                ("mi300x", QueueDevices { nominal: 0, used: 1 }),
+                (
+                    "h100",
+                    QueueDevices {
+                        nominal: 2,
+                        used: 3
+                    }
+                ),
+                (
+                    "mi300x",
+                    QueueDevices {
+                        nominal: 0,
+                        used: 1
+                    }
+                ),
             ]
         );
         assert_eq!(a[0].1.borrowed(), 1);
         assert_eq!(a[1].1.borrowed(), 1);
         let b: Vec<_> = usage.of_queue("b").collect();
-        assert_eq!(b, [("h100", QueueDevices { nominal: 4, used: 0 })]);
+        assert_eq!(
+            b,
+            [(
+                "h100",
+                QueueDevices {
+                    nominal: 4,
+                    used: 0
+                }
+            )]
+        );
         assert_eq!(b[0].1.borrowed(), 0);
     }
 }

@@ -171,13 +171,19 @@ impl State {
         }
         let mut used = BTreeMap::new();
         for queue in self.queues.values() {
-            let Some(budget) = &queue.budget else { continue };
+            let Some(budget) = &queue.budget else {
+                continue;
+            };
             let charged = self
                 .budget_usage
                 .get(&queue.name)
                 .map(PeriodCharge::from)
                 .unwrap_or_default();
-            let runs = running.get(queue.name.as_str()).into_iter().flatten().copied();
+            let runs = running
+                .get(queue.name.as_str())
+                .into_iter()
+                .flatten()
+                .copied();
             used.insert(
                 queue.name.clone(),
                 budget::used_s(budget, charged, runs, now_ms),

@@ -14,12 +14,12 @@ use super::decoder::Decoder;
 use super::dit::Dit;
 use super::layers::{mask_to_bias, TpBuilder};
 pub use super::request::GenerateRequest;
-use crate::rng::SeededRng;
 use super::sampler::FlowSchedule;
 use super::text::TextEncoder;
 use super::weights::{load_weights, open_sharded, ModelManifest};
 use super::ModelError;
 use crate::parallel::{Communicator, Solo};
+use crate::rng::SeededRng;
 
 /// Decoded frames, each `height * width * 3` bytes of RGB.
 #[derive(Debug, Clone)]

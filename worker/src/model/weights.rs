@@ -17,8 +17,8 @@ use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::config::{ModelConfig, PRESETS};
-use crate::rng::SeededRng;
 use super::ModelError;
+use crate::rng::SeededRng;
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";

@@ -5,8 +5,8 @@
 
 use std::ops::ControlFlow;
 
-use crate::rng::SeededRng;
 use crate::model::{GenerateRequest, ModelError, Pipeline};
+use crate::rng::SeededRng;
 use crate::world::measure::{measure, Measured};
 use crate::world::{self, Split};
 
