@@ -16,9 +16,8 @@
 
 use std::path::Path;
 
-use genfleet_worker::device::flavor::known_memory_bytes;
-use genfleet_worker::device::parse_memory;
-use genfleet_worker::model::PRESETS;
+use genfleet_proto::flavors::{known_memory_bytes, parse_memory};
+use genfleet_proto::models::MODEL_SHAPES;
 use serde::Deserialize;
 
 use super::InputError;
@@ -145,7 +144,7 @@ pub fn parse_fleet(file: &str, text: &str) -> Result<Fleet, InputError> {
         };
         let models = p
             .models
-            .unwrap_or_else(|| PRESETS.iter().map(|m| m.to_string()).collect());
+            .unwrap_or_else(|| MODEL_SHAPES.iter().map(|m| m.name.to_string()).collect());
         if models.is_empty() {
             return Err(at("models", "a pool must serve at least one model".into()));
         }

@@ -19,6 +19,7 @@ pub mod v1 {
 
 pub use v1::*;
 
+pub mod flavors;
 pub mod models;
 pub mod tls;
 

@@ -61,6 +61,12 @@ pub struct ModelShape {
     /// precision (f32: 4, bf16: 2). CPU workers compute every preset in
     /// f32, so a bf16 preset on a CPU node needs up to twice this.
     pub weight_bytes: usize,
+    /// Whether patch embeddings also get fixed absolute positions (the
+    /// trained `world` model; Wan has RoPE only).
+    pub absolute_positions: bool,
+    /// Timestep shift of the flow-matching schedule, in tenths (Wan2.1
+    /// uses 5 at 480p; the small presets 3).
+    pub sample_shift_tenths: u32,
 }
 
 /// Per rank, for the runtime and allocator slack.
@@ -93,26 +99,47 @@ const fn preset(
         text_len,
         decoder_channels,
         weight_bytes,
+        absolute_positions: false,
+        sample_shift_tenths: 50,
     }
 }
 
-/// The built-in presets, smallest first (as the worker's `PRESETS`).
+/// `shape` with the small presets' schedule shift (3) and, for the trained
+/// model, absolute positions.
+const fn small(shape: ModelShape, absolute_positions: bool) -> ModelShape {
+    ModelShape {
+        sample_shift_tenths: 30,
+        absolute_positions,
+        ..shape
+    }
+}
+
+/// The built-in presets, smallest first: the one table of them. The
+/// worker builds its candle models from it (`ModelConfig::preset`), the
+/// scheduler and the planner size jobs by it.
 pub const MODEL_SHAPES: &[ModelShape] = &[
-    preset(
-        "tiny",
-        (128, 512, 4, 4),
-        (4096, 128, 2, 4, 32),
-        [32, 32, 16, 16],
-        4,
+    // Runs a 256x256, 17-frame video in seconds on two CPU cores.
+    small(
+        preset(
+            "tiny",
+            (128, 512, 4, 4),
+            (4096, 128, 2, 4, 32),
+            [32, 32, 16, 16],
+            4,
+        ),
+        false,
     ),
     // Trained on the procedural world: tiny's transformer, a word
     // vocabulary (89 words and 3 special tokens), 64-wide text.
-    preset(
-        "world",
-        (128, 512, 4, 4),
-        (92, 64, 2, 4, 24),
-        [32, 32, 16, 16],
-        4,
+    small(
+        preset(
+            "world",
+            (128, 512, 4, 4),
+            (92, 64, 2, 4, 24),
+            [32, 32, 16, 16],
+            4,
+        ),
+        true,
     ),
     preset(
         "small",
@@ -136,6 +163,19 @@ pub const MODEL_SHAPES: &[ModelShape] = &[
         2,
     ),
 ];
+
+/// The presets' names, smallest first.
+pub const PRESETS: [&str; MODEL_SHAPES.len()] = preset_names();
+
+const fn preset_names() -> [&'static str; MODEL_SHAPES.len()] {
+    let mut names = [""; MODEL_SHAPES.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = MODEL_SHAPES[i].name;
+        i += 1;
+    }
+    names
+}
 
 /// The frame size (width, height) a request for `model` gets when it names
 /// none: `world` makes the 64x64 it was trained at; the seeded presets

@@ -74,7 +74,7 @@ pub async fn serve(
         jobs: JobServiceClient::new(channel.clone()),
         tenants: TenantServiceClient::new(channel),
         store: Arc::new(store),
-        models: Arc::new(genfleet_worker::model::config::PRESETS.to_vec()),
+        models: Arc::new(genfleet_proto::models::PRESETS.to_vec()),
     };
     let app = Router::new()
         .route("/v1/videos", get(list).post(create))

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{flavor, GpuInfo, Telemetry, Vendor};
+use super::{GpuInfo, Telemetry, Vendor};
 
 /// PCI device ids of AMD data-center GPUs, for kernels without
 /// `product_name` (amdgpu's pci id table).
@@ -63,7 +63,7 @@ fn read_card(index: u32, device: &Path) -> GpuInfo {
     GpuInfo {
         vendor: Vendor::Amd,
         index,
-        flavor: flavor::flavor("amd", &product),
+        flavor: genfleet_proto::flavors::flavor("amd", &product),
         product,
         memory_bytes: read_number(device, "mem_info_vram_total").unwrap_or(0),
         pci_bus_id: None,

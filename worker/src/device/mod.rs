@@ -9,12 +9,12 @@ pub mod amdgpu;
 pub mod compute;
 #[cfg(feature = "cuda")]
 pub mod cuda;
-pub mod flavor;
 pub mod nvidia;
 
 use std::path::{Path, PathBuf};
 
 use genfleet_proto as pb;
+use pb::flavors;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -193,7 +193,7 @@ pub struct SimulatedGroup {
     pub flavor: String,
     pub count: u32,
     /// Memory of one device; `None`: the flavor's known size
-    /// ([`flavor::known_memory_bytes`]), or no limit for unknown flavors.
+    /// ([`flavors::known_memory_bytes`]), or no limit for unknown flavors.
     pub memory_bytes: Option<u64>,
 }
 
@@ -215,7 +215,7 @@ impl SimulatedGroup {
             .parse::<u32>()
             .map_err(|_| format!("{count:?} in {s:?} is not a whole number of devices"))?;
         let memory_bytes = memory
-            .map(|m| parse_memory(m).map_err(|e| format!("{e} (in {s:?})")))
+            .map(|m| flavors::parse_memory(m).map_err(|e| format!("{e} (in {s:?})")))
             .transpose()?;
         Ok(Self {
             flavor: flavor.to_string(),
@@ -223,22 +223,6 @@ impl SimulatedGroup {
             memory_bytes,
         })
     }
-}
-
-/// `24GiB`, `512MiB`, `1.5TiB` as bytes.
-pub fn parse_memory(text: &str) -> Result<u64, String> {
-    let bad = || format!("memory {text:?}: give it like 24GiB, 80GiB or 512MiB");
-    let units = [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20)];
-    let (number, unit) = units
-        .iter()
-        .find_map(|(suffix, unit)| text.strip_suffix(suffix).map(|n| (n.trim(), *unit)))
-        .ok_or_else(bad)?;
-    let value: f64 = number.parse().map_err(|_| bad())?;
-    let bytes = value * unit as f64;
-    if !bytes.is_finite() || bytes < f64::from(1u32 << 20) || bytes > (1u64 << 50) as f64 {
-        return Err(format!("memory {text:?}: give between 1MiB and 1024TiB"));
-    }
-    Ok(bytes as u64)
 }
 
 /// Most device groups and devices per group a simulated node may claim
@@ -268,7 +252,7 @@ pub fn simulated(groups: &[SimulatedGroup]) -> Result<Vec<pb::DeviceGroup>, Stri
                     "{count} simulated {flavor} devices: give between 1 and {MAX_SIMULATED_DEVICES}"
                 ));
             }
-            let memory_bytes = memory_bytes.or_else(|| flavor::known_memory_bytes(flavor));
+            let memory_bytes = memory_bytes.or_else(|| flavors::known_memory_bytes(flavor));
             if memory_bytes.is_none() {
                 tracing::warn!(%flavor, "simulated flavor of unknown memory size: no memory limit in placement; give one as FLAVOR:COUNT:MEMORY");
             }

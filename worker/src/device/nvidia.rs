@@ -6,7 +6,7 @@
 use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
 use nvml_wrapper::{Device, Nvml};
 
-use super::{flavor, GpuInfo, Telemetry, Vendor};
+use super::{GpuInfo, Telemetry, Vendor};
 
 /// NVLink links a device may have (NVML_NVLINK_MAX_LINKS).
 const MAX_NVLINKS: u32 = 18;
@@ -31,7 +31,7 @@ pub fn discover(nvml: &Nvml) -> Vec<GpuInfo> {
             Some(GpuInfo {
                 vendor: Vendor::Nvidia,
                 index,
-                flavor: flavor::flavor("nvidia", &product),
+                flavor: genfleet_proto::flavors::flavor("nvidia", &product),
                 product,
                 memory_bytes: device.memory_info().map_or(0, |m| m.total),
                 pci_bus_id: device.pci_info().ok().map(|p| p.bus_id),

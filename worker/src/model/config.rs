@@ -79,82 +79,50 @@ pub struct ModelConfig {
     pub precision: Precision,
 }
 
-/// Names of the built-in presets, smallest first.
-pub const PRESETS: &[&str] = &["tiny", "world", "small", "medium", "wan2.1-1.3b"];
+/// Names of the built-in presets, smallest first (proto's table).
+pub use genfleet_proto::models::PRESETS;
 
 impl ModelConfig {
-    /// A built-in preset by name.
+    /// A built-in preset by name: its shape from the one preset table
+    /// (`genfleet_proto::models`), plus what only candle needs.
     pub fn preset(name: &str) -> Option<Self> {
-        let base = |dim, ffn_dim, heads, depth| ModelConfig {
-            name: name.to_string(),
-            latent_channels: 16,
-            patch: [1, 2, 2],
-            vae_stride: [4, 8, 8],
-            dim,
-            ffn_dim,
-            heads,
-            depth,
-            freq_dim: 256,
-            text_vocab: 8192,
-            words: Vec::new(),
-            text_dim: dim,
-            text_layers: 2,
-            text_heads: heads,
-            text_len: 64,
-            decoder_channels: [64, 48, 32, 16],
+        let shape = genfleet_proto::models::model_shape(name)?;
+        // A model trained on a fixed vocabulary knows its words.
+        let words = if name == crate::train::PRESET {
+            crate::world::vocabulary()
+        } else {
+            Vec::new()
+        };
+        Some(ModelConfig {
+            name: shape.name.to_string(),
+            latent_channels: shape.latent_channels,
+            patch: shape.patch,
+            vae_stride: shape.vae_stride,
+            dim: shape.dim,
+            ffn_dim: shape.ffn_dim,
+            heads: shape.heads,
+            depth: shape.depth,
+            freq_dim: shape.freq_dim,
+            text_vocab: shape.text_vocab,
+            words,
+            text_dim: shape.text_dim,
+            text_layers: shape.text_layers,
+            text_heads: shape.text_heads,
+            text_len: shape.text_len,
+            decoder_channels: shape.decoder_channels,
             eps: 1e-6,
             rope_theta: 10_000.0,
-            absolute_positions: false,
-            sample_shift: 5.0,
+            absolute_positions: shape.absolute_positions,
+            sample_shift: f64::from(shape.sample_shift_tenths) / 10.0,
             // The small presets stay f32 on GPUs too, so that a GPU run can
             // be compared with the CPU's closely; the large ones are served
             // as real models are.
-            precision: if dim >= 512 {
+            precision: if shape.weight_bytes == 2 {
                 Precision::Bf16
             } else {
                 Precision::F32
             },
-        };
-        match name {
-            // Runs a 256x256, 17-frame video in seconds on two CPU cores.
-            "tiny" => Some(ModelConfig {
-                sample_shift: 3.0,
-                text_vocab: 4096,
-                text_len: 32,
-                decoder_channels: [32, 32, 16, 16],
-                ..base(128, 512, 4, 4)
-            }),
-            // Trained here on the procedural world (`genfleet model train`):
-            // tiny's transformer over a word vocabulary, for 64x64 clips.
-            "world" => {
-                let words = crate::world::vocabulary();
-                Some(ModelConfig {
-                    sample_shift: 3.0,
-                    absolute_positions: true,
-                    text_vocab: words.len() + 3,
-                    words,
-                    text_dim: 64,
-                    text_heads: 4,
-                    text_len: 24,
-                    decoder_channels: [32, 32, 16, 16],
-                    ..base(128, 512, 4, 4)
-                })
-            }
-            "small" => Some(base(256, 1024, 4, 8)),
-            "medium" => Some(base(512, 2048, 8, 12)),
-            // Wan2.1-T2V-1.3B's transformer shape; its text encoder is umT5-XXL
-            // (4096 wide, 512 tokens), stood in for here by a small one.
-            "wan2.1-1.3b" => Some(ModelConfig {
-                text_dim: 1024,
-                text_heads: 16,
-                text_layers: 4,
-                text_len: 512,
-                text_vocab: 32_768,
-                decoder_channels: [128, 96, 64, 32],
-                ..base(1536, 8960, 12, 30)
-            }),
-            _ => None,
-        }
+        })
     }
 
     /// The dtype weights and activations have on `device`.
@@ -265,54 +233,23 @@ mod tests {
         assert!((1.1..1.5).contains(&billions), "{billions} B parameters");
     }
 
-    /// The scheduler sizes jobs from `genfleet_proto::models` (it does not
-    /// link candle): its table must be these presets, and its parameter
-    /// counts what the model here builds.
+    /// The world preset's vocabulary size in the preset table is its words
+    /// plus the three special tokens.
     #[test]
-    fn the_schedulers_memory_table_agrees_with_the_presets() {
-        use candle_core::{DType, Device};
-        use genfleet_proto::models::{model_shape, MODEL_SHAPES};
+    fn the_world_presets_vocabulary_is_its_words() {
+        let world = ModelConfig::preset("world").expect("preset");
+        assert_eq!(world.text_vocab, world.words.len() + 3);
+        assert!(world.absolute_positions);
+        assert_eq!(world.sample_shift, 3.0);
+    }
 
-        assert_eq!(MODEL_SHAPES.len(), PRESETS.len());
-        for name in PRESETS {
-            let c = ModelConfig::preset(name).expect("preset");
-            let s = model_shape(name).expect("in the scheduler's table");
-            let shape =
-                |dim, ffn_dim, heads, depth, freq_dim| (dim, ffn_dim, heads, depth, freq_dim);
-            assert_eq!(
-                shape(c.dim, c.ffn_dim, c.heads, c.depth, c.freq_dim),
-                shape(s.dim, s.ffn_dim, s.heads, s.depth, s.freq_dim),
-                "{name}"
-            );
-            assert_eq!(
-                (c.latent_channels, c.patch, c.vae_stride, c.decoder_channels),
-                (s.latent_channels, s.patch, s.vae_stride, s.decoder_channels),
-                "{name}"
-            );
-            assert_eq!(
-                (
-                    c.text_vocab,
-                    c.text_dim,
-                    c.text_layers,
-                    c.text_heads,
-                    c.text_len
-                ),
-                (
-                    s.text_vocab,
-                    s.text_dim,
-                    s.text_layers,
-                    s.text_heads,
-                    s.text_len
-                ),
-                "{name}"
-            );
-            // Weights are loaded in the preset's precision on a GPU.
-            assert_eq!(
-                s.weight_bytes,
-                c.precision.dtype().size_in_bytes(),
-                "{name}"
-            );
-        }
+    /// The scheduler and the planner size jobs by the preset table's
+    /// parameter counts: they must be what candle builds.
+    #[test]
+    fn the_preset_tables_parameter_counts_are_what_candle_builds() {
+        use candle_core::{DType, Device};
+        use genfleet_proto::models::model_shape;
+
         // Every preset is the same architecture: count the small ones' tensors.
         let split = [
             "attn.q.weight",

@@ -4,6 +4,9 @@
 //! flavors, so the same card must give the same name on every node.
 //! The memory size stays only where the product name states it (A100 40GB
 //! and 80GB are different flavors; an L4 has one size).
+//!
+//! Here, below the worker (which names its devices) and the planner and
+//! scheduler (which size fleets and jobs by them), so all agree.
 
 /// Words that say who made it or how it is packaged, not what it is.
 const NOISE: &[&str] = &[
@@ -69,6 +72,22 @@ pub fn known_memory_bytes(flavor: &str) -> Option<u64> {
         .map(|(_, gib)| gib << 30)
 }
 
+/// `24GiB`, `512MiB`, `1.5TiB` as bytes.
+pub fn parse_memory(text: &str) -> Result<u64, String> {
+    let bad = || format!("memory {text:?}: give it like 24GiB, 80GiB or 512MiB");
+    let units = [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20)];
+    let (number, unit) = units
+        .iter()
+        .find_map(|(suffix, unit)| text.strip_suffix(suffix).map(|n| (n.trim(), *unit)))
+        .ok_or_else(bad)?;
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let bytes = value * unit as f64;
+    if !bytes.is_finite() || bytes < f64::from(1u32 << 20) || bytes > (1u64 << 50) as f64 {
+        return Err(format!("memory {text:?}: give between 1MiB and 1024TiB"));
+    }
+    Ok(bytes as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,9 +108,9 @@ mod tests {
         ];
         for (vendor, product, expected) in cases {
             assert_eq!(flavor(vendor, product), expected, "{product}");
-            assert!(genfleet_proto::is_valid_name(expected), "{expected}");
+            assert!(crate::is_valid_name(expected), "{expected}");
         }
         let long = flavor("nvidia", &"x ".repeat(100));
-        assert!(genfleet_proto::is_valid_name(&long), "{long}");
+        assert!(crate::is_valid_name(&long), "{long}");
     }
 }
