@@ -215,12 +215,13 @@ impl LocalCluster {
 
         let mut metrics_addr = None;
         if let Some(addr) = config.metrics_listen {
-            crate::commands::warn_metrics_exposed(addr);
+            genfleet_scheduler::http_fronts::warn_metrics_exposed(addr);
             let listener = TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen for metrics on {addr}"))?;
             metrics_addr = listener.local_addr().ok();
-            let serve = crate::http::serve(listener, registries, stopped(stop_rx.clone()));
+            let serve =
+                genfleet_scheduler::http::serve(listener, registries, stopped(stop_rx.clone()));
             others.push(tokio::spawn(async move {
                 if let Err(e) = serve.await {
                     tracing::error!(error = %e, "metrics server stopped");

@@ -7,12 +7,11 @@
 //! - `cluster`: the embedded local cluster behind `genfleet up` and `genfleet demo`.
 //! - `client`: connecting to a scheduler, with errors that name the address.
 //! - `render`: job and queue tables, details and progress bars.
-//! - `http`: `/metrics` and `/healthz` for every process, `/readyz` for replicas and workers.
 //! - `signal`: graceful shutdown on Ctrl-C / SIGTERM.
 //! - `private_dir`: the long-running roles' files are their owner's alone.
-//! - `openai/`: the OpenAI-compatible Videos API (REST) in front of a replica.
 //!
-//! Capacity planning is its own crate, `genfleet-planner` (planner/); the
+//! What a scheduler replica serves (gRPC, the REST API, `/metrics`,
+//! `/healthz`, `/readyz`) is the scheduler crate's; capacity planning is its own crate, `genfleet-planner` (planner/); the
 //! fuzzing campaign lives in `genfleet-testkit` (testkit/), never shipped.
 
 #[macro_use]
@@ -21,8 +20,6 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod commands;
-pub mod http;
-pub mod openai;
 pub mod private_dir;
 pub mod render;
 pub mod signal;

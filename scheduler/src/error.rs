@@ -28,6 +28,8 @@ pub enum Error {
     Metrics(#[from] prometheus::Error),
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("the REST API's artifact store: {0}")]
+    Artifacts(#[from] genfleet_artifacts::ArtifactError),
     #[error("{0} (--kubernetes off runs without Kubernetes)")]
     Kube(#[from] crate::kube::KubeError),
 }

@@ -15,7 +15,11 @@
 //! - `scheduling`: the policy's view of the state, and the last cycle's verdicts.
 //! - `api/`: gRPC services: jobs (clients), worker sessions, raft transport.
 //! - `kube/`: Kubernetes, on the leader: Nodes mirrored, GenQueues reconciled.
-//! - `metrics`: the scheduler's Prometheus metrics (served by the binary).
+//! - `metrics`: the scheduler's Prometheus metrics.
+//! - `http`: `/metrics`, `/healthz` and `/readyz` (a worker process serves its own through it too).
+//! - `http_fronts`: the replica's HTTP listeners (metrics, REST), bound and served with gRPC.
+//! - `rest/`: the OpenAI-compatible Videos API in front of this replica's gRPC API,
+//!   reading videos from the artifact store (`genfleet-artifacts`, no candle).
 //! - `files`: folders only their owner may read.
 //! - `connections`: how many connections a listener keeps, and for how long a silent one.
 //! - `server`: [`Scheduler`], which binds the ports and runs all of the above.
@@ -26,6 +30,8 @@ mod clock;
 pub mod connections;
 mod error;
 pub mod files;
+pub mod http;
+pub mod http_fronts;
 pub mod kube;
 mod leader;
 pub mod metrics;
@@ -35,11 +41,13 @@ pub mod policy;
 pub mod qos;
 pub mod queue_file;
 pub mod raft;
+pub mod rest;
 pub mod scheduling;
 mod server;
 pub mod spec;
 pub mod state;
 
 pub use error::Error;
+pub use http_fronts::RestConfig;
 pub use leader::Sessions;
 pub use server::{warn_if_exposed, Exposure, Scheduler, SchedulerConfig, StatusReader};

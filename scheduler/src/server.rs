@@ -20,6 +20,7 @@ use crate::api::{
 use crate::auth::cluster_secret::ClusterSecret;
 use crate::auth::{self, Authenticator};
 use crate::connections::GuardedListener;
+use crate::http_fronts::{FrontContext, HttpFronts, RestConfig};
 use crate::kube::KubeMode;
 use crate::leader::{self, LeaderConfig, Sessions};
 use crate::metrics::{JobStateCollector, Metrics};
@@ -82,6 +83,11 @@ pub struct SchedulerConfig {
     pub artifact_store: Option<String>,
     /// How long ended jobs stay in the state, and how many.
     pub retention: crate::leader::Retention,
+    /// `/metrics`, `/healthz` and `/readyz`; `None`: not served.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The OpenAI-compatible Videos API; `None`: not served. Its artifact
+    /// store's root becomes [`artifact_store`](Self::artifact_store).
+    pub rest: Option<RestConfig>,
 }
 
 impl SchedulerConfig {
@@ -109,6 +115,8 @@ impl SchedulerConfig {
             cluster_secret: None,
             artifact_store: None,
             retention: crate::leader::Retention::default(),
+            metrics_listen: None,
+            rest: None,
         }
     }
 
@@ -203,6 +211,8 @@ pub struct Scheduler {
     status: StatusReader,
     /// Present when the Kubernetes integration is on.
     kube: Option<kube::Client>,
+    /// Metrics and the REST API, when configured.
+    fronts: HttpFronts,
 }
 
 /// Reads a replica's raft status from outside [`Scheduler::run`] (the
@@ -222,20 +232,26 @@ impl StatusReader {
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| Error::Bind { addr, source })
 }
 
 impl Scheduler {
-    pub async fn bind(config: SchedulerConfig) -> Result<Self, Error> {
+    pub async fn bind(mut config: SchedulerConfig) -> Result<Self, Error> {
         config.validate()?;
         crate::files::create_private_dir(&config.data_dir).map_err(|source| Error::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
         let grpc = bind(config.listen).await?;
+        let fronts = HttpFronts::bind(config.metrics_listen, config.rest.as_ref()).await?;
+        // The REST API serves files from its store, so workers' files must
+        // lie there; without it the scheduler may not see the workers' store.
+        if let Some(root) = fronts.artifact_root() {
+            config.artifact_store = Some(root);
+        }
         let metrics = Metrics::new(config.id)?;
         let kube = crate::kube::client(config.kubernetes).await?;
         if kube.is_some() {
@@ -249,7 +265,18 @@ impl Scheduler {
             metrics,
             status: StatusReader::default(),
             kube,
+            fronts,
         })
+    }
+
+    /// The bound `/metrics` address, if served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.fronts.metrics_addr()
+    }
+
+    /// The bound REST API address, if served.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.fronts.api_addr()
     }
 
     /// The bound gRPC address (the real port when asked for port 0).
@@ -336,6 +363,24 @@ impl Scheduler {
         let sessions = Arc::new(Sessions::default());
         let verdicts = Arc::new(LastVerdicts::default());
         let (stop_tx, stop) = watch::channel(false);
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let fronts = self.fronts.spawn(
+            FrontContext {
+                grpc_url: format!(
+                    "{scheme}://{}",
+                    self.grpc.local_addr().unwrap_or(config.listen)
+                ),
+                registry: metrics.registry.clone(),
+                status: self.status.clone(),
+                tls: config.tls.clone(),
+                exposure: config.exposure(),
+            },
+            stop.clone(),
+        );
         let leader_config = LeaderConfig {
             worker_grace: config.worker_grace,
             cycle_interval: Duration::from_secs(1),
@@ -498,7 +543,7 @@ impl Scheduler {
             result = &mut servers => result,
         };
         let _ = stop_tx.send(true);
-        for task in loops {
+        for task in loops.into_iter().chain(fronts) {
             let _ = task.await;
         }
         drop(raft);

@@ -20,8 +20,6 @@ mod video;
 
 use crate::cli::Command;
 
-pub use servers::warn_metrics_exposed;
-
 pub async fn run(command: Command) -> anyhow::Result<()> {
     if matches!(
         command,

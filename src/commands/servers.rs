@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use genfleet_scheduler::auth::cluster_secret::ClusterSecret;
-use genfleet_scheduler::{warn_if_exposed, Exposure, Scheduler, SchedulerConfig};
+use genfleet_scheduler::{warn_if_exposed, Exposure, RestConfig, Scheduler, SchedulerConfig};
 use genfleet_worker::{Worker, WorkerConfig};
 use tokio::net::TcpListener;
 
 use crate::cli::{SchedulerArgs, UpArgs, WorkerArgs};
 use crate::cluster::{LocalCluster, LocalClusterConfig};
-use crate::http::Readiness;
 use crate::signal::{shutdown_on_signals, stopped};
+use genfleet_scheduler::http::Readiness;
 use genfleet_scheduler::kube::statefulset::{self, Discovery, Membership};
 
 pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
@@ -46,54 +46,29 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.cluster_secret_file {
         config.cluster_secret = Some(ClusterSecret::load(path)?);
     }
-    // The REST API serves files from the store, so its root is known:
-    // workers' files must then lie there. Without the API, the scheduler
-    // may not see the workers' store, and holds them to their jobs'
-    // folders only.
-    let store = match args.api_listen {
-        Some(_) => Some(
-            genfleet_worker::artifacts::ArtifactStore::open(&args.artifacts)
-                .with_context(|| format!("opening the artifact store {}", args.artifacts))?,
-        ),
-        None => None,
+    config.metrics_listen = args.metrics_listen;
+    config.rest = args.api_listen.map(|listen| RestConfig {
+        listen,
+        artifacts: args.artifacts.clone(),
+    });
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
     };
-    config.artifact_store = store.as_ref().map(|s| s.base_uri().to_string());
-    let exposure = config.exposure();
-    let tls = config.tls.clone();
-    let scheme = if tls.is_some() { "https" } else { "http" };
     let scheduler = Scheduler::bind(config).await?;
     let shutdown = shutdown_on_signals();
-    let status = scheduler.status_reader();
-    let readiness: Readiness = Arc::new(move || status.readiness().map_err(|e| e.to_string()));
-    let metrics = serve_metrics(
-        args.metrics_listen,
-        vec![scheduler.metrics_registry()],
-        Some(readiness),
-        &shutdown,
-    )
-    .await?;
-    let api = match (args.api_listen, store) {
-        (Some(addr), Some(store)) => {
-            warn_if_exposed("REST API", addr, &exposure);
-            serve_openai_api(
-                addr,
-                &format!("{scheme}://{}", scheduler.grpc_addr()),
-                store,
-                tls,
-                &shutdown,
-            )
-            .await?
-        }
-        _ => None,
-    };
     say!(
         "genfleet scheduler {} ready: grpc={scheme}://{}{}{}",
         membership.id,
         scheduler.grpc_addr(),
-        metrics
+        scheduler
+            .metrics_addr()
             .map(|a| format!(" metrics=http://{a}/metrics"))
             .unwrap_or_default(),
-        api.map(|a| format!(" api={scheme}://{a}/v1"))
+        scheduler
+            .api_addr()
+            .map(|a| format!(" api={scheme}://{a}/v1"))
             .unwrap_or_default()
     );
     scheduler.run(stopped(shutdown)).await?;
@@ -275,7 +250,8 @@ async fn serve_openai_api(
     let grpc = grpc.to_string();
     let shutdown = stopped(shutdown.clone());
     tokio::spawn(async move {
-        if let Err(e) = crate::openai::serve(listener, &grpc, store, tls, shutdown).await {
+        if let Err(e) = genfleet_scheduler::rest::serve(listener, &grpc, store, tls, shutdown).await
+        {
             tracing::error!(error = %e, "API server stopped");
         }
     });
@@ -291,12 +267,12 @@ async fn serve_metrics(
     shutdown: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<std::net::SocketAddr>> {
     let Some(addr) = addr else { return Ok(None) };
-    warn_metrics_exposed(addr);
+    genfleet_scheduler::http_fronts::warn_metrics_exposed(addr);
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen for metrics on {addr}"))?;
     let bound = listener.local_addr().ok();
-    let serve = crate::http::serve_with_readiness(
+    let serve = genfleet_scheduler::http::serve_with_readiness(
         listener,
         registries,
         readiness,
@@ -308,20 +284,6 @@ async fn serve_metrics(
         }
     });
     Ok(bound)
-}
-
-/// Metrics and health are served to anyone who reaches them: say so when
-/// that is more than this machine.
-pub fn warn_metrics_exposed(addr: std::net::SocketAddr) {
-    if !addr.ip().is_loopback() {
-        tracing::warn!(
-            listener = "metrics",
-            listen = %addr,
-            "UNAUTHENTICATED METRICS: anyone who reaches this address reads /metrics (queue and \
-             node names, job counts, raft indexes; no prompts, keys or job ids); let only \
-             Prometheus and the kubelet reach it (docs/security.md)"
-        );
-    }
 }
 
 /// The replica's raft id and peers: derived from its StatefulSet pod with

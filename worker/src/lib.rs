@@ -15,7 +15,8 @@
 //! - `session`: the stream to the scheduler leader, with reconnects.
 //! - [`Worker`]: ties them together.
 
-pub mod artifacts;
+/// The artifact store, shared with the scheduler's REST API.
+pub use genfleet_artifacts as artifacts;
 pub mod device;
 pub mod executor;
 pub mod metrics;

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::spec::{self, SpecError};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use genfleet_proto as pb;
-use genfleet_scheduler::spec::{self, SpecError};
 use serde::Serialize;
 use serde_json::{json, Value};
 

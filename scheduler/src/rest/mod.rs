@@ -20,11 +20,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use genfleet_artifacts::ArtifactStore;
 use genfleet_proto as pb;
 use genfleet_proto::tls::TlsDir;
-use genfleet_scheduler::api::artifact_rules::file_of_job;
-use genfleet_scheduler::connections::GuardedListener;
-use genfleet_worker::artifacts::ArtifactStore;
+
+use crate::api::artifact_rules::file_of_job;
+use crate::connections::GuardedListener;
 use pb::job_service_client::JobServiceClient;
 use pb::tenant_service_client::TenantServiceClient;
 use serde::Deserialize;
@@ -33,6 +34,21 @@ use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
 pub use video::{frames_for, ApiError, Video};
+
+/// Why the REST API could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum RestServerError {
+    #[error("the replica's gRPC address: {0}")]
+    Grpc(#[from] genfleet_proto::tls::TlsError),
+    #[error("TLS for the REST API with {dir}: {source}")]
+    Tls {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serving the REST API: {0}")]
+    Io(#[from] std::io::Error),
+}
 
 /// Content variants of a completed video, and of a preview.
 const FINAL_VARIANTS: [&str; 3] = ["video", "thumbnail", "spritesheet"];
@@ -63,7 +79,7 @@ pub async fn serve(
     store: ArtifactStore,
     tls: Option<TlsDir>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> Result<(), RestServerError> {
     // This replica's own gRPC port, on loopback: its certificate must name
     // localhost (docs/tls.md).
     let grpc_tls = tls
@@ -105,7 +121,10 @@ pub async fn serve(
         tls.key_pem().to_vec(),
     )
     .await
-    .map_err(|e| anyhow::anyhow!("TLS for the API with {}: {e}", tls.dir.display()))?;
+    .map_err(|source| RestServerError::Tls {
+        dir: tls.dir.display().to_string(),
+        source,
+    })?;
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
     tokio::spawn(async move {
@@ -347,7 +366,7 @@ async fn list(
                     }
                     _ => e,
                 })?;
-            genfleet_scheduler::api::paging::token(&(job.created_at_ms, job.position))
+            crate::api::paging::token(&(job.created_at_ms, job.position))
         }
         None => String::new(),
     };
