@@ -5,7 +5,8 @@
 //!
 //! `cargo bench --bench failover`
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/suite/common/mod.rs"]
+#[allow(dead_code)] // A bench uses a few of the integration tests' helpers.
 mod common;
 
 use std::time::{Duration, Instant};

@@ -18,7 +18,8 @@
 //! printed; with FLEET_RETAIN (ended jobs kept) the state stays bounded and
 //! so should they.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/suite/common/mod.rs"]
+#[allow(dead_code)] // A bench uses a few of the integration tests' helpers.
 mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};

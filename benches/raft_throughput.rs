@@ -8,7 +8,8 @@
 //! GENFLEET_BENCH_CLIENTS (default 64), GENFLEET_BENCH_SECONDS (default 10) and
 //! GENFLEET_BENCH_ROUNDS (default 3; the RESULT lines are medians over rounds).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/suite/common/mod.rs"]
+#[allow(dead_code)] // A bench uses a few of the integration tests' helpers.
 mod common;
 
 use std::future::Future;

@@ -1,0 +1,125 @@
+//! A real worker through the events of its life: SIGTERM (what Kubernetes
+//! sends before it stops a pod) makes it drain, and a scheduler failover
+//! does not stop the job it runs.
+
+use crate::common;
+
+use common::replicas::Replicas;
+use common::{
+    client, get_job, http_get, init_model, long_spec, metric, start_scheduler, start_worker_with,
+    submit, watch_to_end, watch_until,
+};
+use genfleet_proto as pb;
+
+fn long_job(seed: u64) -> pb::JobSpec {
+    long_spec("a long pan over a harbour", seed)
+}
+
+fn running_steps(j: &pb::Job) -> bool {
+    j.state() == pb::JobState::Running && j.step >= 2
+}
+
+/// The worker drains: its running job checkpoints at the next step and goes
+/// back to the queue with that checkpoint, the worker exits 0, and another
+/// worker resumes the job from the saved step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_told_to_stop_checkpoints_its_job_and_another_resumes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models");
+    init_model(&models);
+    let scheduler = start_scheduler(&dir.path().join("scheduler"), "127.0.0.1:0", &[]);
+    let endpoint = scheduler.endpoint.clone();
+    let artifacts = dir.path().join("artifacts");
+    let metrics = ["--metrics-listen", "127.0.0.1:0"];
+    let (mut first, _) = start_worker_with(&endpoint, "node-a", &models, &artifacts, &metrics);
+    let mut jobs = client(&endpoint).await;
+    let job = submit(&mut jobs, long_job(7)).await;
+    watch_until(
+        &mut jobs,
+        &job.id,
+        "the job runs a few steps",
+        running_steps,
+    )
+    .await;
+
+    let status = first.terminate(60);
+    assert!(
+        status.success(),
+        "the worker exits 0 after draining: {status:?}"
+    );
+    let back = get_job(&mut jobs, &job.id).await;
+    assert_eq!(back.state(), pb::JobState::Pending, "{back:?}");
+    let checkpoint = back.checkpoint.clone().expect("a checkpoint");
+    assert!(
+        checkpoint.step >= 2 && checkpoint.step < 160,
+        "{checkpoint:?}"
+    );
+    assert_eq!(
+        (back.requeues, back.preemptions),
+        (1, 0),
+        "a drain is not a preemption"
+    );
+    let (ok, out, err) = common::cli(&["node", "list", "--scheduler", &endpoint]);
+    assert!(ok, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("node-a") && l.contains("draining")),
+        "{out}"
+    );
+
+    let (_second, second_metrics) =
+        start_worker_with(&endpoint, "node-b", &models, &artifacts, &metrics);
+    let (done, _) = watch_to_end(&mut jobs, &job.id, 300).await;
+    assert_eq!(done.state(), pb::JobState::Completed, "{done:?}");
+    assert_eq!(done.node, "node-b");
+    let text = http_get(second_metrics.as_deref().expect("metrics"));
+    let resumed = [("result", "resumed")];
+    assert_eq!(
+        metric(&text, "genfleet_worker_checkpoint_loads_total", &resumed),
+        Some(1.0),
+        "node-b resumed from node-a's checkpoint: {text}"
+    );
+}
+
+/// The leader is killed while a worker runs a job: the worker finds the new
+/// leader, and the job finishes under the lease it had (not requeued).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_job_survives_a_scheduler_failover() {
+    let replicas = Replicas::new(3, &[]);
+    replicas.converged(&[1, 2, 3]).await;
+    let leader = replicas.leader().await.expect("a leader");
+    let all: Vec<String> = (1..=3).map(|id| replicas.endpoint(id)).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let models = dir.path().join("models");
+    init_model(&models);
+    let (_worker, _) = start_worker_with(
+        &all.join(","),
+        "node-a",
+        &models,
+        &dir.path().join("artifacts"),
+        &[],
+    );
+    // A client of a replica that survives (followers forward to the leader).
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let mut jobs = client(&replicas.endpoint(follower)).await;
+    let job = submit(&mut jobs, long_job(8)).await;
+    let running = watch_until(
+        &mut jobs,
+        &job.id,
+        "the job runs a few steps",
+        running_steps,
+    )
+    .await;
+
+    let mut replicas = replicas;
+    replicas.kill(leader);
+    let alive: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    replicas.converged(&alive).await;
+    let (done, _) = watch_to_end(&mut jobs, &job.id, 300).await;
+    assert_eq!(done.state(), pb::JobState::Completed, "{done:?}");
+    assert_eq!(
+        (done.lease_epoch, done.requeues),
+        (running.lease_epoch, 0),
+        "the job went on under its lease: {done:?}"
+    );
+}
