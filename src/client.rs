@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use std::sync::RwLock;
-
 use genfleet_proto as pb;
 use pb::job_service_client::JobServiceClient;
 use tonic::metadata::MetadataValue;
@@ -14,41 +12,60 @@ use tonic::transport::Channel;
 /// A channel to a scheduler that presents this process's API key.
 pub type SchedulerChannel = InterceptedService<Channel, KeyInterceptor>;
 
-/// The API key every call of this process presents: set at start, and by
-/// the commands that run their own cluster (`demo`).
-static API_KEY: RwLock<Option<String>> = RwLock::new(None);
-
-/// Sets the key calls present: the flag or GENFLEET_API_KEY if given,
-/// else the file `$XDG_CONFIG_HOME/genfleet/api-key` (or
-/// `~/.config/genfleet/api-key`) if there is one, else the scheduler's
-/// admin key file named by GENFLEET_ADMIN_KEY_FILE (a CLI run in a
-/// scheduler pod).
-pub fn set_api_key(flag: Option<String>) {
-    // Last, inside a scheduler's pod or shell: its admin key file.
-    let key = flag
-        .or_else(|| std::fs::read_to_string(key_file()?).ok())
-        .or_else(|| std::fs::read_to_string(std::env::var_os("GENFLEET_ADMIN_KEY_FILE")?).ok());
-    use_api_key(key);
+/// How this process calls schedulers: the API key it presents and the CA
+/// an https:// scheduler's certificate must chain to. Built once from the
+/// flags (`main`), or by a command that runs its own cluster (`demo`), and
+/// handed to each command: no process-wide state.
+#[derive(Clone, Default)]
+pub struct ClientConfig {
+    api_key: Option<String>,
+    tls_ca: Option<Vec<u8>>,
 }
 
-/// The CA certificate (PEM) that https:// schedulers must chain to.
-static TLS_CA: RwLock<Option<Vec<u8>>> = RwLock::new(None);
+impl ClientConfig {
+    /// The key: the flag or GENFLEET_API_KEY if given, else the file
+    /// `$XDG_CONFIG_HOME/genfleet/api-key` (or `~/.config/genfleet/api-key`)
+    /// if there is one, else the scheduler's admin key file named by
+    /// GENFLEET_ADMIN_KEY_FILE (a CLI run in a scheduler pod). The CA: the
+    /// file at `tls_ca`, trusted alone (a cluster's own CA, as `genfleet
+    /// certs init` makes one).
+    pub fn from_flags(
+        api_key: Option<String>,
+        tls_ca: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
+        let key = api_key
+            .or_else(|| std::fs::read_to_string(key_file()?).ok())
+            .or_else(|| std::fs::read_to_string(std::env::var_os("GENFLEET_ADMIN_KEY_FILE")?).ok());
+        let tls_ca = match tls_ca {
+            Some(path) => Some(genfleet_proto::tls::read_pem(path, "CERTIFICATE")?),
+            None => None,
+        };
+        Ok(ClientConfig::default()
+            .with_api_key(key)
+            .with_tls_ca(tls_ca))
+    }
 
-/// Makes calls to https:// schedulers trust the CA in `path` (and only
-/// it): a cluster's own CA, as `genfleet certs init` makes one.
-pub fn set_tls_ca(path: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let ca = match path {
-        Some(path) => Some(genfleet_proto::tls::read_pem(path, "CERTIFICATE")?),
-        None => None,
-    };
-    *TLS_CA.write().unwrap_or_else(|e| e.into_inner()) = ca;
-    Ok(())
-}
+    /// This configuration presenting `key` instead.
+    pub fn with_api_key(mut self, key: Option<String>) -> Self {
+        self.api_key = key.map(|k| k.trim().to_string()).filter(|k| !k.is_empty());
+        self
+    }
 
-/// Makes every later call of this process present `key`.
-pub fn use_api_key(key: Option<String>) {
-    let key = key.map(|k| k.trim().to_string()).filter(|k| !k.is_empty());
-    *API_KEY.write().unwrap_or_else(|e| e.into_inner()) = key;
+    /// This configuration trusting the CA `pem` (None: plain http:// only).
+    pub fn with_tls_ca(mut self, pem: Option<Vec<u8>>) -> Self {
+        self.tls_ca = pem;
+        self
+    }
+
+    fn key_interceptor(&self) -> Result<KeyInterceptor, ClientError> {
+        let Some(key) = &self.api_key else {
+            return Ok(KeyInterceptor(None));
+        };
+        let value = format!("Bearer {key}")
+            .parse()
+            .map_err(|_| ClientError::BadKey)?;
+        Ok(KeyInterceptor(Some(value)))
+    }
 }
 
 /// Where the CLI looks for its key when neither the flag nor the
@@ -76,17 +93,6 @@ impl tonic::service::Interceptor for KeyInterceptor {
         }
         Ok(request)
     }
-}
-
-fn key_interceptor() -> Result<KeyInterceptor, ClientError> {
-    let key = API_KEY.read().unwrap_or_else(|e| e.into_inner()).clone();
-    let Some(key) = key else {
-        return Ok(KeyInterceptor(None));
-    };
-    let value = format!("Bearer {key}")
-        .parse()
-        .map_err(|_| ClientError::BadKey)?;
-    Ok(KeyInterceptor(Some(value)))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,13 +132,14 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// A connection to one of the scheduler replicas; calls move to another
 /// replica when the one in use stops answering.
 pub struct Scheduler {
+    config: ClientConfig,
     addresses: Vec<String>,
     current: usize,
     client: JobServiceClient<SchedulerChannel>,
 }
 
 /// Connects to the first reachable of `addresses` (comma-separated).
-pub async fn connect(addresses: &str) -> Result<Scheduler, ClientError> {
+pub async fn connect(config: &ClientConfig, addresses: &str) -> Result<Scheduler, ClientError> {
     let list: Vec<String> = addresses
         .split(',')
         .map(|a| a.trim().to_string())
@@ -146,9 +153,10 @@ pub async fn connect(addresses: &str) -> Result<Scheduler, ClientError> {
     }
     let mut last_error = None;
     for (i, address) in list.iter().enumerate() {
-        match connect_one(address).await {
+        match connect_one(config, address).await {
             Ok(client) => {
                 return Ok(Scheduler {
+                    config: config.clone(),
                     addresses: list,
                     current: i,
                     client,
@@ -164,12 +172,18 @@ pub async fn connect(addresses: &str) -> Result<Scheduler, ClientError> {
     }))
 }
 
-async fn connect_one(address: &str) -> Result<JobServiceClient<SchedulerChannel>, ClientError> {
-    Ok(JobServiceClient::new(channel(address).await?))
+async fn connect_one(
+    config: &ClientConfig,
+    address: &str,
+) -> Result<JobServiceClient<SchedulerChannel>, ClientError> {
+    Ok(JobServiceClient::new(channel(config, address).await?))
 }
 
 /// A gRPC channel to `address`, with errors that name it.
-pub async fn channel(address: &str) -> Result<SchedulerChannel, ClientError> {
+pub async fn channel(
+    config: &ClientConfig,
+    address: &str,
+) -> Result<SchedulerChannel, ClientError> {
     let bad = |why: String| ClientError::BadAddress {
         address: address.to_string(),
         why,
@@ -177,9 +191,8 @@ pub async fn channel(address: &str) -> Result<SchedulerChannel, ClientError> {
     if !(address.starts_with("http://") || address.starts_with("https://")) {
         return Err(bad("it must start with http:// or https://".into()));
     }
-    let ca = TLS_CA.read().unwrap_or_else(|e| e.into_inner()).clone();
-    let tls = match ca {
-        Some(ca) => Some(genfleet_proto::tls::api_client(&ca)),
+    let tls = match &config.tls_ca {
+        Some(ca) => Some(genfleet_proto::tls::api_client(ca)),
         None if address.starts_with("https://") => {
             return Err(bad(
                 "an https:// scheduler needs the CA its certificate chains to: \
@@ -199,11 +212,14 @@ pub async fn channel(address: &str) -> Result<SchedulerChannel, ClientError> {
             address: address.to_string(),
             why: error_chain(&e),
         })?;
-    Ok(InterceptedService::new(channel, key_interceptor()?))
+    Ok(InterceptedService::new(channel, config.key_interceptor()?))
 }
 
 /// A channel to the first reachable of `addresses` (comma-separated).
-pub async fn first_channel(addresses: &str) -> Result<SchedulerChannel, ClientError> {
+pub async fn first_channel(
+    config: &ClientConfig,
+    addresses: &str,
+) -> Result<SchedulerChannel, ClientError> {
     let mut last_error = ClientError::BadAddress {
         address: addresses.to_string(),
         why: "no address given".into(),
@@ -213,7 +229,7 @@ pub async fn first_channel(addresses: &str) -> Result<SchedulerChannel, ClientEr
         .map(str::trim)
         .filter(|a| !a.is_empty())
     {
-        match channel(address).await {
+        match channel(config, address).await {
             Ok(c) => return Ok(c),
             Err(e @ ClientError::BadAddress { .. }) => return Err(e),
             Err(e) => last_error = e,
@@ -277,7 +293,7 @@ impl Scheduler {
     pub async fn reconnect(&mut self) {
         for step in 1..=self.addresses.len() {
             let i = (self.current + step) % self.addresses.len();
-            if let Ok(client) = connect_one(&self.addresses[i]).await {
+            if let Ok(client) = connect_one(&self.config, &self.addresses[i]).await {
                 self.current = i;
                 self.client = client;
                 return;

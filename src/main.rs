@@ -25,16 +25,19 @@ fn main() -> std::process::ExitCode {
 
 async fn run() -> std::process::ExitCode {
     let cli = Cli::parse();
-    genfleet::client::set_api_key(cli.api_key.clone());
     // Inside a scheduler's pod or shell: trust its CA.
     let tls_ca = cli.tls_ca.clone().or_else(|| {
         let dir = std::path::PathBuf::from(std::env::var_os("GENFLEET_TLS_DIR")?);
         Some(dir.join(genfleet_proto::tls::CA_FILE))
     });
-    if let Err(e) = genfleet::client::set_tls_ca(tls_ca.as_deref()) {
-        genfleet::say_err!("genfleet: {e:#}");
-        return std::process::ExitCode::FAILURE;
-    }
+    let client =
+        match genfleet::client::ClientConfig::from_flags(cli.api_key.clone(), tls_ca.as_deref()) {
+            Ok(client) => client,
+            Err(e) => {
+                genfleet::say_err!("genfleet: {e:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
     // Servers log what they do; client commands stay quiet unless asked.
     let default_filter = match cli.command {
         Command::Scheduler(_) | Command::Worker(_) | Command::Up(_) => {
@@ -53,7 +56,7 @@ async fn run() -> std::process::ExitCode {
         .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match genfleet::commands::run(cli.command).await {
+    match genfleet::commands::run(cli.command, &client).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             genfleet::say_err!("genfleet: {e:#}");

@@ -4,15 +4,17 @@ use genfleet_proto as pb;
 use pb::cluster_service_client::ClusterServiceClient;
 
 use crate::cli::ClusterCommand;
-use crate::client::{channel, first_channel, ClientError};
+use crate::client::{channel, first_channel, ClientConfig, ClientError};
 use crate::output::{self, Format};
 
-pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
+pub async fn run(command: ClusterCommand, client: &ClientConfig) -> anyhow::Result<()> {
     match command {
-        ClusterCommand::Status(args) => status(&args.client.scheduler, args.output.output).await,
+        ClusterCommand::Status(args) => {
+            status(client, &args.client.scheduler, args.output.output).await
+        }
         ClusterCommand::AddReplica(args) => {
             let mut client =
-                ClusterServiceClient::new(first_channel(&args.client.scheduler).await?);
+                ClusterServiceClient::new(first_channel(client, &args.client.scheduler).await?);
             let request = pb::AddReplicaRequest {
                 id: args.id,
                 address: args.address.clone(),
@@ -32,7 +34,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
         }
         ClusterCommand::RemoveReplica(args) => {
             let mut client =
-                ClusterServiceClient::new(first_channel(&args.client.scheduler).await?);
+                ClusterServiceClient::new(first_channel(client, &args.client.scheduler).await?);
             let reply = client
                 .remove_replica(pb::RemoveReplicaRequest { id: args.id })
                 .await
@@ -43,7 +45,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
         }
         ClusterCommand::TransferLeader(args) => {
             let mut client =
-                ClusterServiceClient::new(first_channel(&args.client.scheduler).await?);
+                ClusterServiceClient::new(first_channel(client, &args.client.scheduler).await?);
             client
                 .transfer_leader(pb::TransferLeaderRequest { id: args.id })
                 .await
@@ -67,8 +69,8 @@ struct ReplicaItem<'a> {
 }
 
 /// Asks one replica for the members, then every member for its own view.
-async fn status(addresses: &str, format: Format) -> anyhow::Result<()> {
-    let mut first = ClusterServiceClient::new(first_channel(addresses).await?);
+async fn status(client: &ClientConfig, addresses: &str, format: Format) -> anyhow::Result<()> {
+    let mut first = ClusterServiceClient::new(first_channel(client, addresses).await?);
     let seed = first
         .status(pb::ReplicaStatusRequest {})
         .await
@@ -76,7 +78,7 @@ async fn status(addresses: &str, format: Format) -> anyhow::Result<()> {
         .into_inner();
     let mut rows = Vec::new();
     for member in &seed.members {
-        let status = match member_status(&member.address).await {
+        let status = match member_status(client, &member.address).await {
             Ok(s) => Ok(s),
             Err(e) => Err(e.to_string()),
         };
@@ -94,8 +96,11 @@ async fn status(addresses: &str, format: Format) -> anyhow::Result<()> {
     output::list(format, &items, |_| status_table(&seed, &rows))
 }
 
-async fn member_status(address: &str) -> Result<pb::ReplicaStatus, ClientError> {
-    let mut client = ClusterServiceClient::new(channel(address).await?);
+async fn member_status(
+    client: &ClientConfig,
+    address: &str,
+) -> Result<pb::ReplicaStatus, ClientError> {
+    let mut client = ClusterServiceClient::new(channel(client, address).await?);
     Ok(client
         .status(pb::ReplicaStatusRequest {})
         .await?

@@ -12,7 +12,7 @@ use pb::JobState;
 
 use super::jobs::follow;
 use crate::cli::DemoArgs;
-use crate::client::{connect, ClientError};
+use crate::client::{connect, ClientConfig, ClientError};
 use crate::cluster::{LocalCluster, LocalClusterConfig};
 use crate::render;
 
@@ -32,7 +32,7 @@ fn prompt(i: u32) -> String {
     world::caption(&scene, &mut rng)
 }
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+pub async fn run(args: DemoArgs, client: &ClientConfig) -> anyhow::Result<()> {
     let started = Instant::now();
     say!(
         "genfleet demo: a scheduler and a worker in this process, data in {}",
@@ -40,7 +40,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     // The demo's cluster has keys like any other; the demo is its admin.
     let (admin_key, _) = crate::cluster::local_admin_key(&args.data_dir)?;
-    crate::client::use_api_key(Some(admin_key.clone()));
+    let client = client.clone().with_api_key(Some(admin_key.clone()));
     let cluster = LocalCluster::start(LocalClusterConfig {
         data_dir: args.data_dir.clone(),
         listen: "127.0.0.1:0".parse()?,
@@ -52,7 +52,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         cluster_secret: Some(crate::cluster::local_cluster_secret(&args.data_dir)?),
     })
     .await?;
-    let result = generate(&cluster.endpoint, &args).await;
+    let result = generate(&client, &cluster.endpoint, &args).await;
     cluster.stop().await?;
     let jobs = result?;
 
@@ -92,8 +92,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// Submits the demo's jobs and follows them all to their end.
-async fn generate(endpoint: &str, args: &DemoArgs) -> Result<Vec<pb::Job>, ClientError> {
-    let mut scheduler = connect(endpoint).await?;
+async fn generate(
+    client: &ClientConfig,
+    endpoint: &str,
+    args: &DemoArgs,
+) -> Result<Vec<pb::Job>, ClientError> {
+    let mut scheduler = connect(client, endpoint).await?;
     let mut ids = Vec::new();
     let (width, height) = pb::models::default_size(MODEL);
     for i in 0..args.jobs {
@@ -116,7 +120,7 @@ async fn generate(endpoint: &str, args: &DemoArgs) -> Result<Vec<pb::Job>, Clien
     let follows = ids.iter().map(|id| {
         let bar = bars.add(render::job_bar(id, u64::from(args.steps)));
         async move {
-            let mut scheduler = connect(endpoint).await?;
+            let mut scheduler = connect(client, endpoint).await?;
             follow(&mut scheduler, id, &bar).await
         }
     });

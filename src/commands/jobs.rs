@@ -5,11 +5,11 @@ use genfleet_proto as pb;
 use pb::JobState;
 
 use crate::cli::{JobIdArgs, JobsArgs, SubmitArgs};
-use crate::client::{connect, retryable, ClientError, Scheduler};
+use crate::client::{connect, retryable, ClientConfig, ClientError, Scheduler};
 use crate::output::{self, Format};
 use crate::render;
 
-pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
+pub async fn submit(args: SubmitArgs, client: &ClientConfig) -> anyhow::Result<()> {
     let (width, height) = args.size();
     let spec = pb::JobSpec {
         prompt: args.prompt,
@@ -30,7 +30,7 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     };
     // Checked here too, so a typo is caught before any network call.
     genfleet_scheduler::spec::validate(&genfleet_scheduler::spec::with_defaults(spec.clone()))?;
-    let mut scheduler = connect(&args.client.scheduler).await?;
+    let mut scheduler = connect(client, &args.client.scheduler).await?;
     let job = scheduler.submit(spec).await?;
     let format = args.output.output;
     if !args.watch {
@@ -50,7 +50,7 @@ fn bar(format: Format, id: &str) -> indicatif::ProgressBar {
     }
 }
 
-pub async fn list(args: JobsArgs) -> anyhow::Result<()> {
+pub async fn list(args: JobsArgs, client: &ClientConfig) -> anyhow::Result<()> {
     let mut states = Vec::new();
     for name in &args.states {
         let state = JobState::ALL
@@ -63,7 +63,7 @@ pub async fn list(args: JobsArgs) -> anyhow::Result<()> {
             ),
         }
     }
-    let mut scheduler = connect(&args.client.scheduler).await?;
+    let mut scheduler = connect(client, &args.client.scheduler).await?;
     // Page by page, newest first, until --limit or the end.
     let mut jobs = Vec::new();
     let mut request = pb::ListJobsRequest {
@@ -98,8 +98,8 @@ pub async fn list(args: JobsArgs) -> anyhow::Result<()> {
     })
 }
 
-pub async fn get(args: JobIdArgs) -> anyhow::Result<()> {
-    let mut scheduler = connect(&args.client.scheduler).await?;
+pub async fn get(args: JobIdArgs, client: &ClientConfig) -> anyhow::Result<()> {
+    let mut scheduler = connect(client, &args.client.scheduler).await?;
     let request = pb::GetJobRequest { id: args.id };
     let job = scheduler
         .call(|mut c| {
@@ -110,15 +110,15 @@ pub async fn get(args: JobIdArgs) -> anyhow::Result<()> {
     output::object(args.output.output, &job, || render::job_details(&job))
 }
 
-pub async fn watch(args: JobIdArgs) -> anyhow::Result<()> {
-    let mut scheduler = connect(&args.client.scheduler).await?;
+pub async fn watch(args: JobIdArgs, client: &ClientConfig) -> anyhow::Result<()> {
+    let mut scheduler = connect(client, &args.client.scheduler).await?;
     let format = args.output.output;
     let job = follow(&mut scheduler, &args.id, &bar(format, &args.id)).await?;
     finish_message(&job, format)
 }
 
-pub async fn cancel(args: JobIdArgs) -> anyhow::Result<()> {
-    let mut scheduler = connect(&args.client.scheduler).await?;
+pub async fn cancel(args: JobIdArgs, client: &ClientConfig) -> anyhow::Result<()> {
+    let mut scheduler = connect(client, &args.client.scheduler).await?;
     let request = pb::CancelJobRequest { id: args.id };
     let job = scheduler
         .call(|mut c| {

@@ -19,8 +19,10 @@ mod train;
 mod video;
 
 use crate::cli::Command;
+use crate::client::ClientConfig;
 
-pub async fn run(command: Command) -> anyhow::Result<()> {
+/// Runs `command`; those that call a scheduler do so as `client` says.
+pub async fn run(command: Command, client: &ClientConfig) -> anyhow::Result<()> {
     if matches!(
         command,
         Command::Scheduler(_) | Command::Worker(_) | Command::Up(_) | Command::Demo(_)
@@ -31,19 +33,19 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Scheduler(args) => servers::scheduler(args).await,
         Command::Worker(args) => servers::worker(args).await,
         Command::Up(args) => servers::up(args).await,
-        Command::Demo(args) => demo::run(args).await,
-        Command::Submit(args) => jobs::submit(args).await,
-        Command::Jobs(args) => jobs::list(args).await,
-        Command::Get(args) => jobs::get(args).await,
-        Command::Watch(args) => jobs::watch(args).await,
-        Command::Cancel(args) => jobs::cancel(args).await,
+        Command::Demo(args) => demo::run(args, client).await,
+        Command::Submit(args) => jobs::submit(args, client).await,
+        Command::Jobs(args) => jobs::list(args, client).await,
+        Command::Get(args) => jobs::get(args, client).await,
+        Command::Watch(args) => jobs::watch(args, client).await,
+        Command::Cancel(args) => jobs::cancel(args, client).await,
         Command::Model(command) => model::run(command).await,
-        Command::Cluster(command) => cluster::run(command).await,
-        Command::Queue(command) => queues::run(command).await,
-        Command::Node(command) => nodes::run(command).await,
-        Command::Tenant(command) => tenants::run_tenant(command).await,
-        Command::Key(command) => tenants::run_key(command).await,
-        Command::Whoami(args) => tenants::whoami(args).await,
+        Command::Cluster(command) => cluster::run(command, client).await,
+        Command::Queue(command) => queues::run(command, client).await,
+        Command::Node(command) => nodes::run(command, client).await,
+        Command::Tenant(command) => tenants::run_tenant(command, client).await,
+        Command::Key(command) => tenants::run_key(command, client).await,
+        Command::Whoami(args) => tenants::whoami(args, client).await,
         Command::Devices(args) => devices::run(args),
         Command::Kube(command) => kube::run(command),
         Command::Certs(crate::cli::CertsCommand::Init(args)) => certs::init(args),
@@ -51,6 +53,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Secrets(command) => secrets::run(command),
         Command::Video(command) => video::run(command),
         Command::Plan(args) => plan::run(args),
-        Command::Profile(command) => profile::run(command).await,
+        Command::Profile(command) => profile::run(command, client).await,
     }
 }

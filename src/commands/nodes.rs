@@ -4,14 +4,15 @@ use genfleet_proto as pb;
 use pb::node_service_client::NodeServiceClient;
 
 use crate::cli::{NodeCommand, NodeNameArgs};
-use crate::client::{first_channel, ClientError};
+use crate::client::{first_channel, ClientConfig, ClientError};
 use crate::output;
 use crate::render;
 
-pub async fn run(command: NodeCommand) -> anyhow::Result<()> {
+pub async fn run(command: NodeCommand, client: &ClientConfig) -> anyhow::Result<()> {
     match command {
         NodeCommand::List(args) => {
-            let mut client = NodeServiceClient::new(first_channel(&args.client.scheduler).await?);
+            let mut client =
+                NodeServiceClient::new(first_channel(client, &args.client.scheduler).await?);
             let nodes = client
                 .list(pb::ListNodesRequest {})
                 .await
@@ -22,13 +23,13 @@ pub async fn run(command: NodeCommand) -> anyhow::Result<()> {
                 render::node_table(&nodes, wide)
             })
         }
-        NodeCommand::Cordon(args) => cordon(args, true).await,
-        NodeCommand::Uncordon(args) => cordon(args, false).await,
+        NodeCommand::Cordon(args) => cordon(args, true, client).await,
+        NodeCommand::Uncordon(args) => cordon(args, false, client).await,
     }
 }
 
-async fn cordon(args: NodeNameArgs, cordoned: bool) -> anyhow::Result<()> {
-    let mut client = NodeServiceClient::new(first_channel(&args.client.scheduler).await?);
+async fn cordon(args: NodeNameArgs, cordoned: bool, client: &ClientConfig) -> anyhow::Result<()> {
+    let mut client = NodeServiceClient::new(first_channel(client, &args.client.scheduler).await?);
     let node = client
         .cordon(pb::CordonNodeRequest {
             node: args.name,

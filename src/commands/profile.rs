@@ -6,13 +6,13 @@ use genfleet_proto as pb;
 use pb::cluster_service_client::ClusterServiceClient;
 
 use crate::cli::ProfileCommand;
-use crate::client::{first_channel, ClientError};
+use crate::client::{first_channel, ClientConfig, ClientError};
 
-pub async fn run(command: ProfileCommand) -> anyhow::Result<()> {
+pub async fn run(command: ProfileCommand, client: &ClientConfig) -> anyhow::Result<()> {
     match command {
         ProfileCommand::Export(args) => {
             let mut client =
-                ClusterServiceClient::new(first_channel(&args.client.scheduler).await?);
+                ClusterServiceClient::new(first_channel(client, &args.client.scheduler).await?);
             let reply = client
                 .profile(pb::ProfileRequest {})
                 .await

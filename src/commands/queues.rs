@@ -4,7 +4,7 @@ use genfleet_proto as pb;
 use pb::queue_service_client::QueueServiceClient;
 
 use crate::cli::QueueCommand;
-use crate::client::{first_channel, ClientError};
+use crate::client::{first_channel, ClientConfig, ClientError};
 use crate::{output, render};
 use genfleet_scheduler::queue_file;
 
@@ -18,7 +18,7 @@ struct QueueItem<'a> {
     budget_used_hours: Option<f64>,
 }
 
-pub async fn run(command: QueueCommand) -> anyhow::Result<()> {
+pub async fn run(command: QueueCommand, client: &ClientConfig) -> anyhow::Result<()> {
     match command {
         QueueCommand::Apply(args) => {
             let (name, text) = if args.file == "-" {
@@ -31,7 +31,8 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<()> {
                 (args.file.clone(), text)
             };
             let queues = queue_file::parse(&name, &text)?;
-            let mut client = QueueServiceClient::new(first_channel(&args.client.scheduler).await?);
+            let mut client =
+                QueueServiceClient::new(first_channel(client, &args.client.scheduler).await?);
             for queue in queues {
                 let name = queue.name.clone();
                 let applied = client
@@ -44,7 +45,8 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<()> {
             Ok(())
         }
         QueueCommand::List(args) => {
-            let mut client = QueueServiceClient::new(first_channel(&args.client.scheduler).await?);
+            let mut client =
+                QueueServiceClient::new(first_channel(client, &args.client.scheduler).await?);
             let list = client
                 .list(pb::ListQueuesRequest {})
                 .await
@@ -63,7 +65,8 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<()> {
             })
         }
         QueueCommand::Delete(args) => {
-            let mut client = QueueServiceClient::new(first_channel(&args.client.scheduler).await?);
+            let mut client =
+                QueueServiceClient::new(first_channel(client, &args.client.scheduler).await?);
             client
                 .delete(pb::DeleteQueueRequest {
                     name: args.name.clone(),

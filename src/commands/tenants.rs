@@ -4,12 +4,15 @@ use genfleet_proto as pb;
 use pb::tenant_service_client::TenantServiceClient;
 
 use crate::cli::{ClientArgs, KeyCommand, ListArgs, TenantCommand};
-use crate::client::{first_channel, ClientError, SchedulerChannel};
+use crate::client::{first_channel, ClientConfig, ClientError, SchedulerChannel};
 use crate::{output, render};
 
-async fn connect(client: &ClientArgs) -> anyhow::Result<TenantServiceClient<SchedulerChannel>> {
+async fn connect(
+    config: &ClientConfig,
+    client: &ClientArgs,
+) -> anyhow::Result<TenantServiceClient<SchedulerChannel>> {
     Ok(TenantServiceClient::new(
-        first_channel(&client.scheduler).await?,
+        first_channel(config, &client.scheduler).await?,
     ))
 }
 
@@ -32,7 +35,7 @@ fn role_label(role: pb::Role) -> &'static str {
     }
 }
 
-pub async fn run_tenant(command: TenantCommand) -> anyhow::Result<()> {
+pub async fn run_tenant(command: TenantCommand, config: &ClientConfig) -> anyhow::Result<()> {
     match command {
         TenantCommand::Apply(args) => {
             let tenant = pb::Tenant {
@@ -43,7 +46,7 @@ pub async fn run_tenant(command: TenantCommand) -> anyhow::Result<()> {
                 max_qos: args.max_qos.unwrap_or_default(),
                 max_unfinished_jobs: args.max_unfinished_jobs.unwrap_or(0),
             };
-            let applied = connect(&args.client)
+            let applied = connect(config, &args.client)
                 .await?
                 .apply(pb::ApplyTenantRequest {
                     tenant: Some(tenant),
@@ -54,7 +57,7 @@ pub async fn run_tenant(command: TenantCommand) -> anyhow::Result<()> {
             say!("tenant {} applied", applied.name);
         }
         TenantCommand::List(args) => {
-            let list = connect(&args.client)
+            let list = connect(config, &args.client)
                 .await?
                 .list(pb::ListTenantsRequest {})
                 .await
@@ -65,7 +68,7 @@ pub async fn run_tenant(command: TenantCommand) -> anyhow::Result<()> {
             })?;
         }
         TenantCommand::Delete(args) => {
-            connect(&args.client)
+            connect(config, &args.client)
                 .await?
                 .delete(pb::DeleteTenantRequest {
                     name: args.name.clone(),
@@ -78,7 +81,7 @@ pub async fn run_tenant(command: TenantCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run_key(command: KeyCommand) -> anyhow::Result<()> {
+pub async fn run_key(command: KeyCommand, config: &ClientConfig) -> anyhow::Result<()> {
     match command {
         KeyCommand::Create(args) => {
             let role = role(&args.role)?;
@@ -93,7 +96,7 @@ pub async fn run_key(command: KeyCommand) -> anyhow::Result<()> {
                 description: args.description,
                 node: args.node.unwrap_or_default(),
             };
-            let created = connect(&args.client)
+            let created = connect(config, &args.client)
                 .await?
                 .create_key(request)
                 .await
@@ -110,7 +113,7 @@ pub async fn run_key(command: KeyCommand) -> anyhow::Result<()> {
             say_err!("key {id} created; its secret is shown once, above: keep it now");
         }
         KeyCommand::List(args) => {
-            let list = connect(&args.client)
+            let list = connect(config, &args.client)
                 .await?
                 .list_keys(pb::ListKeysRequest {
                     tenant: args.tenant.unwrap_or_default(),
@@ -121,7 +124,7 @@ pub async fn run_key(command: KeyCommand) -> anyhow::Result<()> {
             output::list(args.output.output, &list.keys, |_| key_table(&list.keys))?;
         }
         KeyCommand::Revoke(args) => {
-            connect(&args.client)
+            connect(config, &args.client)
                 .await?
                 .revoke_key(pb::RevokeKeyRequest {
                     id: args.id.clone(),
@@ -134,9 +137,9 @@ pub async fn run_key(command: KeyCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn whoami(args: ListArgs) -> anyhow::Result<()> {
+pub async fn whoami(args: ListArgs, config: &ClientConfig) -> anyhow::Result<()> {
     let format = args.output.output;
-    let me = connect(&args.client)
+    let me = connect(config, &args.client)
         .await?
         .who_am_i(pb::WhoAmIRequest {})
         .await
