@@ -20,6 +20,7 @@ pub mod v1 {
 pub use v1::*;
 
 pub mod flavors;
+pub mod metrics;
 pub mod models;
 pub mod tls;
 

@@ -1,8 +1,8 @@
 //! The worker's Prometheus metrics.
 
+use genfleet_proto::metrics::Registrar;
 use prometheus::{
-    exponential_buckets, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry,
+    exponential_buckets, GaugeVec, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Registry,
 };
 
 use crate::device::GpuInfo;
@@ -30,62 +30,60 @@ impl WorkerMetrics {
     /// Metrics of worker `node`; every series carries a `node` label.
     pub fn new(node: &str) -> Result<Self, prometheus::Error> {
         let labels = [("node".to_string(), node.to_string())].into();
+        let registry = Registry::new_custom(None, Some(labels))?;
+        let r = Registrar(&registry);
         // Per GPU (vendor, index), and for memory also total or used.
-        let gpu = |name: &str, help: &str, with_kind: bool| {
-            let labels: &[&str] = if with_kind {
-                &["vendor", "index", "kind"]
-            } else {
-                &["vendor", "index"]
-            };
-            GaugeVec::new(Opts::new(name, help), labels)
-        };
+        let gpu = |name: &str, help: &str| r.gauge_vec(name, help, &["vendor", "index"]);
         let m = Self {
-            registry: Registry::new_custom(None, Some(labels))?,
-            step_seconds: HistogramVec::new(
-                HistogramOpts::new("genfleet_worker_step_seconds", "Time of one denoising step")
-                    .buckets(exponential_buckets(0.01, 2.0, 14)?),
+            step_seconds: r.histogram_vec(
+                "genfleet_worker_step_seconds",
+                "Time of one denoising step",
+                exponential_buckets(0.01, 2.0, 14)?,
                 &["model", "tp"],
             )?,
-            jobs: IntCounterVec::new(
-                Opts::new(
-                    "genfleet_worker_jobs_total",
-                    "Jobs this worker ended, by result",
-                ),
+            jobs: r.int_counter_vec(
+                "genfleet_worker_jobs_total",
+                "Jobs this worker ended, by result",
                 &["result"],
             )?,
-            jobs_running: IntGauge::new(
+            jobs_running: r.int_gauge(
                 "genfleet_worker_jobs_running",
                 "Jobs running on this worker",
             )?,
-            session_connected: IntGauge::new(
+            session_connected: r.int_gauge(
                 "genfleet_worker_session_connected",
                 "1 while the worker has a session with the scheduler leader",
             )?,
-            devices: IntGaugeVec::new(
-                Opts::new(
-                    "genfleet_worker_devices",
-                    "Devices offered, by flavor and whether they are simulated",
-                ),
+            devices: r.int_gauge_vec(
+                "genfleet_worker_devices",
+                "Devices offered, by flavor and whether they are simulated",
                 &["flavor", "simulated"],
             )?,
-            gpu_info: IntGaugeVec::new(
-                Opts::new(
-                    "genfleet_worker_gpu_info",
-                    "1 per GPU the worker found (NVML or amdgpu sysfs)",
-                ),
+            gpu_info: r.int_gauge_vec(
+                "genfleet_worker_gpu_info",
+                "1 per GPU the worker found (NVML or amdgpu sysfs)",
                 &["vendor", "index", "flavor", "product"],
             )?,
-            gpu_memory_bytes: gpu("genfleet_worker_gpu_memory_bytes", "GPU memory, total and used", true)?,
-            gpu_busy_percent: gpu("genfleet_worker_gpu_busy_percent", "Percent of time the GPU was busy", false)?,
-            gpu_power_watts: gpu("genfleet_worker_gpu_power_watts", "GPU power draw", false)?,
-            gpu_temperature_celsius: gpu("genfleet_worker_gpu_temperature_celsius", "GPU temperature", false)?,
-            checkpoint_loads: IntCounterVec::new(
-                Opts::new(
-                    "genfleet_worker_checkpoint_loads_total",
-                    "Checkpoints read to resume a preempted job: resumed, or unreadable (started over)",
-                ),
+            gpu_memory_bytes: r.gauge_vec(
+                "genfleet_worker_gpu_memory_bytes",
+                "GPU memory, total and used",
+                &["vendor", "index", "kind"],
+            )?,
+            gpu_busy_percent: gpu(
+                "genfleet_worker_gpu_busy_percent",
+                "Percent of time the GPU was busy",
+            )?,
+            gpu_power_watts: gpu("genfleet_worker_gpu_power_watts", "GPU power draw")?,
+            gpu_temperature_celsius: gpu(
+                "genfleet_worker_gpu_temperature_celsius",
+                "GPU temperature",
+            )?,
+            checkpoint_loads: r.int_counter_vec(
+                "genfleet_worker_checkpoint_loads_total",
+                "Checkpoints read to resume a preempted job: resumed, or unreadable (started over)",
                 &["result"],
             )?,
+            registry: registry.clone(),
         };
         // Known label values start at 0, so rates and panels see a series
         // before the first job ends or resumes.
@@ -95,18 +93,6 @@ impl WorkerMetrics {
         for result in ["resumed", "unreadable"] {
             m.checkpoint_loads.with_label_values(&[result]);
         }
-        m.registry.register(Box::new(m.checkpoint_loads.clone()))?;
-        m.registry.register(Box::new(m.gpu_info.clone()))?;
-        m.registry.register(Box::new(m.gpu_memory_bytes.clone()))?;
-        m.registry.register(Box::new(m.gpu_busy_percent.clone()))?;
-        m.registry.register(Box::new(m.gpu_power_watts.clone()))?;
-        m.registry
-            .register(Box::new(m.gpu_temperature_celsius.clone()))?;
-        m.registry.register(Box::new(m.step_seconds.clone()))?;
-        m.registry.register(Box::new(m.jobs.clone()))?;
-        m.registry.register(Box::new(m.jobs_running.clone()))?;
-        m.registry.register(Box::new(m.session_connected.clone()))?;
-        m.registry.register(Box::new(m.devices.clone()))?;
         Ok(m)
     }
 }
