@@ -1,7 +1,7 @@
 //! [`Scheduler`]: binds its ports, starts the raft replica, the leader's
 //! loops and the gRPC and HTTP servers, and stops them all on shutdown.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +11,7 @@ use std::time::Duration;
 use genfleet_proto as pb;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::api::route::Router;
 use crate::api::{
@@ -26,7 +27,7 @@ use crate::leader::{self, LeaderConfig, Sessions};
 use crate::metrics::{JobStateCollector, Metrics};
 use crate::policy::PolicyConfig;
 use crate::raft::transport::{AddressBook, PeerTransport};
-use crate::raft::{self, Bootstrap, NotReady, RaftStatus, ReplicaConfig};
+use crate::raft::{self, Bootstrap, NotReady, RaftHandle, RaftStatus, ReplicaConfig};
 use crate::scheduling::LastVerdicts;
 use crate::Error;
 
@@ -305,64 +306,19 @@ impl Scheduler {
     /// Serves until `shutdown` completes, then stops everything in order:
     /// servers and loops first, the raft replica last.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        let grpc_addr = self.grpc_addr();
         let config = self.config;
-        let metrics = self.metrics;
-        let mut configured = config.peers.clone();
-        configured.entry(config.id).or_insert_with(|| {
-            format!("http://{}", self.grpc.local_addr().unwrap_or(config.listen))
-        });
-        // A new cluster records its members' addresses in its first state,
-        // so replicas added later can reach them.
-        let bootstrap = if config.join {
-            Bootstrap::Join
-        } else {
-            Bootstrap::NewCluster(configured.clone())
-        };
-        let replica_config = ReplicaConfig {
-            id: config.id,
-            dir: config.data_dir.clone(),
-            bootstrap,
-            election_ticks: config.election_ticks,
-            heartbeat_ticks: config.heartbeat_ticks,
-            election_range: None,
-            snapshot_every: config.snapshot_every,
-            incarnation: rand::random(),
-        };
-        let runtime = tokio::runtime::Handle::current();
-        let peer_tls = config.tls.as_ref().map(|t| t.client());
-        let credential = config
-            .cluster_secret
-            .as_ref()
-            .map(|secret| secret.replica_credential(config.id));
-        // Even a replica alone gets a peer transport: replicas can be added.
-        let (raft, raft_thread) = raft::spawn(
-            replica_config,
-            config.raft_tick,
-            metrics.clone(),
-            |handle| {
-                let book = AddressBook::new(configured.clone(), handle.shared_state());
-                Box::new(PeerTransport::new(
-                    config.id,
-                    book,
-                    runtime,
-                    peer_tls.clone(),
-                    credential.as_deref(),
-                ))
-            },
-        )?;
-        let configured_ids = configured.keys().copied().collect();
-        let book = AddressBook::new(configured, raft.shared_state());
-        // Set once: `run` consumes the scheduler, so it starts one replica.
-        let _ = self.status.0.set(raft.watch_status());
-        metrics
-            .registry
-            .register(Box::new(JobStateCollector::new(raft.shared_state())?))?;
-        let router = Arc::new(Router::new(raft.clone(), book, peer_tls.clone()));
-        tracing::info!(id = config.id, data = %config.data_dir.display(), "raft replica started");
-
-        let sessions = Arc::new(Sessions::default());
-        let verdicts = Arc::new(LastVerdicts::default());
+        let (raft, raft_thread, configured_ids, router) =
+            start_replica(&config, &self.metrics, grpc_addr, &self.status)?;
         let (stop_tx, stop) = watch::channel(false);
+        let parts = Parts {
+            raft: raft.clone(),
+            router,
+            sessions: Arc::new(Sessions::default()),
+            verdicts: Arc::new(LastVerdicts::default()),
+            metrics: self.metrics,
+            stop,
+        };
         let scheme = if config.tls.is_some() {
             "https"
         } else {
@@ -370,182 +326,25 @@ impl Scheduler {
         };
         let fronts = self.fronts.spawn(
             FrontContext {
-                grpc_url: format!(
-                    "{scheme}://{}",
-                    self.grpc.local_addr().unwrap_or(config.listen)
-                ),
-                registry: metrics.registry.clone(),
+                grpc_url: format!("{scheme}://{grpc_addr}"),
+                registry: parts.metrics.registry.clone(),
                 status: self.status.clone(),
                 tls: config.tls.clone(),
                 exposure: config.exposure(),
             },
-            stop.clone(),
+            parts.stop.clone(),
         );
-        let leader_config = LeaderConfig {
-            worker_grace: config.worker_grace,
-            cycle_interval: Duration::from_secs(1),
-            policy: PolicyConfig {
-                min_runtime_ms: config.min_runtime.as_millis() as i64,
-                ..PolicyConfig::default()
-            },
-            preempt_timeout: config.preempt_timeout,
-        };
-        let mut loops = vec![
-            tokio::spawn(leader::scheduling_loop(
-                raft.clone(),
-                sessions.clone(),
-                verdicts.clone(),
-                metrics.clone(),
-                leader_config.clone(),
-                stop.clone(),
-            )),
-            tokio::spawn(leader::liveness_loop(
-                raft.clone(),
-                sessions.clone(),
-                leader_config,
-                stop.clone(),
-            )),
-            tokio::spawn(leader::membership_loop(raft.clone(), stop.clone())),
-            tokio::spawn(crate::leader::retention_loop(
-                raft.clone(),
-                config.retention,
-                metrics.clone(),
-                stop.clone(),
-            )),
-        ];
-        if let Some(client) = self.kube {
-            loops.push(tokio::spawn(crate::kube::leader_loop(
-                client,
-                raft.clone(),
-                sessions.clone(),
-                metrics.clone(),
-                stop.clone(),
-            )));
-        }
-
-        let session_config = SessionConfig {
-            heartbeat_interval: config.worker_heartbeat,
-            silence_timeout: config.worker_heartbeat * 3,
-            register_timeout: Duration::from_secs(10),
-        };
-        let stopped = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        let auth = Authenticator::new(
-            raft.clone(),
-            config.admin_key.as_deref().map(str::trim),
-            config.cluster_secret.clone(),
-            config.tls.is_some(),
+        let loops = spawn_leader_loops(&config, &parts, self.kube);
+        let grpc = grpc_server(&config, &parts, configured_ids)?.serve_with_incoming_shutdown(
+            GuardedListener::new(self.grpc).incoming(),
+            stopped(parts.stop.clone()),
         );
-        warn_if_exposed(
-            "gRPC (clients, workers, replicas)",
-            config.listen,
-            &config.exposure(),
-        );
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(tls) = &config.tls {
-            builder = builder.tls_config(tls.server())?;
-        }
-        let grpc = builder
-            // Before a caller has proved itself it can make this replica
-            // hold its headers and no more: every interceptor runs on them.
-            .http2_max_header_list_size(MAX_HEADER_LIST)
-            .http2_keepalive_interval(Some(Duration::from_secs(10)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .add_service(pb::job_service_server::JobServiceServer::with_interceptor(
-                JobApi::new(
-                    raft.clone(),
-                    router.clone(),
-                    sessions.clone(),
-                    verdicts.clone(),
-                    metrics.clone(),
-                    stop.clone(),
-                ),
-                auth.interceptor(auth::clients),
-            ))
-            .add_service(
-                pb::tenant_service_server::TenantServiceServer::with_interceptor(
-                    TenantApi::new(raft.clone(), router.clone(), auth.enforced()),
-                    auth.interceptor(auth::anyone),
-                ),
-            )
-            .add_service(
-                pb::worker_session_server::WorkerSessionServer::with_interceptor(
-                    WorkerSessionApi::new(
-                        raft.clone(),
-                        router.clone(),
-                        sessions.clone(),
-                        metrics.clone(),
-                        session_config,
-                        config.artifact_store.clone(),
-                        stop.clone(),
-                    ),
-                    auth.worker_interceptor(),
-                ),
-            )
-            .add_service(tonic::service::interceptor::InterceptedService::new(
-                pb::raft_transport_server::RaftTransportServer::new(RaftTransportApi::new(
-                    raft.clone(),
-                    configured_ids,
-                    stop.clone(),
-                ))
-                .max_decoding_message_size(MAX_RAFT_MESSAGE),
-                auth.replica_interceptor(),
-            ))
-            .add_service(
-                pb::cluster_service_server::ClusterServiceServer::with_interceptor(
-                    ClusterApi::new(raft.clone(), router.clone(), sessions.clone()),
-                    auth.interceptor(auth::admins),
-                ),
-            )
-            .add_service(
-                pb::node_service_server::NodeServiceServer::with_interceptor(
-                    NodeApi::new(raft.clone(), router.clone()),
-                    auth.interceptor(auth::admins),
-                ),
-            )
-            .add_service(
-                pb::queue_service_server::QueueServiceServer::with_interceptor(
-                    QueueApi::new(raft.clone(), router.clone()),
-                    auth.interceptor(auth::admins),
-                ),
-            )
-            .serve_with_incoming_shutdown(
-                GuardedListener::new(self.grpc).incoming(),
-                stopped(stop.clone()),
-            );
-        let servers = async { grpc.await.map_err(Error::from) };
-        tokio::pin!(servers);
-        // A replica whose raft log cannot be written (a full disk) stops
-        // serving and exits with the reason: it corrupts nothing, and its
-        // supervisor restarts it, from its log, once there is room again.
-        let mut status = raft.watch_status();
-        let halted = async move {
-            let why = match status.wait_for(|s| s.stopped.is_some()).await {
-                Ok(s) => s.stopped.clone(),
-                Err(_) => None,
-            };
-            match why {
-                Some(why) => why,
-                None => std::future::pending().await,
-            }
-        };
-        let served = tokio::select! {
-            _ = shutdown => {
-                let _ = stop_tx.send(true);
-                servers.await
-            }
-            why = halted => {
-                let _ = stop_tx.send(true);
-                let _ = servers.await;
-                Err(Error::Halted(why))
-            }
-            result = &mut servers => result,
-        };
+        let served = serve_until_stopped(grpc, shutdown, &raft, &stop_tx).await;
         let _ = stop_tx.send(true);
         for task in loops.into_iter().chain(fronts) {
             let _ = task.await;
         }
+        drop(parts);
         drop(raft);
         let stopped = raft_thread.stop().await;
         tracing::info!(id = config.id, "scheduler stopped");
@@ -553,6 +352,280 @@ impl Scheduler {
         served?;
         Ok(stopped?)
     }
+}
+
+/// What the leader's loops and the gRPC services share.
+struct Parts {
+    raft: RaftHandle,
+    router: Arc<Router>,
+    sessions: Arc<Sessions>,
+    verdicts: Arc<LastVerdicts>,
+    metrics: Metrics,
+    stop: watch::Receiver<bool>,
+}
+
+/// Starts the raft replica on its own thread: its log, its peer transport
+/// (even a replica alone gets one: replicas can be added) and the router
+/// that forwards to the leader. Returns the configured members' ids too.
+fn start_replica(
+    config: &SchedulerConfig,
+    metrics: &Metrics,
+    grpc_addr: SocketAddr,
+    status: &StatusReader,
+) -> Result<(RaftHandle, raft::RaftThread, BTreeSet<u64>, Arc<Router>), Error> {
+    let mut configured = config.peers.clone();
+    configured
+        .entry(config.id)
+        .or_insert_with(|| format!("http://{grpc_addr}"));
+    // A new cluster records its members' addresses in its first state, so
+    // replicas added later can reach them.
+    let bootstrap = if config.join {
+        Bootstrap::Join
+    } else {
+        Bootstrap::NewCluster(configured.clone())
+    };
+    let replica_config = ReplicaConfig {
+        id: config.id,
+        dir: config.data_dir.clone(),
+        bootstrap,
+        election_ticks: config.election_ticks,
+        heartbeat_ticks: config.heartbeat_ticks,
+        election_range: None,
+        snapshot_every: config.snapshot_every,
+        incarnation: rand::random(),
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let peer_tls = config.tls.as_ref().map(|t| t.client());
+    let credential = config
+        .cluster_secret
+        .as_ref()
+        .map(|secret| secret.replica_credential(config.id));
+    let (raft, raft_thread) = raft::spawn(
+        replica_config,
+        config.raft_tick,
+        metrics.clone(),
+        |handle| {
+            let book = AddressBook::new(configured.clone(), handle.shared_state());
+            Box::new(PeerTransport::new(
+                config.id,
+                book,
+                runtime,
+                peer_tls.clone(),
+                credential.as_deref(),
+            ))
+        },
+    )?;
+    let configured_ids = configured.keys().copied().collect();
+    let book = AddressBook::new(configured, raft.shared_state());
+    // Set once: `run` consumes the scheduler, so it starts one replica.
+    let _ = status.0.set(raft.watch_status());
+    metrics
+        .registry
+        .register(Box::new(JobStateCollector::new(raft.shared_state())?))?;
+    let router = Arc::new(Router::new(raft.clone(), book, peer_tls));
+    tracing::info!(id = config.id, data = %config.data_dir.display(), "raft replica started");
+    Ok((raft, raft_thread, configured_ids, router))
+}
+
+/// The loops that act only while this replica leads (each idles otherwise).
+fn spawn_leader_loops(
+    config: &SchedulerConfig,
+    parts: &Parts,
+    kube: Option<kube::Client>,
+) -> Vec<JoinHandle<()>> {
+    let leader_config = LeaderConfig {
+        worker_grace: config.worker_grace,
+        cycle_interval: Duration::from_secs(1),
+        policy: PolicyConfig {
+            min_runtime_ms: config.min_runtime.as_millis() as i64,
+            ..PolicyConfig::default()
+        },
+        preempt_timeout: config.preempt_timeout,
+    };
+    let Parts {
+        raft,
+        sessions,
+        verdicts,
+        metrics,
+        stop,
+        ..
+    } = parts;
+    let mut loops = vec![
+        tokio::spawn(leader::scheduling_loop(
+            raft.clone(),
+            sessions.clone(),
+            verdicts.clone(),
+            metrics.clone(),
+            leader_config.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(leader::liveness_loop(
+            raft.clone(),
+            sessions.clone(),
+            leader_config,
+            stop.clone(),
+        )),
+        tokio::spawn(leader::membership_loop(raft.clone(), stop.clone())),
+        tokio::spawn(leader::retention_loop(
+            raft.clone(),
+            config.retention,
+            metrics.clone(),
+            stop.clone(),
+        )),
+    ];
+    if let Some(client) = kube {
+        loops.push(tokio::spawn(crate::kube::leader_loop(
+            client,
+            raft.clone(),
+            sessions.clone(),
+            metrics.clone(),
+            stop.clone(),
+        )));
+    }
+    loops
+}
+
+/// The gRPC services, each behind the interceptor that says who may call it
+/// (docs/security.md).
+fn grpc_server(
+    config: &SchedulerConfig,
+    parts: &Parts,
+    configured_ids: BTreeSet<u64>,
+) -> Result<tonic::transport::server::Router, Error> {
+    let Parts {
+        raft,
+        router,
+        sessions,
+        verdicts,
+        metrics,
+        stop,
+    } = parts;
+    let session_config = SessionConfig {
+        heartbeat_interval: config.worker_heartbeat,
+        silence_timeout: config.worker_heartbeat * 3,
+        register_timeout: Duration::from_secs(10),
+    };
+    let auth = Authenticator::new(
+        raft.clone(),
+        config.admin_key.as_deref().map(str::trim),
+        config.cluster_secret.clone(),
+        config.tls.is_some(),
+    );
+    warn_if_exposed(
+        "gRPC (clients, workers, replicas)",
+        config.listen,
+        &config.exposure(),
+    );
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_config(tls.server())?;
+    }
+    Ok(builder
+        // Before a caller has proved itself it can make this replica hold
+        // its headers and no more: every interceptor runs on them.
+        .http2_max_header_list_size(MAX_HEADER_LIST)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(pb::job_service_server::JobServiceServer::with_interceptor(
+            JobApi::new(
+                raft.clone(),
+                router.clone(),
+                sessions.clone(),
+                verdicts.clone(),
+                metrics.clone(),
+                stop.clone(),
+            ),
+            auth.interceptor(auth::clients),
+        ))
+        .add_service(
+            pb::tenant_service_server::TenantServiceServer::with_interceptor(
+                TenantApi::new(raft.clone(), router.clone(), auth.enforced()),
+                auth.interceptor(auth::anyone),
+            ),
+        )
+        .add_service(
+            pb::worker_session_server::WorkerSessionServer::with_interceptor(
+                WorkerSessionApi::new(
+                    raft.clone(),
+                    router.clone(),
+                    sessions.clone(),
+                    metrics.clone(),
+                    session_config,
+                    config.artifact_store.clone(),
+                    stop.clone(),
+                ),
+                auth.worker_interceptor(),
+            ),
+        )
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            pb::raft_transport_server::RaftTransportServer::new(RaftTransportApi::new(
+                raft.clone(),
+                configured_ids,
+                stop.clone(),
+            ))
+            .max_decoding_message_size(MAX_RAFT_MESSAGE),
+            auth.replica_interceptor(),
+        ))
+        .add_service(
+            pb::cluster_service_server::ClusterServiceServer::with_interceptor(
+                ClusterApi::new(raft.clone(), router.clone(), sessions.clone()),
+                auth.interceptor(auth::admins),
+            ),
+        )
+        .add_service(
+            pb::node_service_server::NodeServiceServer::with_interceptor(
+                NodeApi::new(raft.clone(), router.clone()),
+                auth.interceptor(auth::admins),
+            ),
+        )
+        .add_service(
+            pb::queue_service_server::QueueServiceServer::with_interceptor(
+                QueueApi::new(raft.clone(), router.clone()),
+                auth.interceptor(auth::admins),
+            ),
+        ))
+}
+
+/// Serves `grpc` until `shutdown`, the server's own end, or the replica
+/// halting: a replica whose raft log cannot be written (a full disk) stops
+/// serving and exits with the reason. It corrupts nothing, and its
+/// supervisor restarts it, from its log, once there is room again.
+async fn serve_until_stopped(
+    grpc: impl Future<Output = Result<(), tonic::transport::Error>>,
+    shutdown: impl Future<Output = ()>,
+    raft: &RaftHandle,
+    stop_tx: &watch::Sender<bool>,
+) -> Result<(), Error> {
+    let servers = async { grpc.await.map_err(Error::from) };
+    tokio::pin!(servers);
+    let mut status = raft.watch_status();
+    let halted = async move {
+        let why = match status.wait_for(|s| s.stopped.is_some()).await {
+            Ok(s) => s.stopped.clone(),
+            Err(_) => None,
+        };
+        match why {
+            Some(why) => why,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = shutdown => {
+            let _ = stop_tx.send(true);
+            servers.await
+        }
+        why = halted => {
+            let _ = stop_tx.send(true);
+            let _ = servers.await;
+            Err(Error::Halted(why))
+        }
+        result = &mut servers => result,
+    }
+}
+
+/// Completes once `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// What a listener lacks, for the warning it logs off loopback.
