@@ -3,27 +3,25 @@
 //! when asked, encode the video, store the artifacts.
 
 use std::collections::HashMap;
-use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A simulated step never takes longer than this, whatever the estimate.
 const MAX_SIMULATED_STEP_SECONDS: f64 = 60.0;
 
-use candle_core::Device;
 use genfleet_proto as pb;
 use tokio::sync::mpsc;
 
 use crate::artifacts::ArtifactStore;
 use crate::device::compute::{ComputeDevice, DeviceTable};
 use crate::metrics::WorkerMetrics;
-use crate::model::{
-    generate_parallel, Checkpoint, Denoised, GenerateRequest, Generated, ModelError, Pipeline,
-    StepProgress, Video,
-};
+use crate::model::{GenerateRequest, ModelError, Pipeline, Video};
 use crate::video;
+
+mod render;
+use render::Render;
 
 /// How the session asks a running job to stop; the job looks at every step
 /// boundary. A cancel wins over a checkpoint.
@@ -333,14 +331,7 @@ impl Executor {
             seed: spec.seed,
             guidance: f64::from(spec.guidance),
         };
-        let saved = self.read_checkpoint(assignment).await;
-        let this = self.clone();
-        let stop = stop.clone();
-        let reporter = reporter.clone();
-        let model = spec.model.clone();
-        let fps = spec.fps;
         let tp = spec.tp.max(1) as usize;
-        let job = assignment.job_id.clone();
         let devices = self
             .devices
             .resolve(&assignment.device_ids)
@@ -352,109 +343,23 @@ impl Executor {
             )));
         }
         let from_step = assignment.checkpoint.as_ref().map_or(0, |c| c.step);
-        let preview_step = self.preview_step(&spec, from_step);
-        let runtime = tokio::runtime::Handle::current();
+        let render = Render {
+            executor: self.clone(),
+            job: assignment.job_id.clone(),
+            model: spec.model.clone(),
+            request,
+            devices,
+            fps: spec.fps,
+            preview_step: self.preview_step(&spec, from_step),
+            saved: self.read_checkpoint(assignment).await,
+            stop: stop.clone(),
+            reporter: reporter.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        };
         // The model and the encoder are CPU-bound: off the async threads.
-        let (rendered, preview_task) = tokio::task::spawn_blocking(move || {
-            let mut preview_task = None;
-            let rendered = (|| -> Result<Rendered, RunError> {
-                let model_error = |source| RunError::Model {
-                    model: model.clone(),
-                    source,
-                };
-                let dir = crate::model::weights::model_dir(&this.model_root, &model);
-                let config = crate::model::weights::read_manifest(&dir)
-                    .map_err(model_error)?
-                    .config;
-                // Read to the host: each rank moves it to its own device.
-                let checkpoint = saved.and_then(|bytes| {
-                    let [c, t, h, w] =
-                        config.latent_shape(request.frames, request.height, request.width);
-                    let shape = [1, c, t, h, w];
-                    match Checkpoint::from_bytes(&bytes, &model, &request, &shape, &Device::Cpu) {
-                        Ok(c) => {
-                            this.metrics
-                                .checkpoint_loads
-                                .with_label_values(&["resumed"])
-                                .inc();
-                            tracing::info!(%job, step = c.step, "resuming from a checkpoint");
-                            Some(c)
-                        }
-                        Err(e) => {
-                            this.checkpoint_unreadable(&job, &e.to_string());
-                            None
-                        }
-                    }
-                });
-                let tp_label = tp.to_string();
-                let step_seconds = this
-                    .metrics
-                    .step_seconds
-                    .with_label_values(&[model.as_str(), tp_label.as_str()]);
-                let mut last = Instant::now();
-                let mut on_step = |p: StepProgress| {
-                    step_seconds.observe(last.elapsed().as_secs_f64());
-                    if preview_step == Some(p.done as u32) {
-                        match (p.preview)() {
-                            Ok(video) => {
-                                preview_task =
-                                    this.store_preview(&job, &video, fps, &reporter, &runtime);
-                            }
-                            Err(e) => tracing::warn!(%job, error = %e, "preview not decoded"),
-                        }
-                    }
-                    last = Instant::now();
-                    let progress = JobUpdate::Progress {
-                        step: p.done as u32,
-                        total: p.total as u32,
-                    };
-                    reporter.send(progress);
-                    match stop.requested() {
-                        Some(_) => ControlFlow::Break(()),
-                        None => ControlFlow::Continue(()),
-                    }
-                };
-                // A gang: the DiT split over `tp` ranks on this node (threads
-                // on the CPU, NCCL across GPUs), each loading its slices onto
-                // its device; rank 0 decodes. One device: the cached model.
-                let generated = if tp > 1 {
-                    this.evict_from(&devices);
-                    let devices = devices
-                        .iter()
-                        .map(|d| d.open())
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(RunError::Devices)?;
-                    generate_parallel(&dir, &devices, &request, checkpoint, &mut on_step)
-                } else {
-                    let pipeline = this.pipeline(&model, devices[0])?;
-                    pipeline
-                        .resume(&request, checkpoint, &mut on_step)
-                        .and_then(|denoised| match denoised {
-                            Denoised::Finished(latent) => {
-                                let video = pipeline.decode(&latent, &request)?;
-                                Ok(Generated::Finished { latent, video })
-                            }
-                            Denoised::Stopped(c) => Ok(Generated::Stopped(c)),
-                        })
-                }
-                .map_err(model_error)?;
-                match (generated, stop.requested()) {
-                    (Generated::Finished { video, .. }, _) => Ok(Rendered::Video(
-                        video::encode_mp4(&video, fps)?,
-                        video::thumbnail_png(&video)?,
-                        video::spritesheet_png(&video)?,
-                    )),
-                    (Generated::Stopped(c), Some(StopRequest::Checkpoint)) => {
-                        let bytes = c.to_bytes(&model, &request).map_err(model_error)?;
-                        Ok(Rendered::Checkpoint(bytes, c.step as u32))
-                    }
-                    (Generated::Stopped(_), _) => Ok(Rendered::Stopped),
-                }
-            })();
-            (rendered, preview_task)
-        })
-        .await
-        .map_err(|e| RunError::Task(e.to_string()))?;
+        let (rendered, preview_task) = tokio::task::spawn_blocking(move || render.run())
+            .await
+            .map_err(|e| RunError::Task(e.to_string()))?;
         // The preview is reported before the result that ends the job.
         if let Some(task) = preview_task {
             let _ = task.await;
