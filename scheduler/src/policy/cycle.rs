@@ -53,6 +53,148 @@ impl Names {
 /// Flavor ids, best first, each with whether an uncordoned node has it.
 pub(super) type Flavors = Rc<[(usize, bool)]>;
 
+/// Each node's models as interned ids. Nodes of a pool serve the same
+/// models: a node whose list equals the one before shares its ids.
+fn node_models(view: &ClusterView, models: &mut Names) -> Vec<Rc<[usize]>> {
+    let mut node_models: Vec<Rc<[usize]>> = Vec::with_capacity(view.nodes.len());
+    for (i, n) in view.nodes.iter().enumerate() {
+        let same = i > 0 && view.nodes[i - 1].models == n.models;
+        let ids = match node_models.last() {
+            Some(previous) if same => previous.clone(),
+            _ => {
+                let mut ids: Vec<usize> = n.models.iter().map(|m| models.intern(m)).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                ids.into()
+            }
+        };
+        node_models.push(ids);
+    }
+    node_models
+}
+
+/// One slot per (node, flavor): a gang needs one flavor on one node.
+struct Slots {
+    slots: Vec<Slot>,
+    slot_of: HashMap<(usize, usize), usize>,
+    /// Devices per flavor in the fleet.
+    capacity: Vec<u32>,
+    largest_memory: Vec<u64>,
+    largest_slot: Vec<u32>,
+}
+
+impl Slots {
+    fn of(view: &ClusterView, flavors: &mut Names) -> Self {
+        let mut slots: Vec<Slot> = Vec::new();
+        let mut slot_of: HashMap<(usize, usize), usize> =
+            HashMap::with_capacity_and_hasher(view.nodes.len(), Default::default());
+        let mut capacity = vec![0u32; flavors.names.len()];
+        for (n, node) in view.nodes.iter().enumerate() {
+            for group in &node.groups {
+                let flavor = flavors.intern(&group.flavor);
+                capacity[flavor] += group.devices.len() as u32;
+                let slot = *slot_of.entry((n, flavor)).or_insert_with(|| {
+                    slots.push(Slot {
+                        node: n,
+                        flavor,
+                        size: 0,
+                        memory: u64::MAX,
+                        free: Vec::new(),
+                        releasing: 0,
+                        cordoned: node.cordoned,
+                        held: false,
+                        promised: 0,
+                    });
+                    slots.len() - 1
+                });
+                slots[slot].size += group.devices.len() as u32;
+                slots[slot].free.extend(&group.free);
+                // Groups of one flavor on one node: the smallest device counts.
+                if group.memory_bytes > 0 {
+                    slots[slot].memory = slots[slot].memory.min(group.memory_bytes);
+                }
+            }
+        }
+        let mut largest_memory = vec![0u64; flavors.names.len()];
+        let mut largest_slot = vec![0u32; flavors.names.len()];
+        for slot in &mut slots {
+            slot.free.sort_unstable();
+            slot.free.dedup();
+            largest_memory[slot.flavor] = largest_memory[slot.flavor].max(slot.memory);
+            largest_slot[slot.flavor] = largest_slot[slot.flavor].max(slot.size);
+        }
+        Slots {
+            slots,
+            slot_of,
+            capacity,
+            largest_memory,
+            largest_slot,
+        }
+    }
+}
+
+/// The running jobs, booked: their queues' use and budgets, the devices
+/// being released by jobs told to stop, and the work ahead per flavor.
+struct RunningWork {
+    jobs: Vec<Running>,
+    by_flavor: Vec<Vec<usize>>,
+    work_ahead_s: Vec<f64>,
+}
+
+impl RunningWork {
+    fn of(
+        view: &ClusterView,
+        running_flavors: &[usize],
+        slot_of: &HashMap<(usize, usize), usize>,
+        slots: &mut [Slot],
+        quota: &mut QuotaBook,
+        budgets: &mut [Option<BudgetLeft>],
+        flavor_count: usize,
+    ) -> Self {
+        let node_ids: HashMap<&str, usize> = view
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), i))
+            .collect();
+        let mut jobs = Vec::with_capacity(view.running.len());
+        let mut by_flavor = vec![Vec::new(); flavor_count];
+        let mut work_ahead_s = vec![0.0; flavor_count];
+        for (i, (job, &flavor)) in view.running.iter().zip(running_flavors).enumerate() {
+            let slot = node_ids
+                .get(job.node.as_str())
+                .and_then(|n| slot_of.get(&(*n, flavor)).copied());
+            let queue = quota.queue_id(&job.queue);
+            let devices = job.devices.len() as u32;
+            if job.preempting {
+                if let Some(slot) = slot {
+                    slots[slot].releasing += devices;
+                }
+            } else if let Some(q) = queue {
+                quota.add(q, flavor, devices);
+                // What running work will still use is spoken for.
+                if let Some(budget) = &mut budgets[q] {
+                    budget.device_s -= f64::from(devices) * job.remaining_s.max(0.0);
+                }
+            }
+            work_ahead_s[flavor] += f64::from(devices) * job.remaining_s.max(0.0);
+            by_flavor[flavor].push(i);
+            jobs.push(Running {
+                slot,
+                queue,
+                flavor,
+                devices,
+                preempting: job.preempting,
+            });
+        }
+        RunningWork {
+            jobs,
+            by_flavor,
+            work_ahead_s,
+        }
+    }
+}
+
 /// What the cycle knows of a running job.
 pub(super) struct Running {
     pub(super) slot: Option<usize>,
@@ -206,68 +348,14 @@ impl<'a> Cycle<'a> {
             .iter()
             .map(|job| flavors.intern(&job.flavor))
             .collect();
-        // Nodes of a pool serve the same models: a node whose list equals
-        // the one before shares its ids.
-        let mut node_models: Vec<Rc<[usize]>> = Vec::with_capacity(view.nodes.len());
-        for (i, n) in view.nodes.iter().enumerate() {
-            let same = i > 0 && view.nodes[i - 1].models == n.models;
-            let ids = match node_models.last() {
-                Some(previous) if same => previous.clone(),
-                _ => {
-                    let mut ids: Vec<usize> = n.models.iter().map(|m| models.intern(m)).collect();
-                    ids.sort_unstable();
-                    ids.dedup();
-                    ids.into()
-                }
-            };
-            node_models.push(ids);
-        }
-
-        // One slot per (node, flavor): a gang needs one flavor on one node.
-        let mut slots: Vec<Slot> = Vec::new();
-        let mut slot_of: HashMap<(usize, usize), usize> =
-            HashMap::with_capacity_and_hasher(view.nodes.len(), Default::default());
-        let mut capacity = vec![0u32; flavors.names.len()];
-        for (n, node) in view.nodes.iter().enumerate() {
-            for group in &node.groups {
-                let flavor = flavors.intern(&group.flavor);
-                capacity[flavor] += group.devices.len() as u32;
-                let slot = *slot_of.entry((n, flavor)).or_insert_with(|| {
-                    slots.push(Slot {
-                        node: n,
-                        flavor,
-                        size: 0,
-                        memory: u64::MAX,
-                        free: Vec::new(),
-                        releasing: 0,
-                        cordoned: node.cordoned,
-                        held: false,
-                        promised: 0,
-                    });
-                    slots.len() - 1
-                });
-                slots[slot].size += group.devices.len() as u32;
-                slots[slot].free.extend(&group.free);
-                // Groups of one flavor on one node: the smallest device counts.
-                if group.memory_bytes > 0 {
-                    slots[slot].memory = slots[slot].memory.min(group.memory_bytes);
-                }
-            }
-        }
-        let mut largest_memory = vec![0u64; flavors.names.len()];
-        let mut largest_slot = vec![0u32; flavors.names.len()];
-        for slot in &mut slots {
-            slot.free.sort_unstable();
-            slot.free.dedup();
-            largest_memory[slot.flavor] = largest_memory[slot.flavor].max(slot.memory);
-            largest_slot[slot.flavor] = largest_slot[slot.flavor].max(slot.size);
-        }
-        let node_ids: HashMap<&str, usize> = view
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.name.as_str(), i))
-            .collect();
+        let node_models = node_models(view, &mut models);
+        let Slots {
+            mut slots,
+            slot_of,
+            capacity,
+            largest_memory,
+            largest_slot,
+        } = Slots::of(view, &mut flavors);
         let mut quota = QuotaBook::new(&view.queues, |name| flavors.get(name), capacity.clone());
         let mut budgets = vec![None; quota.queue_count()];
         for q in &view.queues {
@@ -275,37 +363,16 @@ impl<'a> Cycle<'a> {
                 budgets[id] = q.budget;
             }
         }
-        let mut running = Vec::with_capacity(view.running.len());
-        let mut running_by_flavor = vec![Vec::new(); flavors.names.len()];
-        let mut work_ahead_s = vec![0.0; flavors.names.len()];
-        for (i, (job, &flavor)) in view.running.iter().zip(&running_flavors).enumerate() {
-            let slot = node_ids
-                .get(job.node.as_str())
-                .and_then(|n| slot_of.get(&(*n, flavor)).copied());
-            let queue = quota.queue_id(&job.queue);
-            let devices = job.devices.len() as u32;
-            if job.preempting {
-                if let Some(slot) = slot {
-                    slots[slot].releasing += devices;
-                }
-            } else if let Some(q) = queue {
-                quota.add(q, flavor, devices);
-                // What running work will still use is spoken for.
-                if let Some(budget) = &mut budgets[q] {
-                    budget.device_s -= f64::from(devices) * job.remaining_s.max(0.0);
-                }
-            }
-            work_ahead_s[flavor] += f64::from(devices) * job.remaining_s.max(0.0);
-            running_by_flavor[flavor].push(i);
-            running.push(Running {
-                slot,
-                queue,
-                flavor,
-                devices,
-                preempting: job.preempting,
-            });
-        }
         let flavor_count = flavors.names.len();
+        let running = RunningWork::of(
+            view,
+            &running_flavors,
+            &slot_of,
+            &mut slots,
+            &mut quota,
+            &mut budgets,
+            flavor_count,
+        );
         let mut releasing_slots = vec![Vec::new(); flavor_count];
         for (i, slot) in slots.iter().enumerate() {
             if slot.releasing > 0 {
@@ -325,9 +392,9 @@ impl<'a> Cycle<'a> {
             largest_memory,
             largest_slot,
             quota,
-            running,
-            running_by_flavor,
-            work_ahead_s,
+            running: running.jobs,
+            running_by_flavor: running.by_flavor,
+            work_ahead_s: running.work_ahead_s,
             rankings: HashMap::default(),
             candidates: HashMap::default(),
             rates: HashMap::default(),
