@@ -38,7 +38,7 @@ impl QueueService for QueueApi {
             .queue
             .ok_or_else(|| Status::invalid_argument("the request has no queue"))?;
         // Checked here for a prompt answer, and again at apply.
-        let queue = validate_queue(queue).map_err(Status::invalid_argument)?;
+        let queue = validate_queue(queue).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let upsert = pb::UpsertQueue { queue: Some(queue) };
         match self.propose(pb::command::Kind::UpsertQueue(upsert)).await? {
             Outcome::Queue(queue) => Ok(Response::new(queue)),

@@ -60,7 +60,8 @@ impl TenantService for TenantApi {
             .tenant
             .ok_or_else(|| Status::invalid_argument("the request has no tenant"))?;
         // Checked here for a prompt answer, and again at apply.
-        let tenant = validate_tenant(tenant).map_err(Status::invalid_argument)?;
+        let tenant =
+            validate_tenant(tenant).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let upsert = pb::UpsertTenant {
             tenant: Some(tenant),
         };

@@ -181,13 +181,22 @@ impl GenQueueSpec {
     }
 }
 
+/// Why a GenQueue cannot become a queue: its spec, or the queue it makes.
+#[derive(Debug, thiserror::Error)]
+pub enum GenQueueError {
+    #[error("spec.{0}")]
+    Spec(#[from] QueueSpecError),
+    #[error("{0}")]
+    Invalid(#[from] crate::state::QueueError),
+}
+
 impl GenQueue {
     /// The genfleet queue this object asks for, checked as `genfleet queue
     /// apply` checks it; the error names the field.
-    pub fn to_queue(&self) -> Result<pb::Queue, String> {
+    pub fn to_queue(&self) -> Result<pb::Queue, GenQueueError> {
         let name = self.metadata.name.clone().unwrap_or_default();
-        let queue = self.spec.to_queue(&name).map_err(|e| format!("spec.{e}"))?;
-        crate::state::validate_queue(queue)
+        let queue = self.spec.to_queue(&name)?;
+        Ok(crate::state::validate_queue(queue)?)
     }
 }
 
@@ -254,7 +263,7 @@ mod tests {
             "quotas": { "cpu": { "nominal": 1 } },
             "budget": { "deviceHours": 5, "period": "fortnight" }
         }));
-        let err = bad_period.to_queue().expect_err("bad period");
+        let err = bad_period.to_queue().expect_err("bad period").to_string();
         assert!(
             err.contains("spec.budget.period") && err.contains("fortnight"),
             "{err}"
@@ -264,7 +273,8 @@ mod tests {
         }));
         let err = lends_too_much
             .to_queue()
-            .expect_err("lends more than it has");
+            .expect_err("lends more than it has")
+            .to_string();
         assert!(err.contains("lends up to 3"), "{err}");
     }
 

@@ -100,7 +100,7 @@ async fn apply(
     let desired = match object.to_queue() {
         Ok(queue) => queue,
         Err(why) => {
-            let ready = condition(object, false, "InvalidSpec", &why);
+            let ready = condition(object, false, "InvalidSpec", &why.to_string());
             write_status(api, object, &ctx.raft, ready).await?;
             return Ok(Action::await_change());
         }

@@ -18,10 +18,11 @@ use genfleet_proto as pb;
 use pb::JobState;
 
 pub use jobs::{Job, PREVIEW_KINDS};
+pub use nodes::PlacementError;
 pub use nodes::{Node, CORDONED_BY_KUBERNETES};
-pub use queues::validate_queue;
+pub use queues::{validate_queue, QueueError};
 pub use snapshot::{SnapshotError, STATE_SNAPSHOT_VERSION};
-pub use tenants::validate_tenant;
+pub use tenants::{validate_tenant, TenantError};
 
 use crate::spec::SpecError;
 
@@ -57,7 +58,7 @@ pub enum Rejection {
     Placement {
         job: String,
         node: String,
-        why: String,
+        why: nodes::PlacementError,
     },
     #[error("invalid node registration: {0}")]
     Registration(String),
@@ -68,7 +69,7 @@ pub enum Rejection {
     #[error("malformed command: {0}")]
     Malformed(&'static str),
     #[error("invalid queue: {0}")]
-    InvalidQueue(String),
+    InvalidQueue(#[from] QueueError),
     #[error("no queue named {0:?}; `genfleet queue list` shows the queues")]
     UnknownQueue(String),
     #[error(
@@ -80,7 +81,7 @@ pub enum Rejection {
     #[error("checkpoint of job {job} refused: {why}")]
     BadCheckpoint { job: String, why: String },
     #[error("invalid tenant: {0}")]
-    InvalidTenant(String),
+    InvalidTenant(#[from] TenantError),
     #[error("no tenant named {0:?}; `genfleet tenant list` shows the tenants")]
     UnknownTenant(String),
     #[error("tenant {tenant} still has {keys} keys; revoke them first")]

@@ -65,44 +65,69 @@ impl Node {
     }
 
     /// Why `job` cannot run on `device_ids` of this node, if it cannot.
-    pub fn check_placement(&self, job: &Job, device_ids: &[u32]) -> Result<(), String> {
+    pub fn check_placement(&self, job: &Job, device_ids: &[u32]) -> Result<(), PlacementError> {
         if !self.up {
-            return Err("the node is down".into());
+            return Err(PlacementError::Down);
         }
         if self.cordoned {
-            return Err("the node is cordoned".into());
+            return Err(PlacementError::Cordoned);
         }
         if self.draining {
-            return Err("the node's worker is shutting down".into());
+            return Err(PlacementError::Draining);
         }
         if !self.serves_model(&job.spec.model) {
-            return Err(format!("the node does not serve model {}", job.spec.model));
+            return Err(PlacementError::Model(job.spec.model.clone()));
         }
         if device_ids.len() != job.spec.tp as usize {
-            return Err(format!(
-                "the job needs {} devices, the placement names {}",
-                job.spec.tp,
-                device_ids.len()
-            ));
+            return Err(PlacementError::GangSize {
+                needs: job.spec.tp,
+                named: device_ids.len(),
+            });
         }
         let groups: BTreeMap<u32, usize> = self.device_indices().collect();
         let mut group_of_gang = None;
         for (i, device) in device_ids.iter().enumerate() {
             let group = *groups
                 .get(device)
-                .ok_or_else(|| format!("the node has no device {device}"))?;
+                .ok_or(PlacementError::NoDevice(*device))?;
             if device_ids[..i].contains(device) {
-                return Err(format!("device {device} is named twice"));
+                return Err(PlacementError::NamedTwice(*device));
             }
             if let Some(holder) = self.busy.get(device) {
-                return Err(format!("device {device} is held by job {holder}"));
+                return Err(PlacementError::Held {
+                    device: *device,
+                    job: holder.clone(),
+                });
             }
             if *group_of_gang.get_or_insert(group) != group {
-                return Err("a gang must be devices of one flavor".into());
+                return Err(PlacementError::MixedFlavors);
             }
         }
         Ok(())
     }
+}
+
+/// Why a job cannot be placed on a node's devices.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlacementError {
+    #[error("the node is down")]
+    Down,
+    #[error("the node is cordoned")]
+    Cordoned,
+    #[error("the node's worker is shutting down")]
+    Draining,
+    #[error("the node does not serve model {0}")]
+    Model(String),
+    #[error("the job needs {needs} devices, the placement names {named}")]
+    GangSize { needs: u32, named: usize },
+    #[error("the node has no device {0}")]
+    NoDevice(u32),
+    #[error("device {0} is named twice")]
+    NamedTwice(u32),
+    #[error("device {device} is held by job {job}")]
+    Held { device: u32, job: String },
+    #[error("a gang must be devices of one flavor")]
+    MixedFlavors,
 }
 
 impl State {

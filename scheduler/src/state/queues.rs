@@ -19,48 +19,84 @@ const MAX_BUDGET_HOURS: f64 = 1e9;
 const MIN_PERIOD_S: u64 = 60;
 const MAX_PERIOD_S: u64 = 366 * 86_400;
 
+/// Why a queue definition is refused; each names the field and the queue.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue name {0:?} must be 1-63 characters of a-z, 0-9, '-', '_', '.'")]
+    Name(String),
+    #[error(
+        "cohort {cohort:?} of queue {queue} must be 1-63 characters of a-z, 0-9, '-', '_', '.'"
+    )]
+    Cohort { queue: String, cohort: String },
+    #[error("weight {weight} of queue {queue} is above {MAX_WEIGHT}")]
+    Weight { queue: String, weight: u32 },
+    #[error("queue {queue} has quotas for {flavors} flavors; at most {MAX_FLAVORS}")]
+    TooManyFlavors { queue: String, flavors: usize },
+    #[error("flavor {flavor:?} of queue {queue} is not a valid name")]
+    FlavorName { queue: String, flavor: String },
+    #[error("queue {queue} lists flavor {flavor} twice")]
+    FlavorTwice { queue: String, flavor: String },
+    #[error("queue {queue} asks for more than {MAX_DEVICES} devices of {flavor}")]
+    TooManyDevices { queue: String, flavor: String },
+    #[error("queue {queue} sets a borrowing limit for {flavor} but has no cohort to borrow from")]
+    BorrowingWithoutCohort { queue: String, flavor: String },
+    #[error("queue {queue} lends up to {lends} of {flavor} but its nominal quota is {nominal}")]
+    LendsBeyondNominal {
+        queue: String,
+        flavor: String,
+        lends: u32,
+        nominal: u32,
+    },
+    #[error(
+        "budget of queue {queue}: {hours} device-hours is not between 0 and {MAX_BUDGET_HOURS}"
+    )]
+    BudgetHours { queue: String, hours: f64 },
+    #[error(
+        "budget of queue {queue}: a period of {seconds} s is not between 1 minute and 366 days"
+    )]
+    BudgetPeriod { queue: String, seconds: u64 },
+}
+
 /// Checks a queue and fills its defaults (weight 0 -> 1, quotas sorted by
 /// flavor); the error says which field is wrong and why.
-pub fn validate_queue(mut queue: pb::Queue) -> Result<pb::Queue, String> {
+pub fn validate_queue(mut queue: pb::Queue) -> Result<pb::Queue, QueueError> {
+    let name = || queue.name.clone();
     if !pb::is_valid_name(&queue.name) {
-        return Err(format!(
-            "queue name {:?} must be 1-63 characters of a-z, 0-9, '-', '_', '.'",
-            queue.name
-        ));
+        return Err(QueueError::Name(name()));
     }
     if !queue.cohort.is_empty() && !pb::is_valid_name(&queue.cohort) {
-        return Err(format!(
-            "cohort {:?} of queue {} must be 1-63 characters of a-z, 0-9, '-', '_', '.'",
-            queue.cohort, queue.name
-        ));
+        return Err(QueueError::Cohort {
+            queue: name(),
+            cohort: queue.cohort.clone(),
+        });
     }
-    if queue.weight == 0 {
-        queue.weight = 1;
-    }
-    if queue.weight > MAX_WEIGHT {
-        return Err(format!(
-            "weight {} of queue {} is above {MAX_WEIGHT}",
-            queue.weight, queue.name
-        ));
+    let weight = if queue.weight == 0 { 1 } else { queue.weight };
+    if weight > MAX_WEIGHT {
+        return Err(QueueError::Weight {
+            queue: name(),
+            weight,
+        });
     }
     if queue.quotas.len() > MAX_FLAVORS {
-        return Err(format!(
-            "queue {} has quotas for {} flavors; at most {MAX_FLAVORS}",
-            queue.name,
-            queue.quotas.len()
-        ));
+        return Err(QueueError::TooManyFlavors {
+            queue: name(),
+            flavors: queue.quotas.len(),
+        });
     }
     let mut seen = BTreeSet::new();
     for quota in &queue.quotas {
-        let flavor = &quota.flavor;
-        if !pb::is_valid_name(flavor) {
-            return Err(format!(
-                "flavor {flavor:?} of queue {} is not a valid name",
-                queue.name
-            ));
+        let flavor = || quota.flavor.clone();
+        if !pb::is_valid_name(&quota.flavor) {
+            return Err(QueueError::FlavorName {
+                queue: name(),
+                flavor: flavor(),
+            });
         }
-        if !seen.insert(flavor.clone()) {
-            return Err(format!("queue {} lists flavor {flavor} twice", queue.name));
+        if !seen.insert(quota.flavor.as_str()) {
+            return Err(QueueError::FlavorTwice {
+                queue: name(),
+                flavor: flavor(),
+            });
         }
         let limits = [
             Some(quota.nominal),
@@ -68,41 +104,42 @@ pub fn validate_queue(mut queue: pb::Queue) -> Result<pb::Queue, String> {
             quota.lending_limit,
         ];
         if limits.iter().flatten().any(|n| *n > MAX_DEVICES) {
-            return Err(format!(
-                "queue {} asks for more than {MAX_DEVICES} devices of {flavor}",
-                queue.name
-            ));
+            return Err(QueueError::TooManyDevices {
+                queue: name(),
+                flavor: flavor(),
+            });
         }
         if quota.borrowing_limit.is_some() && queue.cohort.is_empty() {
-            return Err(format!(
-                "queue {} sets a borrowing limit for {flavor} but has no cohort to borrow from",
-                queue.name
-            ));
+            return Err(QueueError::BorrowingWithoutCohort {
+                queue: name(),
+                flavor: flavor(),
+            });
         }
-        if quota.lending_limit.is_some_and(|l| l > quota.nominal) {
-            return Err(format!(
-                "queue {} lends up to {} of {flavor} but its nominal quota is {}",
-                queue.name,
-                quota.lending_limit.unwrap_or_default(),
-                quota.nominal
-            ));
+        if let Some(lends) = quota.lending_limit.filter(|l| *l > quota.nominal) {
+            return Err(QueueError::LendsBeyondNominal {
+                queue: name(),
+                flavor: flavor(),
+                lends,
+                nominal: quota.nominal,
+            });
         }
     }
     if let Some(budget) = &queue.budget {
         let hours = budget.device_hours;
         if !hours.is_finite() || hours <= 0.0 || hours > MAX_BUDGET_HOURS {
-            return Err(format!(
-                "budget of queue {}: {hours} device-hours is not between 0 and {MAX_BUDGET_HOURS}",
-                queue.name
-            ));
+            return Err(QueueError::BudgetHours {
+                queue: name(),
+                hours,
+            });
         }
         if !(MIN_PERIOD_S..=MAX_PERIOD_S).contains(&budget.period_seconds) {
-            return Err(format!(
-                "budget of queue {}: a period of {} s is not between 1 minute and 366 days",
-                queue.name, budget.period_seconds
-            ));
+            return Err(QueueError::BudgetPeriod {
+                queue: name(),
+                seconds: budget.period_seconds,
+            });
         }
     }
+    queue.weight = weight;
     queue.quotas.sort_by(|a, b| a.flavor.cmp(&b.flavor));
     Ok(queue)
 }
@@ -327,7 +364,7 @@ mod tests {
             ),
         ];
         for (q, expected) in cases {
-            let err = validate_queue(q.clone()).expect_err("refused");
+            let err = validate_queue(q.clone()).expect_err("refused").to_string();
             assert!(err.contains(expected), "{q:?}: {err}");
         }
     }

@@ -15,42 +15,63 @@ const MAX_TENANT_QUEUES: usize = 64;
 const MAX_DESCRIPTION_CHARS: usize = 256;
 const SHA256_BYTES: usize = 32;
 
-fn class(text: &str, field: &str, tenant: &str) -> Result<Option<Qos>, String> {
+/// Why a tenant definition is refused; each names the field and the tenant.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TenantError {
+    #[error("tenant name {0:?} must be 1-63 characters of a-z, 0-9, '-', '_', '.'")]
+    Name(String),
+    #[error("tenant {0} may submit to no queue: give at least one")]
+    NoQueues(String),
+    #[error("tenant {tenant} names {queues} queues; at most {MAX_TENANT_QUEUES}")]
+    TooManyQueues { tenant: String, queues: usize },
+    #[error("queue {queue:?} of tenant {tenant} is not a valid name")]
+    QueueName { tenant: String, queue: String },
+    #[error("default queue {queue} of tenant {tenant} is not one of its queues")]
+    DefaultQueue { tenant: String, queue: String },
+    #[error("{field} {text:?} of tenant {tenant} is not a class: interactive, standard or batch")]
+    Class {
+        tenant: String,
+        field: &'static str,
+        text: String,
+    },
+}
+
+/// The class `text` names in `field` (none when empty).
+fn class(text: &str, field: &'static str, tenant: &str) -> Result<Option<Qos>, TenantError> {
     if text.is_empty() {
         return Ok(None);
     }
-    Qos::parse(text).map(Some).ok_or_else(|| {
-        format!(
-            "{field} {text:?} of tenant {tenant} is not a class: interactive, standard or batch"
-        )
-    })
+    Qos::parse(text)
+        .map(Some)
+        .ok_or_else(|| TenantError::Class {
+            tenant: tenant.to_string(),
+            field,
+            text: text.to_string(),
+        })
 }
 
 /// Checks a tenant and fills its defaults (default queue: the first of its
 /// queues; default class: standard; highest class: interactive); the error
 /// says which field is wrong and why.
-pub fn validate_tenant(mut tenant: pb::Tenant) -> Result<pb::Tenant, String> {
+pub fn validate_tenant(mut tenant: pb::Tenant) -> Result<pb::Tenant, TenantError> {
     let name = tenant.name.clone();
     if !pb::is_valid_name(&name) {
-        return Err(format!(
-            "tenant name {name:?} must be 1-63 characters of a-z, 0-9, '-', '_', '.'"
-        ));
+        return Err(TenantError::Name(name));
     }
     if tenant.queues.is_empty() {
-        return Err(format!(
-            "tenant {name} may submit to no queue: give at least one"
-        ));
+        return Err(TenantError::NoQueues(name));
     }
     if tenant.queues.len() > MAX_TENANT_QUEUES {
-        return Err(format!(
-            "tenant {name} names {} queues; at most {MAX_TENANT_QUEUES}",
-            tenant.queues.len()
-        ));
+        return Err(TenantError::TooManyQueues {
+            tenant: name,
+            queues: tenant.queues.len(),
+        });
     }
     if let Some(bad) = tenant.queues.iter().find(|q| !pb::is_valid_name(q)) {
-        return Err(format!(
-            "queue {bad:?} of tenant {name} is not a valid name"
-        ));
+        return Err(TenantError::QueueName {
+            tenant: name,
+            queue: bad.clone(),
+        });
     }
     tenant.queues.sort();
     tenant.queues.dedup();
@@ -58,10 +79,10 @@ pub fn validate_tenant(mut tenant: pb::Tenant) -> Result<pb::Tenant, String> {
         tenant.default_queue = tenant.queues[0].clone();
     }
     if !tenant.queues.contains(&tenant.default_queue) {
-        return Err(format!(
-            "default queue {} of tenant {name} is not one of its queues",
-            tenant.default_queue
-        ));
+        return Err(TenantError::DefaultQueue {
+            tenant: name,
+            queue: tenant.default_queue.clone(),
+        });
     }
     let default = class(&tenant.default_qos, "default_qos", &name)?.unwrap_or(Qos::Standard);
     let max = class(&tenant.max_qos, "max_qos", &name)?.unwrap_or(Qos::Interactive);
