@@ -139,8 +139,7 @@ fn step_timer<'a>(
 }
 
 fn open_device(args: &ModelSampleArgs) -> anyhow::Result<Device> {
-    let compute = ComputeDevice::parse(&args.device).map_err(anyhow::Error::msg)?;
-    compute.open().map_err(anyhow::Error::msg)
+    Ok(ComputeDevice::parse(&args.device)?.open()?)
 }
 
 /// The whole model on one device.

@@ -91,9 +91,7 @@ pub async fn eval(args: ModelEvalArgs) -> anyhow::Result<()> {
         size: 64,
     };
     let verbose = args.verbose;
-    let device = ComputeDevice::parse(&args.device)
-        .and_then(|d| d.open())
-        .map_err(anyhow::Error::msg)?;
+    let device = ComputeDevice::parse(&args.device)?.open()?;
     let device_name = args.device.clone();
     let cases = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let (_, pipeline) = Pipeline::load(&dir, &device)

@@ -22,10 +22,21 @@ pub enum ComputeDevice {
     },
 }
 
+/// A device that cannot be named or opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    #[error("device {0:?}: give cpu, cuda or cuda:N")]
+    Unknown(String),
+    #[error("opening GPU {ordinal}: {why}")]
+    Open { ordinal: usize, why: String },
+    #[error("GPU {0}: this build has no CUDA (built without the `cuda` feature)")]
+    NoCuda(usize),
+}
+
 impl ComputeDevice {
     /// `cpu`, `cuda` (GPU 0) or `cuda:N` (CUDA's ordinal N).
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = || format!("device {text:?}: give cpu, cuda or cuda:N");
+    pub fn parse(text: &str) -> Result<Self, DeviceError> {
+        let bad = || DeviceError::Unknown(text.to_string());
         match text.trim() {
             "cpu" => Ok(ComputeDevice::Cpu),
             "cuda" => Ok(ComputeDevice::Cuda { ordinal: 0 }),
@@ -41,7 +52,7 @@ impl ComputeDevice {
     /// same whichever thread uses it (candle's default is the calling
     /// thread's stream, and a job's ranks load on one thread and run on
     /// others).
-    pub fn open(self) -> Result<Device, String> {
+    pub fn open(self) -> Result<Device, DeviceError> {
         match self {
             ComputeDevice::Cpu => Ok(Device::Cpu),
             ComputeDevice::Cuda { ordinal } => open_cuda(ordinal),
@@ -50,15 +61,16 @@ impl ComputeDevice {
 }
 
 #[cfg(feature = "cuda")]
-fn open_cuda(ordinal: usize) -> Result<Device, String> {
-    Device::new_cuda_with_stream(ordinal).map_err(|e| format!("opening GPU {ordinal}: {e}"))
+fn open_cuda(ordinal: usize) -> Result<Device, DeviceError> {
+    Device::new_cuda_with_stream(ordinal).map_err(|e| DeviceError::Open {
+        ordinal,
+        why: e.to_string(),
+    })
 }
 
 #[cfg(not(feature = "cuda"))]
-fn open_cuda(ordinal: usize) -> Result<Device, String> {
-    Err(format!(
-        "GPU {ordinal}: this build has no CUDA (built without the `cuda` feature)"
-    ))
+fn open_cuda(ordinal: usize) -> Result<Device, DeviceError> {
+    Err(DeviceError::NoCuda(ordinal))
 }
 
 /// The devices a worker offers, in the scheduler's numbering.
@@ -183,7 +195,7 @@ mod tests {
         );
         for bad in ["gpu", "cuda:", "cuda:-1", "rocm:0"] {
             assert!(
-                ComputeDevice::parse(bad).is_err_and(|e| e.contains("cuda:N")),
+                ComputeDevice::parse(bad).is_err_and(|e| e.to_string().contains("cuda:N")),
                 "{bad}"
             );
         }
@@ -261,6 +273,6 @@ mod tests {
         #[cfg(not(feature = "cuda"))]
         assert!(cuda(0)
             .open()
-            .is_err_and(|e| e.contains("without the `cuda` feature")));
+            .is_err_and(|e| e.to_string().contains("without the `cuda` feature")));
     }
 }

@@ -179,6 +179,8 @@ enum RunError {
     NoSpec,
     #[error("devices: {0}")]
     Devices(String),
+    #[error("{0}")]
+    Open(#[from] crate::device::compute::DeviceError),
     #[error("the worker task failed: {0}")]
     Task(String),
 }
@@ -493,7 +495,7 @@ impl Executor {
             source,
         };
         let dir = crate::model::weights::model_dir(&self.model_root, name);
-        let opened = device.open().map_err(RunError::Devices)?;
+        let opened = device.open()?;
         let (_, pipeline) = Pipeline::load(&dir, &opened).map_err(model_error)?;
         let pipeline = Arc::new(pipeline);
         *loaded = Some(pipeline.clone());

@@ -139,8 +139,7 @@ impl Render {
                 .devices
                 .iter()
                 .map(|d| d.open())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(RunError::Devices)?;
+                .collect::<Result<Vec<_>, _>>()?;
             generate_parallel(dir, &devices, request, checkpoint, &mut on_step)
         } else {
             let pipeline = self.executor.pipeline(&self.model, self.devices[0])?;

@@ -79,6 +79,25 @@ pub struct ModelConfig {
     pub precision: Precision,
 }
 
+/// Why a model configuration cannot be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("dim {dim} must be a positive multiple of heads {heads}")]
+    Heads { dim: usize, heads: usize },
+    #[error("head dim {0} must be even and at least 6 for 3D RoPE")]
+    HeadDim(usize),
+    #[error("text dim {dim} must be a multiple of text heads {heads}")]
+    TextHeads { dim: usize, heads: usize },
+    #[error("patch {0:?}: only temporal patch 1 is supported")]
+    Patch([usize; 3]),
+    #[error("vae stride {0:?}: the decoder supports [4, 8, 8]")]
+    VaeStride([usize; 3]),
+    #[error("text_vocab {vocab} must hold the {words} words plus padding, start and unknown")]
+    Vocabulary { vocab: usize, words: usize },
+    #[error("text_len >= 2, text_vocab >= 16, depth >= 1 and an even freq_dim are required")]
+    Sizes,
+}
+
 /// Names of the built-in presets, smallest first (proto's table).
 pub use genfleet_proto::models::PRESETS;
 
@@ -144,53 +163,40 @@ impl ModelConfig {
     }
 
     /// Checks that the shapes fit together.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.dim == 0 || self.heads == 0 || !self.dim.is_multiple_of(self.heads) {
-            return Err(format!(
-                "dim {} must be a positive multiple of heads {}",
-                self.dim, self.heads
-            ));
+            return Err(ConfigError::Heads {
+                dim: self.dim,
+                heads: self.heads,
+            });
         }
         if !self.head_dim().is_multiple_of(2) || self.head_dim() < 6 {
-            return Err(format!(
-                "head dim {} must be even and at least 6 for 3D RoPE",
-                self.head_dim()
-            ));
+            return Err(ConfigError::HeadDim(self.head_dim()));
         }
         if self.text_heads == 0 || !self.text_dim.is_multiple_of(self.text_heads) {
-            return Err(format!(
-                "text dim {} must be a multiple of text heads {}",
-                self.text_dim, self.text_heads
-            ));
+            return Err(ConfigError::TextHeads {
+                dim: self.text_dim,
+                heads: self.text_heads,
+            });
         }
         if self.patch[0] != 1 || self.patch[1] == 0 || self.patch[2] == 0 {
-            return Err(format!(
-                "patch {:?}: only temporal patch 1 is supported",
-                self.patch
-            ));
+            return Err(ConfigError::Patch(self.patch));
         }
         if self.vae_stride != [4, 8, 8] {
-            return Err(format!(
-                "vae stride {:?}: the decoder supports [4, 8, 8]",
-                self.vae_stride
-            ));
+            return Err(ConfigError::VaeStride(self.vae_stride));
         }
         if !self.words.is_empty() && self.text_vocab < self.words.len() + 3 {
-            return Err(format!(
-                "text_vocab {} must hold the {} words plus padding, start and unknown",
-                self.text_vocab,
-                self.words.len()
-            ));
+            return Err(ConfigError::Vocabulary {
+                vocab: self.text_vocab,
+                words: self.words.len(),
+            });
         }
         if self.text_len < 2
             || self.text_vocab < 16
             || self.depth == 0
             || !self.freq_dim.is_multiple_of(2)
         {
-            return Err(
-                "text_len >= 2, text_vocab >= 16, depth >= 1 and an even freq_dim are required"
-                    .into(),
-            );
+            return Err(ConfigError::Sizes);
         }
         Ok(())
     }

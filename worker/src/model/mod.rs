@@ -30,6 +30,8 @@ pub enum ModelError {
     UnknownPreset { name: String, known: String },
     #[error("invalid model config: {0}")]
     InvalidConfig(String),
+    #[error("invalid model configuration: {0}")]
+    Config(#[from] config::ConfigError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

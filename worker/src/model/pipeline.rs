@@ -105,7 +105,7 @@ impl Pipeline {
     }
 
     fn build_rank(config: &ModelConfig, tp: TpBuilder) -> Result<Self, ModelError> {
-        config.validate().map_err(ModelError::InvalidConfig)?;
+        config.validate()?;
         let vb = &tp.vb;
         Ok(Self {
             config: config.clone(),

@@ -259,7 +259,10 @@ pub fn read_manifest(dir: &Path) -> Result<ModelManifest, ModelError> {
     manifest
         .config
         .validate()
-        .map_err(|why| ModelError::BadFile { path, why })?;
+        .map_err(|e| ModelError::BadFile {
+            path,
+            why: e.to_string(),
+        })?;
     Ok(manifest)
 }
 
