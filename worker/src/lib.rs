@@ -83,6 +83,96 @@ pub struct WorkerConfig {
     pub preview_at: f64,
 }
 
+/// The configuration checked: the scheduler addresses and the credentials
+/// the session presents.
+fn checked(config: &WorkerConfig) -> Result<(Vec<String>, session::Credentials), WorkerError> {
+    if !genfleet_proto::is_valid_name(&config.node) {
+        return Err(WorkerError::Config(format!(
+            "node name {:?}: use 1 to {} of a-z, 0-9, '-', '_', '.'",
+            config.node,
+            genfleet_proto::MAX_NAME_LEN
+        )));
+    }
+    if config.cpu_slots > 64 {
+        return Err(WorkerError::Config(format!(
+            "cpu slots = {}: give between 0 (a GPU node that offers only its GPUs) and 64",
+            config.cpu_slots
+        )));
+    }
+    if !(0.0..1.0).contains(&config.preview_at) {
+        return Err(WorkerError::Config(format!(
+            "preview at {} of the steps: give a fraction from 0 (no previews) to below 1",
+            config.preview_at
+        )));
+    }
+    let schedulers = scheduler_addresses(&config.scheduler)?;
+    if config.tls.is_none() && schedulers.iter().any(|s| s.starts_with("https://")) {
+        return Err(WorkerError::Config(
+            "the scheduler is https:// but this worker has no certificate: give --tls-dir \
+             (a worker must present a client certificate to register; docs/tls.md)"
+                .into(),
+        ));
+    }
+    let mut credentials = session::Credentials {
+        tls: config.tls.as_ref().map(|t| t.client()),
+        worker_key: None,
+    };
+    if let Some(key) = &config.worker_key {
+        credentials = credentials
+            .with_worker_key(key)
+            .map_err(WorkerError::Config)?;
+    }
+    Ok((schedulers, credentials))
+}
+
+/// The devices this worker offers and the models it serves: simulated
+/// devices serve every preset (nothing is loaded, their jobs only wait);
+/// real ones serve the models installed, on the CPU slots and the GPUs this
+/// build can run jobs on.
+fn offered_devices(
+    config: &WorkerConfig,
+    gpus: &[device::GpuInfo],
+    notices: &mut Vec<String>,
+) -> Result<(DeviceTable, Vec<String>), WorkerError> {
+    let mut table = DeviceTable::default();
+    let models = if !config.simulate.is_empty() {
+        // The table's CPU entries of simulated devices are never opened.
+        for group in device::simulated(&config.simulate).map_err(WorkerError::Config)? {
+            let count = group.count as usize;
+            table.push(group, vec![ComputeDevice::Cpu; count]);
+        }
+        model::config::PRESETS
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    } else {
+        let models = model::available_models(&config.model_root);
+        if models.is_empty() {
+            return Err(WorkerError::NoModels {
+                root: config.model_root.display().to_string(),
+            });
+        }
+        for group in device::discover(config.cpu_slots)
+            .into_iter()
+            .filter(|g| g.count > 0)
+        {
+            let count = group.count as usize;
+            table.push(group, vec![ComputeDevice::Cpu; count]);
+        }
+        for (group, members) in offered_gpus(gpus, notices) {
+            tracing::info!(flavor = %group.flavor, count = group.count, devices = ?members, "offering GPUs");
+            table.push(group, members);
+        }
+        models
+    };
+    if table.groups().is_empty() {
+        return Err(WorkerError::Config(
+            "no devices to offer: --cpu-slots 0 and no GPU this build can run jobs on".into(),
+        ));
+    }
+    Ok((table, models))
+}
+
 /// The NVIDIA GPUs CUDA can open, grouped by flavor; a GPU NVML found that
 /// CUDA does not see (CUDA_VISIBLE_DEVICES, a driver problem) is not
 /// offered, with a notice.
@@ -159,36 +249,7 @@ pub struct Worker {
 impl Worker {
     /// Checks the configuration, finds devices and models, opens the artifact store.
     pub fn new(config: WorkerConfig) -> Result<Self, WorkerError> {
-        if !genfleet_proto::is_valid_name(&config.node) {
-            return Err(WorkerError::Config(format!(
-                "node name {:?}: use 1 to {} of a-z, 0-9, '-', '_', '.'",
-                config.node,
-                genfleet_proto::MAX_NAME_LEN
-            )));
-        }
-        if config.cpu_slots > 64 {
-            return Err(WorkerError::Config(format!(
-                "cpu slots = {}: give between 0 (a GPU node that offers only its GPUs) and 64",
-                config.cpu_slots
-            )));
-        }
-        let schedulers = scheduler_addresses(&config.scheduler)?;
-        if config.tls.is_none() && schedulers.iter().any(|s| s.starts_with("https://")) {
-            return Err(WorkerError::Config(
-                "the scheduler is https:// but this worker has no certificate: give --tls-dir \
-                 (a worker must present a client certificate to register; docs/tls.md)"
-                    .into(),
-            ));
-        }
-        let mut credentials = session::Credentials {
-            tls: config.tls.as_ref().map(|t| t.client()),
-            worker_key: None,
-        };
-        if let Some(key) = &config.worker_key {
-            credentials = credentials
-                .with_worker_key(key)
-                .map_err(WorkerError::Config)?;
-        }
+        let (schedulers, credentials) = checked(&config)?;
         let simulated = !config.simulate.is_empty();
         // GPUs are found and watched; jobs run on them only in a build that
         // can (NVIDIA with the `cuda` feature).
@@ -199,45 +260,9 @@ impl Worker {
         let mut notices = gpus.as_ref().map_or_else(Vec::new, |w| {
             device::gpu_notices(w.gpus(), cfg!(feature = "cuda"), config.cpu_slots)
         });
-        let mut table = DeviceTable::default();
-        let models = if simulated {
-            // Simulated devices serve every preset: nothing is loaded, and
-            // their jobs only wait (the table's CPU entries are never opened).
-            for group in device::simulated(&config.simulate).map_err(WorkerError::Config)? {
-                let count = group.count as usize;
-                table.push(group, vec![ComputeDevice::Cpu; count]);
-            }
-            model::config::PRESETS
-                .iter()
-                .map(|p| p.to_string())
-                .collect()
-        } else {
-            let models = model::available_models(&config.model_root);
-            if models.is_empty() {
-                return Err(WorkerError::NoModels {
-                    root: config.model_root.display().to_string(),
-                });
-            }
-            for group in device::discover(config.cpu_slots)
-                .into_iter()
-                .filter(|g| g.count > 0)
-            {
-                let count = group.count as usize;
-                table.push(group, vec![ComputeDevice::Cpu; count]);
-            }
-            let found = gpus.as_ref().map_or(&[][..], |w| w.gpus());
-            for (group, members) in offered_gpus(found, &mut notices) {
-                tracing::info!(flavor = %group.flavor, count = group.count, devices = ?members, "offering GPUs");
-                table.push(group, members);
-            }
-            models
-        };
+        let found = gpus.as_ref().map_or(&[][..], |w| w.gpus());
+        let (table, models) = offered_devices(&config, found, &mut notices)?;
         let devices = table.groups().to_vec();
-        if devices.is_empty() {
-            return Err(WorkerError::Config(
-                "no devices to offer: --cpu-slots 0 and no GPU this build can run jobs on".into(),
-            ));
-        }
         let metrics = WorkerMetrics::new(&config.node)?;
         for notice in &notices {
             tracing::warn!("{notice}");
@@ -253,12 +278,6 @@ impl Worker {
                 .set(i64::from(group.count));
         }
         let store = ArtifactStore::open(&config.artifacts)?;
-        if !(0.0..1.0).contains(&config.preview_at) {
-            return Err(WorkerError::Config(format!(
-                "preview at {} of the steps: give a fraction from 0 (no previews) to below 1",
-                config.preview_at
-            )));
-        }
         let executor = Arc::new(Executor::new(
             config.model_root.clone(),
             store.clone(),

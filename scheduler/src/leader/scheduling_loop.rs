@@ -80,38 +80,9 @@ pub async fn scheduling_loop(
         });
         timer.observe_duration();
         clock.ran(started_ms, now_ms() - started_ms);
+        publish_cycle_metrics(&metrics, &outcome);
         let changed = verdicts.replace(outcome.verdicts);
         publish_verdicts(&raft, &changed);
-        metrics.pending_jobs.reset();
-        for ((queue, qos, reason), count) in outcome.pending_counts {
-            metrics
-                .pending_jobs
-                .with_label_values(&[queue.as_str(), qos, reason])
-                .set(count);
-        }
-        metrics.queue_devices.reset();
-        for (queue, flavor, d) in outcome.queue_devices.iter() {
-            let kinds = [
-                ("nominal", d.nominal),
-                ("used", d.used),
-                ("borrowed", d.borrowed()),
-            ];
-            for (kind, count) in kinds {
-                metrics
-                    .queue_devices
-                    .with_label_values(&[queue, flavor, kind])
-                    .set(i64::from(count));
-            }
-        }
-        metrics.queue_budget.reset();
-        for (queue, budget, used) in &outcome.budgets {
-            for (kind, hours) in [("budget", budget), ("used", used)] {
-                metrics
-                    .queue_budget
-                    .with_label_values(&[queue.as_str(), kind])
-                    .set(*hours);
-            }
-        }
         if !outcome.preemptions.is_empty() {
             propose_preemptions(&raft, &metrics, outcome.preemptions).await;
         }
@@ -234,5 +205,40 @@ fn log_assignments(placements: &[pb::Placement], result: Result<Outcome, crate::
             }
         }
         other => tracing::warn!(?other, "unexpected outcome of an assign"),
+    }
+}
+
+/// The last cycle's view for Prometheus: pending jobs by queue, class and
+/// reason; each queue's nominal, used and borrowed devices; budgets.
+fn publish_cycle_metrics(metrics: &Metrics, outcome: &scheduling::CycleOutcome) {
+    metrics.pending_jobs.reset();
+    for ((queue, qos, reason), count) in &outcome.pending_counts {
+        metrics
+            .pending_jobs
+            .with_label_values(&[queue.as_str(), qos, reason])
+            .set(*count);
+    }
+    metrics.queue_devices.reset();
+    for (queue, flavor, d) in outcome.queue_devices.iter() {
+        let kinds = [
+            ("nominal", d.nominal),
+            ("used", d.used),
+            ("borrowed", d.borrowed()),
+        ];
+        for (kind, count) in kinds {
+            metrics
+                .queue_devices
+                .with_label_values(&[queue, flavor, kind])
+                .set(i64::from(count));
+        }
+    }
+    metrics.queue_budget.reset();
+    for (queue, budget, used) in &outcome.budgets {
+        for (kind, hours) in [("budget", budget), ("used", used)] {
+            metrics
+                .queue_budget
+                .with_label_values(&[queue.as_str(), kind])
+                .set(*hours);
+        }
     }
 }
