@@ -5,6 +5,10 @@
 //! AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_REGION, and
 //! AWS_ALLOW_HTTP=true for an endpoint without TLS (a store inside the
 //! cluster). Workers that share a store can resume each other's checkpoints.
+//!
+//! Its own crate, below the worker (which writes videos, previews and
+//! checkpoints) and the scheduler (whose REST API reads them), so that the
+//! scheduler reads videos without linking the model or candle.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -5,6 +5,10 @@
 //! and how busy it was, and whether the service-level targets were met.
 //! docs/planning.md explains the model and its limits.
 //!
+//! It links the scheduler for its rules (the policy, the budget ledger, the
+//! cycle clock, queue usage) and proto for the preset and flavor tables;
+//! never the worker or candle.
+//!
 //! - `fleet`: the fleet file (pools of nodes of a flavor, with prices);
 //! - `workload`: the trace (CSV or JSON lines), checked row by row;
 //! - `generator`: a workload from rates, a daily shape, bursts and a size mix;

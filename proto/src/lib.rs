@@ -6,8 +6,13 @@
 //! - `worker.proto`: the worker session stream (`WorkerSession`).
 //! - `raft.proto`: raft message transport between scheduler replicas.
 //! - `state.proto`: the replicated `Command`s written to the raft log.
-//! - [`models`]: the built-in model presets' shapes and the device memory
-//!   a job of each needs (shared by the scheduler and the worker).
+//! - [`models`]: the one table of built-in model presets: their shapes,
+//!   precision and the device memory a job of each needs (the worker builds
+//!   its candle models from it; the scheduler and the planner size jobs by it).
+//! - [`flavors`]: device flavor names from what drivers report, the memory
+//!   of known flavors, and memory sizes as written (`80GiB`).
+//! - [`metrics`]: metrics made and registered in one step (both processes).
+//! - [`tls`]: certificates, and the client and server TLS every part uses.
 
 /// Everything of package `genfleet.v1`.
 // Generated: message sizes follow the .proto, not clippy's taste.

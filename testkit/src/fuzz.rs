@@ -2,7 +2,7 @@
 //! that takes bytes or commands from outside, each input run under
 //! `catch_unwind` so a panic is counted, not fatal. `cargo bench --bench
 //! fuzz` runs a million inputs and prints RESULT lines; the test command
-//! runs a short campaign (tests/fuzz.rs).
+//! runs a short campaign (tests/suite/fuzz.rs).
 //!
 //! Targets:
 //! - client requests (submit, list, queue, tenant, key) decoded from
