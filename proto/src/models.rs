@@ -1,9 +1,9 @@
 //! The shapes of the built-in model presets and what a job of each needs
 //! in device memory, for the scheduler (which must not link candle) to
-//! place jobs only where they fit. The worker's presets
-//! (`genfleet_worker::model::config`) are the source; a test there checks
-//! that this table and the parameter counts below agree with the model it
-//! builds, so the two cannot drift apart.
+//! place jobs only where they fit. This table is the presets' one source:
+//! the worker builds its candle configs from it
+//! (`genfleet_worker::model::config`), and a test there checks that the
+//! parameter counts below are those of the model candle builds.
 //!
 //! # The estimate, per tensor-parallel rank
 //!

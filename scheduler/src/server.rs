@@ -37,6 +37,8 @@ const MAX_RAFT_MESSAGE: usize = 512 * 1024 * 1024;
 /// Largest HTTP/2 header list a caller may send (its credential travels
 /// in it): all that is held of a caller before it has proved itself.
 const MAX_HEADER_LIST: u32 = 16 * 1024;
+/// How long the HTTP listeners may take to finish their requests at shutdown.
+const FRONT_DRAIN: Duration = Duration::from_secs(10);
 
 /// Everything a scheduler replica needs to start.
 #[derive(Debug, Clone)]
@@ -341,8 +343,16 @@ impl Scheduler {
         );
         let served = serve_until_stopped(grpc, shutdown, &raft, &stop_tx).await;
         let _ = stop_tx.send(true);
-        for task in loops.into_iter().chain(fronts) {
+        for task in loops {
             let _ = task.await;
+        }
+        // The HTTP fronts drain their connections, but a stalled client
+        // (a slow download) must not keep a stopping replica alive.
+        for mut task in fronts {
+            if tokio::time::timeout(FRONT_DRAIN, &mut task).await.is_err() {
+                tracing::warn!("an HTTP listener did not drain within {FRONT_DRAIN:?}; closed");
+                task.abort();
+            }
         }
         drop(parts);
         drop(raft);

@@ -179,7 +179,7 @@ enum RunError {
     NoSpec,
     #[error("devices: {0}")]
     Devices(String),
-    #[error("{0}")]
+    #[error("devices: {0}")]
     Open(#[from] crate::device::compute::DeviceError),
     #[error("the worker task failed: {0}")]
     Task(String),
