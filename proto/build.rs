@@ -24,6 +24,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // mapping (enums by name), with the .proto's snake_case field names
     // as the REST API uses them.
     let encoded = prost::Message::encode_to_vec(&descriptors);
+    // For server reflection (grpcurl): the public schema, as compiled.
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("genfleet_descriptor.bin"), &encoded)?;
     pbjson_build::Builder::new()
         .register_descriptors(&encoded)?
         .preserve_proto_field_names()

@@ -24,6 +24,10 @@ pub mod v1 {
 
 pub use v1::*;
 
+/// The compiled descriptors of package genfleet.v1, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/genfleet_descriptor.bin"));
+
 pub mod flavors;
 pub mod metrics;
 pub mod models;

@@ -17,6 +17,7 @@
 //! - `kube/`: Kubernetes, on the leader: Nodes mirrored, GenQueues reconciled.
 //! - `metrics`: the scheduler's Prometheus metrics.
 //! - `http`: `/metrics`, `/healthz` and `/readyz` (a worker process serves its own through it too).
+//! - `grpc_health`: the standard gRPC health service, following the replica's readiness.
 //! - `http_fronts`: the replica's HTTP listeners (metrics, REST), bound and served with gRPC.
 //! - `rest/`: the OpenAI-compatible Videos API in front of this replica's gRPC API,
 //!   reading videos from the artifact store (`genfleet-artifacts`, no candle).
@@ -30,6 +31,7 @@ mod clock;
 pub mod connections;
 mod error;
 pub mod files;
+pub mod grpc_health;
 pub mod http;
 pub mod http_fronts;
 pub mod kube;

@@ -336,11 +336,16 @@ impl Scheduler {
             },
             parts.stop.clone(),
         );
-        let loops = spawn_leader_loops(&config, &parts, self.kube);
-        let grpc = grpc_server(&config, &parts, configured_ids)?.serve_with_incoming_shutdown(
-            GuardedListener::new(self.grpc).incoming(),
-            stopped(parts.stop.clone()),
+        let mut loops = spawn_leader_loops(&config, &parts, self.kube);
+        let (health_reporter, health) = tonic_health::server::health_reporter();
+        loops.push(
+            crate::grpc_health::start(raft.clone(), health_reporter, parts.stop.clone()).await,
         );
+        let grpc = grpc_server(&config, &parts, configured_ids, health)?
+            .serve_with_incoming_shutdown(
+                GuardedListener::new(self.grpc).incoming(),
+                stopped(parts.stop.clone()),
+            );
         let served = serve_until_stopped(grpc, shutdown, &raft, &stop_tx).await;
         let _ = stop_tx.send(true);
         for task in loops {
@@ -496,11 +501,12 @@ fn spawn_leader_loops(
 }
 
 /// The gRPC services, each behind the interceptor that says who may call it
-/// (docs/security.md).
-fn grpc_server(
+/// (docs/security.md); health and reflection answer anyone.
+fn grpc_server<H: tonic_health::pb::health_server::Health>(
     config: &SchedulerConfig,
     parts: &Parts,
     configured_ids: BTreeSet<u64>,
+    health: tonic_health::pb::health_server::HealthServer<H>,
 ) -> Result<tonic::transport::server::Router, Error> {
     let Parts {
         raft,
@@ -526,6 +532,11 @@ fn grpc_server(
         config.listen,
         &config.exposure(),
     );
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(genfleet_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Config(format!("the gRPC reflection service: {e}")))?;
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &config.tls {
         builder = builder.tls_config(tls.server())?;
@@ -593,7 +604,9 @@ fn grpc_server(
                 QueueApi::new(raft.clone(), router.clone()),
                 auth.interceptor(auth::admins),
             ),
-        ))
+        )
+        .add_service(health)
+        .add_service(reflection))
 }
 
 /// Serves `grpc` until `shutdown`, the server's own end, or the replica

@@ -15,6 +15,7 @@ mod e2e;
 mod exposure_warnings;
 mod full_disk;
 mod fuzz;
+mod grpc_health;
 mod history_checker;
 mod kubernetes;
 mod local_cluster;
