@@ -60,6 +60,34 @@ impl Registrar<'_> {
     }
 }
 
+/// The build a process runs: its version and, where the build was given
+/// one (GENFLEET_REVISION at build time, as the image build sets it), its
+/// git revision.
+pub const REVISION: &str = match option_env!("GENFLEET_REVISION") {
+    Some(revision) => revision,
+    None => "unknown",
+};
+
+/// Registers what every exporter has: `genfleet_build_info{version,
+/// revision}` (always 1: join on it to label other series with the build)
+/// and, on Linux, the standard `process_*` metrics (CPU seconds, resident
+/// memory, open file descriptors, start time).
+pub fn register_process_metrics(registry: &Registry) -> Made<()> {
+    let r = Registrar(registry);
+    let info = r.int_gauge_vec(
+        "genfleet_build_info",
+        "The genfleet build this process runs; always 1",
+        &["version", "revision"],
+    )?;
+    info.with_label_values(&[env!("CARGO_PKG_VERSION"), REVISION])
+        .set(1);
+    #[cfg(target_os = "linux")]
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +107,36 @@ mod tests {
             .collect();
         assert_eq!(names, ["genfleet_test_jobs_total"]);
         assert!(r.int_gauge("genfleet_test_jobs_total", "again").is_err());
+    }
+
+    #[test]
+    fn every_process_says_its_build_and_its_process_figures() {
+        let registry = Registry::new();
+        register_process_metrics(&registry).expect("registered");
+        let families = registry.gather();
+        let build = families
+            .iter()
+            .find(|f| f.name() == "genfleet_build_info")
+            .expect("build info");
+        let labels: Vec<(&str, &str)> = build.get_metric()[0]
+            .get_label()
+            .iter()
+            .map(|l| (l.name(), l.value()))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("revision", REVISION),
+                ("version", env!("CARGO_PKG_VERSION"))
+            ]
+        );
+        #[cfg(target_os = "linux")]
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+        ] {
+            assert!(families.iter().any(|f| f.name() == name), "{name}");
+        }
     }
 }

@@ -53,6 +53,7 @@ impl Metrics {
     pub fn new(replica: u64) -> Result<Self, prometheus::Error> {
         let labels = [("replica".to_string(), replica.to_string())].into();
         let registry = Registry::new_custom(None, Some(labels))?;
+        genfleet_proto::metrics::register_process_metrics(&registry)?;
         let r = Registrar(&registry);
         let m = Self {
             raft_term: r.int_gauge("genfleet_raft_term", "Current raft term of this replica")?,

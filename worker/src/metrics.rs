@@ -31,6 +31,7 @@ impl WorkerMetrics {
     pub fn new(node: &str) -> Result<Self, prometheus::Error> {
         let labels = [("node".to_string(), node.to_string())].into();
         let registry = Registry::new_custom(None, Some(labels))?;
+        genfleet_proto::metrics::register_process_metrics(&registry)?;
         let r = Registrar(&registry);
         // Per GPU (vendor, index), and for memory also total or used.
         let gpu = |name: &str, help: &str| r.gauge_vec(name, help, &["vendor", "index"]);
