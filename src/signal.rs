@@ -17,10 +17,9 @@ pub fn shutdown_on_signals() -> watch::Receiver<bool> {
     rx
 }
 
-/// Completes when `rx` turns true.
-pub async fn stopped(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
-}
+/// Completes when a watch turns true: the scheduler crate's, one for every
+/// server.
+pub use genfleet_scheduler::stopped;
 
 async fn wait_for_signal() {
     #[cfg(unix)]

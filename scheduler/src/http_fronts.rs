@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::http::Readiness;
-use crate::server::{bind, warn_if_exposed, Exposure, StatusReader};
+use crate::server::{bind, stopped, warn_if_exposed, Exposure, StatusReader};
 use crate::Error;
 
 /// The REST API's listener and the store its videos are read from.
@@ -128,9 +128,4 @@ pub fn warn_metrics_exposed(addr: SocketAddr) {
              Prometheus and the kubelet reach it (docs/security.md)"
         );
     }
-}
-
-/// Completes once `stop` turns true (or its sender is gone).
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopped| *stopped).await;
 }

@@ -646,8 +646,9 @@ async fn serve_until_stopped(
     }
 }
 
-/// Completes once `stop` turns true (or its sender is gone).
-async fn stopped(mut stop: watch::Receiver<bool>) {
+/// Completes once `stop` turns true (or its sender is gone): the shutdown
+/// future every server and loop here, and the binary's, takes.
+pub async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use crate::leader::Sessions;
 use crate::metrics::Metrics;
 use crate::raft::{ProposeError, RaftHandle};
+use crate::server::stopped;
 
 pub use genqueue::GenQueue;
 
@@ -101,9 +102,6 @@ pub async fn leader_loop(
         }
         tracing::info!("leading: watching Kubernetes nodes and GenQueues");
         let (lost_tx, lost) = watch::channel(false);
-        let stopped = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
         let ctx = Arc::new(queues::QueueContext {
             client: client.clone(),
             raft: raft.clone(),
