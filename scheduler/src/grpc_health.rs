@@ -20,6 +20,10 @@ use genfleet_proto as pb;
 
 use crate::raft::{RaftHandle, RaftStatus};
 
+/// Serves as soon as the replica runs: a replica catching up must hear its peers.
+const RAFT_SERVICE: &str =
+    <pb::raft_transport_server::RaftTransportServer<()> as NamedService>::NAME;
+
 /// The services that follow the replica's readiness.
 const READY_SERVICES: [&str; 7] = [
     "",
@@ -40,9 +44,8 @@ pub async fn start(
     reporter: HealthReporter,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    let raft_service = <pb::raft_transport_server::RaftTransportServer<()> as NamedService>::NAME;
     reporter
-        .set_service_status(raft_service, ServingStatus::Serving)
+        .set_service_status(RAFT_SERVICE, ServingStatus::Serving)
         .await;
     let mut status = raft.watch_status();
     let now = serving(&status.borrow_and_update());
@@ -81,9 +84,8 @@ async fn follow(
         }
     }
     // A stopping replica serves nothing.
-    let raft_service = <pb::raft_transport_server::RaftTransportServer<()> as NamedService>::NAME;
     set_ready_services(&reporter, ServingStatus::NotServing).await;
     reporter
-        .set_service_status(raft_service, ServingStatus::NotServing)
+        .set_service_status(RAFT_SERVICE, ServingStatus::NotServing)
         .await;
 }
