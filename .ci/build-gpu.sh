@@ -161,6 +161,8 @@ for cap in $caps; do
     readelf -d "$binary" | awk '/NEEDED/ { print "  " $NF }' | tr -d '[]'
     echo "ldd on this machine (the CUDA libraries are not on its loader path):"
     ldd "$binary" | sed 's/^\s*/  /'
+    # The cuda image ships exactly the libraries of this list.
+    bash .ci/cuda-runtime-libraries.sh check "$binary"
 done
 
 # GENFLEET_GPU_CARRY=1: also build the DiT step benchmark and pack both

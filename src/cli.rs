@@ -580,7 +580,7 @@ pub struct WorkerArgs {
     pub artifacts: String,
     /// Jobs that may run at once on the CPU; 0 on a GPU node that should
     /// offer only its GPUs (a build with the `cuda` feature).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, env = "GENFLEET_CPU_SLOTS", default_value_t = 1)]
     pub cpu_slots: u32,
     /// On SIGTERM, the longest wait for running jobs to checkpoint at their
     /// next step and for the scheduler to record it (keep it below the
@@ -589,7 +589,7 @@ pub struct WorkerArgs {
     pub drain_timeout: Duration,
     /// Where to look for amdgpu devices' sysfs (`/sys/class/drm` below it);
     /// for containers that mount the host's /sys elsewhere.
-    #[arg(long, default_value = "/")]
+    #[arg(long, env = "GENFLEET_SYSFS_ROOT", default_value = "/")]
     pub sysfs_root: PathBuf,
     /// Offer simulated devices instead of real ones, FLAVOR:COUNT[:MEMORY],
     /// e.g. nvidia-h100-80gb:8 or nvidia-l4:2:24GiB (repeatable): jobs

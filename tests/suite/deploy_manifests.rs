@@ -17,7 +17,12 @@
 // A test crate's root looks for modules beside it, in tests/: point at its own folder.
 pub mod broken;
 pub mod cert_manager;
+pub mod cuda_image;
+pub mod namespaces;
+pub mod network;
+pub mod nodes;
 pub mod objects;
+pub mod pod_security;
 pub mod secrets;
 pub mod tools;
 
@@ -27,20 +32,33 @@ use std::process::Command;
 use serde_json::Value;
 
 use cert_manager::{assert_cert_manager, SCHEDULER, WORKER};
-use objects::{assert_scheduler, assert_worker, container, find, selects, strings, AMD, NVIDIA};
+use objects::{
+    assert_scheduler, assert_worker, container, find, selects, strings, worker_daemonsets, AMD,
+    NVIDIA,
+};
 use secrets::{assert_secret_dir, assert_secret_holders};
 use tools::{documents, find_python, find_tool, kubectl, render, required, validate_strict};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-fn overlay_dir(name: &str) -> PathBuf {
+pub fn overlay_dir(name: &str) -> PathBuf {
     Path::new(ROOT).join("deploy/overlays").join(name)
 }
 
 /// Renders a kustomization of `resources` and `components` (paths under
 /// the repository) written into a temporary directory, as an operator's
 /// own kustomization would take them.
-fn render_own(kubectl: &Path, resources: &[&str], components: &[&str]) -> String {
+pub fn render_own(kubectl: &Path, resources: &[&str], components: &[&str]) -> String {
+    render_own_with(kubectl, resources, components, "")
+}
+
+/// `render_own` with more of the kustomization (e.g. a namespace) after it.
+pub fn render_own_with(
+    kubectl: &Path,
+    resources: &[&str],
+    components: &[&str],
+    more: &str,
+) -> String {
     let dir = tempfile::tempdir().expect("a temporary directory");
     // kustomize takes only relative paths: climb to / and descend to the repo.
     let up = "../".repeat(dir.path().components().count() - 1);
@@ -51,6 +69,7 @@ fn render_own(kubectl: &Path, resources: &[&str], components: &[&str]) -> String
     if !components.is_empty() {
         kustomization += &format!("components:\n{}", list(components));
     }
+    kustomization += more;
     std::fs::write(dir.path().join("kustomization.yaml"), kustomization)
         .expect("write kustomization.yaml");
     render(kubectl, dir.path())
@@ -96,17 +115,20 @@ fn each_vendor_overlay_has_the_scheduler_and_its_workers() {
             foreign.is_empty(),
             "{what}: cert-manager objects {foreign:?}"
         );
+        // Only its own vendor's workers (one DaemonSet per node size).
         let daemonsets = objects.iter().filter(|o| o["kind"] == "DaemonSet").count();
         assert_eq!(
-            daemonsets, 1,
-            "overlays/{}: one worker DaemonSet",
+            daemonsets,
+            worker_daemonsets(&objects, &vendor).len(),
+            "overlays/{}: DaemonSets of another vendor",
             vendor.overlay
         );
     }
 }
 
-/// The README's kustomization for clusters with both vendors: the base once,
-/// both workers, DaemonSets that do not select each other's pods.
+/// The README's kustomization for clusters with both vendors (the base
+/// once, both vendors' workers, the AMD workers' namespace component):
+/// no worker DaemonSet selects another's pods.
 #[test]
 fn both_vendors_combine_in_one_kustomization() {
     let Some(kubectl) = kubectl() else { return };
@@ -115,23 +137,32 @@ fn both_vendors_combine_in_one_kustomization() {
         "deploy/overlays/nvidia/worker",
         "deploy/overlays/amd/worker",
     ];
-    let objects = documents(&render_own(&kubectl, &resources, &[]));
+    let components = ["deploy/overlays/amd/privileged-namespace"];
+    let objects = documents(&render_own(&kubectl, &resources, &components));
     assert_scheduler(&objects, "base + both workers");
     assert_worker(&objects, &NVIDIA);
     assert_worker(&objects, &AMD);
     assert_secret_holders(&objects, "base + both workers");
-    let nvidia = find(&objects, "DaemonSet", "genfleet-worker-nvidia");
-    let amd = find(&objects, "DaemonSet", "genfleet-worker-amd");
-    for (a, b) in [(nvidia, amd), (amd, nvidia)] {
-        assert!(
-            !selects(
-                &a["spec"]["selector"],
-                &b["spec"]["template"]["metadata"]["labels"]
-            ),
-            "DaemonSet {} selects the pods of {}",
-            a["metadata"]["name"],
-            b["metadata"]["name"]
-        );
+    let daemonsets: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == "DaemonSet")
+        .collect();
+    assert!(daemonsets.len() >= 2, "too few worker DaemonSets");
+    for a in &daemonsets {
+        for b in daemonsets
+            .iter()
+            .filter(|b| b["metadata"]["name"] != a["metadata"]["name"])
+        {
+            assert!(
+                !selects(
+                    &a["spec"]["selector"],
+                    &b["spec"]["template"]["metadata"]["labels"]
+                ),
+                "DaemonSet {} selects the pods of {}",
+                a["metadata"]["name"],
+                b["metadata"]["name"]
+            );
+        }
     }
 }
 
@@ -152,7 +183,14 @@ fn the_tls_component_mounts_certificates_for_every_part() {
         "deploy/overlays/amd/worker",
         "deploy/components/tls/cert-manager",
     ];
-    let yaml = render_own(&kubectl, &resources, &["deploy/components/tls"]);
+    let yaml = render_own(
+        &kubectl,
+        &resources,
+        &[
+            "deploy/components/tls",
+            "deploy/overlays/amd/privileged-namespace",
+        ],
+    );
     let what = "nvidia + amd + components/tls + cert-manager";
     validate_strict(&validator, what, &yaml);
     let objects = documents(&yaml);
@@ -162,14 +200,16 @@ fn the_tls_component_mounts_certificates_for_every_part() {
     assert_secret_holders(&objects, what);
     assert_cert_manager(&objects);
     // The Secrets the Certificates make are the ones the pods mount.
-    let parts = [
-        ("StatefulSet", "genfleet-scheduler", "scheduler", &SCHEDULER),
-        ("DaemonSet", "genfleet-worker-nvidia", "worker", &WORKER),
-        ("DaemonSet", "genfleet-worker-amd", "worker", &WORKER),
-    ];
-    for (kind, name, container_name, role) in parts {
-        let pod = &find(&objects, kind, name)["spec"]["template"]["spec"];
-        let what = format!("{kind} {name}");
+    let workers = objects.iter().filter(|o| o["kind"] == "DaemonSet");
+    let parts = std::iter::once((
+        find(&objects, "StatefulSet", "genfleet-scheduler"),
+        "scheduler",
+        &SCHEDULER,
+    ))
+    .chain(workers.map(|ds| (ds, "worker", &WORKER)));
+    for (object, container_name, role) in parts {
+        let pod = &object["spec"]["template"]["spec"];
+        let what = format!("{} {}", object["kind"], object["metadata"]["name"]);
         let c = container(pod, container_name, &what);
         assert_secret_dir(pod, c, "GENFLEET_TLS_DIR", role.secret, &what);
     }

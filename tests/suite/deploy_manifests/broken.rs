@@ -21,7 +21,7 @@ fn find_mut<'a>(objects: &'a mut [Value], kind: &str, name: &str) -> &'a mut Val
 }
 
 fn worker_pod(objects: &mut [Value]) -> &mut Value {
-    &mut find_mut(objects, "DaemonSet", "genfleet-worker-nvidia")["spec"]["template"]["spec"]
+    &mut find_mut(objects, "DaemonSet", "genfleet-worker-nvidia-8gpus")["spec"]["template"]["spec"]
 }
 
 fn scheduler_pod(objects: &mut [Value]) -> &mut Value {

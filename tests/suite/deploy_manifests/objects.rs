@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
+use genfleet_proto as pb;
 use serde_json::Value;
+use tonic::server::NamedService;
 
 use super::secrets::{
     assert_reads_none, assert_secret_file, ADMIN_KEY, CLUSTER_SECRET, WORKER_KEY,
@@ -16,25 +18,68 @@ const SCHEDULER_RIGHTS: &[(&str, &str, &[&str])] = &[
     ("genfleet.dev", "genqueues", &["list", "watch", "patch"]),
     ("genfleet.dev", "genqueues/status", &["patch"]),
 ];
-/// A GPU vendor's overlay and what its worker DaemonSet must ask for.
+/// A GPU vendor's overlay and what its worker DaemonSets must ask for.
 pub struct Vendor {
     pub overlay: &'static str,
-    gpu_resource: &'static str,
-    /// A node label the DaemonSet's node affinity must select on.
-    node_label: &'static str,
+    /// The device plugin's resource (and the taint key of GPU node pools).
+    pub gpu_resource: &'static str,
+    /// The image its workers run: the CUDA build asks for the node's GPUs,
+    /// the CPU build never does.
+    pub image: &'static str,
+    /// Whether the worker reads the host's amdgpu sysfs (a hostPath).
+    pub host_sysfs: bool,
 }
 
 pub const NVIDIA: Vendor = Vendor {
     overlay: "nvidia",
     gpu_resource: "nvidia.com/gpu",
-    node_label: "nvidia.com/gpu.present",
+    image: "genfleet/genfleet-cuda",
+    host_sysfs: false,
 };
 
 pub const AMD: Vendor = Vendor {
     overlay: "amd",
     gpu_resource: "amd.com/gpu",
-    node_label: "amd.com/gpu.family",
+    image: "genfleet/genfleet",
+    host_sysfs: true,
 };
+
+/// The images' names: the CPU build, and the CUDA build that asks for GPUs.
+pub const CPU_IMAGE: &str = "genfleet/genfleet";
+
+/// The image's name without its tag.
+pub fn image_name(c: &Value) -> &str {
+    let image = c["image"].as_str().unwrap_or("");
+    image.rsplit_once(':').map_or(image, |(name, _)| name)
+}
+
+/// The GPUs a container asks for, by resource (limits; requests equal them).
+pub fn gpu_requests(c: &Value) -> Vec<(String, u64)> {
+    c["resources"]["limits"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.ends_with("/gpu"))
+        .map(|(k, v)| {
+            let n = v
+                .as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()));
+            (k.clone(), n.unwrap_or(0))
+        })
+        .collect()
+}
+
+/// The worker DaemonSets of `vendor`'s overlay (one per node size for
+/// NVIDIA, one for AMD).
+pub fn worker_daemonsets<'a>(objects: &'a [Value], vendor: &Vendor) -> Vec<&'a Value> {
+    objects
+        .iter()
+        .filter(|o| {
+            o["kind"] == "DaemonSet"
+                && o["metadata"]["labels"]["genfleet.dev/gpu-vendor"] == vendor.overlay
+        })
+        .collect()
+}
 
 /// The object of `kind` named `name`, or a failure listing what there is.
 pub fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
@@ -138,6 +183,36 @@ fn assert_hardened(pod: &Value, what: &str) {
     }
 }
 
+/// The host's sysfs, read-only, where GENFLEET_SYSFS_ROOT points the worker,
+/// where it is wanted (AMD); no host path at all elsewhere.
+fn assert_host_sysfs(pod: &Value, c: &Value, wanted: bool, what: &str) {
+    let host_paths: Vec<&Value> = pod["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["hostPath"].is_object())
+        .collect();
+    if !wanted {
+        assert!(host_paths.is_empty(), "{what}: host paths {host_paths:?}");
+        return;
+    }
+    let host_sys = host_paths
+        .iter()
+        .find(|v| v["hostPath"]["path"] == "/sys")
+        .unwrap_or_else(|| panic!("{what}: no hostPath volume of /sys"));
+    let sysfs_root = env(c, "GENFLEET_SYSFS_ROOT", what)["value"]
+        .as_str()
+        .unwrap_or("/");
+    let volume = host_sys["name"].as_str().unwrap_or("");
+    let mount = mount_path(c, volume, what);
+    assert_eq!(mount["readOnly"], true, "{what}: /sys must be read-only");
+    assert_eq!(
+        mount["mountPath"],
+        format!("{}/sys", sysfs_root.trim_end_matches('/')),
+        "{what}: /sys not mounted where GENFLEET_SYSFS_ROOT={sysfs_root} looks"
+    );
+}
+
 /// Whether a selector's matchLabels (or a Service's selector) pick `labels`.
 pub fn selects(selector: &Value, labels: &Value) -> bool {
     let map = selector.get("matchLabels").unwrap_or(selector);
@@ -160,6 +235,44 @@ fn assert_health_probes(c: &Value, metrics: u64, what: &str) {
         assert!(
             port == "metrics" || port == metrics,
             "{what}: {probe} on {port}, not the metrics port"
+        );
+    }
+}
+
+/// The scheduler's probes: Kubernetes' gRPC probes against the standard
+/// health service on the grpc port (liveness on the raft transport, which
+/// serves with or without a quorum; readiness on the server as a whole,
+/// which serves while the replica is ready); with TLS, whose grpc port a
+/// kubelet gRPC probe cannot speak, the same checks over HTTP.
+fn assert_scheduler_probes(c: &Value, grpc: u64, metrics: u64, what: &str) {
+    let tls = c["env"]
+        .as_array()
+        .is_some_and(|es| es.iter().any(|e| e["name"] == "GENFLEET_TLS_DIR"));
+    if tls {
+        assert_health_probes(c, metrics, what);
+        for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+            assert!(
+                c[probe]["grpc"].is_null(),
+                "{what}: {probe} is a gRPC probe on a TLS port"
+            );
+        }
+        return;
+    }
+    let raft = <pb::raft_transport_server::RaftTransportServer<()> as NamedService>::NAME;
+    for (probe, service) in [
+        ("startupProbe", raft),
+        ("livenessProbe", raft),
+        ("readinessProbe", ""),
+    ] {
+        let p = &c[probe]["grpc"];
+        assert_eq!(
+            p["port"], grpc,
+            "{what}: {probe} must be a gRPC probe on the grpc port"
+        );
+        assert_eq!(
+            p["service"].as_str().unwrap_or(""),
+            service,
+            "{what}: {probe}'s health service"
         );
     }
 }
@@ -224,7 +337,7 @@ pub fn assert_scheduler(objects: &[Value], what: &str) {
         metrics,
         "{what}: metrics port"
     );
-    assert_health_probes(c, metrics, what);
+    assert_scheduler_probes(c, grpc, metrics, what);
     let api = port_number(flag(c, "--api-listen", what), what);
     assert_eq!(container_port(c, "api", what), api, "{what}: api port");
     let client_service = find(objects, "Service", "genfleet-scheduler");
@@ -379,8 +492,19 @@ fn assert_rbac(objects: &[Value]) {
 
 /// A vendor's worker DaemonSet.
 pub fn assert_worker(objects: &[Value], vendor: &Vendor) {
-    let name = format!("genfleet-worker-{}", vendor.overlay);
-    let ds = find(objects, "DaemonSet", &name);
+    let daemonsets = worker_daemonsets(objects, vendor);
+    assert!(
+        !daemonsets.is_empty(),
+        "overlays/{}: no worker DaemonSet",
+        vendor.overlay
+    );
+    for ds in daemonsets {
+        assert_worker_daemonset(objects, ds, vendor);
+    }
+}
+
+fn assert_worker_daemonset(objects: &[Value], ds: &Value, vendor: &Vendor) {
+    let name = ds["metadata"]["name"].as_str().unwrap_or("");
     let what = &format!("DaemonSet {name}");
     let labels = &ds["spec"]["template"]["metadata"]["labels"];
     assert!(
@@ -401,21 +525,6 @@ pub fn assert_worker(objects: &[Value], vendor: &Vendor) {
         pod["automountServiceAccountToken"], false,
         "{what}: no API token"
     );
-
-    let terms = &pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-        ["nodeSelectorTerms"];
-    let selects_label = terms.as_array().is_some_and(|ts| {
-        ts.iter().any(|t| {
-            t["matchExpressions"]
-                .as_array()
-                .is_some_and(|es| es.iter().any(|e| e["key"] == vendor.node_label))
-        })
-    });
-    assert!(
-        selects_label,
-        "{what}: node affinity does not select on {}",
-        vendor.node_label
-    );
     let tolerations = pod["tolerations"].as_array();
     assert!(
         tolerations.is_some_and(|ts| ts.iter().any(|t| t["key"] == vendor.gpu_resource)),
@@ -425,17 +534,27 @@ pub fn assert_worker(objects: &[Value], vendor: &Vendor) {
 
     let c = container(pod, "worker", what);
     assert_eq!(strings(&c["args"]).first(), Some(&"worker"), "{what}: role");
-    let gpus = &c["resources"]["limits"][vendor.gpu_resource];
-    assert!(
-        gpus.as_u64().is_some_and(|n| n > 0)
-            || gpus
-                .as_str()
-                .and_then(|s| s.parse::<u64>().ok())
-                .is_some_and(|n| n > 0),
-        "{what}: requests no {} (limits: {})",
-        vendor.gpu_resource,
-        c["resources"]["limits"]
-    );
+    assert_eq!(image_name(c), vendor.image, "{what}: image");
+    // The CUDA build takes all of its node's GPUs (as many as the
+    // DaemonSet's size label says; the node tests check the size is the
+    // node's); the CPU build takes none.
+    let gpus = gpu_requests(c);
+    if vendor.image == CPU_IMAGE {
+        assert!(
+            gpus.is_empty(),
+            "{what}: the CPU image asks for GPUs {gpus:?}"
+        );
+    } else {
+        let size = labels["genfleet.dev/gpus"]
+            .as_str()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{what}: no genfleet.dev/gpus size label"));
+        assert_eq!(
+            gpus,
+            [(vendor.gpu_resource.to_string(), size)],
+            "{what}: must ask for its size's {size} GPUs"
+        );
+    }
     assert_eq!(
         env(c, "GENFLEET_NODE", what)["valueFrom"]["fieldRef"]["fieldPath"],
         "spec.nodeName",
@@ -446,7 +565,8 @@ pub fn assert_worker(objects: &[Value], vendor: &Vendor) {
     assert_secret_file(pod, c, &WORKER_KEY, what);
     assert_reads_none(pod, &[CLUSTER_SECRET.secret, ADMIN_KEY.secret], what);
 
-    // The scheduler it dials is the client Service, on its grpc port.
+    // The scheduler it dials is the client Service, on its grpc port, by
+    // its short name: it resolves in whatever namespace the pods run in.
     let scheduler = flag(c, "--scheduler", what);
     let client = find(objects, "Service", "genfleet-scheduler");
     let grpc = client["spec"]["ports"]
@@ -455,10 +575,7 @@ pub fn assert_worker(objects: &[Value], vendor: &Vendor) {
         .and_then(|p| p["port"].as_u64());
     assert_eq!(
         scheduler,
-        format!(
-            "http://genfleet-scheduler.genfleet.svc:{}",
-            grpc.unwrap_or(0)
-        ),
+        format!("http://genfleet-scheduler:{}", grpc.unwrap_or(0)),
         "{what}: --scheduler must be the client Service's grpc port"
     );
     let metrics = port_number(flag(c, "--metrics-listen", what), what);
@@ -477,20 +594,7 @@ pub fn assert_worker(objects: &[Value], vendor: &Vendor) {
         "{what}: terminationGracePeriodSeconds {grace} is not above --drain-timeout {drain:?}"
     );
 
-    // The host's sysfs, read-only, where --sysfs-root looks for it.
-    let sysfs_root = flag(c, "--sysfs-root", what);
-    let host_sys = pod["volumes"]
-        .as_array()
-        .and_then(|vs| vs.iter().find(|v| v["hostPath"]["path"] == "/sys"))
-        .unwrap_or_else(|| panic!("{what}: no hostPath volume of /sys"));
-    let volume = host_sys["name"].as_str().unwrap_or("");
-    let mount = mount_path(c, volume, what);
-    assert_eq!(mount["readOnly"], true, "{what}: /sys must be read-only");
-    assert_eq!(
-        mount["mountPath"],
-        format!("{}/sys", sysfs_root.trim_end_matches('/')),
-        "{what}: /sys not mounted where --sysfs-root={sysfs_root} looks"
-    );
+    assert_host_sysfs(pod, c, vendor.host_sysfs, what);
 
     // The initContainer creates the model where the worker reads it.
     let models = flag(c, "--models", what);
