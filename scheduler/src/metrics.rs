@@ -40,7 +40,7 @@ pub struct Metrics {
     pub queue_devices: IntGaugeVec,
     /// Running jobs told to checkpoint and stop, by reason.
     pub preemptions: IntCounterVec,
-    /// Budgeted queues' device-hours per period, and used this period.
+    /// Budgeted queues' device-seconds per period, and used this period.
     pub queue_budget: GaugeVec,
     /// 1 where a node's Kubernetes GPU labels disagree with its worker.
     pub kube_node_label_mismatch: IntGaugeVec,
@@ -115,8 +115,10 @@ impl Metrics {
                 &["queue", "flavor", "kind"],
             )?,
             queue_budget: r.gauge_vec(
-                "genfleet_queue_budget_device_hours",
-                "A budgeted queue's device-hours per period (kind=budget) and used this period (kind=used)",
+                // Seconds, the base unit (promtool check metrics); queues
+                // state budgets in device-hours: 1 device-hour = 3600.
+                "genfleet_queue_budget_device_seconds",
+                "A budgeted queue's device-seconds per period (kind=budget) and used this period (kind=used)",
                 &["queue", "kind"],
             )?,
             preemptions: r.int_counter_vec(

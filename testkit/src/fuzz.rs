@@ -391,6 +391,7 @@ fn assignment(rng: &mut StdRng, runtime: &tokio::runtime::Runtime) -> Result<(),
             uri: text(rng),
             step: number(rng),
         }),
+        tenant: text(rng),
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let reporter = Reporter::new(pb::JobLease::default(), 0, tx);

@@ -1,9 +1,12 @@
 //! The monitoring overlay (deploy/overlays/monitoring and the dashboard in
 //! deploy/grafana) against the real tools: promtool checks the alert rules
-//! and runs their unit tests; a live Prometheus scrapes a local cluster
-//! (three scheduler replicas, a worker with recorded AMD GPU telemetry) while
-//! jobs run and evaluates every expression of the dashboard and the rules;
-//! and every metric they name must be one the processes export.
+//! and runs their unit tests; every alert links to its section of
+//! docs/runbook.md; a live Prometheus scrapes a local cluster (three
+//! scheduler replicas, a worker with recorded AMD GPU telemetry, a worker
+//! with a simulated NVIDIA GPU) while jobs run and evaluates every
+//! expression of the dashboard, the rules and the runbook; every metric they
+//! name must be one the processes export, and every /metrics must pass
+//! `promtool check metrics`.
 //! Without promtool or prometheus (Debian's `prometheus` package) the tests
 //! are skipped, unless GENFLEET_REQUIRE_TOOLS=1.
 
@@ -16,7 +19,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use common::prometheus::{exported_names, metric_names, poll, Prometheus, ScrapeJob};
+use common::prometheus::runbook::{
+    github_anchor, headings, promql_blocks, runbook_part, runbook_sections, RUNBOOK_PARTS,
+};
+use common::prometheus::{
+    exported_names, metric_names, poll, promtool_check_metrics, selectors, url_encode, Prometheus,
+    ScrapeJob,
+};
 use common::replicas::Replicas;
 use common::{client, small_spec, submit, watch_to_end, watch_until};
 use genfleet_proto as pb;
@@ -29,6 +38,11 @@ const DASHBOARD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/deploy/grafana/genfleet-dashboard.json"
 );
+const RUNBOOK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/runbook.md");
+/// The namespace label the live test's scrapes add, as the Prometheus
+/// Operator does for a PodMonitor's targets. They add no `cluster` label:
+/// a single-cluster Prometheus has none.
+const NAMESPACE: &str = "genfleet-test";
 
 /// Metrics that have series only where the leader watches Kubernetes Nodes
 /// (one per Node it checked), so a local cluster cannot show them: for these
@@ -105,11 +119,13 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
     run_ok(check, "promtool check rules on the PrometheusRule's spec");
 
     // The unit tests assert each alert's labels and summary; descriptions
-    // (operator prose, whose templates `check rules` parsed) are left out.
+    // (operator prose, whose templates `check rules` parsed) and runbook
+    // links (checked against the runbook below) are left out.
     let mut tested = groups.clone();
     for rule in rules_mut(&mut tested) {
         if let Some(annotations) = rule["annotations"].as_mapping_mut() {
             annotations.remove("description");
+            annotations.remove("runbook_url");
         }
     }
     let rules = dir.path().join("genfleet-rules.yaml");
@@ -167,9 +183,114 @@ fn unit_test_coverage(tests_dir: &str) -> BTreeMap<String, (bool, bool)> {
     coverage
 }
 
+/// The base of every runbook link: `data.url` of runbook-url.yaml.
+fn runbook_base() -> String {
+    let path = format!("{MONITORING}/runbook-url.yaml");
+    let config: Yaml =
+        serde_yaml_ng::from_str(&read(&path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let url = config["data"]["url"].as_str();
+    url.unwrap_or_else(|| panic!("{path}: no data.url"))
+        .to_string()
+}
+
+/// Every alert's runbook_url is the configured base and the anchor of a
+/// section named after the alert, and that section says what the alert
+/// means, what to check (with commands or queries to run) and what to do.
+#[test]
+fn every_alert_links_to_a_runbook_section_on_what_to_check_and_do() {
+    let markdown = read(RUNBOOK);
+    let sections = runbook_sections(&markdown);
+    let anchors: BTreeSet<String> = headings(&markdown)
+        .iter()
+        .map(|(_, text)| github_anchor(text))
+        .collect();
+    let base = runbook_base();
+    let mut groups = rule_groups();
+    let mut linked = BTreeSet::new();
+    for rule in rules_mut(&mut groups) {
+        let alert = rule["alert"]
+            .as_str()
+            .expect("an alerting rule")
+            .to_string();
+        let url = rule["annotations"]["runbook_url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("alert {alert} has no runbook_url annotation"));
+        let (url_base, anchor) = url
+            .split_once('#')
+            .unwrap_or_else(|| panic!("alert {alert}: runbook_url {url} has no #anchor"));
+        assert_eq!(
+            url_base, base,
+            "alert {alert}: runbook_url's base differs from runbook-url.yaml's url (the replacement rewrites only what is before '#')"
+        );
+        assert_eq!(
+            anchor,
+            alert.to_lowercase(),
+            "alert {alert}: the anchor is its name in lower case"
+        );
+        let section = sections.get(anchor).unwrap_or_else(|| {
+            panic!("alert {alert}: docs/runbook.md has no section `## {alert}` (anchor #{anchor})")
+        });
+        for label in RUNBOOK_PARTS {
+            let part = runbook_part(section, label).unwrap_or_else(|| {
+                panic!("docs/runbook.md, section {alert}: no paragraph starting **{label}**")
+            });
+            assert!(
+                part.split_whitespace().count() >= 8,
+                "docs/runbook.md, section {alert}: part {label:?} says too little: {part:?}"
+            );
+        }
+        let check = runbook_part(section, "What to check.").unwrap_or_default();
+        assert!(
+            check.contains("```sh") || check.contains("```promql"),
+            "docs/runbook.md, section {alert}: what to check gives no command or query to run"
+        );
+        linked.insert(anchor.to_string());
+    }
+    let orphans: Vec<&String> = sections
+        .keys()
+        .filter(|a| a.starts_with("genfleet") && !linked.contains(*a))
+        .collect();
+    assert!(
+        orphans.is_empty(),
+        "docs/runbook.md has sections for alerts that do not exist (renamed?): {orphans:?}"
+    );
+    // The runbook's links to its own sections lead somewhere.
+    for link in markdown.split("](#").skip(1) {
+        let target = link.split(')').next().unwrap_or_default();
+        assert!(
+            anchors.contains(target),
+            "docs/runbook.md links to #{target}, which no heading makes"
+        );
+    }
+}
+
+#[test]
+fn github_anchors_are_made_as_github_makes_them() {
+    assert_eq!(
+        github_anchor("GenfleetNoRaftLeader"),
+        "genfleetnoraftleader"
+    );
+    assert_eq!(
+        github_anchor("GPU series, DCGM and chargeback"),
+        "gpu-series-dcgm-and-chargeback"
+    );
+    assert_eq!(
+        github_anchor("Chargeback: device-hours per queue"),
+        "chargeback-device-hours-per-queue"
+    );
+    let sections = runbook_sections("# T\n## A b\n```sh\n## not a heading\n```\nx\n## C\ny\n");
+    let expected = [("a-b", "```sh\n## not a heading\n```\nx\n"), ("c", "y\n")];
+    let expected: BTreeMap<String, String> = expected
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(sections, expected);
+}
+
 /// The overlay as kubectl applies it: the sidecar's ConfigMap holds the
-/// plain dashboard file unchanged, and each PodMonitor selects the pods a
-/// vendor overlay runs, on a port those pods name.
+/// plain dashboard file unchanged, each PodMonitor selects the pods a
+/// vendor overlay runs, on a port those pods name, and every alert's
+/// runbook link starts with the base runbook-url.yaml sets.
 #[test]
 fn the_overlay_ships_the_dashboard_file_and_monitors_the_genfleet_pods() {
     let Some(kubectl) = tools::kubectl() else {
@@ -186,22 +307,133 @@ fn the_overlay_ships_the_dashboard_file_and_monitors_the_genfleet_pods() {
         Some(read(DASHBOARD).as_str()),
         "the ConfigMap must carry deploy/grafana/genfleet-dashboard.json as it is"
     );
-    assert_dashboard_reads_its_variables();
+    assert_runbook_links_start_with(&objects, &runbook_base());
     let vendor_overlay = Path::new(ROOT).join("deploy/overlays/nvidia");
     let pods = tools::documents(&tools::render(&kubectl, &vendor_overlay));
     assert_monitors_select(&objects, &pods);
 }
 
-/// Panels have distinct ids and read the `${datasource}` variable.
+/// Every alert of the rendered `objects` links to `base#...`, and the
+/// ConfigMap that holds the base stays out of what is applied.
+fn assert_runbook_links_start_with(objects: &[serde_json::Value], base: &str) {
+    let local = objects
+        .iter()
+        .find(|o| o["metadata"]["name"] == "genfleet-runbook");
+    assert!(
+        local.is_none(),
+        "runbook-url.yaml is local configuration and must not be applied: {local:?}"
+    );
+    let rule = objects
+        .iter()
+        .find(|o| o["kind"] == "PrometheusRule")
+        .expect("the overlay renders the PrometheusRule");
+    let rules = rule["spec"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten());
+    let mut links = 0;
+    for rule in rules {
+        let url = rule["annotations"]["runbook_url"].as_str().unwrap_or("");
+        let alert = &rule["alert"];
+        let anchor = alert.as_str().unwrap_or("").to_lowercase();
+        assert_eq!(url, format!("{base}#{anchor}"), "alert {alert}");
+        links += 1;
+    }
+    assert_eq!(
+        links,
+        alerts(&rule_groups()).len(),
+        "every alert has a link"
+    );
+}
+
+/// The runbook base is set in one place: a kustomization that sets
+/// another URL in runbook-url.yaml gets it in every alert, anchors kept.
+#[test]
+fn the_runbook_base_is_set_once_for_every_alert() {
+    let Some(kubectl) = tools::kubectl() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The overlay copied, with its one reference outside it pointing back
+    // into the repository (kustomize takes only relative paths: climb to /).
+    for file in ["podmonitors.yaml", "prometheusrule.yaml"] {
+        std::fs::copy(format!("{MONITORING}/{file}"), dir.path().join(file)).expect("copy");
+    }
+    let up = "../".repeat(dir.path().components().count() - 1);
+    let grafana = format!("{up}{}/deploy/grafana", ROOT.trim_start_matches('/'));
+    let kustomization = read(&format!("{MONITORING}/kustomization.yaml"));
+    assert!(kustomization.contains("../../grafana"), "{kustomization}");
+    let kustomization = kustomization.replace("../../grafana", &grafana);
+    std::fs::write(dir.path().join("kustomization.yaml"), kustomization).expect("write");
+    let base = "https://docs.example.com/genfleet/runbook.md";
+    let config = read(&format!("{MONITORING}/runbook-url.yaml"));
+    let config = config.replace(&runbook_base(), base);
+    std::fs::write(dir.path().join("runbook-url.yaml"), config).expect("write");
+    let objects = tools::documents(&tools::render(&kubectl, dir.path()));
+    assert_runbook_links_start_with(&objects, base);
+}
+
+/// The dashboard's template variables and what reads them.
+#[test]
+fn the_dashboard_filters_every_query_by_its_variables() {
+    assert_dashboard_reads_its_variables();
+}
+
+/// Panels have distinct ids and read the `${datasource}` variable; the
+/// cluster and namespace variables (each "All" by default, which matches a
+/// series without the label too) filter every selector of every panel and
+/// of the other variables.
 fn assert_dashboard_reads_its_variables() {
     let dashboard: serde_json::Value = serde_json::from_str(&read(DASHBOARD)).expect("JSON");
-    let variables: Vec<&str> = dashboard["templating"]["list"]
+    let list = dashboard["templating"]["list"]
         .as_array()
-        .expect("templating")
-        .iter()
-        .filter_map(|v| v["name"].as_str())
-        .collect();
-    assert_eq!(variables, ["datasource", "queue", "flavor", "node"]);
+        .expect("templating");
+    let variables: Vec<&str> = list.iter().filter_map(|v| v["name"].as_str()).collect();
+    assert_eq!(
+        variables,
+        [
+            "datasource",
+            "cluster",
+            "namespace",
+            "queue",
+            "flavor",
+            "node"
+        ]
+    );
+    assert_eq!(list[0]["type"], "datasource");
+    assert_eq!(list[0]["query"], "prometheus");
+    let filters = [r#"namespace=~"$namespace""#, r#"cluster=~"$cluster""#];
+    let unfiltered = |expr: &str, wanted: &[&str]| -> Vec<String> {
+        selectors(expr)
+            .into_iter()
+            .filter(|s| wanted.iter().any(|f| !s.matchers.contains(f)))
+            .map(|s| format!("{}{{{}}}", s.name, s.matchers))
+            .collect()
+    };
+    for var in &list[1..] {
+        let name = var["name"].as_str().unwrap_or("?");
+        assert_eq!(var["type"], "query", "variable {name}");
+        assert_eq!(var["datasource"]["uid"], "${datasource}", "variable {name}");
+        assert_eq!(var["includeAll"], true, "variable {name}");
+        assert_eq!(
+            var["allValue"], ".*",
+            "variable {name}: All must match series without the label"
+        );
+        let query = var["query"]["query"].as_str().unwrap_or_default();
+        let wanted: &[&str] = match name {
+            "cluster" => &[],
+            "namespace" => &filters[1..],
+            _ => &filters,
+        };
+        let args = query.strip_prefix("label_values(").unwrap_or_default();
+        let (selector, _label) = args.rsplit_once(',').unwrap_or_default();
+        let missing = unfiltered(selector, wanted);
+        assert!(
+            missing.is_empty(),
+            "variable {name} reads {missing:?} unfiltered by {wanted:?}"
+        );
+    }
     let mut ids = BTreeSet::new();
     let mut stack = vec![&dashboard];
     while let Some(node) = stack.pop() {
@@ -221,6 +453,15 @@ fn assert_dashboard_reads_its_variables() {
             );
             for source in sources.filter(|_| panel["type"] != "row") {
                 assert_eq!(source["uid"], "${datasource}", "panel {}", panel["title"]);
+            }
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = target["expr"].as_str().unwrap_or_default();
+                let missing = unfiltered(expr, &filters);
+                assert!(
+                    missing.is_empty(),
+                    "panel {}: {missing:?} not filtered by {filters:?}",
+                    panel["title"]
+                );
             }
         }
     }
@@ -304,9 +545,10 @@ fn dashboard_queries() -> (Vec<PanelQuery>, Vec<(String, String)>) {
     {
         let query = var["query"]["query"].as_str().or(var["query"].as_str());
         if let Some(args) = query.and_then(|q| q.strip_prefix("label_values(")) {
+            // The selector may hold commas of its own: the label is last.
             let (metric, label) = args
                 .trim_end_matches(')')
-                .split_once(',')
+                .rsplit_once(',')
                 .expect("label_values(metric, label)");
             variables.push((metric.trim().to_string(), label.trim().to_string()));
         }
@@ -314,11 +556,14 @@ fn dashboard_queries() -> (Vec<PanelQuery>, Vec<(String, String)>) {
     (queries, variables)
 }
 
-/// `expr` as Grafana sends it with every variable at "All" and a one-minute
-/// rate interval.
+/// `expr` as Grafana sends it with the test's namespace chosen, every
+/// other variable at "All" (`.*`, which also matches the `cluster` label
+/// the scrapes here do not have) and a one-minute rate interval.
 fn concrete(expr: &str) -> String {
     let expr = expr
         .replace("$__rate_interval", "1m")
+        .replace("$namespace", NAMESPACE)
+        .replace("$cluster", ".*")
         .replace("$queue", ".*")
         .replace("$flavor", ".*")
         .replace("$node", ".*");
@@ -330,15 +575,23 @@ fn concrete(expr: &str) -> String {
 }
 
 /// Two queues that make jobs wait for a reason: one without quota, one
-/// whose budget (36 ms of a device a day) the first job uses up.
-const QUEUES: &str = "name: capped\nquotas:\n  cpu: { nominal: 0 }\n---\nname: tight\nquotas:\n  cpu: { nominal: 1 }\nbudget: { device_hours: 0.00001, period: 1day }\n";
+/// whose budget (36 ms of a device a day) the first job uses up; `render`
+/// for the simulated GPU, and `default` kept off it.
+const QUEUES: &str = "name: capped\nquotas:\n  cpu: { nominal: 0 }\n---\nname: tight\nquotas:\n  cpu: { nominal: 1 }\nbudget: { device_hours: 0.00001, period: 1day }\n---\nname: render\nquotas:\n  nvidia-l4: { nominal: 1 }\n---\nname: default\nquotas:\n  cpu: { nominal: 1 }\n";
 
-/// A local cluster with metrics: three scheduler replicas and a worker on
-/// the recorded MI300X node's sysfs; jobs have run and others wait.
+/// The simulated GPU's flavor: the seeded profile has no rate for the
+/// `world` model on it, so the leader estimates 1 step/s and a job of 200
+/// steps holds the GPU for minutes, unless cancelled.
+const GPU_FLAVOR: &str = "nvidia-l4";
+
+/// A local cluster with metrics: three scheduler replicas, a worker on the
+/// recorded MI300X node's sysfs and a worker with a simulated NVIDIA GPU;
+/// jobs have run and others wait.
 struct Cluster {
     replicas: Replicas,
-    _worker: common::Proc,
+    _workers: [common::Proc; 2],
     worker_metrics: String,
+    gpu_worker_metrics: String,
     _dir: tempfile::TempDir,
 }
 
@@ -358,17 +611,27 @@ impl Cluster {
             env!("CARGO_MANIFEST_DIR"),
             "/worker/tests/fixtures/sysfs/mi300x-node"
         );
+        let artifacts = dir.path().join("artifacts");
         let (worker, metrics) = common::start_worker_with(
             &all,
             "mi300x-node",
             &models,
-            &dir.path().join("artifacts"),
+            &artifacts,
             &["--sysfs-root", sysfs, "--metrics-listen", "127.0.0.1:0"],
+        );
+        let simulate = format!("{GPU_FLAVOR}:1");
+        let (gpu_worker, gpu_metrics) = common::start_worker_with(
+            &all,
+            "l4-node",
+            &models,
+            &artifacts,
+            &["--simulate", &simulate, "--metrics-listen", "127.0.0.1:0"],
         );
         Cluster {
             replicas,
-            _worker: worker,
+            _workers: [worker, gpu_worker],
             worker_metrics: metrics.expect("the worker's metrics url"),
+            gpu_worker_metrics: gpu_metrics.expect("the GPU worker's metrics url"),
             _dir: dir,
         }
     }
@@ -415,14 +678,57 @@ impl Cluster {
         }
     }
 
+    /// Starts a job of queue `render` on the simulated GPU and returns it
+    /// once it runs; it holds the GPU until [`cancel`](Self::cancel).
+    async fn start_gpu_job(&self) -> pb::Job {
+        let leader = self.replicas.leader().await.expect("a leader");
+        let mut jobs = client(&self.replicas.endpoint(leader)).await;
+        let spec = pb::JobSpec {
+            queue: "render".into(),
+            model: "world".into(),
+            width: 64,
+            height: 64,
+            steps: 200,
+            ..small_spec("a render that takes minutes", 6)
+        };
+        let job = submit(&mut jobs, spec).await;
+        watch_until(
+            &mut jobs,
+            &job.id,
+            "the render job runs on the simulated GPU",
+            |j| j.state() == pb::JobState::Running && j.step >= 1,
+        )
+        .await
+    }
+
+    async fn cancel(&self, job: &pb::Job) {
+        let leader = self.replicas.leader().await.expect("a leader");
+        let mut jobs = client(&self.replicas.endpoint(leader)).await;
+        let cancel = jobs.cancel(pb::CancelJobRequest { id: job.id.clone() });
+        common::within(30, "cancelling the render job", cancel)
+            .await
+            .expect("cancel accepted");
+    }
+
     fn scheduler_metrics(&self) -> Vec<String> {
         self.replicas.metrics.values().cloned().collect()
     }
 
+    fn worker_metrics(&self) -> [String; 2] {
+        [self.worker_metrics.clone(), self.gpu_worker_metrics.clone()]
+    }
+
+    /// Every process's /metrics URL.
+    fn all_metrics(&self) -> Vec<String> {
+        let mut urls = self.scheduler_metrics();
+        urls.extend(self.worker_metrics());
+        urls
+    }
+
     /// Every metric name the processes export now.
     fn exported(&self) -> BTreeSet<String> {
-        let urls = self.scheduler_metrics().into_iter();
-        urls.chain([self.worker_metrics.clone()])
+        self.all_metrics()
+            .into_iter()
             .flat_map(|url| exported_names(&common::http_get(&url)))
             .collect()
     }
@@ -433,7 +739,8 @@ fn host_port(metrics_url: &str) -> String {
     rest.split('/').next().expect("host:port").to_string()
 }
 
-/// No drift: every metric the dashboard and the rules name is exported.
+/// No drift: every metric the dashboard, the rules and the runbook name
+/// is exported (or is DCGM's, which the runbook joins genfleet's to).
 fn assert_names_are_exported(exported: &BTreeSet<String>, used: &BTreeMap<String, String>) {
     let definitions = read(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -452,7 +759,8 @@ fn assert_names_are_exported(exported: &BTreeSet<String>, used: &BTreeMap<String
     for (name, used_by) in used {
         let known = exported.contains(name)
             || PROMETHEUS_SERIES.contains(&name.as_str())
-            || ONLY_WITH_KUBERNETES.contains(&name.as_str());
+            || ONLY_WITH_KUBERNETES.contains(&name.as_str())
+            || name.starts_with("DCGM_");
         assert!(
             known,
             "{used_by} uses metric {name}, which neither the scheduler nor the worker exports (renamed or removed in scheduler/src/metrics.rs or worker/src/metrics.rs?)"
@@ -462,7 +770,8 @@ fn assert_names_are_exported(exported: &BTreeSet<String>, used: &BTreeMap<String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_prometheus_evaluates_every_dashboard_and_alert_expression() {
-    let Some(binary) = require_tool("prometheus") else {
+    let (Some(binary), Some(promtool)) = (require_tool("prometheus"), require_tool("promtool"))
+    else {
         return;
     };
     let started = Instant::now();
@@ -471,6 +780,7 @@ async fn a_live_prometheus_evaluates_every_dashboard_and_alert_expression() {
     let rules = dir.path().join("genfleet-rules.yaml");
     let groups = serde_yaml_ng::to_string(&rule_groups()).expect("yaml");
     std::fs::write(&rules, groups).expect("write the rules");
+    let namespace = vec![("namespace".to_string(), NAMESPACE.to_string())];
     let jobs = [
         ScrapeJob {
             job: "genfleet-scheduler".into(),
@@ -479,17 +789,25 @@ async fn a_live_prometheus_evaluates_every_dashboard_and_alert_expression() {
                 .iter()
                 .map(|u| host_port(u))
                 .collect(),
+            labels: namespace.clone(),
         },
         ScrapeJob {
             job: "genfleet-worker".into(),
-            targets: vec![host_port(&cluster.worker_metrics)],
+            targets: cluster
+                .worker_metrics()
+                .iter()
+                .map(|u| host_port(u))
+                .collect(),
+            labels: namespace,
         },
     ];
     let prometheus = Prometheus::start(&binary, &jobs, &rules);
     cluster.run_jobs().await;
+    let gpu_job = cluster.start_gpu_job().await;
 
     let (queries, variables) = dashboard_queries();
     let alerts = alerts(&rule_groups());
+    let runbook = promql_blocks(&read(RUNBOOK));
     let mut used = BTreeMap::new();
     for q in &queries {
         for name in metric_names(&q.expr) {
@@ -497,42 +815,128 @@ async fn a_live_prometheus_evaluates_every_dashboard_and_alert_expression() {
         }
     }
     for (metric, label) in &variables {
-        used.insert(metric.clone(), format!("dashboard variable over {label}"));
+        for name in metric_names(metric) {
+            used.insert(name, format!("dashboard variable over {label}"));
+        }
     }
     for (alert, expr) in &alerts {
         for name in metric_names(expr) {
             used.insert(name, format!("alert {alert}"));
         }
     }
+    for expr in &runbook {
+        for name in metric_names(expr) {
+            used.insert(name, format!("docs/runbook.md: {expr}"));
+        }
+    }
     assert_names_are_exported(&cluster.exported(), &used);
 
     let prometheus = &prometheus;
     tokio::task::block_in_place(|| {
-        poll(30, || prometheus.targets_not_up(4));
+        poll(30, || prometheus.targets_not_up(5));
         for (alert, expr) in &alerts {
             if let Err(e) = prometheus.query(expr) {
                 panic!("alert {alert}: Prometheus refuses its expression: {e}\n{expr}");
             }
         }
+        for expr in &runbook {
+            if let Err(e) = prometheus.query(expr) {
+                panic!("docs/runbook.md: Prometheus refuses {expr}: {e}");
+            }
+        }
+        // The GPU job runs meanwhile: the assignment panels have data.
         poll(60, || panels_without_data(prometheus, &queries));
         for (metric, label) in &variables {
-            let path = format!("/api/v1/label/{label}/values?match[]={metric}");
+            let metric = concrete(metric);
+            let path = format!(
+                "/api/v1/label/{label}/values?match[]={}",
+                url_encode(&metric)
+            );
+            // A single-cluster Prometheus has no cluster label: "All" only.
+            let may_be_empty = label == "cluster";
             poll(10, || match prometheus.api(&path) {
-                Ok(values) if values.as_array().is_some_and(|v| !v.is_empty()) => None,
+                Ok(values) if may_be_empty || values.as_array().is_some_and(|v| !v.is_empty()) => {
+                    None
+                }
                 other => Some(format!(
                     "dashboard variable {label} of {metric} has no values: {other:?}"
                 )),
             });
         }
+        assert_new_series(prometheus, &gpu_job);
         poll(30, || prometheus.rules_not_evaluated(alerts.len()));
         poll(30, || alerts_not_as_expected(prometheus));
+        // With jobs run, budgets spent and a GPU held, every family a
+        // process has is on its /metrics.
+        for url in cluster.all_metrics() {
+            promtool_check_metrics(&promtool, &url);
+        }
+    });
+    cluster.cancel(&gpu_job).await;
+    tokio::task::block_in_place(|| {
+        let held = format!("genfleet_gpu_assignment{{job_id=\"{}\"}}", gpu_job.id);
+        poll(30, || {
+            let text = common::http_get(&cluster.gpu_worker_metrics);
+            let left: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("genfleet_gpu_assignment{"))
+                .collect();
+            (!left.is_empty()).then(|| format!("the cancelled job still holds its GPU: {left:?}"))
+        });
+        poll(10, || match prometheus.query(&held) {
+            Ok(series) if series.is_empty() => None,
+            other => Some(format!(
+                "Prometheus still has {held} after the job ended: {other:?}"
+            )),
+        });
     });
     eprintln!(
-        "monitoring: {} dashboard and {} alert expressions evaluated in {:.0?}",
+        "monitoring: {} dashboard, {} alert and {} runbook expressions evaluated in {:.0?}",
         queries.len(),
         alerts.len(),
+        runbook.len(),
         started.elapsed()
     );
+}
+
+/// The series of this issue, as Prometheus stores them: the running job's
+/// hold on the simulated GPU; the ids the recorded AMD cards give on their
+/// series (card 1 has no unique_id: an empty, so absent, uuid); build_info
+/// and the process metrics of every process.
+fn assert_new_series(prometheus: &Prometheus, gpu_job: &pb::Job) {
+    let expected = [
+        (
+            format!(
+                r#"genfleet_gpu_assignment{{job_id="{}", queue="render", vendor="nvidia", index="0", uuid="", pci_bus_id="", node="l4-node", namespace="{NAMESPACE}"}} == 1"#,
+                gpu_job.id
+            ),
+            1,
+        ),
+        (
+            r#"genfleet_worker_gpu_info{node="mi300x-node", vendor="amd", index="0", uuid="5a3cd9e10b6f7c42", pci_bus_id="00000000:05:00.0"}"#.to_string(),
+            1,
+        ),
+        (
+            r#"genfleet_worker_gpu_temperature_celsius{node="mi300x-node", index="1", uuid="", pci_bus_id="00000000:26:00.0"} == 38"#.to_string(),
+            1,
+        ),
+        (
+            format!(
+                r#"genfleet_build_info{{version="{}"}} == 1"#,
+                env!("CARGO_PKG_VERSION")
+            ),
+            5,
+        ),
+        ("process_resident_memory_bytes > 0".to_string(), 5),
+        ("process_start_time_seconds > 0".to_string(), 5),
+        ("process_cpu_seconds_total".to_string(), 5),
+    ];
+    for (expr, count) in expected {
+        poll(10, || match prometheus.query(&expr) {
+            Ok(series) if series.len() == count => None,
+            other => Some(format!("{expr}: expected {count} series, got {other:?}")),
+        });
+    }
 }
 
 /// Alerts that must stay quiet in the healthy local cluster: they match
@@ -606,4 +1010,10 @@ fn metric_names_are_read_out_of_promql() {
         "up",
     ];
     assert_eq!(names, expected);
+    let found = selectors(r#"sum(a{x="}", y=~"b"}) / b + rate(c[5m])"#);
+    let found: Vec<(&str, &str)> = found
+        .iter()
+        .map(|s| (s.name.as_str(), s.matchers.as_str()))
+        .collect();
+    assert_eq!(found, [("a", r#"x="}", y=~"b""#), ("b", ""), ("c", "")]);
 }

@@ -238,7 +238,7 @@ async fn a_spent_budget_holds_a_queues_jobs_until_the_next_period() {
     let text = common::http_get(scheduler.metrics.as_deref().expect("metrics url"));
     let used = common::metric(
         &text,
-        "genfleet_queue_budget_device_hours",
+        "genfleet_queue_budget_device_seconds",
         &[("queue", "tight"), ("kind", "used")],
     );
     assert!(used.is_some_and(|u| u > 0.0), "{text}");

@@ -138,8 +138,7 @@ fn offered_devices(
     let models = if !config.simulate.is_empty() {
         // The table's CPU entries of simulated devices are never opened.
         for group in device::simulated(&config.simulate).map_err(WorkerError::Config)? {
-            let count = group.count as usize;
-            table.push(group, vec![ComputeDevice::Cpu; count]);
+            table.push_simulated(group);
         }
         model::config::PRESETS
             .iter()
@@ -160,8 +159,9 @@ fn offered_devices(
             table.push(group, vec![ComputeDevice::Cpu; count]);
         }
         for (group, members) in offered_gpus(gpus, notices) {
-            tracing::info!(flavor = %group.flavor, count = group.count, devices = ?members, "offering GPUs");
-            table.push(group, members);
+            let devices: Vec<ComputeDevice> = members.iter().map(|(d, _)| *d).collect();
+            tracing::info!(flavor = %group.flavor, count = group.count, ?devices, "offering GPUs");
+            table.push_gpus(group, members);
         }
         models
     };
@@ -180,7 +180,7 @@ fn offered_devices(
 fn offered_gpus(
     gpus: &[device::GpuInfo],
     notices: &mut Vec<String>,
-) -> Vec<(genfleet_proto::DeviceGroup, Vec<ComputeDevice>)> {
+) -> Vec<device::compute::GpuGroup> {
     let nvidia = gpus
         .iter()
         .filter(|g| g.vendor == device::Vendor::Nvidia)
@@ -214,7 +214,7 @@ fn offered_gpus(
 fn offered_gpus(
     _gpus: &[device::GpuInfo],
     _notices: &mut Vec<String>,
-) -> Vec<(genfleet_proto::DeviceGroup, Vec<ComputeDevice>)> {
+) -> Vec<device::compute::GpuGroup> {
     Vec::new()
 }
 
@@ -255,7 +255,7 @@ impl Worker {
         // can (NVIDIA with the `cuda` feature).
         let gpus = (!simulated).then(|| device::GpuWatch::open(&config.sysfs_root));
         for gpu in gpus.iter().flat_map(|w| w.gpus()) {
-            tracing::info!(vendor = gpu.vendor.label(), index = gpu.index, product = %gpu.product, flavor = %gpu.flavor, memory_bytes = gpu.memory_bytes, pci_bus_id = ?gpu.pci_bus_id, nvlink_peers = ?gpu.peers, "found a GPU");
+            tracing::info!(vendor = gpu.vendor.label(), index = gpu.index, product = %gpu.product, flavor = %gpu.flavor, memory_bytes = gpu.memory_bytes, pci_bus_id = ?gpu.pci_bus_id, uuid = ?gpu.uuid, nvlink_peers = ?gpu.peers, "found a GPU");
         }
         let mut notices = gpus.as_ref().map_or_else(Vec::new, |w| {
             device::gpu_notices(w.gpus(), cfg!(feature = "cuda"), config.cpu_slots)

@@ -1,10 +1,13 @@
 //! amdgpu discovery over a recorded sysfs tree (two MI300X cards: one whose
-//! kernel names the product, one known only by its PCI id; a display
-//! connector, a render node and an NVIDIA card that must be ignored).
+//! kernel names the product and gives a unique_id, copied as a plain
+//! directory; one known only by its PCI id, whose `device` links to its PCI
+//! device as on a node; a display connector, a render node and an NVIDIA
+//! card that must be ignored).
 
 use std::path::PathBuf;
 
 use genfleet_worker::device::{amdgpu, gpu_groups, gpu_notices, Telemetry, Vendor};
+use genfleet_worker::metrics::WorkerMetrics;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -45,6 +48,53 @@ fn mi300x_cards_are_found_with_their_telemetry() {
         Some(191 << 30),
         "the least free of the group: card0 uses 1 GiB"
     );
+}
+
+/// The ids that join genfleet's GPU series to other exporters': the PCI
+/// address in NVML's (and DCGM's) form, and amdgpu's unique_id where the
+/// card has one; an empty label where it has none.
+#[test]
+fn mi300x_cards_are_known_by_pci_address_and_unique_id() {
+    let gpus = amdgpu::discover(&fixture("mi300x-node"));
+    let ids: Vec<(Option<&str>, Option<&str>)> = gpus
+        .iter()
+        .map(|g| (g.pci_bus_id.as_deref(), g.uuid.as_deref()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            // card0: a plain directory; the uevent's PCI_SLOT_NAME.
+            (Some("00000000:05:00.0"), Some("5a3cd9e10b6f7c42")),
+            // card1: the name of the PCI device its `device` links to.
+            (Some("00000000:26:00.0"), None),
+        ]
+    );
+
+    let metrics = WorkerMetrics::new("mi300x-node").expect("metrics");
+    metrics.set_gpus(&gpus);
+    let mut text = String::new();
+    let encoder = prometheus::TextEncoder::new();
+    encoder
+        .encode_utf8(&metrics.registry.gather(), &mut text)
+        .expect("encode");
+    for (index, uuid, bus) in [
+        ("0", "5a3cd9e10b6f7c42", "00000000:05:00.0"),
+        ("1", "", "00000000:26:00.0"),
+    ] {
+        let labels =
+            format!("index=\"{index}\",pci_bus_id=\"{bus}\",uuid=\"{uuid}\",vendor=\"amd\"");
+        for name in [
+            "genfleet_worker_gpu_busy_percent",
+            "genfleet_worker_gpu_power_watts",
+            "genfleet_worker_gpu_temperature_celsius",
+        ] {
+            let series = format!("{name}{{{labels},node=\"mi300x-node\"}}");
+            assert!(
+                text.lines().any(|l| l.starts_with(&series)),
+                "no {series} in\n{text}"
+            );
+        }
+    }
 }
 
 #[test]

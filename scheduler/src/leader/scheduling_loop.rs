@@ -238,7 +238,7 @@ fn publish_cycle_metrics(metrics: &Metrics, outcome: &scheduling::CycleOutcome) 
             metrics
                 .queue_budget
                 .with_label_values(&[queue.as_str(), kind])
-                .set(*hours);
+                .set(hours * 3600.0);
         }
     }
 }

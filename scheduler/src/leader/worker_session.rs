@@ -604,6 +604,7 @@ impl Session {
                 device_ids,
                 step_seconds,
                 checkpoint: job.checkpoint.clone(),
+                tenant: job.tenant.clone(),
             }));
         }
         let preempt = wanted.is_some() && !job.preempting.is_empty();

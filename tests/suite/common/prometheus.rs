@@ -1,5 +1,8 @@
-//! A real Prometheus server for the monitoring tests, and the metric names
-//! a PromQL expression or a /metrics text holds.
+//! A real Prometheus server for the monitoring tests, the metric names
+//! a PromQL expression or a /metrics text holds, `promtool check metrics`,
+//! and (`runbook`) docs/runbook.md as the tests read it.
+
+pub mod runbook;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -17,10 +20,12 @@ pub struct Prometheus {
     pub url: String,
 }
 
-/// One scrape job: its name and its `host:port` targets.
+/// One scrape job: its name, its `host:port` targets, and labels added to
+/// every series scraped (as the Prometheus Operator adds `namespace`).
 pub struct ScrapeJob {
     pub job: String,
     pub targets: Vec<String>,
+    pub labels: Vec<(String, String)>,
 }
 
 impl Prometheus {
@@ -34,10 +39,16 @@ impl Prometheus {
         );
         for job in jobs {
             let targets: Vec<String> = job.targets.iter().map(|t| format!("'{t}'")).collect();
+            let labels: Vec<String> = job
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}: '{v}'"))
+                .collect();
             config += &format!(
-                "  - job_name: {}\n    static_configs:\n      - targets: [{}]\n",
+                "  - job_name: {}\n    static_configs:\n      - targets: [{}]\n        labels: {{{}}}\n",
                 job.job,
-                targets.join(", ")
+                targets.join(", "),
+                labels.join(", ")
             );
         }
         let config_file = dir.path().join("prometheus.yml");
@@ -217,7 +228,7 @@ pub fn poll(secs: u64, mut check: impl FnMut() -> Option<String>) {
 }
 
 /// Percent-encodes a query parameter's value.
-fn url_encode(text: &str) -> String {
+pub fn url_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -245,8 +256,21 @@ const LABEL_LISTS: [&str; 6] = [
 /// The metric names `expr` selects: identifiers outside label matchers,
 /// strings, ranges and label lists that are not functions or keywords.
 pub fn metric_names(expr: &str) -> BTreeSet<String> {
+    selectors(expr).into_iter().map(|s| s.name).collect()
+}
+
+/// A vector selector of a PromQL expression: the metric name and the text
+/// between its braces (empty when it has none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector {
+    pub name: String,
+    pub matchers: String,
+}
+
+/// The vector selectors of `expr`, in order.
+pub fn selectors(expr: &str) -> Vec<Selector> {
     let chars: Vec<char> = expr.chars().collect();
-    let mut names = BTreeSet::new();
+    let mut found = Vec::new();
     let mut i = 0;
     let skip_to = |i: usize, close: char| {
         let mut j = i;
@@ -294,13 +318,22 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
                     .split_whitespace()
                     .any(|k| k == word.to_lowercase())
             {
-                names.insert(word);
+                let mut matchers = String::new();
+                if chars.get(next) == Some(&'{') {
+                    i = skip_to(next, '}');
+                    let end = i.saturating_sub(1).max(next + 1);
+                    matchers = chars[next + 1..end.min(chars.len())].iter().collect();
+                }
+                found.push(Selector {
+                    name: word,
+                    matchers,
+                });
             }
         } else {
             i += 1;
         }
     }
-    names
+    found
 }
 
 /// The metric names of a Prometheus text exposition: families (`# TYPE`)
@@ -315,4 +348,33 @@ pub fn exported_names(text: &str) -> BTreeSet<String> {
         .filter(|name| !name.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// Fails on anything `promtool check metrics` says of `url`'s /metrics.
+pub fn promtool_check_metrics(promtool: &Path, url: &str) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let text = super::http_get(url);
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run promtool: {e}"));
+    let mut stdin = child.stdin.take().expect("promtool's stdin");
+    // Written from another thread: promtool may answer before reading all.
+    let writer = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
+    let out = child.wait_with_output().expect("promtool's answer");
+    let _ = writer.join();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics on {url} ({}):\n{said}",
+        out.status
+    );
 }

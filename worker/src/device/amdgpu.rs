@@ -1,8 +1,10 @@
 //! AMD GPUs through the amdgpu driver's sysfs files: every
 //! `/sys/class/drm/cardN/device` whose uevent says `DRIVER=amdgpu`. Reads
-//! the product, VRAM total and used, busy percent, and from hwmon the
-//! power (µW) and temperature (m°C). A file the kernel or card does not
-//! offer leaves that figure unknown; nothing here is an error.
+//! the product, VRAM total and used, busy percent, from hwmon the power
+//! (µW) and temperature (m°C), and what identifies the card: its PCI
+//! address (the name of the PCI device `device` links to, else the
+//! uevent's `PCI_SLOT_NAME`) and `unique_id`. A file the kernel or card
+//! does not offer leaves that figure unknown; nothing here is an error.
 
 use std::path::{Path, PathBuf};
 
@@ -66,10 +68,29 @@ fn read_card(index: u32, device: &Path) -> GpuInfo {
         flavor: genfleet_proto::flavors::flavor("amd", &product),
         product,
         memory_bytes: read_number(device, "mem_info_vram_total").unwrap_or(0),
-        pci_bus_id: None,
+        pci_bus_id: pci_address(device),
+        // Cards and kernels without it (before the MI100 era) have none.
+        uuid: read(device, "unique_id").filter(|id| !id.is_empty()),
         peers: Vec::new(),
         telemetry: telemetry(device),
     }
+}
+
+/// The card's PCI address in NVML's form: `device` is a link to the PCI
+/// device's directory, named by its address (`0000:05:00.0`); a tree
+/// where it is not one (a copy of sysfs) still has the uevent's slot name.
+fn pci_address(device: &Path) -> Option<String> {
+    let linked = std::fs::read_link(device)
+        .ok()
+        .and_then(|target| Some(target.file_name()?.to_string_lossy().into_owned()))
+        .and_then(|name| super::pci_bus_id(&name));
+    linked.or_else(|| {
+        let uevent = read(device, "uevent")?;
+        let slot = uevent
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("PCI_SLOT_NAME="))?;
+        super::pci_bus_id(slot)
+    })
 }
 
 /// What the card reports now.
@@ -110,4 +131,41 @@ fn read_number(dir: &Path, file: &str) -> Option<u64> {
 fn read_hex(dir: &Path, file: &str) -> Option<u32> {
     let text = read(dir, file)?;
     u32::from_str_radix(text.trim_start_matches("0x"), 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On a node `device` links to the PCI device's directory, whose name
+    /// is the address (and wins over anything else); in a copy of sysfs
+    /// it may be a plain directory with only the uevent's slot name.
+    #[cfg(unix)]
+    #[test]
+    fn the_pci_address_is_the_linked_devices_name_else_the_uevents_slot() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let pci = root.path().join("devices/pci0000:c0/0000:c1:00.0");
+        std::fs::create_dir_all(&pci).expect("mkdir");
+        std::fs::write(
+            pci.join("uevent"),
+            "DRIVER=amdgpu\nPCI_SLOT_NAME=0000:99:00.0\n",
+        )
+        .expect("write");
+        let linked = root.path().join("card0-device");
+        std::os::unix::fs::symlink(&pci, &linked).expect("symlink");
+        assert_eq!(pci_address(&linked).as_deref(), Some("00000000:C1:00.0"));
+
+        let copied = root.path().join("copy");
+        std::fs::create_dir_all(&copied).expect("mkdir");
+        assert_eq!(pci_address(&copied), None, "no uevent: unknown");
+        std::fs::write(
+            copied.join("uevent"),
+            "DRIVER=amdgpu\nPCI_SLOT_NAME=0000:c1:00.0\n",
+        )
+        .expect("write");
+        assert_eq!(pci_address(&copied).as_deref(), Some("00000000:C1:00.0"));
+        std::fs::write(copied.join("uevent"), "DRIVER=amdgpu\nPCI_SLOT_NAME=junk\n")
+            .expect("write");
+        assert_eq!(pci_address(&copied), None, "not an address: unknown");
+    }
 }

@@ -10,7 +10,7 @@
 use candle_core::Device;
 use genfleet_proto as pb;
 
-use super::{gpu_groups, GpuInfo, Vendor};
+use super::{gpu_groups, GpuIdentity, GpuInfo, Vendor};
 
 /// What one rank computes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,15 +78,75 @@ fn open_cuda(ordinal: usize) -> Result<Device, DeviceError> {
 pub struct DeviceTable {
     groups: Vec<pb::DeviceGroup>,
     devices: Vec<ComputeDevice>,
+    /// Per device, the GPU it is (`None`: a CPU slot), for the metrics.
+    gpus: Vec<Option<GpuIdentity>>,
 }
 
 impl DeviceTable {
-    /// Adds a group; `devices` are its members in index order (as many as
-    /// the group counts).
+    /// Adds a group of CPU slots; `devices` are its members in index order
+    /// (as many as the group counts).
     pub fn push(&mut self, group: pb::DeviceGroup, devices: Vec<ComputeDevice>) {
         debug_assert_eq!(group.count as usize, devices.len(), "{}", group.flavor);
+        self.gpus.extend(devices.iter().map(|_| None));
         self.groups.push(group);
         self.devices.extend(devices);
+    }
+
+    /// Adds a group of GPUs: each member with the GPU it is.
+    pub fn push_gpus(
+        &mut self,
+        group: pb::DeviceGroup,
+        members: Vec<(ComputeDevice, GpuIdentity)>,
+    ) {
+        debug_assert_eq!(group.count as usize, members.len(), "{}", group.flavor);
+        self.groups.push(group);
+        for (device, gpu) in members {
+            self.devices.push(device);
+            self.gpus.push(Some(gpu));
+        }
+    }
+
+    /// Adds a group of simulated devices (nothing runs on them). Those of
+    /// a GPU vendor's flavor (`nvidia-...`, `amd-...`) count as its GPUs,
+    /// numbered after the ones before, with no uuid or PCI address: a
+    /// simulated node shows in the GPU metrics as a real one would.
+    pub fn push_simulated(&mut self, group: pb::DeviceGroup) {
+        let vendor = [Vendor::Nvidia, Vendor::Amd].into_iter().find(|v| {
+            let prefix = format!("{}-", v.label());
+            group.flavor.starts_with(&prefix)
+        });
+        let count = group.count as usize;
+        match vendor {
+            Some(vendor) => {
+                let vendor = vendor.label();
+                let before = self
+                    .gpus
+                    .iter()
+                    .flatten()
+                    .filter(|g| g.vendor == vendor)
+                    .count();
+                let members = (0..count)
+                    .map(|i| {
+                        let gpu = GpuIdentity {
+                            vendor: vendor.to_string(),
+                            index: u32::try_from(before + i).unwrap_or(u32::MAX),
+                            ..GpuIdentity::default()
+                        };
+                        (ComputeDevice::Cpu, gpu)
+                    })
+                    .collect();
+                self.push_gpus(group, members);
+            }
+            None => self.push(group, vec![ComputeDevice::Cpu; count]),
+        }
+    }
+
+    /// The GPUs among devices `ids` (none for CPU slots and ids it does
+    /// not have: [`resolve`](Self::resolve) says what is wrong with those).
+    pub fn gpus_of(&self, ids: &[u32]) -> Vec<GpuIdentity> {
+        ids.iter()
+            .filter_map(|&id| self.gpus.get(id as usize)?.clone())
+            .collect()
     }
 
     /// The groups to register, in the order that numbers their devices.
@@ -125,6 +185,10 @@ impl DeviceTable {
     }
 }
 
+/// A group of GPUs to offer, and its members: each the device it computes
+/// on and the GPU it is.
+pub type GpuGroup = (pb::DeviceGroup, Vec<(ComputeDevice, GpuIdentity)>);
+
 /// The GPU groups this worker offers, by flavor, with their members: the
 /// NVIDIA GPUs that CUDA can open (`cuda_ordinal` says which ordinal a GPU
 /// has, `None` where CUDA does not see it). AMD GPUs are not offered:
@@ -132,7 +196,7 @@ impl DeviceTable {
 pub fn offered_gpus(
     gpus: &[GpuInfo],
     cuda_ordinal: impl Fn(&GpuInfo) -> Option<usize>,
-) -> Vec<(pb::DeviceGroup, Vec<ComputeDevice>)> {
+) -> Vec<GpuGroup> {
     let usable: Vec<(GpuInfo, usize)> = gpus
         .iter()
         .filter(|g| g.vendor == Vendor::Nvidia)
@@ -145,7 +209,7 @@ pub fn offered_gpus(
             let members = usable
                 .iter()
                 .filter(|(g, _)| g.flavor == group.flavor)
-                .map(|&(_, ordinal)| ComputeDevice::Cuda { ordinal })
+                .map(|(g, ordinal)| (ComputeDevice::Cuda { ordinal: *ordinal }, g.identity()))
                 .collect();
             (group, members)
         })
@@ -177,6 +241,7 @@ mod tests {
             flavor: flavor.into(),
             memory_bytes: 80 << 30,
             pci_bus_id: Some(bus.into()),
+            uuid: Some(format!("GPU-{vendor:?}-{index}")),
             peers: Vec::new(),
             telemetry: Telemetry::default(),
         }
@@ -226,18 +291,79 @@ mod tests {
             ordinals.iter().find(|(b, _)| *b == bus).map(|(_, o)| *o)
         };
         let offered = offered_gpus(&gpus, cuda_ordinal);
-        let summary: Vec<(String, u32, Vec<ComputeDevice>)> = offered
+        // (flavor, count, [(CUDA ordinal, uuid)]) per group.
+        let summary: Vec<(String, u32, Vec<String>)> = offered
             .into_iter()
-            .map(|(g, d)| (g.flavor, g.count, d))
+            .map(|(g, members)| {
+                let members = members
+                    .into_iter()
+                    .map(|(d, id)| format!("{d:?} {}", id.uuid))
+                    .collect();
+                (g.flavor, g.count, members)
+            })
             .collect();
-        let cuda = |ordinal| ComputeDevice::Cuda { ordinal };
+        let cuda = |ordinal, uuid: &str| format!("{:?} {uuid}", ComputeDevice::Cuda { ordinal });
         assert_eq!(
             summary,
             [
-                ("nvidia-h100-80gb".to_string(), 2, vec![cuda(2), cuda(1)]),
-                ("nvidia-l4".to_string(), 1, vec![cuda(0)]),
-            ]
+                (
+                    "nvidia-h100-80gb".to_string(),
+                    2,
+                    vec![cuda(2, "GPU-Nvidia-0"), cuda(1, "GPU-Nvidia-2")]
+                ),
+                ("nvidia-l4".to_string(), 1, vec![cuda(0, "GPU-Nvidia-1")]),
+            ],
+            "each offered device keeps the identity of the GPU it is"
         );
+    }
+
+    /// The metrics name the GPUs a job holds: real ones by what the driver
+    /// said, simulated ones of a GPU flavor by vendor and a number; CPU
+    /// slots are no GPU.
+    #[test]
+    fn the_gpus_an_assignment_holds_are_known_by_identity() {
+        let group = |flavor: &str, count, simulated| pb::DeviceGroup {
+            flavor: flavor.into(),
+            count,
+            memory_bytes: 0,
+            simulated,
+            free_memory_bytes: None,
+        };
+        let h100 = GpuIdentity {
+            vendor: "nvidia".into(),
+            index: 3,
+            uuid: "GPU-8d0c6a3e-0000-4000-8000-000000000003".into(),
+            pci_bus_id: "00000000:5A:00.0".into(),
+        };
+        let mut real = DeviceTable::default();
+        real.push(group("cpu", 2, false), vec![ComputeDevice::Cpu; 2]);
+        let cuda = ComputeDevice::Cuda { ordinal: 0 };
+        real.push_gpus(
+            group("nvidia-h100-80gb", 1, false),
+            vec![(cuda, h100.clone())],
+        );
+        assert_eq!(real.gpus_of(&[2]), [h100]);
+        assert!(real.gpus_of(&[0, 1]).is_empty(), "CPU slots are no GPU");
+        assert!(real.gpus_of(&[7]).is_empty(), "a device it does not have");
+
+        let mut simulated = DeviceTable::default();
+        simulated.push_simulated(group("nvidia-l4", 2, true));
+        simulated.push_simulated(group("cpu", 1, true));
+        simulated.push_simulated(group("nvidia-h100-80gb", 1, true));
+        simulated.push_simulated(group("amd-mi300x", 1, true));
+        let named: Vec<(String, u32)> = simulated
+            .gpus_of(&[0, 1, 2, 3, 4])
+            .into_iter()
+            .map(|g| {
+                assert_eq!((g.uuid.as_str(), g.pci_bus_id.as_str()), ("", ""));
+                (g.vendor, g.index)
+            })
+            .collect();
+        let expected = [("nvidia", 0), ("nvidia", 1), ("nvidia", 2), ("amd", 0)];
+        let expected: Vec<(String, u32)> =
+            expected.iter().map(|(v, i)| (v.to_string(), *i)).collect();
+        assert_eq!(named, expected, "the simulated cpu slot (device 2) is none");
+        assert_eq!(simulated.resolve(&[4]), Ok(vec![ComputeDevice::Cpu]));
     }
 
     #[test]

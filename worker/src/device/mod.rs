@@ -51,11 +51,57 @@ pub struct GpuInfo {
     pub product: String,
     pub flavor: String,
     pub memory_bytes: u64,
-    /// Its PCI address as NVML writes it (`00000000:3B:00.0`; NVIDIA).
+    /// Its PCI address in the form NVML and DCGM's exporter write it
+    /// (`00000000:3B:00.0`, see [`pci_bus_id`]); `None` where the driver
+    /// does not say.
     pub pci_bus_id: Option<String>,
+    /// A stable unique id: NVML's UUID (`GPU-5f1c...`, DCGM's `UUID`
+    /// label), amdgpu's `unique_id`; `None` where the driver has none.
+    pub uuid: Option<String>,
     /// PCI bus ids of NVLink peers (NVIDIA, where reported).
     pub peers: Vec<String>,
     pub telemetry: Telemetry,
+}
+
+impl GpuInfo {
+    /// What names this GPU in the metrics and joins it to other exporters.
+    pub fn identity(&self) -> GpuIdentity {
+        GpuIdentity {
+            vendor: self.vendor.label().to_string(),
+            index: self.index,
+            uuid: self.uuid.clone().unwrap_or_default(),
+            pci_bus_id: self.pci_bus_id.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// A GPU as the metrics name it: `vendor` and `index` (the worker's own
+/// numbering), and the `uuid` and `pci_bus_id` that DCGM's exporter puts on
+/// its series as `UUID` and `pci_bus_id`. Empty where unknown (a driver
+/// that does not say, a simulated device).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct GpuIdentity {
+    pub vendor: String,
+    pub index: u32,
+    pub uuid: String,
+    pub pci_bus_id: String,
+}
+
+/// A PCI address (`domain:bus:device.function`, hex, any case and domain
+/// width, as sysfs writes `0000:3b:00.0`) in the form NVML writes it and
+/// DCGM's exporter labels its series with: an 8-digit domain, upper-case
+/// hex, `00000000:3B:00.0`. `None` for text that is not a PCI address.
+pub fn pci_bus_id(text: &str) -> Option<String> {
+    let (domain, rest) = text.trim().split_once(':')?;
+    let (bus, rest) = rest.split_once(':')?;
+    let (device, function) = rest.split_once('.')?;
+    let hex = |s: &str, digits: usize| {
+        let valid = !s.is_empty() && s.len() <= digits && s.bytes().all(|b| b.is_ascii_hexdigit());
+        valid.then(|| u32::from_str_radix(s, 16).ok()).flatten()
+    };
+    let (domain, bus) = (hex(domain, 8)?, hex(bus, 2)?);
+    let (device, function) = (hex(device, 2)?, hex(function, 1)?);
+    Some(format!("{domain:08X}:{bus:02X}:{device:02X}.{function:X}"))
 }
 
 /// The node's GPUs, kept to read their telemetry again: NVIDIA through
@@ -308,6 +354,25 @@ mod tests {
         ] {
             let err = SimulatedGroup::parse(bad).expect_err(bad);
             assert!(err.contains(expected), "{bad}: {err}");
+        }
+    }
+
+    /// DCGM's exporter labels series with NVML's form of the address
+    /// (`pci_bus_id="00000000:3B:00.0"`); sysfs writes `0000:3b:00.0`.
+    #[test]
+    fn pci_addresses_take_the_form_dcgm_labels_series_with() {
+        for (given, expected) in [
+            ("00000000:3B:00.0", Some("00000000:3B:00.0")),
+            ("0000:3b:00.0", Some("00000000:3B:00.0")),
+            (" 0001:c1:1f.7\n", Some("00000001:C1:1F.7")),
+            ("garbage", None),
+            ("0000:zz:00.0", None),
+            ("0000:3b:00", None),
+            ("0000:3b:00.10", None),
+            ("000000000:3b:00.0", None),
+            ("", None),
+        ] {
+            assert_eq!(pci_bus_id(given).as_deref(), expected, "{given:?}");
         }
     }
 

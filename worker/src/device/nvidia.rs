@@ -1,6 +1,7 @@
 //! NVIDIA GPUs through NVML (nvml-wrapper loads libnvidia-ml at run time):
-//! product, memory, utilization, power, temperature, and the PCI bus ids
-//! of NVLink peers where the driver reports them. No library, no driver,
+//! product, memory, utilization, power, temperature, its UUID and PCI bus
+//! id (the labels DCGM's exporter joins on), and the PCI bus ids of NVLink
+//! peers where the driver reports them. No library, no driver,
 //! or no GPU is a node without NVIDIA devices, not an error.
 
 use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
@@ -34,7 +35,11 @@ pub fn discover(nvml: &Nvml) -> Vec<GpuInfo> {
                 flavor: genfleet_proto::flavors::flavor("nvidia", &product),
                 product,
                 memory_bytes: device.memory_info().map_or(0, |m| m.total),
-                pci_bus_id: device.pci_info().ok().map(|p| p.bus_id),
+                pci_bus_id: device
+                    .pci_info()
+                    .ok()
+                    .and_then(|p| super::pci_bus_id(&p.bus_id)),
+                uuid: device.uuid().ok().filter(|u| !u.is_empty()),
                 peers: nvlink_peers(&device),
                 telemetry: telemetry(&device),
             })
@@ -68,7 +73,7 @@ fn nvlink_peers(device: &Device) -> Vec<String> {
             if !link.is_active().ok()? {
                 return None;
             }
-            Some(link.remote_pci_info().ok()?.bus_id)
+            super::pci_bus_id(&link.remote_pci_info().ok()?.bus_id)
         })
         .collect();
     peers.sort();

@@ -285,11 +285,19 @@ impl Executor {
     ) {
         let job = assignment.job_id.clone();
         self.metrics.jobs_running.inc();
+        let queue = assignment.spec.as_ref().map_or("", |s| s.queue.as_str());
+        let gpus = self.devices.gpus_of(&assignment.device_ids);
+        let hold = self
+            .metrics
+            .gpu_assignments
+            .hold(&job, queue, &assignment.tenant, &gpus);
         let outcome = if self.simulated {
             self.simulate(&assignment, &stop, &reporter).await
         } else {
             self.clone().execute(&assignment, &stop, &reporter).await
         };
+        // Let go before the scheduler hears of the end and hands them on.
+        drop(hold);
         let update = match outcome {
             Ok(RunEnd::Finished(artifacts)) => JobUpdate::Finished { artifacts },
             Ok(RunEnd::Checkpointed(checkpoint)) => JobUpdate::Checkpointed { checkpoint },
@@ -541,5 +549,78 @@ mod tests {
             (a.join().expect("thread"), b.join().expect("thread"))
         });
         assert!(Arc::ptr_eq(&a, &b), "the model was loaded twice");
+    }
+
+    /// `genfleet_gpu_assignment` names the job's GPUs, queue and tenant
+    /// while it runs and is gone once it has ended.
+    #[tokio::test]
+    async fn a_running_job_is_exported_on_the_gpus_it_holds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ArtifactStore::local(&dir.path().join("artifacts")).expect("store");
+        let metrics = WorkerMetrics::new("n").expect("metrics");
+        let mut table = DeviceTable::default();
+        table.push_simulated(pb::DeviceGroup {
+            flavor: "nvidia-l4".into(),
+            count: 2,
+            memory_bytes: 24 << 30,
+            simulated: true,
+            free_memory_bytes: None,
+        });
+        let executor = Arc::new(Executor::new(
+            dir.path().to_path_buf(),
+            store,
+            metrics.clone(),
+            table,
+            true,
+            0.0,
+        ));
+        let assignment = pb::Assignment {
+            job_id: "j-1".into(),
+            spec: Some(pb::JobSpec {
+                queue: "render".into(),
+                steps: 200,
+                tp: 1,
+                model: "tiny".into(),
+                ..Default::default()
+            }),
+            lease_epoch: 1,
+            device_ids: vec![1],
+            step_seconds: 0.01,
+            tenant: "acme".into(),
+            ..Default::default()
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let stop = Arc::new(StopSignal::default());
+        let reporter = Reporter::new(pb::JobLease::default(), 0, tx);
+        let run = tokio::spawn(executor.run(assignment, stop.clone(), reporter));
+        let first = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+        assert!(
+            matches!(
+                first,
+                Ok(Some(RunUpdate {
+                    update: JobUpdate::Progress { .. },
+                    ..
+                }))
+            ),
+            "the simulated job should report its first step: {first:?}"
+        );
+        let held = crate::metrics::tests::series(&metrics, "genfleet_gpu_assignment");
+        let expected = [
+            "index=1",
+            "job_id=j-1",
+            "pci_bus_id=",
+            "queue=render",
+            "tenant=acme",
+            "uuid=",
+            "vendor=nvidia",
+        ];
+        assert_eq!(held, [expected.map(String::from).to_vec()]);
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("a cancelled job stops at its next step")
+            .expect("the run does not panic");
+        let after = crate::metrics::tests::series(&metrics, "genfleet_gpu_assignment");
+        assert!(after.is_empty(), "the ended job still holds {after:?}");
     }
 }
