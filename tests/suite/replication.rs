@@ -1,6 +1,7 @@
 //! Several scheduler processes as one: any replica serves, a whole-cluster
-//! restart comes back with identical state on every replica, and replicas
-//! are added, removed and handed leadership with the CLI.
+//! restart comes back with identical state on every replica, replicas
+//! are added, removed and handed leadership with the CLI, and a leader
+//! stopped by SIGTERM hands leadership over before it exits.
 
 use crate::common;
 
@@ -133,4 +134,52 @@ async fn replicas_join_leave_and_hand_over_leadership_from_the_cli() {
     assert!(!ok && err.contains("replica 9 is not a member"), "{err}");
     let (ok, _, err) = cli(&["cluster", "transfer-leader", "--scheduler", &any, "1"]);
     assert!(!ok && err.contains("replica 1 is not a voter"), "{err}");
+}
+
+/// A leader stopped as Kubernetes stops a pod (SIGTERM, in a rolling
+/// restart) hands leadership to a caught-up follower before it exits: once
+/// its process is gone another replica already leads, one term later. The
+/// election timeout here is 3 to 6 s, so without the hand-over no replica
+/// could lead within the 2 s the test waits for one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_stopped_by_sigterm_hands_leadership_over_first() {
+    let mut replicas = Replicas::new(3, &["--raft-tick", "300ms"]);
+    let before = replicas.converged(&[1, 2, 3]).await;
+    let (old, old_term) = before
+        .values()
+        .find(|s| s.role == "leader")
+        .map(|s| (s.id, s.term))
+        .expect("converged() returns a leader");
+    let mut c = client(&replicas.endpoint(old)).await;
+    submit(&mut c, small_spec("before the restart", 1)).await;
+
+    let exit = replicas.terminate(old, 30).expect("the leader ran");
+    assert!(exit.success(), "the leader exited with {exit} on SIGTERM");
+    let new = within(2, "a leader among the remaining replicas", async {
+        loop {
+            if let Some(id) = replicas.leader().await {
+                return id;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_ne!(new, old);
+    let status = replicas.status(new).await.expect("the new leader answers");
+    assert_eq!(
+        status.term,
+        old_term + 1,
+        "one hand-over, no election rounds: {status:?}"
+    );
+    // It takes submissions, and kept what the old leader accepted.
+    let mut c = client(&replicas.endpoint(new)).await;
+    submit(&mut c, small_spec("after the restart", 2)).await;
+    let prompts: Vec<String> = list(&mut c)
+        .await
+        .into_iter()
+        .filter_map(|j| j.spec.map(|s| s.prompt))
+        .collect();
+    for prompt in ["before the restart", "after the restart"] {
+        assert!(prompts.iter().any(|p| p == prompt), "{prompt:?} lost: {prompts:?}");
+    }
 }

@@ -290,6 +290,35 @@ impl RaftHandle {
             .map_err(|_| ProposeError::Stopped)
     }
 
+    /// Before this replica stops (SIGTERM in a rolling restart): if it
+    /// leads, hands leadership to the voter whose log is most complete and
+    /// waits, at most `wait`, until that voter leads. The cluster then has
+    /// a leader at once instead of after an election timeout, in which no
+    /// submission is accepted. The new leader, or None when this replica
+    /// does not lead, no other voter is active, or the hand-over did not
+    /// finish in time (the replica then stops anyway, and the others elect).
+    pub async fn hand_over_leadership(&self, wait: Duration) -> Option<u64> {
+        let status = self.status();
+        if status.role != Role::Leader {
+            return None;
+        }
+        let to = status
+            .progress
+            .iter()
+            .filter(|p| p.id != status.id && p.recent_active && status.voters.contains(&p.id))
+            .max_by_key(|p| p.matched)?
+            .id;
+        self.transfer_leader(to).ok()?;
+        let mut changes = self.watch_status();
+        let led = tokio::time::timeout(
+            wait,
+            changes.wait_for(|s| s.leader == Some(to) && s.role != Role::Leader),
+        )
+        .await
+        .is_ok_and(|seen| seen.is_ok());
+        led.then_some(to)
+    }
+
     /// The state itself, for the parts that read it under their own rules
     /// (the peer address book).
     pub fn shared_state(&self) -> Arc<RwLock<State>> {

@@ -90,6 +90,12 @@ impl Replicas {
         self.procs.get(&id).map(|p| p.pid())
     }
 
+    /// Stops replica `id` as Kubernetes does (SIGTERM) and waits for it to
+    /// exit, at most `secs`.
+    pub fn terminate(&mut self, id: u64, secs: u64) -> Option<std::process::ExitStatus> {
+        self.procs.remove(&id).map(|mut p| p.terminate(secs))
+    }
+
     pub fn kill(&mut self, id: u64) {
         if let Some(mut p) = self.procs.remove(&id) {
             p.kill();
