@@ -218,7 +218,10 @@ fn the_tls_component_mounts_certificates_for_every_part() {
 /// The examples against the CRD's own schema, as strictly as the API server.
 #[test]
 fn genqueue_examples_validate_against_the_crd_and_bad_ones_are_refused() {
-    let Some(python) = required("python3 with jsonschema, PyYAML and cel-python", find_python()) else {
+    let Some(python) = required(
+        "python3 with jsonschema, PyYAML and cel-python",
+        find_python(),
+    ) else {
         return;
     };
     let root = Path::new(ROOT);

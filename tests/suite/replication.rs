@@ -180,6 +180,9 @@ async fn a_leader_stopped_by_sigterm_hands_leadership_over_first() {
         .filter_map(|j| j.spec.map(|s| s.prompt))
         .collect();
     for prompt in ["before the restart", "after the restart"] {
-        assert!(prompts.iter().any(|p| p == prompt), "{prompt:?} lost: {prompts:?}");
+        assert!(
+            prompts.iter().any(|p| p == prompt),
+            "{prompt:?} lost: {prompts:?}"
+        );
     }
 }
