@@ -49,16 +49,6 @@ pub fn overlay_dir(name: &str) -> PathBuf {
 /// the repository) written into a temporary directory, as an operator's
 /// own kustomization would take them.
 pub fn render_own(kubectl: &Path, resources: &[&str], components: &[&str]) -> String {
-    render_own_with(kubectl, resources, components, "")
-}
-
-/// `render_own` with more of the kustomization (e.g. a namespace) after it.
-pub fn render_own_with(
-    kubectl: &Path,
-    resources: &[&str],
-    components: &[&str],
-    more: &str,
-) -> String {
     let dir = tempfile::tempdir().expect("a temporary directory");
     // kustomize takes only relative paths: climb to / and descend to the repo.
     let up = "../".repeat(dir.path().components().count() - 1);
@@ -69,10 +59,21 @@ pub fn render_own_with(
     if !components.is_empty() {
         kustomization += &format!("components:\n{}", list(components));
     }
-    kustomization += more;
     std::fs::write(dir.path().join("kustomization.yaml"), kustomization)
         .expect("write kustomization.yaml");
     render(kubectl, dir.path())
+}
+
+/// The README's kustomization for clusters with both vendors: the base
+/// once, both vendors' workers, the AMD workers' namespace component.
+pub fn render_both_vendors(kubectl: &Path) -> String {
+    let resources = [
+        "deploy/base",
+        "deploy/overlays/nvidia/worker",
+        "deploy/overlays/amd/worker",
+    ];
+    let components = ["deploy/overlays/amd/privileged-namespace"];
+    render_own(kubectl, &resources, &components)
 }
 
 #[test]
@@ -132,13 +133,7 @@ fn each_vendor_overlay_has_the_scheduler_and_its_workers() {
 #[test]
 fn both_vendors_combine_in_one_kustomization() {
     let Some(kubectl) = kubectl() else { return };
-    let resources = [
-        "deploy/base",
-        "deploy/overlays/nvidia/worker",
-        "deploy/overlays/amd/worker",
-    ];
-    let components = ["deploy/overlays/amd/privileged-namespace"];
-    let objects = documents(&render_own(&kubectl, &resources, &components));
+    let objects = documents(&render_both_vendors(&kubectl));
     assert_scheduler(&objects, "base + both workers");
     assert_worker(&objects, &NVIDIA);
     assert_worker(&objects, &AMD);

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::objects::{container, gpu_requests, worker_daemonsets, AMD, NVIDIA};
 use super::tools::{documents, kubectl, render};
-use super::{overlay_dir, render_own};
+use super::{overlay_dir, render_both_vendors};
 
 /// A node as its labels describe it, and the worker it should get.
 struct Node {
@@ -238,13 +238,7 @@ fn every_gpu_node_label_set_gets_one_worker_sized_to_the_node() {
         let objects = documents(&render(&kubectl, &overlay_dir(vendor)));
         assert_nodes_get_their_workers(&objects, &[vendor], &format!("overlays/{vendor}"));
     }
-    let both = [
-        "deploy/base",
-        "deploy/overlays/nvidia/worker",
-        "deploy/overlays/amd/worker",
-    ];
-    let components = ["deploy/overlays/amd/privileged-namespace"];
-    let objects = documents(&render_own(&kubectl, &both, &components));
+    let objects = documents(&render_both_vendors(&kubectl));
     assert_nodes_get_their_workers(&objects, &["nvidia", "amd"], "base + both workers");
 }
 

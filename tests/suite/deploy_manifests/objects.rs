@@ -330,6 +330,21 @@ pub fn assert_scheduler(objects: &[Value], what: &str) {
         Some(&"scheduler"),
         "{what}: role"
     );
+    // The leader needs up to 1.6 cores at 10,000 nodes: requested, and
+    // never throttled by a CPU limit (a throttled leader misses heartbeats).
+    let cpu = c["resources"]["requests"]["cpu"].as_str().unwrap_or("");
+    assert!(
+        cpu.parse::<f64>().is_ok_and(|n| n >= 2.0),
+        "{what}: requests {cpu:?} CPUs, not at least 2"
+    );
+    assert!(
+        c["resources"]["limits"]["cpu"].is_null(),
+        "{what}: a CPU limit throttles a busy leader"
+    );
+    assert!(
+        spec["minReadySeconds"].as_u64().is_some_and(|s| s > 0),
+        "{what}: a rolling update must wait for a restarted replica to stay Ready"
+    );
     let grpc = port_number(flag(c, "--listen", what), what);
     let metrics = port_number(flag(c, "--metrics-listen", what), what);
     assert_eq!(container_port(c, "grpc", what), grpc, "{what}: grpc port");
@@ -515,6 +530,18 @@ fn assert_worker_daemonset(objects: &[Value], ds: &Value, vendor: &Vendor) {
     assert_eq!(
         labels["app.kubernetes.io/component"], "worker",
         "{what}: labels"
+    );
+    // Rolling updates scale with the fleet: a share of the nodes at a time.
+    let unavailable = &ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"];
+    assert!(
+        unavailable.as_str().is_some_and(|s| s.ends_with('%')),
+        "{what}: maxUnavailable {unavailable} is not a percentage"
+    );
+    assert!(
+        ds["spec"]["minReadySeconds"]
+            .as_u64()
+            .is_some_and(|s| s > 0),
+        "{what}: no minReadySeconds"
     );
     let pod = &ds["spec"]["template"]["spec"];
     assert_hardened(pod, what);

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::objects::find;
 use super::tools::{documents, kubectl, render};
-use super::{overlay_dir, render_own};
+use super::{overlay_dir, render_both_vendors};
 
 /// Volume types the `restricted` level admits.
 const RESTRICTED_VOLUMES: [&str; 8] = [
@@ -143,13 +143,7 @@ fn only_amd_workers_lower_the_namespace_to_privileged() {
             );
         }
     }
-    let both = [
-        "deploy/base",
-        "deploy/overlays/nvidia/worker",
-        "deploy/overlays/amd/worker",
-    ];
-    let components = ["deploy/overlays/amd/privileged-namespace"];
-    let objects = documents(&render_own(&kubectl, &both, &components));
+    let objects = documents(&render_both_vendors(&kubectl));
     assert_eq!(
         enforced_level(&objects),
         "privileged",
