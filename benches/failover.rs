@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 use common::replicas::Replicas;
 use common::small_spec;
 use genfleet_proto as pb;
-use pb::job_service_client::JobServiceClient;
-use tonic::transport::Channel;
 
 /// Submits through `endpoints` in turn until one accepts; returns when.
 async fn first_accepted_submit(endpoints: &[String], round: usize) -> Instant {
@@ -23,19 +21,13 @@ async fn first_accepted_submit(endpoints: &[String], round: usize) -> Instant {
     loop {
         let endpoint = &endpoints[attempt % endpoints.len()];
         attempt += 1;
-        let Ok(channel) = Channel::from_shared(endpoint.clone())
-            .expect("uri")
-            .connect_timeout(Duration::from_millis(200))
-            .connect()
-            .await
-        else {
+        let Some(mut client) = common::quick_client(endpoint).await else {
             continue;
         };
         let request = pb::SubmitRequest {
             spec: Some(small_spec("after failover", round as u64)),
             request_id: format!("failover-{round}"),
         };
-        let mut client = JobServiceClient::new(channel);
         let call = client.submit(request);
         if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), call).await {
             return Instant::now();

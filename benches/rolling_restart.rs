@@ -35,15 +35,9 @@ async fn submitter(name: usize, endpoints: Vec<String>, acks: Acks, stop: Arc<At
     while !stop.load(Ordering::Relaxed) {
         let endpoint = &endpoints[at % endpoints.len()];
         at += 1;
-        let Ok(channel) = Channel::from_shared(endpoint.clone())
-            .expect("uri")
-            .connect_timeout(Duration::from_millis(200))
-            .connect()
-            .await
-        else {
+        let Some(mut client) = common::quick_client(endpoint).await else {
             continue;
         };
-        let mut client = JobServiceClient::new(channel);
         // A few submissions per connection, as a real client keeps one.
         for _ in 0..5 {
             n += 1;
