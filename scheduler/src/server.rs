@@ -15,8 +15,8 @@ use tokio::task::JoinHandle;
 
 use crate::api::route::Router;
 use crate::api::{
-    ClusterApi, JobApi, NodeApi, QueueApi, RaftTransportApi, SessionConfig, TenantApi,
-    WorkerSessionApi,
+    ClusterApi, JobApi, NodeApi, QueueApi, RaftTransportApi, ReplicaParts, SessionConfig,
+    TenantApi, WorkerSessionApi,
 };
 use crate::auth::cluster_secret::ClusterSecret;
 use crate::auth::{self, Authenticator};
@@ -313,7 +313,7 @@ impl Scheduler {
         let (raft, raft_thread, configured_ids, router) =
             start_replica(&config, &self.metrics, grpc_addr, &self.status)?;
         let (stop_tx, stop) = watch::channel(false);
-        let parts = Parts {
+        let parts = ReplicaParts {
             raft: raft.clone(),
             router,
             sessions: Arc::new(Sessions::default()),
@@ -367,16 +367,6 @@ impl Scheduler {
         served?;
         Ok(stopped?)
     }
-}
-
-/// What the leader's loops and the gRPC services share.
-struct Parts {
-    raft: RaftHandle,
-    router: Arc<Router>,
-    sessions: Arc<Sessions>,
-    verdicts: Arc<LastVerdicts>,
-    metrics: Metrics,
-    stop: watch::Receiver<bool>,
 }
 
 /// Starts the raft replica on its own thread: its log, its peer transport
@@ -445,7 +435,7 @@ fn start_replica(
 /// The loops that act only while this replica leads (each idles otherwise).
 fn spawn_leader_loops(
     config: &SchedulerConfig,
-    parts: &Parts,
+    parts: &ReplicaParts,
     kube: Option<kube::Client>,
 ) -> Vec<JoinHandle<()>> {
     let leader_config = LeaderConfig {
@@ -457,7 +447,7 @@ fn spawn_leader_loops(
         },
         preempt_timeout: config.preempt_timeout,
     };
-    let Parts {
+    let ReplicaParts {
         raft,
         sessions,
         verdicts,
@@ -504,17 +494,17 @@ fn spawn_leader_loops(
 /// (docs/security.md); health and reflection answer anyone.
 fn grpc_server<H: tonic_health::pb::health_server::Health>(
     config: &SchedulerConfig,
-    parts: &Parts,
+    parts: &ReplicaParts,
     configured_ids: BTreeSet<u64>,
     health: tonic_health::pb::health_server::HealthServer<H>,
 ) -> Result<tonic::transport::server::Router, Error> {
-    let Parts {
+    let ReplicaParts {
         raft,
         router,
         sessions,
-        verdicts,
         metrics,
         stop,
+        ..
     } = parts;
     let session_config = SessionConfig {
         heartbeat_interval: config.worker_heartbeat,
@@ -548,14 +538,7 @@ fn grpc_server<H: tonic_health::pb::health_server::Health>(
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(pb::job_service_server::JobServiceServer::with_interceptor(
-            JobApi::new(
-                raft.clone(),
-                router.clone(),
-                sessions.clone(),
-                verdicts.clone(),
-                metrics.clone(),
-                stop.clone(),
-            ),
+            JobApi::new(parts.clone()),
             auth.interceptor(auth::clients),
         ))
         .add_service(

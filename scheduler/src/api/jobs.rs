@@ -1,21 +1,18 @@
 //! The client job API: Submit, Get, List, Cancel, Watch.
 
-use std::sync::Arc;
-
 use genfleet_proto as pb;
 use pb::job_service_client::JobServiceClient;
 use pb::job_service_server::JobService;
 use pb::JobState;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::paging;
-use super::route::{forward_to_leader, forwarded, Route, Router};
+use super::route::{forward_to_leader, forwarded, Route};
+use super::ReplicaParts;
 use crate::leader::Sessions;
-use crate::metrics::Metrics;
 use crate::pending_reason;
-use crate::raft::RaftHandle;
 use crate::scheduling::{self, LastVerdicts};
 use crate::spec;
 use crate::state::{Outcome, State};
@@ -24,54 +21,36 @@ const WATCH_BUFFER: usize = 64;
 const MAX_REQUEST_ID_LEN: usize = 128;
 
 pub struct JobApi {
-    raft: RaftHandle,
-    router: Arc<Router>,
-    sessions: Arc<Sessions>,
-    verdicts: Arc<LastVerdicts>,
-    metrics: Metrics,
-    /// Turns true when the scheduler shuts down: open watches end.
-    stop: watch::Receiver<bool>,
+    /// `parts.stop` turns true when the scheduler shuts down: open watches end.
+    parts: ReplicaParts,
 }
 
 impl JobApi {
-    pub fn new(
-        raft: RaftHandle,
-        router: Arc<Router>,
-        sessions: Arc<Sessions>,
-        verdicts: Arc<LastVerdicts>,
-        metrics: Metrics,
-        stop: watch::Receiver<bool>,
-    ) -> Self {
-        Self {
-            raft,
-            router,
-            sessions,
-            verdicts,
-            metrics,
-            stop,
-        }
+    pub fn new(parts: ReplicaParts) -> Self {
+        Self { parts }
     }
 
     async fn readable(&self) -> Result<(), Status> {
-        super::readable(&self.raft, &self.router).await
+        super::readable(&self.parts.raft, &self.parts.router).await
     }
 
     fn leader_view(&self) -> LeaderView<'_> {
-        LeaderView {
-            sessions: &self.sessions,
-            verdicts: &self.verdicts,
-        }
+        LeaderView::of(&self.parts)
     }
 
     async fn propose(&self, kind: pb::command::Kind) -> Result<Outcome, Status> {
-        super::propose(&self.raft, &self.router, kind).await
+        super::propose(&self.parts.raft, &self.parts.router, kind).await
     }
 
     /// After a linearizable read: whether `caller` may see job `id`
     /// ("not found" if it does not exist or is another tenant's).
     async fn check_visible(&self, caller: &crate::auth::Caller, id: &str) -> Result<(), Status> {
         self.readable().await?;
-        if self.raft.read(|state| visible(state, id, caller).is_none()) {
+        if self
+            .parts
+            .raft
+            .read(|state| visible(state, id, caller).is_none())
+        {
             return Err(not_found(id));
         }
         Ok(())
@@ -83,7 +62,7 @@ impl JobApi {
         if tenant.is_empty() {
             return spec;
         }
-        let defaults = self.raft.read(|state| {
+        let defaults = self.parts.raft.read(|state| {
             state
                 .tenant(tenant)
                 .map(|t| (t.default_queue.clone(), t.default_qos.clone()))
@@ -107,7 +86,14 @@ struct LeaderView<'a> {
     verdicts: &'a LastVerdicts,
 }
 
-impl LeaderView<'_> {
+impl<'a> LeaderView<'a> {
+    fn of(parts: &'a ReplicaParts) -> Self {
+        LeaderView {
+            sessions: &parts.sessions,
+            verdicts: &parts.verdicts,
+        }
+    }
+
     /// A job as clients see it: with live progress and, if pending, why
     /// and until about when.
     fn job(&self, state: &State, job: &crate::state::Job) -> pb::Job {
@@ -155,7 +141,7 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        forward_to_leader!(self.router, request, JobServiceClient::submit);
+        forward_to_leader!(self.parts.router, request, JobServiceClient::submit);
         let caller = crate::auth::caller(&request)?;
         let request = request.into_inner();
         if request.request_id.len() > MAX_REQUEST_ID_LEN {
@@ -170,7 +156,11 @@ impl JobService for JobApi {
         let tenant = caller.tenant().unwrap_or_default().to_string();
         let spec = spec::with_defaults(self.tenant_defaults(&tenant, spec));
         spec::validate(&spec).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        if let Some(why) = self.raft.read(|s| s.impossible_gang(&spec.queue, spec.tp)) {
+        if let Some(why) = self
+            .parts
+            .raft
+            .read(|s| s.impossible_gang(&spec.queue, spec.tp))
+        {
             return Err(Status::invalid_argument(why));
         }
         let job_id = format!("j-{:012x}", rand::random::<u64>() >> 16);
@@ -187,7 +177,7 @@ impl JobService for JobApi {
                 "submit applied with outcome {outcome:?}"
             )));
         };
-        self.metrics.jobs_submitted.inc();
+        self.parts.metrics.jobs_submitted.inc();
         // The job as applied; its pending reason is for Get and List (the
         // state lock stays with the raft thread on this hot path).
         Ok(Response::new(pb::SubmitResponse {
@@ -196,11 +186,12 @@ impl JobService for JobApi {
     }
 
     async fn get(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
-        forward_to_leader!(self.router, request, JobServiceClient::get);
+        forward_to_leader!(self.parts.router, request, JobServiceClient::get);
         let caller = crate::auth::caller(&request)?;
         let id = request.into_inner().id;
         self.readable().await?;
-        self.raft
+        self.parts
+            .raft
             .read(|state| {
                 visible(state, &id, &caller).map(|job| self.leader_view().job(state, job))
             })
@@ -212,13 +203,13 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        forward_to_leader!(self.router, request, JobServiceClient::list);
+        forward_to_leader!(self.parts.router, request, JobServiceClient::list);
         let caller = crate::auth::caller(&request)?;
         let asked = request.into_inner();
         let after = paging::parse_token(&asked.page_token)?;
         let size = paging::page_size(asked.page_size);
         self.readable().await?;
-        let (jobs, next_page_token) = self.raft.read(|state| {
+        let (jobs, next_page_token) = self.parts.raft.read(|state| {
             let matching = state
                 .jobs()
                 .filter(|j| caller.tenant().is_none_or(|t| j.tenant == t))
@@ -244,7 +235,7 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::Job>, Status> {
-        forward_to_leader!(self.router, request, JobServiceClient::cancel);
+        forward_to_leader!(self.parts.router, request, JobServiceClient::cancel);
         let caller = crate::auth::caller(&request)?;
         let id = request.into_inner().id;
         self.check_visible(&caller, &id).await?;
@@ -263,7 +254,7 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::DeleteJobRequest>,
     ) -> Result<Response<pb::DeleteJobResponse>, Status> {
-        forward_to_leader!(self.router, request, JobServiceClient::delete);
+        forward_to_leader!(self.parts.router, request, JobServiceClient::delete);
         let caller = crate::auth::caller(&request)?;
         let id = request.into_inner().id;
         self.check_visible(&caller, &id).await?;
@@ -278,7 +269,7 @@ impl JobService for JobApi {
         &self,
         request: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        if let Route::Leader(channel) = self.router.route(request.metadata()).await? {
+        if let Route::Leader(channel) = self.parts.router.route(request.metadata()).await? {
             let upstream = JobServiceClient::new(channel)
                 .watch(forwarded(request))
                 .await?
@@ -289,20 +280,17 @@ impl JobService for JobApi {
         let id = request.into_inner().id;
         self.readable().await?;
         // Subscribe before reading, so no change falls between the two.
-        let events = self.raft.subscribe();
-        let first = self.raft.read(|state| {
+        let events = self.parts.raft.subscribe();
+        let first = self.parts.raft.read(|state| {
             visible(state, &id, &caller)
                 .map(|job| (state.applied_index(), self.leader_view().job(state, job)))
         });
         let (index, job) = first.ok_or_else(|| not_found(&id))?;
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         let watcher = Watcher {
-            raft: self.raft.clone(),
-            sessions: self.sessions.clone(),
-            verdicts: self.verdicts.clone(),
+            parts: self.parts.clone(),
             id,
             tx,
-            stop: self.stop.clone(),
         };
         tokio::spawn(watcher.run(events, index, job));
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -336,27 +324,21 @@ fn relay(
 /// Forwards one job's changes to one client until the job ends or the
 /// client goes away.
 struct Watcher {
-    raft: RaftHandle,
-    sessions: Arc<Sessions>,
-    verdicts: Arc<LastVerdicts>,
+    parts: ReplicaParts,
     id: String,
     tx: mpsc::Sender<Result<pb::JobEvent, Status>>,
-    stop: watch::Receiver<bool>,
 }
 
 impl Watcher {
     fn leader_view(&self) -> LeaderView<'_> {
-        LeaderView {
-            sessions: &self.sessions,
-            verdicts: &self.verdicts,
-        }
+        LeaderView::of(&self.parts)
     }
 
     /// Adds to a job from the log what only the leader knows (live
     /// progress, why it waits, whether its devices are simulated).
     fn enrich(&self, job: &mut pb::Job) {
         let view = self.leader_view();
-        self.raft.read(|state| {
+        self.parts.raft.read(|state| {
             if let Some(current) = state.job(&job.id) {
                 job.simulated = scheduling::on_simulated_devices(state, current);
                 if job.state() == JobState::Pending {
@@ -377,7 +359,7 @@ impl Watcher {
         job: pb::Job,
     ) {
         let mut seen_index = index;
-        let mut stop = self.stop.clone();
+        let mut stop = self.parts.stop.clone();
         if !self.send(index, job).await {
             return;
         }
@@ -400,7 +382,7 @@ impl Watcher {
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     // Too slow to see every change: send the job as it is now.
-                    let now = self.raft.read(|state| {
+                    let now = self.parts.raft.read(|state| {
                         state
                             .job(&self.id)
                             .map(|job| (state.applied_index(), self.leader_view().job(state, job)))

@@ -20,10 +20,33 @@ pub use raft_transport::{parse_peer_message, RaftTransportApi};
 pub use tenants::TenantApi;
 pub use workers::WorkerSessionApi;
 
+use route::Router;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
 use tonic::Status;
 
-use crate::raft::ProposeError;
+use crate::leader::Sessions;
+use crate::metrics::Metrics;
+use crate::raft::{ProposeError, RaftHandle};
+use crate::scheduling::LastVerdicts;
 use crate::state::Rejection;
+
+/// What a replica's gRPC services and its leader's loops share.
+#[derive(Clone)]
+pub struct ReplicaParts {
+    pub raft: RaftHandle,
+    /// Forwards calls a follower cannot answer to the leader.
+    pub router: Arc<Router>,
+    /// The leader's open worker sessions (live progress).
+    pub sessions: Arc<Sessions>,
+    /// Why each pending job waits, from the leader's last cycle.
+    pub verdicts: Arc<LastVerdicts>,
+    pub metrics: Metrics,
+    /// Turns true when the replica stops.
+    pub stop: watch::Receiver<bool>,
+}
 
 /// The gRPC status for a command refused at apply.
 pub(crate) fn rejection_status(r: &Rejection) -> Status {
