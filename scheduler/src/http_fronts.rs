@@ -124,8 +124,9 @@ pub fn warn_metrics_exposed(addr: SocketAddr) {
             listener = "metrics",
             listen = %addr,
             "UNAUTHENTICATED METRICS: anyone who reaches this address reads /metrics (queue and \
-             node names, job counts, raft indexes; no prompts, keys or job ids); let only \
-             Prometheus and the kubelet reach it (docs/security.md)"
+             node names, job counts, raft indexes; on workers, the ids, queues and tenants of \
+             the jobs holding each GPU; never prompts or keys); let only Prometheus and the \
+             kubelet reach it (docs/security.md)"
         );
     }
 }
