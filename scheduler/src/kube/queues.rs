@@ -324,11 +324,7 @@ async fn announce(
 
 /// `text` cut to at most `max` bytes, at a character boundary.
 fn clip(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    &text[..text.floor_char_boundary(max)]
 }
 
 fn now_rfc3339() -> String {

@@ -8,7 +8,7 @@
 mod invariants;
 mod jobs;
 mod nodes;
-mod queues;
+pub(crate) mod queues;
 mod snapshot;
 mod tenants;
 

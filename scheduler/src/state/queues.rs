@@ -12,10 +12,11 @@ use crate::spec::DEFAULT_QUEUE;
 
 /// Bounds that keep a queue definition sane (and a peer from bloating
 /// the state).
-const MAX_WEIGHT: u32 = 1000;
-const MAX_FLAVORS: usize = 32;
-const MAX_DEVICES: u32 = 1_000_000;
-const MAX_BUDGET_HOURS: f64 = 1e9;
+/// (The GenQueue CRD's schema states the same bounds.)
+pub(crate) const MAX_WEIGHT: u32 = 1000;
+pub(crate) const MAX_FLAVORS: usize = 32;
+pub(crate) const MAX_DEVICES: u32 = 1_000_000;
+pub(crate) const MAX_BUDGET_HOURS: f64 = 1e9;
 const MIN_PERIOD_S: u64 = 60;
 const MAX_PERIOD_S: u64 = 366 * 86_400;
 
@@ -199,8 +200,21 @@ impl State {
     /// Each budgeted queue's use of its current period at `now_ms`, in
     /// device-seconds: ended leases plus running work so far.
     pub fn budget_used_s(&self, now_ms: i64) -> BTreeMap<String, f64> {
+        // Every scheduling cycle asks: without a budget there is nothing to
+        // walk the jobs for, and only budgeted queues' jobs are collected.
+        let budgeted: BTreeSet<&str> = self
+            .queues
+            .values()
+            .filter(|q| q.budget.is_some())
+            .map(|q| q.name.as_str())
+            .collect();
+        if budgeted.is_empty() {
+            return BTreeMap::new();
+        }
         let mut running: BTreeMap<&str, Vec<(i64, u64)>> = BTreeMap::new();
-        for job in self.jobs.values().filter(|j| j.state == JobState::Running) {
+        for job in self.jobs.values().filter(|j| {
+            j.state == JobState::Running && budgeted.contains(j.spec.queue.as_str())
+        }) {
             running
                 .entry(job.spec.queue.as_str())
                 .or_default()

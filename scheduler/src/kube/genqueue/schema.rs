@@ -18,18 +18,18 @@ use kube::core::{Message, Reason, Rule};
 use schemars::Schema;
 use serde_json::{json, Map, Value};
 
-// The first four are `state::validate_queue`'s bounds, which it keeps
-// private; tests/genqueue_crd.rs checks that the controller takes each
-// limit and refuses one step beyond it, so the two cannot drift apart.
+// The first four are `state::validate_queue`'s own bounds, so the schema
+// admits exactly what the controller accepts.
+use crate::state::queues as limits;
 
-/// Devices of one flavor a quota may name (`state::validate_queue`'s bound).
-pub const MAX_DEVICES: i64 = 1_000_000;
-/// Highest fair-share weight (`state::validate_queue`'s bound).
-pub const MAX_WEIGHT: i64 = 1000;
-/// Flavors one queue may have quotas for (`state::validate_queue`'s bound).
-pub const MAX_FLAVORS: i64 = 32;
-/// Device-hours one budget may grant (`state::validate_queue`'s bound).
-pub const MAX_BUDGET_HOURS: f64 = 1e9;
+/// Devices of one flavor a quota may name.
+pub const MAX_DEVICES: i64 = limits::MAX_DEVICES as i64;
+/// Highest fair-share weight.
+pub const MAX_WEIGHT: i64 = limits::MAX_WEIGHT as i64;
+/// Flavors one queue may have quotas for.
+pub const MAX_FLAVORS: i64 = limits::MAX_FLAVORS as i64;
+/// Device-hours one budget may grant.
+pub const MAX_BUDGET_HOURS: f64 = limits::MAX_BUDGET_HOURS;
 /// Longest budget period text: room for `1 week 2 days 3 hours 4 minutes`.
 pub const MAX_PERIOD_LEN: i64 = 64;
 /// Counts in the status are the controller's `u32`s.
