@@ -17,7 +17,7 @@
 use std::path::Path;
 
 use genfleet_proto::flavors::{known_memory_bytes, parse_memory};
-use genfleet_proto::models::MODEL_SHAPES;
+use genfleet_proto::models::PRESETS;
 use serde::Deserialize;
 
 use super::InputError;
@@ -144,7 +144,7 @@ pub fn parse_fleet(file: &str, text: &str) -> Result<Fleet, InputError> {
         };
         let models = p
             .models
-            .unwrap_or_else(|| MODEL_SHAPES.iter().map(|m| m.name.to_string()).collect());
+            .unwrap_or_else(|| PRESETS.iter().map(|name| name.to_string()).collect());
         if models.is_empty() {
             return Err(at("models", "a pool must serve at least one model".into()));
         }

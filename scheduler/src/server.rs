@@ -219,7 +219,7 @@ pub struct Scheduler {
 }
 
 /// Reads a replica's raft status from outside [`Scheduler::run`] (the
-/// binary's `/readyz`); cheap to clone. Empty until `run` starts the replica.
+/// HTTP fronts' `/readyz`); cheap to clone. Empty until `run` starts the replica.
 #[derive(Clone, Default)]
 pub struct StatusReader(Arc<OnceLock<watch::Receiver<RaftStatus>>>);
 
@@ -298,11 +298,6 @@ impl Scheduler {
     /// The registry of this scheduler's metrics, to serve on `/metrics`.
     pub fn metrics_registry(&self) -> prometheus::Registry {
         self.metrics.registry.clone()
-    }
-
-    /// Reads this replica's raft status once [`run`](Scheduler::run) has started it.
-    pub fn status_reader(&self) -> StatusReader {
-        self.status.clone()
     }
 
     /// Serves until `shutdown` completes, then stops everything in order:

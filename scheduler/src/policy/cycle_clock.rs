@@ -42,7 +42,7 @@ impl CycleClock {
     }
 
     /// Whether an interval has passed since the last cycle at `now_ms`.
-    pub fn interval_passed(&self, now_ms: i64) -> bool {
+    fn interval_passed(&self, now_ms: i64) -> bool {
         now_ms - self.last_ms >= self.interval_ms
     }
 

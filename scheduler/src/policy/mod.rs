@@ -27,7 +27,7 @@ mod types;
 mod usage;
 
 pub use cycle::schedule;
-pub use cycle_clock::{CycleClock, MIN_CYCLE_GAP_MS};
+pub use cycle_clock::CycleClock;
 pub use profile::Profile;
 pub use quota::{QuotaBook, QuotaCheck};
 pub use types::*;

@@ -15,7 +15,7 @@ pub const DEFAULT_SECONDS: u32 = 4;
 /// Frames per second when a request gives none (the CLI's default too).
 pub const DEFAULT_FPS: u32 = spec::DEFAULT_FPS;
 /// Denoising steps and guidance when a request gives none (as the CLI).
-pub use spec::{DEFAULT_GUIDANCE, DEFAULT_STEPS};
+use spec::{DEFAULT_GUIDANCE, DEFAULT_STEPS};
 
 /// An error as OpenAI's API answers it: `{"error": {message, type, param, code}}`.
 #[derive(Debug)]
