@@ -23,6 +23,11 @@ usage() {
 }
 [ $# -ge 2 ] || usage
 mode=$1 binary=$2
+case "$mode" in
+    check) [ $# -eq 2 ] || usage ;;
+    copy) [ $# -eq 3 ] || usage ;;
+    *) usage ;;
+esac
 [ -f "$binary" ] || { echo "$binary: no such file (build it with .ci/build-gpu.sh)" >&2; exit 1; }
 
 venv=target/cuda-toolchain/venv
@@ -34,23 +39,25 @@ dirs=("$site/nvidia/cu13/lib" "$site/nvidia/nccl/lib")
 
 listed=$(grep -v '^#' .ci/cuda-runtime-libraries.txt | sed '/^\s*$/d' | sort -u)
 # Every library the loader finds in the toolkit's directories, by soname.
-needed=$(LD_LIBRARY_PATH=$(IFS=:; echo "${dirs[*]}") ldd "$binary" |
-    awk -v dirs="${dirs[*]}" '
-        BEGIN { n = split(dirs, d, " ") }
+# (The directories travel joined by ':', which a path here cannot hold.)
+path=$(IFS=:; echo "${dirs[*]}")
+needed=$(LD_LIBRARY_PATH=$path ldd "$binary" |
+    awk -v dirs="$path" '
+        BEGIN { n = split(dirs, d, ":") }
         $2 == "=>" { for (i = 1; i <= n; i++) if (index($3, d[i] "/") == 1) print $1 }' |
     sort -u)
 
 missing=$(comm -13 <(echo "$listed") <(echo "$needed"))
 extra=$(comm -23 <(echo "$listed") <(echo "$needed"))
+one_line() { tr '\n' ' ' <<<"$1"; }
 if [ -n "$missing" ] || [ -n "$extra" ]; then
-    [ -z "$missing" ] || echo "$binary needs CUDA libraries .ci/cuda-runtime-libraries.txt lacks: $(echo $missing)" >&2
-    [ -z "$extra" ] || echo ".ci/cuda-runtime-libraries.txt lists libraries $binary does not need: $(echo $extra)" >&2
+    [ -z "$missing" ] || echo "$binary needs CUDA libraries .ci/cuda-runtime-libraries.txt lacks: $(one_line "$missing")" >&2
+    [ -z "$extra" ] || echo ".ci/cuda-runtime-libraries.txt lists libraries $binary does not need: $(one_line "$extra")" >&2
     exit 1
 fi
-echo "$binary: the CUDA libraries it needs are the listed ones: $(echo $needed)"
+echo "$binary: the CUDA libraries it needs are the listed ones: $(one_line "$needed")"
 
 if [ "$mode" = copy ]; then
-    [ $# -eq 3 ] || usage
     mkdir -p "$3"
     for soname in $needed; do
         found=
@@ -61,6 +68,4 @@ if [ "$mode" = copy ]; then
         cp -L "$found" "$3/$soname"
     done
     echo "copied into $3: $(du -sh "$3" | cut -f1)"
-elif [ "$mode" != check ]; then
-    usage
 fi
