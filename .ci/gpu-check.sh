@@ -117,22 +117,28 @@ step init-medium "$genfleet" model init --dir "$models" --preset medium
 
 # One request per preset, on the CPU and on the device.
 request=(--size 256x256 --frames 17 --steps 4 --seed 7 --prompt "a paper boat drifting on a pond")
+# sample REQUEST-ARRAY-NAME DEVICE NAME [more flags]: one request on one
+# device, its latent, video and report under $work/NAME.
 sample() {
-    local model=$1 on=$2 name=$3
+    local -n args=$1
+    local on=$2 name=$3
     shift 3
-    "$genfleet" model sample --dir "$models" --model "$model" --device "$on" "${request[@]}" \
+    "$genfleet" model sample --dir "$models" --device "$on" "${args[@]}" \
         --latent "$work/$name.safetensors" --video "$work/$name.mp4" "$@" | tee "$work/$name.txt"
 }
 for model in tiny medium; do
-    step "$model-cpu" sample "$model" cpu "$model-cpu"
-    step "$model-gpu" sample "$model" "$device" "$model-gpu" --against "$work/$model-cpu.safetensors"
+    preset_request=(--model "$model" "${request[@]}")
+    step "$model-cpu" sample preset_request cpu "$model-cpu"
+    step "$model-gpu" sample preset_request "$device" "$model-gpu" --against "$work/$model-cpu.safetensors"
     step "$model-gpu-video" "$genfleet" video check "$work/$model-gpu.mp4" --frames 17 --size 256x256 --fps 8
     diff=$(grep -oE '[0-9.e+-]+ of the largest value' "$work/$model-gpu.txt" | cut -d' ' -f1)
     step_s=$(grep -oE 'median [0-9.]+ s' "$work/$model-gpu.txt" | grep -oE '[0-9.]+')
     [ -n "$diff" ] && results+=("RESULT gpu_check_${model}_latent_rel_diff $diff ratio")
     [ -n "$step_s" ] && results+=("RESULT gpu_check_${model}_step_256x256x17 $step_s s")
 done
-step tiny-tp2-one-gpu sample tiny "$device" tiny-tp2 --tp 2 --against "$work/tiny-cpu.safetensors"
+cp "$work/medium-gpu.mp4" "$out/" 2>/dev/null
+tiny_request=(--model tiny "${request[@]}")
+step tiny-tp2-one-gpu sample tiny_request "$device" tiny-tp2 --tp 2 --against "$work/tiny-cpu.safetensors"
 
 # The trained `world` model: its demo request on the CPU and the GPU (f32:
 # within 1e-3), its video decoded frame by frame, then held-out captions
@@ -140,16 +146,10 @@ step tiny-tp2-one-gpu sample tiny "$device" tiny-tp2 --tp 2 --against "$work/tin
 # motion, shape, size), beside the same captions generated on the CPU.
 world_request=(--model world --steps 20 --seed 7 --prompt "big golden box moving left, gray backdrop")
 step init-world "$genfleet" model init --dir "$models" --preset world
-world_sample() {
-    local on=$1 name=$2
-    shift 2
-    "$genfleet" model sample --dir "$models" --device "$on" "${world_request[@]}" \
-        --latent "$work/$name.safetensors" --video "$work/$name.mp4" "$@" | tee "$work/$name.txt"
-}
-step world-cpu world_sample cpu world-cpu
-step world-gpu world_sample "$device" world-gpu --against "$work/world-cpu.safetensors"
+step world-cpu sample world_request cpu world-cpu
+step world-gpu sample world_request "$device" world-gpu --against "$work/world-cpu.safetensors"
 step world-gpu-video "$genfleet" video check "$work/world-gpu.mp4" --frames 17 --size 64x64 --fps 8
-cp "$work/world-gpu.mp4" "$work/medium-gpu.mp4" "$out/" 2>/dev/null
+cp "$work/world-gpu.mp4" "$out/" 2>/dev/null
 diff=$(grep -oE '[0-9.e+-]+ of the largest value' "$work/world-gpu.txt" | cut -d' ' -f1)
 [ -n "$diff" ] && results+=("RESULT gpu_check_world_latent_rel_diff $diff ratio")
 world_eval() {
@@ -159,12 +159,11 @@ world_eval() {
 }
 step world-eval-cpu world_eval cpu
 step world-eval-gpu world_eval "$device"
-while read -r name value unit; do
-    results+=("RESULT gpu_check_world_${name#eval_}_gpu $value $unit")
-done < <(grep '^RESULT' "$work/eval-$device.txt" | cut -d' ' -f2-)
-while read -r name value unit; do
-    results+=("RESULT gpu_check_world_${name#eval_}_cpu $value $unit")
-done < <(grep '^RESULT' "$work/eval-cpu.txt" | cut -d' ' -f2-)
+for pair in "gpu:$device" cpu:cpu; do
+    while read -r name value unit; do
+        results+=("RESULT gpu_check_world_${name#eval_}_${pair%%:*} $value $unit")
+    done < <(grep '^RESULT' "$work/eval-${pair#*:}.txt" | cut -d' ' -f2-)
+done
 
 # A local cluster whose worker offers only the GPU (the CPU too in a rehearsal).
 slots=0
