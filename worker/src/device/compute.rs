@@ -22,11 +22,21 @@ pub enum ComputeDevice {
     },
 }
 
-/// A device that cannot be named or opened.
+/// A device that cannot be named, opened, or given to a job as assigned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeviceError {
     #[error("device {0:?}: give cpu, cuda or cuda:N")]
     Unknown(String),
+    #[error("the assignment names no devices")]
+    NoneAssigned,
+    #[error("the assignment names device {id}; this worker has devices 0 to {last}")]
+    NotHere { id: u32, last: usize },
+    #[error("the assignment mixes CPU and GPU devices: {0:?}")]
+    Mixed(Vec<u32>),
+    #[error("the assignment names one GPU twice: {0:?}")]
+    GpuTwice(Vec<u32>),
+    #[error("the job asks for tp {tp}, the assignment names {devices} devices")]
+    NotTp { tp: usize, devices: usize },
     #[error("opening GPU {ordinal}: {why}")]
     Open { ordinal: usize, why: String },
     #[error("GPU {0}: this build has no CUDA (built without the `cuda` feature)")]
@@ -77,9 +87,9 @@ fn open_cuda(ordinal: usize) -> Result<Device, DeviceError> {
 #[derive(Debug, Clone, Default)]
 pub struct DeviceTable {
     groups: Vec<pb::DeviceGroup>,
-    devices: Vec<ComputeDevice>,
-    /// Per device, the GPU it is (`None`: a CPU slot), for the metrics.
-    gpus: Vec<Option<GpuIdentity>>,
+    /// Per device in index order: what it computes on, and the GPU it is
+    /// (`None`: a CPU slot), for the metrics.
+    devices: Vec<(ComputeDevice, Option<GpuIdentity>)>,
 }
 
 impl DeviceTable {
@@ -87,9 +97,8 @@ impl DeviceTable {
     /// (as many as the group counts).
     pub fn push(&mut self, group: pb::DeviceGroup, devices: Vec<ComputeDevice>) {
         debug_assert_eq!(group.count as usize, devices.len(), "{}", group.flavor);
-        self.gpus.extend(devices.iter().map(|_| None));
         self.groups.push(group);
-        self.devices.extend(devices);
+        self.devices.extend(devices.into_iter().map(|d| (d, None)));
     }
 
     /// Adds a group of GPUs: each member with the GPU it is.
@@ -100,10 +109,8 @@ impl DeviceTable {
     ) {
         debug_assert_eq!(group.count as usize, members.len(), "{}", group.flavor);
         self.groups.push(group);
-        for (device, gpu) in members {
-            self.devices.push(device);
-            self.gpus.push(Some(gpu));
-        }
+        self.devices
+            .extend(members.into_iter().map(|(device, gpu)| (device, Some(gpu))));
     }
 
     /// Adds a group of simulated devices (nothing runs on them). Those of
@@ -120,9 +127,9 @@ impl DeviceTable {
             Some(vendor) => {
                 let vendor = vendor.label();
                 let before = self
-                    .gpus
+                    .devices
                     .iter()
-                    .flatten()
+                    .filter_map(|(_, gpu)| gpu.as_ref())
                     .filter(|g| g.vendor == vendor)
                     .count();
                 let members = (0..count)
@@ -145,7 +152,7 @@ impl DeviceTable {
     /// not have: [`resolve`](Self::resolve) says what is wrong with those).
     pub fn gpus_of(&self, ids: &[u32]) -> Vec<GpuIdentity> {
         ids.iter()
-            .filter_map(|&id| self.gpus.get(id as usize)?.clone())
+            .filter_map(|&id| self.devices.get(id as usize)?.1.clone())
             .collect()
     }
 
@@ -157,28 +164,29 @@ impl DeviceTable {
     /// The devices an assignment names, one per rank. The scheduler only
     /// names devices of one group; a leader that names others (another
     /// view of this node, a bug) gets an error that says what it asked for.
-    pub fn resolve(&self, ids: &[u32]) -> Result<Vec<ComputeDevice>, String> {
+    pub fn resolve(&self, ids: &[u32]) -> Result<Vec<ComputeDevice>, DeviceError> {
         if ids.is_empty() {
-            return Err("the assignment names no devices".into());
+            return Err(DeviceError::NoneAssigned);
         }
         let devices = ids
             .iter()
             .map(|&id| {
-                self.devices.get(id as usize).copied().ok_or_else(|| {
-                    format!(
-                        "the assignment names device {id}; this worker has devices 0 to {}",
-                        self.devices.len().saturating_sub(1)
-                    )
-                })
+                self.devices
+                    .get(id as usize)
+                    .map(|(d, _)| *d)
+                    .ok_or(DeviceError::NotHere {
+                        id,
+                        last: self.devices.len().saturating_sub(1),
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let cpu = devices.iter().filter(|d| **d == ComputeDevice::Cpu).count();
         if cpu != 0 && cpu != devices.len() {
-            return Err(format!("the assignment mixes CPU and GPU devices: {ids:?}"));
+            return Err(DeviceError::Mixed(ids.to_vec()));
         }
         for (i, d) in devices.iter().enumerate() {
             if *d != ComputeDevice::Cpu && devices[..i].contains(d) {
-                return Err(format!("the assignment names one GPU twice: {ids:?}"));
+                return Err(DeviceError::GpuTwice(ids.to_vec()));
             }
         }
         Ok(devices)
@@ -392,7 +400,7 @@ mod tests {
             (vec![1, 2], "mixes CPU and GPU"),
             (vec![2, 2], "one GPU twice"),
         ] {
-            let err = table.resolve(&ids).expect_err("refused");
+            let err = table.resolve(&ids).expect_err("refused").to_string();
             assert!(err.contains(expected), "{ids:?}: {err}");
         }
         assert!(ComputeDevice::Cpu.open().is_ok_and(|d| d.is_cpu()));

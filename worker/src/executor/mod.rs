@@ -15,7 +15,7 @@ use genfleet_proto as pb;
 use tokio::sync::mpsc;
 
 use crate::artifacts::ArtifactStore;
-use crate::device::compute::{ComputeDevice, DeviceTable};
+use crate::device::compute::{ComputeDevice, DeviceError, DeviceTable};
 use crate::metrics::WorkerMetrics;
 use crate::model::{GenerateRequest, ModelError, Pipeline, Video};
 use crate::video;
@@ -178,9 +178,7 @@ enum RunError {
     #[error("the job's spec is missing")]
     NoSpec,
     #[error("devices: {0}")]
-    Devices(String),
-    #[error("devices: {0}")]
-    Open(#[from] crate::device::compute::DeviceError),
+    Devices(#[from] DeviceError),
     #[error("the worker task failed: {0}")]
     Task(String),
 }
@@ -342,15 +340,13 @@ impl Executor {
             guidance: f64::from(spec.guidance),
         };
         let tp = spec.tp.max(1) as usize;
-        let devices = self
-            .devices
-            .resolve(&assignment.device_ids)
-            .map_err(RunError::Devices)?;
+        let devices = self.devices.resolve(&assignment.device_ids)?;
         if devices.len() != tp {
-            return Err(RunError::Devices(format!(
-                "the job asks for tp {tp}, the assignment names {} devices",
-                devices.len()
-            )));
+            return Err(DeviceError::NotTp {
+                tp,
+                devices: devices.len(),
+            }
+            .into());
         }
         let from_step = assignment.checkpoint.as_ref().map_or(0, |c| c.step);
         let render = Render {
