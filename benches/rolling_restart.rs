@@ -21,8 +21,6 @@ use std::time::{Duration, Instant};
 use common::replicas::Replicas;
 use common::small_spec;
 use genfleet_proto as pb;
-use pb::job_service_client::JobServiceClient;
-use tonic::transport::Channel;
 
 /// Acknowledged submissions: when, and the job id.
 type Acks = Arc<Mutex<Vec<(Instant, String)>>>;
@@ -167,13 +165,7 @@ async fn main() {
     }
 
     // Every acknowledged submission is in the replicated state.
-    let leader = replicas.leader().await.expect("a leader at the end");
-    let channel = Channel::from_shared(replicas.endpoint(leader))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect to the leader");
-    let mut client = JobServiceClient::new(channel);
+    let mut client = replicas.leader_client().await;
     let jobs = common::list(&mut client).await;
     let have: BTreeSet<String> = jobs.into_iter().map(|j| j.id).collect();
     let acked = acks.lock().expect("acks").clone();

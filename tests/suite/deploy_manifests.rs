@@ -26,8 +26,10 @@ pub mod pod_security;
 pub mod secrets;
 pub mod tools;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use serde_json::Value;
 
@@ -45,14 +47,58 @@ pub fn overlay_dir(name: &str) -> PathBuf {
     Path::new(ROOT).join("deploy/overlays").join(name)
 }
 
+/// What was made once per key for the whole test run, kept (leaked) for it.
+type Cache<T> = OnceLock<Mutex<BTreeMap<String, &'static T>>>;
+
+/// `make()` the first time `key` is asked for, the same value after.
+fn cached<T: ?Sized + Sync>(
+    cache: &'static Cache<T>,
+    key: &str,
+    make: impl FnOnce() -> Box<T>,
+) -> &'static T {
+    let map = cache.get_or_init(Default::default);
+    // A `make` that panicked inserted nothing: the map is whole.
+    let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
+    map.entry(key.to_string())
+        .or_insert_with(|| Box::leak(make()))
+}
+
+/// deploy/overlays/`name` as `kubectl kustomize` renders it, rendered
+/// once for every test that reads it.
+pub fn overlay_yaml(kubectl: &Path, name: &str) -> &'static str {
+    static YAML: Cache<str> = OnceLock::new();
+    cached(&YAML, name, || render(kubectl, &overlay_dir(name)).into())
+}
+
+/// The objects of [`overlay_yaml`]; a test that changes them changes a clone.
+pub fn overlay_objects(kubectl: &Path, name: &str) -> &'static [Value] {
+    static OBJECTS: Cache<[Value]> = OnceLock::new();
+    cached(&OBJECTS, name, || {
+        documents(overlay_yaml(kubectl, name)).into()
+    })
+}
+
+/// The objects of [`render_both_vendors`], rendered once.
+pub fn both_vendors_objects(kubectl: &Path) -> &'static [Value] {
+    static OBJECTS: Cache<[Value]> = OnceLock::new();
+    cached(&OBJECTS, "", || {
+        documents(&render_both_vendors(kubectl)).into()
+    })
+}
+
+/// `dir` to the repository as a relative path (kustomize takes only
+/// those): up to / and down again.
+pub fn repo_from(dir: &Path) -> String {
+    let up = "../".repeat(dir.components().count() - 1);
+    format!("{up}{}", ROOT.trim_start_matches('/'))
+}
+
 /// Renders a kustomization of `resources` and `components` (paths under
 /// the repository) written into a temporary directory, as an operator's
 /// own kustomization would take them.
 pub fn render_own(kubectl: &Path, resources: &[&str], components: &[&str]) -> String {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    // kustomize takes only relative paths: climb to / and descend to the repo.
-    let up = "../".repeat(dir.path().components().count() - 1);
-    let repo = format!("{up}{}", ROOT.trim_start_matches('/'));
+    let repo = repo_from(dir.path());
     let list =
         |paths: &[&str]| -> String { paths.iter().map(|p| format!("  - {repo}/{p}\n")).collect() };
     let mut kustomization = format!("resources:\n{}", list(resources));
@@ -87,8 +133,8 @@ fn every_overlay_renders_and_passes_strict_validation() {
     // Every overlay, always: one whose kustomization.yaml is missing fails
     // in `render` instead of being skipped without a word.
     for overlay in ["nvidia", "amd", "monitoring"] {
-        let yaml = render(&kubectl, &overlay_dir(overlay));
-        validate_strict(&validator, &format!("deploy/overlays/{overlay}"), &yaml);
+        let yaml = overlay_yaml(&kubectl, overlay);
+        validate_strict(&validator, &format!("deploy/overlays/{overlay}"), yaml);
     }
 }
 
@@ -96,11 +142,11 @@ fn every_overlay_renders_and_passes_strict_validation() {
 fn each_vendor_overlay_has_the_scheduler_and_its_workers() {
     let Some(kubectl) = kubectl() else { return };
     for vendor in [NVIDIA, AMD] {
-        let objects = documents(&render(&kubectl, &overlay_dir(vendor.overlay)));
+        let objects = overlay_objects(&kubectl, vendor.overlay);
         let what = format!("overlays/{}", vendor.overlay);
-        assert_scheduler(&objects, &what);
-        assert_worker(&objects, &vendor);
-        assert_secret_holders(&objects, &what);
+        assert_scheduler(objects, &what);
+        assert_worker(objects, &vendor);
+        assert_secret_holders(objects, &what);
         // cert-manager's kinds only where asked for: a cluster without its
         // CRDs must be able to apply an overlay.
         let foreign: Vec<&Value> = objects
@@ -120,7 +166,7 @@ fn each_vendor_overlay_has_the_scheduler_and_its_workers() {
         let daemonsets = objects.iter().filter(|o| o["kind"] == "DaemonSet").count();
         assert_eq!(
             daemonsets,
-            worker_daemonsets(&objects, &vendor).len(),
+            worker_daemonsets(objects, &vendor).len(),
             "overlays/{}: DaemonSets of another vendor",
             vendor.overlay
         );
@@ -133,11 +179,11 @@ fn each_vendor_overlay_has_the_scheduler_and_its_workers() {
 #[test]
 fn both_vendors_combine_in_one_kustomization() {
     let Some(kubectl) = kubectl() else { return };
-    let objects = documents(&render_both_vendors(&kubectl));
-    assert_scheduler(&objects, "base + both workers");
-    assert_worker(&objects, &NVIDIA);
-    assert_worker(&objects, &AMD);
-    assert_secret_holders(&objects, "base + both workers");
+    let objects = both_vendors_objects(&kubectl);
+    assert_scheduler(objects, "base + both workers");
+    assert_worker(objects, &NVIDIA);
+    assert_worker(objects, &AMD);
+    assert_secret_holders(objects, "base + both workers");
     let daemonsets: Vec<&Value> = objects
         .iter()
         .filter(|o| o["kind"] == "DaemonSet")

@@ -4,23 +4,20 @@
 
 use crate::common;
 
-use common::{http_get, init_model, metric, start_scheduler, start_worker_with};
+use common::{http_get, metric, start_worker_with, Local};
 
 #[test]
 fn a_worker_reports_its_amd_gpus_and_their_telemetry() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let models = dir.path().join("models");
-    init_model(&models);
-    let scheduler = start_scheduler(&dir.path().join("scheduler"), "127.0.0.1:0", &[]);
+    let local = Local::start(&[]);
     let sysfs = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/worker/tests/fixtures/sysfs/mi300x-node"
     );
     let (_worker, metrics) = start_worker_with(
-        &scheduler.endpoint,
+        &local.endpoint,
         "mi300x-node",
-        &models,
-        &dir.path().join("artifacts"),
+        &local.models,
+        &local.artifacts,
         &["--sysfs-root", sysfs, "--metrics-listen", "127.0.0.1:0"],
     );
     let text = http_get(metrics.as_deref().expect("metrics url"));

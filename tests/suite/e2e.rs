@@ -11,20 +11,16 @@ type Expected<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_submitted_over_grpc_runs_to_a_valid_video() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let models = dir.path().join("models");
-    init_model(&models);
     let metrics_flag = ["--metrics-listen", "127.0.0.1:0"];
-    let scheduler = start_scheduler(&dir.path().join("scheduler"), "127.0.0.1:0", &metrics_flag);
-    let artifacts = dir.path().join("artifacts");
+    let local = Local::start(&metrics_flag);
     let (_worker, worker_metrics) = start_worker_with(
-        &scheduler.endpoint,
+        &local.endpoint,
         "node-a",
-        &models,
-        &artifacts,
+        &local.models,
+        &local.artifacts,
         &metrics_flag,
     );
-    let mut client = client(&scheduler.endpoint).await;
+    let mut client = client(&local.endpoint).await;
 
     let spec = small_spec("a lighthouse in a storm", 7);
     let submitted = submit(&mut client, spec.clone()).await;
@@ -62,7 +58,13 @@ async fn a_job_submitted_over_grpc_runs_to_a_valid_video() {
     assert_eq!(read(&job), read(&again));
 
     // Both processes account for the two jobs on /metrics.
-    let text = http_get(scheduler.metrics.as_deref().expect("scheduler metrics url"));
+    let text = http_get(
+        local
+            .scheduler
+            .metrics
+            .as_deref()
+            .expect("scheduler metrics url"),
+    );
     let expected: [Expected; 5] = [
         ("genfleet_jobs", &[("state", "completed")], 2.0),
         ("genfleet_jobs", &[("state", "pending")], 0.0),
@@ -97,18 +99,15 @@ async fn a_job_submitted_over_grpc_runs_to_a_valid_video() {
 /// (threads with a CPU all-reduce) and the video comes out whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tensor_parallel_gang_runs_to_a_valid_video() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let models = dir.path().join("models");
-    init_model(&models);
-    let scheduler = start_scheduler(&dir.path().join("scheduler"), "127.0.0.1:0", &[]);
+    let local = Local::start(&[]);
     let (_worker, worker_metrics) = start_worker_with(
-        &scheduler.endpoint,
+        &local.endpoint,
         "node-a",
-        &models,
-        &dir.path().join("artifacts"),
+        &local.models,
+        &local.artifacts,
         &["--cpu-slots", "2", "--metrics-listen", "127.0.0.1:0"],
     );
-    let mut client = client(&scheduler.endpoint).await;
+    let mut client = client(&local.endpoint).await;
     let mut spec = small_spec("a gang of two", 3);
     spec.tp = 2;
     let job = submit(&mut client, spec.clone()).await;

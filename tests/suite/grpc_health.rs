@@ -27,13 +27,6 @@ const SERVICES: [&str; 6] = [
     "genfleet.v1.QueueService",
 ];
 
-async fn connect(endpoint: &str) -> Channel {
-    let endpoint = Channel::from_shared(endpoint.to_string()).expect("endpoint");
-    within(30, "connecting to the scheduler", endpoint.connect())
-        .await
-        .expect("connect")
-}
-
 async fn status(health: &mut HealthClient<Channel>, service: &str) -> ServingStatus {
     let request = HealthCheckRequest {
         service: service.into(),
@@ -97,7 +90,7 @@ fn keyed_scheduler(dir: &Path) -> common::SchedulerProc {
 async fn health_and_reflection_answer_anyone_where_the_api_wants_a_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let scheduler = keyed_scheduler(dir.path());
-    let channel = connect(&scheduler.endpoint).await;
+    let channel = common::channel(&scheduler.endpoint).await;
     let mut health = HealthClient::new(channel.clone());
     watch_until(&mut health, "", ServingStatus::Serving).await;
     for service in SERVICES.into_iter().chain(["genfleet.v1.RaftTransport"]) {
@@ -147,7 +140,7 @@ async fn a_replica_without_quorum_says_its_services_do_not_serve() {
         &listen,
         &["--id", "1", "--peers", &peers],
     );
-    let channel = connect(&scheduler.endpoint).await;
+    let channel = common::channel(&scheduler.endpoint).await;
     let mut health = HealthClient::new(channel);
     watch_until(&mut health, "", ServingStatus::NotServing).await;
     for service in SERVICES {

@@ -12,10 +12,10 @@
 
 use crate::common;
 // The tool finder the manifest tests use: PATH, then the test-tools venv.
-use crate::deploy_manifests::tools;
+use crate::deploy_manifests::tools::{self, read_repo_file};
+use crate::deploy_manifests::{overlay_objects, repo_from};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -27,12 +27,10 @@ use common::prometheus::{
     ScrapeJob,
 };
 use common::replicas::Replicas;
-use common::{client, small_spec, submit, watch_to_end, watch_until};
+use common::{small_spec, submit, watch_to_end, watch_until};
 use genfleet_proto as pb;
 use serde_yaml_ng::Value as Yaml;
 
-/// The repository (tools.rs resolves the test-tools venv from it).
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const MONITORING: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/overlays/monitoring");
 const DASHBOARD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -57,15 +55,11 @@ fn require_tool(name: &str) -> Option<std::path::PathBuf> {
     tools::required(name, tools::find_tool(name))
 }
 
-fn read(path: &str) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"))
-}
-
 /// The PrometheusRule's `spec`: its rule groups, as promtool reads them.
 fn rule_groups() -> Yaml {
     let path = format!("{MONITORING}/prometheusrule.yaml");
     let rule: Yaml =
-        serde_yaml_ng::from_str(&read(&path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        serde_yaml_ng::from_str(&read_repo_file(&path)).unwrap_or_else(|e| panic!("{path}: {e}"));
     assert_eq!(rule["kind"].as_str(), Some("PrometheusRule"), "{path}");
     rule["spec"].clone()
 }
@@ -163,7 +157,7 @@ fn unit_test_coverage(tests_dir: &str) -> BTreeMap<String, (bool, bool)> {
     let mut coverage: BTreeMap<String, (bool, bool)> = BTreeMap::new();
     for entry in std::fs::read_dir(tests_dir).expect("the unit tests' directory") {
         let path = entry.expect("dir entry").path();
-        let text = read(&path.to_string_lossy());
+        let text = read_repo_file(&path);
         let file: Yaml =
             serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let cases = file["tests"].as_sequence().into_iter().flatten();
@@ -187,7 +181,7 @@ fn unit_test_coverage(tests_dir: &str) -> BTreeMap<String, (bool, bool)> {
 fn runbook_base() -> String {
     let path = format!("{MONITORING}/runbook-url.yaml");
     let config: Yaml =
-        serde_yaml_ng::from_str(&read(&path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        serde_yaml_ng::from_str(&read_repo_file(&path)).unwrap_or_else(|e| panic!("{path}: {e}"));
     let url = config["data"]["url"].as_str();
     url.unwrap_or_else(|| panic!("{path}: no data.url"))
         .to_string()
@@ -198,7 +192,7 @@ fn runbook_base() -> String {
 /// means, what to check (with commands or queries to run) and what to do.
 #[test]
 fn every_alert_links_to_a_runbook_section_on_what_to_check_and_do() {
-    let markdown = read(RUNBOOK);
+    let markdown = read_repo_file(RUNBOOK);
     let sections = runbook_sections(&markdown);
     let anchors: BTreeSet<String> = headings(&markdown)
         .iter()
@@ -230,6 +224,7 @@ fn every_alert_links_to_a_runbook_section_on_what_to_check_and_do() {
         let section = sections.get(anchor).unwrap_or_else(|| {
             panic!("alert {alert}: docs/runbook.md has no section `## {alert}` (anchor #{anchor})")
         });
+        let mut parts = BTreeMap::new();
         for label in RUNBOOK_PARTS {
             let part = runbook_part(section, label).unwrap_or_else(|| {
                 panic!("docs/runbook.md, section {alert}: no paragraph starting **{label}**")
@@ -238,8 +233,9 @@ fn every_alert_links_to_a_runbook_section_on_what_to_check_and_do() {
                 part.split_whitespace().count() >= 8,
                 "docs/runbook.md, section {alert}: part {label:?} says too little: {part:?}"
             );
+            parts.insert(label, part);
         }
-        let check = runbook_part(section, "What to check.").unwrap_or_default();
+        let check = parts["What to check."];
         assert!(
             check.contains("```sh") || check.contains("```promql"),
             "docs/runbook.md, section {alert}: what to check gives no command or query to run"
@@ -296,7 +292,7 @@ fn the_overlay_ships_the_dashboard_file_and_monitors_the_genfleet_pods() {
     let Some(kubectl) = tools::kubectl() else {
         return;
     };
-    let objects = tools::documents(&tools::render(&kubectl, Path::new(MONITORING)));
+    let objects = overlay_objects(&kubectl, "monitoring");
     let config_map = objects
         .iter()
         .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == "genfleet-dashboard")
@@ -304,13 +300,11 @@ fn the_overlay_ships_the_dashboard_file_and_monitors_the_genfleet_pods() {
     assert_eq!(config_map["metadata"]["labels"]["grafana_dashboard"], "1");
     assert_eq!(
         config_map["data"]["genfleet-dashboard.json"].as_str(),
-        Some(read(DASHBOARD).as_str()),
+        Some(read_repo_file(DASHBOARD).as_str()),
         "the ConfigMap must carry deploy/grafana/genfleet-dashboard.json as it is"
     );
-    assert_runbook_links_start_with(&objects, &runbook_base());
-    let vendor_overlay = Path::new(ROOT).join("deploy/overlays/nvidia");
-    let pods = tools::documents(&tools::render(&kubectl, &vendor_overlay));
-    assert_monitors_select(&objects, &pods);
+    assert_runbook_links_start_with(objects, &runbook_base());
+    assert_monitors_select(objects, overlay_objects(&kubectl, "nvidia"));
 }
 
 /// Every alert of the rendered `objects` links to `base#...`, and the
@@ -360,32 +354,28 @@ fn the_runbook_base_is_set_once_for_every_alert() {
     for file in ["podmonitors.yaml", "prometheusrule.yaml"] {
         std::fs::copy(format!("{MONITORING}/{file}"), dir.path().join(file)).expect("copy");
     }
-    let up = "../".repeat(dir.path().components().count() - 1);
-    let grafana = format!("{up}{}/deploy/grafana", ROOT.trim_start_matches('/'));
-    let kustomization = read(&format!("{MONITORING}/kustomization.yaml"));
+    let grafana = format!("{}/deploy/grafana", repo_from(dir.path()));
+    let kustomization = read_repo_file(format!("{MONITORING}/kustomization.yaml"));
     assert!(kustomization.contains("../../grafana"), "{kustomization}");
     let kustomization = kustomization.replace("../../grafana", &grafana);
     std::fs::write(dir.path().join("kustomization.yaml"), kustomization).expect("write");
     let base = "https://docs.example.com/genfleet/runbook.md";
-    let config = read(&format!("{MONITORING}/runbook-url.yaml"));
+    let config = read_repo_file(format!("{MONITORING}/runbook-url.yaml"));
     let config = config.replace(&runbook_base(), base);
     std::fs::write(dir.path().join("runbook-url.yaml"), config).expect("write");
     let objects = tools::documents(&tools::render(&kubectl, dir.path()));
     assert_runbook_links_start_with(&objects, base);
 }
 
-/// The dashboard's template variables and what reads them.
+/// The dashboard's template variables and what reads them: panels have
+/// distinct ids and read the `${datasource}` variable; the cluster and
+/// namespace variables (each "All" by default, which matches a series
+/// without the label too) filter every selector of every panel and of the
+/// other variables.
 #[test]
 fn the_dashboard_filters_every_query_by_its_variables() {
-    assert_dashboard_reads_its_variables();
-}
-
-/// Panels have distinct ids and read the `${datasource}` variable; the
-/// cluster and namespace variables (each "All" by default, which matches a
-/// series without the label too) filter every selector of every panel and
-/// of the other variables.
-fn assert_dashboard_reads_its_variables() {
-    let dashboard: serde_json::Value = serde_json::from_str(&read(DASHBOARD)).expect("JSON");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read_repo_file(DASHBOARD)).expect("JSON");
     let list = dashboard["templating"]["list"]
         .as_array()
         .expect("templating");
@@ -519,8 +509,8 @@ struct PanelQuery {
 /// Every target expression of the dashboard's panels (rows included), and
 /// the metrics its template variables take their values from.
 fn dashboard_queries() -> (Vec<PanelQuery>, Vec<(String, String)>) {
-    let dashboard: serde_json::Value =
-        serde_json::from_str(&read(DASHBOARD)).unwrap_or_else(|e| panic!("{DASHBOARD}: {e}"));
+    let dashboard: serde_json::Value = serde_json::from_str(&read_repo_file(DASHBOARD))
+        .unwrap_or_else(|e| panic!("{DASHBOARD}: {e}"));
     let mut queries = Vec::new();
     let mut stack: Vec<&serde_json::Value> = vec![&dashboard];
     while let Some(node) = stack.pop() {
@@ -590,7 +580,7 @@ const GPU_FLAVOR: &str = "nvidia-l4";
 struct Cluster {
     replicas: Replicas,
     _workers: [common::Proc; 2],
-    worker_metrics: String,
+    amd_worker_metrics: String,
     gpu_worker_metrics: String,
     _dir: tempfile::TempDir,
 }
@@ -630,7 +620,7 @@ impl Cluster {
         Cluster {
             replicas,
             _workers: [worker, gpu_worker],
-            worker_metrics: metrics.expect("the worker's metrics url"),
+            amd_worker_metrics: metrics.expect("the worker's metrics url"),
             gpu_worker_metrics: gpu_metrics.expect("the GPU worker's metrics url"),
             _dir: dir,
         }
@@ -639,8 +629,7 @@ impl Cluster {
     /// Runs a standard, an interactive and a budgeted job to the end, and
     /// leaves one job over quota and one over budget pending.
     async fn run_jobs(&self) {
-        let leader = self.replicas.leader().await.expect("a leader");
-        let mut jobs = client(&self.replicas.endpoint(leader)).await;
+        let mut jobs = self.replicas.leader_client().await;
         let in_queue = |queue: &str, seed| pb::JobSpec {
             queue: queue.into(),
             ..small_spec("a heron in the rain", seed)
@@ -681,8 +670,7 @@ impl Cluster {
     /// Starts a job of queue `render` on the simulated GPU and returns it
     /// once it runs; it holds the GPU until [`cancel`](Self::cancel).
     async fn start_gpu_job(&self) -> pb::Job {
-        let leader = self.replicas.leader().await.expect("a leader");
-        let mut jobs = client(&self.replicas.endpoint(leader)).await;
+        let mut jobs = self.replicas.leader_client().await;
         let spec = pb::JobSpec {
             queue: "render".into(),
             model: "world".into(),
@@ -702,8 +690,7 @@ impl Cluster {
     }
 
     async fn cancel(&self, job: &pb::Job) {
-        let leader = self.replicas.leader().await.expect("a leader");
-        let mut jobs = client(&self.replicas.endpoint(leader)).await;
+        let mut jobs = self.replicas.leader_client().await;
         let cancel = jobs.cancel(pb::CancelJobRequest { id: job.id.clone() });
         common::within(30, "cancelling the render job", cancel)
             .await
@@ -715,7 +702,10 @@ impl Cluster {
     }
 
     fn worker_metrics(&self) -> [String; 2] {
-        [self.worker_metrics.clone(), self.gpu_worker_metrics.clone()]
+        [
+            self.amd_worker_metrics.clone(),
+            self.gpu_worker_metrics.clone(),
+        ]
     }
 
     /// Every process's /metrics URL.
@@ -742,7 +732,7 @@ fn host_port(metrics_url: &str) -> String {
 /// No drift: every metric the dashboard, the rules and the runbook name
 /// is exported (or is DCGM's, which the runbook joins genfleet's to).
 fn assert_names_are_exported(exported: &BTreeSet<String>, used: &BTreeMap<String, String>) {
-    let definitions = read(concat!(
+    let definitions = read_repo_file(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/scheduler/src/metrics.rs"
     ));
@@ -807,7 +797,7 @@ async fn a_live_prometheus_evaluates_every_dashboard_and_alert_expression() {
 
     let (queries, variables) = dashboard_queries();
     let alerts = alerts(&rule_groups());
-    let runbook = promql_blocks(&read(RUNBOOK));
+    let runbook = promql_blocks(&read_repo_file(RUNBOOK));
     let mut used = BTreeMap::new();
     for q in &queries {
         for name in metric_names(&q.expr) {
@@ -899,10 +889,10 @@ async fn a_live_prometheus_evaluates_every_dashboard_and_alert_expression() {
     );
 }
 
-/// The series of this issue, as Prometheus stores them: the running job's
-/// hold on the simulated GPU; the ids the recorded AMD cards give on their
-/// series (card 1 has no unique_id: an empty, so absent, uuid); build_info
-/// and the process metrics of every process.
+/// The GPU, build and process series, as Prometheus stores them: the
+/// running job's hold on the simulated GPU; the ids the recorded AMD cards
+/// give on their series (card 1 has no unique_id: an empty, so absent,
+/// uuid); build_info and the process metrics of every process.
 fn assert_new_series(prometheus: &Prometheus, gpu_job: &pb::Job) {
     let expected = [
         (

@@ -3,23 +3,15 @@
 
 use crate::common;
 
-use common::{cli, client, init_model, small_spec, start_scheduler, start_worker, submit};
+use common::{cli, client, small_spec, start_worker, submit, Local};
 use common::{watch_to_end, watch_until};
 use genfleet_proto as pb;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cordoned_node_finishes_its_work_and_takes_no_more_until_uncordoned() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let models = dir.path().join("models");
-    init_model(&models);
-    let scheduler = start_scheduler(&dir.path().join("scheduler"), "127.0.0.1:0", &[]);
-    let endpoint = scheduler.endpoint.clone();
-    let _worker = start_worker(
-        &endpoint,
-        "cpu-node",
-        &models,
-        &dir.path().join("artifacts"),
-    );
+    let local = Local::start(&[]);
+    let endpoint = local.endpoint.clone();
+    let _worker = start_worker(&endpoint, "cpu-node", &local.models, &local.artifacts);
     let mut jobs = client(&endpoint).await;
     let node = |verb: &str, name: &str| cli(&["node", verb, name, "--scheduler", &endpoint]);
 

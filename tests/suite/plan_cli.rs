@@ -6,7 +6,7 @@ use crate::common;
 
 use std::path::{Path, PathBuf};
 
-use common::cli;
+use common::{cli, Local};
 
 fn example(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -223,17 +223,9 @@ fn bad_inputs_name_the_file_line_and_field() {
 /// A live cluster's learned step rates, exported and planned with.
 #[test]
 fn a_profile_exported_from_a_live_cluster_feeds_a_plan() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let models = dir.path().join("models");
-    common::init_model(&models);
-    let scheduler = common::start_scheduler(&dir.path().join("scheduler"), "127.0.0.1:0", &[]);
-    let endpoint = scheduler.endpoint.clone();
-    let _worker = common::start_worker(
-        &endpoint,
-        "cpu-node",
-        &models,
-        &dir.path().join("artifacts"),
-    );
+    let local = Local::start(&[]);
+    let endpoint = local.endpoint.clone();
+    let _worker = common::start_worker(&endpoint, "cpu-node", &local.models, &local.artifacts);
     let (ok, out, err) = cli(&[
         "submit",
         "--scheduler",
@@ -252,7 +244,7 @@ fn a_profile_exported_from_a_live_cluster_feeds_a_plan() {
     ]);
     assert!(ok && out.contains("completed"), "{out}{err}");
 
-    let profile = dir.path().join("profile.yaml");
+    let profile = local.dir.path().join("profile.yaml");
     let profile = profile.to_str().expect("utf-8");
     let (ok, out, err) = cli(&[
         "profile",
@@ -280,9 +272,9 @@ fn a_profile_exported_from_a_live_cluster_feeds_a_plan() {
     );
 
     // The plan runs at that rate: one job of 20 steps alone on a CPU.
-    let fleet = one_node_fleet(dir.path(), "cpu", 1, 0.1);
-    let trace = trace_of(dir.path(), &["0,default,standard,tiny,9,64x64,20,1"]);
-    let out_dir = dir.path().join("plan");
+    let fleet = one_node_fleet(local.dir.path(), "cpu", 1, 0.1);
+    let trace = trace_of(local.dir.path(), &["0,default,standard,tiny,9,64x64,20,1"]);
+    let out_dir = local.dir.path().join("plan");
     let (ok, _, err) = cli(&[
         "plan",
         "--fleet",

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{cli, client, init_model, start_scheduler, start_worker_with, submit, watch_to_end};
+use common::{cli, client, start_worker_with, submit, watch_to_end, Local};
 use genfleet_planner::report::Quantiles;
 use genfleet_proto as pb;
 use rand::{Rng, SeedableRng};
@@ -120,22 +120,15 @@ fn write_trace(path: &Path, jobs: &[pb::Job]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_planner_predicts_the_waits_a_live_cluster_measures() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let models = dir.path().join("models");
-    init_model(&models);
     // Preemption as soon as it helps, on both sides: the jobs are short.
-    let scheduler = start_scheduler(
-        &dir.path().join("scheduler"),
-        "127.0.0.1:0",
-        &["--min-runtime", "0s"],
-    );
-    let endpoint = scheduler.endpoint.clone();
+    let local = Local::start(&["--min-runtime", "0s"]);
+    let endpoint = local.endpoint.clone();
     let simulate = format!("{FLAVOR}:{DEVICES}");
     let (_worker, _) = start_worker_with(
         &endpoint,
         "a100-node",
-        &models,
-        &dir.path().join("artifacts"),
+        &local.models,
+        &local.artifacts,
         &["--simulate", &simulate],
     );
 
@@ -158,10 +151,10 @@ async fn the_planner_predicts_the_waits_a_live_cluster_measures() {
     let preempted: u32 = ended.iter().map(|j| j.preemptions).sum();
 
     // The same jobs through the planner, with the cluster's profile.
-    let trace = dir.path().join("trace.csv");
+    let trace = local.dir.path().join("trace.csv");
     write_trace(&trace, &ended);
-    let profile = dir.path().join("profile.yaml");
-    let fleet = dir.path().join("fleet.yaml");
+    let profile = local.dir.path().join("profile.yaml");
+    let fleet = local.dir.path().join("fleet.yaml");
     std::fs::write(
         &fleet,
         format!(
@@ -186,7 +179,7 @@ async fn the_planner_predicts_the_waits_a_live_cluster_measures() {
         )),
         "simulated devices teach the leader nothing (they sleep its estimate): {exported}"
     );
-    let out = dir.path().join("plan");
+    let out = local.dir.path().join("plan");
     let (ok, _, err) = cli(&[
         "plan",
         "--fleet",

@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use common::{cli, start_scheduler};
+use common::{cli, start_scheduler, Local};
 
 #[test]
 fn queues_are_managed_with_the_cli_and_checked_at_submit() {
@@ -103,23 +103,11 @@ fn queues_are_managed_with_the_cli_and_checked_at_submit() {
 }
 
 /// A scheduler (serving /metrics) with `queues` applied, and a CPU worker.
-fn cluster_with_queues(queues: &str) -> (tempfile::TempDir, common::SchedulerProc, common::Proc) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let models = dir.path().join("models");
-    common::init_model(&models);
-    let scheduler = start_scheduler(
-        &dir.path().join("scheduler"),
-        "127.0.0.1:0",
-        &["--metrics-listen", "127.0.0.1:0"],
-    );
-    common::apply_queues(&scheduler.endpoint, dir.path(), queues);
-    let worker = common::start_worker(
-        &scheduler.endpoint,
-        "cpu-node",
-        &models,
-        &dir.path().join("artifacts"),
-    );
-    (dir, scheduler, worker)
+fn cluster_with_queues(queues: &str) -> (Local, common::Proc) {
+    let local = Local::start(&["--metrics-listen", "127.0.0.1:0"]);
+    common::apply_queues(&local.endpoint, local.dir.path(), queues);
+    let worker = common::start_worker(&local.endpoint, "cpu-node", &local.models, &local.artifacts);
+    (local, worker)
 }
 
 /// The leader's cycle enforces quotas: a queue with no quota for the only
@@ -129,9 +117,8 @@ async fn quotas_hold_in_the_running_cluster_and_waits_are_explained() {
     use common::{client, small_spec, submit, watch_to_end};
     use genfleet_proto as pb;
 
-    let (_dir, scheduler, _worker) =
-        cluster_with_queues("name: capped\nquotas:\n  cpu: { nominal: 0 }\n");
-    let endpoint = scheduler.endpoint.clone();
+    let (local, _worker) = cluster_with_queues("name: capped\nquotas:\n  cpu: { nominal: 0 }\n");
+    let endpoint = local.endpoint.clone();
     let mut jobs = client(&endpoint).await;
     let mut capped = small_spec("a capped heron", 1);
     capped.queue = "capped".into();
@@ -151,7 +138,7 @@ async fn quotas_hold_in_the_running_cluster_and_waits_are_explained() {
     .await;
     assert_eq!(waiting.state(), pb::JobState::Pending);
     assert!(waiting.pending_reason.contains("cpu"), "{waiting:?}");
-    let text = common::http_get(scheduler.metrics.as_deref().expect("metrics url"));
+    let text = common::http_get(local.scheduler.metrics.as_deref().expect("metrics url"));
     let labels = [
         ("queue", "capped"),
         ("qos", "standard"),
@@ -212,10 +199,10 @@ async fn a_spent_budget_holds_a_queues_jobs_until_the_next_period() {
     use genfleet_proto as pb;
 
     // 36 ms of one device per day: the first job uses it all up.
-    let (_dir, scheduler, _worker) = cluster_with_queues(
+    let (local, _worker) = cluster_with_queues(
         "name: tight\nquotas:\n  cpu: { nominal: 1 }\nbudget: { device_hours: 0.00001, period: 1day }\n",
     );
-    let endpoint = scheduler.endpoint.clone();
+    let endpoint = local.endpoint.clone();
     let mut jobs = client(&endpoint).await;
     let in_tight = |seed| {
         let mut spec = small_spec("a frugal heron", seed);
@@ -235,7 +222,7 @@ async fn a_spent_budget_holds_a_queues_jobs_until_the_next_period() {
     let eta = waiting.eta_seconds.expect("an ETA: the next period");
     assert!(eta > 0.0 && eta <= 86_400.0, "{eta}");
 
-    let text = common::http_get(scheduler.metrics.as_deref().expect("metrics url"));
+    let text = common::http_get(local.scheduler.metrics.as_deref().expect("metrics url"));
     let used = common::metric(
         &text,
         "genfleet_queue_budget_device_seconds",

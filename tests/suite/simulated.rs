@@ -5,8 +5,8 @@
 use crate::common;
 
 use common::{
-    cli, client, http_get, init_model, metric, small_spec, start_scheduler, start_worker,
-    start_worker_with, submit, watch_to_end, watch_until,
+    cli, client, http_get, metric, small_spec, start_worker, start_worker_with, submit,
+    watch_to_end, watch_until, Local,
 };
 use genfleet_proto as pb;
 
@@ -14,18 +14,14 @@ const H100: &str = "nvidia-h100-80gb";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_gpus_take_the_work_their_flavor_is_best_for() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let models = dir.path().join("models");
-    init_model(&models);
-    let scheduler = start_scheduler(&dir.path().join("scheduler"), "127.0.0.1:0", &[]);
-    let endpoint = scheduler.endpoint.clone();
-    let artifacts = dir.path().join("artifacts");
-    let _cpu = start_worker(&endpoint, "cpu-node", &models, &artifacts);
+    let local = Local::start(&[]);
+    let endpoint = local.endpoint.clone();
+    let _cpu = start_worker(&endpoint, "cpu-node", &local.models, &local.artifacts);
     let (_gpus, gpu_metrics) = start_worker_with(
         &endpoint,
         "h100-node",
-        &models,
-        &artifacts,
+        &local.models,
+        &local.artifacts,
         &[
             "--simulate",
             &format!("{H100}:8"),
@@ -82,18 +78,14 @@ async fn simulated_gpus_take_the_work_their_flavor_is_best_for() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_too_big_for_the_devices_memory_waits_and_says_why() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let models = dir.path().join("models");
-    init_model(&models);
-    let scheduler = start_scheduler(&dir.path().join("scheduler"), "127.0.0.1:0", &[]);
-    let endpoint = scheduler.endpoint.clone();
-    let artifacts = dir.path().join("artifacts");
+    let local = Local::start(&[]);
+    let endpoint = local.endpoint.clone();
     // One L4: 24 GiB, the flavor's known size.
     let (_l4, _) = start_worker_with(
         &endpoint,
         "l4-node",
-        &models,
-        &artifacts,
+        &local.models,
+        &local.artifacts,
         &["--simulate", "nvidia-l4:1"],
     );
 

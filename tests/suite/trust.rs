@@ -63,10 +63,7 @@ impl Keyed {
     }
 
     async fn channel(&self) -> Channel {
-        let endpoint = Channel::from_shared(self.scheduler.endpoint.clone()).expect("endpoint");
-        within(30, "connecting to the scheduler", endpoint.connect())
-            .await
-            .expect("connect")
+        common::channel(&self.scheduler.endpoint).await
     }
 
     fn worker_key(&self, nodes: &str) -> String {

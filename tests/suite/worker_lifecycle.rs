@@ -6,8 +6,8 @@ use crate::common;
 
 use common::replicas::Replicas;
 use common::{
-    client, get_job, http_get, init_model, long_spec, metric, start_scheduler, start_worker_with,
-    submit, watch_to_end, watch_until,
+    client, get_job, http_get, init_model, long_spec, metric, start_worker_with, submit,
+    watch_to_end, watch_until, Local,
 };
 use genfleet_proto as pb;
 
@@ -24,14 +24,16 @@ fn running_steps(j: &pb::Job) -> bool {
 /// worker resumes the job from the saved step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_told_to_stop_checkpoints_its_job_and_another_resumes_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let models = dir.path().join("models");
-    init_model(&models);
-    let scheduler = start_scheduler(&dir.path().join("scheduler"), "127.0.0.1:0", &[]);
-    let endpoint = scheduler.endpoint.clone();
-    let artifacts = dir.path().join("artifacts");
+    let local = Local::start(&[]);
+    let endpoint = local.endpoint.clone();
     let metrics = ["--metrics-listen", "127.0.0.1:0"];
-    let (mut first, _) = start_worker_with(&endpoint, "node-a", &models, &artifacts, &metrics);
+    let (mut first, _) = start_worker_with(
+        &endpoint,
+        "node-a",
+        &local.models,
+        &local.artifacts,
+        &metrics,
+    );
     let mut jobs = client(&endpoint).await;
     let job = submit(&mut jobs, long_job(7)).await;
     watch_until(
@@ -67,8 +69,13 @@ async fn a_worker_told_to_stop_checkpoints_its_job_and_another_resumes_it() {
         "{out}"
     );
 
-    let (_second, second_metrics) =
-        start_worker_with(&endpoint, "node-b", &models, &artifacts, &metrics);
+    let (_second, second_metrics) = start_worker_with(
+        &endpoint,
+        "node-b",
+        &local.models,
+        &local.artifacts,
+        &metrics,
+    );
     let (done, _) = watch_to_end(&mut jobs, &job.id, 300).await;
     assert_eq!(done.state(), pb::JobState::Completed, "{done:?}");
     assert_eq!(done.node, "node-b");

@@ -10,7 +10,7 @@ pub mod replicas;
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -207,6 +207,37 @@ pub fn start_scheduler(data_dir: &Path, listen: &str, extra: &[&str]) -> Schedul
     }
 }
 
+/// A scheduler on a free port with its data, the models a worker serves
+/// and an artifact store, all in one temporary directory.
+pub struct Local {
+    // Fields drop in order: the scheduler stops before its directory goes.
+    pub scheduler: SchedulerProc,
+    /// The scheduler's gRPC address.
+    pub endpoint: String,
+    /// The models [`init_model`] made, for workers' `--models`.
+    pub models: PathBuf,
+    /// Where workers write, for their `--artifacts`.
+    pub artifacts: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl Local {
+    /// Makes the models, then starts the scheduler with `extra` arguments.
+    pub fn start(extra: &[&str]) -> Local {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let models = dir.path().join("models");
+        init_model(&models);
+        let scheduler = start_scheduler(&dir.path().join("scheduler"), "127.0.0.1:0", extra);
+        Local {
+            endpoint: scheduler.endpoint.clone(),
+            scheduler,
+            models,
+            artifacts: dir.path().join("artifacts"),
+            dir,
+        }
+    }
+}
+
 /// Applies the queues of YAML `text` with `genfleet queue apply -f`
 /// (the file is written to `dir`).
 pub fn apply_queues(endpoint: &str, dir: &Path, text: &str) {
@@ -258,6 +289,35 @@ pub fn start_worker_with(
     args.extend_from_slice(extra);
     let (proc, line) = spawn_ready("worker", &args, "genfleet worker ready");
     (proc, field(&line, "metrics="))
+}
+
+/// Runs `command` with `input` on its stdin; returns its exit status, its
+/// stdout then stderr, and whether it read all of `input` (a tool may
+/// answer, and exit, before it has).
+pub fn pipe(command: &mut Command, input: &str) -> (ExitStatus, String, std::io::Result<()>) {
+    use std::io::Write;
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let input = input.to_string();
+    // Written from another thread: the tool may fill its stdout pipe
+    // before it has read all of its input.
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    let written = writer.join().expect("the writer thread");
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status, output, written)
 }
 
 /// The body of an HTTP GET of `url` (`http://host:port/path`), which must
@@ -341,14 +401,18 @@ pub async fn quick_client(endpoint: &str) -> Option<JobServiceClient<Channel>> {
     Some(JobServiceClient::new(channel))
 }
 
-/// A client of the scheduler at `endpoint` (which is listening already:
-/// it printed its ready line after binding).
-pub async fn client(endpoint: &str) -> JobServiceClient<Channel> {
+/// A channel to the scheduler at `endpoint` (which is listening already:
+/// it printed its ready line after binding), for any of its services.
+pub async fn channel(endpoint: &str) -> Channel {
     let channel = Channel::from_shared(endpoint.to_string()).expect("valid endpoint");
-    let channel = within(30, "connecting to a listening scheduler", channel.connect())
+    within(30, "connecting to a listening scheduler", channel.connect())
         .await
-        .unwrap_or_else(|e| panic!("cannot connect to {endpoint}: {e}"));
-    JobServiceClient::new(channel)
+        .unwrap_or_else(|e| panic!("cannot connect to {endpoint}: {e}"))
+}
+
+/// A job client of the scheduler at `endpoint`, listening already.
+pub async fn client(endpoint: &str) -> JobServiceClient<Channel> {
+    JobServiceClient::new(channel(endpoint).await)
 }
 
 /// A small, quick job.

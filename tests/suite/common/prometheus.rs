@@ -352,29 +352,11 @@ pub fn exported_names(text: &str) -> BTreeSet<String> {
 
 /// Fails on anything `promtool check metrics` says of `url`'s /metrics.
 pub fn promtool_check_metrics(promtool: &Path, url: &str) {
-    use std::io::Write;
-    use std::process::Stdio;
     let text = super::http_get(url);
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run promtool: {e}"));
-    let mut stdin = child.stdin.take().expect("promtool's stdin");
-    // Written from another thread: promtool may answer before reading all.
-    let writer = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
-    let out = child.wait_with_output().expect("promtool's answer");
-    let _ = writer.join();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // promtool may answer before reading all of it: a short read is no failure.
+    let (status, said, _) = super::pipe(Command::new(promtool).args(["check", "metrics"]), &text);
     assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool check metrics on {url} ({}):\n{said}",
-        out.status
+        status.success() && said.trim().is_empty(),
+        "promtool check metrics on {url} ({status}):\n{said}"
     );
 }

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use genfleet_proto as pb;
 use pb::cluster_service_client::ClusterServiceClient;
+use pb::job_service_client::JobServiceClient;
 use tonic::transport::Channel;
 
-use super::{start_scheduler, within, Proc};
+use super::{client, start_scheduler, within, Proc};
 
 /// A port that was free a moment ago, for a process that must come back on
 /// the same port after a restart. It is taken below the kernel's ephemeral
@@ -152,6 +153,12 @@ impl Replicas {
             }
         }
         None
+    }
+
+    /// A job client of the replica that leads now; fails the test if none does.
+    pub async fn leader_client(&self) -> JobServiceClient<Channel> {
+        let leader = self.leader().await.expect("a leader");
+        client(&self.endpoint(leader)).await
     }
 
     /// Ids of the replicas running now.

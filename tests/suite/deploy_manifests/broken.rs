@@ -8,9 +8,9 @@ use serde_json::{json, Value};
 
 use super::cert_manager::assert_cert_manager;
 use super::objects::{assert_scheduler, assert_worker, NVIDIA};
-use super::render_own;
 use super::secrets::assert_secret_holders;
 use super::tools::{documents, kubectl};
+use super::{overlay_objects, render_own};
 
 /// The object of `kind` named `name`, to change.
 fn find_mut<'a>(objects: &'a mut [Value], kind: &str, name: &str) -> &'a mut Value {
@@ -162,7 +162,8 @@ const CERT_CASES: &[Case] = &[
     ),
 ];
 
-/// Runs `check` on `objects` broken by each case; each must fail naming its reason.
+/// Runs `check` on a copy of `objects` broken by each case; each must fail
+/// naming its reason.
 fn refuses(objects: &[Value], cases: &[Case], check: impl Fn(&[Value])) {
     // Unbroken, the check passes: a failure below is the case's doing.
     check(objects);
@@ -188,8 +189,8 @@ fn refuses(objects: &[Value], cases: &[Case], check: impl Fn(&[Value])) {
 #[test]
 fn the_checks_refuse_manifests_known_to_be_wrong() {
     let Some(kubectl) = kubectl() else { return };
-    let pods = documents(&render_own(&kubectl, &["deploy/overlays/nvidia"], &[]));
-    refuses(&pods, POD_CASES, |o| {
+    let pods = overlay_objects(&kubectl, "nvidia");
+    refuses(pods, POD_CASES, |o| {
         assert_secret_holders(o, "broken");
         assert_scheduler(o, "broken");
         assert_worker(o, &NVIDIA);

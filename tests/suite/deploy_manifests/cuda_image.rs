@@ -8,14 +8,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::objects::{gpu_requests, image_name, CPU_IMAGE};
-use super::tools::{documents, kubectl, render};
-use super::{overlay_dir, ROOT};
-
-fn read(path: &str) -> String {
-    let path = Path::new(ROOT).join(path);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use super::objects::{gpu_requests, image_name, CPU_IMAGE, NVIDIA};
+use super::tools::{kubectl, read_repo_file};
+use super::{overlay_objects, ROOT};
 
 /// The lines of the Dockerfile stage named `stage` (FROM ... AS stage).
 fn stage<'a>(dockerfile: &'a str, stage: &str) -> Vec<&'a str> {
@@ -32,7 +27,7 @@ fn stage<'a>(dockerfile: &'a str, stage: &str) -> Vec<&'a str> {
 
 #[test]
 fn the_cuda_target_builds_with_the_cuda_feature_and_ships_its_libraries() {
-    let dockerfile = read("deploy/Dockerfile");
+    let dockerfile = read_repo_file("deploy/Dockerfile");
     let build = stage(&dockerfile, "build-cuda").join("\n");
     assert!(
         build.contains("bash .ci/build-gpu.sh"),
@@ -43,7 +38,7 @@ fn the_cuda_target_builds_with_the_cuda_feature_and_ships_its_libraries() {
         "the cuda image must copy the listed CUDA libraries (checked against the binary)"
     );
     assert!(
-        read(".ci/build-gpu.sh").contains("--features cuda"),
+        read_repo_file(".ci/build-gpu.sh").contains("--features cuda"),
         ".ci/build-gpu.sh no longer builds the cuda feature"
     );
     let image = stage(&dockerfile, "cuda").join("\n");
@@ -62,7 +57,7 @@ fn the_cuda_target_builds_with_the_cuda_feature_and_ships_its_libraries() {
         "the default (last) stage must be the CPU image"
     );
     // The image build context keeps .ci/ (deploy/Dockerfile.dockerignore).
-    let ignored = read("deploy/Dockerfile.dockerignore");
+    let ignored = read_repo_file("deploy/Dockerfile.dockerignore");
     assert!(
         !ignored
             .lines()
@@ -102,8 +97,7 @@ fn the_listed_cuda_libraries_are_what_the_gpu_binary_needs() {
 fn only_the_cuda_image_asks_for_gpus() {
     let Some(kubectl) = kubectl() else { return };
     for overlay in ["nvidia", "amd"] {
-        let objects = documents(&render(&kubectl, &overlay_dir(overlay)));
-        for o in objects
+        for o in overlay_objects(&kubectl, overlay)
             .iter()
             .filter(|o| o["spec"]["template"]["spec"].is_object())
         {
@@ -122,7 +116,7 @@ fn only_the_cuda_image_asks_for_gpus() {
                     );
                 }
                 if !gpu_requests(c).is_empty() {
-                    assert_eq!(image_name(c), "genfleet/genfleet-cuda", "{what}");
+                    assert_eq!(image_name(c), NVIDIA.image, "{what}");
                 }
             }
         }

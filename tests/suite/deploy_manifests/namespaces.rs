@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::objects::{container, find, flag, worker_daemonsets, NVIDIA};
+use super::objects::{container, env, find, flag, worker_daemonsets, NVIDIA};
 use super::tools::{documents, find_tool, kubectl, render, required, validate_strict};
 use super::ROOT;
 
@@ -102,13 +102,9 @@ fn another_namespace_renders_a_working_install() {
     // The replicas find each other through the namespace they run in.
     let sts = find(&objects, "StatefulSet", "genfleet-scheduler");
     let c = container(&sts["spec"]["template"]["spec"], "scheduler", "scheduler");
-    let pod_ns = c["env"]
-        .as_array()
-        .and_then(|es| es.iter().find(|e| e["name"] == "POD_NAMESPACE"))
-        .map(|e| e["valueFrom"]["fieldRef"]["fieldPath"].clone());
     assert_eq!(
-        pod_ns,
-        Some(Value::from("metadata.namespace")),
+        env(c, "POD_NAMESPACE", "scheduler")["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.namespace",
         "the replicas' namespace must come from the downward API"
     );
 }

@@ -7,9 +7,9 @@
 
 use serde_json::{json, Value};
 
-use super::objects::{container, find};
-use super::overlay_dir;
-use super::tools::{documents, kubectl, render};
+use super::objects::{container, find, requirement_holds};
+use super::overlay_objects;
+use super::tools::kubectl;
 
 /// A pod that opens a connection: its labels and its namespace's labels.
 struct Caller {
@@ -65,15 +65,13 @@ fn picks(selector: &Value, labels: &Value) -> bool {
         .into_iter()
         .flatten();
     let expressions_ok = expressions.into_iter().all(|e| {
-        let value = &labels[e["key"].as_str().unwrap_or("")];
-        let values = e["values"].as_array().cloned().unwrap_or_default();
-        match e["operator"].as_str().unwrap_or("") {
-            "In" => values.contains(value),
-            "NotIn" => !values.contains(value),
-            "Exists" => !value.is_null(),
-            "DoesNotExist" => value.is_null(),
-            other => panic!("unknown selector operator {other:?}"),
-        }
+        // Gt and Lt are node selectors' only.
+        let operator = e["operator"].as_str().unwrap_or("");
+        assert!(
+            !matches!(operator, "Gt" | "Lt"),
+            "unknown selector operator {operator:?}"
+        );
+        requirement_holds(e, |key| labels[key].as_str())
     });
     labels_ok && expressions_ok
 }
@@ -144,7 +142,7 @@ fn admitted(
 #[test]
 fn network_policies_admit_only_the_callers_of_each_port() {
     let Some(kubectl) = kubectl() else { return };
-    let objects = documents(&render(&kubectl, &overlay_dir("nvidia")));
+    let objects = overlay_objects(&kubectl, "nvidia");
     let policies: Vec<&Value> = objects
         .iter()
         .filter(|o| o["kind"] == "NetworkPolicy")
@@ -160,7 +158,7 @@ fn network_policies_admit_only_the_callers_of_each_port() {
             p["metadata"]["name"]
         );
     }
-    let sts = find(&objects, "StatefulSet", "genfleet-scheduler");
+    let sts = find(objects, "StatefulSet", "genfleet-scheduler");
     let worker_ds = objects
         .iter()
         .find(|o| o["kind"] == "DaemonSet")

@@ -8,9 +8,9 @@
 
 use serde_json::Value;
 
-use super::objects::{container, gpu_requests, worker_daemonsets, AMD, NVIDIA};
-use super::tools::{documents, kubectl, render};
-use super::{overlay_dir, render_both_vendors};
+use super::objects::{container, gpu_requests, requirement_holds, worker_daemonsets, AMD, NVIDIA};
+use super::tools::kubectl;
+use super::{both_vendors_objects, overlay_objects};
 
 /// A node as its labels describe it, and the worker it should get.
 struct Node {
@@ -134,33 +134,12 @@ const NODES: &[Node] = &[
     },
 ];
 
-/// Whether a node selector requirement holds for `labels`, as the
+/// Whether a node selector requirement holds for a node's `labels`, as the
 /// Kubernetes scheduler decides it.
-fn requirement_holds(expression: &Value, labels: &[(&str, &str)]) -> bool {
-    let key = expression["key"].as_str().unwrap_or("");
-    let value = labels.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
-    let values: Vec<&str> = expression["values"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    let number = |v: &str| v.parse::<i64>().ok();
-    match expression["operator"].as_str().unwrap_or("") {
-        "In" => value.is_some_and(|v| values.contains(&v)),
-        "NotIn" => value.is_none_or(|v| !values.contains(&v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" => value.and_then(number) > values.first().copied().and_then(number),
-        "Lt" => match (
-            value.and_then(number),
-            values.first().copied().and_then(number),
-        ) {
-            (Some(v), Some(limit)) => v < limit,
-            _ => false,
-        },
-        other => panic!("unknown node selector operator {other:?}"),
-    }
+fn holds(expression: &Value, labels: &[(&str, &str)]) -> bool {
+    requirement_holds(expression, |key| {
+        labels.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    })
 }
 
 /// Whether a DaemonSet's pods may run on a node with `labels`: its
@@ -179,7 +158,7 @@ fn lands_on(ds: &Value, labels: &[(&str, &str)]) -> bool {
         Some(terms) => terms.iter().any(|t| {
             t["matchExpressions"]
                 .as_array()
-                .is_some_and(|es| !es.is_empty() && es.iter().all(|e| requirement_holds(e, labels)))
+                .is_some_and(|es| !es.is_empty() && es.iter().all(|e| holds(e, labels)))
         }),
     };
     selector_ok && affinity_ok
@@ -235,11 +214,11 @@ fn assert_nodes_get_their_workers(objects: &[Value], vendors: &[&str], what: &st
 fn every_gpu_node_label_set_gets_one_worker_sized_to_the_node() {
     let Some(kubectl) = kubectl() else { return };
     for vendor in ["nvidia", "amd"] {
-        let objects = documents(&render(&kubectl, &overlay_dir(vendor)));
-        assert_nodes_get_their_workers(&objects, &[vendor], &format!("overlays/{vendor}"));
+        let objects = overlay_objects(&kubectl, vendor);
+        assert_nodes_get_their_workers(objects, &[vendor], &format!("overlays/{vendor}"));
     }
-    let objects = documents(&render_both_vendors(&kubectl));
-    assert_nodes_get_their_workers(&objects, &["nvidia", "amd"], "base + both workers");
+    let objects = both_vendors_objects(&kubectl);
+    assert_nodes_get_their_workers(objects, &["nvidia", "amd"], "base + both workers");
 }
 
 /// The matcher itself, on the operators the label sets above do not use.
@@ -247,13 +226,13 @@ fn every_gpu_node_label_set_gets_one_worker_sized_to_the_node() {
 fn node_selector_requirements_hold_as_kubernetes_decides() {
     let labels = [("gpus", "8"), ("zone", "a")];
     let e = |op: &str, key: &str, values: &[&str]| serde_json::json!({"key": key, "operator": op, "values": values});
-    assert!(requirement_holds(&e("In", "gpus", &["4", "8"]), &labels));
-    assert!(!requirement_holds(&e("In", "gpus", &["4"]), &labels));
-    assert!(requirement_holds(&e("NotIn", "zone", &["b"]), &labels));
-    assert!(requirement_holds(&e("NotIn", "missing", &["b"]), &labels));
-    assert!(!requirement_holds(&e("DoesNotExist", "zone", &[]), &labels));
-    assert!(requirement_holds(&e("Gt", "gpus", &["7"]), &labels));
-    assert!(!requirement_holds(&e("Gt", "gpus", &["8"]), &labels));
-    assert!(requirement_holds(&e("Lt", "gpus", &["9"]), &labels));
-    assert!(!requirement_holds(&e("Lt", "missing", &["9"]), &labels));
+    assert!(holds(&e("In", "gpus", &["4", "8"]), &labels));
+    assert!(!holds(&e("In", "gpus", &["4"]), &labels));
+    assert!(holds(&e("NotIn", "zone", &["b"]), &labels));
+    assert!(holds(&e("NotIn", "missing", &["b"]), &labels));
+    assert!(!holds(&e("DoesNotExist", "zone", &[]), &labels));
+    assert!(holds(&e("Gt", "gpus", &["7"]), &labels));
+    assert!(!holds(&e("Gt", "gpus", &["8"]), &labels));
+    assert!(holds(&e("Lt", "gpus", &["9"]), &labels));
+    assert!(!holds(&e("Lt", "missing", &["9"]), &labels));
 }

@@ -41,11 +41,12 @@ pub const NVIDIA: Vendor = Vendor {
 pub const AMD: Vendor = Vendor {
     overlay: "amd",
     gpu_resource: "amd.com/gpu",
-    image: "genfleet/genfleet",
+    image: CPU_IMAGE,
     host_sysfs: true,
 };
 
-/// The images' names: the CPU build, and the CUDA build that asks for GPUs.
+/// The CPU build's image, which never asks for GPUs (the CUDA build's is
+/// [`NVIDIA`]'s).
 pub const CPU_IMAGE: &str = "genfleet/genfleet";
 
 /// The image's name without its tag.
@@ -217,8 +218,41 @@ fn assert_host_sysfs(pod: &Value, c: &Value, wanted: bool, what: &str) {
 /// Whether a selector's matchLabels (or a Service's selector) pick `labels`.
 pub fn selects(selector: &Value, labels: &Value) -> bool {
     let map = selector.get("matchLabels").unwrap_or(selector);
+    // An empty selector picks every pod: no workload here means that.
     map.as_object()
         .is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| &labels[k] == v))
+}
+
+/// Whether one requirement of a label or node selector (`key`, `operator`,
+/// `values`) holds for the labels `label` looks up, as Kubernetes decides
+/// it. Only node selectors have Gt and Lt.
+pub fn requirement_holds<'a>(
+    expression: &Value,
+    label: impl FnOnce(&str) -> Option<&'a str>,
+) -> bool {
+    let value = label(expression["key"].as_str().unwrap_or(""));
+    let values: Vec<&str> = expression["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let number = |v: &str| v.parse::<i64>().ok();
+    match expression["operator"].as_str().unwrap_or("") {
+        "In" => value.is_some_and(|v| values.contains(&v)),
+        "NotIn" => value.is_none_or(|v| !values.contains(&v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        "Gt" => value.and_then(number) > values.first().copied().and_then(number),
+        "Lt" => match (
+            value.and_then(number),
+            values.first().copied().and_then(number),
+        ) {
+            (Some(v), Some(limit)) => v < limit,
+            _ => false,
+        },
+        other => panic!("unknown selector operator {other:?}"),
+    }
 }
 
 fn probe_path<'a>(c: &'a Value, probe: &str, what: &str) -> (&'a Value, &'a Value) {

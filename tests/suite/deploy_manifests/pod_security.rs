@@ -8,8 +8,8 @@
 use serde_json::Value;
 
 use super::objects::find;
-use super::tools::{documents, kubectl, render};
-use super::{overlay_dir, render_both_vendors};
+use super::tools::kubectl;
+use super::{both_vendors_objects, overlay_objects};
 
 /// Volume types the `restricted` level admits.
 const RESTRICTED_VOLUMES: [&str; 8] = [
@@ -109,9 +109,9 @@ fn enforced_level(objects: &[Value]) -> String {
 #[test]
 fn an_nvidia_install_enforces_restricted_and_its_pods_meet_it() {
     let Some(kubectl) = kubectl() else { return };
-    let objects = documents(&render(&kubectl, &overlay_dir("nvidia")));
-    assert_eq!(enforced_level(&objects), "restricted", "overlays/nvidia");
-    let pods = pod_templates(&objects);
+    let objects = overlay_objects(&kubectl, "nvidia");
+    assert_eq!(enforced_level(objects), "restricted", "overlays/nvidia");
+    let pods = pod_templates(objects);
     assert!(pods.len() >= 2, "overlays/nvidia: too few pod templates");
     for (what, pod) in pods {
         let violations = restricted_violations(pod);
@@ -125,10 +125,10 @@ fn an_nvidia_install_enforces_restricted_and_its_pods_meet_it() {
 #[test]
 fn only_amd_workers_lower_the_namespace_to_privileged() {
     let Some(kubectl) = kubectl() else { return };
-    let objects = documents(&render(&kubectl, &overlay_dir("amd")));
-    assert_eq!(enforced_level(&objects), "privileged", "overlays/amd");
+    let objects = overlay_objects(&kubectl, "amd");
+    assert_eq!(enforced_level(objects), "privileged", "overlays/amd");
     // What makes it necessary: the AMD workers' host /sys, and nothing else.
-    for (what, pod) in pod_templates(&objects) {
+    for (what, pod) in pod_templates(objects) {
         let violations = restricted_violations(pod);
         if what.contains("genfleet-worker-amd") {
             assert_eq!(
@@ -143,12 +143,8 @@ fn only_amd_workers_lower_the_namespace_to_privileged() {
             );
         }
     }
-    let objects = documents(&render_both_vendors(&kubectl));
-    assert_eq!(
-        enforced_level(&objects),
-        "privileged",
-        "base + both workers"
-    );
+    let objects = both_vendors_objects(&kubectl);
+    assert_eq!(enforced_level(objects), "privileged", "base + both workers");
 }
 
 /// The checker itself refuses what `restricted` refuses.
@@ -197,12 +193,12 @@ fn the_restricted_check_refuses_what_the_level_refuses() {
 fn every_pod_runs_under_a_priority_class_of_the_install() {
     let Some(kubectl) = kubectl() else { return };
     for overlay in ["nvidia", "amd"] {
-        let objects = documents(&render(&kubectl, &overlay_dir(overlay)));
-        for (what, pod) in pod_templates(&objects) {
+        let objects = overlay_objects(&kubectl, overlay);
+        for (what, pod) in pod_templates(objects) {
             let class = pod["priorityClassName"]
                 .as_str()
                 .unwrap_or_else(|| panic!("overlays/{overlay}: {what} has no priorityClassName"));
-            let pc = find(&objects, "PriorityClass", class);
+            let pc = find(objects, "PriorityClass", class);
             let value = pc["value"].as_i64().unwrap_or(0);
             // Above ordinary pods (0), below Kubernetes' own critical classes.
             assert!(

@@ -1,13 +1,13 @@
 //! Finding the tools (PATH, then the venv `.ci/install-test-tools.sh`
 //! makes), rendering a kustomization and validating what it renders.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
 use super::ROOT;
+use crate::common::pipe;
 
 /// Kinds defined by CRDs (ours, the Prometheus Operator's, cert-manager's),
 /// with their apiVersion: kubernetes-validate ships no schema for them and
@@ -69,6 +69,12 @@ pub fn kubectl() -> Option<PathBuf> {
     required("kubectl", find_tool("kubectl"))
 }
 
+/// The text of `path`, relative to the repository (or absolute).
+pub fn read_repo_file(path: impl AsRef<Path>) -> String {
+    let path = Path::new(ROOT).join(path);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
 /// `kubectl kustomize <dir>`: the YAML an `apply -k` would send.
 pub fn render(kubectl: &Path, dir: &Path) -> String {
     let out = Command::new(kubectl)
@@ -101,28 +107,12 @@ pub fn documents(yaml: &str) -> Vec<Value> {
 /// and on any object without a schema that is not one of [`CRD_KINDS`]
 /// (a misspelled apiVersion or kind shows up only as such a warning).
 pub fn validate_strict(validator: &Path, what: &str, yaml: &str) {
-    let mut child = Command::new(validator)
-        .args(["--strict", "--quiet", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", validator.display()));
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let input = yaml.to_string();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output().expect("kubernetes-validate runs");
-    writer
-        .join()
-        .expect("writer thread")
-        .expect("kubernetes-validate reads its input");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut validate = Command::new(validator);
+    validate.args(["--strict", "--quiet", "-"]);
+    let (status, report, written) = pipe(&mut validate, yaml);
+    written.expect("kubernetes-validate reads its input");
     assert!(
-        out.status.success(),
+        status.success(),
         "{what}: kubernetes-validate --strict refused the rendered objects:\n{report}"
     );
     for line in report
