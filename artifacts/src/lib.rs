@@ -62,12 +62,15 @@ pub struct ArtifactStore {
 }
 
 impl ArtifactStore {
-    /// The store at `location`: `s3://bucket[/prefix]`, or a local directory.
+    /// The store at `location`: `s3://bucket[/prefix]`, a local directory,
+    /// or a local directory's `file:///...` URI (as [`base_uri`](Self::base_uri)
+    /// writes it, so a store's URI opens the same store).
     pub fn open(location: &str) -> Result<Self, ArtifactError> {
-        match location.strip_prefix("s3://") {
-            Some(rest) => Self::s3(location, rest),
-            None => Self::local(Path::new(location)),
+        if let Some(rest) = location.strip_prefix("s3://") {
+            return Self::s3(location, rest);
         }
+        let path = location.strip_prefix("file://").unwrap_or(location);
+        Self::local(Path::new(path))
     }
 
     /// An S3-compatible bucket, objects under `prefix` if one is given.
@@ -189,5 +192,23 @@ impl ArtifactStore {
             size_bytes,
             content_type: content_type.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A local store's URI opens that store again (a REST API given the
+    /// workers' store by its URI reads where they write), not a folder
+    /// named `file:` under the current one.
+    #[test]
+    fn a_local_stores_uri_opens_the_same_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ArtifactStore::local(dir.path()).expect("local store");
+        let again = ArtifactStore::open(store.base_uri()).expect("open by URI");
+        assert_eq!(again.base_uri(), store.base_uri());
+        let by_path = ArtifactStore::open(&dir.path().to_string_lossy()).expect("open by path");
+        assert_eq!(by_path.base_uri(), store.base_uri());
     }
 }
