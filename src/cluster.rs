@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use genfleet_scheduler::auth::cluster_secret::ClusterSecret;
 use genfleet_scheduler::auth::NodePattern;
-use genfleet_scheduler::{Scheduler, SchedulerConfig};
+use genfleet_scheduler::{RestConfig, Scheduler, SchedulerConfig};
 use genfleet_worker::{Worker, WorkerConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -43,12 +43,17 @@ pub struct LocalClusterConfig {
     /// the workers get keys derived from it for their own nodes. None: the
     /// replicas and workers prove nothing (an open cluster without keys).
     pub cluster_secret: Option<ClusterSecret>,
+    /// Where the first replica serves the REST and OpenAI-compatible Videos
+    /// API (a follower forwards to the leader); None: no REST API.
+    pub api_listen: Option<SocketAddr>,
 }
 
 pub struct LocalCluster {
     /// The schedulers' gRPC addresses, `http://...`, comma-separated.
     pub endpoint: String,
     pub metrics_addr: Option<SocketAddr>,
+    /// Where the REST API listens, when asked for.
+    pub api_addr: Option<SocketAddr>,
     pub artifact_dir: PathBuf,
     /// Stops the workers (they drain first, while the schedulers serve).
     stop_workers: watch::Sender<bool>,
@@ -164,8 +169,15 @@ impl LocalCluster {
             scheduler_config.admin_key = config.admin_key.clone();
             scheduler_config.cluster_secret = config.cluster_secret.clone();
             scheduler_config.artifact_store = Some(store.base_uri().to_string());
+            if i == 0 {
+                scheduler_config.rest = config.api_listen.map(|listen| RestConfig {
+                    listen,
+                    artifacts: store.base_uri().to_string(),
+                });
+            }
             bound.push(Scheduler::bind(scheduler_config).await?);
         }
+        let api_addr = bound.first().and_then(|s| s.api_addr());
         let peers: BTreeMap<u64, String> = bound
             .iter()
             .enumerate()
@@ -215,22 +227,21 @@ impl LocalCluster {
 
         let mut metrics_addr = None;
         if let Some(addr) = config.metrics_listen {
-            genfleet_scheduler::http_fronts::warn_metrics_exposed(addr);
             let listener = TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen for metrics on {addr}"))?;
             metrics_addr = listener.local_addr().ok();
-            let serve =
-                genfleet_scheduler::http::serve(listener, registries, stopped(stop_rx.clone()));
-            others.push(tokio::spawn(async move {
-                if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "metrics server stopped");
-                }
-            }));
+            others.push(genfleet_scheduler::http::spawn(
+                listener,
+                registries,
+                None,
+                stopped(stop_rx.clone()),
+            ));
         }
         Ok(Self {
             endpoint,
             metrics_addr,
+            api_addr,
             artifact_dir,
             stop_workers,
             workers,
@@ -238,11 +249,6 @@ impl LocalCluster {
             schedulers,
             others,
         })
-    }
-
-    /// The first scheduler replica's address.
-    pub fn first_replica(&self) -> &str {
-        self.endpoint.split(',').next().unwrap_or(&self.endpoint)
     }
 
     /// Stops the cluster as a fleet is stopped: the workers drain first

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::connections::GuardedListener;
@@ -14,23 +15,51 @@ use axum::Router;
 use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 /// Whether the process should take traffic now: `Err` carries the reason,
 /// one line.
 pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
-/// Serves `/metrics` (all of `registries`) and `/healthz` until `shutdown`.
-pub async fn serve(
+/// Serves `/metrics` (all of `registries`), `/healthz`, and `/readyz` when
+/// `readiness` is given, on `listener` in a task of its own until
+/// `shutdown`; warns first when the listener is reachable from elsewhere,
+/// and logs why if the server stops on an error. Every process's metrics
+/// port is started here.
+pub fn spawn(
     listener: TcpListener,
     registries: Vec<Registry>,
+    readiness: Option<Readiness>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    serve_with_readiness(listener, registries, None, shutdown).await
+) -> JoinHandle<()> {
+    if let Ok(addr) = listener.local_addr() {
+        warn_metrics_exposed(addr);
+    }
+    let serve = serve(listener, registries, readiness, shutdown);
+    tokio::spawn(async move {
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    })
 }
 
-/// [`serve`], plus `/readyz` when `readiness` is given: 200 "ready", or
-/// 503 with the reason.
-pub async fn serve_with_readiness(
+/// Metrics and health are served to anyone who reaches them: say so when
+/// that is more than this machine.
+fn warn_metrics_exposed(addr: SocketAddr) {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            listener = "metrics",
+            listen = %addr,
+            "UNAUTHENTICATED METRICS: anyone who reaches this address reads /metrics (queue and \
+             node names, job counts, raft indexes; on workers, the ids, queues and tenants of \
+             the jobs holding each GPU; never prompts or keys); let only Prometheus and the \
+             kubelet reach it (docs/security.md)"
+        );
+    }
+}
+
+/// `/readyz` answers 200 "ready", or 503 with the reason.
+async fn serve(
     listener: TcpListener,
     registries: Vec<Registry>,
     readiness: Option<Readiness>,
@@ -121,14 +150,9 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve_with_readiness(
-            listener,
-            Vec::new(),
-            Some(readiness),
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let server = tokio::spawn(serve(listener, Vec::new(), Some(readiness), async {
+            let _ = stopped.await;
+        }));
         let (status, body) = get(addr, "/readyz").await;
         assert!(status.contains(" 503 "), "{status}");
         assert_eq!(body, "no leader known\n");
@@ -148,7 +172,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, Vec::new(), async {
+        let server = tokio::spawn(serve(listener, Vec::new(), None, async {
             let _ = stopped.await;
         }));
         let (status, _) = get(addr, "/readyz").await;

@@ -83,23 +83,15 @@ impl HttpFronts {
     pub fn spawn(self, context: FrontContext, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
         let mut tasks = Vec::new();
         if let Some(listener) = self.metrics {
-            if let Ok(addr) = listener.local_addr() {
-                warn_metrics_exposed(addr);
-            }
             let status = context.status.clone();
             let readiness: Readiness =
                 Arc::new(move || status.readiness().map_err(|e| e.to_string()));
-            let serve = crate::http::serve_with_readiness(
+            tasks.push(crate::http::spawn(
                 listener,
                 vec![context.registry.clone()],
                 Some(readiness),
                 stopped(stop.clone()),
-            );
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "metrics server stopped");
-                }
-            }));
+            ));
         }
         if let Some((listener, store)) = self.rest {
             if let Ok(addr) = listener.local_addr() {
@@ -113,20 +105,5 @@ impl HttpFronts {
             }));
         }
         tasks
-    }
-}
-
-/// Metrics and health are served to anyone who reaches them: say so when
-/// that is more than this machine.
-pub fn warn_metrics_exposed(addr: SocketAddr) {
-    if !addr.ip().is_loopback() {
-        tracing::warn!(
-            listener = "metrics",
-            listen = %addr,
-            "UNAUTHENTICATED METRICS: anyone who reaches this address reads /metrics (queue and \
-             node names, job counts, raft indexes; on workers, the ids, queues and tenants of \
-             the jobs holding each GPU; never prompts or keys); let only Prometheus and the \
-             kubelet reach it (docs/security.md)"
-        );
     }
 }

@@ -52,4 +52,4 @@ pub mod state;
 pub use error::Error;
 pub use http_fronts::RestConfig;
 pub use leader::Sessions;
-pub use server::{stopped, warn_if_exposed, Exposure, Scheduler, SchedulerConfig, StatusReader};
+pub use server::{stopped, Exposure, Scheduler, SchedulerConfig, StatusReader};

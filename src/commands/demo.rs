@@ -50,6 +50,7 @@ pub async fn run(args: DemoArgs, client: &ClientConfig) -> anyhow::Result<()> {
         models: crate::cluster::LOCAL_MODELS.map(String::from).to_vec(),
         admin_key: Some(admin_key),
         cluster_secret: Some(crate::cluster::local_cluster_secret(&args.data_dir)?),
+        api_listen: None,
     })
     .await?;
     let result = generate(&client, &cluster.endpoint, &args).await;

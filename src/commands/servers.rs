@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use genfleet_scheduler::auth::cluster_secret::ClusterSecret;
-use genfleet_scheduler::{warn_if_exposed, Exposure, RestConfig, Scheduler, SchedulerConfig};
+use genfleet_scheduler::{RestConfig, Scheduler, SchedulerConfig};
 use genfleet_worker::{Worker, WorkerConfig};
 use tokio::net::TcpListener;
 
@@ -154,35 +154,18 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         models: crate::cluster::LOCAL_MODELS.map(String::from).to_vec(),
         admin_key: Some(admin_key.clone()),
         cluster_secret: Some(cluster_secret),
+        api_listen: Some(args.api_listen),
     })
     .await?;
     let key_note = share_admin_key(&admin_key, &key_path);
     let shutdown = shutdown_on_signals();
-    let store = genfleet_worker::artifacts::ArtifactStore::local(&cluster.artifact_dir)?;
-    // Keys on, no TLS: what the REST API lacks when reached from elsewhere.
-    let exposure = Exposure {
-        no_keys: false,
-        open: false,
-        no_tls: true,
-    };
-    warn_if_exposed("REST API", args.api_listen, &exposure);
-    // One replica's address: the API server dials one, and a follower
-    // forwards to the leader.
-    let api = serve_openai_api(
-        args.api_listen,
-        cluster.first_replica(),
-        store,
-        None,
-        &shutdown,
-    )
-    .await?;
     say!(
         "genfleet is up: {} scheduler replica(s) and {} worker(s) in this process",
         args.replicas,
         args.workers
     );
     say!("  gRPC     {}", cluster.endpoint);
-    if let Some(addr) = api {
+    if let Some(addr) = cluster.api_addr {
         say!("  OpenAI   http://{addr}/v1 (Videos API: POST /v1/videos)");
     }
     if let Some(addr) = cluster.metrics_addr {
@@ -234,30 +217,6 @@ fn share_admin_key(key: &str, key_path: &std::path::Path) -> String {
     }
 }
 
-/// Serves the OpenAI-compatible Videos API if an address is given, in
-/// front of the gRPC API at `grpc`; returns the bound address.
-async fn serve_openai_api(
-    addr: std::net::SocketAddr,
-    grpc: &str,
-    store: genfleet_worker::artifacts::ArtifactStore,
-    tls: Option<genfleet_proto::tls::TlsDir>,
-    shutdown: &tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<Option<std::net::SocketAddr>> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen for the API on {addr}"))?;
-    let bound = listener.local_addr().ok();
-    let grpc = grpc.to_string();
-    let shutdown = stopped(shutdown.clone());
-    tokio::spawn(async move {
-        if let Err(e) = genfleet_scheduler::rest::serve(listener, &grpc, store, tls, shutdown).await
-        {
-            tracing::error!(error = %e, "API server stopped");
-        }
-    });
-    Ok(bound)
-}
-
 /// Serves /metrics, /healthz and /readyz if an address is given; returns
 /// the bound address.
 async fn serve_metrics(
@@ -267,22 +226,11 @@ async fn serve_metrics(
     shutdown: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<std::net::SocketAddr>> {
     let Some(addr) = addr else { return Ok(None) };
-    genfleet_scheduler::http_fronts::warn_metrics_exposed(addr);
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen for metrics on {addr}"))?;
     let bound = listener.local_addr().ok();
-    let serve = genfleet_scheduler::http::serve_with_readiness(
-        listener,
-        registries,
-        readiness,
-        stopped(shutdown.clone()),
-    );
-    tokio::spawn(async move {
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "metrics server stopped");
-        }
-    });
+    genfleet_scheduler::http::spawn(listener, registries, readiness, stopped(shutdown.clone()));
     Ok(bound)
 }
 
