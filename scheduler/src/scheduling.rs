@@ -29,7 +29,8 @@ pub struct CycleOutcome {
     /// (queue, flavor) -> devices: nominal quota, in use, and borrowed (in
     /// use beyond nominal), after this cycle's placements.
     pub queue_devices: DeviceUsage,
-    /// Budgeted queues: (name, device-hours per period, used this period).
+    /// Budgeted queues: (name, device-seconds per period, used this period),
+    /// in seconds as the metric exports them.
     pub budgets: Vec<(String, f64, f64)>,
 }
 
@@ -67,8 +68,8 @@ pub fn cycle(
         .zip(&view.queues)
         .filter_map(|(q, config)| {
             let (budget, left) = (q.budget.as_ref()?, config.budget?);
-            let hours = budget.device_hours;
-            Some((q.name.clone(), hours, hours - left.device_s / 3600.0))
+            let budget_s = budget.device_hours * 3600.0;
+            Some((q.name.clone(), budget_s, budget_s - left.device_s))
         })
         .collect();
     let mut pending_counts = HashMap::new();

@@ -233,12 +233,12 @@ fn publish_cycle_metrics(metrics: &Metrics, outcome: &scheduling::CycleOutcome) 
         }
     }
     metrics.queue_budget.reset();
-    for (queue, budget, used) in &outcome.budgets {
-        for (kind, hours) in [("budget", budget), ("used", used)] {
+    for (queue, budget_s, used_s) in &outcome.budgets {
+        for (kind, seconds) in [("budget", budget_s), ("used", used_s)] {
             metrics
                 .queue_budget
                 .with_label_values(&[queue.as_str(), kind])
-                .set(hours * 3600.0);
+                .set(*seconds);
         }
     }
 }
