@@ -497,7 +497,6 @@ fn grpc_server<H: tonic_health::pb::health_server::Health>(
         raft,
         router,
         sessions,
-        metrics,
         stop,
         ..
     } = parts;
@@ -544,15 +543,7 @@ fn grpc_server<H: tonic_health::pb::health_server::Health>(
         )
         .add_service(
             pb::worker_session_server::WorkerSessionServer::with_interceptor(
-                WorkerSessionApi::new(
-                    raft.clone(),
-                    router.clone(),
-                    sessions.clone(),
-                    metrics.clone(),
-                    session_config,
-                    config.artifact_store.clone(),
-                    stop.clone(),
-                ),
+                WorkerSessionApi::new(parts, session_config, config.artifact_store.clone()),
                 auth.worker_interceptor(),
             ),
         )

@@ -14,13 +14,10 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::artifact_rules::ArtifactRules;
 use super::rejection_status;
-use super::route::Router;
+use super::ReplicaParts;
 use crate::auth::WorkerCaller;
 use crate::leader::node_events::NodeEvents;
 use crate::leader::worker_session::{Session, SessionConfig, SessionContext};
-use crate::leader::Sessions;
-use crate::metrics::Metrics;
-use crate::raft::RaftHandle;
 use crate::state::Outcome;
 
 const OUTBOX: usize = 64;
@@ -32,26 +29,24 @@ pub struct WorkerSessionApi {
 }
 
 impl WorkerSessionApi {
+    /// Worker sessions of the replica whose shared parts are `parts`;
+    /// workers' files must lie in `artifact_store`.
     pub fn new(
-        raft: RaftHandle,
-        router: Arc<Router>,
-        sessions: Arc<Sessions>,
-        metrics: Metrics,
+        parts: &ReplicaParts,
         config: SessionConfig,
         artifact_store: Option<String>,
-        stop: watch::Receiver<bool>,
     ) -> Self {
         Self {
-            node_events: NodeEvents::start(&raft),
+            node_events: NodeEvents::start(&parts.raft),
             context: SessionContext {
-                raft,
-                router,
-                sessions,
-                metrics,
+                raft: parts.raft.clone(),
+                router: parts.router.clone(),
+                sessions: parts.sessions.clone(),
+                metrics: parts.metrics.clone(),
                 config,
                 artifacts: Arc::new(ArtifactRules::new(artifact_store)),
             },
-            stop,
+            stop: parts.stop.clone(),
         }
     }
 }

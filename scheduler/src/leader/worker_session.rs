@@ -24,6 +24,7 @@ use crate::api::route::Router;
 use crate::metrics::Metrics;
 use crate::raft::{JobEvent, ProposeError, RaftHandle};
 use crate::scheduling;
+use crate::state::{Job, State};
 
 const MAX_ARTIFACTS: usize = 16;
 const MAX_URI_LEN: usize = 2048;
@@ -55,9 +56,8 @@ pub struct Session {
     node: String,
     /// The worker process, as it registered.
     instance: String,
-    raft: RaftHandle,
-    router: Arc<Router>,
-    sessions: Arc<Sessions>,
+    /// What every session of this replica shares.
+    context: SessionContext,
     tx: mpsc::Sender<Result<pb::SchedulerMessage, Status>>,
     /// Job -> lease epoch the worker has been told to run (or said it runs).
     sent: HashMap<String, u64>,
@@ -67,9 +67,6 @@ pub struct Session {
     replicated_steps: HashMap<String, u32>,
     /// Job -> last step reported and when it arrived, to time steps.
     step_clock: HashMap<String, (u32, Instant)>,
-    metrics: Metrics,
-    config: SessionConfig,
-    artifacts: Arc<ArtifactRules>,
     _guard: SessionGuard,
 }
 
@@ -84,9 +81,7 @@ impl Session {
         Session {
             node: register.node.clone(),
             instance: register.instance.clone(),
-            raft: context.raft.clone(),
-            router: context.router.clone(),
-            sessions: context.sessions.clone(),
+            context: context.clone(),
             tx,
             sent: register
                 .running
@@ -96,9 +91,6 @@ impl Session {
             preempt_sent: HashMap::new(),
             replicated_steps: HashMap::new(),
             step_clock: HashMap::new(),
-            metrics: context.metrics.clone(),
-            config: context.config.clone(),
-            artifacts: context.artifacts.clone(),
             _guard: context.sessions.open(&register.node),
         }
     }
@@ -140,6 +132,34 @@ pub fn check_worker_message(message: &pb::WorkerMessage) -> Option<String> {
     }
 }
 
+/// Why a report from `node` under `lease` is refused, if it is (see
+/// [`Session::not_leased_here`]).
+fn lease_refusal(state: &State, node: &str, lease: &pb::JobLease) -> Option<String> {
+    match state.job(&lease.job_id) {
+        Some(j) if j.node == node && j.lease_epoch == lease.lease_epoch => None,
+        Some(j) if j.node == node => Some(format!(
+            "stale lease {} (the job's lease is {} now)",
+            lease.lease_epoch, j.lease_epoch
+        )),
+        _ => Some("this job is not leased to this node".to_string()),
+    }
+}
+
+/// A running job's model, flavor and tp, whose step times teach the
+/// throughput profile.
+type Placement = (String, String, u32);
+
+/// Where `job` runs, for the profile; None on simulated devices: they sleep
+/// the profile's own estimate, and learning from them would feed it back
+/// with the timer's overhead added.
+fn placement(state: &State, job: &Job) -> Option<Placement> {
+    let group = scheduling::job_group(state, job)?;
+    if group.simulated {
+        return None;
+    }
+    Some((job.spec.model.clone(), group.flavor.clone(), job.spec.tp))
+}
+
 /// Cuts `text` to at most `max` bytes, at a character boundary (a worker's
 /// message may be any UTF-8).
 fn clip(text: &mut String, max: usize) {
@@ -165,10 +185,10 @@ impl Session {
         mut events: Subscription,
         mut stop: watch::Receiver<bool>,
     ) -> EndReason {
-        let mut status = self.raft.watch_status();
+        let mut status = self.context.raft.watch_status();
         let registered = Down::Registered(pb::Registered {
             node: self.node.clone(),
-            heartbeat_interval_ms: self.config.heartbeat_interval.as_millis() as u64,
+            heartbeat_interval_ms: self.context.config.heartbeat_interval.as_millis() as u64,
         });
         if !self.send(registered).await {
             return "worker went away".into();
@@ -184,15 +204,15 @@ impl Session {
                 }
                 _ = status.changed() => {
                     if !status.borrow().leader_ready {
-                        let leader = self.raft.status().leader;
-                        let refusal = self.router.refusal(&ProposeError::NotLeader { leader });
+                        let leader = self.context.raft.status().leader;
+                        let refusal = self.context.router.refusal(&ProposeError::NotLeader { leader });
                         let _ = self.tx.send(Err(refusal)).await;
                         return "this replica is no longer the leader".into();
                     }
                 }
-                message = tokio::time::timeout(self.config.silence_timeout, inbound.message()) => {
+                message = tokio::time::timeout(self.context.config.silence_timeout, inbound.message()) => {
                     match message {
-                        Err(_) => return format!("worker silent for {:?}", self.config.silence_timeout),
+                        Err(_) => return format!("worker silent for {:?}", self.context.config.silence_timeout),
                         Ok(Ok(Some(m))) => {
                             if let Err(reason) = self.handle(m).await {
                                 return reason;
@@ -233,7 +253,7 @@ impl Session {
                 let foreign = || {
                     f.artifacts
                         .iter()
-                        .find_map(|a| self.artifacts.refusal(&lease.job_id, &a.uri))
+                        .find_map(|a| self.context.artifacts.refusal(&lease.job_id, &a.uri))
                 };
                 if let Some(why) = result_refusal(&f).or_else(foreign) {
                     return self.report_failure(lease, why).await;
@@ -253,6 +273,7 @@ impl Session {
                 };
                 let command = pb::command::Kind::NodeDraining(draining);
                 match self
+                    .context
                     .raft
                     .propose(pb::Command {
                         kind: Some(command),
@@ -281,7 +302,7 @@ impl Session {
                 }
                 // Simulated devices checkpoint a step with no file.
                 let foreign = (!uri.is_empty())
-                    .then(|| self.artifacts.refusal(&lease.job_id, uri))
+                    .then(|| self.context.artifacts.refusal(&lease.job_id, uri))
                     .flatten();
                 if let Some(why) = foreign {
                     return self.report_failure(lease, why).await;
@@ -319,23 +340,28 @@ impl Session {
 
     async fn on_progress(&mut self, p: pb::Progress) -> Result<(), EndReason> {
         let lease = p.lease.clone().unwrap_or_default();
-        if self.sent.get(&lease.job_id) != Some(&lease.lease_epoch)
-            || self.not_leased_here(&lease).is_some()
-        {
+        // Every step of every job comes here: read the state once for the
+        // lease check, the job to publish and where it runs.
+        let view = self.context.raft.read(|state| {
+            if lease_refusal(state, &self.node, &lease).is_some() {
+                return None;
+            }
+            let job = state.job(&lease.job_id)?;
+            Some((job.to_proto(), placement(state, job)))
+        });
+        let Some((mut job, placed)) =
+            view.filter(|_| self.sent.get(&lease.job_id) == Some(&lease.lease_epoch))
+        else {
             return self
                 .settle(&lease, "no live lease for this job on this node")
                 .await;
-        }
-        self.sessions
+        };
+        self.context
+            .sessions
             .set_live_step(&lease.job_id, lease.lease_epoch, p.step);
-        self.time_step(&lease.job_id, p.step);
-        let view = self
-            .raft
-            .read(|state| state.job(&lease.job_id).map(|j| j.to_proto()));
-        if let Some(mut job) = view {
-            self.sessions.overlay(&mut job);
-            self.raft.publish(JobEvent { index: 0, job });
-        }
+        self.time_step(&lease.job_id, p.step, placed);
+        self.context.sessions.overlay(&mut job);
+        self.context.raft.publish(JobEvent { index: 0, job });
         let last = self
             .replicated_steps
             .get(&lease.job_id)
@@ -366,7 +392,11 @@ impl Session {
             || p.artifacts.iter().any(|a| {
                 a.uri.is_empty()
                     || a.uri.len() > MAX_URI_LEN
-                    || self.artifacts.refusal(&lease.job_id, &a.uri).is_some()
+                    || self
+                        .context
+                        .artifacts
+                        .refusal(&lease.job_id, &a.uri)
+                        .is_some()
             })
             || self.not_leased_here(&lease).is_some()
         {
@@ -380,7 +410,7 @@ impl Session {
         let command = pb::Command {
             kind: Some(pb::command::Kind::JobPreview(preview)),
         };
-        match self.raft.propose(command).await {
+        match self.context.raft.propose(command).await {
             Ok(applied) => {
                 if let Err(why) = applied.result {
                     tracing::info!(job = %lease.job_id, %why, "preview not recorded");
@@ -393,7 +423,7 @@ impl Session {
 
     /// Learns a step time from two progress reports of one job (the first
     /// report, which includes loading the model, only starts the clock).
-    fn time_step(&mut self, job_id: &str, step: u32) {
+    fn time_step(&mut self, job_id: &str, step: u32, placed: Option<Placement>) {
         let now = Instant::now();
         let Some((last, at)) = self.step_clock.insert(job_id.to_string(), (step, now)) else {
             return;
@@ -402,20 +432,14 @@ impl Session {
             return;
         }
         let seconds = now.duration_since(at).as_secs_f64() / f64::from(step - last);
-        let placed = self.raft.read(|state| {
-            let job = state.job(job_id)?;
-            let group = scheduling::job_group(state, job)?;
-            // Simulated devices sleep this very estimate: learning from
-            // them would feed it back with the timer's overhead added.
-            if group.simulated {
-                return None;
-            }
-            Some((job.spec.model.clone(), group.flavor.clone(), job.spec.tp))
-        });
         if let Some((model, flavor, tp)) = placed {
-            let rate = self.sessions.observe_step(&model, &flavor, tp, seconds);
+            let rate = self
+                .context
+                .sessions
+                .observe_step(&model, &flavor, tp, seconds);
             let tp = tp.to_string();
-            self.metrics
+            self.context
+                .metrics
                 .profile_steps_per_second
                 .with_label_values(&[model.as_str(), flavor.as_str(), tp.as_str()])
                 .set(rate);
@@ -428,14 +452,9 @@ impl Session {
     /// report that passes here and is applied under the same epoch is about
     /// a job still placed here.
     fn not_leased_here(&self, lease: &pb::JobLease) -> Option<String> {
-        self.raft.read(|state| match state.job(&lease.job_id) {
-            Some(j) if j.node == self.node && j.lease_epoch == lease.lease_epoch => None,
-            Some(j) if j.node == self.node => Some(format!(
-                "stale lease {} (the job's lease is {} now)",
-                lease.lease_epoch, j.lease_epoch
-            )),
-            _ => Some("this job is not leased to this node".to_string()),
-        })
+        self.context
+            .raft
+            .read(|state| lease_refusal(state, &self.node, lease))
     }
 
     /// Writes a worker's report to the log; a refused one settles the lease.
@@ -447,7 +466,12 @@ impl Session {
         if let Some(why) = self.not_leased_here(&lease) {
             return self.settle(&lease, &why).await;
         }
-        match self.raft.propose(pb::Command { kind: Some(kind) }).await {
+        match self
+            .context
+            .raft
+            .propose(pb::Command { kind: Some(kind) })
+            .await
+        {
             Ok(applied) => match applied.result {
                 Ok(_) => Ok(()),
                 Err(rejection) => self.settle(&lease, &rejection.to_string()).await,
@@ -465,7 +489,7 @@ impl Session {
     /// Tells the worker how a lease it spoke of ended: `done` if the job
     /// ended under that lease, `stop` otherwise.
     async fn settle(&mut self, lease: &pb::JobLease, reason: &str) -> Result<(), EndReason> {
-        let ended_under_lease = self.raft.read(|state| {
+        let ended_under_lease = self.context.raft.read(|state| {
             state.job(&lease.job_id).is_some_and(|j| {
                 j.lease_epoch == lease.lease_epoch
                     && matches!(j.state, JobState::Completed | JobState::Failed)
@@ -493,7 +517,7 @@ impl Session {
     /// Brings the worker in line with the state for every job it runs or should.
     async fn reconcile_all(&mut self) -> bool {
         // The jobs that run here hold its devices: no scan of every job.
-        let jobs: Vec<pb::Job> = self.raft.read(|state| {
+        let jobs: Vec<pb::Job> = self.context.raft.read(|state| {
             let here = state
                 .node(&self.node)
                 .into_iter()
@@ -532,7 +556,10 @@ impl Session {
     /// has already read (events queue up while `reconcile_all` reads), and
     /// acting on its copy would stop and resend a job the worker runs.
     async fn reconcile_now(&mut self, id: &str) -> bool {
-        let job = self.raft.read(|state| state.job(id).map(|j| j.to_proto()));
+        let job = self
+            .context
+            .raft
+            .read(|state| state.job(id).map(|j| j.to_proto()));
         match job {
             Some(job) => self.reconcile(&job).await,
             None if self.sent.contains_key(id) => self.stop_unknown(id).await,
@@ -573,7 +600,7 @@ impl Session {
             let ended_here = epoch == job.lease_epoch
                 && matches!(job.state(), JobState::Completed | JobState::Failed);
             if ended_here {
-                self.sessions.forget_job(&job.id);
+                self.context.sessions.forget_job(&job.id);
                 messages.push(Down::Done(lease));
             } else {
                 let reason = match job.state() {
@@ -590,10 +617,12 @@ impl Session {
         if let Some(epoch) = wanted.filter(|w| Some(*w) != held) {
             self.sent.insert(job.id.clone(), epoch);
             let (device_ids, step_seconds) = self
+                .context
                 .raft
                 .read(|state| {
                     let job = state.job(&job.id)?;
-                    let step = scheduling::step_seconds(state, job, &self.sessions.profile());
+                    let step =
+                        scheduling::step_seconds(state, job, &self.context.sessions.profile());
                     Some((job.device_ids.clone(), step))
                 })
                 .unwrap_or_default();

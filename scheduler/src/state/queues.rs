@@ -212,9 +212,11 @@ impl State {
             return BTreeMap::new();
         }
         let mut running: BTreeMap<&str, Vec<(i64, u64)>> = BTreeMap::new();
-        for job in self.jobs.values().filter(|j| {
-            j.state == JobState::Running && budgeted.contains(j.spec.queue.as_str())
-        }) {
+        for job in self
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::Running && budgeted.contains(j.spec.queue.as_str()))
+        {
             running
                 .entry(job.spec.queue.as_str())
                 .or_default()
