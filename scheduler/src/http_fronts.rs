@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::http::Readiness;
-use crate::server::{bind, stopped, warn_if_exposed, Exposure, StatusReader};
+use crate::listening::{bind, stopped, warn_if_exposed, Exposure, StatusReader};
 use crate::Error;
 
 /// The REST API's listener and the store its videos are read from.

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use genfleet_proto as pb;
@@ -24,10 +24,11 @@ use crate::connections::GuardedListener;
 use crate::http_fronts::{FrontContext, HttpFronts, RestConfig};
 use crate::kube::KubeMode;
 use crate::leader::{self, LeaderConfig, Sessions};
+use crate::listening::{bind, stopped, warn_if_exposed, Exposure, StatusReader};
 use crate::metrics::{JobStateCollector, Metrics};
 use crate::policy::PolicyConfig;
 use crate::raft::transport::{AddressBook, PeerTransport};
-use crate::raft::{self, Bootstrap, NotReady, RaftHandle, RaftStatus, ReplicaConfig};
+use crate::raft::{self, Bootstrap, RaftHandle, ReplicaConfig};
 use crate::scheduling::LastVerdicts;
 use crate::Error;
 
@@ -218,29 +219,6 @@ pub struct Scheduler {
     fronts: HttpFronts,
 }
 
-/// Reads a replica's raft status from outside [`Scheduler::run`] (the
-/// HTTP fronts' `/readyz`); cheap to clone. Empty until `run` starts the replica.
-#[derive(Clone, Default)]
-pub struct StatusReader(Arc<OnceLock<watch::Receiver<RaftStatus>>>);
-
-impl StatusReader {
-    /// The status now, once the replica has started.
-    pub fn status(&self) -> Option<RaftStatus> {
-        self.0.get().map(|status| status.borrow().clone())
-    }
-
-    /// Whether the replica should take traffic; see [`RaftStatus::readiness`].
-    pub fn readiness(&self) -> Result<(), NotReady> {
-        self.status().ok_or(NotReady::NotStarted)?.readiness()
-    }
-}
-
-pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { addr, source })
-}
-
 impl Scheduler {
     pub async fn bind(mut config: SchedulerConfig) -> Result<Self, Error> {
         config.validate()?;
@@ -418,7 +396,7 @@ fn start_replica(
     let configured_ids = configured.keys().copied().collect();
     let book = AddressBook::new(configured, raft.shared_state());
     // Set once: `run` consumes the scheduler, so it starts one replica.
-    let _ = status.0.set(raft.watch_status());
+    status.start(raft.watch_status());
     metrics
         .registry
         .register(Box::new(JobStateCollector::new(raft.shared_state())?))?;
@@ -637,92 +615,5 @@ async fn hand_over(raft: &RaftHandle) {
             "stopping as leader without handing over (no active voter caught up in time): \
              the other replicas elect a leader after their election timeout"
         ),
-    }
-}
-
-/// Completes once `stop` turns true (or its sender is gone): the shutdown
-/// future every server and loop here, and the binary's, takes.
-pub async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
-/// What a listener lacks, for the warning it logs off loopback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Exposure {
-    /// No admin key: client calls are not checked.
-    pub no_keys: bool,
-    /// Nobody is checked: no admin key, no cluster secret, no TLS.
-    pub open: bool,
-    pub no_tls: bool,
-}
-
-impl Exposure {
-    /// The warnings a listener on `addr` deserves; none on loopback.
-    pub fn warnings(&self, addr: SocketAddr) -> Vec<&'static str> {
-        if addr.ip().is_loopback() {
-            return Vec::new();
-        }
-        let mut warnings = Vec::new();
-        if self.open {
-            warnings.push(
-                "OPEN CLUSTER: no admin key, no cluster secret, no TLS: anyone who reaches this \
-                 address is an admin, and can register as any worker and speak raft as any \
-                 replica; give --admin-key-file and --cluster-secret-file (docs/security.md)",
-            );
-        } else if self.no_keys {
-            warnings.push(
-                "NO API KEYS: anyone who reaches this address can submit, read and cancel any \
-                 job and change queues, nodes, tenants and keys; give --admin-key-file \
-                 (docs/tenants.md)",
-            );
-        }
-        if self.no_tls {
-            warnings.push(
-                "NO TLS: calls, keys and job data cross the network in the clear; give \
-                 --tls-dir (docs/tls.md)",
-            );
-        }
-        warnings
-    }
-}
-
-/// Logs, loudly, what anyone who reaches `addr` could do.
-pub fn warn_if_exposed(what: &str, addr: SocketAddr, exposure: &Exposure) {
-    for warning in exposure.warnings(addr) {
-        tracing::warn!(listener = what, listen = %addr, "{warning}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_listeners_off_loopback_are_called_out() {
-        let open = Exposure {
-            no_keys: true,
-            open: true,
-            no_tls: true,
-        };
-        let loopback: SocketAddr = "127.0.0.1:7070".parse().expect("addr");
-        let everyone: SocketAddr = "0.0.0.0:7070".parse().expect("addr");
-        assert!(open.warnings(loopback).is_empty());
-        let said = open.warnings(everyone).join(" ");
-        assert!(
-            said.contains("OPEN CLUSTER") && said.contains("NO TLS"),
-            "{said}"
-        );
-        let keyed = Exposure {
-            no_keys: false,
-            open: false,
-            no_tls: false,
-        };
-        assert!(keyed.warnings(everyone).is_empty());
-        let secret_only = Exposure {
-            no_keys: true,
-            open: false,
-            no_tls: false,
-        };
-        assert!(secret_only.warnings(everyone)[0].contains("NO API KEYS"));
     }
 }

@@ -23,9 +23,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::leader::Sessions;
+use crate::listening::stopped;
 use crate::metrics::Metrics;
 use crate::raft::{ProposeError, RaftHandle};
-use crate::server::stopped;
 
 pub use genqueue::GenQueue;
 
