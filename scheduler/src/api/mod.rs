@@ -1,6 +1,5 @@
 //! The scheduler's gRPC services and how their failures map to gRPC codes.
 
-pub mod artifact_rules;
 mod cluster;
 mod jobs;
 mod nodes;

@@ -12,10 +12,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::artifact_rules::ArtifactRules;
 use super::rejection_status;
 use super::ReplicaParts;
 use crate::auth::WorkerCaller;
+use crate::leader::artifact_rules::ArtifactRules;
 use crate::leader::node_events::NodeEvents;
 use crate::leader::worker_session::{Session, SessionConfig, SessionContext};
 use crate::state::Outcome;

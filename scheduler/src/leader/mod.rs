@@ -5,6 +5,7 @@
 //! (`membership`), each worker's session (`worker_session`, fed by
 //! `node_events`) and forgetting ended jobs (`retention`).
 
+pub mod artifact_rules;
 mod liveness;
 mod membership;
 pub mod node_events;

@@ -17,9 +17,9 @@ use pb::JobState;
 use tokio::sync::{broadcast, mpsc, watch};
 use tonic::{Status, Streaming};
 
+use super::artifact_rules::ArtifactRules;
 use super::node_events::{NodeEvent, Subscription};
 use super::{SessionGuard, Sessions};
-use crate::api::artifact_rules::ArtifactRules;
 use crate::api::route::Router;
 use crate::metrics::Metrics;
 use crate::raft::{JobEvent, ProposeError, RaftHandle};

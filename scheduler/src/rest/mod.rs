@@ -24,8 +24,8 @@ use genfleet_artifacts::ArtifactStore;
 use genfleet_proto as pb;
 use genfleet_proto::tls::TlsDir;
 
-use crate::api::artifact_rules::file_of_job;
 use crate::connections::GuardedListener;
+use crate::leader::artifact_rules::file_of_job;
 use pb::job_service_client::JobServiceClient;
 use pb::tenant_service_client::TenantServiceClient;
 use serde::Deserialize;
