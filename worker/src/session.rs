@@ -540,20 +540,11 @@ fn source_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifacts::ArtifactStore;
     use crate::device::compute::DeviceTable;
 
     fn session(dir: &std::path::Path) -> (SessionLoop, mpsc::UnboundedReceiver<RunUpdate>) {
-        let metrics = WorkerMetrics::new("node-a").expect("metrics");
-        let store = ArtifactStore::local(dir).expect("store");
-        let executor = Arc::new(Executor::new(
-            dir.to_path_buf(),
-            store,
-            metrics.clone(),
-            DeviceTable::default(),
-            true,
-            0.0,
-        ));
+        let (executor, metrics) =
+            crate::executor::tests::test_executor(dir, DeviceTable::default(), true);
         let identity = Identity {
             node: "node-a".into(),
             instance: "i".into(),

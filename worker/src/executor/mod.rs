@@ -515,8 +515,28 @@ impl Executor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// An executor over models in `dir` and a store in `dir/artifacts`,
+    /// offering `table`, and its metrics.
+    pub(crate) fn test_executor(
+        dir: &std::path::Path,
+        table: DeviceTable,
+        simulated: bool,
+    ) -> (Arc<Executor>, WorkerMetrics) {
+        let store = ArtifactStore::local(&dir.join("artifacts")).expect("store");
+        let metrics = WorkerMetrics::new("n").expect("metrics");
+        let executor = Executor::new(
+            dir.to_path_buf(),
+            store,
+            metrics.clone(),
+            table,
+            simulated,
+            0.0,
+        );
+        (Arc::new(executor), metrics)
+    }
 
     /// Two jobs that start at once on a model not loaded yet share one
     /// load (before, each loaded its own copy: twice the memory and time).
@@ -524,16 +544,7 @@ mod tests {
     fn a_model_is_loaded_once_for_jobs_that_start_together() {
         let dir = tempfile::tempdir().expect("tempdir");
         crate::model::init_model(dir.path(), "tiny", 0, false).expect("init");
-        let store = ArtifactStore::local(&dir.path().join("artifacts")).expect("store");
-        let metrics = WorkerMetrics::new("n").expect("metrics");
-        let executor = Executor::new(
-            dir.path().to_path_buf(),
-            store,
-            metrics,
-            DeviceTable::default(),
-            false,
-            0.0,
-        );
+        let (executor, _) = test_executor(dir.path(), DeviceTable::default(), false);
         let start = std::sync::Barrier::new(2);
         let (a, b) = std::thread::scope(|scope| {
             let load = || {
@@ -552,8 +563,6 @@ mod tests {
     #[tokio::test]
     async fn a_running_job_is_exported_on_the_gpus_it_holds() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = ArtifactStore::local(&dir.path().join("artifacts")).expect("store");
-        let metrics = WorkerMetrics::new("n").expect("metrics");
         let mut table = DeviceTable::default();
         table.push_simulated(pb::DeviceGroup {
             flavor: "nvidia-l4".into(),
@@ -562,14 +571,7 @@ mod tests {
             simulated: true,
             free_memory_bytes: None,
         });
-        let executor = Arc::new(Executor::new(
-            dir.path().to_path_buf(),
-            store,
-            metrics.clone(),
-            table,
-            true,
-            0.0,
-        ));
+        let (executor, metrics) = test_executor(dir.path(), table, true);
         let assignment = pb::Assignment {
             job_id: "j-1".into(),
             spec: Some(pb::JobSpec {
