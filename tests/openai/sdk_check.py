@@ -1,6 +1,6 @@
 """The official OpenAI Python SDK against a genfleet cluster, unchanged but
 for base_url and api_key (GENFLEET_API_BASE, GENFLEET_API_KEY). Prints one
-JSON object with what it saw; tests/openai_api.rs checks it, and the files
+JSON object with what it saw; tests/suite/openai_api.rs checks it, and the files
 it downloaded into OUT_DIR."""
 
 import json
