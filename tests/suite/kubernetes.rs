@@ -1,9 +1,11 @@
 //! `genfleet scheduler --kubernetes on` as a real process, talking over
 //! loopback to a fake Kubernetes API server (a small axum app answering
 //! with recorded objects): the leader mirrors a cordoned Node and turns a
-//! GenQueue into a queue, and the CLI shows both. The controllers' logic is
-//! tested request by request in scheduler/tests/kube.rs; this test is about
-//! the binary's wiring: flag, kubeconfig, leader loop, network.
+//! GenQueue into a queue, and the CLI shows both; a Node cordoned while its
+//! worker runs a job has the job checkpointed and resumed on another worker.
+//! The controllers' logic is tested request by request in
+//! scheduler/tests/kube.rs; these tests are about the binary's wiring: flag,
+//! kubeconfig, leader loop, network.
 
 use crate::common;
 
@@ -15,8 +17,11 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use common::*;
+use genfleet_proto as pb;
 use serde_json::{json, Value};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
+use tokio_stream::wrappers::WatchStream;
+use tokio_stream::StreamExt as _;
 
 const H100: &str = "nvidia-h100-80gb";
 
@@ -139,19 +144,19 @@ async fn eventually(secs: u64, what: &str, args: &[&str], check: impl Fn(&str) -
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_leader_mirrors_kubernetes_through_a_real_api_connection() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let recorded = Arc::new(Recorded::default());
+/// Serves `app` as the fake API server on loopback and starts a scheduler
+/// with `--kubernetes on` whose kubeconfig points at it; returns the
+/// scheduler and its gRPC endpoint.
+async fn scheduler_with_fake_kubernetes(
+    dir: &std::path::Path,
+    app: axum::Router,
+) -> (Proc, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let api_addr = listener.local_addr().expect("addr");
-    let app = axum::Router::new()
-        .fallback(api)
-        .with_state(recorded.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let kubeconfig = dir.path().join("kubeconfig");
+    let kubeconfig = dir.join("kubeconfig");
     std::fs::write(
         &kubeconfig,
         format!(
@@ -159,9 +164,8 @@ async fn the_leader_mirrors_kubernetes_through_a_real_api_connection() {
         ),
     )
     .expect("write kubeconfig");
-
-    let data = dir.path().join("scheduler").to_string_lossy().to_string();
-    let (_scheduler, line) = spawn_ready_with_env(
+    let data = dir.join("scheduler").to_string_lossy().to_string();
+    let (scheduler, line) = spawn_ready_with_env(
         "scheduler",
         &[
             "scheduler",
@@ -180,6 +184,17 @@ async fn the_leader_mirrors_kubernetes_through_a_real_api_connection() {
         .find_map(|w| w.strip_prefix("grpc="))
         .expect("grpc= in the ready line")
         .to_string();
+    (scheduler, endpoint)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_mirrors_kubernetes_through_a_real_api_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recorded = Arc::new(Recorded::default());
+    let app = axum::Router::new()
+        .fallback(api)
+        .with_state(recorded.clone());
+    let (_scheduler, endpoint) = scheduler_with_fake_kubernetes(dir.path(), app).await;
     let models = dir.path().join("models");
     init_model(&models);
     let _worker = start_worker_with(
@@ -227,6 +242,108 @@ async fn the_leader_mirrors_kubernetes_through_a_real_api_connection() {
     let status = &patches[0]["status"];
     assert_eq!(status["conditions"][0]["status"], "True", "{status}");
     assert_eq!(status["usage"], format!("{H100} 0/4"), "{status}");
+}
+
+/// One Node whose spec changes while the test runs: the list answers its
+/// current version, and a watch sends each change as a MODIFIED event, as
+/// the API server does for `kubectl cordon`.
+async fn changing_node_api(
+    State(node): State<watch::Receiver<Value>>,
+    request: Request,
+) -> Response {
+    let path = request.uri().path().to_string();
+    let watching = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.contains("watch=true"));
+    match (watching, path.as_str()) {
+        (true, "/api/v1/nodes") => {
+            let changes = WatchStream::from_changes(node).map(|object| {
+                let event = json!({"type": "MODIFIED", "object": object});
+                Ok::<_, std::io::Error>(Bytes::from(format!("{event}\n")))
+            });
+            (StatusCode::OK, Body::from_stream(changes)).into_response()
+        }
+        (true, _) => {
+            let quiet = futures::stream::pending::<Result<Bytes, std::io::Error>>();
+            (StatusCode::OK, Body::from_stream(quiet)).into_response()
+        }
+        (false, "/api/v1/nodes") => {
+            let current = node.borrow().clone();
+            json_response(StatusCode::OK, &list("NodeList", "v1", vec![current]))
+        }
+        (false, "/apis/genfleet.dev/v1alpha1/genqueues") => json_response(
+            StatusCode::OK,
+            &list("GenQueueList", "genfleet.dev/v1alpha1", Vec::new()),
+        ),
+        (false, path) => json_response(
+            StatusCode::NOT_FOUND,
+            &json!({
+                "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
+                "reason": "NotFound", "message": format!("the fake API server has no {path}")
+            }),
+        ),
+    }
+}
+
+/// `kubectl cordon` (or `kubectl drain`, which evicts every pod but the
+/// worker's DaemonSet pod) of a Node whose worker runs a job: the leader
+/// asks the job to checkpoint, it goes back to the queue, and a worker on
+/// another node resumes it from the saved step and finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cordoned_nodes_job_checkpoints_and_resumes_on_another_worker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node_a = node("node-a");
+    node_a["spec"]["unschedulable"] = json!(false);
+    // A CPU node: no GPU labels to check against its worker.
+    node_a["metadata"]["labels"] = json!({});
+    let (set_node, nodes) = watch::channel(node_a.clone());
+    let app = axum::Router::new()
+        .fallback(changing_node_api)
+        .with_state(nodes);
+    let (_scheduler, endpoint) = scheduler_with_fake_kubernetes(dir.path(), app).await;
+    let models = dir.path().join("models");
+    init_model(&models);
+    let artifacts = dir.path().join("artifacts");
+    let metrics = ["--metrics-listen", "127.0.0.1:0"];
+    let _first = start_worker_with(&endpoint, "node-a", &models, &artifacts, &metrics);
+    let mut jobs = client(&endpoint).await;
+    let job = submit(&mut jobs, long_spec("a long pan over a harbour", 9)).await;
+    watch_until(
+        &mut jobs,
+        &job.id,
+        "the job runs a few steps on node-a",
+        |j| j.state() == pb::JobState::Running && j.node == "node-a" && j.step >= 2,
+    )
+    .await;
+    let (_second, second_metrics) =
+        start_worker_with(&endpoint, "node-b", &models, &artifacts, &metrics);
+
+    node_a["spec"]["unschedulable"] = json!(true);
+    node_a["metadata"]["resourceVersion"] = json!("101");
+    set_node.send(node_a).expect("the fake API server watches");
+
+    let (done, _) = watch_to_end(&mut jobs, &job.id, 300).await;
+    assert_eq!(done.state(), pb::JobState::Completed, "{done:?}");
+    assert_eq!(done.node, "node-b", "{done:?}");
+    assert_eq!(done.requeues, 1, "one trip back to the queue: {done:?}");
+    let text = http_get(second_metrics.as_deref().expect("metrics"));
+    assert_eq!(
+        metric(
+            &text,
+            "genfleet_worker_checkpoint_loads_total",
+            &[("result", "resumed")]
+        ),
+        Some(1.0),
+        "node-b resumed from node-a's checkpoint: {text}"
+    );
+    let (ok, out, err) = cli(&["node", "list", "--scheduler", &endpoint]);
+    assert!(ok, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("node-a") && l.contains("cordoned")),
+        "{out}"
+    );
 }
 
 #[test]

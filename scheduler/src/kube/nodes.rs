@@ -1,8 +1,12 @@
 //! The node watcher: Kubernetes' view of the nodes, mirrored into genfleet
 //! by the leader.
 //!
-//! - `kubectl cordon` (spec.unschedulable) cordons the genfleet node of the
-//!   same name; `kubectl uncordon` lifts that cordon, never an operator's
+//! - `kubectl cordon` (spec.unschedulable), and the taints the cluster
+//!   autoscaler and Karpenter put on a node they are about to remove, cordon
+//!   the genfleet node of the same name and checkpoint its running jobs back
+//!   to the queue (preemption by checkpoint): `kubectl drain` evicts every
+//!   pod but the DaemonSets', so the worker itself would run on until the
+//!   VM goes. `kubectl uncordon` lifts that cordon, never an operator's
 //!   `genfleet node cordon`.
 //! - A Node deleted has its jobs requeued at once. A NotReady Node whose
 //!   worker has no session has them requeued at once instead of after the
@@ -42,6 +46,8 @@ const RESYNC: Duration = Duration::from_secs(2);
 pub struct NodeFacts {
     pub name: String,
     pub unschedulable: bool,
+    /// A taint that says the node is about to be removed, if it has one.
+    pub disruption: Option<String>,
     /// The Ready condition: None when the node reports none (just created).
     pub ready: Option<bool>,
     /// GPUs as the vendors' labellers describe them.
@@ -64,6 +70,18 @@ const NVIDIA_COUNT: &str = "nvidia.com/gpu.count";
 const AMD_PRODUCT: [&str; 2] = ["amd.com/gpu.product-name", "beta.amd.com/gpu.product-name"];
 const AMD_COUNT: [&str; 2] = ["amd.com/gpu.count", "beta.amd.com/gpu.count"];
 
+/// Taints that announce a node's removal: the cluster autoscaler's
+/// scale-down, Karpenter's disruption (consolidation, drift, expiry), and
+/// the out-of-service taint of a node shut down for good.
+const DISRUPTION_TAINTS: [&str; 3] = [
+    "ToBeDeletedByClusterAutoscaler",
+    "karpenter.sh/disrupted",
+    "node.kubernetes.io/out-of-service",
+];
+
+/// Why running jobs leave a node Kubernetes is taking away: the
+/// preemption's reason, shown on the jobs.
+pub const NODE_LEAVING: &str = "node_leaving";
 impl NodeFacts {
     pub fn of(node: &KubeNode) -> Self {
         let spec = node.spec.as_ref();
@@ -73,9 +91,18 @@ impl NodeFacts {
             .and_then(|s| s.conditions.as_ref())
             .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
             .map(|c| c.status == "True");
+        let disruption = spec
+            .and_then(|s| s.taints.as_ref())
+            .and_then(|taints| {
+                taints
+                    .iter()
+                    .find(|t| DISRUPTION_TAINTS.contains(&t.key.as_str()))
+            })
+            .map(|t| t.key.clone());
         Self {
             name: node.name_any(),
             unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
+            disruption,
             ready,
             gpus: labeled_gpus(node.labels()),
         }
@@ -107,11 +134,13 @@ pub struct Tracker {
 }
 
 /// The commands that bring genfleet's node in line with Kubernetes';
-/// `connected`: its worker has a session with this leader.
+/// `connected`: its worker has a session with this leader; `running`: the
+/// leases of the node's running jobs not yet asked to checkpoint.
 pub fn decide(
     facts: &NodeFacts,
     node: &Node,
     connected: bool,
+    running: &[pb::JobLease],
     tracker: &mut Tracker,
 ) -> Vec<pb::command::Kind> {
     let mut commands = Vec::new();
@@ -122,11 +151,27 @@ pub fn decide(
             source: CORDONED_BY_KUBERNETES.into(),
         })
     };
-    if facts.unschedulable && !node.cordoned {
+    let leaving = facts.unschedulable || facts.disruption.is_some();
+    if leaving && !node.cordoned {
         commands.push(cordon(true));
     }
-    if !facts.unschedulable && node.cordoned && node.cordon_source == CORDONED_BY_KUBERNETES {
+    if !leaving && node.cordoned && node.cordon_source == CORDONED_BY_KUBERNETES {
         commands.push(cordon(false));
+    }
+    // Every pass, not only at the cordon: a job the cordon raced, or one a
+    // new leader finds there, is asked too. Jobs already asked are not.
+    if leaving && !running.is_empty() {
+        let preemptions = running
+            .iter()
+            .map(|lease| pb::Preemption {
+                lease: Some(lease.clone()),
+                reason: NODE_LEAVING.into(),
+                for_job: String::new(),
+            })
+            .collect();
+        commands.push(pb::command::Kind::PreemptJobs(pb::PreemptJobs {
+            preemptions,
+        }));
     }
     match facts.ready {
         Some(false) => {
@@ -217,7 +262,25 @@ pub async fn sync(
             let Some(node) = state.node(&facts.name) else {
                 continue;
             };
-            commands.extend(decide(facts, node, connected.contains(&node.name), tracker));
+            let running: Vec<pb::JobLease> = state
+                .jobs()
+                .filter(|j| {
+                    j.state == pb::JobState::Running
+                        && j.node == node.name
+                        && j.preempting.is_empty()
+                })
+                .map(|j| pb::JobLease {
+                    job_id: j.id.clone(),
+                    lease_epoch: j.lease_epoch,
+                })
+                .collect();
+            commands.extend(decide(
+                facts,
+                node,
+                connected.contains(&node.name),
+                &running,
+                tracker,
+            ));
             report_mismatch(metrics, facts, node);
         }
         commands.extend(deleted_nodes(state, deleted));
@@ -397,6 +460,7 @@ mod tests {
         NodeFacts {
             name: "n1".into(),
             unschedulable,
+            disruption: None,
             ready,
             gpus: gpus.map(|(vendor, product, count)| LabeledGpus {
                 vendor,
@@ -462,7 +526,7 @@ mod tests {
             ),
         ];
         for (name, facts, node, expected) in cases {
-            let got = summary(&decide(&facts, &node, false, &mut Tracker::default()));
+            let got = summary(&decide(&facts, &node, false, &[], &mut Tracker::default()));
             assert_eq!(got, expected, "{name}");
         }
     }
@@ -473,19 +537,104 @@ mod tests {
         let mut tracker = Tracker::default();
         let not_ready = facts(false, Some(false), None);
         // A worker still connected is trusted over the kubelet.
-        assert!(decide(&not_ready, &node, true, &mut tracker).is_empty());
+        assert!(decide(&not_ready, &node, true, &[], &mut tracker).is_empty());
         assert_eq!(
-            summary(&decide(&not_ready, &node, false, &mut tracker)),
+            summary(&decide(&not_ready, &node, false, &[], &mut tracker)),
             ["down"]
         );
         // The same spell is not acted on twice.
-        assert!(decide(&not_ready, &node, false, &mut tracker).is_empty());
-        decide(&facts(false, Some(true), None), &node, false, &mut tracker);
+        assert!(decide(&not_ready, &node, false, &[], &mut tracker).is_empty());
+        decide(
+            &facts(false, Some(true), None),
+            &node,
+            false,
+            &[],
+            &mut tracker,
+        );
         assert_eq!(
-            summary(&decide(&not_ready, &node, false, &mut tracker)),
+            summary(&decide(&not_ready, &node, false, &[], &mut tracker)),
             ["down"],
             "a new spell"
         );
+    }
+
+    /// A Node Kubernetes is taking away (cordoned, or tainted for removal
+    /// by the autoscaler or Karpenter) has its running jobs checkpointed
+    /// back to the queue, each pass until they are asked; a schedulable one
+    /// keeps them.
+    #[test]
+    fn a_node_kubernetes_takes_away_checkpoints_its_running_jobs() {
+        let leases = [("j-1", 3), ("j-2", 1)].map(|(job, epoch)| pb::JobLease {
+            job_id: job.into(),
+            lease_epoch: epoch,
+        });
+        let preempted = |commands: &[pb::command::Kind]| -> Vec<(String, u64, String)> {
+            commands
+                .iter()
+                .filter_map(|c| match c {
+                    pb::command::Kind::PreemptJobs(p) => Some(p),
+                    _ => None,
+                })
+                .flat_map(|p| &p.preemptions)
+                .map(|p| {
+                    let lease = p.lease.clone().unwrap_or_default();
+                    (lease.job_id, lease.lease_epoch, p.reason.clone())
+                })
+                .collect()
+        };
+        let asked = vec![
+            ("j-1".to_string(), 3, NODE_LEAVING.to_string()),
+            ("j-2".to_string(), 1, NODE_LEAVING.to_string()),
+        ];
+        let cordoned = facts(true, Some(true), None);
+        let mut tainted = facts(false, Some(true), None);
+        tainted.disruption = Some("karpenter.sh/disrupted".into());
+        for (what, facts) in [("kubectl cordon", &cordoned), ("a removal taint", &tainted)] {
+            let fresh = genfleet_node("cpu", 2, None);
+            let commands = decide(facts, &fresh, true, &leases, &mut Tracker::default());
+            assert_eq!(
+                summary(&commands)[0],
+                "cordon=true by kubernetes",
+                "{what}: cordons first"
+            );
+            assert_eq!(preempted(&commands), asked, "{what}");
+            // Already cordoned: the jobs not yet asked are asked again.
+            let cordoned_node = genfleet_node("cpu", 2, Some(CORDONED_BY_KUBERNETES));
+            let commands = decide(
+                facts,
+                &cordoned_node,
+                true,
+                &leases[1..],
+                &mut Tracker::default(),
+            );
+            assert_eq!(preempted(&commands), asked[1..], "{what}: a later pass");
+            assert!(
+                decide(facts, &cordoned_node, true, &[], &mut Tracker::default()).is_empty(),
+                "{what}: nothing left to ask"
+            );
+        }
+        let schedulable = facts(false, Some(true), None);
+        let node = genfleet_node("cpu", 2, None);
+        assert!(decide(&schedulable, &node, true, &leases, &mut Tracker::default()).is_empty());
+    }
+
+    /// The removal taints are read from the Node; other taints are not one.
+    #[test]
+    fn removal_taints_are_read_from_the_node() {
+        let node_with = |key: &str| -> KubeNode {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "n1"},
+                "spec": {"taints": [{"key": key, "effect": "NoSchedule"}]}
+            }))
+            .expect("a Node")
+        };
+        for key in DISRUPTION_TAINTS {
+            assert_eq!(
+                NodeFacts::of(&node_with(key)).disruption.as_deref(),
+                Some(key)
+            );
+        }
+        assert_eq!(NodeFacts::of(&node_with("nvidia.com/gpu")).disruption, None);
     }
 
     #[test]
