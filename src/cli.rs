@@ -582,6 +582,17 @@ pub struct WorkerArgs {
     /// offer only its GPUs (a build with the `cuda` feature).
     #[arg(long, env = "GENFLEET_CPU_SLOTS", default_value_t = 1)]
     pub cpu_slots: u32,
+    /// A running job saves a checkpoint this often and runs on, so a node
+    /// lost without warning (kill -9, a spot reclaim) costs at most this
+    /// much of its work; 0 turns periodic checkpoints off [default: Young
+    /// and Daly's sqrt(2 x cost x MTBF) from the measured cost of a
+    /// checkpoint and --node-mtbf, within 1 minute and 1 hour].
+    #[arg(long, env = "GENFLEET_CHECKPOINT_EVERY", value_parser = humantime::parse_duration)]
+    pub checkpoint_every: Option<Duration>,
+    /// The nodes' mean time between failures, for the checkpoint interval
+    /// (spot VMs: hours; on-demand GPU nodes: days to weeks).
+    #[arg(long, env = "GENFLEET_NODE_MTBF", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub node_mtbf: Duration,
     /// On SIGTERM, the longest wait for running jobs to checkpoint at their
     /// next step and for the scheduler to record it (keep it below the
     /// pod's terminationGracePeriodSeconds).

@@ -66,6 +66,8 @@ pub struct LocalCluster {
 
 /// How long the embedded workers have to checkpoint their jobs on a stop.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The local cluster's nodes are this machine: a day between failures.
+const DEFAULT_NODE_MTBF: Duration = Duration::from_secs(86_400);
 /// How long past the drain a worker or a scheduler may take to end before
 /// the stop goes on without it: a stop always ends.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -218,6 +220,8 @@ impl LocalCluster {
                 drain_timeout: DRAIN_TIMEOUT,
                 tls: None,
                 preview_at: 0.25,
+                checkpoint_every: None,
+                node_mtbf: DEFAULT_NODE_MTBF,
             })?;
             registries.push(worker.metrics_registry());
             workers.push(tokio::spawn(worker.run(stopped(stop_workers_rx.clone()))));

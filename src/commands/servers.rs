@@ -110,6 +110,8 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         reconnect_max: Duration::from_secs(5),
         sysfs_root: args.sysfs_root,
         drain_timeout: args.drain_timeout,
+        checkpoint_every: args.checkpoint_every,
+        node_mtbf: args.node_mtbf,
     })?;
     worker.check_artifact_store().await?;
     let shutdown = shutdown_on_signals();

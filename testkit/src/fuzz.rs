@@ -380,6 +380,7 @@ fn assignment(rng: &mut StdRng, runtime: &tokio::runtime::Runtime) -> Result<(),
         Default::default(),
         false,
         0.25,
+        genfleet_worker::executor::checkpoint_interval::CheckpointInterval::off(),
     ));
     let assignment = pb::Assignment {
         job_id: ["j-1", "../../etc", "", "j\u{0}"][rng.random_range(0..4)].into(),

@@ -1,13 +1,14 @@
 //! A real worker through the events of its life: SIGTERM (what Kubernetes
-//! sends before it stops a pod) makes it drain, and a scheduler failover
-//! does not stop the job it runs.
+//! sends before it stops a pod) makes it drain, SIGKILL costs at most one
+//! periodic checkpoint's interval, and a scheduler failover does not stop
+//! the job it runs.
 
 use crate::common;
 
 use common::replicas::Replicas;
 use common::{
-    client, get_job, http_get, init_model, long_spec, metric, start_worker_with, submit,
-    watch_to_end, watch_until, Local,
+    artifact_path, client, get_job, http_get, init_model, long_spec, metric, start_worker_with,
+    submit, watch_to_end, watch_until, Local,
 };
 use genfleet_proto as pb;
 
@@ -85,6 +86,92 @@ async fn a_worker_told_to_stop_checkpoints_its_job_and_another_resumes_it() {
         metric(&text, "genfleet_worker_checkpoint_loads_total", &resumed),
         Some(1.0),
         "node-b resumed from node-a's checkpoint: {text}"
+    );
+}
+
+/// A worker killed with SIGKILL mid-job (a spot reclaim, an OOM kill, a
+/// GPU fault: nothing is saved at the end) loses at most one checkpoint
+/// interval: its job resumes on another worker from the last periodic
+/// checkpoint, not from step 0, and the video is byte-identical to an
+/// uninterrupted run of the same job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_job_resumes_from_its_last_periodic_checkpoint() {
+    let local = Local::start(&["--worker-grace", "1s"]);
+    let endpoint = local.endpoint.clone();
+    let periodic = [
+        "--checkpoint-every",
+        "300ms",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ];
+    let (mut first, _) = start_worker_with(
+        &endpoint,
+        "node-a",
+        &local.models,
+        &local.artifacts,
+        &periodic,
+    );
+    let mut jobs = client(&endpoint).await;
+    let spec = long_job(11);
+    let job = submit(&mut jobs, spec.clone()).await;
+    let saved = watch_until(
+        &mut jobs,
+        &job.id,
+        "a periodic checkpoint is recorded",
+        |j| j.state() == pb::JobState::Running && j.checkpoint.as_ref().is_some_and(|c| c.step > 0),
+    )
+    .await;
+    let saved_step = saved.checkpoint.as_ref().map_or(0, |c| c.step);
+    first.kill();
+    // Its session gone, the job goes back to the queue at its checkpoint.
+    let requeued = watch_until(&mut jobs, &job.id, "the job is requeued", |j| {
+        j.state() == pb::JobState::Pending
+    })
+    .await;
+    let resume_at = requeued.checkpoint.as_ref().map_or(0, |c| c.step);
+    assert!(
+        resume_at >= saved_step && requeued.step == resume_at,
+        "requeued at step {} with a checkpoint at {resume_at}; one at {saved_step} was recorded",
+        requeued.step
+    );
+
+    let metrics = ["--metrics-listen", "127.0.0.1:0"];
+    let (_second, second_metrics) = start_worker_with(
+        &endpoint,
+        "node-b",
+        &local.models,
+        &local.artifacts,
+        &metrics,
+    );
+    let (done, _) = watch_to_end(&mut jobs, &job.id, 300).await;
+    assert_eq!(done.state(), pb::JobState::Completed, "{done:?}");
+    assert_eq!(
+        (done.node.as_str(), done.requeues),
+        ("node-b", 1),
+        "{done:?}"
+    );
+    let text = http_get(second_metrics.as_deref().expect("metrics"));
+    assert_eq!(
+        metric(
+            &text,
+            "genfleet_worker_checkpoint_loads_total",
+            &[("result", "resumed")]
+        ),
+        Some(1.0),
+        "node-b resumed from node-a's checkpoint: {text}"
+    );
+
+    // The same job without interruption makes the same bytes.
+    let again = submit(&mut jobs, spec).await;
+    let (again, _) = watch_to_end(&mut jobs, &again.id, 300).await;
+    assert_eq!(again.state(), pb::JobState::Completed, "{again:?}");
+    let video = |job: &pb::Job| {
+        let path = artifact_path(job, "video");
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    assert!(
+        video(&done) == video(&again),
+        "the resumed video differs from an uninterrupted run's"
     );
 }
 

@@ -39,6 +39,7 @@ use std::time::Duration;
 
 use artifacts::ArtifactStore;
 use device::compute::{ComputeDevice, DeviceTable};
+use executor::checkpoint_interval::CheckpointInterval;
 use executor::Executor;
 use metrics::WorkerMetrics;
 use session::{Identity, SessionLoop};
@@ -81,6 +82,13 @@ pub struct WorkerConfig {
     /// Interactive jobs store a preview of their video after this fraction
     /// of their steps (0 < f < 1); 0: no previews.
     pub preview_at: f64,
+    /// A running job saves a checkpoint this often and runs on, so a node
+    /// lost without warning costs at most this much of its work; `Some(0)`:
+    /// never; `None`: Young/Daly's interval from `node_mtbf` and the
+    /// measured cost of a checkpoint (executor/checkpoint_interval.rs).
+    pub checkpoint_every: Option<Duration>,
+    /// The nodes' mean time between failures, for that interval.
+    pub node_mtbf: Duration,
 }
 
 /// The configuration checked: the scheduler addresses and the credentials
@@ -98,6 +106,13 @@ fn checked(config: &WorkerConfig) -> Result<(Vec<String>, session::Credentials),
             "cpu slots = {}: give between 0 (a GPU node that offers only its GPUs) and 64",
             config.cpu_slots
         )));
+    }
+    if config.node_mtbf.is_zero() && config.checkpoint_every.is_none() {
+        return Err(WorkerError::Config(
+            "node MTBF = 0: give the nodes' mean time between failures (e.g. 24h), or a \
+             fixed --checkpoint-every"
+                .into(),
+        ));
     }
     if !(0.0..1.0).contains(&config.preview_at) {
         return Err(WorkerError::Config(format!(
@@ -285,6 +300,12 @@ impl Worker {
             table,
             simulated,
             config.preview_at,
+            // Simulated devices have no latent to save.
+            if simulated {
+                CheckpointInterval::off()
+            } else {
+                CheckpointInterval::new(config.checkpoint_every, config.node_mtbf)
+            },
         ));
         let identity = Identity {
             node: config.node.clone(),

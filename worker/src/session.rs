@@ -447,6 +447,14 @@ impl SessionLoop {
             })),
             // A preview of a run that ended: nobody needs it.
             JobUpdate::Preview { .. } => None,
+            JobUpdate::CheckpointSaved { checkpoint } if current => {
+                Some(Up::CheckpointSaved(pb::CheckpointSaved {
+                    lease: Some(lease),
+                    checkpoint: Some(checkpoint),
+                }))
+            }
+            // A run that ended has no use for where it could have resumed.
+            JobUpdate::CheckpointSaved { .. } => None,
             JobUpdate::Progress { .. } | JobUpdate::Stopped => {
                 if current {
                     self.running.remove(&lease.job_id);

@@ -248,6 +248,7 @@ impl Session {
             }
             Some(Up::Progress(p)) => self.on_progress(p).await,
             Some(Up::Preview(p)) => self.on_preview(p).await,
+            Some(Up::CheckpointSaved(c)) => self.on_checkpoint_saved(c).await,
             Some(Up::Finished(f)) => {
                 let lease = f.lease.clone().unwrap_or_default();
                 let foreign = || {
@@ -372,12 +373,49 @@ impl Session {
             let progress = pb::JobProgress {
                 lease: Some(lease.clone()),
                 step: p.step,
+                checkpoint: None,
             };
             return self
                 .report(lease, pb::command::Kind::JobProgress(progress))
                 .await;
         }
         Ok(())
+    }
+
+    /// Records where a running job can resume from (a periodic
+    /// checkpoint). Best effort, like a preview: one that cannot be
+    /// recorded (the lease moved on, a file outside the job's folder) is
+    /// dropped and logged, and the job runs on.
+    async fn on_checkpoint_saved(&mut self, c: pb::CheckpointSaved) -> Result<(), EndReason> {
+        let lease = c.lease.clone().unwrap_or_default();
+        let Some(checkpoint) = c.checkpoint else {
+            return Ok(());
+        };
+        if self.sent.get(&lease.job_id) != Some(&lease.lease_epoch) {
+            return Ok(());
+        }
+        let refusal = if checkpoint.uri.is_empty() || checkpoint.uri.len() > MAX_URI_LEN {
+            Some(format!(
+                "a checkpoint URI of {} bytes",
+                checkpoint.uri.len()
+            ))
+        } else {
+            self.context
+                .artifacts
+                .refusal(&lease.job_id, &checkpoint.uri)
+                .or_else(|| self.not_leased_here(&lease))
+        };
+        if let Some(why) = refusal {
+            tracing::warn!(node = %self.node, job = %lease.job_id, %why, "a periodic checkpoint was dropped");
+            return Ok(());
+        }
+        let progress = pb::JobProgress {
+            lease: Some(lease.clone()),
+            step: checkpoint.step,
+            checkpoint: Some(checkpoint),
+        };
+        self.report(lease, pb::command::Kind::JobProgress(progress))
+            .await
     }
 
     /// Records a running job's preview. Best effort: one that cannot be

@@ -303,6 +303,22 @@ impl State {
         let job = self.leased_job_mut(lease)?;
         let total = job.spec.steps;
         job.step = job.step.max(c.step.min(total));
+        // A periodic checkpoint: where the job resumes if it is requeued.
+        // One that could not be resumed from, or is not later than the one
+        // recorded, is ignored (the progress still counts).
+        if let Some(saved) = &c.checkpoint {
+            let usable = saved.step > 0
+                && saved.step < total
+                && !saved.uri.is_empty()
+                && saved.uri.len() <= MAX_URI_LEN;
+            let later = job
+                .checkpoint
+                .as_ref()
+                .is_none_or(|old| saved.step > old.step);
+            if usable && later {
+                job.checkpoint = Some(saved.clone());
+            }
+        }
         let id = job.id.clone();
         self.mark_changed(&id);
         Ok(Outcome::Done)

@@ -1240,3 +1240,68 @@ fn an_entry_without_a_time_is_refused() {
     assert!(matches!(result, Err(Rejection::Malformed(_))), "{result:?}");
     assert!(s.job("j1").is_none());
 }
+
+fn progress_with_checkpoint(job: &str, epoch: u64, step: u32, uri: &str) -> pb::command::Kind {
+    pb::command::Kind::JobProgress(pb::JobProgress {
+        lease: lease(job, epoch),
+        step,
+        checkpoint: Some(pb::JobCheckpoint {
+            uri: uri.into(),
+            step,
+        }),
+    })
+}
+
+/// A periodic checkpoint is recorded while the job runs on (not requeued),
+/// only a later one replaces it, one that could not be resumed from is
+/// ignored (its progress still counts), and a node loss resumes the job
+/// from it.
+#[test]
+fn a_running_jobs_periodic_checkpoint_is_where_a_node_loss_resumes_it() {
+    let mut s = State::default();
+    let r = run(
+        &mut s,
+        vec![
+            register("n1", "i1", 1),
+            submit("j1", 1),
+            assign("j1", "n1", &[0]),
+        ],
+    );
+    let epoch = assigned_epoch(&r[2]);
+    let steps = s.job("j1").expect("job").spec.steps;
+    assert!(steps > 3, "the test needs room: {steps} steps");
+    let outcomes = run(
+        &mut s,
+        vec![
+            progress_with_checkpoint("j1", epoch, 2, "file:///c-2"),
+            // Not later: ignored.
+            progress_with_checkpoint("j1", epoch, 1, "file:///c-1"),
+            // The last step is no checkpoint; an empty URI neither.
+            progress_with_checkpoint("j1", epoch, steps, "file:///c-end"),
+            progress_with_checkpoint("j1", epoch, 3, ""),
+        ],
+    );
+    assert!(outcomes.iter().all(|o| o.is_ok()), "{outcomes:?}");
+    let job = s.job("j1").expect("job");
+    assert_eq!(job.state, JobState::Running, "it runs on");
+    assert_eq!(
+        job.checkpoint.as_ref().map(|c| (c.step, c.uri.as_str())),
+        Some((2, "file:///c-2"))
+    );
+    // A stale lease's checkpoint is refused with its progress.
+    let stale = run(
+        &mut s,
+        vec![progress_with_checkpoint("j1", epoch + 1, 3, "file:///c-3")],
+    );
+    assert!(
+        matches!(stale[0], Err(Rejection::StaleLease { .. })),
+        "{stale:?}"
+    );
+    let down = pb::command::Kind::NodeDown(pb::NodeDown {
+        node: "n1".into(),
+        reason: "kill -9".into(),
+    });
+    run(&mut s, vec![down]);
+    let job = s.job("j1").expect("job");
+    assert_eq!((job.state, job.step), (JobState::Pending, 2));
+}

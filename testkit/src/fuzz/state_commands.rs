@@ -154,6 +154,10 @@ pub(super) fn command(rng: &mut StdRng) -> pb::command::Kind {
         8 => Kind::JobProgress(pb::JobProgress {
             lease,
             step: number(rng),
+            checkpoint: rng.random_bool(0.3).then(|| pb::JobCheckpoint {
+                uri: text(rng),
+                step: number(rng),
+            }),
         }),
         9 => Kind::JobFinished(pb::JobFinished {
             lease,

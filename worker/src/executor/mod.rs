@@ -19,7 +19,9 @@ use crate::device::compute::{ComputeDevice, DeviceError, DeviceTable};
 use crate::metrics::WorkerMetrics;
 use crate::model::{GenerateRequest, ModelError, Pipeline, Video};
 use crate::video;
+use checkpoint_interval::CheckpointInterval;
 
+pub mod checkpoint_interval;
 mod render;
 use render::Render;
 
@@ -100,6 +102,10 @@ pub enum JobUpdate {
     Checkpointed {
         checkpoint: pb::JobCheckpoint,
     },
+    /// A checkpoint saved while the job runs on (periodic checkpoints).
+    CheckpointSaved {
+        checkpoint: pb::JobCheckpoint,
+    },
     /// Stopped on request; nothing to report.
     Stopped,
 }
@@ -161,6 +167,8 @@ pub struct Executor {
     /// Fraction of an interactive job's steps after which it stores a
     /// preview; 0: none.
     preview_at: f64,
+    /// How often a running job saves a checkpoint and runs on.
+    checkpoints: CheckpointInterval,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +199,7 @@ impl Executor {
         devices: DeviceTable,
         simulated: bool,
         preview_at: f64,
+        checkpoints: CheckpointInterval,
     ) -> Self {
         Self {
             model_root,
@@ -200,6 +209,7 @@ impl Executor {
             devices,
             simulated,
             preview_at,
+            checkpoints,
         }
     }
 
@@ -255,6 +265,42 @@ impl Executor {
             tracing::info!(%job, "preview stored");
             reporter.send(JobUpdate::Preview { artifacts });
         }))
+    }
+
+    /// Stores a running job's checkpoint in the background, as the file a
+    /// preemption's would be (named by its step), and reports it through
+    /// `reporter`; its cost teaches the checkpoint interval. One that fails
+    /// is logged: the job goes on, and the next one is taken on time.
+    fn store_periodic_checkpoint(
+        self: &Arc<Self>,
+        job: &str,
+        bytes: Vec<u8>,
+        step: u32,
+        began: std::time::Instant,
+        reporter: &Reporter,
+        runtime: &tokio::runtime::Handle,
+    ) -> tokio::task::JoinHandle<()> {
+        let (this, job, reporter) = (self.clone(), job.to_string(), reporter.clone());
+        runtime.spawn(async move {
+            let name = format!("checkpoint-{step}.safetensors");
+            match this
+                .store
+                .put(&job, &name, "checkpoint", "application/octet-stream", bytes)
+                .await
+            {
+                Ok(stored) => {
+                    this.checkpoints.record_cost(began.elapsed());
+                    tracing::info!(%job, step, "periodic checkpoint stored");
+                    reporter.send(JobUpdate::CheckpointSaved {
+                        checkpoint: pb::JobCheckpoint {
+                            uri: stored.uri,
+                            step,
+                        },
+                    });
+                }
+                Err(e) => tracing::warn!(%job, step, error = %e, "periodic checkpoint not stored"),
+            }
+        })
     }
 
     /// `message` as the job's tenant may read it: the artifact store's and
@@ -357,6 +403,7 @@ impl Executor {
             devices,
             fps: spec.fps,
             preview_step: self.preview_step(&spec, from_step),
+            checkpoint_every: self.checkpoints.interval(),
             saved: self.read_checkpoint(assignment).await,
             stop: stop.clone(),
             reporter: reporter.clone(),
@@ -534,6 +581,7 @@ pub(crate) mod tests {
             table,
             simulated,
             0.0,
+            CheckpointInterval::off(),
         );
         (Arc::new(executor), metrics)
     }

@@ -29,6 +29,8 @@ pub(super) struct Render {
     pub fps: u32,
     /// The step after which a preview is made, if any.
     pub preview_step: Option<u32>,
+    /// How often the run saves a checkpoint and goes on; None: never.
+    pub checkpoint_every: Option<std::time::Duration>,
     /// The checkpoint's bytes, when the job resumes.
     pub saved: Option<Vec<u8>>,
     pub stop: Arc<StopSignal>,
@@ -106,8 +108,12 @@ impl Render {
             .step_seconds
             .with_label_values(&[self.model.as_str(), tp_label.as_str()]);
         let mut last = Instant::now();
+        let mut periodic = Periodic::new(self.checkpoint_every);
         let mut on_step = |p: StepProgress| {
             step_seconds.observe(last.elapsed().as_secs_f64());
+            if p.done < p.total && self.stop.requested().is_none() && periodic.due() {
+                periodic.save(self, &p);
+            }
             if self.preview_step == Some(p.done as u32) {
                 match (p.preview)() {
                     Ok(video) => {
@@ -156,6 +162,15 @@ impl Render {
         generated.map_err(|e| self.model_error(e))
     }
 
+    /// A checkpoint of the run at `p`, as the bytes a preemption's would be.
+    fn checkpoint_bytes(&self, p: &StepProgress) -> Result<Vec<u8>, ModelError> {
+        let checkpoint = Checkpoint {
+            step: p.done,
+            latent: p.latent.to_device(&Device::Cpu)?,
+        };
+        checkpoint.to_bytes(&self.model, &self.request)
+    }
+
     /// The finished video's files, a stopped run's checkpoint when one was
     /// asked for, or nothing (cancelled).
     fn encode(&self, generated: Generated) -> Result<Rendered, RunError> {
@@ -172,6 +187,52 @@ impl Render {
                 Ok(Rendered::Checkpoint(bytes, c.step as u32))
             }
             (Generated::Stopped(_), _) => Ok(Rendered::Stopped),
+        }
+    }
+}
+
+/// A run's periodic checkpoints: when the next is due, and the one still
+/// being stored (a new one is not started before it is done, so the
+/// scheduler hears of them in step order).
+struct Periodic {
+    every: Option<std::time::Duration>,
+    last: Instant,
+    storing: Option<JoinHandle<()>>,
+}
+
+impl Periodic {
+    fn new(every: Option<std::time::Duration>) -> Self {
+        Self {
+            every,
+            last: Instant::now(),
+            storing: None,
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.every.is_some_and(|every| self.last.elapsed() >= every)
+            && self.storing.as_ref().is_none_or(|task| task.is_finished())
+    }
+
+    /// Copies the run's latent at `p` and stores it in the background. A
+    /// checkpoint that cannot be made is logged and skipped: the run goes on.
+    fn save(&mut self, render: &Render, p: &StepProgress) {
+        let began = Instant::now();
+        self.last = began;
+        match render.checkpoint_bytes(p) {
+            Ok(bytes) => {
+                self.storing = Some(render.executor.store_periodic_checkpoint(
+                    &render.job,
+                    bytes,
+                    p.done as u32,
+                    began,
+                    &render.reporter,
+                    &render.runtime,
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(job = %render.job, step = p.done, error = %e, "periodic checkpoint not made")
+            }
         }
     }
 }

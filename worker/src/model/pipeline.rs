@@ -34,6 +34,9 @@ pub struct Video {
 pub struct StepProgress<'a> {
     pub done: usize,
     pub total: usize,
+    /// The latent after step `done`: with `done`, a checkpoint to resume
+    /// from (periodic checkpoints copy it; the run does not change).
+    pub latent: &'a Tensor,
     /// Decodes the sampler's current estimate of the final video (a
     /// preview); the run itself is not changed by calling it.
     pub preview: &'a dyn Fn() -> Result<Video, ModelError>,
@@ -267,6 +270,7 @@ impl Pipeline {
             let progress = StepProgress {
                 done: i + 1,
                 total: schedule.steps(),
+                latent: &latent,
                 preview: &preview,
             };
             if on_step(progress).is_break() && i + 1 < schedule.steps() {
