@@ -525,6 +525,26 @@ pub enum ClusterCommand {
     RemoveReplica(ReplicaIdArgs),
     /// Hand leadership to another replica.
     TransferLeader(ReplicaIdArgs),
+    /// Back up the replicated state to a file, or restore one into a fresh cluster.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Save the cluster's state (jobs, queues, tenants, key hashes, nodes)
+    /// to FILE, readable by you only; FILE must not exist yet.
+    Save(SnapshotFileArgs),
+    /// Restore a saved state into a fresh cluster (no jobs, queues, tenants
+    /// or keys yet): start one replica, restore, then add replicas.
+    Restore(SnapshotFileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotFileArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -128,14 +128,18 @@ fn kept_or_made(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<St
 
 /// Writes a new file that only its owner can read; never replaces one.
 pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    write_private_bytes(path, format!("{text}\n").as_bytes())
+}
+
+/// [`write_private`] of bytes, as they are.
+pub fn write_private_bytes(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.write_all(b"\n")?;
+    file.write_all(bytes)?;
     file.sync_all()
 }
 

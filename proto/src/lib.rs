@@ -36,6 +36,11 @@ pub mod tls;
 /// Longest name of a node, model, queue or flavor.
 pub const MAX_NAME_LEN: usize = 63;
 
+/// The largest backup (a state snapshot) the cluster API carries, each
+/// way: far above the state of ~100k jobs (a few hundred MiB at most is
+/// held in memory anyway), and only an admin's call may send one.
+pub const MAX_BACKUP_BYTES: usize = 256 << 20;
+
 /// Whether `name` is a valid node, model, queue or flavor name: 1 to 63 of
 /// `a-z`, `0-9`, `-`, `_`, `.`; safe in file paths and metric labels.
 pub fn is_valid_name(name: &str) -> bool {

@@ -534,12 +534,18 @@ fn grpc_server<H: tonic_health::pb::health_server::Health>(
             .max_decoding_message_size(MAX_RAFT_MESSAGE),
             auth.replica_interceptor(),
         ))
-        .add_service(
-            pb::cluster_service_server::ClusterServiceServer::with_interceptor(
-                ClusterApi::new(raft.clone(), router.clone(), sessions.clone()),
-                auth.interceptor(auth::admins),
-            ),
-        )
+        // A backup travels in one message; the admin check runs on the
+        // headers, before the body is read.
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            pb::cluster_service_server::ClusterServiceServer::new(ClusterApi::new(
+                raft.clone(),
+                router.clone(),
+                sessions.clone(),
+            ))
+            .max_decoding_message_size(genfleet_proto::MAX_BACKUP_BYTES)
+            .max_encoding_message_size(genfleet_proto::MAX_BACKUP_BYTES),
+            auth.interceptor(auth::admins),
+        ))
         .add_service(
             pb::node_service_server::NodeServiceServer::with_interceptor(
                 NodeApi::new(raft.clone(), router.clone()),

@@ -53,6 +53,7 @@ pub async fn run(command: ClusterCommand, client: &ClientConfig) -> anyhow::Resu
             say!("replica {} leads", args.id);
             Ok(())
         }
+        ClusterCommand::Snapshot(command) => super::backup::run(command, client).await,
     }
 }
 

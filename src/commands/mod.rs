@@ -1,5 +1,6 @@
 //! One function per subcommand.
 
+mod backup;
 mod certs;
 mod cluster;
 mod demo;

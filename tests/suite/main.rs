@@ -5,6 +5,7 @@
 //! what they share.
 
 mod artifact_store;
+mod backup;
 mod bad_input;
 mod chaos;
 mod closed_output;

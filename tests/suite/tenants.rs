@@ -12,11 +12,11 @@ use std::process::Command;
 use common::replicas::Replicas;
 use common::{cli, BIN};
 
-const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
 
 /// Runs the CLI with `key` (or none) and no key from the environment or a
 /// config file: (success, stdout, stderr).
-fn run(config: &Path, key: Option<&str>, args: &[&str]) -> (bool, String, String) {
+pub fn run(config: &Path, key: Option<&str>, args: &[&str]) -> (bool, String, String) {
     let mut command = Command::new(BIN);
     command
         .env_remove("GENFLEET_API_KEY")
@@ -33,14 +33,14 @@ fn run(config: &Path, key: Option<&str>, args: &[&str]) -> (bool, String, String
 }
 
 /// Like [`run`], and it must succeed: its stdout.
-fn succeed(config: &Path, key: &str, args: &[&str]) -> String {
+pub fn succeed(config: &Path, key: &str, args: &[&str]) -> String {
     let (ok, out, err) = run(config, Some(key), args);
     assert!(ok, "{args:?}: {err}");
     out
 }
 
 /// Like [`run`], and it must fail: its stderr.
-fn refused(config: &Path, key: Option<&str>, args: &[&str]) -> String {
+pub fn refused(config: &Path, key: Option<&str>, args: &[&str]) -> String {
     let (ok, out, err) = run(config, key, args);
     assert!(!ok, "{args:?} should be refused: {out}");
     err

@@ -256,4 +256,38 @@ impl ClusterService for ClusterApi {
             .collect();
         Ok(Response::new(pb::ProfileReply { rates }))
     }
+
+    async fn save_snapshot(
+        &self,
+        _request: Request<pb::SaveSnapshotRequest>,
+    ) -> Result<Response<pb::SaveSnapshotReply>, Status> {
+        // Any replica answers, after confirming with the leader that its
+        // state is current (a linearizable read).
+        super::readable(&self.raft, &self.router).await?;
+        let reply = self.raft.read(|state| pb::SaveSnapshotReply {
+            state: state.encode_snapshot(),
+            applied_index: state.applied_index(),
+            state_hash: state.hash(),
+        });
+        Ok(Response::new(reply))
+    }
+
+    async fn restore_snapshot(
+        &self,
+        request: Request<pb::RestoreSnapshotRequest>,
+    ) -> Result<Response<pb::RestoreSnapshotReply>, Status> {
+        forward_to_leader!(self.router, request, ClusterServiceClient::restore_snapshot);
+        let state = request.into_inner().state;
+        let kind = pb::command::Kind::RestoreState(pb::RestoreState { state });
+        let requeued = match super::propose(&self.raft, &self.router, kind).await? {
+            crate::state::Outcome::Restored { requeued } => requeued,
+            other => return Err(Status::internal(format!("a restore applied as {other:?}"))),
+        };
+        let reply = self.raft.read(|state| pb::RestoreSnapshotReply {
+            state_hash: state.hash(),
+            jobs: state.jobs().count() as u64,
+            requeued: requeued as u64,
+        });
+        Ok(Response::new(reply))
+    }
 }

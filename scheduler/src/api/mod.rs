@@ -75,7 +75,9 @@ pub(crate) fn rejection_status(r: &Rejection) -> Status {
         | Rejection::Placement { .. }
         | Rejection::QueueInUse { .. }
         | Rejection::TenantInUse { .. }
-        | Rejection::NotPreempting(_) => Status::failed_precondition(message),
+        | Rejection::NotPreempting(_)
+        | Rejection::NotFresh(_) => Status::failed_precondition(message),
+        Rejection::BadBackup(_) => Status::invalid_argument(message),
     }
 }
 

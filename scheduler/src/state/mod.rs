@@ -9,6 +9,7 @@ mod invariants;
 mod jobs;
 mod nodes;
 pub(crate) mod queues;
+mod restore;
 mod snapshot;
 mod tenants;
 
@@ -94,6 +95,10 @@ pub enum Rejection {
     TenantLimit { tenant: String, why: String },
     #[error("tenant {tenant} has {jobs} unfinished jobs, its limit; wait for some to end")]
     TenantBusy { tenant: String, jobs: usize },
+    #[error("a restore needs a fresh cluster, and this one holds {0}")]
+    NotFresh(String),
+    #[error("the backup cannot be restored: {0}")]
+    BadBackup(String),
 }
 
 /// What an applied command did, for the one who proposed it.
@@ -117,6 +122,8 @@ pub enum Outcome {
     Forgotten(usize),
     /// Accepted, nothing to report (e.g. a progress report).
     Done,
+    /// A backup was restored; this many running jobs went back to pending.
+    Restored { requeued: usize },
 }
 
 /// Jobs and nodes as of `applied_index`.
@@ -197,6 +204,7 @@ impl State {
             Kind::DeleteTenant(c) => self.delete_tenant(&c.name),
             Kind::CreateKey(c) => self.create_key(c),
             Kind::RevokeKey(c) => self.revoke_key(&c.id),
+            Kind::RestoreState(c) => self.restore_state(c, at_ms),
         }
     }
 

@@ -1305,3 +1305,59 @@ fn a_running_jobs_periodic_checkpoint_is_where_a_node_loss_resumes_it() {
     let job = s.job("j1").expect("job");
     assert_eq!((job.state, job.step), (JobState::Pending, 2));
 }
+
+/// A restore brings a saved state into a fresh cluster: its running jobs
+/// wait again with their checkpoints, its nodes come back down, the
+/// cluster's own nodes stay; a cluster that holds anything, or bytes that
+/// are no backup, are refused.
+#[test]
+fn a_backup_restores_into_a_fresh_state_only() {
+    let mut old = State::default();
+    let r = run(
+        &mut old,
+        vec![
+            register("n1", "i1", 1),
+            submit("running", 1),
+            assign("running", "n1", &[0]),
+            submit("waiting", 1),
+        ],
+    );
+    let epoch = assigned_epoch(&r[2]);
+    run(
+        &mut old,
+        vec![progress_with_checkpoint("running", epoch, 2, "file:///c-2")],
+    );
+    let backup = pb::RestoreState {
+        state: old.encode_snapshot(),
+    };
+    let restore = || pb::command::Kind::RestoreState(backup.clone());
+
+    let refused = run(&mut old, vec![restore()]).remove(0);
+    assert!(
+        matches!(refused, Err(Rejection::NotFresh(_))),
+        "{refused:?}"
+    );
+    let mut fresh = State::default();
+    let garbage = pb::command::Kind::RestoreState(pb::RestoreState {
+        state: b"not a backup".to_vec(),
+    });
+    let bad = run(&mut fresh, vec![garbage]).remove(0);
+    assert!(matches!(bad, Err(Rejection::BadBackup(_))), "{bad:?}");
+
+    run(&mut fresh, vec![register("n2", "i9", 1)]);
+    let done = run(&mut fresh, vec![restore()]).remove(0);
+    assert_eq!(done, Ok(Outcome::Restored { requeued: 1 }));
+    let running = fresh.job("running").expect("restored");
+    assert_eq!((running.state, running.step), (JobState::Pending, 2));
+    assert_eq!(
+        fresh.job("waiting").map(|j| j.state),
+        Some(JobState::Pending)
+    );
+    assert!(fresh.node("n1").is_some_and(|n| !n.up && n.busy.is_empty()));
+    assert!(
+        fresh.node("n2").is_some_and(|n| n.up),
+        "this cluster's node stays"
+    );
+    let again = run(&mut fresh, vec![restore()]).remove(0);
+    assert!(matches!(again, Err(Rejection::NotFresh(_))), "{again:?}");
+}

@@ -212,3 +212,29 @@ fn every_pod_runs_under_a_priority_class_of_the_install() {
         }
     }
 }
+
+/// The backup CronJob example passes strict validation and runs under
+/// `restricted` like every other genfleet pod.
+#[test]
+fn the_backup_cronjob_example_is_valid_and_restricted() {
+    let Some(validator) = super::tools::required(
+        "kubernetes-validate",
+        super::tools::find_tool("kubernetes-validate"),
+    ) else {
+        return;
+    };
+    let yaml = super::tools::read_repo_file("deploy/examples/backup/cronjob.yaml");
+    super::tools::validate_strict(&validator, "examples/backup/cronjob.yaml", &yaml);
+    let objects = super::tools::documents(&yaml);
+    let cron = find(&objects, "CronJob", "genfleet-backup");
+    let pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let violations = restricted_violations(pod);
+    assert!(violations.is_empty(), "the backup job: {violations:?}");
+    let c = &pod["containers"][0];
+    assert!(
+        c["args"][0]
+            .as_str()
+            .is_some_and(|a| a.contains("cluster snapshot save")),
+        "the job saves a snapshot: {c}"
+    );
+}
