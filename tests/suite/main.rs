@@ -39,4 +39,5 @@ mod statefulset;
 mod tenants;
 mod tls;
 mod trust;
+mod upgrade;
 mod worker_lifecycle;
