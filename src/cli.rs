@@ -158,6 +158,13 @@ pub struct PlanArgs {
     /// arrival) for a fleet too small to finish.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub horizon: Option<Duration>,
+    /// Nodes fail every this long on average: running jobs then go slower
+    /// by the expected time spent on periodic checkpoints (at the interval
+    /// the workers use, Young/Daly's from --checkpoint-time and this),
+    /// redoing work since the last one, and reloading [default: nodes never
+    /// fail].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub node_mtbf: Option<Duration>,
     /// Time a preempted job spends writing its checkpoint.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub checkpoint_time: Duration,

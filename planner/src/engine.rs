@@ -12,6 +12,13 @@
 //! waits again from then with its steps kept; the job it was preempted for
 //! is nominated until placed. Cycles run at the first tick (`cycle_s`)
 //! after anything changes, and every tick while jobs wait (ageing).
+//!
+//! Node failures, when `node_mtbf_s` is given, are modelled in expectation:
+//! the workers checkpoint running jobs at Young/Daly's interval for
+//! `checkpoint_s` and the MTBF (the rule the workers use,
+//! `genfleet_proto::checkpoints`), and every run goes slower by the
+//! expected share of its time spent saving, redoing work lost since the
+//! last checkpoint, and reloading after a failure.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -45,6 +52,26 @@ pub struct SimConfig {
     pub horizon_s: Option<f64>,
     /// Points of the time series (queue depth, utilization) to keep.
     pub samples: usize,
+    /// Mean time between failures of a node; `None`: nodes never fail.
+    pub node_mtbf_s: Option<f64>,
+}
+
+impl SimConfig {
+    /// The periodic checkpoint interval the workers use with this MTBF,
+    /// and the share of a run's time failures cost at it; None when nodes
+    /// never fail.
+    pub fn failure_cost(&self) -> Option<(std::time::Duration, f64)> {
+        use genfleet_proto::checkpoints::{expected_waste, young_daly};
+        use std::time::Duration;
+        let mtbf = self.node_mtbf_s.filter(|m| *m > 0.0)?;
+        let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
+        let (cost, mtbf) = (secs(self.checkpoint_s), secs(mtbf));
+        let interval = young_daly(cost, mtbf);
+        Some((
+            interval,
+            expected_waste(cost, interval, secs(self.reload_s), mtbf),
+        ))
+    }
 }
 
 impl Default for SimConfig {
@@ -56,6 +83,7 @@ impl Default for SimConfig {
             cycle_s: 1.0,
             horizon_s: None,
             samples: 400,
+            node_mtbf_s: None,
         }
     }
 }
@@ -175,6 +203,8 @@ pub struct Simulation<'a> {
     free_devices: u64,
     samples: Vec<Sample>,
     cycles: u64,
+    /// How much slower every run goes for node failures (1: none).
+    slowdown: f64,
 }
 
 fn ms(seconds: f64) -> i64 {
@@ -257,6 +287,7 @@ impl<'a> Simulation<'a> {
             free_devices: fleet.devices(),
             samples: Vec::new(),
             cycles: 0,
+            slowdown: 1.0 + config.failure_cost().map_or(0.0, |(_, waste)| waste),
         }
     }
 
@@ -524,7 +555,8 @@ impl<'a> Simulation<'a> {
         let steps_per_s = self
             .profile
             .steps_per_s(&request.model, flavor, request.tp)
-            .max(1e-9);
+            .max(1e-9)
+            / self.slowdown;
         for &d in devices {
             self.nodes[node].busy[d as usize] = Some(job);
         }

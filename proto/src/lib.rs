@@ -28,6 +28,7 @@ pub use v1::*;
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/genfleet_descriptor.bin"));
 
+pub mod checkpoints;
 pub mod flavors;
 pub mod metrics;
 pub mod models;

@@ -78,6 +78,7 @@ fn read_inputs(args: &PlanArgs, fleets: &[&Fleet]) -> anyhow::Result<Inputs> {
         reload_s: args.reload_time.as_secs_f64(),
         cycle_s: args.cycle.as_secs_f64().max(0.001),
         horizon_s: args.horizon.map(|h| h.as_secs_f64()),
+        node_mtbf_s: args.node_mtbf.map(|m| m.as_secs_f64()),
         ..SimConfig::default()
     };
     Ok(Inputs {
@@ -148,6 +149,13 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         report.cycles
     );
+    if let Some((interval, waste)) = inputs.config.failure_cost() {
+        say!(
+            "node failures: running jobs checkpoint every {} and lose {:.2}% of their time to saving, redoing and reloading",
+            humantime::format_duration(std::time::Duration::from_secs(interval.as_secs())),
+            waste * 100.0
+        );
+    }
     if let Some(path) = &args.json {
         write(path, &serde_json::to_vec_pretty(&report)?)?;
         say!("report written to {}", path.display());

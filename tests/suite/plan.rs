@@ -192,3 +192,51 @@ fn the_same_inputs_give_the_same_plan() {
     };
     assert_eq!(run(), run());
 }
+
+/// With node failures given, a run takes longer by the expected share of its
+/// time that failures cost at the workers' checkpoint interval (one rule,
+/// genfleet_proto::checkpoints); without, it takes steps / rate.
+#[test]
+fn node_failures_slow_runs_by_the_workers_checkpoint_rule() {
+    use std::time::Duration;
+    // 200 steps (the most a job has) at 1 step per 18 s: an hour.
+    let mut profile = Profile::default();
+    profile.set("tiny", "gpu", 1, 1.0 / 18.0);
+    let jobs = vec![job(0.0, "default", Qos::Standard, 200, 1)];
+    let fleet = Fleet {
+        pools: vec![pool("gpu", 1, 1)],
+    };
+    let run_s = |config: &SimConfig| {
+        let outcome = Simulation::new(&fleet, &[], &jobs, &profile, config).run(&mut |_| {});
+        let job = &outcome.jobs[0];
+        job.end_s.expect("ended") - job.first_start_s.expect("started")
+    };
+    // Past the default horizon (an hour after the last arrival).
+    let healthy = SimConfig {
+        horizon_s: Some(10_000.0),
+        ..SimConfig::default()
+    };
+    assert!(
+        (run_s(&healthy) - 3600.0).abs() < 1.0,
+        "{}",
+        run_s(&healthy)
+    );
+    let failing = SimConfig {
+        node_mtbf_s: Some(6.0 * 3600.0),
+        ..healthy.clone()
+    };
+    let (interval, waste) = failing.failure_cost().expect("failures modelled");
+    let secs = Duration::from_secs_f64;
+    assert_eq!(
+        interval,
+        genfleet_proto::checkpoints::young_daly(secs(failing.checkpoint_s), secs(6.0 * 3600.0)),
+        "the workers' interval"
+    );
+    assert!(waste > 0.0);
+    let slowed = run_s(&failing);
+    assert!(
+        (slowed - 3600.0 * (1.0 + waste)).abs() < 1.0,
+        "{slowed} s, expected {} s",
+        3600.0 * (1.0 + waste)
+    );
+}

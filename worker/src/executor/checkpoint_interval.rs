@@ -1,34 +1,19 @@
 //! How often a running job saves a checkpoint while it runs, so that a
 //! node lost without warning (`kill -9`, a spot reclaim, a GPU fault) costs
-//! at most that much of its work.
-//!
-//! The interval is Young's first-order optimum, which Daly refined:
-//! sqrt(2 x C x M), where C is what one checkpoint costs (measured: the
-//! latent copied to the host, serialised and stored) and M the mean time
-//! between failures of a node. Checkpointing more often spends more time
-//! saving than it saves; less often loses more work per failure. The
-//! interval is held within [`MIN_INTERVAL`, `MAX_INTERVAL`]: a very cheap
-//! checkpoint is not worth taking every few seconds, and an hour is the most
-//! work a job may lose whatever the estimates say.
+//! at most that much of its work: Young/Daly's interval
+//! ([`genfleet_proto::checkpoints::young_daly`], the rule the capacity
+//! planner uses too) from the nodes' MTBF and what a checkpoint costs here,
+//! measured (the latent copied to the host, serialised and stored).
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// The shortest interval the rule may give.
-pub const MIN_INTERVAL: Duration = Duration::from_secs(60);
-/// The longest interval the rule may give.
-pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+use genfleet_proto::checkpoints::young_daly;
+
 /// A checkpoint's cost before one has been measured.
 const FIRST_COST: Duration = Duration::from_secs(1);
 /// Weight of the newest measurement in the running average of the cost.
 const NEW_COST_WEIGHT: f64 = 0.3;
-
-/// Young/Daly's interval for checkpoints costing `cost` on nodes failing
-/// every `mtbf` on average, within the bounds.
-pub fn young_daly(cost: Duration, mtbf: Duration) -> Duration {
-    let seconds = (2.0 * cost.as_secs_f64() * mtbf.as_secs_f64()).sqrt();
-    Duration::from_secs_f64(seconds).clamp(MIN_INTERVAL, MAX_INTERVAL)
-}
 
 /// The worker's checkpoint interval: fixed, off, or Young/Daly's from the
 /// node's MTBF and the measured cost.
@@ -91,22 +76,6 @@ impl CheckpointInterval {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_interval_is_young_dalys_within_its_bounds() {
-        let day = Duration::from_secs(86_400);
-        // sqrt(2 x 1 s x 86400 s) = 415.7 s.
-        let one_second = young_daly(Duration::from_secs(1), day);
-        assert!(
-            (one_second.as_secs_f64() - 415.69).abs() < 0.01,
-            "{one_second:?}"
-        );
-        // Four times the cost: twice the interval.
-        let four = young_daly(Duration::from_secs(4), day);
-        assert!((four.as_secs_f64() - 2.0 * one_second.as_secs_f64()).abs() < 0.01);
-        assert_eq!(young_daly(Duration::from_millis(1), day), MIN_INTERVAL);
-        assert_eq!(young_daly(Duration::from_secs(60), day * 30), MAX_INTERVAL);
-    }
 
     #[test]
     fn a_measured_cost_moves_the_interval_and_fixed_ones_stay() {
