@@ -122,6 +122,7 @@ async fn a_worker_killed_mid_job_resumes_from_its_last_periodic_checkpoint() {
     )
     .await;
     let saved_step = saved.checkpoint.as_ref().map_or(0, |c| c.step);
+    let killed = std::time::Instant::now();
     first.kill();
     // Its session gone, the job goes back to the queue at its checkpoint.
     let requeued = watch_until(&mut jobs, &job.id, "the job is requeued", |j| {
@@ -129,6 +130,12 @@ async fn a_worker_killed_mid_job_resumes_from_its_last_periodic_checkpoint() {
     })
     .await;
     let resume_at = requeued.checkpoint.as_ref().map_or(0, |c| c.step);
+    println!(
+        "killed with SIGKILL at step {} of {}; requeued {:.1} s later at step {resume_at}",
+        saved.step,
+        spec.steps,
+        killed.elapsed().as_secs_f64()
+    );
     assert!(
         resume_at >= saved_step && requeued.step == resume_at,
         "requeued at step {} with a checkpoint at {resume_at}; one at {saved_step} was recorded",
