@@ -3,7 +3,8 @@
 //! that file into a fresh cluster brings every job, queue, tenant and key
 //! back (the tenant's key works there, and sees only its jobs). The file is
 //! its owner's only and never replaced; a cluster that holds anything
-//! refuses a restore; only an admin may save or restore.
+//! refuses a restore; only an admin may save or restore; a replica added
+//! afterwards catches up with the restored state.
 
 use crate::common;
 use crate::tenants::{refused, run, succeed, ADMIN_KEY};
@@ -94,8 +95,19 @@ fn a_saved_state_restores_into_a_fresh_cluster_with_every_job_queue_tenant_and_k
     assert!(err.contains("fresh cluster"), "{err}");
     drop(old);
 
-    // A fresh cluster takes it.
-    let new = start_scheduler(&config.join("new"), "127.0.0.1:0", &keyed);
+    // A fresh cluster takes it: one founding replica (with the cluster
+    // secret replicas prove themselves with, so that others can join).
+    let secrets = config.join("secrets");
+    let (ok, _, err) = common::cli(&["secrets", "init", "--dir", &secrets.to_string_lossy()]);
+    assert!(ok, "secrets init: {err}");
+    let secret_file = secrets.join("cluster-secret").to_string_lossy().to_string();
+    let founding = [
+        "--admin-key-file",
+        key_file.as_str(),
+        "--cluster-secret-file",
+        secret_file.as_str(),
+    ];
+    let new = start_scheduler(&config.join("new"), "127.0.0.1:0", &founding);
     let new_ep = new.endpoint.as_str();
     let said = on(new_ep, ADMIN_KEY, &restore);
     assert!(said.contains("restored 3 jobs"), "{said}");
@@ -133,4 +145,43 @@ fn a_saved_state_restores_into_a_fresh_cluster_with_every_job_queue_tenant_and_k
         !ok && err.contains("fresh cluster"),
         "a second restore: {err}"
     );
+
+    // Then add replicas: a new one catches up with the restored state.
+    let second_ep = format!("http://127.0.0.1:{}", common::replicas::free_port());
+    let second_listen = second_ep.trim_start_matches("http://").to_string();
+    let peers = format!("1={new_ep},2={second_ep}");
+    let mut joining = founding.to_vec();
+    joining.extend(["--id", "2", "--peers", &peers, "--join"]);
+    let second = start_scheduler(&config.join("second"), &second_listen, &joining);
+    on(
+        new_ep,
+        ADMIN_KEY,
+        &[
+            "cluster",
+            "add-replica",
+            "--id",
+            "2",
+            "--address",
+            &second.endpoint,
+        ],
+    );
+    // Its own state (not a forwarded read): the same hash as the founder's.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = on(new_ep, ADMIN_KEY, &["cluster", "status", "-o", "json"]);
+        let doc: serde_json::Value = serde_json::from_str(&out).expect("status json");
+        let items = doc["items"].as_array().cloned().unwrap_or_default();
+        let hashes: Vec<&str> = items
+            .iter()
+            .filter_map(|r| r["status"]["state_hash"].as_str())
+            .collect();
+        if hashes.len() == 2 && hashes[0] == hashes[1] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the added replica did not catch up with the restored state: {out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
