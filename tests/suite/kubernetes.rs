@@ -327,16 +327,7 @@ async fn a_cordoned_nodes_job_checkpoints_and_resumes_on_another_worker() {
     assert_eq!(done.state(), pb::JobState::Completed, "{done:?}");
     assert_eq!(done.node, "node-b", "{done:?}");
     assert_eq!(done.requeues, 1, "one trip back to the queue: {done:?}");
-    let text = http_get(second_metrics.as_deref().expect("metrics"));
-    assert_eq!(
-        metric(
-            &text,
-            "genfleet_worker_checkpoint_loads_total",
-            &[("result", "resumed")]
-        ),
-        Some(1.0),
-        "node-b resumed from node-a's checkpoint: {text}"
-    );
+    assert_resumed_one_checkpoint(second_metrics.as_deref());
     let (ok, out, err) = cli(&["node", "list", "--scheduler", &endpoint]);
     assert!(ok, "{err}");
     assert!(

@@ -7,8 +7,8 @@ use crate::common;
 
 use common::replicas::Replicas;
 use common::{
-    artifact_path, client, get_job, http_get, init_model, long_spec, metric, start_worker_with,
-    submit, watch_to_end, watch_until, Local,
+    artifact_path, assert_resumed_one_checkpoint, client, get_job, init_model, long_spec,
+    start_worker_with, submit, watch_to_end, watch_until, Local,
 };
 use genfleet_proto as pb;
 
@@ -80,13 +80,7 @@ async fn a_worker_told_to_stop_checkpoints_its_job_and_another_resumes_it() {
     let (done, _) = watch_to_end(&mut jobs, &job.id, 300).await;
     assert_eq!(done.state(), pb::JobState::Completed, "{done:?}");
     assert_eq!(done.node, "node-b");
-    let text = http_get(second_metrics.as_deref().expect("metrics"));
-    let resumed = [("result", "resumed")];
-    assert_eq!(
-        metric(&text, "genfleet_worker_checkpoint_loads_total", &resumed),
-        Some(1.0),
-        "node-b resumed from node-a's checkpoint: {text}"
-    );
+    assert_resumed_one_checkpoint(second_metrics.as_deref());
 }
 
 /// A worker killed with SIGKILL mid-job (a spot reclaim, an OOM kill, a
@@ -157,16 +151,7 @@ async fn a_worker_killed_mid_job_resumes_from_its_last_periodic_checkpoint() {
         ("node-b", 1),
         "{done:?}"
     );
-    let text = http_get(second_metrics.as_deref().expect("metrics"));
-    assert_eq!(
-        metric(
-            &text,
-            "genfleet_worker_checkpoint_loads_total",
-            &[("result", "resumed")]
-        ),
-        Some(1.0),
-        "node-b resumed from node-a's checkpoint: {text}"
-    );
+    assert_resumed_one_checkpoint(second_metrics.as_deref());
 
     // The same job without interruption makes the same bytes.
     let again = submit(&mut jobs, spec).await;

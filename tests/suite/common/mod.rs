@@ -238,6 +238,21 @@ impl Local {
     }
 }
 
+/// Asserts that the worker whose metrics are at `metrics_url` resumed
+/// exactly one job from a checkpoint another worker saved.
+pub fn assert_resumed_one_checkpoint(metrics_url: Option<&str>) {
+    let text = http_get(metrics_url.expect("the worker's metrics url"));
+    assert_eq!(
+        metric(
+            &text,
+            "genfleet_worker_checkpoint_loads_total",
+            &[("result", "resumed")]
+        ),
+        Some(1.0),
+        "the worker resumed from the other node's checkpoint: {text}"
+    );
+}
+
 /// Applies the queues of YAML `text` with `genfleet queue apply -f`
 /// (the file is written to `dir`).
 pub fn apply_queues(endpoint: &str, dir: &Path, text: &str) {
