@@ -83,6 +83,11 @@ const DISRUPTION_TAINTS: [&str; 3] = [
 /// preemption's reason, shown on the jobs.
 pub const NODE_LEAVING: &str = "node_leaving";
 impl NodeFacts {
+    /// Kubernetes is taking the node away: cordoned, or tainted for removal.
+    pub fn leaving(&self) -> bool {
+        self.unschedulable || self.disruption.is_some()
+    }
+
     pub fn of(node: &KubeNode) -> Self {
         let spec = node.spec.as_ref();
         let ready = node
@@ -151,7 +156,7 @@ pub fn decide(
             source: CORDONED_BY_KUBERNETES.into(),
         })
     };
-    let leaving = facts.unschedulable || facts.disruption.is_some();
+    let leaving = facts.leaving();
     if leaving && !node.cordoned {
         commands.push(cordon(true));
     }
@@ -262,13 +267,17 @@ pub async fn sync(
             let Some(node) = state.node(&facts.name) else {
                 continue;
             };
-            let running: Vec<pb::JobLease> = state
-                .jobs()
-                .filter(|j| {
-                    j.state == pb::JobState::Running
-                        && j.node == node.name
-                        && j.preempting.is_empty()
-                })
+            // Only a node that is leaving needs its jobs, and it names them
+            // itself (the devices they hold): no scan of every job.
+            let held: BTreeSet<&String> = if facts.leaving() {
+                node.busy.values().collect()
+            } else {
+                BTreeSet::new()
+            };
+            let running: Vec<pb::JobLease> = held
+                .into_iter()
+                .filter_map(|id| state.job(id))
+                .filter(|j| j.state == pb::JobState::Running && j.preempting.is_empty())
                 .map(|j| pb::JobLease {
                     job_id: j.id.clone(),
                     lease_epoch: j.lease_epoch,

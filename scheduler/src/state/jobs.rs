@@ -304,18 +304,17 @@ impl State {
         let total = job.spec.steps;
         job.step = job.step.max(c.step.min(total));
         // A periodic checkpoint: where the job resumes if it is requeued.
-        // One that could not be resumed from, or is not later than the one
-        // recorded, is ignored (the progress still counts).
+        // One that could not be resumed from is ignored (the progress still
+        // counts). Any other from the live lease replaces the recorded one,
+        // even at a lower step, as a preemption's does: the worker may have
+        // found the old one unreadable and started over. (A lease's
+        // checkpoints arrive in step order: its worker stores one at a time.)
         if let Some(saved) = &c.checkpoint {
             let usable = saved.step > 0
                 && saved.step < total
                 && !saved.uri.is_empty()
                 && saved.uri.len() <= MAX_URI_LEN;
-            let later = job
-                .checkpoint
-                .as_ref()
-                .is_none_or(|old| saved.step > old.step);
-            if usable && later {
+            if usable {
                 job.checkpoint = Some(saved.clone());
             }
         }

@@ -20,15 +20,23 @@ impl State {
         }
         let mut restored = State::from_snapshot_bytes(&c.state)
             .map_err(|e| Rejection::BadBackup(e.to_string()))?;
+        // A file may be corrupt or made by hand: the same checks as every
+        // state passes, before it replaces anything.
+        restored.check_invariants().map_err(Rejection::BadBackup)?;
         let running: Vec<String> = restored
             .jobs
             .values()
             .filter(|j| j.state == JobState::Running)
             .map(|j| j.id.clone())
             .collect();
+        // Their leases ended when the backup was taken, not now: the
+        // budget use the backup holds already counts them, so requeueing
+        // charges nothing more.
+        let charged = restored.budget_usage.clone();
         for id in &running {
             restored.requeue(id, at_ms);
         }
+        restored.budget_usage = charged;
         for node in restored.nodes.values_mut() {
             node.up = false;
             node.busy.clear();
@@ -37,6 +45,10 @@ impl State {
         // This cluster's own: its raft position, its replicas, the nodes
         // whose workers registered with it.
         restored.applied_index = self.applied_index;
+        // Lease epochs and queue positions only ever grow, whatever this
+        // cluster gave out before (jobs since forgotten).
+        restored.last_lease_epoch = restored.last_lease_epoch.max(self.last_lease_epoch);
+        restored.next_position = restored.next_position.max(self.next_position);
         restored.members = std::mem::take(&mut self.members);
         restored.nodes.append(&mut self.nodes);
         restored.changed = restored.jobs.keys().cloned().collect();

@@ -1253,9 +1253,9 @@ fn progress_with_checkpoint(job: &str, epoch: u64, step: u32, uri: &str) -> pb::
 }
 
 /// A periodic checkpoint is recorded while the job runs on (not requeued),
-/// only a later one replaces it, one that could not be resumed from is
-/// ignored (its progress still counts), and a node loss resumes the job
-/// from it.
+/// the newest from the live lease replaces it, one that could not be
+/// resumed from is ignored (its progress still counts), and a node loss
+/// resumes the job from it.
 #[test]
 fn a_running_jobs_periodic_checkpoint_is_where_a_node_loss_resumes_it() {
     let mut s = State::default();
@@ -1273,9 +1273,10 @@ fn a_running_jobs_periodic_checkpoint_is_where_a_node_loss_resumes_it() {
     let outcomes = run(
         &mut s,
         vec![
-            progress_with_checkpoint("j1", epoch, 2, "file:///c-2"),
-            // Not later: ignored.
             progress_with_checkpoint("j1", epoch, 1, "file:///c-1"),
+            // A later one replaces it (and an earlier one from this lease
+            // would too: the worker may have started over).
+            progress_with_checkpoint("j1", epoch, 2, "file:///c-2"),
             // The last step is no checkpoint; an empty URI neither.
             progress_with_checkpoint("j1", epoch, steps, "file:///c-end"),
             progress_with_checkpoint("j1", epoch, 3, ""),
@@ -1287,6 +1288,18 @@ fn a_running_jobs_periodic_checkpoint_is_where_a_node_loss_resumes_it() {
     assert_eq!(
         job.checkpoint.as_ref().map(|c| (c.step, c.uri.as_str())),
         Some((2, "file:///c-2"))
+    );
+    // A worker that found its checkpoint unreadable starts over: its
+    // earlier checkpoints replace the one it could not read.
+    run(
+        &mut s,
+        vec![progress_with_checkpoint("j1", epoch, 1, "file:///again-1")],
+    );
+    let recorded = s.job("j1").and_then(|j| j.checkpoint.clone());
+    assert_eq!(recorded.map(|c| c.step), Some(1));
+    run(
+        &mut s,
+        vec![progress_with_checkpoint("j1", epoch, 2, "file:///again-2")],
     );
     // A stale lease's checkpoint is refused with its progress.
     let stale = run(
@@ -1313,16 +1326,33 @@ fn a_running_jobs_periodic_checkpoint_is_where_a_node_loss_resumes_it() {
 #[test]
 fn a_backup_restores_into_a_fresh_state_only() {
     let mut old = State::default();
+    let budgeted = pb::command::Kind::UpsertQueue(pb::UpsertQueue {
+        queue: Some(pb::Queue {
+            name: "b".into(),
+            weight: 1,
+            quotas: vec![pb::FlavorQuota {
+                flavor: "cpu".into(),
+                nominal: 1,
+                ..Default::default()
+            }],
+            budget: Some(pb::Budget {
+                device_hours: 10.0,
+                period_seconds: 86_400,
+            }),
+            ..Default::default()
+        }),
+    });
     let r = run(
         &mut old,
         vec![
+            budgeted,
             register("n1", "i1", 1),
-            submit("running", 1),
+            submit_to("running", "b"),
             assign("running", "n1", &[0]),
             submit("waiting", 1),
         ],
     );
-    let epoch = assigned_epoch(&r[2]);
+    let epoch = assigned_epoch(&r[3]);
     run(
         &mut old,
         vec![progress_with_checkpoint("running", epoch, 2, "file:///c-2")],
@@ -1344,9 +1374,22 @@ fn a_backup_restores_into_a_fresh_state_only() {
     let bad = run(&mut fresh, vec![garbage]).remove(0);
     assert!(matches!(bad, Err(Rejection::BadBackup(_))), "{bad:?}");
 
-    run(&mut fresh, vec![register("n2", "i9", 1)]);
+    // Later entries: a restore charged as if the running lease had run
+    // until now would show here.
+    run(
+        &mut fresh,
+        (0..10).map(|_| register("n2", "i9", 1)).collect(),
+    );
     let done = run(&mut fresh, vec![restore()]).remove(0);
     assert_eq!(done, Ok(Outcome::Restored { requeued: 1 }));
+    fresh
+        .check_invariants()
+        .expect("a restored state keeps the invariants");
+    assert_eq!(
+        fresh.budget_charged_ms("b", 0),
+        old.budget_charged_ms("b", 0),
+        "a restore charges no budget for the time the backup was on the shelf"
+    );
     let running = fresh.job("running").expect("restored");
     assert_eq!((running.state, running.step), (JobState::Pending, 2));
     assert_eq!(
