@@ -13,8 +13,7 @@ use prost::Message as _;
 use crate::cli::SnapshotCommand;
 use crate::client::{first_channel, ClientConfig, ClientError};
 
-/// The largest state a backup may carry over gRPC (the scheduler's limit).
-const MAX_BACKUP_BYTES: usize = genfleet_proto::MAX_BACKUP_BYTES;
+use genfleet_proto::MAX_BACKUP_BYTES;
 
 pub async fn run(command: SnapshotCommand, client: &ClientConfig) -> anyhow::Result<()> {
     match command {
@@ -74,15 +73,24 @@ fn short(hash: &str) -> &str {
 }
 
 /// Writes the backup beside `path`, readable by its owner only, synced,
-/// then moves it into place: a crash leaves no half-written backup under
-/// the name.
+/// then links it into place: a crash leaves no half-written backup under
+/// the name, and a file made there meanwhile is never replaced (a link,
+/// unlike a rename, fails on an existing name).
 fn write_backup(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
+    partial.push(format!(".partial-{}", std::process::id()));
     let partial = std::path::PathBuf::from(partial);
-    let _ = std::fs::remove_file(&partial);
     crate::cluster::write_private_bytes(&partial, bytes)
         .with_context(|| format!("writing {}", partial.display()))?;
-    std::fs::rename(&partial, path)
-        .with_context(|| format!("moving {} to {}", partial.display(), path.display()))
+    let linked = std::fs::hard_link(&partial, path)
+        .with_context(|| format!("naming the backup {}", path.display()));
+    let _ = std::fs::remove_file(&partial);
+    linked?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // The new name itself is durable once its directory is.
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", dir.display()))?;
+    }
+    Ok(())
 }

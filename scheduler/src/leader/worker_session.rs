@@ -65,6 +65,9 @@ pub struct Session {
     preempt_sent: HashMap<String, u64>,
     /// Job -> last step written to the log.
     replicated_steps: HashMap<String, u32>,
+    /// Job -> (lease epoch, step) of the last periodic checkpoint written
+    /// to the log: a worker's repeats of it cost no log entry.
+    recorded_checkpoints: HashMap<String, (u64, u32)>,
     /// Job -> last step reported and when it arrived, to time steps.
     step_clock: HashMap<String, (u32, Instant)>,
     _guard: SessionGuard,
@@ -90,6 +93,7 @@ impl Session {
                 .collect(),
             preempt_sent: HashMap::new(),
             replicated_steps: HashMap::new(),
+            recorded_checkpoints: HashMap::new(),
             step_clock: HashMap::new(),
             _guard: context.sessions.open(&register.node),
         }
@@ -394,6 +398,13 @@ impl Session {
         if self.sent.get(&lease.job_id) != Some(&lease.lease_epoch) {
             return Ok(());
         }
+        // Within a lease checkpoints come in step order: one not after the
+        // last recorded is a repeat, and earns no log entry.
+        let last = self.recorded_checkpoints.get(&lease.job_id);
+        if last.is_some_and(|&(epoch, step)| epoch == lease.lease_epoch && checkpoint.step <= step)
+        {
+            return Ok(());
+        }
         let refusal = if checkpoint.uri.is_empty() || checkpoint.uri.len() > MAX_URI_LEN {
             Some(format!(
                 "a checkpoint URI of {} bytes",
@@ -409,6 +420,8 @@ impl Session {
             tracing::warn!(node = %self.node, job = %lease.job_id, %why, "a periodic checkpoint was dropped");
             return Ok(());
         }
+        self.recorded_checkpoints
+            .insert(lease.job_id.clone(), (lease.lease_epoch, checkpoint.step));
         let progress = pb::JobProgress {
             lease: Some(lease.clone()),
             step: checkpoint.step,

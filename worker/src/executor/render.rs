@@ -162,13 +162,13 @@ impl Render {
         generated.map_err(|e| self.model_error(e))
     }
 
-    /// A checkpoint of the run at `p`, as the bytes a preemption's would be.
-    fn checkpoint_bytes(&self, p: &StepProgress) -> Result<Vec<u8>, ModelError> {
-        let checkpoint = Checkpoint {
+    /// A checkpoint of the run at `p`, its latent copied to the host (the
+    /// only part done on the denoising thread: serialising happens later).
+    fn host_checkpoint(&self, p: &StepProgress) -> Result<Checkpoint, ModelError> {
+        Ok(Checkpoint {
             step: p.done,
             latent: p.latent.to_device(&Device::Cpu)?,
-        };
-        checkpoint.to_bytes(&self.model, &self.request)
+        })
     }
 
     /// The finished video's files, a stopped run's checkpoint when one was
@@ -219,12 +219,12 @@ impl Periodic {
     fn save(&mut self, render: &Render, p: &StepProgress) {
         let began = Instant::now();
         self.last = began;
-        match render.checkpoint_bytes(p) {
-            Ok(bytes) => {
+        match render.host_checkpoint(p) {
+            Ok(checkpoint) => {
                 self.storing = Some(render.executor.store_periodic_checkpoint(
                     &render.job,
-                    bytes,
-                    p.done as u32,
+                    checkpoint,
+                    (render.model.clone(), render.request.clone()),
                     began,
                     &render.reporter,
                     &render.runtime,
