@@ -264,11 +264,19 @@ impl ClusterService for ClusterApi {
         // Any replica answers, after confirming with the leader that its
         // state is current (a linearizable read).
         super::readable(&self.raft, &self.router).await?;
-        let reply = self.raft.read(|state| pb::SaveSnapshotReply {
-            state: state.encode_snapshot(),
-            applied_index: state.applied_index(),
-            state_hash: state.hash(),
-        });
+        // Only the copy is made under the state's lock; encoding and
+        // hashing a large state happen outside it, off the async threads.
+        let snapshot = self.raft.read(|state| state.to_snapshot());
+        let reply = tokio::task::spawn_blocking(move || {
+            let state_hash = crate::state::hash_of(snapshot.clone());
+            pb::SaveSnapshotReply {
+                applied_index: snapshot.applied_index,
+                state: snapshot.encode_to_vec(),
+                state_hash,
+            }
+        })
+        .await
+        .map_err(|e| Status::internal(format!("encoding the backup: {e}")))?;
         Ok(Response::new(reply))
     }
 

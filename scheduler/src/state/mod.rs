@@ -22,7 +22,7 @@ pub use jobs::{Job, PREVIEW_KINDS};
 pub use nodes::PlacementError;
 pub use nodes::{Node, CORDONED_BY_KUBERNETES};
 pub use queues::{validate_queue, QueueError};
-pub use snapshot::{SnapshotError, STATE_SNAPSHOT_VERSION};
+pub use snapshot::{hash_of, SnapshotError, STATE_SNAPSHOT_VERSION};
 pub use tenants::{validate_tenant, TenantError};
 
 use crate::spec::SpecError;

@@ -162,11 +162,16 @@ impl State {
     /// SHA-256 of the state's content (the applied index left out, so
     /// replicas at different indexes with the same content agree), as hex.
     pub fn hash(&self) -> String {
-        let mut snapshot = self.to_snapshot();
-        snapshot.applied_index = 0;
-        let digest = Sha256::digest(snapshot.encode_to_vec());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        hash_of(self.to_snapshot())
     }
+}
+
+/// [`State::hash`] of the state `snapshot` holds (the raft position left
+/// out: replicas compare states, not how far they have applied).
+pub fn hash_of(mut snapshot: pb::StateSnapshot) -> String {
+    snapshot.applied_index = 0;
+    let digest = Sha256::digest(snapshot.encode_to_vec());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn job_from_stored(stored: pb::StoredJob) -> Result<Job, SnapshotError> {
