@@ -193,6 +193,15 @@ impl ArtifactStore {
             content_type: content_type.to_string(),
         })
     }
+
+    /// Removes job `job_id`'s file `name`; one already gone is not an error.
+    pub async fn delete(&self, job_id: &str, name: &str) -> Result<(), ArtifactError> {
+        let path = ObjectPath::from(format!("{job_id}/{name}"));
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -210,5 +219,29 @@ mod tests {
         assert_eq!(again.base_uri(), store.base_uri());
         let by_path = ArtifactStore::open(&dir.path().to_string_lossy()).expect("open by path");
         assert_eq!(by_path.base_uri(), store.base_uri());
+    }
+
+    /// A job's file is removed; removing it again is no error.
+    #[tokio::test]
+    async fn a_file_is_deleted_once_and_a_second_delete_is_quiet() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ArtifactStore::local(dir.path()).expect("local store");
+        let put = store.put(
+            "j-1",
+            "checkpoint-8.safetensors",
+            "checkpoint",
+            "x",
+            vec![1, 2],
+        );
+        let stored = put.await.expect("put");
+        store
+            .delete("j-1", "checkpoint-8.safetensors")
+            .await
+            .expect("delete");
+        assert!(store.get(&stored.uri).await.is_err(), "the file is gone");
+        store
+            .delete("j-1", "checkpoint-8.safetensors")
+            .await
+            .expect("a second delete");
     }
 }

@@ -267,58 +267,6 @@ impl Executor {
         }))
     }
 
-    /// Stores a running job's checkpoint in the background, as the file a
-    /// preemption's would be (named by its step), and reports it through
-    /// `reporter`; its cost teaches the checkpoint interval. One that fails
-    /// is logged: the job goes on, and the next one is taken on time.
-    /// `checkpoint`'s latent is on the host already: it is serialised off
-    /// the denoising thread, which has gone on to the next step.
-    fn store_periodic_checkpoint(
-        self: &Arc<Self>,
-        job: &str,
-        checkpoint: crate::model::Checkpoint,
-        fingerprint: (String, crate::model::GenerateRequest),
-        began: std::time::Instant,
-        reporter: &Reporter,
-        runtime: &tokio::runtime::Handle,
-    ) -> tokio::task::JoinHandle<()> {
-        let (this, job, reporter) = (self.clone(), job.to_string(), reporter.clone());
-        let step = checkpoint.step as u32;
-        runtime.spawn(async move {
-            let (model, request) = fingerprint;
-            let serialised =
-                tokio::task::spawn_blocking(move || checkpoint.to_bytes(&model, &request))
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|made| made.map_err(|e| e.to_string()));
-            let bytes = match serialised {
-                Ok(bytes) => bytes,
-                Err(error) => {
-                    tracing::warn!(%job, step, %error, "periodic checkpoint not made");
-                    return;
-                }
-            };
-            let name = format!("checkpoint-{step}.safetensors");
-            match this
-                .store
-                .put(&job, &name, "checkpoint", "application/octet-stream", bytes)
-                .await
-            {
-                Ok(stored) => {
-                    this.checkpoints.record_cost(began.elapsed());
-                    tracing::info!(%job, step, "periodic checkpoint stored");
-                    reporter.send(JobUpdate::CheckpointSaved {
-                        checkpoint: pb::JobCheckpoint {
-                            uri: stored.uri,
-                            step,
-                        },
-                    });
-                }
-                Err(e) => tracing::warn!(%job, step, error = %e, "periodic checkpoint not stored"),
-            }
-        })
-    }
-
     /// `message` as the job's tenant may read it: the artifact store's and
     /// the model folder's places on this server named, not spelled out.
     fn without_paths(&self, message: String) -> String {

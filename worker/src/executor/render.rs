@@ -198,7 +198,13 @@ struct Periodic {
     every: Option<std::time::Duration>,
     last: Instant,
     storing: Option<JoinHandle<()>>,
+    /// Steps of the checkpoints this run started storing, oldest first.
+    saved: std::collections::VecDeque<u32>,
 }
+
+/// Checkpoints of a run kept in the store: the newest, and two before it
+/// (the scheduler may not have recorded the newest yet when a worker dies).
+const KEPT_CHECKPOINTS: usize = 3;
 
 impl Periodic {
     fn new(every: Option<std::time::Duration>) -> Self {
@@ -206,6 +212,7 @@ impl Periodic {
             every,
             last: Instant::now(),
             storing: None,
+            saved: std::collections::VecDeque::new(),
         }
     }
 
@@ -214,24 +221,82 @@ impl Periodic {
             && self.storing.as_ref().is_none_or(|task| task.is_finished())
     }
 
-    /// Copies the run's latent at `p` and stores it in the background. A
-    /// checkpoint that cannot be made is logged and skipped: the run goes on.
+    /// Copies the run's latent at `p` to the host and stores it in the
+    /// background. A checkpoint that cannot be made is logged and skipped:
+    /// the run goes on.
     fn save(&mut self, render: &Render, p: &StepProgress) {
         let began = Instant::now();
         self.last = began;
-        match render.host_checkpoint(p) {
-            Ok(checkpoint) => {
-                self.storing = Some(render.executor.store_periodic_checkpoint(
-                    &render.job,
-                    checkpoint,
-                    (render.model.clone(), render.request.clone()),
-                    began,
-                    &render.reporter,
-                    &render.runtime,
-                ));
-            }
+        let checkpoint = match render.host_checkpoint(p) {
+            Ok(checkpoint) => checkpoint,
             Err(e) => {
-                tracing::warn!(job = %render.job, step = p.done, error = %e, "periodic checkpoint not made")
+                tracing::warn!(job = %render.job, step = p.done, error = %e, "periodic checkpoint not made");
+                return;
+            }
+        };
+        self.saved.push_back(p.done as u32);
+        let superseded = (self.saved.len() > KEPT_CHECKPOINTS)
+            .then(|| self.saved.pop_front())
+            .flatten();
+        let task = store_periodic(render, checkpoint, superseded, began);
+        self.storing = Some(render.runtime.spawn(task));
+    }
+}
+
+/// Serialises a running job's host checkpoint (off the denoising thread),
+/// stores it as the file a preemption's would be (named by its step),
+/// reports it, and removes the run's checkpoint it supersedes; its cost
+/// teaches the checkpoint interval. One that fails is logged: the job goes
+/// on, and the next one is taken on time.
+fn store_periodic(
+    render: &Render,
+    checkpoint: Checkpoint,
+    superseded: Option<u32>,
+    began: Instant,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let executor = render.executor.clone();
+    let (job, model, request) = (
+        render.job.clone(),
+        render.model.clone(),
+        render.request.clone(),
+    );
+    let reporter = render.reporter.clone();
+    let step = checkpoint.step as u32;
+    async move {
+        let serialised = tokio::task::spawn_blocking(move || checkpoint.to_bytes(&model, &request))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|made| made.map_err(|e| e.to_string()));
+        let bytes = match serialised {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::warn!(%job, step, %error, "periodic checkpoint not made");
+                return;
+            }
+        };
+        let name = format!("checkpoint-{step}.safetensors");
+        let kind = ("checkpoint", "application/octet-stream");
+        let stored = match executor.store.put(&job, &name, kind.0, kind.1, bytes).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(%job, step, error = %e, "periodic checkpoint not stored");
+                return;
+            }
+        };
+        executor.checkpoints.record_cost(began.elapsed());
+        tracing::info!(%job, step, "periodic checkpoint stored");
+        reporter.send(super::JobUpdate::CheckpointSaved {
+            checkpoint: genfleet_proto::JobCheckpoint {
+                uri: stored.uri,
+                step,
+            },
+        });
+        // The run keeps its newest few: the scheduler points at one of
+        // them, and older ones only fill the store.
+        if let Some(old) = superseded {
+            let name = format!("checkpoint-{old}.safetensors");
+            if let Err(e) = executor.store.delete(&job, &name).await {
+                tracing::warn!(%job, step = old, error = %e, "superseded checkpoint not removed");
             }
         }
     }
