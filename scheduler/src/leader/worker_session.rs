@@ -297,19 +297,12 @@ impl Session {
             Some(Up::Checkpointed(c)) => {
                 let lease = c.lease.clone().unwrap_or_default();
                 let uri = c.checkpoint.as_ref().map_or("", |k| k.uri.as_str());
-                if uri.len() > MAX_URI_LEN {
-                    // Checked here so an oversized report never reaches the log.
-                    let why = format!(
-                        "a checkpoint URI of {} bytes (at most {MAX_URI_LEN})",
-                        uri.len()
-                    );
-                    return self.report_failure(lease, why).await;
-                }
-                // Simulated devices checkpoint a step with no file.
-                let foreign = (!uri.is_empty())
-                    .then(|| self.context.artifacts.refusal(&lease.job_id, uri))
+                // Simulated devices checkpoint a step with no file. Checked
+                // here so an oversized or foreign file never reaches the log.
+                let refusal = (!uri.is_empty())
+                    .then(|| self.file_refusal(&lease.job_id, uri))
                     .flatten();
-                if let Some(why) = foreign {
+                if let Some(why) = refusal {
                     return self.report_failure(lease, why).await;
                 }
                 let checkpointed = pb::JobCheckpointed {
@@ -405,18 +398,8 @@ impl Session {
         {
             return Ok(());
         }
-        let refusal = if checkpoint.uri.is_empty() || checkpoint.uri.len() > MAX_URI_LEN {
-            Some(format!(
-                "a checkpoint URI of {} bytes",
-                checkpoint.uri.len()
-            ))
-        } else {
-            self.context
-                .artifacts
-                .refusal(&lease.job_id, &checkpoint.uri)
-                .or_else(|| self.not_leased_here(&lease))
-        };
-        if let Some(why) = refusal {
+        // (The lease itself is checked when the entry is proposed.)
+        if let Some(why) = self.file_refusal(&lease.job_id, &checkpoint.uri) {
             tracing::warn!(node = %self.node, job = %lease.job_id, %why, "a periodic checkpoint was dropped");
             return Ok(());
         }
@@ -431,6 +414,18 @@ impl Session {
             .await
     }
 
+    /// Why a file a worker reports for `job` is refused, if it is: a URI
+    /// of 1 to MAX_URI_LEN bytes, in the job's own folder of the store.
+    fn file_refusal(&self, job: &str, uri: &str) -> Option<String> {
+        if uri.is_empty() || uri.len() > MAX_URI_LEN {
+            return Some(format!(
+                "a file URI of {} bytes (1 to {MAX_URI_LEN})",
+                uri.len()
+            ));
+        }
+        self.context.artifacts.refusal(job, uri)
+    }
+
     /// Records a running job's preview. Best effort: one that cannot be
     /// recorded (the lease moved on, bad URIs) is dropped and logged, and
     /// the job runs on.
@@ -440,15 +435,9 @@ impl Session {
             return Ok(());
         }
         if p.artifacts.len() > crate::state::PREVIEW_KINDS.len()
-            || p.artifacts.iter().any(|a| {
-                a.uri.is_empty()
-                    || a.uri.len() > MAX_URI_LEN
-                    || self
-                        .context
-                        .artifacts
-                        .refusal(&lease.job_id, &a.uri)
-                        .is_some()
-            })
+            || p.artifacts
+                .iter()
+                .any(|a| self.file_refusal(&lease.job_id, &a.uri).is_some())
             || self.not_leased_here(&lease).is_some()
         {
             tracing::warn!(node = %self.node, job = %lease.job_id, "a preview with bad artifacts was dropped");
