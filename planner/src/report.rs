@@ -141,6 +141,27 @@ impl Target {
     }
 }
 
+/// Refuses, before anything is simulated, a target whose scope names no
+/// class or queue of the workload's jobs: it could only fail at the end.
+pub fn check_target_scopes(
+    targets: &[Target],
+    jobs: &[super::workload::JobRequest],
+) -> Result<(), String> {
+    for t in targets {
+        let known = jobs
+            .iter()
+            .any(|j| j.qos.label() == t.scope || j.queue == t.scope);
+        if !known {
+            return Err(format!(
+                "target {:?}: no jobs of a class or queue named {:?} in the workload",
+                render_target(t),
+                t.scope
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetResult {
     pub target: String,
@@ -362,6 +383,37 @@ mod tests {
         assert_eq!((q.p50, q.p95, q.p99), (50.0, 95.0, 99.0));
         assert!((q.mean - 50.5).abs() < 1e-9);
         assert_eq!(Quantiles::of(vec![]), Quantiles::default());
+    }
+
+    /// A target naming no class or queue of the workload is refused
+    /// before the simulation; one naming either is let through.
+    #[test]
+    fn a_target_scope_must_name_a_class_or_queue_of_the_workload() {
+        let job = crate::workload::JobRequest {
+            arrival_s: 0.0,
+            queue: "research".into(),
+            qos: Qos::Interactive,
+            priority: 0,
+            model: "tiny".into(),
+            frames: 17,
+            width: 256,
+            height: 256,
+            steps: 4,
+            tp: 1,
+            guidance: 5.0,
+            line: 0,
+        };
+        let target = |text: &str| Target::parse(text).expect("valid");
+        for ok in ["interactive.p95_wait<=30s", "research.p50_e2e<=1h"] {
+            assert_eq!(
+                check_target_scopes(&[target(ok)], std::slice::from_ref(&job)),
+                Ok(()),
+                "{ok}"
+            );
+        }
+        let err = check_target_scopes(&[target("reserch.p95_wait<=30s")], &[job])
+            .expect_err("an unknown scope");
+        assert!(err.contains("\"reserch\""), "{err}");
     }
 
     #[test]

@@ -69,6 +69,7 @@ fn read_inputs(args: &PlanArgs, fleets: &[&Fleet]) -> anyhow::Result<Inputs> {
         .map(|t| Target::parse(t))
         .collect::<Result<Vec<_>, _>>()
         .map_err(anyhow::Error::msg)?;
+    genfleet_planner::report::check_target_scopes(&targets, &jobs).map_err(anyhow::Error::msg)?;
     let config = SimConfig {
         policy: PolicyConfig {
             min_runtime_ms: args.min_runtime.as_millis() as i64,
