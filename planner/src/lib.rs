@@ -43,12 +43,20 @@ pub struct InputError {
 }
 
 impl InputError {
+    /// `why` is cut to its first [`MAX_WHY_BYTES`]: a bad field may be
+    /// megabytes long, and its error quotes it.
     pub fn at(file: &str, line: u64, field: &str, why: &str) -> Self {
+        let why = if why.len() > MAX_WHY_BYTES {
+            let cut = &why[..why.floor_char_boundary(MAX_WHY_BYTES)];
+            format!("{cut}... ({} bytes in all)", why.len())
+        } else {
+            why.to_string()
+        };
         Self {
             file: file.to_string(),
             line,
             field: field.to_string(),
-            why: why.to_string(),
+            why,
         }
     }
 
@@ -56,6 +64,9 @@ impl InputError {
         Self::at(file, 0, "file", &e.to_string())
     }
 }
+
+/// The most of an input error's reason that is shown.
+pub const MAX_WHY_BYTES: usize = 400;
 
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -142,4 +153,28 @@ pub fn check_references(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 10 MB bad field does not make a 10 MB error: the reason is cut,
+    /// and says how long it was.
+    #[test]
+    fn a_huge_bad_field_is_not_echoed_whole() {
+        let huge = format!("invalid value {:?}", "x".repeat(10 << 20));
+        let error = InputError::at("jobs.csv", 7, "queue", &huge).to_string();
+        assert!(error.len() < MAX_WHY_BYTES + 100, "{} bytes", error.len());
+        assert!(
+            error.starts_with("jobs.csv:7: queue: invalid value"),
+            "{error}"
+        );
+        assert!(
+            error.ends_with(&format!("({} bytes in all)", huge.len())),
+            "{error}"
+        );
+        let short = InputError::at("jobs.csv", 7, "queue", "unknown class");
+        assert_eq!(short.to_string(), "jobs.csv:7: queue: unknown class");
+    }
 }
