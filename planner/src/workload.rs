@@ -173,9 +173,9 @@ pub fn parse_csv(file: &str, text: &str) -> Result<Vec<JobRequest>, InputError> 
             InputError::at(file, line, "row", &csv_error_text(&e))
         })?;
         let line = record.position().map_or(0, |p| p.line());
-        let row: Row = record
-            .deserialize(Some(&headers))
-            .map_err(|e| InputError::at(file, line, csv_field(&e), &csv_error_text(&e)))?;
+        let row: Row = record.deserialize(Some(&headers)).map_err(|e| {
+            InputError::at(file, line, &csv_field(&e, &headers), &csv_error_text(&e))
+        })?;
         let mut job = row
             .check()
             .map_err(|(field, why)| InputError::at(file, line, field, &why))?;
@@ -185,8 +185,22 @@ pub fn parse_csv(file: &str, text: &str) -> Result<Vec<JobRequest>, InputError> 
     Ok(jobs)
 }
 
-/// The field a CSV error is about, where it says.
-fn csv_field(e: &csv::Error) -> &'static str {
+/// The field a CSV error is about: the column it names by position (its
+/// header), the header for a column the trace format does not have, or
+/// what its text says.
+fn csv_field(e: &csv::Error, headers: &csv::StringRecord) -> String {
+    if let csv::ErrorKind::Deserialize { err, .. } = e.kind() {
+        if let csv::DeserializeErrorKind::Message(m) = err.kind() {
+            // "unknown field `x`, expected one of `arrival_s`, ...": the
+            // fault is the column, not the first field it lists.
+            if m.starts_with("unknown field") {
+                return "header".into();
+            }
+        }
+        if let Some(name) = err.field().and_then(|i| headers.get(i as usize)) {
+            return name.to_string();
+        }
+    }
     let text = e.to_string();
     for field in [
         "arrival_s",
@@ -201,10 +215,10 @@ fn csv_field(e: &csv::Error) -> &'static str {
         "guidance",
     ] {
         if text.contains(&format!("`{field}`")) || text.contains(&format!("field {field}")) {
-            return field;
+            return field.into();
         }
     }
-    "row"
+    "row".into()
 }
 
 fn csv_error_text(e: &csv::Error) -> String {
@@ -299,6 +313,26 @@ mod tests {
         .expect_err("not a number")
         .to_string();
         assert!(err.starts_with("trace.csv:2: "), "{err}");
+        // A number too large for its column names the column, and a column
+        // the format lacks is blamed on the header, not on arrival_s.
+        let err = parse_csv(
+            "trace.csv",
+            &format!("{HEADER}0,a,batch,tiny,17,256x256,99999999999,1,0\n"),
+        )
+        .expect_err("too large")
+        .to_string();
+        assert!(err.starts_with("trace.csv:2: steps: "), "{err}");
+        let extra = "arrival_s,queue,qos,model,frames,size,steps,tp,priority,colour\n";
+        let err = parse_csv(
+            "trace.csv",
+            &format!("{extra}0,a,batch,tiny,17,256x256,20,1,0,red\n"),
+        )
+        .expect_err("an unknown column")
+        .to_string();
+        assert!(
+            err.contains(": header: ") && err.contains("colour"),
+            "{err}"
+        );
         let err = parse_json_lines("t.jsonl", "{\"arrival_s\": 1}\n")
             .expect_err("missing")
             .to_string();
