@@ -92,9 +92,9 @@ pub fn queue_depth(outcome: &SimOutcome) -> Result<String, String> {
     for (i, qos) in Qos::ALL.iter().enumerate().rev() {
         if outcome.jobs.iter().any(|j| j.qos == *qos) {
             let points = outcome
-                .samples
+                .buckets
                 .iter()
-                .map(|s| (s.t_s / 3600.0, f64::from(s.pending[i])))
+                .map(|b| (b.start_s / 3600.0, b.pending_mean[i]))
                 .collect();
             lines.push((qos.label().to_string(), points));
             colors.push(class_color(*qos));
@@ -112,9 +112,9 @@ pub fn utilization(outcome: &SimOutcome, fleet: &Fleet) -> Result<String, String
         .map(|(p, pool)| {
             let devices = (f64::from(pool.nodes) * f64::from(pool.devices_per_node)).max(1.0);
             let points = outcome
-                .samples
+                .buckets
                 .iter()
-                .map(|s| (s.t_s / 3600.0, 100.0 * f64::from(s.busy[p]) / devices))
+                .map(|b| (b.start_s / 3600.0, 100.0 * b.busy_mean[p] / devices))
                 .collect();
             (pool.flavor.clone(), points)
         })

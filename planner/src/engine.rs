@@ -22,6 +22,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::ops::ControlFlow;
 
 use genfleet_proto as pb;
 use genfleet_scheduler::policy::budget::{self, PeriodCharge};
@@ -33,6 +34,7 @@ use genfleet_scheduler::scheduling;
 use genfleet_scheduler::spec::DEFAULT_QUEUE;
 
 use super::fleet::Fleet;
+use super::series::{self, Series};
 use super::view::LiveView;
 use super::workload::JobRequest;
 
@@ -50,8 +52,9 @@ pub struct SimConfig {
     /// job has ended, or at twice the arrivals' span (at least an hour
     /// after the last arrival), whichever comes first.
     pub horizon_s: Option<f64>,
-    /// Points of the time series (queue depth, utilization) to keep.
-    pub samples: usize,
+    /// Most buckets of the time series (queue depth, busy devices): the
+    /// bucket is the shortest of a few round widths that keeps to this.
+    pub buckets: usize,
     /// Mean time between failures of a node; `None`: nodes never fail.
     pub node_mtbf_s: Option<f64>,
 }
@@ -82,7 +85,7 @@ impl Default for SimConfig {
             reload_s: 10.0,
             cycle_s: 1.0,
             horizon_s: None,
-            samples: 400,
+            buckets: 96,
             node_mtbf_s: None,
         }
     }
@@ -99,16 +102,52 @@ pub struct JobOutcome {
     /// When it completed.
     pub end_s: Option<f64>,
     pub preemptions: u32,
+    /// Devices of its gang.
+    pub tp: u32,
+    /// Device-seconds its runs held, checkpoints and reloads included.
+    pub device_s: f64,
+    /// The pool (index in the fleet) of its last run.
+    pub pool: Option<usize>,
 }
 
-/// One point of the time series.
+/// One bucket of the time series: what held over `[start_s, start_s +
+/// width_s)`, integrated over time (not sampled at an instant, so a spike
+/// between two samples is not lost and a quiet bucket is not one).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub t_s: f64,
-    /// Waiting jobs per class, in `Qos::ALL` order.
-    pub pending: [u32; 3],
-    /// Busy devices per pool, in the fleet's order.
-    pub busy: Vec<u32>,
+pub struct Bucket {
+    pub start_s: f64,
+    pub width_s: f64,
+    /// Waiting jobs per class, in `Qos::ALL` order: the time-weighted mean
+    /// and the most at any moment.
+    pub pending_mean: [f64; 3],
+    pub pending_max: [u32; 3],
+    /// Busy devices per pool, in the fleet's order: mean and most.
+    pub busy_mean: Vec<f64>,
+    pub busy_max: Vec<u32>,
+}
+
+/// Told what happens as a run goes; either call may stop the run (a
+/// sweep abandons a fleet that has provably missed a target).
+pub trait Observer {
+    /// `job` (its index in the workload) starts for the first time.
+    fn started(&mut self, _job: usize, _wait_s: f64) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+
+    /// The simulated time, now and then.
+    fn progress(&mut self, _now_s: f64) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+}
+
+/// An observer that only reports the simulated time.
+struct ProgressOnly<'f>(&'f mut dyn FnMut(f64));
+
+impl Observer for ProgressOnly<'_> {
+    fn progress(&mut self, now_s: f64) -> ControlFlow<()> {
+        (self.0)(now_s);
+        ControlFlow::Continue(())
+    }
 }
 
 /// Everything a run measured.
@@ -121,8 +160,10 @@ pub struct SimOutcome {
     pub busy_device_s: Vec<f64>,
     /// Per queue: device-seconds used, and of them beyond its nominal quota.
     pub queue_device_s: BTreeMap<String, (f64, f64)>,
-    pub samples: Vec<Sample>,
+    pub buckets: Vec<Bucket>,
     pub cycles: u64,
+    /// The observer stopped the run here (the rest is not simulated).
+    pub stopped_at_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -171,6 +212,9 @@ struct SimJob {
     first_start_ms: Option<i64>,
     end_ms: Option<i64>,
     preemptions: u32,
+    /// Device-ms its ended runs held.
+    device_ms: f64,
+    pool: Option<usize>,
 }
 
 struct SimNode {
@@ -201,8 +245,13 @@ pub struct Simulation<'a> {
     busy_device_ms: Vec<f64>,
     /// Devices no job holds.
     free_devices: u64,
-    samples: Vec<Sample>,
+    /// Waiting jobs per class and busy devices per pool, now.
+    pending_by_class: [u32; 3],
+    busy_by_pool: Vec<u32>,
+    series: Series,
     cycles: u64,
+    /// Set when the observer stops the run.
+    stop: bool,
     /// How much slower every run goes for node failures (1: none).
     slowdown: f64,
 }
@@ -267,6 +316,8 @@ impl<'a> Simulation<'a> {
                 first_start_ms: None,
                 end_ms: None,
                 preemptions: 0,
+                device_ms: 0.0,
+                pool: None,
             })
             .collect();
         Self {
@@ -285,8 +336,11 @@ impl<'a> Simulation<'a> {
             budget_charged: BTreeMap::new(),
             busy_device_ms: vec![0.0; fleet.pools.len()],
             free_devices: fleet.devices(),
-            samples: Vec::new(),
+            pending_by_class: [0; 3],
+            busy_by_pool: vec![0; fleet.pools.len()],
+            series: Series::new(0, 0),
             cycles: 0,
+            stop: false,
             slowdown: 1.0 + config.failure_cost().map_or(0.0, |(_, waste)| waste),
         }
     }
@@ -299,7 +353,12 @@ impl<'a> Simulation<'a> {
     /// (after the gap of the leader's `CycleClock`), otherwise once the
     /// interval since the last cycle has passed; while jobs wait, one runs
     /// every interval anyway (ageing, minimum runtimes).
-    pub fn run(mut self, progress: &mut dyn FnMut(f64)) -> SimOutcome {
+    pub fn run(self, progress: &mut dyn FnMut(f64)) -> SimOutcome {
+        self.run_observed(&mut ProgressOnly(progress))
+    }
+
+    /// Runs to the end, the horizon, or until `observer` says stop.
+    pub fn run_observed(mut self, observer: &mut dyn Observer) -> SimOutcome {
         let interval = ms(self.config.cycle_s).max(1);
         let last_arrival = self.requests.last().map_or(0, arrival_ms);
         // Without a horizon: twice the arrivals' span (at least an hour
@@ -308,14 +367,15 @@ impl<'a> Simulation<'a> {
             .config
             .horizon_s
             .map_or(last_arrival + last_arrival.max(3_600_000), ms);
-        let sample_every =
-            (horizon.max(interval) / self.config.samples.max(1) as i64).max(interval);
+        self.series = Series::new(
+            series::bucket_ms(horizon, self.config.buckets),
+            self.fleet.pools.len(),
+        );
         let mut now = 0i64;
         // The leader's clock; a simulated cycle takes no simulated time, so
         // the gap after it is the least one.
         let mut clock = CycleClock::new(interval, 0);
         let mut dirty = false;
-        let mut next_sample = 0i64;
         let mut steps = 0u64;
         loop {
             steps += 1;
@@ -344,13 +404,20 @@ impl<'a> Simulation<'a> {
                 if self.live.pending().is_empty() {
                     self.cycles += 1;
                 } else {
-                    self.cycle(now);
+                    self.cycle(now, observer);
                 }
                 clock.ran(now, 0);
                 dirty = false;
             }
-            if steps.is_multiple_of(4096) {
-                progress(now as f64 / 1000.0);
+            if steps.is_multiple_of(4096) && observer.progress(now as f64 / 1000.0).is_break() {
+                self.stop = true;
+            }
+            if self.stop {
+                let outcome = self.finish(now);
+                return SimOutcome {
+                    stopped_at_s: Some(outcome.duration_s),
+                    ..outcome
+                };
             }
             // The next moment something happens or a cycle is due (events
             // of runs since stopped or replaced do not count).
@@ -367,15 +434,14 @@ impl<'a> Simulation<'a> {
                 consider(clock.interval_due_ms());
             }
             let Some(next) = next else {
-                self.sample(now);
+                self.series
+                    .add(now, now, &self.pending_by_class, &self.busy_by_pool);
                 break;
             };
             let next = next.max(now + 1).min(horizon.max(now + 1));
-            // The state holds from now until next: sample it there.
-            while next_sample < next {
-                self.sample(next_sample);
-                next_sample += sample_every;
-            }
+            // The state holds from now until next.
+            self.series
+                .add(now, next, &self.pending_by_class, &self.busy_by_pool);
             self.account(now, next);
             now = next;
             if now >= horizon {
@@ -437,8 +503,10 @@ impl<'a> Simulation<'a> {
         }
         self.free_devices += run.devices.len() as u64;
         let pool = node.pool;
+        self.busy_by_pool[pool] -= run.devices.len() as u32;
         let held_ms = (at - run.placed_ms).max(0) as f64 * run.devices.len() as f64;
         self.busy_device_ms[pool] += held_ms;
+        self.jobs[job as usize].device_ms += held_ms;
         let request = &self.requests[job as usize];
         let flavor = self.fleet.pools[pool].flavor.clone();
         if let Some(count) = self.in_use.get_mut(&(request.queue.clone(), flavor)) {
@@ -501,27 +569,8 @@ impl<'a> Simulation<'a> {
         }
     }
 
-    fn sample(&mut self, at: i64) {
-        let mut pending = [0u32; 3];
-        for &job in self.live.pending() {
-            let qos = self.requests[job as usize].qos;
-            if let Some(i) = Qos::ALL.iter().position(|q| *q == qos) {
-                pending[i] += 1;
-            }
-        }
-        let mut busy = vec![0u32; self.fleet.pools.len()];
-        for node in &self.nodes {
-            busy[node.pool] += node.busy.iter().filter(|b| b.is_some()).count() as u32;
-        }
-        self.samples.push(Sample {
-            t_s: at as f64 / 1000.0,
-            pending,
-            busy,
-        });
-    }
-
     /// One scheduling cycle at `now`: the leader's policy on the view.
-    fn cycle(&mut self, now: i64) {
+    fn cycle(&mut self, now: i64, observer: &mut dyn Observer) {
         self.cycles += 1;
         self.refresh_view(now);
         let decision = policy::schedule(&self.live.view, self.profile, &self.config.policy, now);
@@ -531,7 +580,13 @@ impl<'a> Simulation<'a> {
             .map(|p| (self.live.pending()[p.job], p.node, p.device_ids))
             .collect();
         for (job, node, devices) in &placed {
+            let first = self.jobs[*job as usize].first_start_ms.is_none();
             self.start(*job, *node, devices, now);
+            if first {
+                let wait_s =
+                    (now as f64 / 1000.0 - self.requests[*job as usize].arrival_s).max(0.0);
+                self.stop |= observer.started(*job as usize, wait_s).is_break();
+            }
         }
         if !placed.is_empty() {
             let jobs = &self.jobs;
@@ -561,6 +616,8 @@ impl<'a> Simulation<'a> {
             self.nodes[node].busy[d as usize] = Some(job);
         }
         self.free_devices -= devices.len() as u64;
+        self.busy_by_pool[pool] += devices.len() as u32;
+        self.pending_by_class[class_index(request.qos)] -= 1;
         *self
             .in_use
             .entry((request.queue.clone(), flavor.clone()))
@@ -586,6 +643,7 @@ impl<'a> Simulation<'a> {
         j.run += 1;
         j.nominated = false;
         j.first_start_ms.get_or_insert(now);
+        j.pool = Some(pool);
         let entry = RunningJob {
             id: job_id(job),
             queue: request.queue.clone(),
@@ -642,6 +700,7 @@ impl<'a> Simulation<'a> {
         let request = &self.requests[job as usize];
         let j = &mut self.jobs[job as usize];
         j.phase = Phase::Pending;
+        self.pending_by_class[class_index(request.qos)] += 1;
         let entry = PendingJob {
             id: job_id(job),
             queue: request.queue.clone(),
@@ -711,6 +770,7 @@ impl<'a> Simulation<'a> {
             if let Phase::Running(run) = &self.jobs[job as usize].phase {
                 let held = (now - run.placed_ms).max(0) as f64 * run.devices.len() as f64;
                 self.busy_device_ms[self.nodes[run.node].pool] += held;
+                self.jobs[job as usize].device_ms += held;
             }
         }
         let jobs = self
@@ -724,6 +784,9 @@ impl<'a> Simulation<'a> {
                 first_start_s: j.first_start_ms.map(|t| t as f64 / 1000.0),
                 end_s: j.end_ms.map(|t| t as f64 / 1000.0),
                 preemptions: j.preemptions,
+                tp: r.tp,
+                device_s: j.device_ms / 1000.0,
+                pool: j.pool,
             })
             .collect();
         SimOutcome {
@@ -735,8 +798,9 @@ impl<'a> Simulation<'a> {
                 .iter()
                 .map(|(q, (used, borrowed))| (q.clone(), (used / 1000.0, borrowed / 1000.0)))
                 .collect(),
-            samples: self.samples,
+            buckets: self.series.finish(now),
             cycles: self.cycles,
+            stopped_at_s: None,
         }
     }
 }
@@ -745,6 +809,10 @@ impl<'a> Simulation<'a> {
 fn steps_by(run: &Run, at: i64) -> u32 {
     let seconds = (at - run.compute_ms).max(0) as f64 / 1000.0;
     (seconds * run.steps_per_s + 1e-9).floor() as u32
+}
+
+fn class_index(qos: Qos) -> usize {
+    Qos::ALL.iter().position(|q| *q == qos).unwrap_or(0)
 }
 
 fn job_id(job: u32) -> String {

@@ -25,6 +25,7 @@ pub mod fleet;
 pub mod generator;
 pub mod profile_file;
 pub mod report;
+pub mod series;
 pub mod sweep;
 pub mod table;
 mod view;
