@@ -27,8 +27,8 @@ use std::ops::ControlFlow;
 use genfleet_proto as pb;
 use genfleet_scheduler::policy::budget::{self, PeriodCharge};
 use genfleet_scheduler::policy::{
-    self, CycleClock, GroupView, MemoryNeed, NodeView, PendingJob, PolicyConfig, Profile, Qos,
-    QueueDevices, RunningJob,
+    self, Board, CycleClock, GroupView, MemoryNeed, NodeView, PendingJob, PolicyConfig, Profile,
+    Qos, QueueConfig, QueueDevices, RunKey, RunningJob,
 };
 use genfleet_scheduler::scheduling;
 use genfleet_scheduler::spec::DEFAULT_QUEUE;
@@ -57,6 +57,10 @@ pub struct SimConfig {
     pub buckets: usize,
     /// Mean time between failures of a node; `None`: nodes never fail.
     pub node_mtbf_s: Option<f64>,
+    /// Rebuild the policy's view of the whole fleet at every cycle, as the
+    /// leader does, instead of keeping it up to date by changes: the same
+    /// decisions, far slower at fleet scale (tests compare the two).
+    pub rebuild_each_cycle: bool,
 }
 
 impl SimConfig {
@@ -87,6 +91,7 @@ impl Default for SimConfig {
             horizon_s: None,
             buckets: 96,
             node_mtbf_s: None,
+            rebuild_each_cycle: false,
         }
     }
 }
@@ -179,6 +184,10 @@ type Event = Reverse<(i64, EventKind, u32, u32)>;
 
 #[derive(Debug, Clone)]
 struct Run {
+    /// Its key on the policy's board.
+    key: Option<RunKey>,
+    /// When its last step ends, unless it is stopped first.
+    finish_ms: i64,
     node: usize,
     devices: Vec<u32>,
     placed_ms: i64,
@@ -236,6 +245,12 @@ pub struct Simulation<'a> {
     events: BinaryHeap<Event>,
     /// The policy's view, with the jobs waiting and running.
     live: LiveView,
+    /// The same fleet and running work as the policy indexes it, kept
+    /// between cycles.
+    board: Board,
+    /// The implicit default queue (every device nominal), for fleets
+    /// without one of that name.
+    default_queue: QueueConfig,
     next_arrival: usize,
     /// Per queue: device-ms used and beyond nominal, and per flavor in use.
     in_use: BTreeMap<(String, String), u32>,
@@ -285,7 +300,7 @@ impl<'a> Simulation<'a> {
                 });
             }
         }
-        let views = nodes
+        let views: Vec<NodeView> = nodes
             .iter()
             .map(|n: &SimNode| {
                 let pool = &fleet.pools[n.pool];
@@ -304,6 +319,8 @@ impl<'a> Simulation<'a> {
                 }
             })
             .collect();
+        let board = Board::new(&views);
+        let default_queue = scheduling::default_queue(&views);
         let jobs: Vec<SimJob> = requests
             .iter()
             .map(|r| SimJob {
@@ -330,6 +347,8 @@ impl<'a> Simulation<'a> {
             jobs,
             events: BinaryHeap::new(),
             live: LiveView::new(views, requests.len()),
+            board,
+            default_queue,
             next_arrival: 0,
             in_use: BTreeMap::new(),
             queue_device_ms: BTreeMap::new(),
@@ -497,6 +516,9 @@ impl<'a> Simulation<'a> {
     /// Gives a run's devices back and books its use.
     fn release(&mut self, job: u32, run: &Run, at: i64) {
         self.live.remove_running(job, run.node, &run.devices);
+        if let Some(key) = run.key {
+            self.board.release(key);
+        }
         let node = &mut self.nodes[run.node];
         for &d in &run.devices {
             node.busy[d as usize] = None;
@@ -573,15 +595,32 @@ impl<'a> Simulation<'a> {
     fn cycle(&mut self, now: i64, observer: &mut dyn Observer) {
         self.cycles += 1;
         self.refresh_view(now);
-        let decision = policy::schedule(&self.live.view, self.profile, &self.config.policy, now);
-        let placed: Vec<(u32, usize, Vec<u32>)> = decision
+        let decision = if self.config.rebuild_each_cycle {
+            self.refresh_running(now);
+            policy::schedule(&self.live.view, self.profile, &self.config.policy, now)
+        } else {
+            let view = &self.live.view;
+            policy::schedule_on(
+                &mut self.board,
+                &view.queues,
+                &view.pending,
+                self.profile,
+                &self.config.policy,
+                now,
+            )
+        };
+        let rebuilt = self.config.rebuild_each_cycle;
+        let placed: Vec<(u32, usize, Vec<u32>, Option<RunKey>)> = decision
             .placements
             .into_iter()
-            .map(|p| (self.live.pending()[p.job], p.node, p.device_ids))
+            .map(|p| {
+                let key = (!rebuilt).then_some(p.run);
+                (self.live.pending()[p.job], p.node, p.device_ids, key)
+            })
             .collect();
-        for (job, node, devices) in &placed {
+        for (job, node, devices, key) in &placed {
             let first = self.jobs[*job as usize].first_start_ms.is_none();
-            self.start(*job, *node, devices, now);
+            self.start(*job, *node, devices, now, *key);
             if first {
                 let wait_s =
                     (now as f64 / 1000.0 - self.requests[*job as usize].arrival_s).max(0.0);
@@ -603,7 +642,7 @@ impl<'a> Simulation<'a> {
         }
     }
 
-    fn start(&mut self, job: u32, node: usize, devices: &[u32], now: i64) {
+    fn start(&mut self, job: u32, node: usize, devices: &[u32], now: i64, key: Option<RunKey>) {
         let pool = self.nodes[node].pool;
         let flavor = &self.fleet.pools[pool].flavor;
         let request = &self.requests[job as usize];
@@ -622,13 +661,21 @@ impl<'a> Simulation<'a> {
             .in_use
             .entry((request.queue.clone(), flavor.clone()))
             .or_default() += devices.len() as u32;
-        let j = &mut self.jobs[job as usize];
-        let reload = if j.steps_done > 0 {
+        let steps_done = self.jobs[job as usize].steps_done;
+        let reload = if steps_done > 0 {
             ms(self.config.reload_s)
         } else {
             0
         };
+        let left = request.steps.saturating_sub(steps_done);
+        let finish = now + reload + ms(f64::from(left) / steps_per_s);
+        if let Some(key) = key {
+            self.board.set_ends_at(key, finish);
+        }
+        let j = &mut self.jobs[job as usize];
         let run = Run {
+            key,
+            finish_ms: finish,
             node,
             devices: devices.to_vec(),
             placed_ms: now,
@@ -638,8 +685,6 @@ impl<'a> Simulation<'a> {
             preempting: false,
             stops_after: None,
         };
-        let left = request.steps.saturating_sub(j.steps_done);
-        let finish = run.compute_ms + ms(f64::from(left) / steps_per_s);
         j.run += 1;
         j.nominated = false;
         j.first_start_ms.get_or_insert(now);
@@ -726,19 +771,23 @@ impl<'a> Simulation<'a> {
             .map(|q| scheduling::queue_config(q, self.budget_used_s(q, now), now))
             .collect();
         if !queues.iter().any(|q| q.name == DEFAULT_QUEUE) {
-            queues.push(scheduling::default_queue(&self.live.view.nodes));
+            queues.push(self.default_queue.clone());
         }
         self.live.view.queues = queues;
-        let (jobs, requests) = (&self.jobs, self.requests);
-        for (job, entry) in self.live.running_entries() {
-            if let Phase::Running(run) = &jobs[job as usize].phase {
-                let done = run.steps_at_start + steps_by(run, now);
-                let left = requests[job as usize].steps.saturating_sub(done);
-                entry.remaining_s = f64::from(left) / run.steps_per_s;
-            }
-        }
+        let jobs = &self.jobs;
         for (job, entry) in self.live.pending_entries() {
             entry.nominated = jobs[job as usize].nominated;
+        }
+    }
+
+    /// The running jobs' time left, for a view rebuilt at every cycle (the
+    /// board keeps each run's end instead).
+    fn refresh_running(&mut self, now: i64) {
+        let jobs = &self.jobs;
+        for (job, entry) in self.live.running_entries() {
+            if let Phase::Running(run) = &jobs[job as usize].phase {
+                entry.remaining_s = (run.finish_ms - now) as f64 / 1000.0;
+            }
         }
     }
 
@@ -822,3 +871,7 @@ fn job_id(job: u32) -> String {
 fn job_index(id: &str) -> Option<u32> {
     id.strip_prefix('j')?.parse().ok()
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

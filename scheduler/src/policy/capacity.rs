@@ -102,6 +102,34 @@ impl SlotIndex {
         }
     }
 
+    /// Room for one more flavor (the board learns flavors as it goes).
+    pub fn add_flavor(&mut self) {
+        self.open.push(BTreeSet::new());
+        self.free_total.push(0);
+    }
+
+    /// Devices a job held come back to their slot.
+    pub fn give_back(&mut self, slot: usize, devices: &[u32]) {
+        let was_held = self.slots[slot].held;
+        self.close(slot);
+        let s = &mut self.slots[slot];
+        s.free.extend_from_slice(devices);
+        s.free.sort_unstable();
+        s.free.dedup();
+        s.held = was_held;
+        self.reopen(slot);
+    }
+
+    /// Ends a hold of one cycle: the slot is open again, promising nothing.
+    pub fn unhold(&mut self, slot: usize) {
+        let s = &mut self.slots[slot];
+        s.promised = 0;
+        if s.held {
+            s.held = false;
+            self.reopen(slot);
+        }
+    }
+
     pub fn free_total(&self, flavor: usize) -> u64 {
         self.free_total[flavor]
     }

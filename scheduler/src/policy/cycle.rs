@@ -5,16 +5,15 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::rc::Rc;
-use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::capacity::{Slot, SlotIndex};
+use super::board::{Board, Flavors};
+use super::capacity::Slot;
 use super::profile::Profile;
 use super::quota::QuotaBook;
 use super::types::{
-    BudgetLeft, ClusterView, Decision, PendingJob, PendingReason, PolicyConfig, Qos,
+    BudgetLeft, ClusterView, Decision, PendingJob, PendingReason, PolicyConfig, Qos, QueueConfig,
 };
 
 /// Places, preempts and explains: a pure function of its inputs.
@@ -24,185 +23,30 @@ pub fn schedule(
     config: &PolicyConfig,
     now_ms: i64,
 ) -> Decision {
-    Cycle::new(view, profile, config, now_ms).run()
+    let mut board = Board::from_view(view, now_ms);
+    schedule_on(
+        &mut board,
+        &view.queues,
+        &view.pending,
+        profile,
+        config,
+        now_ms,
+    )
 }
 
-/// Names (of flavors, models) as small ids; shared strings for output.
-#[derive(Default)]
-pub(super) struct Names {
-    ids: HashMap<Arc<str>, usize>,
-    pub(super) names: Vec<Arc<str>>,
-}
-
-impl Names {
-    fn intern(&mut self, name: &str) -> usize {
-        if let Some(&id) = self.ids.get(name) {
-            return id;
-        }
-        let shared: Arc<str> = name.into();
-        self.names.push(shared.clone());
-        self.ids.insert(shared, self.names.len() - 1);
-        self.names.len() - 1
-    }
-
-    fn get(&self, name: &str) -> Option<usize> {
-        self.ids.get(name).copied()
-    }
-}
-
-/// Flavor ids, best first, each with whether an uncordoned node has it.
-pub(super) type Flavors = Rc<[(usize, bool)]>;
-
-/// Each node's models as interned ids. Nodes of a pool serve the same
-/// models: a node whose list equals the one before shares its ids.
-fn node_models(view: &ClusterView, models: &mut Names) -> Vec<Rc<[usize]>> {
-    let mut node_models: Vec<Rc<[usize]>> = Vec::with_capacity(view.nodes.len());
-    for (i, n) in view.nodes.iter().enumerate() {
-        let same = i > 0 && view.nodes[i - 1].models == n.models;
-        let ids = match node_models.last() {
-            Some(previous) if same => previous.clone(),
-            _ => {
-                let mut ids: Vec<usize> = n.models.iter().map(|m| models.intern(m)).collect();
-                ids.sort_unstable();
-                ids.dedup();
-                ids.into()
-            }
-        };
-        node_models.push(ids);
-    }
-    node_models
-}
-
-/// One slot per (node, flavor): a gang needs one flavor on one node.
-struct Slots {
-    slots: Vec<Slot>,
-    slot_of: HashMap<(usize, usize), usize>,
-    /// Devices per flavor in the fleet.
-    capacity: Vec<u32>,
-    largest_memory: Vec<u64>,
-    largest_slot: Vec<u32>,
-}
-
-impl Slots {
-    fn of(view: &ClusterView, flavors: &mut Names) -> Self {
-        let mut slots: Vec<Slot> = Vec::new();
-        let mut slot_of: HashMap<(usize, usize), usize> =
-            HashMap::with_capacity_and_hasher(view.nodes.len(), Default::default());
-        let mut capacity = vec![0u32; flavors.names.len()];
-        for (n, node) in view.nodes.iter().enumerate() {
-            for group in &node.groups {
-                let flavor = flavors.intern(&group.flavor);
-                capacity[flavor] += group.devices.len() as u32;
-                let slot = *slot_of.entry((n, flavor)).or_insert_with(|| {
-                    slots.push(Slot {
-                        node: n,
-                        flavor,
-                        size: 0,
-                        memory: u64::MAX,
-                        free: Vec::new(),
-                        releasing: 0,
-                        cordoned: node.cordoned,
-                        held: false,
-                        promised: 0,
-                    });
-                    slots.len() - 1
-                });
-                slots[slot].size += group.devices.len() as u32;
-                slots[slot].free.extend(&group.free);
-                // Groups of one flavor on one node: the smallest device counts.
-                if group.memory_bytes > 0 {
-                    slots[slot].memory = slots[slot].memory.min(group.memory_bytes);
-                }
-            }
-        }
-        let mut largest_memory = vec![0u64; flavors.names.len()];
-        let mut largest_slot = vec![0u32; flavors.names.len()];
-        for slot in &mut slots {
-            slot.free.sort_unstable();
-            slot.free.dedup();
-            largest_memory[slot.flavor] = largest_memory[slot.flavor].max(slot.memory);
-            largest_slot[slot.flavor] = largest_slot[slot.flavor].max(slot.size);
-        }
-        Slots {
-            slots,
-            slot_of,
-            capacity,
-            largest_memory,
-            largest_slot,
-        }
-    }
-}
-
-/// The running jobs, booked: their queues' use and budgets, the devices
-/// being released by jobs told to stop, and the work ahead per flavor.
-struct RunningWork {
-    jobs: Vec<Running>,
-    by_flavor: Vec<Vec<usize>>,
-    work_ahead_s: Vec<f64>,
-}
-
-impl RunningWork {
-    fn of(
-        view: &ClusterView,
-        running_flavors: &[usize],
-        slot_of: &HashMap<(usize, usize), usize>,
-        slots: &mut [Slot],
-        quota: &mut QuotaBook,
-        budgets: &mut [Option<BudgetLeft>],
-        flavor_count: usize,
-    ) -> Self {
-        let node_ids: HashMap<&str, usize> = view
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.name.as_str(), i))
-            .collect();
-        let mut jobs = Vec::with_capacity(view.running.len());
-        let mut by_flavor = vec![Vec::new(); flavor_count];
-        let mut work_ahead_s = vec![0.0; flavor_count];
-        for (i, (job, &flavor)) in view.running.iter().zip(running_flavors).enumerate() {
-            let slot = node_ids
-                .get(job.node.as_str())
-                .and_then(|n| slot_of.get(&(*n, flavor)).copied());
-            let queue = quota.queue_id(&job.queue);
-            let devices = job.devices.len() as u32;
-            if job.preempting {
-                if let Some(slot) = slot {
-                    slots[slot].releasing += devices;
-                }
-            } else if let Some(q) = queue {
-                quota.add(q, flavor, devices);
-                // What running work will still use is spoken for.
-                if let Some(budget) = &mut budgets[q] {
-                    budget.device_s -= f64::from(devices) * job.remaining_s.max(0.0);
-                }
-            }
-            work_ahead_s[flavor] += f64::from(devices) * job.remaining_s.max(0.0);
-            by_flavor[flavor].push(i);
-            jobs.push(Running {
-                slot,
-                queue,
-                flavor,
-                devices,
-                preempting: job.preempting,
-            });
-        }
-        RunningWork {
-            jobs,
-            by_flavor,
-            work_ahead_s,
-        }
-    }
-}
-
-/// What the cycle knows of a running job.
-pub(super) struct Running {
-    pub(super) slot: Option<usize>,
-    pub(super) queue: Option<usize>,
-    pub(super) flavor: usize,
-    pub(super) devices: u32,
-    /// Already told to stop (earlier or in this cycle).
-    pub(super) preempting: bool,
+/// The same cycle on a board kept between cycles (the planner's): the
+/// placements start on the board and the preempted work is marked
+/// stopping there; the caller releases work as it ends. The board's
+/// flavor rankings assume one profile for its life.
+pub fn schedule_on(
+    board: &mut Board,
+    queues: &[QueueConfig],
+    pending: &[PendingJob],
+    profile: &Profile,
+    config: &PolicyConfig,
+    now_ms: i64,
+) -> Decision {
+    Cycle::new(board, queues, pending, profile, config, now_ms).run()
 }
 
 /// What the cycle needs of a pending job, gathered in one sequential
@@ -285,35 +129,22 @@ impl PartialEq for Turn {
 impl Eq for Turn {}
 
 pub(super) struct Cycle<'a> {
-    pub(super) view: &'a ClusterView,
+    pub(super) board: &'a mut Board,
+    pub(super) pending: &'a [PendingJob],
     pub(super) profile: &'a Profile,
     pub(super) config: &'a PolicyConfig,
     pub(super) now_ms: i64,
-    pub(super) flavors: Names,
-    pub(super) models: Names,
-    /// Per node: the model ids it serves, sorted.
-    pub(super) node_models: Vec<Rc<[usize]>>,
-    pub(super) slots: SlotIndex,
-    pub(super) capacity: Vec<u32>,
-    /// Per flavor: the most memory of a device and the most devices of
-    /// any of its slots (what a job could ever get there).
-    pub(super) largest_memory: Vec<u64>,
-    pub(super) largest_slot: Vec<u32>,
     pub(super) quota: QuotaBook,
-    pub(super) running: Vec<Running>,
-    pub(super) running_by_flavor: Vec<Vec<usize>>,
+    /// Per board queue id: the queue's id in `quota`, if it has one.
+    pub(super) quota_of: Vec<Option<usize>>,
     /// Per flavor: device-seconds of work before the next waiting job.
     pub(super) work_ahead_s: Vec<f64>,
-    /// (model, tp, fastest first?) -> flavors that could run it, best first,
-    /// and whether an uncordoned node of each could.
-    pub(super) rankings: HashMap<(usize, u32, bool), Flavors>,
-    /// The same, kept to the flavors a queue has quota for.
+    /// The board's rankings kept to the flavors a queue has quota for.
     pub(super) candidates: HashMap<(usize, u32, bool, usize), Flavors>,
     /// (model, flavor, tp) -> steps per second, from the profile.
     pub(super) rates: HashMap<(usize, usize, u32), f64>,
-    /// Per flavor: slots with preempted work on its way out that are not
-    /// held yet (few: only these are looked through).
-    pub(super) releasing_slots: Vec<Vec<usize>>,
+    /// Slots held this cycle, opened again at its end.
+    pub(super) held: Vec<usize>,
     /// Per flavor: the most free devices on a slot held this cycle (held
     /// slots take no placements, so this only grows).
     pub(super) held_free: Vec<u32>,
@@ -328,77 +159,56 @@ pub(super) struct Cycle<'a> {
 
 impl<'a> Cycle<'a> {
     fn new(
-        view: &'a ClusterView,
+        board: &'a mut Board,
+        queues: &[QueueConfig],
+        pending: &'a [PendingJob],
         profile: &'a Profile,
         config: &'a PolicyConfig,
         now_ms: i64,
     ) -> Self {
-        let mut flavors = Names::default();
-        let mut models = Names::default();
-        for node in &view.nodes {
-            for group in &node.groups {
-                flavors.intern(&group.flavor);
-            }
+        for name in queues.iter().flat_map(|q| q.quotas.keys()) {
+            board.flavor(name);
         }
-        for name in view.queues.iter().flat_map(|q| q.quotas.keys()) {
-            flavors.intern(name);
-        }
-        let running_flavors: Vec<usize> = view
-            .running
-            .iter()
-            .map(|job| flavors.intern(&job.flavor))
-            .collect();
-        let node_models = node_models(view, &mut models);
-        let Slots {
-            mut slots,
-            slot_of,
-            capacity,
-            largest_memory,
-            largest_slot,
-        } = Slots::of(view, &mut flavors);
-        let mut quota = QuotaBook::new(&view.queues, |name| flavors.get(name), capacity.clone());
+        let flavors = &board.flavors;
+        let mut quota = QuotaBook::new(queues, |name| flavors.get(name), board.capacity.clone());
         let mut budgets = vec![None; quota.queue_count()];
-        for q in &view.queues {
+        for q in queues {
             if let Some(id) = quota.queue_id(&q.name) {
                 budgets[id] = q.budget;
             }
         }
-        let flavor_count = flavors.names.len();
-        let running = RunningWork::of(
-            view,
-            &running_flavors,
-            &slot_of,
-            &mut slots,
-            &mut quota,
-            &mut budgets,
-            flavor_count,
-        );
-        let mut releasing_slots = vec![Vec::new(); flavor_count];
-        for (i, slot) in slots.iter().enumerate() {
-            if slot.releasing > 0 {
-                releasing_slots[slot.flavor].push(i);
+        // Running work books its queue's quota, and what it will still
+        // use is spoken for in its budget.
+        let quota_of: Vec<Option<usize>> = board
+            .queue_names()
+            .iter()
+            .map(|name| quota.queue_id(name))
+            .collect();
+        for (b, q) in quota_of.iter().enumerate() {
+            let Some(q) = *q else { continue };
+            for (f, &devices) in board.usage(b).iter().enumerate() {
+                if devices > 0 {
+                    quota.add(q, f, devices);
+                }
+            }
+            if let Some(budget) = &mut budgets[q] {
+                budget.device_s -= board.budget_ahead_s(b, now_ms);
             }
         }
+        let flavor_count = board.flavors.names.len();
+        let work_ahead_s = board.work_ahead_s(now_ms);
         Cycle {
-            view,
+            board,
+            pending,
             profile,
             config,
             now_ms,
-            flavors,
-            models,
-            node_models,
-            slots: SlotIndex::new(slots, flavor_count),
-            capacity,
-            largest_memory,
-            largest_slot,
             quota,
-            running: running.jobs,
-            running_by_flavor: running.by_flavor,
-            work_ahead_s: running.work_ahead_s,
-            rankings: HashMap::default(),
+            quota_of,
+            work_ahead_s,
             candidates: HashMap::default(),
             rates: HashMap::default(),
-            releasing_slots,
+            held: Vec::new(),
             held_free: vec![0; flavor_count],
             budgets,
             preempt_attempts: 0,
@@ -409,8 +219,8 @@ impl<'a> Cycle<'a> {
     }
 
     fn run(mut self) -> Decision {
-        let view = self.view;
-        self.decision.pending.reserve(view.pending.len());
+        let pending = self.pending;
+        self.decision.pending.reserve(pending.len());
         // Per queue, its jobs in order, as compact keys (the sort then
         // stays in cache instead of chasing 100,000 job structs).
         // Each queue's jobs stay in the queue's own small array, so the
@@ -418,11 +228,11 @@ impl<'a> Cycle<'a> {
         let queues = self.quota.queue_count();
         let mut wants: Vec<Vec<Want>> = vec![Vec::new(); queues];
         let mut by_queue: Vec<Vec<(u128, u32)>> = vec![Vec::new(); queues];
-        for (index, job) in view.pending.iter().enumerate() {
+        for (index, job) in pending.iter().enumerate() {
             let mut want = Want {
                 index: index as u32,
                 queue: 0,
-                model: self.models.get(&job.model).map(|m| m as u32),
+                model: self.board.models.get(&job.model).map(|m| m as u32),
                 tp: job.tp,
                 need: if job.memory.is_unknown() {
                     0
@@ -481,6 +291,10 @@ impl<'a> Cycle<'a> {
                 }
             }
         }
+        // What was held was held for this cycle only.
+        for slot in std::mem::take(&mut self.held) {
+            self.board.slots.unhold(slot);
+        }
         self.decision
     }
 
@@ -492,7 +306,7 @@ impl<'a> Cycle<'a> {
     }
 
     pub(super) fn serves(&self, node: usize, model: usize) -> bool {
-        self.node_models[node].binary_search(&model).is_ok()
+        self.board.node_models[node].binary_search(&model).is_ok()
     }
 
     /// Whether a slot serves the job's model and has the memory one of
@@ -503,23 +317,23 @@ impl<'a> Cycle<'a> {
 
     /// Flavors that could ever run (model, tp), best first for the class.
     fn ranking(&mut self, model: usize, tp: u32, fastest: bool) -> Flavors {
-        if let Some(r) = self.rankings.get(&(model, tp, fastest)) {
+        if let Some(r) = self.board.rankings.get(&(model, tp, fastest)) {
             return r.clone();
         }
-        let mut fits: Vec<Option<bool>> = vec![None; self.flavors.names.len()];
-        for slot in &self.slots.slots {
+        let mut fits: Vec<Option<bool>> = vec![None; self.board.flavors.names.len()];
+        for slot in &self.board.slots.slots {
             if slot.size >= tp && self.serves(slot.node, model) {
                 let open = fits[slot.flavor].unwrap_or(false) || !slot.cordoned;
                 fits[slot.flavor] = Some(open);
             }
         }
-        let model_name = &self.models.names[model];
+        let model_name = &self.board.models.names[model];
         let mut ranked: Vec<(usize, bool)> = fits
             .iter()
             .enumerate()
             .filter_map(|(f, fit)| fit.map(|open| (f, open)))
             .collect();
-        let names = &self.flavors.names;
+        let names = &self.board.flavors.names;
         let profile = self.profile;
         let score = |f: usize| {
             if fastest {
@@ -534,7 +348,9 @@ impl<'a> Cycle<'a> {
                 .then(names[a.0].cmp(&names[b.0]))
         });
         let ranked: Flavors = ranked.into();
-        self.rankings.insert((model, tp, fastest), ranked.clone());
+        self.board
+            .rankings
+            .insert((model, tp, fastest), ranked.clone());
         ranked
     }
 
@@ -564,15 +380,19 @@ impl<'a> Cycle<'a> {
         if let Some(rate) = self.rates.get(&key) {
             return *rate;
         }
-        let names = (&self.models.names[model], &self.flavors.names[f]);
+        let names = (
+            &self.board.models.names[model],
+            &self.board.flavors.names[f],
+        );
         let rate = self.profile.steps_per_s(names.0, names.1, want.tp);
         self.rates.insert(key, rate);
         rate
     }
 
     pub(super) fn hold(&mut self, slot: usize) {
-        self.slots.hold(slot);
-        let s = &self.slots.slots[slot];
+        self.board.slots.hold(slot);
+        self.held.push(slot);
+        let s = &self.board.slots.slots[slot];
         let free = &mut self.held_free[s.flavor];
         *free = (*free).max(s.free.len() as u32);
     }

@@ -1,6 +1,7 @@
 //! The decision for one pending job, in its turn: place it, preempt for
 //! it, or say why it waits and until about when.
 
+use super::board::Running;
 use super::capacity::Slot;
 use super::cycle::{Cycle, Want};
 use super::quota::QuotaCheck;
@@ -32,8 +33,10 @@ impl Cycle<'_> {
         // has enough for one rank.
         let mut too_small: Option<usize> = None;
         for &(f, open) in candidates.iter() {
-            if want.need > self.largest_memory[f] {
-                if too_small.is_none_or(|t| self.largest_memory[f] > self.largest_memory[t]) {
+            if want.need > self.board.largest_memory[f] {
+                if too_small
+                    .is_none_or(|t| self.board.largest_memory[f] > self.board.largest_memory[t])
+                {
                     too_small = Some(f);
                 }
                 continue;
@@ -41,14 +44,14 @@ impl Cycle<'_> {
             let reason = match self.quota.check(q, f, tp) {
                 QuotaCheck::Fits => {
                     let usable = |s: &Slot| self.usable(s, want, model);
-                    if let Some(slot) = self.slots.best_fit(f, tp, usable) {
+                    if let Some(slot) = self.board.slots.best_fit(f, tp, usable) {
                         return self.place(want, f, slot);
                     }
                     if let Some(slot) = self.releasing_slot(want, f, model) {
                         // Preempted work is on its way out for this job.
                         self.hold(slot);
                         self.quota.add(q, f, tp);
-                        let flavor = self.flavors.names[f].clone();
+                        let flavor = self.board.flavors.names[f].clone();
                         let reason = PendingReason::WaitingForPreemption { flavor };
                         return self.wait(want, reason, Some(f));
                     }
@@ -57,11 +60,11 @@ impl Cycle<'_> {
                 QuotaCheck::NeedsReclaim { .. } => {
                     needs_reclaim = true;
                     PendingReason::OverQuota {
-                        flavor: self.flavors.names[f].clone(),
+                        flavor: self.board.flavors.names[f].clone(),
                     }
                 }
                 QuotaCheck::Over => PendingReason::OverQuota {
-                    flavor: self.flavors.names[f].clone(),
+                    flavor: self.board.flavors.names[f].clone(),
                 },
             };
             first.get_or_insert((reason, f));
@@ -74,7 +77,7 @@ impl Cycle<'_> {
             && self.preempt_attempts < 4 * self.config.max_preemptors_per_cycle.max(1)
         {
             for &(f, _) in candidates.iter() {
-                if want.need <= self.largest_memory[f] && self.try_preempt(want, f, model) {
+                if want.need <= self.board.largest_memory[f] && self.try_preempt(want, f, model) {
                     return;
                 }
             }
@@ -91,7 +94,7 @@ impl Cycle<'_> {
     }
 
     fn place(&mut self, want: &Want, f: usize, slot: usize) {
-        let device_ids = self.slots.take(slot, want.tp);
+        let device_ids = self.board.slots.take(slot, want.tp);
         self.quota.add(want.queue(), f, want.tp);
         if self.budgets[want.queue()].is_some() {
             let cost = f64::from(want.tp) * f64::from(want.steps_left) / self.rate(want, f);
@@ -99,19 +102,39 @@ impl Cycle<'_> {
                 budget.device_s -= cost;
             }
         }
-        let node = self.slots.slots[slot].node;
+        let node = self.board.slots.slots[slot].node;
+        // Expected to run its steps at the profile's rate (the planner
+        // sets the exact end; the leader's board lives for this cycle).
+        let run_ms =
+            (f64::from(want.steps_left) / self.rate(want, f).max(1e-9) * 1000.0).min(1e15) as i64;
+        let job = &self.pending[want.index()];
+        let run = self.board.start(
+            Running {
+                id: job.id.as_str().into(),
+                queue: 0,
+                qos: job.qos,
+                flavor: f,
+                slot: Some(slot),
+                devices: device_ids.clone(),
+                started_at_ms: self.now_ms,
+                ends_at_ms: self.now_ms.saturating_add(run_ms),
+                preempting: false,
+            },
+            &job.queue,
+        );
         self.decision.placements.push(Placement {
             job: want.index(),
             node,
-            flavor: self.flavors.names[f].clone(),
+            flavor: self.board.flavors.names[f].clone(),
             device_ids,
+            run,
         });
     }
 
     /// An open slot where free plus releasing devices hold the gang.
     fn releasing_slot(&self, want: &Want, f: usize, model: usize) -> Option<usize> {
-        self.releasing_slots[f].iter().copied().find(|&slot| {
-            let s = &self.slots.slots[slot];
+        self.board.releasing_slots[f].iter().copied().find(|&slot| {
+            let s = &self.board.slots.slots[slot];
             s.releasing > 0
                 && !s.held
                 && !s.cordoned
@@ -124,14 +147,14 @@ impl Cycle<'_> {
     /// and the smallest larger power-of-two gang a node of it holds at
     /// which one rank would fit.
     fn memory_reason(&self, want: &Want, f: usize) -> PendingReason {
-        let largest = self.largest_memory[f];
-        let memory = self.view.pending[want.index()].memory;
+        let largest = self.board.largest_memory[f];
+        let memory = self.pending[want.index()].memory;
         let fits_at_tp = (1..=4)
             .map(|doublings| want.tp << doublings)
-            .take_while(|&t| t <= self.largest_slot[f])
+            .take_while(|&t| t <= self.board.largest_slot[f])
             .find(|&t| memory.per_rank(t) <= largest);
         PendingReason::Memory {
-            flavor: self.flavors.names[f].clone(),
+            flavor: self.board.flavors.names[f].clone(),
             tp: want.tp,
             need_bytes: want.need,
             largest_bytes: largest,
@@ -140,13 +163,13 @@ impl Cycle<'_> {
     }
 
     fn capacity_reason(&self, f: usize, tp: u32, open: bool) -> PendingReason {
-        let flavor = self.flavors.names[f].clone();
+        let flavor = self.board.flavors.names[f].clone();
         if !open {
             return PendingReason::Cordoned { flavor };
         }
         if self.held_free[f] >= tp {
             PendingReason::Reserved { flavor }
-        } else if self.slots.free_total(f) >= u64::from(tp) {
+        } else if self.board.slots.free_total(f) >= u64::from(tp) {
             PendingReason::WaitingForGang { flavor }
         } else {
             PendingReason::NoCapacity { flavor }
@@ -176,7 +199,7 @@ impl Cycle<'_> {
         self.quota.add(want.queue(), f, want.tp);
         self.starvation_holds += 1;
         let usable = |s: &Slot| s.size >= want.tp && self.usable(s, want, model);
-        if let Some(slot) = self.slots.emptiest(f, usable) {
+        if let Some(slot) = self.board.slots.emptiest(f, usable) {
             self.hold(slot);
         }
     }
@@ -190,7 +213,7 @@ impl Cycle<'_> {
             if matches!(reason, PendingReason::WaitingForPreemption { .. }) {
                 return 1.0 / rate; // the victims' next step boundary, about
             }
-            let eta = self.work_ahead_s[f] / f64::from(self.capacity[f].max(1));
+            let eta = self.work_ahead_s[f] / f64::from(self.board.capacity[f].max(1));
             self.work_ahead_s[f] += f64::from(want.tp) * f64::from(want.steps_left) / rate;
             eta
         });

@@ -6,6 +6,7 @@
 //!
 //! - `types`: what a cycle sees and decides.
 //! - `quota`: nominal quota, borrowing and lending within a cohort.
+//! - `board`: the cluster indexed for the policy, kept between cycles or not.
 //! - `capacity`: free devices indexed for best-fit gang placement.
 //! - `profile`: steps/s per model x flavor x tp, and device costs.
 //! - `cycle`: the cycle: what it knows, and the order jobs get their turn.
@@ -15,6 +16,7 @@
 //! - `usage`: each queue's devices of each flavor: nominal, used, borrowed.
 //! - `cycle_clock`: when a cycle runs (the leader's loop and the planner).
 
+mod board;
 pub mod budget;
 mod capacity;
 mod cycle;
@@ -26,7 +28,8 @@ mod quota;
 mod types;
 mod usage;
 
-pub use cycle::schedule;
+pub use board::{Board, RunKey};
+pub use cycle::{schedule, schedule_on};
 pub use cycle_clock::CycleClock;
 pub use profile::Profile;
 pub use quota::{QuotaBook, QuotaCheck};

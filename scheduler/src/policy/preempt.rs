@@ -15,26 +15,32 @@
 
 use rustc_hash::FxHashMap as HashMap;
 
+use super::board::{RunKey, Running};
 use super::cycle::{Cycle, Want};
 use super::quota::QuotaCheck;
 use super::types::{PendingReason, PreemptReason, Preemption, Qos};
 
-/// A possible victim: running job index, why, and the queue whose
+/// A possible victim: running job key, why, and the queue whose
 /// borrowed capacity it must come out of (None: the preemptor's own queue).
-type Victim = (usize, PreemptReason, Option<usize>);
+type Victim = (RunKey, PreemptReason, Option<usize>);
 
 impl Cycle<'_> {
-    fn victim(&self, job: &Want, r: usize) -> Option<Victim> {
+    /// A running job and its queue's id in this cycle's quota book.
+    fn running_job(&self, r: RunKey) -> Option<(&Running, Option<usize>)> {
+        let info = self.board.running(r)?;
+        Some((info, self.quota_of.get(info.queue).copied().flatten()))
+    }
+
+    fn victim(&self, job: &Want, r: RunKey) -> Option<Victim> {
         let q = job.queue();
-        let info = &self.running[r];
-        let victim = &self.view.running[r];
+        let (info, vq) = self.running_job(r)?;
         if info.preempting
-            || self.now_ms.saturating_sub(victim.started_at_ms) < self.config.min_runtime_ms
+            || self.now_ms.saturating_sub(info.started_at_ms) < self.config.min_runtime_ms
         {
             return None;
         }
-        let over_batch = job.qos == Qos::Interactive && victim.qos == Qos::Batch;
-        let vq = info.queue?;
+        let over_batch = job.qos == Qos::Interactive && info.qos == Qos::Batch;
+        let vq = vq?;
         if vq == q {
             return over_batch.then_some((r, PreemptReason::InteractiveOverBatch, None));
         }
@@ -55,20 +61,23 @@ impl Cycle<'_> {
     pub(super) fn try_preempt(&mut self, job: &Want, f: usize, model: usize) -> bool {
         let q = job.queue();
         self.preempt_attempts += 1;
-        let view = self.view;
         let mut by_slot: HashMap<usize, Vec<Victim>> = HashMap::default();
-        for &r in &self.running_by_flavor[f] {
-            if let (Some(slot), Some(v)) = (self.running[r].slot, self.victim(job, r)) {
+        for &r in &self.board.running_by_flavor[f] {
+            let slot = self.board.running(r).and_then(|info| info.slot);
+            if let (Some(slot), Some(v)) = (slot, self.victim(job, r)) {
                 by_slot.entry(slot).or_default().push(v);
             }
         }
+        let board = &*self.board;
+        // Every key below is of a job running now.
+        let run = |r: RunKey| board.running(r);
         // Cheapest first: the worst class lost, then how many jobs, how many
         // devices, how long they had run (work since their last step is
         // lost); the slot breaks ties.
         type Cost = (Qos, usize, u32, i64, usize);
         let mut best: Option<(Cost, Vec<Victim>)> = None;
         for (slot, mut victims) in by_slot {
-            let s = &self.slots.slots[slot];
+            let s = &self.board.slots.slots[slot];
             // A slot held for a starving job is its alone; one held for
             // preemptors takes more while its devices cover every promise.
             let starving_hold = s.held && s.promised == 0;
@@ -81,12 +90,13 @@ impl Cycle<'_> {
                 continue; // not for preemption: placement finds it
             }
             // Lowest class first, then the youngest (least to carry over).
-            victims.sort_by(|a, b| {
-                let (va, vb) = (&view.running[a.0], &view.running[b.0]);
-                va.qos
+            victims.sort_by(|a, b| match (run(a.0), run(b.0)) {
+                (Some(va), Some(vb)) => va
+                    .qos
                     .cmp(&vb.qos)
                     .then(vb.started_at_ms.cmp(&va.started_at_ms))
-                    .then(va.id.cmp(&vb.id))
+                    .then(va.id.cmp(&vb.id)),
+                _ => std::cmp::Ordering::Equal,
             });
             let mut freed = 0;
             let mut taken: HashMap<usize, u32> = HashMap::default();
@@ -95,7 +105,7 @@ impl Cycle<'_> {
                 if freed >= need {
                     break;
                 }
-                let devices = self.running[v.0].devices;
+                let devices = run(v.0).map_or(0, |info| info.devices.len() as u32);
                 if let Some(vq) = v.2 {
                     let already = taken.get(&vq).copied().unwrap_or(0);
                     let left = self.quota.usage(vq, f).saturating_sub(already + devices);
@@ -112,12 +122,14 @@ impl Cycle<'_> {
             }
             let worst = chosen
                 .iter()
-                .map(|v| view.running[v.0].qos)
+                .filter_map(|v| run(v.0))
+                .map(|info| info.qos)
                 .max()
                 .unwrap_or(Qos::Batch);
             let ran_ms: i64 = chosen
                 .iter()
-                .map(|v| self.now_ms.saturating_sub(view.running[v.0].started_at_ms))
+                .filter_map(|v| run(v.0))
+                .map(|info| self.now_ms.saturating_sub(info.started_at_ms))
                 .sum();
             let cost = (worst, chosen.len(), freed, ran_ms, slot);
             if best.as_ref().is_none_or(|(c, _)| cost < *c) {
@@ -137,20 +149,24 @@ impl Cycle<'_> {
             return false;
         }
         for (r, reason, _) in chosen {
-            self.running[r].preempting = true;
-            self.slots.slots[slot].releasing += self.running[r].devices;
+            // The victim's devices are on their way back to `slot`, its own.
+            self.board.mark_preempting(r);
+            let job_id = self
+                .board
+                .running(r)
+                .map_or_else(String::new, |i| i.id.to_string());
             self.decision.preemptions.push(Preemption {
-                job_id: view.running[r].id.clone(),
+                job_id,
                 reason,
-                for_job: view.pending[job.index()].id.clone(),
+                for_job: self.pending[job.index()].id.clone(),
             });
         }
-        self.slots.slots[slot].promised += job.tp;
+        self.board.slots.slots[slot].promised += job.tp;
         self.hold(slot);
         self.quota.add(q, f, job.tp);
         self.preemptors += 1;
         let reason = PendingReason::WaitingForPreemption {
-            flavor: self.flavors.names[f].clone(),
+            flavor: self.board.flavors.names[f].clone(),
         };
         self.wait(job, reason, Some(f));
         true
@@ -158,10 +174,12 @@ impl Cycle<'_> {
 
     /// Takes a running job's devices out of its queue's usage, or puts
     /// them back.
-    fn move_quota(&mut self, r: usize, back: bool) {
-        let info = &self.running[r];
-        if let Some(vq) = info.queue {
-            let (f, devices) = (info.flavor, info.devices);
+    fn move_quota(&mut self, r: RunKey, back: bool) {
+        let Some((info, queue)) = self.running_job(r) else {
+            return;
+        };
+        if let Some(vq) = queue {
+            let (f, devices) = (info.flavor, info.devices.len() as u32);
             if back {
                 self.quota.add(vq, f, devices);
             } else {

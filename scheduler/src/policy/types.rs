@@ -137,6 +137,9 @@ pub struct Placement {
     pub node: usize,
     pub flavor: Arc<str>,
     pub device_ids: Vec<u32>,
+    /// The job's key on the board the cycle ran on (the planner's board
+    /// outlives the cycle; the leader's does not).
+    pub run: super::board::RunKey,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -1,0 +1,144 @@
+//! The board kept between cycles decides exactly as a view rebuilt at
+//! every cycle (the leader's way) does, on random fleets, queues and
+//! workloads that preempt, borrow, reclaim and run out of budget.
+
+use genfleet_proto as pb;
+use genfleet_scheduler::policy::{PolicyConfig, Profile, Qos};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::{SimConfig, Simulation};
+use crate::fleet::{Fleet, Pool};
+use crate::workload::JobRequest;
+
+const FLAVORS: [&str; 3] = ["nvidia-h100-80gb", "nvidia-l4", "amd-mi300x"];
+
+fn fleet(rng: &mut StdRng) -> Fleet {
+    let pools = rng.random_range(1..=3);
+    Fleet {
+        pools: FLAVORS[..pools]
+            .iter()
+            .map(|flavor| Pool {
+                flavor: flavor.to_string(),
+                nodes: rng.random_range(1..=6),
+                devices_per_node: [1, 2, 4, 8][rng.random_range(0..4)],
+                price_per_device_hour: rng.random_range(0.5..4.0),
+                memory_bytes: 0,
+                models: vec!["tiny".into()],
+            })
+            .collect(),
+    }
+}
+
+fn queues(rng: &mut StdRng, fleet: &Fleet) -> Vec<pb::Queue> {
+    ["product", "research", "batch"]
+        .iter()
+        .map(|name| pb::Queue {
+            name: name.to_string(),
+            cohort: if rng.random_bool(0.8) {
+                "all".into()
+            } else {
+                String::new()
+            },
+            weight: rng.random_range(1..=3),
+            quotas: fleet
+                .pools
+                .iter()
+                .map(|p| {
+                    let devices = p.nodes * p.devices_per_node;
+                    pb::FlavorQuota {
+                        flavor: p.flavor.clone(),
+                        nominal: rng.random_range(0..=devices / 2 + 1),
+                        borrowing_limit: rng
+                            .random_bool(0.3)
+                            .then(|| rng.random_range(0..=devices)),
+                        lending_limit: rng
+                            .random_bool(0.3)
+                            .then(|| rng.random_range(0..=devices / 2)),
+                    }
+                })
+                .collect(),
+            budget: rng.random_bool(0.25).then(|| pb::Budget {
+                device_hours: rng.random_range(0.05..2.0),
+                period_seconds: [600, 3600][rng.random_range(0..2)],
+            }),
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn workload(rng: &mut StdRng, n: usize) -> Vec<JobRequest> {
+    let mut t = 0.0;
+    (0..n)
+        .map(|_| {
+            t += -(1.0 - rng.random::<f64>()).ln() * rng.random_range(0.2..3.0);
+            let (queue, qos) = match rng.random_range(0..4) {
+                0 => ("product", Qos::Interactive),
+                1 => ("research", Qos::Standard),
+                2 => ("batch", Qos::Batch),
+                // A queue no fleet defines: the default queue, or unknown.
+                _ => (
+                    "default",
+                    [Qos::Interactive, Qos::Batch][rng.random_range(0..2)],
+                ),
+            };
+            JobRequest {
+                arrival_s: t,
+                queue: queue.into(),
+                qos,
+                priority: rng.random_range(-2..=2),
+                model: "tiny".into(),
+                frames: 17,
+                width: 64,
+                height: 64,
+                steps: rng.random_range(1..=200),
+                tp: [1, 1, 2, 4][rng.random_range(0..4)],
+                guidance: 5.0,
+                line: 0,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_board_kept_by_changes_decides_as_a_view_rebuilt_every_cycle() {
+    let mut preempted = 0;
+    let mut checked = 0;
+    for seed in 0..30u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let fleet = fleet(&mut rng);
+        let queues = queues(&mut rng, &fleet);
+        let jobs = workload(&mut rng, 300);
+        let mut profile = Profile::seeded();
+        for (i, flavor) in FLAVORS.iter().enumerate() {
+            for tp in [1, 2, 4] {
+                profile.set("tiny", flavor, tp, 2.0 + i as f64 * f64::from(tp));
+            }
+        }
+        let kept = SimConfig {
+            policy: PolicyConfig {
+                min_runtime_ms: rng.random_range(0..20_000),
+                ageing_ms: rng.random_range(10_000..120_000),
+                starvation_ms: rng.random_range(20_000..240_000),
+                max_preemptors_per_cycle: rng.random_range(1..6),
+            },
+            checkpoint_s: rng.random_range(0.0..3.0),
+            reload_s: rng.random_range(0.0..3.0),
+            ..SimConfig::default()
+        };
+        let rebuilt = SimConfig {
+            rebuild_each_cycle: true,
+            ..kept.clone()
+        };
+        let a = Simulation::new(&fleet, &queues, &jobs, &profile, &kept).run(&mut |_| {});
+        let b = Simulation::new(&fleet, &queues, &jobs, &profile, &rebuilt).run(&mut |_| {});
+        assert_eq!(a.jobs, b.jobs, "seed {seed}: the jobs went differently");
+        assert_eq!(a.cycles, b.cycles, "seed {seed}");
+        assert_eq!(a.busy_device_s, b.busy_device_s, "seed {seed}");
+        preempted += a.jobs.iter().map(|j| j.preemptions).sum::<u32>();
+        checked += a.jobs.iter().filter(|j| j.first_start_s.is_some()).count();
+    }
+    // The workloads did what the comparison is for.
+    assert!(preempted > 50, "only {preempted} preemptions in all");
+    assert!(checked > 5_000, "only {checked} jobs started");
+}
