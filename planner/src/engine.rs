@@ -33,6 +33,7 @@ use genfleet_scheduler::policy::{
 use genfleet_scheduler::scheduling;
 use genfleet_scheduler::spec::DEFAULT_QUEUE;
 
+use super::failures::{self, Checkpointing, FailureClock, NodeFailures};
 use super::fleet::Fleet;
 use super::series::{self, Series};
 use super::view::LiveView;
@@ -55,8 +56,18 @@ pub struct SimConfig {
     /// Most buckets of the time series (queue depth, busy devices): the
     /// bucket is the shortest of a few round widths that keeps to this.
     pub buckets: usize,
-    /// Mean time between failures of a node; `None`: nodes never fail.
+    /// Mean time between failures of a node, for flavors without their
+    /// own figure in `flavor_failures`; `None`: such nodes never fail.
     pub node_mtbf_s: Option<f64>,
+    /// Seconds a failed node takes to come back (with `node_mtbf_s`).
+    pub node_repair_s: f64,
+    /// Per flavor: its nodes' failures (the fleet file's figures).
+    pub flavor_failures: BTreeMap<String, NodeFailures>,
+    /// Seconds from a node's failure until the leader requeues its jobs
+    /// (the worker's session and leases time out).
+    pub failure_detect_s: f64,
+    /// Seeds the failure times: the same seed, the same failures.
+    pub failure_seed: u64,
     /// Rebuild the policy's view of the whole fleet at every cycle, as the
     /// leader does, instead of keeping it up to date by changes: the same
     /// decisions, far slower at fleet scale (tests compare the two).
@@ -64,6 +75,17 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
+    /// How the nodes of `flavor` fail, if they do.
+    pub fn failures_of(&self, flavor: &str) -> Option<NodeFailures> {
+        let failures = self.flavor_failures.get(flavor).copied().or_else(|| {
+            self.node_mtbf_s.map(|mtbf_s| NodeFailures {
+                mtbf_s,
+                repair_s: self.node_repair_s,
+            })
+        });
+        failures.filter(|f| f.mtbf_s > 0.0)
+    }
+
     /// The periodic checkpoint interval the workers use with this MTBF,
     /// and the share of a run's time failures cost at it; None when nodes
     /// never fail.
@@ -91,6 +113,10 @@ impl Default for SimConfig {
             horizon_s: None,
             buckets: 96,
             node_mtbf_s: None,
+            node_repair_s: 4.0 * 3600.0,
+            flavor_failures: BTreeMap::new(),
+            failure_detect_s: 2.0,
+            failure_seed: 0,
             rebuild_each_cycle: false,
         }
     }
@@ -167,6 +193,8 @@ pub struct SimOutcome {
     pub queue_device_s: BTreeMap<String, (f64, f64)>,
     pub buckets: Vec<Bucket>,
     pub cycles: u64,
+    /// Nodes that failed during the run.
+    pub node_failures: u64,
     /// The observer stopped the run here (the rest is not simulated).
     pub stopped_at_s: Option<f64>,
 }
@@ -177,6 +205,19 @@ enum EventKind {
     Finish,
     /// A preempted run has saved its checkpoint.
     Stopped,
+    /// A node fails (the event's job field is the node's index).
+    NodeFails,
+    /// A failed node is back.
+    NodeRepaired,
+    /// The leader noticed a job's node is gone and requeues it.
+    Requeue,
+}
+
+impl EventKind {
+    /// Events of one run, stale once the run is replaced.
+    fn of_run(self) -> bool {
+        matches!(self, EventKind::Finish | EventKind::Stopped)
+    }
 }
 
 /// Ordered by time, then kind, job and run: deterministic.
@@ -206,6 +247,8 @@ enum Phase {
     Future,
     Pending,
     Running(Run),
+    /// Its node failed; the leader has not noticed yet.
+    Lost,
     Done,
 }
 
@@ -231,6 +274,8 @@ struct SimNode {
     name: String,
     /// The job on each device.
     busy: Vec<Option<u32>>,
+    /// Failed and not repaired yet.
+    down: bool,
 }
 
 /// A simulation of one fleet, one set of queues, one workload.
@@ -267,8 +312,12 @@ pub struct Simulation<'a> {
     cycles: u64,
     /// Set when the observer stops the run.
     stop: bool,
-    /// How much slower every run goes for node failures (1: none).
-    slowdown: f64,
+    /// Per pool: its nodes' failures and the checkpoints runs take there.
+    failures: Vec<Option<(NodeFailures, Checkpointing)>>,
+    failure_clock: FailureClock,
+    /// Jobs whose node failed, not requeued yet.
+    lost: usize,
+    node_failures: u64,
 }
 
 fn ms(seconds: f64) -> i64 {
@@ -297,6 +346,7 @@ impl<'a> Simulation<'a> {
                     pool,
                     name: format!("{}-{i}", p.flavor),
                     busy: vec![None; p.devices_per_node as usize],
+                    down: false,
                 });
             }
         }
@@ -360,7 +410,18 @@ impl<'a> Simulation<'a> {
             series: Series::new(0, 0),
             cycles: 0,
             stop: false,
-            slowdown: 1.0 + config.failure_cost().map_or(0.0, |(_, waste)| waste),
+            failures: fleet
+                .pools
+                .iter()
+                .map(|p| {
+                    config
+                        .failures_of(&p.flavor)
+                        .map(|f| (f, f.checkpointing(config.checkpoint_s)))
+                })
+                .collect(),
+            failure_clock: FailureClock::new(config.failure_seed),
+            lost: 0,
+            node_failures: 0,
         }
     }
 
@@ -396,6 +457,14 @@ impl<'a> Simulation<'a> {
         let mut clock = CycleClock::new(interval, 0);
         let mut dirty = false;
         let mut steps = 0u64;
+        let failing = self.failures.iter().any(Option::is_some);
+        for node in 0..self.nodes.len() {
+            if let Some((f, _)) = self.failures[self.nodes[node].pool] {
+                let at = self.failure_clock.next_failure_ms(f.mtbf_s);
+                self.events
+                    .push(Reverse((at, EventKind::NodeFails, node as u32, 0)));
+            }
+        }
         loop {
             steps += 1;
             while let Some(&Reverse((at, kind, job, run))) = self.events.peek() {
@@ -452,6 +521,13 @@ impl<'a> Simulation<'a> {
             if !self.live.pending().is_empty() {
                 consider(clock.interval_due_ms());
             }
+            // Nodes fail and come back for ever: once no work is left,
+            // their events are no reason to go on.
+            let work_left = self.next_arrival < self.requests.len()
+                || !self.live.pending().is_empty()
+                || !self.live.running().is_empty()
+                || self.lost > 0;
+            let next = next.filter(|_| !failing || work_left);
             let Some(next) = next else {
                 self.series
                     .add(now, now, &self.pending_by_class, &self.busy_by_pool);
@@ -473,7 +549,10 @@ impl<'a> Simulation<'a> {
     /// Drops events at the top of the queue that belong to runs that no
     /// longer exist (a finish cancelled by a preemption).
     fn drop_stale_events(&mut self) {
-        while let Some(&Reverse((_, _, job, run))) = self.events.peek() {
+        while let Some(&Reverse((_, kind, job, run))) = self.events.peek() {
+            if !kind.of_run() {
+                break;
+            }
             let j = &self.jobs[job as usize];
             if j.run == run && matches!(j.phase, Phase::Running(_)) {
                 break;
@@ -484,6 +563,12 @@ impl<'a> Simulation<'a> {
 
     /// Whether an event changed anything (a stale one does not).
     fn apply(&mut self, at: i64, kind: EventKind, job: u32, run: u32) -> bool {
+        match kind {
+            EventKind::NodeFails => return self.node_fails(job as usize, at),
+            EventKind::NodeRepaired => return self.node_repaired(job as usize, at),
+            EventKind::Requeue => return self.requeue(job, run, at),
+            EventKind::Finish | EventKind::Stopped => {}
+        }
         let j = &self.jobs[job as usize];
         if j.run != run || !matches!(j.phase, Phase::Running(_)) {
             return false;
@@ -509,7 +594,82 @@ impl<'a> Simulation<'a> {
                 j.preemptions += 1;
                 self.make_pending(job);
             }
+            _ => {}
         }
+        true
+    }
+
+    /// A node fails: its jobs lose the work since their last checkpoint
+    /// and wait for the leader to notice; the node is down for its repair.
+    fn node_fails(&mut self, node: usize, at: i64) -> bool {
+        let Some((failures, checkpointing)) = self.failures[self.nodes[node].pool] else {
+            return false;
+        };
+        if self.nodes[node].down {
+            return false;
+        }
+        self.node_failures += 1;
+        let mut jobs: Vec<u32> = self.nodes[node].busy.iter().flatten().copied().collect();
+        jobs.sort_unstable();
+        jobs.dedup();
+        let interval_ms = ms(checkpointing.interval_s);
+        for job in jobs {
+            let Phase::Running(r) =
+                std::mem::replace(&mut self.jobs[job as usize].phase, Phase::Lost)
+            else {
+                continue;
+            };
+            self.release(job, &r, at);
+            let total = self.requests[job as usize].steps;
+            let kept =
+                failures::steps_at_last_checkpoint(at - r.compute_ms, interval_ms, r.steps_per_s);
+            let j = &mut self.jobs[job as usize];
+            j.steps_done = (r.steps_at_start + kept).min(total.saturating_sub(1));
+            j.run += 1;
+            self.lost += 1;
+            let requeue = at + ms(self.config.failure_detect_s);
+            self.events
+                .push(Reverse((requeue, EventKind::Requeue, job, j.run)));
+        }
+        let n = &mut self.nodes[node];
+        n.down = true;
+        self.free_devices -= n.busy.len() as u64;
+        self.board.set_cordoned(node, true);
+        self.live.view.nodes[node].cordoned = true;
+        let back = at + ms(failures.repair_s).max(1);
+        self.events
+            .push(Reverse((back, EventKind::NodeRepaired, node as u32, 0)));
+        true
+    }
+
+    /// A repaired node is back, empty; its next failure is drawn.
+    fn node_repaired(&mut self, node: usize, at: i64) -> bool {
+        let Some((failures, _)) = self.failures[self.nodes[node].pool] else {
+            return false;
+        };
+        let n = &mut self.nodes[node];
+        if !n.down {
+            return false;
+        }
+        n.down = false;
+        self.free_devices += n.busy.len() as u64;
+        self.board.set_cordoned(node, false);
+        self.live.view.nodes[node].cordoned = false;
+        let next = at + self.failure_clock.next_failure_ms(failures.mtbf_s);
+        self.events
+            .push(Reverse((next, EventKind::NodeFails, node as u32, 0)));
+        true
+    }
+
+    /// The leader requeues a job whose node failed.
+    fn requeue(&mut self, job: u32, run: u32, at: i64) -> bool {
+        let j = &mut self.jobs[job as usize];
+        if j.run != run || !matches!(j.phase, Phase::Lost) {
+            return false;
+        }
+        j.waiting_since_ms = at;
+        self.lost -= 1;
+        self.make_pending(job);
         true
     }
 
@@ -650,7 +810,7 @@ impl<'a> Simulation<'a> {
             .profile
             .steps_per_s(&request.model, flavor, request.tp)
             .max(1e-9)
-            / self.slowdown;
+            / self.failures[pool].map_or(1.0, |(_, c)| c.slowdown);
         for &d in devices {
             self.nodes[node].busy[d as usize] = Some(job);
         }
@@ -849,6 +1009,7 @@ impl<'a> Simulation<'a> {
                 .collect(),
             buckets: self.series.finish(now),
             cycles: self.cycles,
+            node_failures: self.node_failures,
             stopped_at_s: None,
         }
     }

@@ -142,3 +142,132 @@ fn a_board_kept_by_changes_decides_as_a_view_rebuilt_every_cycle() {
     assert!(preempted > 50, "only {preempted} preemptions in all");
     assert!(checked > 5_000, "only {checked} jobs started");
 }
+
+/// Jobs of an hour each (200 steps at 1 step per 18 s) at time 0 on a
+/// fleet with twice as many one-device nodes, so a requeued job finds a
+/// node at once.
+fn hour_long_jobs(n: usize) -> (Fleet, Vec<JobRequest>, Profile) {
+    let fleet = Fleet {
+        pools: vec![Pool {
+            flavor: "gpu".into(),
+            nodes: 2 * n as u32,
+            devices_per_node: 1,
+            price_per_device_hour: 1.0,
+            memory_bytes: 0,
+            models: vec!["tiny".into()],
+        }],
+    };
+    let jobs = (0..n)
+        .map(|_| JobRequest {
+            arrival_s: 0.0,
+            queue: "default".into(),
+            qos: Qos::Standard,
+            priority: 0,
+            model: "tiny".into(),
+            frames: 17,
+            width: 64,
+            height: 64,
+            steps: 200,
+            tp: 1,
+            guidance: 5.0,
+            line: 0,
+        })
+        .collect();
+    let mut profile = Profile::default();
+    profile.set("tiny", "gpu", 1, 1.0 / 18.0);
+    (fleet, jobs, profile)
+}
+
+fn mean_run_s(outcome: &super::SimOutcome) -> f64 {
+    let runs: Vec<f64> = outcome
+        .jobs
+        .iter()
+        .map(|j| j.end_s.expect("ended") - j.first_start_s.expect("started"))
+        .collect();
+    runs.iter().sum::<f64>() / runs.len() as f64
+}
+
+#[test]
+fn failed_nodes_cost_their_jobs_the_work_since_the_last_checkpoint() {
+    let (fleet, jobs, profile) = hour_long_jobs(400);
+    let healthy = SimConfig {
+        horizon_s: Some(20_000.0),
+        ..SimConfig::default()
+    };
+    let outcome = Simulation::new(&fleet, &[], &jobs, &profile, &healthy).run(&mut |_| {});
+    assert_eq!(outcome.node_failures, 0);
+    assert!((mean_run_s(&outcome) - 3600.0).abs() < 0.01);
+
+    let mtbf_s = 4.0 * 3600.0;
+    let failing = SimConfig {
+        node_mtbf_s: Some(mtbf_s),
+        node_repair_s: 1800.0,
+        ..healthy.clone()
+    };
+    let outcome = Simulation::new(&fleet, &[], &jobs, &profile, &failing).run(&mut |_| {});
+    assert!(
+        outcome.jobs.iter().all(|j| j.end_s.is_some()),
+        "every job ends"
+    );
+    // Every node fails as a Poisson process while up: about
+    // nodes x time / (MTBF + repair) failures, give or take 4 sigma.
+    let expected = 800.0 * outcome.duration_s / (mtbf_s + 1800.0);
+    let failures = outcome.node_failures as f64;
+    assert!(
+        (failures - expected).abs() < 4.0 * expected.sqrt() + 1.0,
+        "{failures} failures, about {expected} expected"
+    );
+    // What a job loses, first order: saving every interval (C / τ of its
+    // time), and per failure of its node (3600 / MTBF of them) half an
+    // interval redone, the time to notice and the reload.
+    let checkpoints = crate::failures::NodeFailures {
+        mtbf_s,
+        repair_s: 1800.0,
+    }
+    .checkpointing(failing.checkpoint_s);
+    let per_failure = checkpoints.interval_s / 2.0 + failing.failure_detect_s + failing.reload_s;
+    let expected_extra = 3600.0 * (checkpoints.slowdown - 1.0) + 3600.0 / mtbf_s * per_failure;
+    let extra = mean_run_s(&outcome) - 3600.0;
+    println!(
+        "{failures} node failures ({expected:.0} expected); runs {extra:.1} s longer on average ({expected_extra:.1} s expected)"
+    );
+    assert!(
+        extra > 0.6 * expected_extra && extra < 1.4 * expected_extra,
+        "runs took {extra:.1} s longer on average, about {expected_extra:.1} s expected"
+    );
+    // The same seed, the same failures; another seed, others.
+    let again = Simulation::new(&fleet, &[], &jobs, &profile, &failing).run(&mut |_| {});
+    assert_eq!(again.jobs, outcome.jobs);
+    let reseeded = SimConfig {
+        failure_seed: 1,
+        ..failing.clone()
+    };
+    let other = Simulation::new(&fleet, &[], &jobs, &profile, &reseeded).run(&mut |_| {});
+    assert_ne!(other.jobs, outcome.jobs);
+}
+
+#[test]
+fn a_board_kept_by_changes_decides_as_a_rebuilt_view_when_nodes_fail() {
+    let mut rng = StdRng::seed_from_u64(99);
+    for seed in 0..8u64 {
+        let fleet = fleet(&mut rng);
+        let queues = queues(&mut rng, &fleet);
+        let jobs = workload(&mut rng, 300);
+        let profile = Profile::seeded();
+        let kept = SimConfig {
+            node_mtbf_s: Some(rng.random_range(300.0..3_000.0)),
+            node_repair_s: rng.random_range(10.0..600.0),
+            failure_seed: seed,
+            checkpoint_s: 1.0,
+            ..SimConfig::default()
+        };
+        let rebuilt = SimConfig {
+            rebuild_each_cycle: true,
+            ..kept.clone()
+        };
+        let a = Simulation::new(&fleet, &queues, &jobs, &profile, &kept).run(&mut |_| {});
+        let b = Simulation::new(&fleet, &queues, &jobs, &profile, &rebuilt).run(&mut |_| {});
+        assert!(a.node_failures > 0, "seed {seed}: no node failed");
+        assert_eq!(a.jobs, b.jobs, "seed {seed}");
+    }
+}

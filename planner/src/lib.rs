@@ -21,6 +21,7 @@
 
 pub mod charts;
 pub mod engine;
+pub mod failures;
 pub mod fleet;
 pub mod generator;
 pub mod profile_file;

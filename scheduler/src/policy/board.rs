@@ -369,6 +369,18 @@ impl Board {
         self.free_keys.push(key);
     }
 
+    /// A node is cordoned (or down, in the planner) or back: it takes no
+    /// work while cordoned.
+    pub fn set_cordoned(&mut self, node: usize, cordoned: bool) {
+        for f in 0..self.flavors.names.len() {
+            if let Some(&slot) = self.slot_of.get(&(node, f)) {
+                self.slots.set_cordoned(slot, cordoned);
+            }
+        }
+        // Rankings say which flavors have an open node.
+        self.rankings.clear();
+    }
+
     fn add_releasing(&mut self, slot: usize, devices: u32) {
         let s = &mut self.slots.slots[slot];
         if s.releasing == 0 {

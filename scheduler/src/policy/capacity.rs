@@ -120,6 +120,20 @@ impl SlotIndex {
         self.reopen(slot);
     }
 
+    /// A slot's node is cordoned (or down) or back.
+    pub fn set_cordoned(&mut self, slot: usize, cordoned: bool) {
+        let s = &self.slots[slot];
+        if s.cordoned == cordoned {
+            return;
+        }
+        if !s.cordoned && !s.held {
+            self.open[s.flavor].remove(&(s.free.len() as u32, slot));
+            self.free_total[s.flavor] -= s.free.len() as u64;
+        }
+        self.slots[slot].cordoned = cordoned;
+        self.reopen(slot);
+    }
+
     /// Ends a hold of one cycle: the slot is open again, promising nothing.
     pub fn unhold(&mut self, slot: usize) {
         let s = &mut self.slots[slot];
