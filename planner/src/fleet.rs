@@ -12,15 +12,22 @@
 //!     price_per_device_hour: 1.99
 //!     memory: 192GiB            # optional: the flavor's known size
 //!     models: [wan2.1-1.3b]     # optional: every built-in preset
+//!     node_mtbf: 30d            # optional: each node fails this often
+//!     repair_time: 4h           # optional (with node_mtbf; default 4h)
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use genfleet_proto::flavors::{known_memory_bytes, parse_memory};
 use genfleet_proto::models::PRESETS;
 use serde::Deserialize;
 
+use super::failures::NodeFailures;
 use super::InputError;
+
+/// A failed node's repair time when the fleet gives an MTBF without one.
+pub const DEFAULT_REPAIR_S: f64 = 4.0 * 3600.0;
 
 /// Most devices one node may have (as the scheduler accepts).
 const MAX_DEVICES_PER_NODE: u32 = 64;
@@ -84,6 +91,10 @@ struct PoolDoc {
     memory: Option<String>,
     #[serde(default)]
     models: Option<Vec<String>>,
+    #[serde(default)]
+    node_mtbf: Option<String>,
+    #[serde(default)]
+    repair_time: Option<String>,
 }
 
 pub fn read_fleet(path: &Path) -> Result<Fleet, InputError> {
@@ -93,6 +104,30 @@ pub fn read_fleet(path: &Path) -> Result<Fleet, InputError> {
 }
 
 pub fn parse_fleet(file: &str, text: &str) -> Result<Fleet, InputError> {
+    parse(file, text).map(|(fleet, _)| fleet)
+}
+
+/// Per flavor, how its nodes fail, as the fleet file says (flavors
+/// without `node_mtbf` are not listed).
+pub fn read_fleet_failures(path: &Path) -> Result<BTreeMap<String, NodeFailures>, InputError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| InputError::io(&file, e))?;
+    parse(&file, &text).map(|(_, failures)| failures)
+}
+
+/// A duration of the fleet file, in seconds, more than zero.
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    let seconds = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?}: {e} (write it as 30d, 4h or 90m)"))?
+        .as_secs_f64();
+    if seconds <= 0.0 {
+        return Err(format!("{text:?}: give a time of more than zero"));
+    }
+    Ok(seconds)
+}
+
+fn parse(file: &str, text: &str) -> Result<(Fleet, BTreeMap<String, NodeFailures>), InputError> {
+    let mut failures = BTreeMap::new();
     let doc: FleetDoc = serde_yaml_ng::from_str(text).map_err(|e| {
         let line = e.location().map_or(0, |l| l.line() as u64);
         InputError::at(file, line, "fleet", &e.to_string())
@@ -148,6 +183,20 @@ pub fn parse_fleet(file: &str, text: &str) -> Result<Fleet, InputError> {
         if models.is_empty() {
             return Err(at("models", "a pool must serve at least one model".into()));
         }
+        let repair_s = match &p.repair_time {
+            Some(text) if p.node_mtbf.is_none() => {
+                return Err(at(
+                    "repair_time",
+                    format!("{text:?} without node_mtbf: give how often the nodes fail too"),
+                ))
+            }
+            Some(text) => positive_seconds(text).map_err(|e| at("repair_time", e))?,
+            None => DEFAULT_REPAIR_S,
+        };
+        if let Some(text) = &p.node_mtbf {
+            let mtbf_s = positive_seconds(text).map_err(|e| at("node_mtbf", e))?;
+            failures.insert(p.flavor.clone(), NodeFailures { mtbf_s, repair_s });
+        }
         pools.push(Pool {
             flavor: p.flavor,
             nodes: p.nodes,
@@ -161,7 +210,7 @@ pub fn parse_fleet(file: &str, text: &str) -> Result<Fleet, InputError> {
     if fleet.devices() == 0 {
         return Err(InputError::at(file, 0, "pools", "the fleet has no devices"));
     }
-    Ok(fleet)
+    Ok((fleet, failures))
 }
 
 #[cfg(test)]
@@ -183,6 +232,16 @@ mod tests {
     }
 
     #[test]
+    fn pools_may_say_how_their_nodes_fail() {
+        let text = "pools:\n  - {flavor: nvidia-h100-80gb, nodes: 2, devices_per_node: 8, price_per_device_hour: 2.5, node_mtbf: 30d, repair_time: 2h}\n  - {flavor: nvidia-l4, nodes: 1, devices_per_node: 4, price_per_device_hour: 0.8, node_mtbf: 10d}\n  - {flavor: cpu, nodes: 1, devices_per_node: 4, price_per_device_hour: 0.1}\n";
+        let (_, failures) = parse("fleet.yaml", text).expect("valid");
+        assert_eq!(failures.len(), 2, "the cpu pool does not fail");
+        let h100 = failures["nvidia-h100-80gb"];
+        assert_eq!((h100.mtbf_s, h100.repair_s), (30.0 * 86_400.0, 7_200.0));
+        assert_eq!(failures["nvidia-l4"].repair_s, DEFAULT_REPAIR_S);
+    }
+
+    #[test]
     fn bad_fleets_say_which_field() {
         for (text, expected) in [
             ("pools: []\n", "the fleet has no devices"),
@@ -192,6 +251,9 @@ mod tests {
             ("pools:\n  - {flavor: cpu, nodes: 1, devices_per_node: 1, price_per_device_hour: -1}\n", "pools[0].price_per_device_hour"),
             ("pools:\n  - {flavor: cpu, nodes: 1, devices_per_node: 1, price_per_device_hour: 1, memory: 8G}\n", "pools[0].memory"),
             ("pools:\n  - {flavor: cpu, nodes: 1, devices: 1}\n", "fleet.yaml:2: fleet: pools[0]: unknown field `devices`"),
+            ("pools:\n  - {flavor: cpu, nodes: 1, devices_per_node: 1, price_per_device_hour: 1, node_mtbf: often}\n", "pools[0].node_mtbf"),
+            ("pools:\n  - {flavor: cpu, nodes: 1, devices_per_node: 1, price_per_device_hour: 1, node_mtbf: 0s}\n", "more than zero"),
+            ("pools:\n  - {flavor: cpu, nodes: 1, devices_per_node: 1, price_per_device_hour: 1, repair_time: 4h}\n", "pools[0].repair_time"),
             ("pools:\n  - {flavor: cpu, nodes: 1, devices_per_node: 1, price_per_device_hour: 1}\n  - {flavor: cpu, nodes: 2, devices_per_node: 1, price_per_device_hour: 1}\n", "pools[1].flavor: cpu is pool 0's flavor already"),
         ] {
             let err = parse_fleet("fleet.yaml", text).expect_err(text).to_string();
