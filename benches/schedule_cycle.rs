@@ -145,6 +145,7 @@ fn fleet() -> ClusterView {
                 replicated_bytes: 1 << 30,
                 sharded_bytes: 4 << 30,
             },
+            pixel_frames: 832 * 480 * 33,
         })
         .collect();
     ClusterView {

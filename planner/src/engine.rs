@@ -808,7 +808,7 @@ impl<'a> Simulation<'a> {
         let request = &self.requests[job as usize];
         let steps_per_s = self
             .profile
-            .steps_per_s(&request.model, flavor, request.tp)
+            .steps_per_s_at(&request.model, flavor, request.tp, pixel_frames(request))
             .max(1e-9)
             / self.failures[pool].map_or(1.0, |(_, c)| c.slowdown);
         for &d in devices {
@@ -918,6 +918,7 @@ impl<'a> Simulation<'a> {
             nominated: j.nominated,
             position: u64::from(job),
             memory: j.memory,
+            pixel_frames: pixel_frames(request),
         };
         self.live.add_pending(job, entry);
     }
@@ -1019,6 +1020,11 @@ impl<'a> Simulation<'a> {
 fn steps_by(run: &Run, at: i64) -> u32 {
     let seconds = (at - run.compute_ms).max(0) as f64 / 1000.0;
     (seconds * run.steps_per_s + 1e-9).floor() as u32
+}
+
+/// Width x height x frames: what a job's step time grows with.
+fn pixel_frames(request: &JobRequest) -> u64 {
+    u64::from(request.width) * u64::from(request.height) * u64::from(request.frames)
 }
 
 fn class_index(qos: Qos) -> usize {

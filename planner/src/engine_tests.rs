@@ -62,7 +62,6 @@ fn queues(rng: &mut StdRng, fleet: &Fleet) -> Vec<pb::Queue> {
                 device_hours: rng.random_range(0.05..2.0),
                 period_seconds: [600, 3600][rng.random_range(0..2)],
             }),
-            ..Default::default()
         })
         .collect()
 }

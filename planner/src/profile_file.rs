@@ -8,6 +8,9 @@
 //! rates:
 //!   - { model: wan2.1-1.3b, flavor: nvidia-h100-80gb, tp: 1, steps_per_s: 0.45 }
 //!   - { model: wan2.1-1.3b, flavor: nvidia-h100-80gb, tp: 2, steps_per_s: 0.8 }
+//!   # optional: the rate of jobs of one size (steps take longer on larger
+//!   # videos; between two sizes given, the step time is interpolated)
+//!   - { model: wan2.1-1.3b, flavor: nvidia-h100-80gb, tp: 1, size: 1280x720, frames: 81, steps_per_s: 0.12 }
 //! ```
 //!
 //! A rate not given for tp > 1 is derived from tp 1 as the leader does
@@ -37,6 +40,10 @@ struct RateDoc {
     flavor: String,
     tp: u32,
     steps_per_s: f64,
+    #[serde(default)]
+    size: Option<String>,
+    #[serde(default)]
+    frames: Option<u32>,
 }
 
 /// The leader's seeded profile with the fleet's prices as device costs,
@@ -97,9 +104,50 @@ pub fn apply_rates(profile: &mut Profile, file: &str, text: &str) -> Result<(), 
                 format!("{}: give a rate between 1e-6 and 1e6", rate.steps_per_s),
             ));
         }
-        profile.set(&rate.model, &rate.flavor, rate.tp, rate.steps_per_s);
+        match (&rate.size, rate.frames) {
+            (None, None) => profile.set(&rate.model, &rate.flavor, rate.tp, rate.steps_per_s),
+            (Some(size), Some(frames)) => {
+                let (width, height) = parse_size(size).map_err(|e| at("size", e))?;
+                if frames == 0 || frames > 10_000 {
+                    return Err(at("frames", format!("{frames}: give between 1 and 10000")));
+                }
+                let pixel_frames = u64::from(width) * u64::from(height) * u64::from(frames);
+                profile.set_sized(
+                    &rate.model,
+                    &rate.flavor,
+                    rate.tp,
+                    pixel_frames,
+                    rate.steps_per_s,
+                );
+            }
+            (Some(_), None) => {
+                return Err(at(
+                    "frames",
+                    "a rate with a size needs its frames too".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(at(
+                    "size",
+                    "a rate with frames needs its size (WIDTHxHEIGHT) too".into(),
+                ))
+            }
+        }
     }
     Ok(())
+}
+
+/// `WIDTHxHEIGHT`, each 1..=16384.
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{text:?}: write it as WIDTHxHEIGHT, e.g. 832x480");
+    let (w, h) = text.trim().split_once('x').ok_or_else(bad)?;
+    let side = |s: &str| {
+        s.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=16_384).contains(n))
+    };
+    Ok((side(w).ok_or_else(bad)?, side(h).ok_or_else(bad)?))
 }
 
 #[cfg(test)]
@@ -124,5 +172,40 @@ mod tests {
         )
         .expect_err("zero");
         assert!(err.to_string().contains("rates[0].steps_per_s"), "{err}");
+    }
+
+    #[test]
+    fn rates_may_be_given_per_size() {
+        let mut profile = Profile::seeded();
+        apply_rates(
+            &mut profile,
+            "p.yaml",
+            "rates:\n  - { model: m, flavor: gpu, tp: 1, size: 64x64, frames: 17, steps_per_s: 20 }\n  - { model: m, flavor: gpu, tp: 1, size: 1280x720, frames: 81, steps_per_s: 0.1 }\n",
+        )
+        .expect("valid");
+        assert_eq!(profile.steps_per_s_at("m", "gpu", 1, 64 * 64 * 17), 20.0);
+        assert!((profile.steps_per_s_at("m", "gpu", 1, 1280 * 720 * 81) - 0.1).abs() < 1e-12);
+        for (row, field) in [
+            (
+                "{ model: m, flavor: gpu, tp: 1, size: 64x64, steps_per_s: 1 }",
+                "rates[0].frames",
+            ),
+            (
+                "{ model: m, flavor: gpu, tp: 1, frames: 17, steps_per_s: 1 }",
+                "rates[0].size",
+            ),
+            (
+                "{ model: m, flavor: gpu, tp: 1, size: 64by64, frames: 17, steps_per_s: 1 }",
+                "rates[0].size",
+            ),
+            (
+                "{ model: m, flavor: gpu, tp: 1, size: 64x64, frames: 0, steps_per_s: 1 }",
+                "rates[0].frames",
+            ),
+        ] {
+            let err = apply_rates(&mut profile, "p.yaml", &format!("rates:\n  - {row}\n"))
+                .expect_err(row);
+            assert!(err.to_string().contains(field), "{row}: {err}");
+        }
     }
 }

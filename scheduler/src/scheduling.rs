@@ -292,7 +292,12 @@ pub fn step_seconds(state: &State, job: &Job, profile: &Profile) -> f64 {
     let Some(group) = job_group(state, job) else {
         return 0.0;
     };
-    1.0 / profile.steps_per_s(&job.spec.model, &group.flavor, job.spec.tp)
+    1.0 / profile.steps_per_s_at(
+        &job.spec.model,
+        &group.flavor,
+        job.spec.tp,
+        pixel_frames(&job.spec),
+    )
 }
 
 /// Whether a job runs (or ran) on simulated devices. An ended job has
@@ -309,7 +314,12 @@ pub fn on_simulated_devices(state: &State, job: &Job) -> bool {
 fn running_job(state: &State, job: &Job, profile: &Profile) -> Option<RunningJob> {
     let flavor = job_group(state, job)?.flavor.clone();
     let steps_left = job.spec.steps.saturating_sub(job.step);
-    let rate = profile.steps_per_s(&job.spec.model, &flavor, job.spec.tp);
+    let rate = profile.steps_per_s_at(
+        &job.spec.model,
+        &flavor,
+        job.spec.tp,
+        pixel_frames(&job.spec),
+    );
     Some(RunningJob {
         id: job.id.clone(),
         queue: job.spec.queue.clone(),
@@ -336,7 +346,13 @@ fn pending_job(job: &Job) -> PendingJob {
         nominated: job.nominated,
         position: job.position,
         memory: memory_need(&job.spec),
+        pixel_frames: pixel_frames(&job.spec),
     }
+}
+
+/// A job's width x height x frames, the size its step time grows with.
+pub fn pixel_frames(spec: &pb::JobSpec) -> u64 {
+    u64::from(spec.width) * u64::from(spec.height) * u64::from(spec.frames)
 }
 
 /// What a job of a built-in preset needs per device (docs/scheduling.md);

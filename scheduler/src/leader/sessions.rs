@@ -127,10 +127,18 @@ impl Sessions {
             .clone()
     }
 
-    /// Folds an observed step time into the profile; returns the new rate.
-    pub fn observe_step(&self, model: &str, flavor: &str, tp: u32, seconds: f64) -> f64 {
+    /// Folds a step time observed on a job of `pixel_frames` into the
+    /// profile; returns the new size-less rate.
+    pub fn observe_step(
+        &self,
+        model: &str,
+        flavor: &str,
+        tp: u32,
+        pixel_frames: u64,
+        seconds: f64,
+    ) -> f64 {
         let mut profile = self.profile.lock().unwrap_or_else(|e| e.into_inner());
-        profile.observe(model, flavor, tp, seconds);
+        profile.observe_sized(model, flavor, tp, pixel_frames, seconds);
         profile.steps_per_s(model, flavor, tp)
     }
 }

@@ -149,9 +149,9 @@ fn lease_refusal(state: &State, node: &str, lease: &pb::JobLease) -> Option<Stri
     }
 }
 
-/// A running job's model, flavor and tp, whose step times teach the
-/// throughput profile.
-type Placement = (String, String, u32);
+/// A running job's model, flavor, tp and pixels x frames, whose step
+/// times teach the throughput profile.
+type Placement = (String, String, u32, u64);
 
 /// Where `job` runs, for the profile; None on simulated devices: they sleep
 /// the profile's own estimate, and learning from them would feed it back
@@ -161,7 +161,12 @@ fn placement(state: &State, job: &Job) -> Option<Placement> {
     if group.simulated {
         return None;
     }
-    Some((job.spec.model.clone(), group.flavor.clone(), job.spec.tp))
+    Some((
+        job.spec.model.clone(),
+        group.flavor.clone(),
+        job.spec.tp,
+        scheduling::pixel_frames(&job.spec),
+    ))
 }
 
 /// Cuts `text` to at most `max` bytes, at a character boundary (a worker's
@@ -472,11 +477,11 @@ impl Session {
             return;
         }
         let seconds = now.duration_since(at).as_secs_f64() / f64::from(step - last);
-        if let Some((model, flavor, tp)) = placed {
-            let rate = self
-                .context
-                .sessions
-                .observe_step(&model, &flavor, tp, seconds);
+        if let Some((model, flavor, tp, pixel_frames)) = placed {
+            let rate =
+                self.context
+                    .sessions
+                    .observe_step(&model, &flavor, tp, pixel_frames, seconds);
             let tp = tp.to_string();
             self.context
                 .metrics

@@ -62,6 +62,7 @@ pub(super) struct Want {
     pub(super) qos: Qos,
     pub(super) steps_left: u32,
     pub(super) waiting_since_ms: i64,
+    pixel_frames: u64,
 }
 
 impl Want {
@@ -141,8 +142,9 @@ pub(super) struct Cycle<'a> {
     pub(super) work_ahead_s: Vec<f64>,
     /// The board's rankings kept to the flavors a queue has quota for.
     pub(super) candidates: HashMap<(usize, u32, bool, usize), Flavors>,
-    /// (model, flavor, tp) -> steps per second, from the profile.
-    pub(super) rates: HashMap<(usize, usize, u32), f64>,
+    /// (model, flavor, tp, pixels x frames) -> steps per second, from the
+    /// profile.
+    pub(super) rates: HashMap<(usize, usize, u32, u64), f64>,
     /// Slots held this cycle, opened again at its end.
     pub(super) held: Vec<usize>,
     /// Per flavor: the most free devices on a slot held this cycle (held
@@ -242,6 +244,7 @@ impl<'a> Cycle<'a> {
                 qos: job.qos,
                 steps_left: job.steps_left,
                 waiting_since_ms: job.waiting_since_ms,
+                pixel_frames: job.pixel_frames,
             };
             match self.quota.queue_id(&job.queue) {
                 Some(q) => {
@@ -371,12 +374,12 @@ impl<'a> Cycle<'a> {
         kept
     }
 
-    /// Steps per second of the job's model on flavor `f`.
+    /// Steps per second of the job (its model, size and tp) on flavor `f`.
     pub(super) fn rate(&mut self, want: &Want, f: usize) -> f64 {
         let Some(model) = want.model() else {
             return 1.0;
         };
-        let key = (model, f, want.tp);
+        let key = (model, f, want.tp, want.pixel_frames);
         if let Some(rate) = self.rates.get(&key) {
             return *rate;
         }
@@ -384,7 +387,9 @@ impl<'a> Cycle<'a> {
             &self.board.models.names[model],
             &self.board.flavors.names[f],
         );
-        let rate = self.profile.steps_per_s(names.0, names.1, want.tp);
+        let rate = self
+            .profile
+            .steps_per_s_at(names.0, names.1, want.tp, want.pixel_frames);
         self.rates.insert(key, rate);
         rate
     }

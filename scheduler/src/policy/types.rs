@@ -117,6 +117,9 @@ pub struct PendingJob {
     /// Device memory it needs (estimated from its model and video size);
     /// unknown: no limit.
     pub memory: MemoryNeed,
+    /// Its video's width x height x frames (0: unknown): its step time
+    /// grows with it (`Profile::steps_per_s_at`).
+    pub pixel_frames: u64,
 }
 
 /// Everything a cycle decides from.

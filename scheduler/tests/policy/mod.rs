@@ -61,6 +61,7 @@ pub fn pending(id: &str, queue: &str, qos: Qos, tp: u32) -> PendingJob {
         nominated: false,
         position: 0,
         memory: MemoryNeed::default(),
+        pixel_frames: 0,
     }
 }
 
