@@ -1,200 +1,278 @@
-//! The plan's charts (SVG, drawn with plotters) and its one-file HTML
-//! report with the charts inline.
+//! The plan's charts as SVG. They are drawn here rather than by a plotting
+//! crate so that the report decides what a reader needs: log axes labelled
+//! in the table's time units, legends above the data, reference lines with
+//! their meaning written on them, points labelled without overlapping.
+//! Text stays text (no fonts are needed to draw it); no ids, so several
+//! charts can sit inline in one page.
+//!
+//! [`Figure`] is the drawing kit; the functions below it are the charts
+//! `genfleet plan --out` writes as files (the page adds its own).
 
-use plotters::prelude::*;
+mod axis;
+mod figure;
+
+pub use axis::{clock, number, tick_time, Axis, Scale};
+pub use figure::{
+    escape, steps, Color, Figure, Placed, Rect, Stroke, Swatch, BLUE, GREEN, GREY, INK, RED,
+};
 
 use super::engine::SimOutcome;
 use super::fleet::Fleet;
 use super::report::Report;
+use super::sweep::{self, SweepPoint};
+use super::table::seconds;
 use genfleet_scheduler::policy::Qos;
 
-const SIZE: (u32, u32) = (760, 360);
-const COLORS: [RGBColor; 6] = [
-    RGBColor(214, 39, 40),
-    RGBColor(31, 119, 180),
-    RGBColor(44, 160, 44),
-    RGBColor(255, 127, 14),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
+/// One per pool, in the fleet's order.
+pub const POOL_COLORS: [Color; 5] = [
+    Color(31, 110, 180),
+    Color(230, 120, 20),
+    Color(120, 80, 170),
+    Color(20, 150, 150),
+    Color(140, 86, 75),
 ];
 
-type Lines = Vec<(String, Vec<(f64, f64)>)>;
-
-fn class_color(qos: Qos) -> RGBColor {
+pub fn class_color(qos: Qos) -> Color {
     match qos {
-        Qos::Interactive => COLORS[0],
-        Qos::Standard => COLORS[1],
-        Qos::Batch => COLORS[2],
+        Qos::Interactive => RED,
+        Qos::Standard => BLUE,
+        Qos::Batch => GREEN,
     }
 }
 
-/// A line chart of `lines` as SVG text; an empty chart if there is nothing.
-fn line_chart(
-    title: &str,
-    x_desc: &str,
-    y_desc: &str,
-    lines: &Lines,
-    colors: &[RGBColor],
-) -> Result<String, String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        let e = |e: DrawingAreaErrorKind<_>| e.to_string();
-        root.fill(&WHITE).map_err(e)?;
-        let points = lines.iter().flat_map(|(_, p)| p.iter());
-        let (mut x_max, mut y_max) = (0f64, 0f64);
-        for &(x, y) in points {
-            x_max = x_max.max(x);
-            y_max = y_max.max(y);
-        }
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..x_max.max(1e-9), 0f64..(y_max * 1.05).max(1e-9))
-            .map_err(e)?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .draw()
-            .map_err(e)?;
-        for (i, (name, points)) in lines.iter().enumerate() {
-            let color = colors[i % colors.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    points.iter().copied(),
-                    color.stroke_width(2),
-                ))
-                .map_err(e)?
-                .label(name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(e)?;
-        root.present().map_err(e)?;
-    }
-    Ok(svg)
+pub fn pool_color(pool: usize) -> Color {
+    POOL_COLORS[pool % POOL_COLORS.len()]
 }
 
-/// Waiting jobs per class over time.
+/// Waiting jobs per class over the run: the mean of each bucket, and its
+/// peak dotted.
 pub fn queue_depth(outcome: &SimOutcome) -> Result<String, String> {
-    let mut lines = Lines::new();
-    let mut colors = Vec::new();
-    for (i, qos) in Qos::ALL.iter().enumerate().rev() {
-        if outcome.jobs.iter().any(|j| j.qos == *qos) {
-            let points = outcome
-                .buckets
-                .iter()
-                .map(|b| (b.start_s / 3600.0, b.pending_mean[i]))
-                .collect();
-            lines.push((qos.label().to_string(), points));
-            colors.push(class_color(*qos));
-        }
-    }
-    line_chart("Jobs waiting", "hours", "jobs", &lines, &colors)
-}
-
-/// Share of each flavor's devices held by jobs over time.
-pub fn utilization(outcome: &SimOutcome, fleet: &Fleet) -> Result<String, String> {
-    let lines: Lines = fleet
-        .pools
+    let peak = outcome
+        .buckets
         .iter()
-        .enumerate()
-        .map(|(p, pool)| {
-            let devices = (f64::from(pool.nodes) * f64::from(pool.devices_per_node)).max(1.0);
-            let points = outcome
-                .buckets
-                .iter()
-                .map(|b| (b.start_s / 3600.0, 100.0 * b.busy_mean[p] / devices))
-                .collect();
-            (pool.flavor.clone(), points)
-        })
-        .collect();
-    line_chart(
-        "Devices busy",
-        "hours",
-        "% of the flavor's devices",
-        &lines,
-        &COLORS,
-    )
-}
-
-/// The distribution of waits per class: the share of jobs that waited at
-/// most x seconds.
-pub fn wait_cdf(outcome: &SimOutcome) -> Result<String, String> {
-    let end = outcome.duration_s;
-    let mut lines = Lines::new();
-    let mut colors = Vec::new();
-    for qos in Qos::ALL.iter().rev() {
-        let mut waits: Vec<f64> = outcome
-            .jobs
-            .iter()
-            .filter(|j| j.qos == *qos)
-            .map(|j| j.first_start_s.unwrap_or(end) - j.arrival_s)
-            .collect();
-        if waits.is_empty() {
+        .flat_map(|b| b.pending_max)
+        .max()
+        .unwrap_or(0);
+    let mut figure = Figure::new(
+        "Jobs waiting",
+        Axis::clock(outcome.duration_s, "time into the run"),
+        Axis::linear(0.0, f64::from(peak).max(1.0), "jobs waiting", number),
+    );
+    for (i, qos) in Qos::ALL.iter().enumerate().rev() {
+        if !outcome.jobs.iter().any(|j| j.qos == *qos) {
             continue;
         }
-        waits.sort_by(f64::total_cmp);
-        let n = waits.len() as f64;
-        // At most 400 points per line: enough for the eye.
-        let stride = (waits.len() / 400).max(1);
-        let mut points: Vec<(f64, f64)> = waits
-            .iter()
-            .enumerate()
-            .step_by(stride)
-            .map(|(i, w)| (*w, (i + 1) as f64 / n))
-            .collect();
-        points.push((waits[waits.len() - 1], 1.0));
-        lines.push((qos.label().to_string(), points));
-        colors.push(class_color(*qos));
+        let color = class_color(*qos);
+        let bucket = |b: &crate::engine::Bucket, v: f64| (b.start_s, b.width_s, v);
+        let mean = steps(outcome.buckets.iter().map(|b| bucket(b, b.pending_mean[i])));
+        let most = steps(
+            outcome
+                .buckets
+                .iter()
+                .map(|b| bucket(b, f64::from(b.pending_max[i]))),
+        );
+        figure.line(most, color, Stroke::Dotted, 1.2);
+        figure.line(mean, color, Stroke::Solid, 2.0);
+        figure.legend(qos.label(), Swatch::Line(color, Stroke::Solid));
     }
-    line_chart(
-        "Wait before the first step",
-        "seconds",
-        "share of jobs",
-        &lines,
-        &colors,
-    )
+    figure.legend("peak in the bucket", Swatch::Line(GREY, Stroke::Dotted));
+    Ok(figure.svg())
 }
+
+/// Share of each flavor's devices held by jobs: the mean of each bucket,
+/// and its peak dotted.
+pub fn utilization(outcome: &SimOutcome, fleet: &Fleet) -> Result<String, String> {
+    let mut figure = Figure::new(
+        "Devices busy",
+        Axis::clock(outcome.duration_s, "time into the run"),
+        Axis::share("share of the flavor's devices"),
+    );
+    for (p, pool) in fleet.pools.iter().enumerate() {
+        let devices = (f64::from(pool.nodes) * f64::from(pool.devices_per_node)).max(1.0);
+        let color = pool_color(p);
+        let share = |b: &crate::engine::Bucket, v: f64| (b.start_s, b.width_s, v / devices);
+        let mean = steps(outcome.buckets.iter().map(|b| share(b, b.busy_mean[p])));
+        let most = steps(
+            outcome
+                .buckets
+                .iter()
+                .map(|b| share(b, f64::from(b.busy_max[p]))),
+        );
+        figure.line(most, color, Stroke::Dotted, 1.2);
+        figure.line(mean, color, Stroke::Solid, 2.0);
+        figure.legend(&pool.flavor, Swatch::Line(color, Stroke::Solid));
+    }
+    figure.legend("peak in the bucket", Swatch::Line(GREY, Stroke::Dotted));
+    Ok(figure.svg())
+}
+
+/// Waits under this are drawn at it: the simulation counts in ms, and a
+/// log axis has no 0.
+pub const WAIT_FLOOR_S: f64 = 0.001;
+
+/// Each class's waits (arrival to first start; a job never started
+/// waits until the end), of the jobs that arrived before the end, sorted.
+pub fn class_waits(outcome: &SimOutcome) -> Vec<(Qos, Vec<f64>)> {
+    let end = outcome.duration_s;
+    Qos::ALL
+        .iter()
+        .rev()
+        .filter_map(|qos| {
+            let mut waits: Vec<f64> = outcome
+                .jobs
+                .iter()
+                .filter(|j| j.qos == *qos && j.arrival_s <= end)
+                .map(|j| j.first_start_s.unwrap_or(end) - j.arrival_s)
+                .collect();
+            waits.sort_by(f64::total_cmp);
+            (!waits.is_empty()).then_some((*qos, waits))
+        })
+        .collect()
+}
+
+/// A wait target on the distribution: its class, limit and quantile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitMark {
+    pub qos: Qos,
+    pub limit_s: f64,
+    /// The quantile as a share: 0.95 for p95.
+    pub share: f64,
+    pub label: String,
+}
+
+/// The share of jobs of each class that waited at most x: x on a log
+/// axis, the share by its nines (so the tail, where waits are, is not a
+/// sliver at the top). A target is a dashed line at its limit and a ring
+/// at its quantile: met when its class's curve passes above the ring.
+pub fn wait_cdf_figure(outcome: &SimOutcome, marks: &[WaitMark]) -> Figure {
+    let classes = class_waits(outcome);
+    let longest = classes
+        .iter()
+        .filter_map(|(_, w)| w.last().copied())
+        .chain(marks.iter().map(|m| m.limit_s))
+        .fold(0.0, f64::max);
+    let most = classes.iter().map(|(_, w)| w.len()).max().unwrap_or(1);
+    // Enough nines to resolve one job of the largest class, 2 to 4.
+    let nines = (most as f64).log10().ceil().clamp(2.0, 4.0) as u32;
+    let mut figure = Figure::new(
+        "Wait before the first step",
+        Axis::log_time(WAIT_FLOOR_S, longest, "wait (log scale)"),
+        Axis::nines(nines, "share that waited at most this"),
+    )
+    .plot_height(260.0);
+    // Evaluated exactly at 240 points evenly spread on the log axis.
+    let (lo, hi) = (figure.x.lo.ln(), figure.x.hi.ln());
+    for (qos, waits) in &classes {
+        let n = waits.len() as f64;
+        let points = (0..=240)
+            .map(|i| (lo + (hi - lo) * f64::from(i) / 240.0).exp())
+            .map(|x| {
+                let at_most = waits.partition_point(|w| *w <= x * (1.0 + 1e-9));
+                (x, at_most as f64 / n)
+            })
+            .collect();
+        let color = class_color(*qos);
+        figure.line(points, color, Stroke::Solid, 2.2);
+        figure.legend(qos.label(), Swatch::Line(color, Stroke::Solid));
+    }
+    for m in marks {
+        let color = class_color(m.qos);
+        figure.vline(m.limit_s, color, &m.label);
+        figure.marker((m.limit_s, m.share), color, false, false, "");
+    }
+    figure.note("Waits under 1ms (the simulation's resolution, and 0) count as 1ms.");
+    figure
+}
+
+/// [`wait_cdf_figure`] without targets, as SVG.
+pub fn wait_cdf(outcome: &SimOutcome) -> Result<String, String> {
+    Ok(wait_cdf_figure(outcome, &[]).svg())
+}
+
+/// A sweep's fleet as its node counts, in the order of the axes: `(1, 2)`.
+pub fn fleet_label(point: &SweepPoint) -> String {
+    let counts: Vec<String> = point.nodes.iter().map(|(_, n)| n.to_string()).collect();
+    format!("({})", counts.join(", "))
+}
+
+/// Ratios of 0 (a target met with no wait at all) are drawn here.
+const RATIO_FLOOR: f64 = 1e-3;
 
 /// Cost per hour against the worst target's actual over its limit, one
-/// point per fleet of a sweep (below 1: every target met).
-pub fn cost_curve(points: &[super::sweep::SweepPoint]) -> Result<String, String> {
-    let mut sorted: Vec<(f64, f64)> = points
-        .iter()
-        .map(|p| (p.cost_per_hour, p.worst_ratio))
-        .collect();
-    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let lines = vec![("worst target, actual / limit".to_string(), sorted)];
-    line_chart(
-        "Cost against service level",
-        "cost per hour",
-        "actual / limit (1 = just met)",
-        &lines,
-        &COLORS,
+/// labelled point per fleet, the line at 1 and the cheapest fleet that
+/// meets every target ringed.
+pub fn sweep_figure(points: &[SweepPoint]) -> Figure {
+    let ratios = points.iter().map(|p| p.worst_ratio.max(RATIO_FLOOR));
+    let (lo, hi) = ratios.fold((1.0f64, 1.0f64), |(lo, hi), r| (lo.min(r), hi.max(r)));
+    let cost = points.iter().map(|p| p.cost_per_hour).fold(0.0, f64::max);
+    let mut figure = Figure::new(
+        "Cost against the worst target",
+        Axis::linear(0.0, cost * 1.08, "cost per hour", number),
+        Axis::log(lo, hi, "worst target: actual / allowed (log scale)"),
     )
+    .plot_height(300.0);
+    figure.legend(
+        "meets every target",
+        Swatch::Dot {
+            color: GREEN,
+            filled: true,
+        },
+    );
+    figure.legend(
+        "misses a target",
+        Swatch::Dot {
+            color: RED,
+            filled: false,
+        },
+    );
+    figure.legend(
+        "recommended: the cheapest that meets every target",
+        Swatch::Ring,
+    );
+    figure.hline(1.0, INK, "every target met below this line");
+    let best = sweep::cheapest(points);
+    for p in points {
+        let ring = best.is_some_and(|b| std::ptr::eq(b, p));
+        let (color, filled) = if p.meets_all() {
+            (GREEN, true)
+        } else {
+            (RED, false)
+        };
+        let label = fleet_label(p);
+        let label = if ring {
+            format!("{label} recommended")
+        } else {
+            label
+        };
+        figure.marker(
+            (p.cost_per_hour, p.worst_ratio.max(RATIO_FLOOR)),
+            color,
+            filled,
+            ring,
+            &label,
+        );
+    }
+    if let Some(first) = points.first() {
+        let flavors: Vec<&str> = first.nodes.iter().map(|(f, _)| f.as_str()).collect();
+        figure.note(&format!(
+            "Each fleet is labelled with its nodes of {}.",
+            flavors.join(", ")
+        ));
+    }
+    figure
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+/// [`sweep_figure`] as SVG (the file `sweep.svg`).
+pub fn cost_curve(points: &[SweepPoint]) -> Result<String, String> {
+    Ok(sweep_figure(points).svg())
 }
 
-/// One self-contained HTML file: the summary, the tables, the charts.
+/// The first HTML report: the summary, the table and the charts. The
+/// page a reader wants is [`crate::page::page`]; this stays until the
+/// command writes that.
 pub fn html(report: &Report, table: &str, charts: &[(&str, String)]) -> String {
     let mut out = String::from(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>genfleet plan</title>\n<style>body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}pre{background:#f6f6f6;padding:1em;overflow-x:auto}.met{color:#2a7d2a}.missed{color:#b22}</style></head><body>\n<h1>genfleet plan</h1>\n",
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>genfleet plan</title>\n<style>body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}pre{background:#f6f6f6;padding:1em;overflow-x:auto}svg{max-width:100%;height:auto}.met{color:#2a7d2a}.missed{color:#b22}</style></head><body>\n<h1>genfleet plan</h1>\n",
     );
     out.push_str(&format!(
         "<p>{} jobs over {:.1} simulated hours; cost {:.2}.</p>\n",
@@ -211,9 +289,9 @@ pub fn html(report: &Report, table: &str, charts: &[(&str, String)]) -> String {
                 ("missed", "MISSED")
             };
             out.push_str(&format!(
-                "<li class=\"{class}\">{word}: {} (actual {:.1} s)</li>\n",
+                "<li class=\"{class}\">{word}: {} (actual {})</li>\n",
                 escape(&t.target),
-                t.actual_s
+                seconds(t.actual_s)
             ));
         }
         out.push_str("</ul>\n");
@@ -224,4 +302,203 @@ pub fn html(report: &Report, table: &str, charts: &[(&str, String)]) -> String {
     }
     out.push_str("</body></html>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::JobOutcome;
+
+    fn outcome(waits: &[(Qos, f64)]) -> SimOutcome {
+        let jobs = waits
+            .iter()
+            .enumerate()
+            .map(|(i, (qos, wait))| JobOutcome {
+                queue: "default".into(),
+                qos: *qos,
+                arrival_s: i as f64,
+                first_start_s: Some(i as f64 + wait),
+                end_s: Some(i as f64 + wait + 1.0),
+                preemptions: 0,
+                tp: 1,
+                device_s: 1.0,
+                pool: Some(0),
+            })
+            .collect();
+        SimOutcome {
+            jobs,
+            duration_s: 1000.0,
+            busy_device_s: vec![0.0],
+            queue_device_s: Default::default(),
+            buckets: Vec::new(),
+            cycles: 0,
+            stopped_at_s: None,
+            node_failures: 0,
+        }
+    }
+
+    /// The x of each tick label of an SVG, by its text.
+    fn tick_xs(svg: &str) -> Vec<(String, f64)> {
+        svg.split("<text class=\"tick-x\" x=\"")
+            .skip(1)
+            .filter_map(|rest| {
+                let (x, rest) = rest.split_once('"')?;
+                let label = rest.split_once('>')?.1.split_once('<')?.0;
+                Some((label.to_string(), x.parse().ok()?))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_wait_distribution_has_a_log_time_axis_and_counts_zero_waits_at_1ms() {
+        let i = Qos::Interactive;
+        let waits = [(i, 0.0), (i, 0.0004), (i, 0.05), (i, 2.0), (i, 90.0)];
+        let figure = wait_cdf_figure(&outcome(&waits), &[]);
+        assert_eq!(figure.x.scale, Scale::Log);
+        assert_eq!(figure.y.scale, Scale::Nines);
+        let svg = figure.svg();
+        let ticks = tick_xs(&svg);
+        let labels: Vec<&str> = ticks.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(labels, ["1ms", "10ms", "100ms", "1s", "10s", "60s", "10m"]);
+        // Decades are equally apart.
+        let decade = ticks[1].1 - ticks[0].1;
+        for pair in ticks[..5].windows(2) {
+            assert!((pair[1].1 - pair[0].1 - decade).abs() < 0.2, "{ticks:?}");
+        }
+        assert!(svg.contains("count as 1ms"), "the clamp is said");
+        // At 1 ms, the two waits under it have been counted: 2 of 5.
+        let (x, y) = figure.to_px((0.001, 0.4));
+        assert!(
+            svg.contains(&format!("<polyline points=\"{x:.1},{y:.1} ")),
+            "{svg}"
+        );
+    }
+
+    #[test]
+    fn nines_put_90_99_and_99_9_percent_equally_apart() {
+        let axis = Axis::nines(3, "share");
+        assert_eq!(axis.unit(0.0), 0.0);
+        for (share, at) in [
+            (0.9, 1.0 / 3.0),
+            (0.99, 2.0 / 3.0),
+            (0.999, 1.0),
+            (1.0, 1.0),
+        ] {
+            assert!((axis.unit(share) - at).abs() < 1e-9, "{share}");
+        }
+        let labels: Vec<&str> = axis.ticks.iter().map(|(_, l)| l.as_str()).collect();
+        assert_eq!(labels, ["0%", "50%", "90%", "99%", "99.9%"]);
+    }
+
+    fn point(nodes: &[u32], cost: f64, met: usize, worst: f64) -> SweepPoint {
+        SweepPoint {
+            nodes: nodes
+                .iter()
+                .zip(["nvidia-h100-80gb", "nvidia-l4"])
+                .map(|(n, f)| (f.to_string(), *n))
+                .collect(),
+            cost_per_hour: cost,
+            targets_met: met,
+            targets: 3,
+            worst_ratio: worst,
+        }
+    }
+
+    /// The docs' sweep: two fleets thousands of times over their limit do
+    /// not flatten the rest, the line at 1 is drawn at 1, and each fleet
+    /// has its label.
+    #[test]
+    fn the_sweep_chart_has_the_line_at_1_and_one_label_per_fleet() {
+        let points = [
+            point(&[0, 1], 3.2, 0, 8979.1),
+            point(&[0, 2], 6.4, 0, 7901.9),
+            point(&[1, 0], 19.92, 3, 0.76),
+            point(&[1, 1], 23.12, 2, 1.27),
+            point(&[1, 2], 26.32, 2, 2.22),
+            point(&[2, 0], 39.84, 3, 0.33),
+        ];
+        let figure = sweep_figure(&points);
+        assert_eq!(figure.y.scale, Scale::Log);
+        let plot = figure.plot();
+        let (_, at_1) = figure.to_px((0.0, 1.0));
+        let svg = figure.svg();
+        assert!(
+            svg.contains(&format!(
+                "<line class=\"ref\" x1=\"{:.1}\" y1=\"{at_1:.1}\"",
+                plot.x
+            )),
+            "the line at 1"
+        );
+        assert!(svg.contains(">every target met below this line</text>"));
+        let labels: Vec<String> = figure
+            .labels()
+            .into_iter()
+            .filter(|l| l.class == "label")
+            .map(|l| l.text)
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "(0, 1)",
+                "(0, 2)",
+                "(1, 0) recommended",
+                "(1, 1)",
+                "(1, 2)",
+                "(2, 0)"
+            ]
+        );
+        assert_eq!(svg.matches("<text class=\"label\"").count(), points.len());
+        // Each ratio is on its own place on the log axis: 8979 is not the
+        // top of a linear scale that puts 0.33 and 2.22 on the floor.
+        let y = |r: f64| figure.to_px((0.0, r)).1;
+        assert!(y(0.33) - y(2.22) > 0.1 * plot.h, "a linear axis: 0.0002");
+    }
+
+    /// Crowded fleets: every label is placed, inside the plot, and none
+    /// overlaps another label or a point.
+    #[test]
+    fn sweep_labels_do_not_overlap() {
+        let points: Vec<SweepPoint> = (0..4)
+            .flat_map(|a| (0..4).map(move |b| (a, b)))
+            .map(|(a, b)| {
+                let cost = 20.0 * f64::from(a) + 6.0 * f64::from(b) + 5.0;
+                let ratio = 4.0 / (1.0 + f64::from(a) + 0.3 * f64::from(b));
+                point(&[a, b], cost, if ratio < 1.0 { 3 } else { 1 }, ratio)
+            })
+            .collect();
+        let figure = sweep_figure(&points);
+        let plot = figure.plot();
+        let placed = figure.labels();
+        assert_eq!(placed.iter().filter(|l| l.class == "label").count(), 16);
+        for (i, a) in placed.iter().enumerate() {
+            let inside = a.bounds.x >= plot.x && a.bounds.x + a.bounds.w <= plot.x + plot.w;
+            assert!(inside, "{} leaves the plot", a.text);
+            for b in &placed[i + 1..] {
+                assert!(!a.bounds.overlaps(&b.bounds), "{} over {}", a.text, b.text);
+            }
+            for p in &points {
+                let (x, y) = figure.to_px((p.cost_per_hour, p.worst_ratio));
+                let dot = Rect {
+                    x: x - 4.0,
+                    y: y - 4.0,
+                    w: 8.0,
+                    h: 8.0,
+                };
+                assert!(!a.bounds.overlaps(&dot), "{} over a point", a.text);
+            }
+        }
+    }
+
+    #[test]
+    fn ticks_are_written_as_the_table_writes_times() {
+        let round = [0.001, 0.1, 1.0, 60.0, 600.0, 3600.0, 36000.0];
+        let labels: Vec<String> = round.iter().map(|s| tick_time(*s)).collect();
+        assert_eq!(labels, ["1ms", "100ms", "1s", "60s", "10m", "60m", "10h"]);
+        assert_eq!(tick_time(12.3), seconds(12.3), "not round: as the table");
+        let clocks: Vec<String> = [0.0, 10800.0, 5400.0, 86400.0, 129600.0, 259200.0, 302400.0]
+            .iter()
+            .map(|s| clock(*s))
+            .collect();
+        assert_eq!(clocks, ["0h", "3h", "1h30", "24h", "36h", "3d", "3d12h"]);
+    }
 }

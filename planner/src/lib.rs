@@ -15,7 +15,7 @@
 //! - `profile_file`: the rates jobs run at (seeded, or measured);
 //! - `engine`: the simulation;
 //! - `report`: quantiles, utilization, cost, targets, conservation checks;
-//! - `charts`: SVG charts and the one-file HTML report;
+//! - `charts`: the SVG charts; `page`: the one-file HTML report;
 //! - `sweep`: fleets of several sizes, the cheapest that meets the targets;
 //! - `table`: the text tables.
 
@@ -24,6 +24,7 @@ pub mod engine;
 pub mod failures;
 pub mod fleet;
 pub mod generator;
+pub mod page;
 pub mod profile_file;
 pub mod report;
 pub mod series;
