@@ -68,8 +68,9 @@ pub struct SimConfig {
     pub failure_detect_s: f64,
     /// Seeds the failure times: the same seed, the same failures.
     pub failure_seed: u64,
-    /// Rebuild the policy's view of the whole fleet at every cycle, as the
-    /// leader does, instead of keeping it up to date by changes: the same
+    /// Rebuild the policy's view of the whole fleet at every cycle and run
+    /// every cycle, as the leader does, instead of keeping the view up to
+    /// date by changes and skipping cycles proved idle: the same
     /// decisions, far slower at fleet scale (tests compare the two).
     pub rebuild_each_cycle: bool,
 }
@@ -317,6 +318,9 @@ pub struct Simulation<'a> {
     failure_clock: FailureClock,
     /// Jobs whose node failed, not requeued yet.
     lost: usize,
+    /// Until when cycles decide nothing, as the last one proved; reset
+    /// by any change.
+    quiet_until_ms: Option<i64>,
     node_failures: u64,
 }
 
@@ -421,6 +425,7 @@ impl<'a> Simulation<'a> {
                 .collect(),
             failure_clock: FailureClock::new(config.failure_seed),
             lost: 0,
+            quiet_until_ms: None,
             node_failures: 0,
         }
     }
@@ -472,7 +477,10 @@ impl<'a> Simulation<'a> {
                     break;
                 }
                 self.events.pop();
-                dirty |= self.apply(at, kind, job, run);
+                if self.apply(at, kind, job, run) {
+                    dirty = true;
+                    self.quiet_until_ms = None;
+                }
             }
             while self.next_arrival < self.requests.len()
                 && arrival_ms(&self.requests[self.next_arrival]) <= now
@@ -481,15 +489,21 @@ impl<'a> Simulation<'a> {
                 self.make_pending(job);
                 self.next_arrival += 1;
                 dirty = true;
+                self.quiet_until_ms = None;
             }
             let waiting = !self.live.pending().is_empty();
             let due = (dirty && clock.due(now, self.free_devices > 0))
                 || (waiting && clock.due(now, false));
             if due {
-                // With nothing waiting the policy decides nothing: the
-                // leader's cycle still runs (and counts for the next
+                // With nothing waiting, or nothing changed since a cycle
+                // proved the next ones idle, the policy decides nothing:
+                // the leader's cycle still runs (and counts for the next
                 // one's timing), the simulation need not call it.
-                if self.live.pending().is_empty() {
+                // (A view rebuilt every cycle, the leader's way, runs them
+                // all: the tests compare the two.)
+                let quiet = !self.config.rebuild_each_cycle
+                    && self.quiet_until_ms.is_some_and(|until| now < until);
+                if self.live.pending().is_empty() || quiet {
                     self.cycles += 1;
                 } else {
                     self.cycle(now, observer);
@@ -769,6 +783,7 @@ impl<'a> Simulation<'a> {
                 now,
             )
         };
+        self.quiet_until_ms = decision.quiet_until_ms;
         let rebuilt = self.config.rebuild_each_cycle;
         let placed: Vec<(u32, usize, Vec<u32>, Option<RunKey>)> = decision
             .placements

@@ -298,7 +298,41 @@ impl<'a> Cycle<'a> {
         for slot in std::mem::take(&mut self.held) {
             self.board.slots.unhold(slot);
         }
+        if self.decision.placements.is_empty() && self.decision.preemptions.is_empty() {
+            self.decision.quiet_until_ms = Some(self.quiet_until_ms());
+        }
         self.decision
+    }
+
+    /// When the cycle's inputs next change with time alone. The decision
+    /// is a function of the view and of these moments only: ageing and
+    /// starvation (per waiting job), minimum runtimes (per running job),
+    /// budget periods (per queue); so, without a change to the view, a
+    /// cycle before then decides what this one did.
+    fn quiet_until_ms(&self) -> i64 {
+        let now = self.now_ms;
+        let mut until = i64::MAX;
+        let mut after = |t: i64| {
+            if t > now {
+                until = until.min(t);
+            }
+        };
+        let ageing = self.config.ageing_ms.max(1);
+        for job in self.pending {
+            let since = job.waiting_since_ms;
+            after(since.saturating_add(ageing));
+            after(since.saturating_add(ageing.saturating_mul(2)));
+            after(since.saturating_add(self.config.starvation_ms));
+        }
+        for keys in &self.board.running_by_flavor {
+            for job in keys.iter().filter_map(|&k| self.board.running(k)) {
+                after(job.started_at_ms.saturating_add(self.config.min_runtime_ms));
+            }
+        }
+        for budget in self.budgets.iter().flatten() {
+            after(now.saturating_add((budget.resets_in_s * 1000.0).ceil().max(1.0) as i64));
+        }
+        until
     }
 
     /// The job's class for ordering: one class up per `ageing_ms` waited.
