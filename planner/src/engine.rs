@@ -63,8 +63,9 @@ pub struct SimConfig {
     pub node_repair_s: f64,
     /// Per flavor: its nodes' failures (the fleet file's figures).
     pub flavor_failures: BTreeMap<String, NodeFailures>,
-    /// Seconds from a node's failure until the leader requeues its jobs
-    /// (the worker's session and leases time out).
+    /// Seconds from a node's failure until the leader requeues its jobs:
+    /// a node that fails silently is declared down after the leader's
+    /// `--worker-grace` (15 s by default).
     pub failure_detect_s: f64,
     /// Seeds the failure times: the same seed, the same failures.
     pub failure_seed: u64,
@@ -116,7 +117,7 @@ impl Default for SimConfig {
             node_mtbf_s: None,
             node_repair_s: 4.0 * 3600.0,
             flavor_failures: BTreeMap::new(),
-            failure_detect_s: 2.0,
+            failure_detect_s: 15.0,
             failure_seed: 0,
             rebuild_each_cycle: false,
         }
