@@ -158,13 +158,19 @@ pub struct PlanArgs {
     /// arrival) for a fleet too small to finish.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub horizon: Option<Duration>,
-    /// Nodes fail every this long on average: running jobs then go slower
-    /// by the expected time spent on periodic checkpoints (at the interval
-    /// the workers use, Young/Daly's from --checkpoint-time and this),
-    /// redoing work since the last one, and reloading [default: nodes never
-    /// fail].
+    /// Each node fails this often on average (a Poisson process), for
+    /// pools whose fleet entry gives no node_mtbf of its own: its jobs
+    /// lose the work since their last periodic checkpoint (the workers'
+    /// Young/Daly interval from --checkpoint-time and the MTBF) and are
+    /// requeued [default: such nodes never fail].
     #[arg(long, value_parser = humantime::parse_duration)]
     pub node_mtbf: Option<Duration>,
+    /// How long a failed node is down (with --node-mtbf).
+    #[arg(long, default_value = "4h", value_parser = humantime::parse_duration)]
+    pub node_repair: Duration,
+    /// Seeds the node failures: the same seed, the same failures.
+    #[arg(long, default_value_t = 0)]
+    pub failure_seed: u64,
     /// Time a preempted job spends writing its checkpoint.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub checkpoint_time: Duration,
@@ -177,6 +183,20 @@ pub struct PlanArgs {
     /// Running work younger than this is never preempted (the leader's --min-runtime).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub min_runtime: Duration,
+    /// Simulations to run at once (a sweep's fleets, replications)
+    /// [default: one per core].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub jobs: Option<u64>,
+    /// Run the plan this many times: other seeds of a --generate workload,
+    /// or block bootstrap resamples of a --trace (docs/planning.md). The
+    /// report gives each figure a 95% interval and each target "met in K
+    /// of N".
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=genfleet_planner::replications::MAX_REPLICATIONS as u64))]
+    pub replications: u64,
+    /// Write one CSV row per job here (with --replications, a
+    /// `replication` column first).
+    #[arg(long)]
+    pub jobs_out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

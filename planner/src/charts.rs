@@ -18,9 +18,7 @@ pub use figure::{
 
 use super::engine::SimOutcome;
 use super::fleet::Fleet;
-use super::report::Report;
 use super::sweep::{self, SweepPoint};
-use super::table::seconds;
 use genfleet_scheduler::policy::Qos;
 
 /// One per pool, in the fleet's order.
@@ -265,43 +263,6 @@ pub fn sweep_figure(points: &[SweepPoint]) -> Figure {
 /// [`sweep_figure`] as SVG (the file `sweep.svg`).
 pub fn cost_curve(points: &[SweepPoint]) -> Result<String, String> {
     Ok(sweep_figure(points).svg())
-}
-
-/// The first HTML report: the summary, the table and the charts. The
-/// page a reader wants is [`crate::page::page`]; this stays until the
-/// command writes that.
-pub fn html(report: &Report, table: &str, charts: &[(&str, String)]) -> String {
-    let mut out = String::from(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>genfleet plan</title>\n<style>body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}pre{background:#f6f6f6;padding:1em;overflow-x:auto}svg{max-width:100%;height:auto}.met{color:#2a7d2a}.missed{color:#b22}</style></head><body>\n<h1>genfleet plan</h1>\n",
-    );
-    out.push_str(&format!(
-        "<p>{} jobs over {:.1} simulated hours; cost {:.2}.</p>\n",
-        report.jobs,
-        report.duration_s / 3600.0,
-        report.cost
-    ));
-    if !report.targets.is_empty() {
-        out.push_str("<ul>\n");
-        for t in &report.targets {
-            let (class, word) = if t.met {
-                ("met", "met")
-            } else {
-                ("missed", "MISSED")
-            };
-            out.push_str(&format!(
-                "<li class=\"{class}\">{word}: {} (actual {})</li>\n",
-                escape(&t.target),
-                seconds(t.actual_s)
-            ));
-        }
-        out.push_str("</ul>\n");
-    }
-    out.push_str(&format!("<pre>{}</pre>\n", escape(table)));
-    for (title, svg) in charts {
-        out.push_str(&format!("<h2>{}</h2>\n{svg}\n", escape(title)));
-    }
-    out.push_str("</body></html>\n");
-    out
 }
 
 #[cfg(test)]

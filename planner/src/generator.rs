@@ -90,6 +90,7 @@ struct SizeDoc {
 }
 
 /// One stream, checked.
+#[derive(Clone)]
 struct Stream {
     rate_per_s: f64,
     /// Multiplier per hour of the day, mean 1.
@@ -130,79 +131,117 @@ impl Stream {
 }
 
 pub fn read_generator(path: &Path) -> Result<Vec<JobRequest>, InputError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| InputError::io(&file, e))?;
-    generate(&file, &text)
+    read_description(path)?.jobs(None)
 }
 
-/// The jobs a description makes, sorted by arrival.
+/// The description in `path`, checked, to draw workloads from.
+pub fn read_description(path: &Path) -> Result<Description, InputError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| InputError::io(&file, e))?;
+    Description::parse(&file, &text)
+}
+
+/// The jobs a description makes with its own seed, sorted by arrival.
 pub fn generate(file: &str, text: &str) -> Result<Vec<JobRequest>, InputError> {
-    let doc: GeneratorDoc = serde_yaml_ng::from_str(text).map_err(|e| {
-        let line = e.location().map_or(0, |l| l.line() as u64);
-        InputError::at(file, line, "workload", &e.to_string())
-    })?;
-    let duration = seconds(&doc.duration).map_err(|e| InputError::at(file, 0, "duration", &e))?;
-    if duration <= 0.0 {
-        return Err(InputError::at(
-            file,
-            0,
-            "duration",
-            "give a positive duration, e.g. 24h",
-        ));
-    }
-    if doc.streams.is_empty() {
-        return Err(InputError::at(
-            file,
-            0,
-            "streams",
-            "the workload has no streams",
-        ));
-    }
-    let streams = doc
-        .streams
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| check_stream(file, i, s))
-        .collect::<Result<Vec<_>, _>>()?;
-    let expected: f64 = streams.iter().map(|s| s.peak_rate() * duration).sum();
-    if expected > MAX_JOBS as f64 {
-        return Err(InputError::at(
-            file,
-            0,
-            "streams",
-            &format!("about {expected:.0} jobs at the peak rates; at most {MAX_JOBS}"),
-        ));
-    }
-    let mut rng = rand::rngs::StdRng::seed_from_u64(doc.seed);
-    let mut jobs = Vec::new();
-    for stream in &streams {
-        let peak = stream.peak_rate();
-        if peak <= 0.0 {
-            continue;
+    Description::parse(file, text)?.jobs(None)
+}
+
+/// A checked description: the same one drawn with other seeds gives
+/// other days of the same demand (a plan's replications).
+#[derive(Clone)]
+pub struct Description {
+    file: String,
+    seed: u64,
+    duration_s: f64,
+    streams: Vec<Stream>,
+}
+
+impl Description {
+    pub fn parse(file: &str, text: &str) -> Result<Self, InputError> {
+        let doc: GeneratorDoc = serde_yaml_ng::from_str(text).map_err(|e| {
+            let line = e.location().map_or(0, |l| l.line() as u64);
+            InputError::at(file, line, "workload", &e.to_string())
+        })?;
+        let duration =
+            seconds(&doc.duration).map_err(|e| InputError::at(file, 0, "duration", &e))?;
+        if duration <= 0.0 {
+            return Err(InputError::at(
+                file,
+                0,
+                "duration",
+                "give a positive duration, e.g. 24h",
+            ));
         }
-        let mut t = 0.0;
-        loop {
-            t += -(1.0 - rng.random::<f64>()).ln() / peak;
-            if t >= duration {
-                break;
+        if doc.streams.is_empty() {
+            return Err(InputError::at(
+                file,
+                0,
+                "streams",
+                "the workload has no streams",
+            ));
+        }
+        let streams = doc
+            .streams
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| check_stream(file, i, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let expected: f64 = streams.iter().map(|s| s.peak_rate() * duration).sum();
+        if expected > MAX_JOBS as f64 {
+            return Err(InputError::at(
+                file,
+                0,
+                "streams",
+                &format!("about {expected:.0} jobs at the peak rates; at most {MAX_JOBS}"),
+            ));
+        }
+        Ok(Self {
+            file: file.to_string(),
+            seed: doc.seed,
+            duration_s: duration,
+            streams,
+        })
+    }
+
+    /// The description's own seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The jobs drawn with `seed` (`None`: the description's), sorted by
+    /// arrival.
+    pub fn jobs(&self, seed: Option<u64>) -> Result<Vec<JobRequest>, InputError> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed.unwrap_or(self.seed));
+        let mut jobs = Vec::new();
+        for stream in &self.streams {
+            let peak = stream.peak_rate();
+            if peak <= 0.0 {
+                continue;
             }
-            if rng.random::<f64>() * peak < stream.rate_at(t) {
-                let mut job = stream.pick(&mut rng).clone();
-                job.arrival_s = t;
-                jobs.push(job);
+            let mut t = 0.0;
+            loop {
+                t += -(1.0 - rng.random::<f64>()).ln() / peak;
+                if t >= self.duration_s {
+                    break;
+                }
+                if rng.random::<f64>() * peak < stream.rate_at(t) {
+                    let mut job = stream.pick(&mut rng).clone();
+                    job.arrival_s = t;
+                    jobs.push(job);
+                }
             }
         }
+        if jobs.is_empty() {
+            return Err(InputError::at(
+                &self.file,
+                0,
+                "streams",
+                "the streams make no job in the duration: raise a rate or the duration",
+            ));
+        }
+        jobs.sort_by(|a, b| a.arrival_s.total_cmp(&b.arrival_s));
+        Ok(jobs)
     }
-    if jobs.is_empty() {
-        return Err(InputError::at(
-            file,
-            0,
-            "streams",
-            "the streams make no job in the duration: raise a rate or the duration",
-        ));
-    }
-    jobs.sort_by(|a, b| a.arrival_s.total_cmp(&b.arrival_s));
-    Ok(jobs)
 }
 
 fn check_stream(file: &str, index: usize, s: StreamDoc) -> Result<Stream, InputError> {
@@ -324,6 +363,22 @@ mod tests {
         assert!(jobs.windows(2).all(|w| w[0].arrival_s <= w[1].arrival_s));
         let other = generate("w.yaml", &DOC.replace("seed: 7", "seed: 8")).expect("valid");
         assert_ne!(jobs, other, "another seed, other jobs");
+    }
+
+    /// A description drawn with another seed is the description written
+    /// with that seed: replications are the days its seed would give.
+    #[test]
+    fn another_seed_draws_what_the_description_with_that_seed_makes() {
+        let description = Description::parse("w.yaml", DOC).expect("valid");
+        assert_eq!(description.seed(), 7);
+        assert_eq!(
+            description.jobs(None).expect("jobs"),
+            generate("w.yaml", DOC).expect("valid")
+        );
+        assert_eq!(
+            description.jobs(Some(8)).expect("jobs"),
+            generate("w.yaml", &DOC.replace("seed: 7", "seed: 8")).expect("valid")
+        );
     }
 
     #[test]

@@ -17,19 +17,31 @@
 //! - `report`: quantiles, utilization, cost, targets, conservation checks;
 //! - `charts`: the SVG charts; `page`: the one-file HTML report;
 //! - `sweep`: fleets of several sizes, the cheapest that meets the targets;
+//! - `abandon`: stopping a fleet's run once it provably misses a target;
+//! - `parallel`: independent runs on several threads, results in order;
+//! - `replications`: other seeds or bootstrap resamples, confidence intervals;
+//! - `jobs_out`: one CSV row per job;
+//! - `failures`: nodes that fail and are repaired, and the checkpoints that bound the loss;
+//! - `series`: queue depth and busy devices over time, in buckets;
 //! - `table`: the text tables.
 
+pub mod abandon;
 pub mod charts;
 pub mod engine;
 pub mod failures;
 pub mod fleet;
 pub mod generator;
+pub mod jobs_out;
 pub mod page;
+pub mod parallel;
 pub mod profile_file;
+pub mod replications;
 pub mod report;
 pub mod series;
 pub mod sweep;
 pub mod table;
+#[cfg(test)]
+mod testing;
 mod view;
 pub mod workload;
 

@@ -38,7 +38,7 @@ impl Quantiles {
         }
     }
 
-    fn get(&self, quantile: Quantile) -> f64 {
+    pub fn get(&self, quantile: Quantile) -> f64 {
         match quantile {
             Quantile::P50 => self.p50,
             Quantile::P95 => self.p95,
@@ -59,8 +59,17 @@ pub struct GroupStats {
     pub wait_s: Quantiles,
     /// Seconds from arrival to completion, of completed jobs.
     pub end_to_end_s: Quantiles,
+    /// P(wait > 0): the share of the jobs that waited more than
+    /// [`WAITED_S`] (a job that never started waited).
+    pub waited: f64,
     pub preemptions: u64,
 }
+
+/// A wait longer than this counts as waiting for P(wait > 0): above the
+/// scheduling delay of a job that finds a device free (its arrival
+/// rounded up to the ms, then at most the leader's 5 ms gap between
+/// cycles), below any wait for a device to free up that matters.
+pub const WAITED_S: f64 = 0.010;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FlavorStats {
@@ -197,10 +206,11 @@ impl Report {
 }
 
 fn group(name: &str, jobs: &[&JobOutcome], end_s: f64) -> GroupStats {
-    let wait = jobs
+    let wait: Vec<f64> = jobs
         .iter()
         .map(|j| j.first_start_s.unwrap_or(end_s) - j.arrival_s)
         .collect();
+    let waited = wait.iter().filter(|w| **w > WAITED_S).count();
     let e2e = jobs
         .iter()
         .filter_map(|j| Some(j.end_s? - j.arrival_s))
@@ -210,6 +220,7 @@ fn group(name: &str, jobs: &[&JobOutcome], end_s: f64) -> GroupStats {
         jobs: jobs.len() as u64,
         started: jobs.iter().filter(|j| j.first_start_s.is_some()).count() as u64,
         completed: jobs.iter().filter(|j| j.end_s.is_some()).count() as u64,
+        waited: waited as f64 / jobs.len().max(1) as f64,
         wait_s: Quantiles::of(wait),
         end_to_end_s: Quantiles::of(e2e),
         preemptions: jobs.iter().map(|j| u64::from(j.preemptions)).sum(),

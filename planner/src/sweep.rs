@@ -1,9 +1,18 @@
 //! Sizing: the same workload on fleets of different sizes, to find the
 //! cheapest one that meets every target and to show what each step of
-//! cost buys.
+//! cost buys. The fleets run on several threads (`parallel`), and a fleet
+//! is abandoned as soon as it provably misses a target (`abandon`): its
+//! figures are then lower bounds, and it is never the one chosen.
 
+use genfleet_proto as pb;
+use genfleet_scheduler::policy::Profile;
+
+use super::abandon::{Abandon, Abandoned};
+use super::engine::{SimConfig, Simulation};
 use super::fleet::Fleet;
-use super::report::Report;
+use super::parallel;
+use super::report::{self, Report, Target};
+use super::workload::JobRequest;
 
 /// One pool's node counts to try: `FLAVOR=MIN..MAX` or `FLAVOR=A,B,C`.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +61,8 @@ pub struct SweepPoint {
     pub cost_per_hour: f64,
     pub targets_met: usize,
     pub targets: usize,
-    /// The worst target's actual over its limit (below 1: met).
+    /// The worst target's actual over its limit (below 1: met); for an
+    /// abandoned fleet, a lower bound.
     pub worst_ratio: f64,
 }
 
@@ -60,6 +70,99 @@ impl SweepPoint {
     pub fn meets_all(&self) -> bool {
         self.targets_met == self.targets
     }
+}
+
+/// A fleet of the sweep, and whether its run was stopped early.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Swept {
+    #[serde(flatten)]
+    pub point: SweepPoint,
+    /// Set when the run stopped on a target proven missed: the point's
+    /// `targets_met` is then 0 (the others were not decided, and a sweep
+    /// has at least one target, so it never meets all) and its
+    /// `worst_ratio` a lower bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abandoned: Option<Abandoned>,
+}
+
+/// What every fleet of a sweep is run with.
+pub struct SweepInputs<'a> {
+    pub queues: &'a [pb::Queue],
+    pub jobs: &'a [JobRequest],
+    /// The same for every fleet: the sweep changes node counts, not prices.
+    pub profile: &'a Profile,
+    pub config: &'a SimConfig,
+    pub targets: &'a [Target],
+}
+
+/// One fleet, run until it ends or provably misses a target.
+pub fn evaluate(
+    nodes: Vec<(String, u32)>,
+    fleet: &Fleet,
+    inputs: &SweepInputs,
+) -> Result<Swept, String> {
+    let mut abandon = Abandon::new(inputs.targets, inputs.jobs);
+    let outcome = Simulation::new(
+        fleet,
+        inputs.queues,
+        inputs.jobs,
+        inputs.profile,
+        inputs.config,
+    )
+    .run_observed(&mut abandon);
+    match abandon.abandoned() {
+        Some(abandoned) => {
+            // What was simulated must still be sound.
+            report::check_conservation(&outcome, fleet)?;
+            let worst_ratio = abandoned
+                .missed
+                .iter()
+                .map(|m| m.at_least_s / inputs.targets[m.target].max_s.max(1e-9))
+                .fold(0.0, f64::max);
+            Ok(Swept {
+                point: SweepPoint {
+                    nodes,
+                    cost_per_hour: fleet.cost_per_hour(),
+                    targets_met: 0,
+                    targets: inputs.targets.len(),
+                    worst_ratio,
+                },
+                abandoned: Some(abandoned.clone()),
+            })
+        }
+        None => {
+            let report = report::report(&outcome, fleet, inputs.targets)?;
+            Ok(Swept {
+                point: point(nodes, fleet, &report),
+                abandoned: None,
+            })
+        }
+    }
+}
+
+/// Every fleet on up to `threads` threads; the points in the fleets'
+/// order whatever the threads. `done` is called as each fleet ends.
+pub fn run(
+    fleets: &[SweptFleet],
+    inputs: &SweepInputs,
+    threads: usize,
+    done: impl Fn() + Sync,
+) -> Result<Vec<Swept>, String> {
+    let mut points = Vec::with_capacity(fleets.len());
+    parallel::in_order(
+        fleets,
+        threads,
+        |_, (nodes, fleet)| {
+            let point = evaluate(nodes.clone(), fleet, inputs);
+            done();
+            point
+        },
+        |_, point| {
+            points.push(point);
+            Ok(())
+        },
+    )?;
+    Ok(points)
 }
 
 /// A fleet of a sweep: its swept pools' node counts, and the fleet.
@@ -116,7 +219,8 @@ pub fn point(nodes: Vec<(String, u32)>, fleet: &Fleet, report: &Report) -> Sweep
     }
 }
 
-/// The cheapest point that meets every target.
+/// The cheapest point that meets every target (never an abandoned one:
+/// it meets none).
 pub fn cheapest(points: &[SweepPoint]) -> Option<&SweepPoint> {
     points
         .iter()
@@ -145,6 +249,52 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// The cheapest fleet is hopeless and stopped early: it is never the
+    /// one chosen, and the points come in the fleets' order on any number
+    /// of threads.
+    #[test]
+    fn an_abandoned_fleet_is_never_the_cheapest_that_meets_the_targets() {
+        use crate::testing::{fleet, job};
+        use genfleet_scheduler::policy::Qos;
+        // A job of 30 s every 5 s: 6 devices' worth.
+        let jobs: Vec<JobRequest> = (0..200)
+            .map(|i| job(f64::from(i) * 5.0, "default", Qos::Standard, 60))
+            .collect();
+        let mut profile = Profile::default();
+        profile.set("tiny", "gpu", 1, 2.0);
+        let base = fleet("gpu", 1, 1);
+        let grid = fleets(&base, &[SweepAxis::parse("gpu=2,9,4,8").expect("axis")]).expect("grid");
+        let targets = [Target::parse("standard.p95_wait<=1m").expect("target")];
+        let config = SimConfig::default();
+        let inputs = SweepInputs {
+            queues: &[],
+            jobs: &jobs,
+            profile: &profile,
+            config: &config,
+            targets: &targets,
+        };
+        let one = run(&grid, &inputs, 1, || {}).expect("sweep");
+        let four = run(&grid, &inputs, 4, || {}).expect("sweep");
+        let nodes = |s: &[Swept]| -> Vec<u32> { s.iter().map(|p| p.point.nodes[0].1).collect() };
+        assert_eq!(nodes(&one), vec![2, 9, 4, 8], "the fleets' order");
+        assert_eq!(
+            format!("{one:?}"),
+            format!("{four:?}"),
+            "the same on 4 threads"
+        );
+        let two = &one[0];
+        assert!(two.abandoned.is_some() && !two.point.meets_all(), "{two:?}");
+        assert!(two.point.worst_ratio > 1.0);
+        let points: Vec<SweepPoint> = one.iter().map(|s| s.point.clone()).collect();
+        let best = cheapest(&points).expect("some fleet meets the target");
+        assert!(best.nodes[0].1 > 6, "{best:?}");
+        let chosen = one
+            .iter()
+            .find(|s| s.point.nodes == best.nodes)
+            .expect("chosen");
+        assert!(chosen.abandoned.is_none());
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! theory (Erlang C on an M/M/c-shaped workload) and conservation laws on
 //! generated workloads.
 
+use genfleet_planner::abandon::Abandon;
 use genfleet_planner::engine::{SimConfig, Simulation};
 use genfleet_planner::fleet::{Fleet, Pool};
-use genfleet_planner::report::{check_conservation, report};
+use genfleet_planner::report::{check_conservation, report, Target, WAITED_S};
 use genfleet_planner::workload::JobRequest;
 use genfleet_proto as pb;
 use genfleet_scheduler::policy::{PolicyConfig, Profile, Qos};
@@ -98,6 +99,15 @@ fn an_m_m_c_workload_waits_what_erlang_c_says() {
         error < 0.05,
         "simulated {simulated:.2} s against Erlang C {expected:.2} s"
     );
+    // P(wait > 0) as the report counts it is Erlang C's probability of
+    // waiting.
+    let waited = waits.iter().filter(|w| **w > WAITED_S).count() as f64 / waits.len() as f64;
+    let p_wait = erlang_c(c, a);
+    println!("P(wait > 0): {waited:.3} simulated, {p_wait:.3} Erlang C");
+    assert!(
+        (waited - p_wait).abs() / p_wait < 0.05,
+        "P(wait > 0): simulated {waited:.3} against Erlang C {p_wait:.3}"
+    );
 }
 
 fn queues() -> Vec<pb::Queue> {
@@ -165,6 +175,56 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Whatever the workload, fleet and limits: a run stopped early has
+    /// missed, in the full run, every target it proved missed (by at
+    /// least its bound); a run not stopped is the full run; and a wait
+    /// target the full run misses with every job started is always
+    /// proven missed.
+    #[test]
+    fn an_abandoned_run_misses_what_the_full_run_misses(
+        jobs in workload(),
+        nodes in 1u32..3,
+        wait_limit in 0.0f64..120.0,
+        e2e_limit in 1.0f64..300.0,
+    ) {
+        let mut profile = Profile::default();
+        profile.set("tiny", "gpu", 1, 4.0);
+        let fleet = Fleet { pools: vec![pool("gpu", nodes, 4)] };
+        let config = SimConfig::default();
+        let queues = queues();
+        let first = &jobs[0];
+        let targets = [
+            Target::parse(&format!("{}.p95_wait<={wait_limit}", first.qos.label())),
+            Target::parse(&format!("{}.p50_e2e<={e2e_limit}", first.queue)),
+        ]
+        .map(|t| t.expect("target"));
+        let sim = || Simulation::new(&fleet, &queues, &jobs, &profile, &config);
+        let full = sim().run(&mut |_| {});
+        let full_report = report(&full, &fleet, &targets).expect("report");
+        let mut abandon = Abandon::new(&targets, &jobs);
+        let observed = sim().run_observed(&mut abandon);
+        match abandon.abandoned() {
+            Some(a) => {
+                prop_assert_eq!(observed.stopped_at_s, Some(observed.duration_s));
+                for m in &a.missed {
+                    let result = &full_report.targets[m.target];
+                    prop_assert!(!result.met, "{} proven missed, met in full", result.target);
+                    prop_assert!(m.at_least_s <= result.actual_s + 1e-9, "bound {} over {}", m.at_least_s, result.actual_s);
+                }
+            }
+            None => {
+                prop_assert_eq!(&observed.jobs, &full.jobs);
+                let wait = &full_report.targets[0];
+                let all_started = full.jobs.iter().all(|j| j.first_start_s.is_some());
+                prop_assert!(wait.met || !all_started, "{} missed ({} s), never proven", wait.target, wait.actual_s);
+            }
+        }
+    }
+}
+
 #[test]
 fn the_same_inputs_give_the_same_plan() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
@@ -191,52 +251,4 @@ fn the_same_inputs_give_the_same_plan() {
         outcome.jobs
     };
     assert_eq!(run(), run());
-}
-
-/// With node failures given, a run takes longer by the expected share of its
-/// time that failures cost at the workers' checkpoint interval (one rule,
-/// genfleet_proto::checkpoints); without, it takes steps / rate.
-#[test]
-fn node_failures_slow_runs_by_the_workers_checkpoint_rule() {
-    use std::time::Duration;
-    // 200 steps (the most a job has) at 1 step per 18 s: an hour.
-    let mut profile = Profile::default();
-    profile.set("tiny", "gpu", 1, 1.0 / 18.0);
-    let jobs = vec![job(0.0, "default", Qos::Standard, 200, 1)];
-    let fleet = Fleet {
-        pools: vec![pool("gpu", 1, 1)],
-    };
-    let run_s = |config: &SimConfig| {
-        let outcome = Simulation::new(&fleet, &[], &jobs, &profile, config).run(&mut |_| {});
-        let job = &outcome.jobs[0];
-        job.end_s.expect("ended") - job.first_start_s.expect("started")
-    };
-    // Past the default horizon (an hour after the last arrival).
-    let healthy = SimConfig {
-        horizon_s: Some(10_000.0),
-        ..SimConfig::default()
-    };
-    assert!(
-        (run_s(&healthy) - 3600.0).abs() < 1.0,
-        "{}",
-        run_s(&healthy)
-    );
-    let failing = SimConfig {
-        node_mtbf_s: Some(6.0 * 3600.0),
-        ..healthy.clone()
-    };
-    let (interval, waste) = failing.failure_cost().expect("failures modelled");
-    let secs = Duration::from_secs_f64;
-    assert_eq!(
-        interval,
-        genfleet_proto::checkpoints::young_daly(secs(failing.checkpoint_s), secs(6.0 * 3600.0)),
-        "the workers' interval"
-    );
-    assert!(waste > 0.0);
-    let slowed = run_s(&failing);
-    assert!(
-        (slowed - 3600.0 * (1.0 + waste)).abs() < 1.0,
-        "{slowed} s, expected {} s",
-        3600.0 * (1.0 + waste)
-    );
 }
