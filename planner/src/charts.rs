@@ -268,6 +268,7 @@ pub fn cost_curve(points: &[SweepPoint]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::seconds;
     use crate::engine::JobOutcome;
 
     fn outcome(waits: &[(Qos, f64)]) -> SimOutcome {

@@ -294,7 +294,7 @@ pub struct Simulation<'a> {
     live: LiveView,
     /// The same fleet and running work as the policy indexes it, kept
     /// between cycles.
-    board: Board,
+    board: Board<'static>,
     /// The implicit default queue (every device nominal), for fleets
     /// without one of that name.
     default_queue: QueueConfig,
@@ -374,7 +374,7 @@ impl<'a> Simulation<'a> {
                 }
             })
             .collect();
-        let board = Board::new(&views);
+        let board = Board::new(&views).into_owned();
         let default_queue = scheduling::default_queue(&views);
         let jobs: Vec<SimJob> = requests
             .iter()
@@ -790,7 +790,7 @@ impl<'a> Simulation<'a> {
             .placements
             .into_iter()
             .map(|p| {
-                let key = (!rebuilt).then_some(p.run);
+                let key = p.run.filter(|_| !rebuilt);
                 (self.live.pending()[p.job], p.node, p.device_ids, key)
             })
             .collect();

@@ -10,6 +10,7 @@
 //! preemptions are written into the board, and what it held for one cycle
 //! only (slots, promised devices) is let go at its end.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -49,16 +50,17 @@ pub(super) type Flavors = Rc<[(usize, bool)]>;
 /// A running job in the board; its key is stable while it runs.
 pub type RunKey = usize;
 
-/// What the policy knows of a running job.
+/// What the policy knows of a running job; a board built from a view
+/// borrows the view's strings and device lists instead of copying them.
 #[derive(Debug, Clone)]
-pub(super) struct Running {
-    pub(super) id: Arc<str>,
+pub(super) struct Running<'v> {
+    pub(super) id: Cow<'v, str>,
     /// Board queue id (see [`Board::queue`]).
     pub(super) queue: usize,
     pub(super) qos: Qos,
     pub(super) flavor: usize,
     pub(super) slot: Option<usize>,
-    pub(super) devices: Vec<u32>,
+    pub(super) devices: Cow<'v, [u32]>,
     pub(super) started_at_ms: i64,
     /// When it is expected to end (for budgets and ETAs).
     pub(super) ends_at_ms: i64,
@@ -88,14 +90,14 @@ impl WorkAhead {
     }
 }
 
-pub struct Board {
+pub struct Board<'v> {
     pub(super) flavors: Names,
     pub(super) models: Names,
     /// Queue names of running work (ids differ from a cycle's quota ids).
     queues: Names,
     /// Per node: the model ids it serves, sorted.
     pub(super) node_models: Vec<Rc<[usize]>>,
-    node_ids: HashMap<Arc<str>, usize>,
+    node_ids: HashMap<Cow<'v, str>, usize>,
     pub(super) slots: SlotIndex,
     slot_of: HashMap<(usize, usize), usize>,
     /// Per flavor: devices in the fleet, the most memory of a device and
@@ -105,7 +107,7 @@ pub struct Board {
     pub(super) largest_slot: Vec<u32>,
     /// Per flavor: slots with preempted work on its way out, ascending.
     pub(super) releasing_slots: Vec<Vec<usize>>,
-    running: Vec<Option<Running>>,
+    running: Vec<Option<Running<'v>>>,
     free_keys: Vec<RunKey>,
     /// Per flavor: keys of its running jobs, and each key's place there.
     pub(super) running_by_flavor: Vec<Vec<RunKey>>,
@@ -121,9 +123,9 @@ pub struct Board {
     pub(super) rankings: HashMap<(usize, u32, bool), Flavors>,
 }
 
-impl Board {
+impl<'v> Board<'v> {
     /// The nodes, with nothing running.
-    pub fn new(nodes: &[NodeView]) -> Self {
+    pub fn new(nodes: &'v [NodeView]) -> Self {
         let mut board = Board {
             flavors: Names::default(),
             models: Names::default(),
@@ -152,7 +154,7 @@ impl Board {
         }
         let mut slots: Vec<Slot> = Vec::new();
         for (n, node) in nodes.iter().enumerate() {
-            board.node_ids.insert(node.name.as_str().into(), n);
+            board.node_ids.insert(Cow::Borrowed(node.name.as_str()), n);
             // Nodes of a pool serve the same models: a node whose list
             // equals the one before shares its ids.
             let same = n > 0 && nodes[n - 1].models == node.models;
@@ -207,7 +209,7 @@ impl Board {
     }
 
     /// The nodes and the running work of a view.
-    pub fn from_view(view: &ClusterView, now_ms: i64) -> Self {
+    pub fn from_view(view: &'v ClusterView, now_ms: i64) -> Self {
         let mut board = Board::new(&view.nodes);
         for name in view.queues.iter().flat_map(|q| q.quotas.keys()) {
             board.flavor(name);
@@ -250,8 +252,43 @@ impl Board {
         &self.queues.names
     }
 
+    /// A board that outlives the nodes it was built from (the planner's,
+    /// kept for a whole simulation): it copies what it borrowed.
+    pub fn into_owned(self) -> Board<'static> {
+        let own = |job: Running<'v>| Running {
+            id: Cow::Owned(job.id.into_owned()),
+            devices: Cow::Owned(job.devices.into_owned()),
+            ..job
+        };
+        Board {
+            flavors: self.flavors,
+            models: self.models,
+            queues: self.queues,
+            node_models: self.node_models,
+            node_ids: self
+                .node_ids
+                .into_iter()
+                .map(|(name, n)| (Cow::Owned(name.into_owned()), n))
+                .collect(),
+            slots: self.slots,
+            slot_of: self.slot_of,
+            capacity: self.capacity,
+            largest_memory: self.largest_memory,
+            largest_slot: self.largest_slot,
+            releasing_slots: self.releasing_slots,
+            running: self.running.into_iter().map(|r| r.map(own)).collect(),
+            free_keys: self.free_keys,
+            running_by_flavor: self.running_by_flavor,
+            place_in_flavor: self.place_in_flavor,
+            usage: self.usage,
+            budget_ahead: self.budget_ahead,
+            work_ahead: self.work_ahead,
+            rankings: self.rankings,
+        }
+    }
+
     /// A job running on devices the view already counts as busy.
-    fn add_running(&mut self, job: &RunningJob, now_ms: i64) -> RunKey {
+    fn add_running(&mut self, job: &'v RunningJob, now_ms: i64) -> RunKey {
         let flavor = self.flavor(&job.flavor);
         let slot = self
             .node_ids
@@ -260,12 +297,12 @@ impl Board {
         let queue = self.queue(&job.queue);
         let remaining_ms = (job.remaining_s.max(0.0) * 1000.0).round() as i64;
         self.insert(Running {
-            id: job.id.as_str().into(),
+            id: Cow::Borrowed(job.id.as_str()),
             queue,
             qos: job.qos,
             flavor,
             slot,
-            devices: job.devices.clone(),
+            devices: Cow::Borrowed(job.devices.as_slice()),
             started_at_ms: job.started_at_ms,
             ends_at_ms: now_ms.saturating_add(remaining_ms),
             preempting: job.preempting,
@@ -273,12 +310,12 @@ impl Board {
     }
 
     /// A job placed by a cycle (its devices already taken from the slot).
-    pub(super) fn start(&mut self, mut job: Running, queue_name: &str) -> RunKey {
+    pub(super) fn start(&mut self, mut job: Running<'v>, queue_name: &str) -> RunKey {
         job.queue = self.queue(queue_name);
         self.insert(job)
     }
 
-    fn insert(&mut self, job: Running) -> RunKey {
+    fn insert(&mut self, job: Running<'v>) -> RunKey {
         let devices = job.devices.len() as u32;
         if job.preempting {
             if let Some(slot) = job.slot {
@@ -303,7 +340,7 @@ impl Board {
         key
     }
 
-    pub(super) fn running(&self, key: RunKey) -> Option<&Running> {
+    pub(super) fn running(&self, key: RunKey) -> Option<&Running<'v>> {
         self.running.get(key).and_then(Option::as_ref)
     }
 

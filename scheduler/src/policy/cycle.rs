@@ -8,7 +8,7 @@ use std::collections::BinaryHeap;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::board::{Board, Flavors};
+use super::board::{Board, Flavors, Running};
 use super::capacity::Slot;
 use super::profile::Profile;
 use super::quota::QuotaBook;
@@ -24,14 +24,16 @@ pub fn schedule(
     now_ms: i64,
 ) -> Decision {
     let mut board = Board::from_view(view, now_ms);
-    schedule_on(
+    Cycle::new(
         &mut board,
         &view.queues,
         &view.pending,
         profile,
         config,
         now_ms,
+        false,
     )
+    .run()
 }
 
 /// The same cycle on a board kept between cycles (the planner's): the
@@ -39,14 +41,14 @@ pub fn schedule(
 /// stopping there; the caller releases work as it ends. The board's
 /// flavor rankings assume one profile for its life.
 pub fn schedule_on(
-    board: &mut Board,
+    board: &mut Board<'_>,
     queues: &[QueueConfig],
     pending: &[PendingJob],
     profile: &Profile,
     config: &PolicyConfig,
     now_ms: i64,
 ) -> Decision {
-    Cycle::new(board, queues, pending, profile, config, now_ms).run()
+    Cycle::new(board, queues, pending, profile, config, now_ms, true).run()
 }
 
 /// What the cycle needs of a pending job, gathered in one sequential
@@ -129,8 +131,14 @@ impl PartialEq for Turn {
 
 impl Eq for Turn {}
 
-pub(super) struct Cycle<'a> {
-    pub(super) board: &'a mut Board,
+pub(super) struct Cycle<'a, 'v> {
+    pub(super) board: &'a mut Board<'v>,
+    /// Whether the board outlives the cycle: its placements then start
+    /// on it, at the end of the cycle (within it, as on a board built
+    /// from a view, work placed now is no one's victim).
+    pub(super) keep: bool,
+    /// Placements to start on the board: (index in the decision, run).
+    pub(super) starts: Vec<(usize, Running<'v>)>,
     pub(super) pending: &'a [PendingJob],
     pub(super) profile: &'a Profile,
     pub(super) config: &'a PolicyConfig,
@@ -159,14 +167,15 @@ pub(super) struct Cycle<'a> {
     pub(super) decision: Decision,
 }
 
-impl<'a> Cycle<'a> {
+impl<'a, 'v> Cycle<'a, 'v> {
     fn new(
-        board: &'a mut Board,
+        board: &'a mut Board<'v>,
         queues: &[QueueConfig],
         pending: &'a [PendingJob],
         profile: &'a Profile,
         config: &'a PolicyConfig,
         now_ms: i64,
+        keep: bool,
     ) -> Self {
         for name in queues.iter().flat_map(|q| q.quotas.keys()) {
             board.flavor(name);
@@ -201,6 +210,8 @@ impl<'a> Cycle<'a> {
         let work_ahead_s = board.work_ahead_s(now_ms);
         Cycle {
             board,
+            keep,
+            starts: Vec::new(),
             pending,
             profile,
             config,
@@ -297,6 +308,11 @@ impl<'a> Cycle<'a> {
         // What was held was held for this cycle only.
         for slot in std::mem::take(&mut self.held) {
             self.board.slots.unhold(slot);
+        }
+        for (placement, run) in std::mem::take(&mut self.starts) {
+            let queue = &self.pending[self.decision.placements[placement].job].queue;
+            let key = self.board.start(run, queue);
+            self.decision.placements[placement].run = Some(key);
         }
         if self.decision.placements.is_empty() && self.decision.preemptions.is_empty() {
             self.decision.quiet_until_ms = Some(self.quiet_until_ms());

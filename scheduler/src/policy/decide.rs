@@ -1,13 +1,15 @@
 //! The decision for one pending job, in its turn: place it, preempt for
 //! it, or say why it waits and until about when.
 
+use std::borrow::Cow;
+
 use super::board::Running;
 use super::capacity::Slot;
 use super::cycle::{Cycle, Want};
 use super::quota::QuotaCheck;
 use super::types::{PendingReason, PendingStatus, Placement, Qos};
 
-impl Cycle<'_> {
+impl Cycle<'_, '_> {
     pub(super) fn consider(&mut self, want: &Want) {
         let Some(model) = want.model() else {
             return self.wait(want, PendingReason::NoFlavor, None);
@@ -103,31 +105,31 @@ impl Cycle<'_> {
             }
         }
         let node = self.board.slots.slots[slot].node;
-        // Expected to run its steps at the profile's rate (the planner
-        // sets the exact end; the leader's board lives for this cycle).
-        let run_ms =
-            (f64::from(want.steps_left) / self.rate(want, f).max(1e-9) * 1000.0).min(1e15) as i64;
-        let job = &self.pending[want.index()];
-        let run = self.board.start(
-            Running {
-                id: job.id.as_str().into(),
+        if self.keep {
+            // Expected to run its steps at the profile's rate (the
+            // planner then sets the exact end).
+            let run_ms = (f64::from(want.steps_left) / self.rate(want, f).max(1e-9) * 1000.0)
+                .min(1e15) as i64;
+            let job = &self.pending[want.index()];
+            let run = Running {
+                id: Cow::Owned(job.id.clone()),
                 queue: 0,
                 qos: job.qos,
                 flavor: f,
                 slot: Some(slot),
-                devices: device_ids.clone(),
+                devices: Cow::Owned(device_ids.clone()),
                 started_at_ms: self.now_ms,
                 ends_at_ms: self.now_ms.saturating_add(run_ms),
                 preempting: false,
-            },
-            &job.queue,
-        );
+            };
+            self.starts.push((self.decision.placements.len(), run));
+        }
         self.decision.placements.push(Placement {
             job: want.index(),
             node,
             flavor: self.board.flavors.names[f].clone(),
             device_ids,
-            run,
+            run: None,
         });
     }
 

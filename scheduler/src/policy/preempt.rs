@@ -24,9 +24,9 @@ use super::types::{PendingReason, PreemptReason, Preemption, Qos};
 /// borrowed capacity it must come out of (None: the preemptor's own queue).
 type Victim = (RunKey, PreemptReason, Option<usize>);
 
-impl Cycle<'_> {
+impl Cycle<'_, '_> {
     /// A running job and its queue's id in this cycle's quota book.
-    fn running_job(&self, r: RunKey) -> Option<(&Running, Option<usize>)> {
+    fn running_job(&self, r: RunKey) -> Option<(&Running<'_>, Option<usize>)> {
         let info = self.board.running(r)?;
         Some((info, self.quota_of.get(info.queue).copied().flatten()))
     }

@@ -140,9 +140,9 @@ pub struct Placement {
     pub node: usize,
     pub flavor: Arc<str>,
     pub device_ids: Vec<u32>,
-    /// The job's key on the board the cycle ran on (the planner's board
-    /// outlives the cycle; the leader's does not).
-    pub run: super::board::RunKey,
+    /// The job's key on the board the cycle ran on, when that board
+    /// outlives the cycle (the planner's; the leader's does not).
+    pub run: Option<super::board::RunKey>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
