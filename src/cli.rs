@@ -93,6 +93,48 @@ pub enum Command {
     /// described fleet, in simulated time, and report waits, cost and
     /// service-level targets (docs/planning.md).
     Plan(PlanArgs),
+    /// The cluster's own workload as a trace for `genfleet plan --trace`.
+    #[command(subcommand)]
+    Trace(TraceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TraceCommand {
+    /// Write every job the cluster holds or forgot (the newest 200,000 of
+    /// those) as a CSV trace: arrival, queue, class, size, steps, start,
+    /// end, outcome. Needs an admin key.
+    Export(TraceExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TraceExportArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Write it here (CSV, readable by its owner only); default: standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Only jobs that arrived at or after this: a time (RFC 3339, e.g.
+    /// 2026-12-01T00:00:00Z) or how long ago (e.g. 24h).
+    #[arg(long, value_parser = parse_when)]
+    pub since: Option<std::time::SystemTime>,
+    /// Only jobs that arrived before this (as --since).
+    #[arg(long, value_parser = parse_when)]
+    pub until: Option<std::time::SystemTime>,
+    /// Only jobs that completed (not failed, cancelled or unfinished ones).
+    #[arg(long)]
+    pub completed_only: bool,
+}
+
+/// A point in time: RFC 3339, or a duration before now.
+fn parse_when(text: &str) -> Result<std::time::SystemTime, String> {
+    if let Ok(ago) = humantime::parse_duration(text) {
+        return std::time::SystemTime::now()
+            .checked_sub(ago)
+            .ok_or_else(|| format!("{text} ago is before the clock's start"));
+    }
+    humantime::parse_rfc3339_weak(text).map_err(|_| {
+        format!("{text:?} is neither a time (2026-12-01T00:00:00Z) nor a duration ago (24h)")
+    })
 }
 
 #[derive(Debug, Subcommand)]

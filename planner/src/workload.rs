@@ -6,7 +6,11 @@
 //! start, at least 0), `queue`, `qos` (interactive, standard, batch),
 //! `model`, `frames`, `size` (WIDTHxHEIGHT), `steps`, `tp`, and optionally
 //! `priority` (-1000..1000, default 0) and `guidance` (default 5; 1 turns
-//! classifier-free guidance off, halving the batch).
+//! classifier-free guidance off, halving the batch). What a cluster saw
+//! (`genfleet trace export` writes it, [`export_csv`]) may follow:
+//! `first_start_s` and `end_s` (seconds from the same start, as
+//! `--jobs-out` names them; empty: not yet) and `outcome`; a plan checks
+//! them and replays the job all the same.
 
 use std::path::Path;
 
@@ -72,7 +76,16 @@ struct Row {
     priority: Option<i32>,
     #[serde(default)]
     guidance: Option<f32>,
+    #[serde(default)]
+    first_start_s: Option<f64>,
+    #[serde(default)]
+    end_s: Option<f64>,
+    #[serde(default)]
+    outcome: Option<String>,
 }
+
+/// What an exported job's `outcome` may say: its state when exported.
+const OUTCOMES: [&str; 5] = ["completed", "failed", "cancelled", "pending", "running"];
 
 /// Latest arrival a trace may give: a year, in seconds.
 const MAX_ARRIVAL_S: f64 = 366.0 * 86_400.0;
@@ -85,6 +98,21 @@ impl Row {
                 "arrival_s",
                 format!("{} is not a time of 0 to a year's seconds", self.arrival_s),
             ));
+        }
+        // What the cluster saw is not replayed, but a garbled column
+        // says the file is not what it claims to be.
+        for (field, seconds) in [("first_start_s", self.first_start_s), ("end_s", self.end_s)] {
+            if seconds.is_some_and(|s| !s.is_finite()) {
+                return Err((field, "is not a number of seconds".into()));
+            }
+        }
+        if let Some(outcome) = self.outcome.as_deref() {
+            if !outcome.is_empty() && !OUTCOMES.contains(&outcome) {
+                return Err((
+                    "outcome",
+                    format!("{outcome:?} is not one of {}", OUTCOMES.join(", ")),
+                ));
+            }
         }
         let qos = Qos::parse(&self.qos).ok_or_else(|| {
             (
@@ -213,6 +241,9 @@ fn csv_field(e: &csv::Error, headers: &csv::StringRecord) -> String {
         "tp",
         "priority",
         "guidance",
+        "first_start_s",
+        "end_s",
+        "outcome",
     ] {
         if text.contains(&format!("`{field}`")) || text.contains(&format!("field {field}")) {
             return field.into();
@@ -226,6 +257,66 @@ fn csv_error_text(e: &csv::Error) -> String {
         csv::ErrorKind::Deserialize { err, .. } => err.to_string(),
         _ => e.to_string(),
     }
+}
+
+/// The columns [`export_csv`] writes: the trace format's, then what the
+/// cluster saw.
+pub const EXPORT_HEADER: &str =
+    "arrival_s,queue,qos,model,frames,size,steps,tp,priority,guidance,first_start_s,end_s,outcome";
+
+/// A cluster's records (`ExportTrace`) as a CSV trace: times in seconds
+/// from the first arrival, to the millisecond; a start or end that has not
+/// happened is empty. Refuses a record the trace format cannot hold (its
+/// row number in the output names it).
+pub fn export_csv(records: &[pb::TraceRecord]) -> Result<String, InputError> {
+    const FILE: &str = "the exported trace";
+    let first = records.iter().map(|r| r.arrival_ms).min().unwrap_or(0);
+    let at = |ms: i64| seconds(ms - first);
+    let when = |ms: i64| if ms == 0 { String::new() } else { at(ms) };
+    let mut out = format!("{EXPORT_HEADER}\n");
+    for (i, r) in records.iter().enumerate() {
+        let line = i as u64 + 2;
+        // Names go in unquoted: they must be names (the state checks so).
+        for (field, name) in [("queue", &r.queue), ("model", &r.model)] {
+            if !pb::is_valid_name(name) {
+                return Err(InputError::at(
+                    FILE,
+                    line,
+                    field,
+                    &format!("{name:?} is not a name"),
+                ));
+            }
+        }
+        let qos = Qos::parse(&r.qos).ok_or_else(|| {
+            InputError::at(FILE, line, "qos", &format!("{:?} is not a class", r.qos))
+        })?;
+        let outcome = pb::JobState::try_from(r.outcome).map_or("", |s| s.label());
+        out += &format!(
+            "{},{},{},{},{},{}x{},{},{},{},{},{},{},{}\n",
+            at(r.arrival_ms),
+            r.queue,
+            qos.label(),
+            r.model,
+            r.frames,
+            r.width,
+            r.height,
+            r.steps,
+            r.tp,
+            r.priority,
+            r.guidance,
+            when(r.started_ms),
+            when(r.ended_ms),
+            outcome,
+        );
+    }
+    Ok(out)
+}
+
+/// Milliseconds as seconds with three decimals, exactly (no float).
+fn seconds(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let ms = ms.unsigned_abs();
+    format!("{sign}{}.{:03}", ms / 1000, ms % 1000)
 }
 
 pub fn parse_json_lines(file: &str, text: &str) -> Result<Vec<JobRequest>, InputError> {
@@ -273,6 +364,102 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(unlined(from_json), unlined(jobs));
+    }
+
+    fn record(arrival_ms: i64, qos: &str, started_ms: i64, ended_ms: i64) -> pb::TraceRecord {
+        pb::TraceRecord {
+            arrival_ms,
+            queue: "research".into(),
+            qos: qos.into(),
+            model: "tiny".into(),
+            width: 320,
+            height: 240,
+            frames: 17,
+            steps: 1000,
+            tp: 2,
+            priority: -3,
+            guidance: 7.5,
+            started_ms,
+            ended_ms,
+            outcome: if ended_ms > 0 {
+                pb::JobState::Completed
+            } else {
+                pb::JobState::Pending
+            } as i32,
+        }
+    }
+
+    #[test]
+    fn an_export_reads_back_as_the_jobs_it_records() {
+        let t0 = 1_764_000_000_000;
+        let records = [
+            record(t0, "batch", t0 + 1_500, t0 + 90_250),
+            record(t0 + 2_001, "interactive", 0, 0),
+        ];
+        let text = export_csv(&records).expect("exportable");
+        assert_eq!(
+            text,
+            format!("{EXPORT_HEADER}\n0.000,research,batch,tiny,17,320x240,1000,2,-3,7.5,1.500,90.250,completed\n2.001,research,interactive,tiny,17,320x240,1000,2,-3,7.5,,,pending\n")
+        );
+        // The planner reads it as a trace, what the cluster saw ignored.
+        let jobs = parse_csv("export.csv", &text).expect("a trace");
+        assert_eq!(jobs.len(), 2);
+        let (a, b) = (&jobs[0], &jobs[1]);
+        assert_eq!(
+            (a.arrival_s, a.qos, a.steps, a.tp),
+            (0.0, Qos::Batch, 1000, 2)
+        );
+        assert_eq!(
+            (a.width, a.height, a.priority, a.guidance),
+            (320, 240, -3, 7.5)
+        );
+        assert_eq!((b.arrival_s, b.qos), (2.001, Qos::Interactive));
+        let bad = record(t0, "batch", 0, 0);
+        let err = export_csv(&[pb::TraceRecord {
+            model: "a,b".into(),
+            ..bad
+        }])
+        .expect_err("not a name")
+        .to_string();
+        assert!(err.contains(":2: model: "), "{err}");
+    }
+
+    #[test]
+    fn what_the_cluster_saw_is_checked_but_not_required() {
+        let header = format!("{EXPORT_HEADER}\n");
+        let ok = format!("{header}0,a,batch,tiny,17,256x256,20,1,0,5,,,\n");
+        assert_eq!(parse_csv("t.csv", &ok).expect("empty: not yet").len(), 1);
+        for (row, field) in [
+            ("0,a,batch,tiny,17,256x256,20,1,0,5,1,2,lost", "outcome"),
+            (
+                "0,a,batch,tiny,17,256x256,20,1,0,5,NaN,2,completed",
+                "first_start_s",
+            ),
+            (
+                "0,a,batch,tiny,17,256x256,20,1,0,5,1,inf,completed",
+                "end_s",
+            ),
+        ] {
+            let err = parse_csv("t.csv", &format!("{header}{row}\n"))
+                .expect_err(row)
+                .to_string();
+            assert!(
+                err.starts_with(&format!("t.csv:2: {field}: ")),
+                "{row}: {err}"
+            );
+        }
+        let json = r#"{"arrival_s":0,"queue":"a","qos":"batch","model":"tiny","frames":17,"size":"256x256","steps":20,"tp":1,"first_start_s":0.5,"end_s":3,"outcome":"failed"}"#;
+        assert_eq!(parse_json_lines("t.jsonl", json).expect("JSON").len(), 1);
+    }
+
+    #[test]
+    fn steps_go_to_ddpms_thousand_and_no_further() {
+        let row = |steps: u32| format!("{HEADER}0,a,batch,tiny,17,256x256,{steps},1,0\n");
+        assert!(parse_csv("t.csv", &row(1000)).is_ok());
+        let err = parse_csv("t.csv", &row(1001))
+            .expect_err("1001")
+            .to_string();
+        assert!(err.starts_with("t.csv:2: steps: "), "{err}");
     }
 
     #[test]

@@ -14,7 +14,9 @@ pub const MIN_SIDE: u32 = 16;
 pub const MAX_SIDE: u32 = 1920;
 /// Upper bound on frames x width x height, about 10 s of 720p.
 pub const MAX_VOXELS: u64 = 241 * 1280 * 720;
-pub const MAX_STEPS: u32 = 200;
+/// Most denoising steps one job may ask for: DDPM's schedule of 1000, the
+/// longest real samplers run (submissions and planner traces alike).
+pub const MAX_STEPS: u32 = 1000;
 pub const MAX_FPS: u32 = 60;
 pub const MAX_GUIDANCE: f32 = 30.0;
 /// Devices one job may span (one node).
@@ -213,6 +215,15 @@ mod tests {
     }
 
     #[test]
+    fn a_sampler_of_a_thousand_steps_is_accepted() {
+        let spec = JobSpec {
+            steps: 1000,
+            ..good()
+        };
+        assert_eq!(validate(&spec), Ok(()));
+    }
+
+    #[test]
     fn a_reasonable_spec_passes_and_gets_defaults() {
         let spec = good();
         assert_eq!(validate(&spec), Ok(()));
@@ -257,6 +268,11 @@ mod tests {
                 "too large",
             ),
             ("zero steps", |s| s.steps = 0, "steps = 0"),
+            (
+                "steps past DDPM's",
+                |s| s.steps = 1001,
+                "between 1 and 1000",
+            ),
             ("nan guidance", |s| s.guidance = f32::NAN, "guidance = NaN"),
             ("big tp", |s| s.tp = 64, "tp = 64"),
             (

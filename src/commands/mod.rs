@@ -16,6 +16,7 @@ mod sample;
 mod secrets;
 mod servers;
 mod tenants;
+mod trace;
 mod train;
 mod video;
 
@@ -55,5 +56,6 @@ pub async fn run(command: Command, client: &ClientConfig) -> anyhow::Result<()> 
         Command::Video(command) => video::run(command),
         Command::Plan(args) => plan::run(args),
         Command::Profile(command) => profile::run(command, client).await,
+        Command::Trace(command) => trace::run(command, client).await,
     }
 }

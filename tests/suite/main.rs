@@ -38,6 +38,7 @@ mod simulated;
 mod statefulset;
 mod tenants;
 mod tls;
+mod trace_export;
 mod trust;
 mod upgrade;
 mod worker_lifecycle;

@@ -280,6 +280,15 @@ impl ClusterService for ClusterApi {
         Ok(Response::new(reply))
     }
 
+    type ExportTraceStream = super::trace::TraceStream;
+
+    async fn export_trace(
+        &self,
+        request: Request<pb::ExportTraceRequest>,
+    ) -> Result<Response<Self::ExportTraceStream>, Status> {
+        super::trace::export(&self.raft, &self.router, request.into_inner()).await
+    }
+
     async fn restore_snapshot(
         &self,
         request: Request<pb::RestoreSnapshotRequest>,

@@ -8,6 +8,7 @@ mod queues;
 mod raft_transport;
 pub mod route;
 mod tenants;
+mod trace;
 mod workers;
 
 pub use crate::leader::worker_session::{check_worker_message, SessionConfig};

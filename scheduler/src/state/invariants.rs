@@ -103,6 +103,17 @@ impl State {
                 ));
             }
         }
+        // The ring keeps its bound and holds only jobs that had ended.
+        if self.history.len() > self.history.cap() {
+            return Err(format!(
+                "the history holds {} records, beyond its {}",
+                self.history.len(),
+                self.history.cap()
+            ));
+        }
+        for record in self.history.records() {
+            record.check()?;
+        }
         // Every request id leads to a job that names it.
         for (key, id) in &self.requests {
             let job = self

@@ -239,6 +239,8 @@ impl State {
             self.requests
                 .remove(&request_key(&job.tenant, &job.request_id));
         }
+        // Gone from the state, kept for the planner (`trace export`).
+        self.history.push(super::HistoryRecord::of(job));
         self.jobs.remove(job_id);
         Ok(Outcome::Done)
     }

@@ -5,6 +5,7 @@
 //! again here, so a decision made on a stale view is rejected whole, never
 //! half-applied, and every replica rejects it the same way.
 
+mod history;
 mod invariants;
 mod jobs;
 mod nodes;
@@ -18,6 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use genfleet_proto as pb;
 use pb::JobState;
 
+pub use history::{History, HistoryRecord, HISTORY_CAP};
 pub use jobs::{Job, PREVIEW_KINDS};
 pub use nodes::PlacementError;
 pub use nodes::{Node, CORDONED_BY_KUBERNETES};
@@ -146,6 +148,8 @@ pub struct State {
     tenants: BTreeMap<String, pb::Tenant>,
     /// API keys (hashes only) by id.
     keys: BTreeMap<String, pb::ApiKey>,
+    /// Jobs retention (or a delete) removed, compact, the newest [`HISTORY_CAP`].
+    history: History,
     /// Jobs not ended per tenant, for its limit: kept at submit and end
     /// (derived from `jobs`, so rebuilt from a snapshot, not stored).
     unfinished_by_tenant: HashMap<String, usize>,

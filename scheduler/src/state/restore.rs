@@ -4,7 +4,8 @@
 //! another cluster's addresses). Jobs that were running go back to the
 //! queue, with their checkpoints: their workers belong to the old cluster.
 //! Nodes the backup knows and this cluster does not come back down, with
-//! their cordons, until their workers register.
+//! their cordons, until their workers register. The history of forgotten
+//! jobs is the backup's, then this cluster's own.
 
 use super::{JobState, Outcome, Rejection, State};
 use genfleet_proto as pb;
@@ -50,6 +51,9 @@ impl State {
         restored.last_lease_epoch = restored.last_lease_epoch.max(self.last_lease_epoch);
         restored.next_position = restored.next_position.max(self.next_position);
         restored.members = std::mem::take(&mut self.members);
+        // Jobs this cluster ran and forgot before the restore stay in its
+        // history, after the backup's (the newest HISTORY_CAP kept).
+        restored.history.append(std::mem::take(&mut self.history));
         restored.nodes.append(&mut self.nodes);
         restored.changed = restored.jobs.keys().cloned().collect();
         *self = restored;

@@ -8,7 +8,7 @@ use pb::JobState;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use super::{Job, Node, State};
+use super::{HistoryRecord, Job, Node, State};
 
 /// Version of [`pb::StateSnapshot`] this code writes and reads.
 pub const STATE_SNAPSHOT_VERSION: u32 = 1;
@@ -78,6 +78,7 @@ impl State {
             budget_usage: self.budget_usage.values().cloned().collect(),
             tenants: self.tenants.values().cloned().collect(),
             keys: self.keys.values().cloned().collect(),
+            history: self.history.records().map(|r| r.to_proto()).collect(),
         }
     }
 
@@ -156,6 +157,11 @@ impl State {
             .into_iter()
             .map(|k| (k.id.clone(), k))
             .collect();
+        // Older snapshots have none: the ring starts empty.
+        for record in snapshot.history {
+            let record = HistoryRecord::from_proto(record).map_err(SnapshotError::Inconsistent)?;
+            state.history.push(record);
+        }
         Ok(state)
     }
 

@@ -5,6 +5,7 @@
 pub mod history;
 pub mod prometheus;
 pub mod proxy;
+pub mod replay;
 pub mod replicas;
 
 use std::future::Future;
