@@ -50,22 +50,29 @@ pub(super) type Flavors = Rc<[(usize, bool)]>;
 /// A running job in the board; its key is stable while it runs.
 pub type RunKey = usize;
 
-/// What the policy knows of a running job; a board built from a view
-/// borrows the view's strings and device lists instead of copying them.
-#[derive(Debug, Clone)]
-pub(super) struct Running<'v> {
-    pub(super) id: Cow<'v, str>,
-    /// Board queue id (see [`Board::queue`]).
+/// What the policy asks of a running job, kept small: a preemption
+/// search looks through thousands of them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Running {
+    /// Board queue id (see [`Board::queue_names`]).
     pub(super) queue: usize,
     pub(super) qos: Qos,
     pub(super) flavor: usize,
     pub(super) slot: Option<usize>,
-    pub(super) devices: Cow<'v, [u32]>,
+    pub(super) devices: u32,
     pub(super) started_at_ms: i64,
     /// When it is expected to end (for budgets and ETAs).
     pub(super) ends_at_ms: i64,
     /// Told to checkpoint and stop: its devices are on their way back.
     pub(super) preempting: bool,
+}
+
+/// Its name and devices, read when it is chosen or ends; a board built
+/// from a view borrows them from the view instead of copying them.
+#[derive(Debug, Clone)]
+pub(super) struct RunData<'v> {
+    pub(super) id: Cow<'v, str>,
+    pub(super) devices: Cow<'v, [u32]>,
 }
 
 /// Sums over running work that give "device-seconds still to run" at any
@@ -107,7 +114,8 @@ pub struct Board<'v> {
     pub(super) largest_slot: Vec<u32>,
     /// Per flavor: slots with preempted work on its way out, ascending.
     pub(super) releasing_slots: Vec<Vec<usize>>,
-    running: Vec<Option<Running<'v>>>,
+    running: Vec<Option<Running>>,
+    run_data: Vec<Option<RunData<'v>>>,
     free_keys: Vec<RunKey>,
     /// Per flavor: keys of its running jobs, and each key's place there.
     pub(super) running_by_flavor: Vec<Vec<RunKey>>,
@@ -139,6 +147,7 @@ impl<'v> Board<'v> {
             largest_slot: Vec::new(),
             releasing_slots: Vec::new(),
             running: Vec::new(),
+            run_data: Vec::new(),
             free_keys: Vec::new(),
             running_by_flavor: Vec::new(),
             place_in_flavor: Vec::new(),
@@ -255,10 +264,9 @@ impl<'v> Board<'v> {
     /// A board that outlives the nodes it was built from (the planner's,
     /// kept for a whole simulation): it copies what it borrowed.
     pub fn into_owned(self) -> Board<'static> {
-        let own = |job: Running<'v>| Running {
-            id: Cow::Owned(job.id.into_owned()),
-            devices: Cow::Owned(job.devices.into_owned()),
-            ..job
+        let own = |data: RunData<'v>| RunData {
+            id: Cow::Owned(data.id.into_owned()),
+            devices: Cow::Owned(data.devices.into_owned()),
         };
         Board {
             flavors: self.flavors,
@@ -276,7 +284,8 @@ impl<'v> Board<'v> {
             largest_memory: self.largest_memory,
             largest_slot: self.largest_slot,
             releasing_slots: self.releasing_slots,
-            running: self.running.into_iter().map(|r| r.map(own)).collect(),
+            running: self.running,
+            run_data: self.run_data.into_iter().map(|r| r.map(own)).collect(),
             free_keys: self.free_keys,
             running_by_flavor: self.running_by_flavor,
             place_in_flavor: self.place_in_flavor,
@@ -296,27 +305,32 @@ impl<'v> Board<'v> {
             .and_then(|n| self.slot_of.get(&(*n, flavor)).copied());
         let queue = self.queue(&job.queue);
         let remaining_ms = (job.remaining_s.max(0.0) * 1000.0).round() as i64;
-        self.insert(Running {
-            id: Cow::Borrowed(job.id.as_str()),
-            queue,
-            qos: job.qos,
-            flavor,
-            slot,
-            devices: Cow::Borrowed(job.devices.as_slice()),
-            started_at_ms: job.started_at_ms,
-            ends_at_ms: now_ms.saturating_add(remaining_ms),
-            preempting: job.preempting,
-        })
+        self.insert(
+            Running {
+                queue,
+                qos: job.qos,
+                flavor,
+                slot,
+                devices: job.devices.len() as u32,
+                started_at_ms: job.started_at_ms,
+                ends_at_ms: now_ms.saturating_add(remaining_ms),
+                preempting: job.preempting,
+            },
+            RunData {
+                id: Cow::Borrowed(job.id.as_str()),
+                devices: Cow::Borrowed(job.devices.as_slice()),
+            },
+        )
     }
 
     /// A job placed by a cycle (its devices already taken from the slot).
-    pub(super) fn start(&mut self, mut job: Running<'v>, queue_name: &str) -> RunKey {
-        job.queue = self.queue(queue_name);
-        self.insert(job)
+    pub(super) fn start(&mut self, mut job: Running, data: RunData<'v>, queue: &str) -> RunKey {
+        job.queue = self.queue(queue);
+        self.insert(job, data)
     }
 
-    fn insert(&mut self, job: Running<'v>) -> RunKey {
-        let devices = job.devices.len() as u32;
+    fn insert(&mut self, job: Running, data: RunData<'v>) -> RunKey {
+        let devices = job.devices;
         if job.preempting {
             if let Some(slot) = job.slot {
                 self.add_releasing(slot, devices);
@@ -330,6 +344,7 @@ impl<'v> Board<'v> {
             Some(key) => key,
             None => {
                 self.running.push(None);
+                self.run_data.push(None);
                 self.place_in_flavor.push(0);
                 self.running.len() - 1
             }
@@ -337,11 +352,18 @@ impl<'v> Board<'v> {
         self.place_in_flavor[key] = self.running_by_flavor[job.flavor].len();
         self.running_by_flavor[job.flavor].push(key);
         self.running[key] = Some(job);
+        self.run_data[key] = Some(data);
         key
     }
 
-    pub(super) fn running(&self, key: RunKey) -> Option<&Running<'v>> {
+    pub(super) fn running(&self, key: RunKey) -> Option<&Running> {
         self.running.get(key).and_then(Option::as_ref)
+    }
+
+    /// A running job's id.
+    pub(super) fn run_id(&self, key: RunKey) -> Option<&str> {
+        let data = self.run_data.get(key).and_then(Option::as_ref)?;
+        Some(&data.id)
     }
 
     /// A running job is told to stop: its devices leave its queue's quota
@@ -355,7 +377,7 @@ impl<'v> Board<'v> {
         }
         job.preempting = true;
         let (queue, flavor, slot, ends) = (job.queue, job.flavor, job.slot, job.ends_at_ms);
-        let devices = job.devices.len() as u32;
+        let devices = job.devices;
         self.usage[queue][flavor] -= devices;
         self.budget_ahead[queue].add(devices, ends, -1);
         if let Some(slot) = slot {
@@ -368,7 +390,7 @@ impl<'v> Board<'v> {
         let Some(job) = self.running.get_mut(key).and_then(Option::as_mut) else {
             return;
         };
-        let (old, devices) = (job.ends_at_ms, job.devices.len() as u32);
+        let (old, devices) = (job.ends_at_ms, job.devices);
         job.ends_at_ms = ends_at_ms;
         let (queue, flavor, preempting) = (job.queue, job.flavor, job.preempting);
         self.work_ahead[flavor].add(devices, old, -1);
@@ -384,7 +406,8 @@ impl<'v> Board<'v> {
         let Some(job) = self.running.get_mut(key).and_then(Option::take) else {
             return;
         };
-        let devices = job.devices.len() as u32;
+        let data = self.run_data.get_mut(key).and_then(Option::take);
+        let devices = job.devices;
         if job.preempting {
             if let Some(slot) = job.slot {
                 self.remove_releasing(slot, devices);
@@ -400,8 +423,8 @@ impl<'v> Board<'v> {
         if let Some(&moved) = list.get(at) {
             self.place_in_flavor[moved] = at;
         }
-        if let Some(slot) = job.slot {
-            self.slots.give_back(slot, &job.devices);
+        if let (Some(slot), Some(data)) = (job.slot, data) {
+            self.slots.give_back(slot, &data.devices);
         }
         self.free_keys.push(key);
     }

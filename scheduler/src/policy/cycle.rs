@@ -8,7 +8,7 @@ use std::collections::BinaryHeap;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::board::{Board, Flavors, Running};
+use super::board::{Board, Flavors, RunData, Running};
 use super::capacity::Slot;
 use super::profile::Profile;
 use super::quota::QuotaBook;
@@ -138,7 +138,7 @@ pub(super) struct Cycle<'a, 'v> {
     /// from a view, work placed now is no one's victim).
     pub(super) keep: bool,
     /// Placements to start on the board: (index in the decision, run).
-    pub(super) starts: Vec<(usize, Running<'v>)>,
+    pub(super) starts: Vec<(usize, Running, RunData<'v>)>,
     pub(super) pending: &'a [PendingJob],
     pub(super) profile: &'a Profile,
     pub(super) config: &'a PolicyConfig,
@@ -309,9 +309,9 @@ impl<'a, 'v> Cycle<'a, 'v> {
         for slot in std::mem::take(&mut self.held) {
             self.board.slots.unhold(slot);
         }
-        for (placement, run) in std::mem::take(&mut self.starts) {
+        for (placement, run, data) in std::mem::take(&mut self.starts) {
             let queue = &self.pending[self.decision.placements[placement].job].queue;
-            let key = self.board.start(run, queue);
+            let key = self.board.start(run, data, queue);
             self.decision.placements[placement].run = Some(key);
         }
         if self.decision.placements.is_empty() && self.decision.preemptions.is_empty() {

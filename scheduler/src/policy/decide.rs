@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use super::board::Running;
+use super::board::{RunData, Running};
 use super::capacity::Slot;
 use super::cycle::{Cycle, Want};
 use super::quota::QuotaCheck;
@@ -112,17 +112,21 @@ impl Cycle<'_, '_> {
                 .min(1e15) as i64;
             let job = &self.pending[want.index()];
             let run = Running {
-                id: Cow::Owned(job.id.clone()),
                 queue: 0,
                 qos: job.qos,
                 flavor: f,
                 slot: Some(slot),
-                devices: Cow::Owned(device_ids.clone()),
+                devices: want.tp,
                 started_at_ms: self.now_ms,
                 ends_at_ms: self.now_ms.saturating_add(run_ms),
                 preempting: false,
             };
-            self.starts.push((self.decision.placements.len(), run));
+            let data = RunData {
+                id: Cow::Owned(job.id.clone()),
+                devices: Cow::Owned(device_ids.clone()),
+            };
+            self.starts
+                .push((self.decision.placements.len(), run, data));
         }
         self.decision.placements.push(Placement {
             job: want.index(),

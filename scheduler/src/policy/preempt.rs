@@ -26,7 +26,7 @@ type Victim = (RunKey, PreemptReason, Option<usize>);
 
 impl Cycle<'_, '_> {
     /// A running job and its queue's id in this cycle's quota book.
-    fn running_job(&self, r: RunKey) -> Option<(&Running<'_>, Option<usize>)> {
+    fn running_job(&self, r: RunKey) -> Option<(&Running, Option<usize>)> {
         let info = self.board.running(r)?;
         Some((info, self.quota_of.get(info.queue).copied().flatten()))
     }
@@ -95,7 +95,7 @@ impl Cycle<'_, '_> {
                     .qos
                     .cmp(&vb.qos)
                     .then(vb.started_at_ms.cmp(&va.started_at_ms))
-                    .then(va.id.cmp(&vb.id)),
+                    .then(board.run_id(a.0).cmp(&board.run_id(b.0))),
                 _ => std::cmp::Ordering::Equal,
             });
             let mut freed = 0;
@@ -105,7 +105,7 @@ impl Cycle<'_, '_> {
                 if freed >= need {
                     break;
                 }
-                let devices = run(v.0).map_or(0, |info| info.devices.len() as u32);
+                let devices = run(v.0).map_or(0, |info| info.devices);
                 if let Some(vq) = v.2 {
                     let already = taken.get(&vq).copied().unwrap_or(0);
                     let left = self.quota.usage(vq, f).saturating_sub(already + devices);
@@ -153,8 +153,8 @@ impl Cycle<'_, '_> {
             self.board.mark_preempting(r);
             let job_id = self
                 .board
-                .running(r)
-                .map_or_else(String::new, |i| i.id.to_string());
+                .run_id(r)
+                .map_or_else(String::new, str::to_string);
             self.decision.preemptions.push(Preemption {
                 job_id,
                 reason,
@@ -179,7 +179,7 @@ impl Cycle<'_, '_> {
             return;
         };
         if let Some(vq) = queue {
-            let (f, devices) = (info.flavor, info.devices.len() as u32);
+            let (f, devices) = (info.flavor, info.devices);
             if back {
                 self.quota.add(vq, f, devices);
             } else {
