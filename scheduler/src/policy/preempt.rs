@@ -31,16 +31,15 @@ impl Cycle<'_, '_> {
         Some((info, self.quota_of.get(info.queue).copied().flatten()))
     }
 
-    fn victim(&self, job: &Want, r: RunKey) -> Option<Victim> {
+    fn victim(&self, job: &Want, r: RunKey, info: &Running) -> Option<Victim> {
         let q = job.queue();
-        let (info, vq) = self.running_job(r)?;
         if info.preempting
             || self.now_ms.saturating_sub(info.started_at_ms) < self.config.min_runtime_ms
         {
             return None;
         }
         let over_batch = job.qos == Qos::Interactive && info.qos == Qos::Batch;
-        let vq = vq?;
+        let vq = self.quota_of.get(info.queue).copied().flatten()?;
         if vq == q {
             return over_batch.then_some((r, PreemptReason::InteractiveOverBatch, None));
         }
@@ -63,8 +62,10 @@ impl Cycle<'_, '_> {
         self.preempt_attempts += 1;
         let mut by_slot: HashMap<usize, Vec<Victim>> = HashMap::default();
         for &r in &self.board.running_by_flavor[f] {
-            let slot = self.board.running(r).and_then(|info| info.slot);
-            if let (Some(slot), Some(v)) = (slot, self.victim(job, r)) {
+            let Some(info) = self.board.running(r) else {
+                continue;
+            };
+            if let (Some(slot), Some(v)) = (info.slot, self.victim(job, r, info)) {
                 by_slot.entry(slot).or_default().push(v);
             }
         }
