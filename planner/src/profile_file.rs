@@ -11,6 +11,8 @@
 //!   # optional: the rate of jobs of one size (steps take longer on larger
 //!   # videos; between two sizes given, the step time is interpolated)
 //!   - { model: wan2.1-1.3b, flavor: nvidia-h100-80gb, tp: 1, size: 1280x720, frames: 81, steps_per_s: 0.12 }
+//!   # or the same as width x height x frames (`genfleet profile export`)
+//!   - { model: wan2.1-1.3b, flavor: nvidia-h100-80gb, tp: 1, pixel_frames: 74649600, steps_per_s: 0.12 }
 //! ```
 //!
 //! A rate not given for tp > 1 is derived from tp 1 as the leader does
@@ -44,6 +46,9 @@ struct RateDoc {
     size: Option<String>,
     #[serde(default)]
     frames: Option<u32>,
+    /// width x height x frames, as `genfleet profile export` writes it.
+    #[serde(default)]
+    pixel_frames: Option<u64>,
 }
 
 /// The leader's seeded profile with the fleet's prices as device costs,
@@ -103,6 +108,28 @@ pub fn apply_rates(profile: &mut Profile, file: &str, text: &str) -> Result<(), 
                 "steps_per_s",
                 format!("{}: give a rate between 1e-6 and 1e6", rate.steps_per_s),
             ));
+        }
+        if let Some(pixel_frames) = rate.pixel_frames {
+            if rate.size.is_some() || rate.frames.is_some() {
+                return Err(at(
+                    "pixel_frames",
+                    "give pixel_frames, or size and frames, not both".into(),
+                ));
+            }
+            if pixel_frames == 0 {
+                return Err(at(
+                    "pixel_frames",
+                    "0: give the size's width x height x frames".into(),
+                ));
+            }
+            profile.set_sized(
+                &rate.model,
+                &rate.flavor,
+                rate.tp,
+                pixel_frames,
+                rate.steps_per_s,
+            );
+            continue;
         }
         match (&rate.size, rate.frames) {
             (None, None) => profile.set(&rate.model, &rate.flavor, rate.tp, rate.steps_per_s),
@@ -185,6 +212,13 @@ mod tests {
         .expect("valid");
         assert_eq!(profile.steps_per_s_at("m", "gpu", 1, 64 * 64 * 17), 20.0);
         assert!((profile.steps_per_s_at("m", "gpu", 1, 1280 * 720 * 81) - 0.1).abs() < 1e-12);
+        apply_rates(
+            &mut profile,
+            "p.yaml",
+            "rates:\n  - { model: m, flavor: gpu, tp: 1, pixel_frames: 69632, steps_per_s: 30 }\n",
+        )
+        .expect("valid");
+        assert_eq!(profile.steps_per_s_at("m", "gpu", 1, 64 * 64 * 17), 30.0);
         for (row, field) in [
             (
                 "{ model: m, flavor: gpu, tp: 1, size: 64x64, steps_per_s: 1 }",
@@ -201,6 +235,14 @@ mod tests {
             (
                 "{ model: m, flavor: gpu, tp: 1, size: 64x64, frames: 0, steps_per_s: 1 }",
                 "rates[0].frames",
+            ),
+            (
+                "{ model: m, flavor: gpu, tp: 1, size: 64x64, frames: 17, pixel_frames: 69632, steps_per_s: 1 }",
+                "rates[0].pixel_frames",
+            ),
+            (
+                "{ model: m, flavor: gpu, tp: 1, pixel_frames: 0, steps_per_s: 1 }",
+                "rates[0].pixel_frames",
             ),
         ] {
             let err = apply_rates(&mut profile, "p.yaml", &format!("rates:\n  - {row}\n"))

@@ -245,14 +245,20 @@ impl ClusterService for ClusterApi {
         // The profile is learned by the leader from its workers' reports.
         forward_to_leader!(self.router, request, ClusterServiceClient::profile);
         let profile = self.sessions.profile();
-        let rates = profile
+        let sizeless = profile
             .rates()
-            .map(|(model, flavor, tp, steps_per_s)| pb::ProfileRate {
-                model: model.to_string(),
-                flavor: flavor.to_string(),
-                tp,
-                steps_per_s,
-            })
+            .map(|(model, flavor, tp, steps_per_s)| (model, flavor, tp, 0, steps_per_s));
+        let rates = sizeless
+            .chain(profile.sized_rates())
+            .map(
+                |(model, flavor, tp, pixel_frames, steps_per_s)| pb::ProfileRate {
+                    model: model.to_string(),
+                    flavor: flavor.to_string(),
+                    tp,
+                    steps_per_s,
+                    pixel_frames,
+                },
+            )
             .collect();
         Ok(Response::new(pb::ProfileReply { rates }))
     }
