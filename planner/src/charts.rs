@@ -268,8 +268,8 @@ pub fn cost_curve(points: &[SweepPoint]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::seconds;
     use crate::engine::JobOutcome;
+    use crate::table::seconds;
 
     fn outcome(waits: &[(Qos, f64)]) -> SimOutcome {
         let jobs = waits
