@@ -265,10 +265,12 @@ fn a_profile_exported_from_a_live_cluster_feeds_a_plan() {
     assert!(ok, "{err}");
     assert!(out.contains("rates written to"), "{out}");
     let text = std::fs::read_to_string(profile).expect("profile");
+    // Learned for the size it ran (64x64x9), which a plan of that size
+    // uses; the size-less rate only moves from the seeded one.
     let learned = text
         .lines()
-        .find(|l| l.contains("model: tiny, flavor: cpu, tp: 1,"))
-        .unwrap_or_else(|| panic!("no tiny-on-cpu rate: {text}"));
+        .find(|l| l.contains("model: tiny, flavor: cpu, tp: 1, pixel_frames: 36864,"))
+        .unwrap_or_else(|| panic!("no tiny-on-cpu rate at 64x64x9: {text}"));
     let rate: f64 = learned
         .rsplit("steps_per_s: ")
         .next()
