@@ -13,12 +13,11 @@
 //! is nominated until placed. Cycles run at the first tick (`cycle_s`)
 //! after anything changes, and every tick while jobs wait (ageing).
 //!
-//! Node failures, when `node_mtbf_s` is given, are modelled in expectation:
-//! the workers checkpoint running jobs at Young/Daly's interval for
-//! `checkpoint_s` and the MTBF (the rule the workers use,
-//! `genfleet_proto::checkpoints`), and every run goes slower by the
-//! expected share of its time spent saving, redoing work lost since the
-//! last checkpoint, and reloading after a failure.
+//! Node failures, where a flavor's MTBF is given, are events
+//! (`failures`): a node fails, its jobs lose the work since their last
+//! periodic checkpoint (taken at Young/Daly's interval, the workers' rule,
+//! `genfleet_proto::checkpoints`), are requeued once the leader notices,
+//! and the node comes back after its repair.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};

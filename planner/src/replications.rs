@@ -164,7 +164,21 @@ pub fn run(
         &indexes,
         threads,
         |_, &index| {
-            let jobs = source.workload(index).map_err(RunError::Workload)?;
+            let mut jobs = source.workload(index).map_err(RunError::Workload)?;
+            // A resample (or a seed) without a job of some target's class
+            // or queue cannot judge that target: it is drawn again, from
+            // a seed no other replication uses, so the replications are
+            // those in which every target's scope has jobs.
+            let mut redraws = 0;
+            while index > 0
+                && redraws < MAX_REDRAWS
+                && report::check_target_scopes(inputs.targets, &jobs).is_err()
+            {
+                redraws += 1;
+                jobs = source
+                    .workload(index + redraws * n)
+                    .map_err(RunError::Workload)?;
+            }
             // Nodes fail at other times in each replication too.
             let config = SimConfig {
                 failure_seed: inputs.config.failure_seed.wrapping_add(index as u64),
@@ -199,9 +213,16 @@ pub fn run(
     Ok((summarize(reports, source), first))
 }
 
-/// Blocks of at most an hour, at least a minute, 24 over a shorter trace.
-fn block_s(span_s: f64) -> f64 {
-    (span_s / 24.0).clamp(60.0, 3600.0)
+/// Times a replication is drawn again for lack of a target's scope.
+const MAX_REDRAWS: usize = 100;
+
+/// Blocks of at most an hour, at least a minute, 24 over a shorter trace;
+/// as many as cover the span (a job at its very end falls in the last
+/// block, not in a block of its own).
+fn blocks_of(span_s: f64) -> (usize, f64) {
+    let width = (span_s / 24.0).clamp(60.0, 3600.0);
+    let blocks = ((span_s / width).ceil() as usize).max(1);
+    (blocks, width)
 }
 
 /// A local block bootstrap resample of `jobs` (sorted by arrival): each
@@ -209,8 +230,7 @@ fn block_s(span_s: f64) -> f64 {
 /// generator seeded by `seed`.
 pub fn block_bootstrap(jobs: &[JobRequest], seed: u64) -> Vec<JobRequest> {
     let span = jobs.iter().map(|j| j.arrival_s).fold(0.0, f64::max);
-    let width = block_s(span);
-    let blocks = (span / width).floor() as usize + 1;
+    let (blocks, width) = blocks_of(span);
     let block = |j: &JobRequest| ((j.arrival_s / width).floor() as usize).min(blocks - 1);
     // Each block's jobs, in arrival order.
     let mut by_block: Vec<Vec<&JobRequest>> = vec![Vec::new(); blocks];

@@ -125,6 +125,9 @@ pub struct Board<'v> {
     usage: Vec<Vec<u32>>,
     /// Per board queue id: the same work's time ahead (for budgets).
     budget_ahead: Vec<WorkAhead>,
+    /// Per board queue id: devices of its work told to stop (they still
+    /// use its budget while they save, with no time ahead booked).
+    stopping: Vec<u32>,
     /// Per flavor: all running work's time ahead (for ETAs).
     work_ahead: Vec<WorkAhead>,
     /// (model, tp, fastest first?) -> flavors that could run it.
@@ -153,6 +156,7 @@ impl<'v> Board<'v> {
             place_in_flavor: Vec::new(),
             usage: Vec::new(),
             budget_ahead: Vec::new(),
+            stopping: Vec::new(),
             work_ahead: Vec::new(),
             rankings: HashMap::default(),
         };
@@ -253,6 +257,7 @@ impl<'v> Board<'v> {
         if new {
             self.usage.push(vec![0; self.flavors.names.len()]);
             self.budget_ahead.push(WorkAhead::default());
+            self.stopping.push(0);
         }
         id
     }
@@ -291,6 +296,7 @@ impl<'v> Board<'v> {
             place_in_flavor: self.place_in_flavor,
             usage: self.usage,
             budget_ahead: self.budget_ahead,
+            stopping: self.stopping,
             work_ahead: self.work_ahead,
             rankings: self.rankings,
         }
@@ -332,6 +338,7 @@ impl<'v> Board<'v> {
     fn insert(&mut self, job: Running, data: RunData<'v>) -> RunKey {
         let devices = job.devices;
         if job.preempting {
+            self.stopping[job.queue] += devices;
             if let Some(slot) = job.slot {
                 self.add_releasing(slot, devices);
             }
@@ -380,6 +387,7 @@ impl<'v> Board<'v> {
         let devices = job.devices;
         self.usage[queue][flavor] -= devices;
         self.budget_ahead[queue].add(devices, ends, -1);
+        self.stopping[queue] += devices;
         if let Some(slot) = slot {
             self.add_releasing(slot, devices);
         }
@@ -409,6 +417,7 @@ impl<'v> Board<'v> {
         let data = self.run_data.get_mut(key).and_then(Option::take);
         let devices = job.devices;
         if job.preempting {
+            self.stopping[job.queue] -= devices;
             if let Some(slot) = job.slot {
                 self.remove_releasing(slot, devices);
             }
@@ -474,6 +483,11 @@ impl<'v> Board<'v> {
     /// stopping.
     pub(super) fn budget_ahead_s(&self, q: usize, now_ms: i64) -> f64 {
         self.budget_ahead[q].seconds_at(now_ms)
+    }
+
+    /// Devices of board queue `q`'s work told to stop.
+    pub(super) fn stopping(&self, q: usize) -> u32 {
+        self.stopping[q]
     }
 
     /// Per flavor: device-seconds of all running work still to run.

@@ -314,7 +314,10 @@ impl<'a, 'v> Cycle<'a, 'v> {
             let key = self.board.start(run, data, queue);
             self.decision.placements[placement].run = Some(key);
         }
-        if self.decision.placements.is_empty() && self.decision.preemptions.is_empty() {
+        // Only a board kept between cycles (the planner's) skips cycles:
+        // the leader's cycles also refresh reasons and ETAs.
+        let idle = self.decision.placements.is_empty() && self.decision.preemptions.is_empty();
+        if self.keep && idle {
             self.decision.quiet_until_ms = Some(self.quiet_until_ms());
         }
         self.decision
@@ -347,6 +350,15 @@ impl<'a, 'v> Cycle<'a, 'v> {
         }
         for budget in self.budgets.iter().flatten() {
             after(now.saturating_add((budget.resets_in_s * 1000.0).ceil().max(1.0) as i64));
+        }
+        // Work told to stop still spends its queue's budget while it
+        // saves, with no time ahead booked: that budget shrinks with time
+        // alone, so nothing is proved while there is such work.
+        for (b, q) in self.quota_of.iter().enumerate() {
+            let budgeted = q.is_some_and(|q| self.budgets[q].is_some());
+            if budgeted && self.board.stopping(b) > 0 {
+                after(now + 1);
+            }
         }
         until
     }

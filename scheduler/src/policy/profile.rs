@@ -203,7 +203,13 @@ fn interpolate(classes: &SizeClasses, work: u64) -> Option<f64> {
         .partition_point(|(w, _)| *w < x)
         .clamp(1, points.len() - 1);
     let ((x0, y0), (x1, y1)) = (points[at - 1], points[at]);
-    let slope = if x1 > x0 { (y1 - y0) / (x1 - x0) } else { 0.0 };
+    // A larger video never steps faster (two noisy measurements may say
+    // so; extrapolating that would make the largest jobs the fastest).
+    let slope = if x1 > x0 {
+        ((y1 - y0) / (x1 - x0)).max(0.0)
+    } else {
+        0.0
+    };
     let floor = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min) / 10.0;
     let seconds = (y0 + slope * (x - x0)).max(floor);
     Some(1.0 / seconds)

@@ -295,10 +295,11 @@ pub struct Decision {
     pub placements: Vec<Placement>,
     pub preemptions: Vec<Preemption>,
     pub pending: Vec<PendingStatus>,
-    /// Set when the cycle placed and preempted nothing: until then, with
-    /// no change to the jobs, nodes or queues, every cycle decides nothing
-    /// too (the first moment a waiting job ages or starves, running work
-    /// passes its minimum runtime, or a budget period ends).
+    /// Set, on a board kept between cycles, when the cycle placed and
+    /// preempted nothing: until then, with no change to the jobs, nodes or
+    /// queues, every cycle decides nothing too (the first moment a waiting
+    /// job ages or starves, running work passes its minimum runtime, or a
+    /// budget period ends; none while budgeted work is stopping).
     pub quiet_until_ms: Option<i64>,
 }
 
