@@ -99,6 +99,25 @@ fn workload(rng: &mut StdRng, n: usize) -> Vec<JobRequest> {
         .collect()
 }
 
+/// The same run the planner's way (`kept`: a board kept by changes,
+/// idle cycles skipped) and the leader's (view rebuilt, every cycle run).
+fn both_ways(
+    fleet: &Fleet,
+    queues: &[pb::Queue],
+    jobs: &[JobRequest],
+    profile: &Profile,
+    kept: &SimConfig,
+) -> (super::SimOutcome, super::SimOutcome) {
+    let rebuilt = SimConfig {
+        rebuild_each_cycle: true,
+        ..kept.clone()
+    };
+    (
+        Simulation::new(fleet, queues, jobs, profile, kept).run(&mut |_| {}),
+        Simulation::new(fleet, queues, jobs, profile, &rebuilt).run(&mut |_| {}),
+    )
+}
+
 #[test]
 fn a_board_kept_by_changes_decides_as_a_view_rebuilt_every_cycle() {
     let mut preempted = 0;
@@ -125,12 +144,7 @@ fn a_board_kept_by_changes_decides_as_a_view_rebuilt_every_cycle() {
             reload_s: rng.random_range(0.0..3.0),
             ..SimConfig::default()
         };
-        let rebuilt = SimConfig {
-            rebuild_each_cycle: true,
-            ..kept.clone()
-        };
-        let a = Simulation::new(&fleet, &queues, &jobs, &profile, &kept).run(&mut |_| {});
-        let b = Simulation::new(&fleet, &queues, &jobs, &profile, &rebuilt).run(&mut |_| {});
+        let (a, b) = both_ways(&fleet, &queues, &jobs, &profile, &kept);
         assert_eq!(a.jobs, b.jobs, "seed {seed}: the jobs went differently");
         assert_eq!(a.cycles, b.cycles, "seed {seed}");
         assert_eq!(a.busy_device_s, b.busy_device_s, "seed {seed}");
@@ -260,12 +274,7 @@ fn a_board_kept_by_changes_decides_as_a_rebuilt_view_when_nodes_fail() {
             checkpoint_s: 1.0,
             ..SimConfig::default()
         };
-        let rebuilt = SimConfig {
-            rebuild_each_cycle: true,
-            ..kept.clone()
-        };
-        let a = Simulation::new(&fleet, &queues, &jobs, &profile, &kept).run(&mut |_| {});
-        let b = Simulation::new(&fleet, &queues, &jobs, &profile, &rebuilt).run(&mut |_| {});
+        let (a, b) = both_ways(&fleet, &queues, &jobs, &profile, &kept);
         assert!(a.node_failures > 0, "seed {seed}: no node failed");
         assert_eq!(a.jobs, b.jobs, "seed {seed}");
     }
