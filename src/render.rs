@@ -319,6 +319,17 @@ pub fn job_details(job: &pb::Job) -> String {
         ),
         format!("progress:  {}/{} steps", job.step, spec.steps),
     ];
+    if !job.unknown_words.is_empty() {
+        // Under the prompt.
+        lines.insert(
+            3,
+            format!(
+                "unknown:   {} (not words of model {})",
+                quoted(&job.unknown_words),
+                spec.model
+            ),
+        );
+    }
     if !job.node.is_empty() {
         let simulated = if job.simulated {
             ", simulated devices"
@@ -382,6 +393,42 @@ pub fn job_details(job: &pb::Job) -> String {
         ));
     }
     lines.join("\n")
+}
+
+/// `words` as `"cyan", "pink"`.
+fn quoted(words: &[String]) -> String {
+    let quoted: Vec<String> = words.iter().map(|w| format!("{w:?}")).collect();
+    quoted.join(", ")
+}
+
+/// `submit`'s note: the words of the prompt the job's model does not know
+/// (the scheduler's list) and what it knows instead, or that the prompt
+/// names nothing it can show. `None` when there is nothing to say, or the
+/// model reads any word.
+pub fn vocabulary_note(job: &pb::Job) -> Option<String> {
+    let spec = job.spec.as_ref()?;
+    let vocabulary = pb::vocabulary::vocabulary(&spec.model)?;
+    let model = &spec.model;
+    let unknown = quoted(&job.unknown_words);
+    let them = if job.unknown_words.len() == 1 {
+        "it"
+    } else {
+        "them"
+    };
+    let own_choice = "the video will be a scene of the model's own choosing";
+    let nothing_known = vocabulary.check(&spec.prompt).known.is_empty();
+    let what = match (job.unknown_words.is_empty(), nothing_known) {
+        (true, false) => return None,
+        (false, false) => {
+            format!("the {model} model does not know {unknown} and will not show {them}")
+        }
+        (false, true) => format!(
+            "the {model} model does not know {unknown}, and the prompt names nothing else \
+             it knows: {own_choice}"
+        ),
+        (true, true) => format!("the prompt names nothing the {model} model knows: {own_choice}"),
+    };
+    Some(format!("note: {what}; it knows {}", vocabulary.summary()))
 }
 
 /// A progress bar for one job.
@@ -448,6 +495,57 @@ mod tests {
         assert!(
             lines[2].contains("5/20") && lines[2].ends_with("no worker is connected"),
             "{table}"
+        );
+    }
+
+    fn world_job(prompt: &str) -> pb::Job {
+        let spec = pb::JobSpec {
+            prompt: prompt.into(),
+            model: "world".into(),
+            ..Default::default()
+        };
+        pb::Job {
+            unknown_words: pb::vocabulary::unknown_words("world", prompt).unwrap_or_default(),
+            spec: Some(spec),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_note_names_the_unknown_words_and_what_the_model_knows() {
+        let job = world_job("a cyan hexagon on a pink background, spinning slowly");
+        let note = vocabulary_note(&job).expect("a note");
+        let expected = r#"note: the world model does not know "cyan", "hexagon", "pink", "spinning", "slowly", and the prompt names nothing else it knows: the video will be a scene of the model's own choosing; it knows colours red, green"#;
+        assert!(note.starts_with(expected), "{note}");
+        assert!(
+            note.ends_with("backgrounds black, navy, gray, dark green, brown"),
+            "{note}"
+        );
+        let details = job_details(&job);
+        let line = r#"unknown:   "cyan", "hexagon", "pink", "spinning", "slowly" (not words of model world)"#;
+        assert!(details.contains(line), "{details}");
+        let one = vocabulary_note(&world_job("a red circle rises slowly")).expect("a note");
+        let expected =
+            r#"note: the world model does not know "slowly" and will not show it; it knows"#;
+        assert!(one.starts_with(expected), "{one}");
+
+        let none = vocabulary_note(&world_job("it is on the background")).expect("a note");
+        assert!(
+            none.starts_with("note: the prompt names nothing the world model knows: the video"),
+            "{none}"
+        );
+        let caption = world_job("a big yellow square drifts to the right on a gray background");
+        assert_eq!(vocabulary_note(&caption), None);
+        assert!(!job_details(&caption).contains("unknown:"));
+        let mut tiny = world_job("a cyan hexagon");
+        tiny.spec = Some(pb::JobSpec {
+            model: "tiny".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            vocabulary_note(&tiny),
+            None,
+            "a seeded preset reads any word"
         );
     }
 }

@@ -13,6 +13,9 @@
 //!   of known flavors, and memory sizes as written (`80GiB`).
 //! - [`metrics`]: metrics made and registered in one step (both processes).
 //! - [`tls`]: certificates, and the client and server TLS every part uses.
+//! - [`vocabulary`]: the words a model trained on a fixed vocabulary knows
+//!   (`world`), and which words of a prompt it does not (scheduler and
+//!   worker read the one table).
 
 /// Everything of package `genfleet.v1`.
 // Generated: message sizes follow the .proto, not clippy's taste.
@@ -33,6 +36,7 @@ pub mod flavors;
 pub mod metrics;
 pub mod models;
 pub mod tls;
+pub mod vocabulary;
 
 /// Longest name of a node, model, queue or flavor.
 pub const MAX_NAME_LEN: usize = 63;

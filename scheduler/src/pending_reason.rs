@@ -99,6 +99,7 @@ mod tests {
                 spec: Some(spec),
                 request_id: String::new(),
                 tenant: String::new(),
+                unknown_words: Vec::new(),
             }),
         );
     }

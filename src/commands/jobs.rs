@@ -32,6 +32,10 @@ pub async fn submit(args: SubmitArgs, client: &ClientConfig) -> anyhow::Result<(
     genfleet_scheduler::spec::validate(&genfleet_scheduler::spec::with_defaults(spec.clone()))?;
     let mut scheduler = connect(client, &args.client.scheduler).await?;
     let job = scheduler.submit(spec).await?;
+    // On stderr: stdout stays the job (its id, or -o json) for scripts.
+    if let Some(note) = render::vocabulary_note(&job) {
+        say_err!("{note}");
+    }
     let format = args.output.output;
     if !args.watch {
         return output::object(format, &job, || job.id.clone());

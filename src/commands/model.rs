@@ -1,17 +1,50 @@
-//! `genfleet model init` and `genfleet model list` (`sample` is in sample.rs).
+//! `genfleet model init` and `genfleet model list` (`sample` is in sample.rs);
+//! `model list -o wide` prints the words of a model with a fixed vocabulary.
+
+use std::collections::BTreeMap;
 
 use anyhow::Context;
+use genfleet_proto::vocabulary::Vocabulary;
 use genfleet_worker::model;
 
 use crate::cli::ModelCommand;
 use crate::output;
 
-/// A model as `-o json|yaml` prints it: its name and its config.json.
+/// A model as `-o json|yaml` prints it: its name, its config.json and,
+/// for a model trained on a fixed vocabulary, its words by attribute.
 #[derive(serde::Serialize)]
 struct ModelItem {
     name: String,
     #[serde(flatten)]
     manifest: model::weights::ModelManifest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vocabulary: Option<BTreeMap<&'static str, Vec<Vec<&'static str>>>>,
+}
+
+/// The words jobs naming model `name` are checked against (the shared
+/// table), if the model was made with a fixed vocabulary.
+fn vocabulary(name: &str, manifest: &model::weights::ModelManifest) -> Option<&'static Vocabulary> {
+    genfleet_proto::vocabulary::vocabulary(name).filter(|_| !manifest.config.words.is_empty())
+}
+
+/// `-o wide`'s lines under a model: each attribute's values, a value's
+/// other words in brackets ("navy (dark blue)").
+fn vocabulary_lines(vocabulary: &Vocabulary) -> Vec<String> {
+    vocabulary
+        .attributes()
+        .iter()
+        .map(|(name, values)| {
+            let values: Vec<String> = values
+                .iter()
+                .map(|words| match words.split_first() {
+                    Some((plain, [])) => plain.to_string(),
+                    Some((plain, others)) => format!("{plain} ({})", others.join(", ")),
+                    None => String::new(),
+                })
+                .collect();
+            format!("  {name}: {}", values.join(", "))
+        })
+        .collect()
 }
 
 pub async fn run(command: ModelCommand) -> anyhow::Result<()> {
@@ -44,12 +77,15 @@ pub async fn run(command: ModelCommand) -> anyhow::Result<()> {
             let mut models = Vec::new();
             for name in model::available_models(&args.dir) {
                 let dir = model::weights::model_dir(&args.dir, &name);
+                let manifest = model::weights::read_manifest(&dir)?;
                 models.push(ModelItem {
-                    manifest: model::weights::read_manifest(&dir)?,
+                    vocabulary: vocabulary(&name, &manifest)
+                        .map(|v| v.attributes().into_iter().collect()),
+                    manifest,
                     name,
                 });
             }
-            output::list(args.output.output, &models, |_| {
+            output::list(args.output.output, &models, |wide| {
                 if models.is_empty() {
                     return format!(
                         "no models in {} (create one with `genfleet model init`)",
@@ -58,8 +94,8 @@ pub async fn run(command: ModelCommand) -> anyhow::Result<()> {
                 }
                 let lines: Vec<String> = models
                     .iter()
-                    .map(|m| {
-                        format!(
+                    .flat_map(|m| {
+                        let row = format!(
                             "{}\t{:.1} M parameters\t{} {}\tdim {} x {} blocks",
                             m.name,
                             m.manifest.parameters as f64 / 1e6,
@@ -71,7 +107,11 @@ pub async fn run(command: ModelCommand) -> anyhow::Result<()> {
                             m.manifest.seed,
                             m.manifest.config.dim,
                             m.manifest.config.depth
-                        )
+                        );
+                        let words = vocabulary(&m.name, &m.manifest)
+                            .filter(|_| wide)
+                            .map(vocabulary_lines);
+                        std::iter::once(row).chain(words.into_iter().flatten())
                     })
                     .collect();
                 lines.join("\n")

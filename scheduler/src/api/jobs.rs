@@ -164,12 +164,17 @@ impl JobService for JobApi {
             return Err(Status::invalid_argument(why));
         }
         let job_id = format!("j-{:012x}", rand::random::<u64>() >> 16);
+        // Found here, once, and logged with the job: every replica keeps
+        // what this release's vocabulary said, whatever release applies it.
+        let unknown_words =
+            pb::vocabulary::unknown_words(&spec.model, &spec.prompt).unwrap_or_default();
         let outcome = self
             .propose(pb::command::Kind::SubmitJob(pb::SubmitJob {
                 job_id,
                 spec: Some(spec),
                 request_id: request.request_id,
                 tenant,
+                unknown_words,
             }))
             .await?;
         let Outcome::Job(job) = outcome else {

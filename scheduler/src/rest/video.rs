@@ -109,6 +109,9 @@ pub struct Video {
     /// Whether a preview is there (`variant=preview` and
     /// `variant=preview_thumbnail`), while the job runs and after.
     pub has_preview: bool,
+    /// Words of the prompt the model does not know (`world`'s vocabulary
+    /// is small): it will not show them.
+    pub unknown_words: Vec<String>,
 }
 
 /// Frames for `seconds` at `fps`: a first frame, then `fps` per second.
@@ -156,6 +159,7 @@ pub fn video(job: &pb::Job) -> Video {
         pending_reason: (state == pb::JobState::Pending && !job.pending_reason.is_empty())
             .then(|| job.pending_reason.clone()),
         has_preview: job.artifacts.iter().any(|a| a.kind == "preview"),
+        unknown_words: job.unknown_words.clone(),
     }
 }
 

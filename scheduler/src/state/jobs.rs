@@ -1,6 +1,9 @@
 //! Job commands: submit, cancel, assign, progress, finish, fail.
 
+use std::collections::BTreeSet;
+
 use genfleet_proto as pb;
+use pb::vocabulary::prompt_words;
 use pb::JobState;
 
 use super::{Outcome, Rejection, State};
@@ -54,6 +57,9 @@ pub struct Job {
     pub preempted_at_ms: i64,
     /// The tenant that submitted it; empty: an admin.
     pub tenant: String,
+    /// Words of the prompt its model does not know, as the leader found
+    /// them at submit.
+    pub unknown_words: Vec<String>,
 }
 
 /// The idempotency map's key: a request id is its tenant's own, so one
@@ -63,6 +69,24 @@ pub(super) fn request_key(tenant: &str, request_id: &str) -> String {
         request_id.to_string()
     } else {
         format!("{tenant}\u{0}{request_id}")
+    }
+}
+
+/// The leader's list of a prompt's unknown words: each entry made of
+/// words of the prompt, none twice (so its size is bounded by the prompt's).
+fn check_unknown_words(unknown: &[String], prompt: &str) -> Result<(), Rejection> {
+    let words: BTreeSet<String> = prompt_words(prompt).collect();
+    let mut seen = BTreeSet::new();
+    let valid = unknown.iter().all(|entry| {
+        let mut parts = prompt_words(entry).peekable();
+        parts.peek().is_some() && parts.all(|w| words.contains(&w)) && seen.insert(entry)
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(Rejection::Malformed(
+            "unknown words that are not words of the prompt",
+        ))
     }
 }
 
@@ -94,6 +118,7 @@ impl Job {
             preempted_at_ms: self.preempted_at_ms,
             tenant: self.tenant.clone(),
             position: self.position,
+            unknown_words: self.unknown_words.clone(),
         }
     }
 
@@ -137,6 +162,7 @@ impl State {
         if self.jobs.contains_key(&c.job_id) {
             return Err(Rejection::DuplicateJob(c.job_id.clone()));
         }
+        check_unknown_words(&c.unknown_words, &spec.prompt)?;
         let position = self.next_position;
         self.next_position += 1;
         let job = Job {
@@ -163,6 +189,7 @@ impl State {
             preemptions: 0,
             preempted_at_ms: 0,
             tenant: c.tenant.clone(),
+            unknown_words: c.unknown_words.clone(),
         };
         if !c.request_id.is_empty() {
             self.requests.insert(request, job.id.clone());

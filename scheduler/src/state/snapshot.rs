@@ -217,5 +217,7 @@ fn job_from_stored(stored: pb::StoredJob) -> Result<Job, SnapshotError> {
         preemptions: job.preemptions,
         preempted_at_ms: job.preempted_at_ms,
         tenant: job.tenant,
+        // Empty in snapshots written before the field existed.
+        unknown_words: job.unknown_words,
     })
 }

@@ -30,6 +30,7 @@ fn submit(id: &str, tp: u32) -> pb::command::Kind {
         spec: Some(spec(tp)),
         request_id: String::new(),
         tenant: String::new(),
+        unknown_words: Vec::new(),
     })
 }
 
@@ -372,6 +373,7 @@ fn a_retried_submit_with_the_same_request_id_returns_the_first_job() {
             spec: Some(spec(1)),
             request_id: "req-1".into(),
             tenant: String::new(),
+            unknown_words: Vec::new(),
         })
     };
     let r = run(&mut s, vec![with_key("j1"), with_key("j2")]);
@@ -463,6 +465,7 @@ fn submit_to(id: &str, queue: &str) -> pb::command::Kind {
         spec: Some(spec),
         request_id: String::new(),
         tenant: String::new(),
+        unknown_words: Vec::new(),
     })
 }
 
@@ -889,6 +892,7 @@ fn tenant_submit(
         }),
         request_id: request.into(),
         tenant: tenant.into(),
+        unknown_words: Vec::new(),
     })
 }
 
@@ -1408,3 +1412,4 @@ fn a_backup_restores_into_a_fresh_state_only() {
 }
 
 mod history;
+mod unknown_words;

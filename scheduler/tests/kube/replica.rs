@@ -122,6 +122,7 @@ pub fn submit(id: &str, queue: &str) -> pb::command::Kind {
         })),
         request_id: String::new(),
         tenant: String::new(),
+        unknown_words: Vec::new(),
     })
 }
 

@@ -561,6 +561,7 @@ fn submit_command(job_id: &str, request_id: &str) -> pb::Command {
             spec: Some(spec),
             request_id: request_id.into(),
             tenant: String::new(),
+            unknown_words: Vec::new(),
         })),
     }
 }

@@ -123,6 +123,7 @@ pub(super) fn command(rng: &mut StdRng) -> pb::command::Kind {
             }),
             request_id: ["", "r1", "r2"][rng.random_range(0..3)].into(),
             tenant,
+            unknown_words: Vec::new(),
         }),
         2 => Kind::CancelJob(pb::CancelJob { job_id: job }),
         3 => Kind::DeleteJob(pb::DeleteJob { job_id: job }),

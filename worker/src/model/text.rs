@@ -8,6 +8,7 @@
 
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Init, Linear, VarBuilder};
+use genfleet_proto::vocabulary::prompt_words;
 
 use super::config::ModelConfig;
 use super::layers::{self, attention, linear, merge_heads, split_heads, FeedForward, LayerNorm};
@@ -51,11 +52,10 @@ impl Tokenizer {
     pub fn tokens(&self, prompt: &str, len: usize) -> (Vec<u32>, Vec<f32>) {
         match self {
             Tokenizer::Hashed { vocab } => tokenize(prompt, *vocab, len),
+            // Split as the scheduler's check splits (one function), so
+            // the words it reports unknown are those this maps to `unknown`.
             Tokenizer::Words { ids, unknown } => {
-                let words = prompt
-                    .split(|c: char| !c.is_alphanumeric())
-                    .filter(|w| !w.is_empty())
-                    .map(|w| *ids.get(&w.to_lowercase()).unwrap_or(unknown));
+                let words = prompt_words(prompt).map(|w| *ids.get(&w).unwrap_or(unknown));
                 padded(words, len)
             }
         }
@@ -75,10 +75,7 @@ fn padded(ids: impl Iterator<Item = u32>, len: usize) -> (Vec<u32>, Vec<f32>) {
 /// Token ids and keep-mask (1 for tokens, 0 for padding), each `len` long.
 /// The first token is always BOS, so even an empty prompt attends to one token.
 pub fn tokenize(prompt: &str, vocab: usize, len: usize) -> (Vec<u32>, Vec<f32>) {
-    let words = prompt
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|word| 2 + (fnv1a(&word.to_lowercase()) % (vocab as u64 - 2)) as u32);
+    let words = prompt_words(prompt).map(|word| 2 + (fnv1a(&word) % (vocab as u64 - 2)) as u32);
     padded(words, len)
 }
 
@@ -219,5 +216,40 @@ mod tests {
         let (ids, mask) = tokenizer.tokens("Red zebra, BALL", 6);
         assert_eq!(ids, vec![BOS, 2, 4, 3, PAD, PAD]);
         assert_eq!(mask, vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
+    }
+
+    /// The scheduler's word check (`genfleet_proto::vocabulary`) and the
+    /// world model's tokenizer agree: the words reported unknown are the
+    /// words the model reads as its unknown token, less function words.
+    #[test]
+    fn the_world_tokenizer_reads_as_unknown_what_the_scheduler_reports() {
+        use genfleet_proto::vocabulary::{self, FUNCTION_WORDS};
+        let config = ModelConfig::preset("world").expect("preset");
+        let tokenizer = Tokenizer::new(&config);
+        let Tokenizer::Words { unknown, .. } = &tokenizer else {
+            panic!("the world model has a fixed vocabulary");
+        };
+        for prompt in [
+            "a cyan hexagon spinning on a pink background",
+            "A Big YELLOW square drifts to the right, on a gray backdrop!",
+            "it is a red circle that rises slowly over the hills",
+            "Zebra 3 dots, crimson-ish zebra; moving in a circle",
+        ] {
+            let (ids, _) = tokenizer.tokens(prompt, config.text_len);
+            let words: Vec<String> = prompt_words(prompt).collect();
+            let read_as_unknown: Vec<&String> = words
+                .iter()
+                .zip(&ids[1..])
+                .filter(|(_, id)| *id == unknown)
+                .map(|(w, _)| w)
+                .collect();
+            let mut seen = std::collections::BTreeSet::new();
+            let expected: Vec<&String> = read_as_unknown
+                .into_iter()
+                .filter(|w| !FUNCTION_WORDS.contains(&w.as_str()) && seen.insert(*w))
+                .collect();
+            let reported = vocabulary::unknown_words("world", prompt).expect("world");
+            assert_eq!(reported.iter().collect::<Vec<_>>(), expected, "{prompt}");
+        }
     }
 }

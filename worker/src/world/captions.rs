@@ -5,86 +5,37 @@
 
 use super::scene::{Background, Colour, Motion, Object, Scene, Shape, Size};
 use crate::rng::SeededRng;
+use genfleet_proto::vocabulary::WORLD;
 
 fn pick<'a>(options: &[&'a str], rng: &mut SeededRng) -> &'a str {
     options[(rng.next_u64() % options.len() as u64) as usize]
 }
 
+// The words come from the one shared table (`genfleet_proto::vocabulary`),
+// which the scheduler checks prompts against: one entry per value, in
+// each enum's order (a test below checks the counts).
+
 fn shape_words(shape: Shape) -> &'static [&'static str] {
-    match shape {
-        Shape::Circle => &["circle", "ball", "disc", "dot"],
-        Shape::Square => &["square", "box", "block"],
-        Shape::Triangle => &["triangle", "wedge"],
-    }
+    WORLD.shapes[shape as usize]
 }
 
 fn colour_words(colour: Colour) -> &'static [&'static str] {
-    match colour {
-        Colour::Red => &["red", "crimson"],
-        Colour::Green => &["green", "lime"],
-        Colour::Blue => &["blue", "azure"],
-        Colour::Yellow => &["yellow", "golden"],
-        Colour::White => &["white"],
-        Colour::Purple => &["purple", "violet"],
-        Colour::Orange => &["orange"],
-    }
+    WORLD.colours[colour as usize]
 }
 
 fn background_words(background: Background) -> &'static [&'static str] {
-    match background {
-        Background::Black => &["black", "dark"],
-        Background::Navy => &["navy", "dark blue"],
-        Background::Gray => &["gray", "grey"],
-        Background::Forest => &["dark green", "forest green"],
-        Background::Brown => &["brown"],
-    }
+    WORLD.backgrounds[background as usize]
 }
 
 fn size_words(size: Size) -> &'static [&'static str] {
-    match size {
-        Size::Small => &["small", "little", "tiny"],
-        Size::Large => &["large", "big"],
-    }
+    WORLD.sizes[size as usize]
 }
 
 /// The motion as a verb phrase ("drifts to the left") and as a
 /// participle phrase ("moving left").
 fn motion_words(motion: Motion) -> (&'static [&'static str], &'static [&'static str]) {
-    match motion {
-        Motion::Left => (
-            &["drifts to the left", "moves left", "slides left"],
-            &["moving left", "drifting left", "going left"],
-        ),
-        Motion::Right => (
-            &["drifts to the right", "moves right", "slides right"],
-            &["moving right", "drifting right", "going right"],
-        ),
-        Motion::Up => (
-            &["rises", "moves up", "floats upward"],
-            &["moving up", "rising", "floating up"],
-        ),
-        Motion::Down => (
-            &["falls", "moves down", "sinks"],
-            &["moving down", "falling", "sinking"],
-        ),
-        Motion::Still => (
-            &["stays still", "sits still", "rests"],
-            &["standing still", "not moving", "resting"],
-        ),
-        Motion::Bounce => (&["bounces", "hops up and down"], &["bouncing", "hopping"]),
-        Motion::Grow => (
-            &["grows", "gets bigger", "expands"],
-            &["growing", "getting bigger", "expanding"],
-        ),
-        Motion::Shrink => (
-            &["shrinks", "gets smaller", "contracts"],
-            &["shrinking", "getting smaller"],
-        ),
-        Motion::Orbit => (
-            &["circles around", "orbits", "moves in a circle"],
-            &["circling", "orbiting", "going round"],
-        ),
-    }
+    let words = WORLD.motions[motion as usize];
+    (words.verbs, words.participles)
 }
 
 /// "a small red circle", "red ball": the object's noun phrase, with or
@@ -129,32 +80,9 @@ pub fn caption(scene: &Scene, rng: &mut SeededRng) -> String {
 }
 
 /// Every word a caption can contain, in a fixed order: the trained text
-/// encoder's vocabulary.
+/// encoder's vocabulary (word `i` is token `2 + i`).
 pub fn vocabulary() -> Vec<String> {
-    let mut words: Vec<&str> = vec!["a", "on", "background", "against", "backdrop", "and", "the"];
-    let phrases = Shape::ALL
-        .iter()
-        .flat_map(|s| shape_words(*s).iter())
-        .chain(Colour::ALL.iter().flat_map(|c| colour_words(*c).iter()))
-        .chain(
-            Background::ALL
-                .iter()
-                .flat_map(|b| background_words(*b).iter()),
-        )
-        .chain(Size::ALL.iter().flat_map(|s| size_words(*s).iter()))
-        .chain(Motion::ALL.iter().flat_map(|m| {
-            let (verbs, participles) = motion_words(*m);
-            verbs.iter().chain(participles.iter())
-        }));
-    for phrase in phrases {
-        words.extend(phrase.split(' '));
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    words
-        .into_iter()
-        .filter(|w| seen.insert(*w))
-        .map(String::from)
-        .collect()
+    WORLD.words().into_iter().map(String::from).collect()
 }
 
 #[cfg(test)]
@@ -215,5 +143,54 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_shared_tables_have_one_entry_per_value() {
+        assert_eq!(WORLD.shapes.len(), Shape::ALL.len());
+        assert_eq!(WORLD.colours.len(), Colour::ALL.len());
+        assert_eq!(WORLD.backgrounds.len(), Background::ALL.len());
+        assert_eq!(WORLD.sizes.len(), Size::ALL.len());
+        assert_eq!(WORLD.motions.len(), Motion::ALL.len());
+        // Each value's plain word is its name: the index is the value.
+        let named = |value: String, word: &str| assert_eq!(value.to_lowercase(), word);
+        for v in Shape::ALL {
+            named(format!("{v:?}"), shape_words(v)[0]);
+        }
+        for v in Colour::ALL {
+            named(format!("{v:?}"), colour_words(v)[0]);
+        }
+        for v in Size::ALL {
+            named(format!("{v:?}"), size_words(v)[0]);
+        }
+        for v in Background::ALL
+            .into_iter()
+            .filter(|v| *v != Background::Forest)
+        {
+            named(format!("{v:?}"), background_words(v)[0]);
+        }
+        assert_eq!(background_words(Background::Forest)[0], "dark green");
+        assert_eq!(motion_words(Motion::Orbit).0[0], "circles around");
+    }
+
+    /// The token ids the shipped `world` weights learned: a change to the
+    /// shared table's words or order would have them read other words.
+    #[rustfmt::skip]
+    const SHIPPED_ORDER: [&str; 89] = [
+        "a", "on", "background", "against", "backdrop", "and", "the", "circle", "ball", "disc",
+        "dot", "square", "box", "block", "triangle", "wedge", "red", "crimson", "green",
+        "lime", "blue", "azure", "yellow", "golden", "white", "purple", "violet", "orange",
+        "black", "dark", "navy", "gray", "grey", "forest", "brown", "small", "little", "tiny",
+        "large", "big", "drifts", "to", "left", "moves", "slides", "moving", "drifting",
+        "going", "right", "rises", "up", "floats", "upward", "rising", "floating", "falls",
+        "down", "sinks", "falling", "sinking", "stays", "still", "sits", "rests", "standing",
+        "not", "resting", "bounces", "hops", "bouncing", "hopping", "grows", "gets", "bigger",
+        "expands", "growing", "getting", "expanding", "shrinks", "smaller", "contracts",
+        "shrinking", "circles", "around", "orbits", "in", "circling", "orbiting", "round",
+    ];
+
+    #[test]
+    fn the_vocabulary_keeps_the_token_order_the_shipped_weights_learned() {
+        assert_eq!(vocabulary(), SHIPPED_ORDER);
     }
 }
