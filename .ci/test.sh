@@ -10,6 +10,10 @@ source .ci/apt-install.sh
 apt_install_for ffprobe ffmpeg
 export GENFLEET_REQUIRE_FFPROBE=1
 
+# The completion tests check each shell's script with the shell itself.
+apt_install_for zsh zsh
+apt_install_for fish fish
+
 # kubectl (kustomize), kubernetes-validate, jsonschema and promtool for the
 # manifest and monitoring tests; with GENFLEET_REQUIRE_TOOLS=1 a missing one
 # fails those tests instead of skipping them.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::output::OutputArgs;
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use genfleet_scheduler::spec::{self, parse_size};
 use genfleet_worker::device::SimulatedGroup;
 
@@ -96,6 +96,18 @@ pub enum Command {
     /// The cluster's own workload as a trace for `genfleet plan --trace`.
     #[command(subcommand)]
     Trace(TraceCommand),
+    /// Print the completion script of a shell (bash, zsh, fish, ...).
+    ///
+    /// bash: `source <(genfleet completion bash)` (in ~/.bashrc); zsh:
+    /// `source <(genfleet completion zsh)` after compinit; fish:
+    /// `genfleet completion fish | source`.
+    Completion(CompletionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to complete in.
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +165,9 @@ pub struct ProfileExportArgs {
 }
 
 #[derive(Debug, Args)]
+// One group for the two ways to give the workload, so that the usage line
+// and a missing-workload error name both (`<--trace ..|--generate ..>`).
+#[command(group(ArgGroup::new("workload").required(true).args(["trace", "generate"])))]
 pub struct PlanArgs {
     /// The fleet: pools of nodes of a flavor, with prices (YAML).
     #[arg(long)]
@@ -162,11 +177,7 @@ pub struct PlanArgs {
     #[arg(long)]
     pub queues: Option<PathBuf>,
     /// The workload as a trace: CSV with a header, or JSON lines.
-    #[arg(
-        long,
-        required_unless_present = "generate",
-        conflicts_with = "generate"
-    )]
+    #[arg(long)]
     pub trace: Option<PathBuf>,
     /// The workload as a description: rates, daily shape, bursts, size mix
     /// and a seed (YAML).

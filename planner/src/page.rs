@@ -213,7 +213,7 @@ fn margin(t: &TargetResult, parsed: Option<&Target>) -> String {
 }
 
 /// What the run says of how sure a target's verdict is. One run says
-/// nothing: replications (issue 29) put the interval of the actual and
+/// nothing: replications put the interval of the actual and
 /// "met in k of n" here.
 fn confidence(_report: &Report, _target: &TargetResult) -> String {
     "single run".into()

@@ -3,6 +3,7 @@
 mod backup;
 mod certs;
 mod cluster;
+mod completion;
 mod demo;
 mod devices;
 mod jobs;
@@ -57,5 +58,6 @@ pub async fn run(command: Command, client: &ClientConfig) -> anyhow::Result<()> 
         Command::Plan(args) => plan::run(args),
         Command::Profile(command) => profile::run(command, client).await,
         Command::Trace(command) => trace::run(command, client).await,
+        Command::Completion(args) => completion::run(args),
     }
 }

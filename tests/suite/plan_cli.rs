@@ -151,6 +151,45 @@ fn a_sweep_finds_the_cheapest_fleet_that_meets_the_targets() {
     );
 }
 
+/// The workload comes from a trace or a generator description, exactly
+/// one of them: usage and errors name both (clap once said only `--trace`
+/// was required).
+#[test]
+fn a_plan_without_a_workload_names_both_ways_to_give_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fleet = one_node_fleet(dir.path(), "cpu", 1, 1.0);
+    let both = "<--trace <TRACE>|--generate <GENERATE>>";
+    let (ok, _, stderr) = cli(&["plan"]);
+    assert!(!ok, "no arguments at all");
+    assert!(stderr.contains("--fleet <FLEET>"), "{stderr}");
+    assert!(stderr.contains(both), "{stderr}");
+    let (ok, _, stderr) = cli(&["plan", "--fleet", &fleet]);
+    assert!(!ok, "a fleet without a workload");
+    assert!(stderr.contains(both), "{stderr}");
+    assert!(
+        !stderr.contains("--fleet <FLEET>\n"),
+        "--fleet was given: {stderr}"
+    );
+    let (ok, _, stderr) = cli(&[
+        "plan",
+        "--fleet",
+        &fleet,
+        "--trace",
+        "a.csv",
+        "--generate",
+        "b.yaml",
+    ]);
+    assert!(!ok, "two workloads");
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+    let (ok, stdout, stderr) = cli(&["plan", "--help"]);
+    assert!(ok, "{stderr}");
+    let usage = stdout
+        .lines()
+        .find(|l| l.starts_with("Usage:"))
+        .unwrap_or_default();
+    assert!(usage.contains(both), "{usage}");
+}
+
 #[test]
 fn bad_inputs_name_the_file_line_and_field() {
     let dir = tempfile::tempdir().expect("tempdir");
