@@ -38,18 +38,36 @@ fn the_unknown_words_are_kept_with_the_job_and_in_snapshots() {
 }
 
 #[test]
-fn a_list_that_is_not_made_of_the_prompts_words_is_refused() {
+fn a_list_longer_than_its_prompt_allows_is_refused() {
     let mut s = State::default();
+    let many: Vec<String> = (0..300).map(|i| format!("w{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let long_prompt = "word ".repeat(400);
     let r = run(
         &mut s,
         vec![
-            submit_with("j1", "a red circle", &["zebra"]),
-            submit_with("j2", "a pink circle", &["pink", "pink"]),
-            submit_with("j3", "a pink circle", &[""]),
+            submit_with("j1", "a pink circle", &["pink", "pink"]),
+            submit_with("j2", "a pink circle", &[""]),
+            submit_with("j3", "a red circle", &["a word longer than the prompt"]),
+            submit_with("j4", "a dot", &["abcde", "fghij", "k"]),
+            submit_with("j5", &long_prompt, &many),
         ],
     );
     for result in r {
         assert!(matches!(result, Err(Rejection::Malformed(_))), "{result:?}");
     }
     assert!(s.job("j1").is_none());
+}
+
+/// The check on apply reads bytes, not Unicode case tables: a word whose
+/// lower case splits differently ("İzmir") is kept as the leader gave it.
+#[test]
+fn a_list_the_leader_made_from_any_prompt_is_kept() {
+    let mut s = State::default();
+    let prompt = "a red circle in İzmir";
+    let unknown = pb::vocabulary::unknown_words("world", prompt).unwrap_or_default();
+    assert!(!unknown.is_empty(), "İzmir is no word of the world");
+    let unknown: Vec<&str> = unknown.iter().map(String::as_str).collect();
+    let r = run(&mut s, vec![submit_with("j1", prompt, &unknown)]);
+    assert!(r[0].is_ok(), "{r:?}");
 }
