@@ -29,13 +29,14 @@ pub(super) async fn export(
     }
     // Any replica answers, once the leader confirms its state is current.
     super::readable(raft, router).await?;
-    // Only the copy is made under the state's lock; the sort is not.
+    // Only the compact copy is made under the state's lock: the protobuf
+    // records (three strings each) and the sort are built outside it.
     let records = raft.read(|state| state.trace(request.since_ms, request.until_ms));
     let chunks = tokio::task::spawn_blocking(move || {
         let mut records = records;
         records.sort_by_key(|r| r.arrival_ms);
         let mut chunks = Vec::new();
-        let mut records = records.into_iter();
+        let mut records = records.iter().map(|r| r.to_proto());
         loop {
             let chunk: Vec<_> = records.by_ref().take(CHUNK).collect();
             if chunk.is_empty() {

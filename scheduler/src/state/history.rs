@@ -201,7 +201,7 @@ impl State {
     /// ring's in removal order, then the jobs' in submission order. A
     /// stable sort by arrival gives the trace's order (done by the caller,
     /// outside the state's lock).
-    pub fn trace(&self, since_ms: Option<i64>, until_ms: Option<i64>) -> Vec<pb::TraceRecord> {
+    pub fn trace(&self, since_ms: Option<i64>, until_ms: Option<i64>) -> Vec<HistoryRecord> {
         let wanted = |arrival: i64| {
             since_ms.is_none_or(|s| arrival >= s) && until_ms.is_none_or(|u| arrival < u)
         };
@@ -214,8 +214,8 @@ impl State {
         self.history
             .records()
             .filter(|r| wanted(r.arrival_ms))
-            .map(HistoryRecord::to_proto)
-            .chain(jobs.into_iter().map(|j| HistoryRecord::of(j).to_proto()))
+            .cloned()
+            .chain(jobs.into_iter().map(HistoryRecord::of))
             .collect()
     }
 

@@ -63,7 +63,11 @@ fn retention_moves_ended_jobs_into_the_history_and_the_trace_keeps_them() {
     );
 
     // The trace: the forgotten jobs and the live ones, by arrival once sorted.
-    let mut trace = s.trace(None, None);
+    let mut trace: Vec<_> = s
+        .trace(None, None)
+        .iter()
+        .map(HistoryRecord::to_proto)
+        .collect();
     trace.sort_by_key(|r| r.arrival_ms);
     assert_eq!(arrivals(&trace), [2_000, 3_000, 4_000, 5_000]);
     let states: Vec<_> = trace.iter().map(|r| r.outcome()).collect();
@@ -78,7 +82,9 @@ fn retention_moves_ended_jobs_into_the_history_and_the_trace_keeps_them() {
     );
     assert_eq!((trace[3].started_ms, trace[3].ended_ms), (7_000, 0));
     // Arrivals in since..until, since included, until not.
-    let mut window = s.trace(Some(3_000), Some(5_000));
+    let mut window: Vec<_> = (s.trace(Some(3_000), Some(5_000)).iter())
+        .map(HistoryRecord::to_proto)
+        .collect();
     window.sort_by_key(|r| r.arrival_ms);
     assert_eq!(arrivals(&window), [3_000, 4_000]);
 }
