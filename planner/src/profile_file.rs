@@ -164,17 +164,14 @@ pub fn apply_rates(profile: &mut Profile, file: &str, text: &str) -> Result<(), 
     Ok(())
 }
 
-/// `WIDTHxHEIGHT`, each 1..=16384.
+/// `WIDTHxHEIGHT` as every size is written (`spec::parse_size`), each
+/// side at least a pixel.
 fn parse_size(text: &str) -> Result<(u32, u32), String> {
-    let bad = || format!("{text:?}: write it as WIDTHxHEIGHT, e.g. 832x480");
-    let (w, h) = text.trim().split_once('x').ok_or_else(bad)?;
-    let side = |s: &str| {
-        s.trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=16_384).contains(n))
-    };
-    Ok((side(w).ok_or_else(bad)?, side(h).ok_or_else(bad)?))
+    let (width, height) = genfleet_scheduler::spec::parse_size(text.trim())?;
+    if width == 0 || height == 0 {
+        return Err(format!("{text:?}: a size of no pixels"));
+    }
+    Ok((width, height))
 }
 
 #[cfg(test)]
